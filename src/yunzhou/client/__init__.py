@@ -1,0 +1,31 @@
+"""Typed HTTP client for the Yunzhou API, used by the CLI, the console's tests and e2e tests."""
+
+from yunzhou.client.artifact import SKIPPED_NAMES, artifact_digest, build_artifact
+from yunzhou.client.config import (
+    DEFAULT_URL,
+    ClientConfig,
+    admin_token_path,
+    default_data_dir,
+    load_config,
+    read_admin_token,
+)
+from yunzhou.client.errors import ApiError, ClientError, ServerUnreachable, WaitTimeout
+from yunzhou.client.http import TERMINAL_ROLLOUT_STATES, YunzhouClient
+
+__all__ = [
+    "DEFAULT_URL",
+    "SKIPPED_NAMES",
+    "TERMINAL_ROLLOUT_STATES",
+    "ApiError",
+    "ClientConfig",
+    "ClientError",
+    "ServerUnreachable",
+    "WaitTimeout",
+    "YunzhouClient",
+    "admin_token_path",
+    "artifact_digest",
+    "build_artifact",
+    "default_data_dir",
+    "load_config",
+    "read_admin_token",
+]

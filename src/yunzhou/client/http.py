@@ -1,0 +1,359 @@
+"""YunzhouClient: one typed method per endpoint of docs/api.md. Returns the API's JSON as plain data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from yunzhou.client.artifact import build_artifact
+from yunzhou.client.config import DEFAULT_URL, ClientConfig, load_config
+from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, error_from_response
+
+API_PREFIX = "/api/v1"
+TERMINAL_ROLLOUT_STATES = frozenset({"succeeded", "failed", "superseded"})
+MAX_RETRY_AFTER = 10.0
+
+Json = dict[str, Any]
+ProgressCallback = Callable[[Json], None]
+
+
+def _segment(value: object) -> str:
+    """One path segment, escaped so that principals like ``user:a/b`` stay a single segment."""
+    return quote(str(value), safe="")
+
+
+class YunzhouClient:
+    """A synchronous client for the Yunzhou HTTP API (v1).
+
+    ``sleep`` and ``clock`` are injectable so that waiting and retrying can be tested without real time.
+    """
+
+    def __init__(
+        self,
+        url: str = DEFAULT_URL,
+        token: str | None = None,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        timeout: float = 30.0,
+        retries: int = 2,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.url = url.rstrip("/").removesuffix(API_PREFIX)
+        headers = {"Accept": "application/json", "User-Agent": "yunzhou-client"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = httpx.Client(
+            base_url=self.url + API_PREFIX, headers=headers, timeout=timeout, transport=transport
+        )
+        self._retries = retries
+        self._sleep = sleep
+        self._clock = clock
+
+    @classmethod
+    def from_config(cls, config: ClientConfig | None = None, **kwargs: Any) -> YunzhouClient:
+        """A client for ``config`` (default: from YUNZHOU_URL / YUNZHOU_TOKEN / the admin token file)."""
+        config = config or load_config()
+        return cls(config.url, config.token, **kwargs)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> YunzhouClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- transport -------------------------------------------------------------------------------
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self._http.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            raise ServerUnreachable(self.url, _connect_reason(exc)) from exc
+        except httpx.TimeoutException as exc:
+            raise ApiError(
+                0, "timeout", f"The Yunzhou server at {self.url} did not answer in time ({exc})"
+            ) from exc
+        except httpx.TransportError as exc:
+            message = f"Could not talk to the Yunzhou server at {self.url}: {exc}"
+            raise ApiError(0, "transport", message) from exc
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        attempts = self._retries + 1 if method == "GET" else 1  # only idempotent reads are retried
+        for attempt in range(attempts):
+            response = self._send(method, path, **kwargs)
+            if response.is_success:
+                return _json_or_none(response)
+            error = _error(response)
+            if error.status != 503 or attempt == attempts - 1:
+                raise error
+            self._sleep(min(error.retry_after or 1.0, MAX_RETRY_AFTER))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _items(self, path: str, params: dict[str, Any] | None = None) -> list[Json]:
+        body = self._request("GET", path, params=params)
+        items = body.get("items", []) if isinstance(body, dict) else []
+        return list(items)
+
+    @staticmethod
+    def _app_path(project: str, env: str, app: str) -> str:
+        return f"/projects/{_segment(project)}/environments/{_segment(env)}/apps/{_segment(app)}"
+
+    # -- server ----------------------------------------------------------------------------------
+
+    def healthz(self) -> Json:
+        result: Json = self._request("GET", "/healthz")
+        return result
+
+    def whoami(self) -> Json:
+        result: Json = self._request("GET", "/whoami")
+        return result
+
+    # -- projects and members --------------------------------------------------------------------
+
+    def create_project(self, name: str, display_name: str | None = None) -> Json:
+        body: Json = {"name": name}
+        if display_name is not None:
+            body["display_name"] = display_name
+        result: Json = self._request("POST", "/projects", json=body)
+        return result
+
+    def list_projects(self) -> list[Json]:
+        return self._items("/projects")
+
+    def get_project(self, name: str) -> Json:
+        result: Json = self._request("GET", f"/projects/{_segment(name)}")
+        return result
+
+    def delete_project(self, name: str, version: int | None = None) -> None:
+        params = {"version": version} if version is not None else None
+        self._request("DELETE", f"/projects/{_segment(name)}", params=params)
+
+    def list_members(self, project: str) -> list[Json]:
+        return self._items(f"/projects/{_segment(project)}/members")
+
+    def set_member(self, project: str, principal: str, role: str) -> Json:
+        path = f"/projects/{_segment(project)}/members/{_segment(principal)}"
+        result: Json = self._request("PUT", path, json={"role": role})
+        return result
+
+    def remove_member(self, project: str, principal: str) -> None:
+        self._request("DELETE", f"/projects/{_segment(project)}/members/{_segment(principal)}")
+
+    # -- environments ----------------------------------------------------------------------------
+
+    def create_environment(
+        self, project: str, name: str, target: str = "local", namespace: str | None = None
+    ) -> Json:
+        body: Json = {"name": name, "target": target}
+        if namespace is not None:
+            body["namespace"] = namespace
+        result: Json = self._request("POST", f"/projects/{_segment(project)}/environments", json=body)
+        return result
+
+    def list_environments(self, project: str) -> list[Json]:
+        return self._items(f"/projects/{_segment(project)}/environments")
+
+    def get_environment(self, project: str, env: str) -> Json:
+        result: Json = self._request("GET", f"/projects/{_segment(project)}/environments/{_segment(env)}")
+        return result
+
+    def delete_environment(self, project: str, env: str, version: int | None = None) -> None:
+        params = {"version": version} if version is not None else None
+        self._request("DELETE", f"/projects/{_segment(project)}/environments/{_segment(env)}", params=params)
+
+    # -- apps, deployments, releases, rollouts ---------------------------------------------------
+
+    def deploy(
+        self, project: str, env: str, score: Json, settings: Json | None = None, artifact: str | None = None
+    ) -> Json:
+        """Create a release from a parsed Score document; returns the Deployment {app, release, rollout}."""
+        path = f"/projects/{_segment(project)}/environments/{_segment(env)}/deployments"
+        body = {"score": score, "settings": settings, "artifact": artifact}
+        result: Json = self._request("POST", path, json=body)
+        return result
+
+    def list_apps(self, project: str, env: str) -> list[Json]:
+        return self._items(f"/projects/{_segment(project)}/environments/{_segment(env)}/apps")
+
+    def get_app(self, project: str, env: str, app: str) -> Json:
+        result: Json = self._request("GET", self._app_path(project, env, app))
+        return result
+
+    def remove_app(self, project: str, env: str, app: str) -> Json | None:
+        """Record the intent to remove the app (202); returns the response body when there is one."""
+        result: Json | None = self._request("DELETE", self._app_path(project, env, app))
+        return result
+
+    def scale(self, project: str, env: str, app: str, replicas: int, version: int | None = None) -> Json:
+        body: Json = {"replicas": replicas}
+        if version is not None:
+            body["version"] = version
+        result: Json = self._request("PUT", self._app_path(project, env, app) + "/replicas", json=body)
+        return result
+
+    def get_settings(self, project: str, env: str, app: str) -> Json:
+        """``{"settings": {...}, "version": N}``."""
+        result: Json = self._request("GET", self._app_path(project, env, app) + "/settings")
+        return result
+
+    def update_settings(
+        self, project: str, env: str, app: str, settings: Json, version: int | None = None
+    ) -> Json:
+        """PATCH a partial settings document; returns the Deployment of the new release."""
+        body: Json = {"settings": settings}
+        if version is not None:
+            body["version"] = version
+        result: Json = self._request("PATCH", self._app_path(project, env, app) + "/settings", json=body)
+        return result
+
+    def list_releases(self, project: str, env: str, app: str) -> list[Json]:
+        return self._items(self._app_path(project, env, app) + "/releases")
+
+    def get_release(self, project: str, env: str, app: str, number: int) -> Json:
+        path = self._app_path(project, env, app) + f"/releases/{int(number)}"
+        result: Json = self._request("GET", path)
+        return result
+
+    def rollback(self, project: str, env: str, app: str, to: int | None = None) -> Json:
+        """Roll back to release ``to`` (None: the release before the current one); returns a Deployment."""
+        result: Json = self._request("POST", self._app_path(project, env, app) + "/rollback", json={"to": to})
+        return result
+
+    def list_rollouts(self, project: str, env: str, app: str) -> list[Json]:
+        return self._items(self._app_path(project, env, app) + "/rollouts")
+
+    def get_rollout(self, project: str, env: str, app: str, rollout_id: str | int) -> Json:
+        path = self._app_path(project, env, app) + f"/rollouts/{_segment(rollout_id)}"
+        result: Json = self._request("GET", path)
+        return result
+
+    def wait_for_rollout(
+        self,
+        project: str,
+        env: str,
+        app: str,
+        rollout_id: str | int,
+        *,
+        timeout: float = 300.0,
+        interval: float = 1.0,
+        on_progress: ProgressCallback | None = None,
+    ) -> Json:
+        """Poll until the rollout is succeeded, failed or superseded and return it.
+
+        ``on_progress`` gets every polled state. Raises WaitTimeout when ``timeout`` seconds pass first.
+        """
+        deadline = self._clock() + timeout
+        while True:
+            rollout = self.get_rollout(project, env, app, rollout_id)
+            if on_progress is not None:
+                on_progress(rollout)
+            if rollout.get("state") in TERMINAL_ROLLOUT_STATES:
+                return rollout
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise WaitTimeout(rollout, timeout)
+            self._sleep(min(interval, remaining))
+
+    # -- artifacts -------------------------------------------------------------------------------
+
+    def upload_artifact(self, source_dir: Path) -> str:
+        """Archive ``source_dir`` deterministically, upload it and return its digest (``sha256:…``)."""
+        data = build_artifact(source_dir)
+        result = self._request(
+            "POST",
+            "/artifacts",
+            content=data,
+            headers={"Content-Type": "application/gzip"},
+            timeout=max(self._http.timeout.read or 0.0, 300.0),
+        )
+        return str(result["digest"])
+
+    # -- audit and tokens ------------------------------------------------------------------------
+
+    def list_audit(
+        self,
+        project: str | None = None,
+        actor: str | None = None,
+        action: str | None = None,
+        outcome: str | None = None,
+        limit: int = 100,
+        before_id: int | None = None,
+    ) -> list[Json]:
+        params = {
+            "project": project,
+            "actor": actor,
+            "action": action,
+            "outcome": outcome,
+            "limit": limit,
+            "before_id": before_id,
+        }
+        return self._items("/audit", {key: value for key, value in params.items() if value is not None})
+
+    def create_token(
+        self,
+        name: str,
+        scopes: list[str],
+        expires_in_seconds: int | None = None,
+        principal: str | None = None,
+    ) -> Json:
+        """Create a token; the secret (``token``) is in this response only."""
+        body: Json = {"name": name, "scopes": list(scopes), "expires_in_seconds": expires_in_seconds}
+        if principal is not None:
+            body["principal"] = principal
+        result: Json = self._request("POST", "/tokens", json=body)
+        return result
+
+    def list_tokens(self) -> list[Json]:
+        return self._items("/tokens")
+
+    def revoke_token(self, token_id: str) -> None:
+        self._request("DELETE", f"/tokens/{_segment(token_id)}")
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    if response.status_code == 204 or not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError as exc:
+        raise ApiError(
+            response.status_code,
+            "bad_response",
+            f"The server answered {response.request.method} {response.request.url.path} "
+            "with a body that is not JSON",
+            request_id=response.headers.get("X-Request-Id"),
+        ) from exc
+
+
+def _error(response: httpx.Response) -> ApiError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    request_id = response.headers.get("X-Request-Id")
+    error = error_from_response(response.status_code, body, response.text, request_id)
+    retry_after = response.headers.get("Retry-After")
+    if retry_after is not None:
+        try:
+            error.retry_after = max(0.0, float(retry_after))
+        except ValueError:
+            error.retry_after = None
+    return error
+
+
+def _connect_reason(exc: httpx.ConnectError) -> str:
+    text = str(exc).lower()
+    if "refused" in text or not text:
+        return "connection refused"
+    return str(exc)
