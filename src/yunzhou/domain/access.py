@@ -1,0 +1,96 @@
+"""Who may do what: token scopes, project roles and the permission each use-case needs."""
+
+from __future__ import annotations
+
+from enum import Enum, StrEnum
+
+from yunzhou.domain.errors import invalid
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    DEVELOPER = "developer"
+    MAINTAINER = "maintainer"
+    OWNER = "owner"
+
+    @property
+    def rank(self) -> int:
+        return _ROLE_ORDER.index(self)
+
+    def includes(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+
+_ROLE_ORDER = [Role.VIEWER, Role.DEVELOPER, Role.MAINTAINER, Role.OWNER]
+
+
+def parse_role(value: object, path: str = "role") -> Role:
+    try:
+        return Role(str(value))
+    except ValueError:
+        allowed = ", ".join(r.value for r in _ROLE_ORDER)
+        raise invalid(path, f"{value!r} is not a role; allowed: {allowed}") from None
+
+
+def parse_scopes(values: object, path: str = "scopes") -> frozenset[Scope]:
+    if not isinstance(values, list | tuple | set | frozenset) or not values:
+        raise invalid(path, "must be a non-empty list of: read, write, admin")
+    scopes: set[Scope] = set()
+    for i, v in enumerate(values):
+        try:
+            scopes.add(Scope(str(v)))
+        except ValueError:
+            raise invalid(f"{path}.{i}", f"{v!r} is not a scope; allowed: read, write, admin") from None
+    return frozenset(scopes)
+
+
+class Permission(Enum):
+    """A permission = the scope a token needs + the least project role (None: not project-scoped)."""
+
+    AUTHENTICATED = (Scope.READ, None)
+    PROJECT_CREATE = (Scope.WRITE, None)
+    PROJECT_READ = (Scope.READ, Role.VIEWER)
+    PROJECT_DELETE = (Scope.WRITE, Role.OWNER)
+    MEMBER_READ = (Scope.READ, Role.VIEWER)
+    MEMBER_WRITE = (Scope.WRITE, Role.OWNER)
+    ENV_READ = (Scope.READ, Role.VIEWER)
+    ENV_WRITE = (Scope.WRITE, Role.MAINTAINER)
+    APP_READ = (Scope.READ, Role.VIEWER)
+    APP_DEPLOY = (Scope.WRITE, Role.DEVELOPER)
+    APP_DELETE = (Scope.WRITE, Role.MAINTAINER)
+    ARTIFACT_UPLOAD = (Scope.WRITE, None)
+    AUDIT_READ = (Scope.READ, None)
+    TOKEN_SELF = (Scope.READ, None)
+    PLATFORM_ADMIN = (Scope.ADMIN, None)
+
+    @property
+    def scope(self) -> Scope:
+        return self.value[0]  # type: ignore[no-any-return]
+
+    @property
+    def role(self) -> Role | None:
+        return self.value[1]  # type: ignore[no-any-return]
+
+
+def scope_allows(scopes: frozenset[Scope], needed: Scope) -> bool:
+    """admin implies write implies read."""
+    if Scope.ADMIN in scopes:
+        return True
+    if needed is Scope.READ:
+        return bool(scopes & {Scope.READ, Scope.WRITE})
+    return needed in scopes
+
+
+def may(scopes: frozenset[Scope], role: Role | None, permission: Permission) -> bool:
+    """The whole rule, in one place: what the authorization matrix tests check."""
+    if not scope_allows(scopes, permission.scope):
+        return False
+    if Scope.ADMIN in scopes or permission.role is None:
+        return True
+    return role is not None and role.includes(permission.role)

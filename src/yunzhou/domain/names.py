@@ -1,0 +1,82 @@
+"""Names and addresses: projects, environments and apps are RFC 1123 DNS labels."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from yunzhou.domain.errors import FieldProblem, UserError, invalid
+
+DNS_LABEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+DNS_LABEL_RULE = (
+    "must be a DNS label: 1-63 characters of a-z, 0-9 and '-', starting and ending with a letter or digit"
+)
+
+
+def label_problem(value: object) -> str | None:
+    """Why ``value`` is not a DNS label, or None when it is one."""
+    if not isinstance(value, str):
+        return f"must be a string; {DNS_LABEL_RULE}"
+    if DNS_LABEL_RE.match(value):
+        return None
+    return f"{value!r} {DNS_LABEL_RULE}"
+
+
+def check_label(value: object, path: str) -> str:
+    problem = label_problem(value)
+    if problem is not None:
+        raise invalid(path, problem)
+    assert isinstance(value, str)
+    return value
+
+
+@dataclass(frozen=True, order=True)
+class EnvAddress:
+    project: str
+    env: str
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.env}"
+
+
+@dataclass(frozen=True, order=True)
+class AppAddress:
+    project: str
+    env: str
+    app: str
+
+    @property
+    def env_address(self) -> EnvAddress:
+        return EnvAddress(self.project, self.env)
+
+    def __str__(self) -> str:
+        return f"{self.project}/{self.env}/{self.app}"
+
+
+def _split(text: str, parts: int, what: str, example: str) -> list[str]:
+    pieces = text.split("/")
+    if len(pieces) != parts:
+        raise invalid(what, f"{text!r} is not an address of the form {example}")
+    problems = [
+        FieldProblem(f"{what}.{part}", msg)
+        for part, piece in zip(("project", "env", "app"), pieces, strict=False)
+        if (msg := label_problem(piece)) is not None
+    ]
+    if problems:
+        raise UserError(f"{what}: {text!r} is not a valid address ({example})", problems=problems)
+    return pieces
+
+
+def parse_env_address(text: str) -> EnvAddress:
+    project, env = _split(text, 2, "environment", "PROJECT/ENV, e.g. shop/dev")
+    return EnvAddress(project, env)
+
+
+def parse_app_address(text: str) -> AppAddress:
+    project, env, app = _split(text, 3, "app", "PROJECT/ENV/APP, e.g. shop/dev/orders")
+    return AppAddress(project, env, app)
+
+
+def default_host(app: str, env: str, project: str, base_domain: str) -> str:
+    """The internal name every app gets: ``{app}.{env}.{project}.{base_domain}``."""
+    return f"{app}.{env}.{project}.{base_domain}"

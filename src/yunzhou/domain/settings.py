@@ -1,0 +1,244 @@
+"""Platform settings: what Score does not say (replicas, rollout strategy, routes).
+
+They live in ``yunzhou.yaml`` beside ``score.yaml``::
+
+    replicas: 2
+    rollout: {strategy: rolling, maxSurge: 1, maxUnavailable: 0}
+    routes:
+      - {host: orders.example.test, path: /, port: web}
+    environments:
+      prod: {replicas: 3}
+
+``environments.<env>`` is deep-merged over the rest for that environment. A release stores the
+*effective* settings (overrides applied, defaults filled in), so it is self-contained.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from yunzhou.domain.errors import FieldProblem, UserError
+
+MAX_REPLICAS = 1000
+_HOST_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+_PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
+_TOP_KEYS = ("replicas", "rollout", "routes", "environments")
+_ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
+_ROUTE_KEYS = ("host", "path", "port")
+STRATEGIES = ("rolling",)
+
+
+@dataclass(frozen=True)
+class RolloutStrategy:
+    strategy: str = "rolling"
+    max_surge: int | str = 1
+    max_unavailable: int | str = 0
+
+    def resolve(self, replicas: int) -> tuple[int, int]:
+        """(maxSurge, maxUnavailable) as counts; Kubernetes rounds surge up, unavailable down."""
+        surge = _scale(self.max_surge, replicas, round_up=True)
+        unavailable = _scale(self.max_unavailable, replicas, round_up=False)
+        if surge == 0 and unavailable == 0:
+            surge = 1
+        return surge, unavailable
+
+
+def _scale(value: int | str, replicas: int, *, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    pct = int(value.rstrip("%"))
+    whole, rest = divmod(pct * replicas, 100)
+    return whole + (1 if round_up and rest else 0)
+
+
+@dataclass(frozen=True)
+class Route:
+    host: str
+    path: str = "/"
+    port: str | int | None = None
+
+
+@dataclass(frozen=True)
+class PlatformSettings:
+    replicas: int | None = None
+    rollout: RolloutStrategy = field(default_factory=RolloutStrategy)
+    routes: tuple[Route, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.replicas is not None:
+            out["replicas"] = self.replicas
+        out["rollout"] = {
+            "strategy": self.rollout.strategy,
+            "maxSurge": self.rollout.max_surge,
+            "maxUnavailable": self.rollout.max_unavailable,
+        }
+        out["routes"] = [
+            {k: v for k, v in (("host", r.host), ("path", r.path), ("port", r.port)) if v is not None}
+            for r in self.routes
+        ]
+        return out
+
+
+def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; anything else in ``over`` replaces what ``base`` had."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def for_environment(doc: Mapping[str, Any] | None, env: str) -> dict[str, Any]:
+    """The settings document with ``environments.<env>`` applied and the environments map dropped."""
+    if not doc:
+        return {}
+    base = {k: v for k, v in doc.items() if k != "environments"}
+    overrides = doc.get("environments") or {}
+    if isinstance(overrides, Mapping) and isinstance(overrides.get(env), Mapping):
+        return deep_merge(base, overrides[env])
+    return base
+
+
+def _unknown(doc: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> list[FieldProblem]:
+    return [
+        FieldProblem(f"{prefix}{key}", f"unknown field {key!r}; allowed: {', '.join(allowed)}")
+        for key in doc
+        if key not in allowed
+    ]
+
+
+def _count_or_percent(value: object, path: str, problems: list[FieldProblem]) -> int | str | None:
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and 0 <= value <= MAX_REPLICAS)
+        or (isinstance(value, str) and _PERCENT_RE.match(value))
+    ):
+        problems.append(FieldProblem(path, f"must be an integer 0-{MAX_REPLICAS} or a percentage like '25%'"))
+        return None
+    return value
+
+
+def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
+    """Validate a settings document (collecting every problem) and return the effective settings."""
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, Mapping):
+        raise UserError("settings are invalid", problems=[FieldProblem("settings", "must be a mapping")])
+    problems = _unknown(doc, _TOP_KEYS, "settings.")
+    envs = doc.get("environments")
+    if envs is not None and not (
+        isinstance(envs, Mapping) and all(isinstance(v, Mapping) for v in envs.values())
+    ):
+        problems.append(FieldProblem("settings.environments", "must map environment names to settings"))
+    elif isinstance(envs, Mapping):
+        for name, over in envs.items():
+            problems += _unknown(
+                over, tuple(k for k in _TOP_KEYS if k != "environments"), f"settings.environments.{name}."
+            )
+    effective = (
+        for_environment(doc, env)
+        if env and not problems
+        else {k: v for k, v in doc.items() if k != "environments"}
+    )
+
+    replicas = effective.get("replicas")
+    if replicas is not None and (
+        isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS
+    ):
+        problems.append(FieldProblem("settings.replicas", f"must be an integer 0-{MAX_REPLICAS}"))
+
+    rollout = RolloutStrategy()
+    raw_rollout = effective.get("rollout")
+    if raw_rollout is not None:
+        if not isinstance(raw_rollout, Mapping):
+            problems.append(
+                FieldProblem("settings.rollout", "must be a mapping with strategy, maxSurge, maxUnavailable")
+            )
+        else:
+            problems += _unknown(raw_rollout, _ROLLOUT_KEYS, "settings.rollout.")
+            strategy = raw_rollout.get("strategy", "rolling")
+            if strategy not in STRATEGIES:
+                problems.append(
+                    FieldProblem(
+                        "settings.rollout.strategy",
+                        f"{strategy!r} is not supported; allowed: {', '.join(STRATEGIES)}",
+                    )
+                )
+            surge = _count_or_percent(raw_rollout.get("maxSurge", 1), "settings.rollout.maxSurge", problems)
+            unavail = _count_or_percent(
+                raw_rollout.get("maxUnavailable", 0), "settings.rollout.maxUnavailable", problems
+            )
+            if surge is not None and unavail is not None:
+                if surge in (0, "0%") and unavail in (0, "0%"):
+                    problems.append(
+                        FieldProblem("settings.rollout", "maxSurge and maxUnavailable cannot both be 0")
+                    )
+                rollout = RolloutStrategy(str(strategy), surge, unavail)
+
+    routes: list[Route] = []
+    raw_routes = effective.get("routes")
+    if raw_routes is not None:
+        if not isinstance(raw_routes, list):
+            problems.append(FieldProblem("settings.routes", "must be a list of {host, path, port}"))
+        else:
+            for i, raw in enumerate(raw_routes):
+                routes += _parse_route(raw, f"settings.routes.{i}", problems)
+            seen: set[tuple[str, str]] = set()
+            for i, r in enumerate(routes):
+                if (r.host, r.path) in seen:
+                    problems.append(FieldProblem(f"settings.routes.{i}", f"duplicate route {r.host}{r.path}"))
+                seen.add((r.host, r.path))
+    if problems:
+        raise UserError("settings are invalid", problems=problems)
+    return PlatformSettings(replicas=replicas, rollout=rollout, routes=tuple(routes))
+
+
+def _parse_route(raw: object, path: str, problems: list[FieldProblem]) -> list[Route]:
+    if not isinstance(raw, Mapping):
+        problems.append(FieldProblem(path, "must be a mapping with host, path, port"))
+        return []
+    before = len(problems)
+    problems += _unknown(raw, _ROUTE_KEYS, f"{path}.")
+    host = raw.get("host")
+    if not isinstance(host, str) or not _HOST_RE.match(host):
+        problems.append(
+            FieldProblem(f"{path}.host", "required: a lower-case DNS name such as orders.example.test")
+        )
+    route_path = raw.get("path", "/")
+    if (
+        not isinstance(route_path, str)
+        or not route_path.startswith("/")
+        or any(c in route_path for c in " ?#")
+    ):
+        problems.append(
+            FieldProblem(f"{path}.path", "must be a URL path starting with '/' (no spaces, '?' or '#')")
+        )
+    port = raw.get("port")
+    if port is not None and (
+        isinstance(port, bool)
+        or not ((isinstance(port, int) and 1 <= port <= 65535) or (isinstance(port, str) and port))
+    ):
+        problems.append(FieldProblem(f"{path}.port", "must be a service port name or an integer 1-65535"))
+    if len(problems) > before:
+        return []
+    return [Route(host=str(host), path=str(route_path), port=port)]
+
+
+def set_dotted(doc: dict[str, Any], dotted: str, value: Any) -> None:
+    """``set_dotted(d, "rollout.maxSurge", 2)`` — how the CLI's key=value pairs become a partial document."""
+    keys = dotted.split(".")
+    cur = doc
+    for key in keys[:-1]:
+        nxt = cur.get(key)
+        if not isinstance(nxt, dict):
+            nxt = cur[key] = {}
+        cur = nxt
+    cur[keys[-1]] = value
