@@ -1,0 +1,62 @@
+"""The root ``yunzhou`` command: wires the command groups and turns expected errors into exit codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from yunzhou.cli import admin, apps, deploy, server
+from yunzhou.cli.common import (
+    EXPECTED_ERRORS,
+    PANEL_SETUP,
+    CliState,
+    render_error,
+    state_of,
+)
+from yunzhou.cli.environments import env_app
+from yunzhou.cli.projects import project_app
+
+
+class YunzhouGroup(TyperGroup):
+    """Expected errors end as a message on stderr and exit code 1, never as a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except EXPECTED_ERRORS as exc:
+            state = ctx.obj if isinstance(ctx.obj, CliState) else None
+            render_error(exc, state)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    name="yunzhou",
+    cls=YunzhouGroup,
+    help="Yunzhou (云舟): deploy, scale and govern apps described by Score files.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+
+
+@app.callback()
+def root(ctx: typer.Context) -> None:
+    """Yunzhou (云舟): deploy, scale and govern apps described by Score files.
+
+    The server is YUNZHOU_URL (default http://127.0.0.1:7070); the token is YUNZHOU_TOKEN, else the
+    admin-token file in the data dir (YUNZHOU_DATA_DIR, default .yunzhou).
+    """
+    ctx.call_on_close(state_of(ctx).close)
+
+
+app.add_typer(project_app, name="project", rich_help_panel=PANEL_SETUP)
+app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
+deploy.register(app)
+apps.register(app)
+admin.register(app)
+server.register(app)
+
+
+def main() -> None:
+    app()

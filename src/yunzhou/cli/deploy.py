@@ -1,0 +1,149 @@
+"""``yunzhou deploy`` and ``yunzhou settings …``: new releases from a Score file or settings changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from yunzhou.cli.common import (
+    PANEL_APPS,
+    AppArg,
+    EnvArg,
+    ShowFormat,
+    ShowOutput,
+    app_hint,
+    connect,
+    dump_yaml,
+    env_hint,
+    note,
+    print_object,
+    say,
+)
+from yunzhou.cli.documents import (
+    Assignment,
+    apply_overrides,
+    default_settings_path,
+    load_yaml_file,
+    nested,
+    parse_assignment,
+    select_environment,
+)
+from yunzhou.cli.progress import TimeoutOption, WaitOption, follow_rollout
+from yunzhou.domain.errors import UserError
+from yunzhou.domain.names import AppAddress
+
+Json = dict[str, Any]
+settings_app = typer.Typer(help="Show or change an app's platform settings.", no_args_is_help=True)
+
+
+def _assignments(ctx: typer.Context, values: list[str], option: str) -> list[Assignment]:
+    try:
+        return [parse_assignment(value) for value in values]
+    except UserError as exc:
+        raise typer.BadParameter(str(exc), ctx=ctx, param_hint=option) from None
+
+
+def release_line(address: object, deployment: Json) -> str:
+    """``shop/dev/orders as release 3``."""
+    app = deployment.get("app") or {}
+    release = deployment.get("release") or {}
+    return f"{app.get('address') or address} as release {release.get('number', '?')}"
+
+
+def deploy(
+    ctx: typer.Context,
+    address: EnvArg,
+    score_file: Annotated[
+        Path,
+        typer.Option("--file", "-f", exists=True, dir_okay=False, help="The app's Score file (score.yaml)."),
+    ],
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings",
+            exists=True,
+            dir_okay=False,
+            help="Platform settings; default: yunzhou.yaml beside -f.",
+        ),
+    ] = None,
+    env_name: Annotated[
+        str | None,
+        typer.Option("--env-name", help="Use this environments.<NAME> block of the settings file."),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--source", exists=True, file_okay=False, help="Upload this directory as the artifact."),
+    ] = None,
+    overrides: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Override a setting: key=value, dotted keys (rollout.maxSurge=2)."),
+    ] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = 300.0,
+) -> None:
+    """Deploy a Score file to PROJECT/ENV as a new release."""
+    assignments = _assignments(ctx, overrides or [], "--set")
+    score = load_yaml_file(score_file, "Score file")
+    settings_path = settings_file or default_settings_path(score_file)
+    settings: Json | None = None
+    if settings_path is not None:
+        settings = load_yaml_file(settings_path, "settings file", required=False)
+        if env_name is not None and env_name != address.env:
+            settings = select_environment(settings, address.env, env_name)
+    elif env_name is not None:
+        raise UserError(f"--env-name {env_name} needs a settings file (--settings or yunzhou.yaml beside -f)")
+    if assignments:
+        settings = apply_overrides(settings or {}, assignments, address.env)
+    client = connect(ctx, not_found=env_hint(address))
+    artifact: str | None = None
+    if source is not None:
+        artifact = client.upload_artifact(source)
+        note(f"Uploaded {source} as {artifact}")
+    deployment = client.deploy(address.project, address.env, score, settings, artifact)
+    say(f"Deployed {release_line(address, deployment)}")
+    app_name = (deployment.get("app") or {}).get("name")
+    if wait and app_name:
+        follow_rollout(
+            client, AppAddress(address.project, address.env, app_name), deployment.get("rollout"), timeout
+        )
+
+
+@settings_app.command("show")
+def show(ctx: typer.Context, address: AppArg, output: ShowOutput = ShowFormat.text) -> None:
+    """The app's current platform settings."""
+    result = connect(ctx, not_found=app_hint(address)).get_settings(address.project, address.env, address.app)
+
+    def render() -> None:
+        typer.echo(f"# settings of {address}, version {result.get('version')}")
+        typer.echo(dump_yaml(result.get("settings") or {}), nl=False)
+
+    print_object(result, output, render)
+
+
+@settings_app.command("set")
+def set_(
+    ctx: typer.Context,
+    address: AppArg,
+    assignments: Annotated[
+        list[str], typer.Argument(metavar="KEY=VALUE...", help="e.g. replicas=3 rollout.maxSurge=2")
+    ],
+    version: Annotated[
+        int | None, typer.Option("--version", help="Only if the settings version is this one (else 409).")
+    ] = None,
+    wait: WaitOption = False,
+    timeout: TimeoutOption = 300.0,
+) -> None:
+    """Change settings (a partial update); makes a new release."""
+    partial = nested(_assignments(ctx, assignments, "KEY=VALUE"))
+    client = connect(ctx, not_found=app_hint(address))
+    deployment = client.update_settings(address.project, address.env, address.app, partial, version)
+    say(f"Updated settings of {release_line(address, deployment)}")
+    if wait:
+        follow_rollout(client, address, deployment.get("rollout"), timeout)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("deploy", no_args_is_help=True, rich_help_panel=PANEL_APPS)(deploy)
+    app.add_typer(settings_app, name="settings", rich_help_panel=PANEL_APPS)

@@ -1,0 +1,76 @@
+"""``yunzhou server`` and ``yunzhou up``: run the control plane on this machine (blocks until stopped)."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from yunzhou.cli.common import PANEL_SERVER, CommandFailed
+from yunzhou.client import default_data_dir
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="YUNZHOU_DATA_DIR", file_okay=False, help="Default: .yunzhou here."),
+]
+ApiHostOption = Annotated[
+    str, typer.Option("--api-host", envvar="YUNZHOU_API_HOST", help="Address the API and console listen on.")
+]
+ApiPortOption = Annotated[
+    int, typer.Option("--api-port", envvar="YUNZHOU_API_PORT", min=1, max=65535, help="API and console port.")
+]
+RouterPortOption = Annotated[
+    int, typer.Option("--router-port", envvar="YUNZHOU_ROUTER_PORT", min=1, max=65535, help="Router port.")
+]
+
+
+def _data_dir(value: Path | None) -> Path:
+    return (value if value is not None else default_data_dir({})).resolve()
+
+
+def _server_module_missing(exc: ModuleNotFoundError) -> CommandFailed:
+    return CommandFailed(f"this installation of yunzhou has no server ({exc})")
+
+
+def server(
+    data_dir: DataDirOption = None,
+    api_host: ApiHostOption = "127.0.0.1",
+    api_port: ApiPortOption = 7070,
+    router_port: RouterPortOption = 8080,
+) -> None:
+    """Run the control plane: API + console, reconcilers and the local router."""
+    try:
+        from yunzhou.server import run_server
+    except ModuleNotFoundError as exc:
+        if exc.name != "yunzhou.server":
+            raise
+        raise _server_module_missing(exc) from None
+    run_server(data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port)
+
+
+def up(
+    data_dir: DataDirOption = None,
+    api_host: ApiHostOption = "127.0.0.1",
+    api_port: ApiPortOption = 7070,
+    router_port: RouterPortOption = 8080,
+) -> None:
+    """Run the control plane and bring up the examples: the quickest way to a working Yunzhou."""
+    # Through importlib: run_up is being written alongside this command and may not exist yet.
+    try:
+        server_module = importlib.import_module("yunzhou.server")
+    except ModuleNotFoundError as exc:
+        if exc.name != "yunzhou.server":
+            raise
+        raise _server_module_missing(exc) from None
+    if not hasattr(server_module, "run_up"):
+        raise CommandFailed("`yunzhou up` is not available in this build; run `yunzhou server` instead")
+    server_module.run_up(
+        data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("server", rich_help_panel=PANEL_SERVER)(server)
+    app.command("up", rich_help_panel=PANEL_SERVER)(up)
