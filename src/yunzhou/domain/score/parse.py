@@ -1,0 +1,545 @@
+"""``parse_score``: check a Score document (JSON data) against score.dev/v1b1 and build the Workload.
+
+Every problem is collected (not only the first) with the dotted path of the field. On top of the
+schema, three things the schema cannot say are checked, as score-go's loader does: placeholders must be
+resolvable (``${resources.X...}`` names a declared resource), ``before`` names other containers without
+cycles, and the deprecated list form of files/volumes gives each entry a distinct ``target`` (it becomes
+the key of the map form).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, TypeVar
+
+from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.score import placeholders, rules
+from yunzhou.domain.score.model import (
+    Container,
+    ContainerDependency,
+    ContainerResources,
+    ExecProbe,
+    File,
+    FrozenMap,
+    HttpHeader,
+    HttpProbe,
+    JSONValue,
+    Metadata,
+    Probe,
+    Resource,
+    ResourceLimits,
+    Service,
+    ServicePort,
+    Volume,
+    Workload,
+)
+from yunzhou.domain.score.paths import at
+
+_T = TypeVar("_T")
+
+_WORKLOAD_FIELDS = ("apiVersion", "metadata", "service", "containers", "resources")
+_CONTAINER_FIELDS = (
+    "image", "command", "args", "variables", "files", "volumes", "resources",
+    "livenessProbe", "readinessProbe", "before",
+)  # fmt: skip
+_FILE_FIELDS = ("target", "mode", "source", "content", "binaryContent", "noExpand")
+_FILE_SOURCES = ("content", "binaryContent", "source")
+_VOLUME_FIELDS = ("source", "path", "target", "readOnly")
+_PORT_FIELDS = ("port", "protocol", "targetPort")
+_RESOURCE_FIELDS = ("type", "class", "id", "metadata", "params")
+_HTTP_FIELDS = ("host", "scheme", "path", "port", "httpHeaders")
+MAX_DEPTH = 64
+
+
+def parse_score(doc: object) -> Workload:
+    """Validate a parsed Score document and return the Workload; raise UserError listing every problem."""
+    parser = _Parser()
+    workload = parser.workload(doc)
+    if parser.problems:
+        raise UserError("Score file is invalid", problems=parser.problems)
+    return workload
+
+
+def kind(value: object) -> str:
+    """The JSON name of a value's type, for messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    names = {int: "integer", float: "number", str: "string", list: "list", dict: "mapping"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 60 else value[:57] + "...")
+
+
+def _as_int(value: object) -> int | None:
+    """JSON Schema's integer: a number with no fractional part (80.0 counts), never a boolean."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _find_cycle(graph: Mapping[str, list[str]]) -> list[str] | None:
+    """One cycle of ``graph`` as ``[a, b, ..., a]``, or None; nodes are visited in insertion order."""
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in graph.get(node, []):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)) is not None:
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for start in graph:
+        if start not in state and (cycle := visit(start)) is not None:
+            return cycle
+    return None
+
+
+class _Parser:
+    def __init__(self) -> None:
+        self.problems: list[FieldProblem] = []
+        self.resolver = placeholders.Resolver(None, set())
+        self.waits_for: dict[str, list[str]] = {}  # container -> containers in its `before`
+        self.resource_refs: dict[str, list[str]] = {}  # resource -> resources its params refer to
+
+    def add(self, path: str, message: str) -> None:
+        self.problems.append(FieldProblem(path, message))
+
+    # -- shapes -------------------------------------------------------------------------------------
+
+    def mapping(
+        self, value: object, path: str, fields: tuple[str, ...] | None, required: tuple[str, ...] = ()
+    ) -> dict[Any, object] | None:
+        if not isinstance(value, dict):
+            self.add(path, f"must be a mapping (got {kind(value)})")
+            return None
+        for key in value:
+            if not isinstance(key, str):
+                self.add(path, f"keys must be strings (got {kind(key)} {key!r}; quote it)")
+            elif fields is not None and key not in fields:
+                self.add(at(path, key), f"unknown field {key!r}; allowed: {', '.join(fields)}")
+        for key in required:
+            if key not in value:
+                self.add(at(path, key), "required")
+        return value
+
+    def items(self, value: dict[Any, object]) -> Iterator[tuple[str, object]]:
+        return ((k, v) for k, v in value.items() if isinstance(k, str))
+
+    def field(
+        self, raw: dict[Any, object], key: str, path: str, parse: Callable[[object, str], _T], default: _T
+    ) -> _T:
+        return parse(raw[key], at(path, key)) if key in raw else default
+
+    def string(self, value: object, path: str, *, non_empty: bool = False) -> str | None:
+        if not isinstance(value, str):
+            self.add(path, f"must be a string (got {kind(value)})")
+            return None
+        if non_empty and not value:
+            self.add(path, "must not be empty")
+            return None
+        return value
+
+    def non_empty(self, value: object, path: str) -> str | None:
+        return self.string(value, path, non_empty=True)
+
+    def rule(self, ok: Callable[[str], bool], rule: str) -> Callable[[object, str], str | None]:
+        """A field parser for strings that must satisfy ``ok``."""
+        return lambda value, path: self.matching(value, path, ok, rule)
+
+    def matching(self, value: object, path: str, ok: Callable[[str], bool], rule: str) -> str | None:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            self.add(path, f"must be a string (got {kind(value)}; quote it): {rule}")
+            return None
+        text = self.string(value, path)
+        if text is not None and not ok(text):
+            self.add(path, f"{rule} (got {_show(text)})")
+            return None
+        return text
+
+    def choice(self, value: object, path: str, choices: tuple[str, ...]) -> Any:
+        if value not in choices or not isinstance(value, str):
+            shown = _show(value) if isinstance(value, str) else kind(value)
+            self.add(path, f"must be one of: {', '.join(choices)} (got {shown})")
+            return None
+        return value
+
+    def boolean(self, value: object, path: str) -> bool | None:
+        if not isinstance(value, bool):
+            self.add(path, f"must be true or false (got {kind(value)})")
+            return None
+        return value
+
+    def port(self, value: object, path: str) -> int:
+        number = _as_int(value)
+        if number is None or not 1 <= number <= 65535:
+            got = repr(value) if number is not None else kind(value)
+            self.add(path, f"{rules.PORT_RULE} (got {got})")
+            return 0
+        return number
+
+    def strings(self, value: object, path: str, *, expand: bool = False) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            self.add(path, f"must be a list of strings (got {kind(value)})")
+            return ()
+        out = []
+        for index, item in enumerate(value):
+            text = self.string(item, at(path, index))
+            if text is not None:
+                out.append(text)
+                if expand:
+                    self.check_placeholders(text, at(path, index))
+        return tuple(out)
+
+    def named(self, value: object, path: str, what: str) -> Iterator[tuple[str, object, str]]:
+        """Entries of a mapping keyed by Score names (containers, ports, resources, before)."""
+        raw = self.mapping(value, path, None)
+        for name, item in self.items(raw or {}):
+            if not rules.is_name(name):
+                self.add(at(path, name), f"{what} name {rules.NAME_RULE} (got {_show(name)})")
+            yield name, item, at(path, name)
+
+    def json(self, value: object, path: str, depth: int = 0) -> JSONValue:
+        if depth > MAX_DEPTH:
+            self.add(path, f"is nested more than {MAX_DEPTH} levels deep")
+            return None
+        if value is None or isinstance(value, str | bool | int):
+            return value
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                self.add(path, f"must be a finite number (got {value!r})")
+            return value
+        if isinstance(value, list):
+            return tuple(self.json(v, at(path, i), depth + 1) for i, v in enumerate(value))
+        if isinstance(value, dict):
+            self.mapping(value, path, None)
+            return FrozenMap((k, self.json(v, at(path, k), depth + 1)) for k, v in self.items(value))
+        self.add(
+            path, f"must be JSON data: a string, number, boolean, null, list or mapping (got {kind(value)})"
+        )
+        return None
+
+    def check_placeholders(self, text: str, path: str) -> None:
+        placeholders.check(text, path, self.resolver, self.problems)
+
+    # -- the workload -------------------------------------------------------------------------------
+
+    def workload(self, doc: object) -> Workload:
+        raw = self.mapping(doc, "", _WORKLOAD_FIELDS, ("apiVersion", "metadata", "containers"))
+        if raw is None:
+            return Workload(metadata=Metadata(name=""), containers={})
+        api_version = self.field(raw, "apiVersion", "", self.api_version, "")
+        before = len(self.problems)
+        metadata = self.field(raw, "metadata", "", self.metadata, Metadata(name=""))
+        metadata_ok = "metadata" in raw and len(self.problems) == before
+        declared = raw.get("resources")
+        names = {k for k in declared if isinstance(k, str)} if isinstance(declared, dict) else set()
+        self.resolver = placeholders.Resolver(metadata.to_dict() if metadata_ok else None, names)
+        service = self.field(raw, "service", "", self.service, None)
+        containers: dict[str, Container] = self.field(raw, "containers", "", self.containers, {})
+        resources: dict[str, Resource] = self.field(raw, "resources", "", self.resources, {})
+        self.check_before(containers)
+        self.check_resource_cycles()
+        return Workload(
+            api_version=api_version,
+            metadata=metadata,
+            service=service,
+            containers=containers,
+            resources=resources,
+        )
+
+    def api_version(self, value: object, path: str) -> str:
+        if value not in rules.API_VERSIONS or not isinstance(value, str):
+            self.add(path, f"must be {' or '.join(map(repr, rules.API_VERSIONS))}")
+            return ""
+        return value
+
+    def metadata(self, value: object, path: str) -> Metadata:
+        raw = self.mapping(value, path, None, ("name",))
+        if raw is None:
+            return Metadata(name="")
+        name = self.field(raw, "name", path, self.name, "")
+        annotations: dict[str, str] = self.field(raw, "annotations", path, self.annotations, {})
+        extra = {k: self.json(v, at(path, k)) for k, v in self.items(raw) if k not in ("name", "annotations")}
+        return Metadata(name=name, annotations=annotations, extra=extra)
+
+    def name(self, value: object, path: str) -> str:
+        return self.matching(value, path, rules.is_name, rules.NAME_RULE) or ""
+
+    def annotations(self, value: object, path: str) -> dict[str, str]:
+        out = {}
+        for key, item in self.items(self.mapping(value, path, None) or {}):
+            if not rules.is_annotation_key(key):
+                self.add(at(path, key), f"{rules.ANNOTATION_KEY_RULE} (got {_show(key)})")
+            text = self.string(item, at(path, key))
+            if text is not None:
+                out[key] = text
+        return out
+
+    def service(self, value: object, path: str) -> Service:
+        raw = self.mapping(value, path, ("ports",))
+        ports: dict[str, ServicePort] = {}
+        if raw is not None and "ports" in raw:
+            for name, item, item_path in self.named(raw["ports"], at(path, "ports"), "port"):
+                ports[name] = self.service_port(item, item_path)
+        return Service(ports=ports)
+
+    def service_port(self, value: object, path: str) -> ServicePort:
+        raw = self.mapping(value, path, _PORT_FIELDS, ("port",))
+        if raw is None:
+            return ServicePort(port=0)
+        return ServicePort(
+            port=self.field(raw, "port", path, self.port, 0),
+            protocol=self.field(raw, "protocol", path, lambda v, p: self.choice(v, p, rules.PROTOCOLS), None),
+            target_port=self.field(raw, "targetPort", path, self.port, None),
+        )
+
+    def containers(self, value: object, path: str) -> dict[str, Container]:
+        if isinstance(value, dict) and not value:
+            self.add(path, "must declare at least one container")
+        return {name: self.container(item, p, name) for name, item, p in self.named(value, path, "container")}
+
+    def resources(self, value: object, path: str) -> dict[str, Resource]:
+        return {name: self.resource(item, p, name) for name, item, p in self.named(value, path, "resource")}
+
+    # -- containers ---------------------------------------------------------------------------------
+
+    def container(self, value: object, path: str, name: str) -> Container:
+        raw = self.mapping(value, path, _CONTAINER_FIELDS, ("image",))
+        if raw is None:
+            return Container(image="")
+        expanded = lambda v, p: self.strings(v, p, expand=True)  # noqa: E731
+        probe = self.probe
+        return Container(
+            image=self.field(raw, "image", path, self.non_empty, None) or "",
+            command=self.field(raw, "command", path, expanded, None),
+            args=self.field(raw, "args", path, expanded, None),
+            variables=self.field(raw, "variables", path, self.variables, {}),
+            files=self.field(raw, "files", path, lambda v, p: self.mounts(v, p, self.file, 1), {}),
+            volumes=self.field(raw, "volumes", path, lambda v, p: self.mounts(v, p, self.volume, 0), {}),
+            resources=self.field(raw, "resources", path, self.container_resources, ContainerResources()),
+            liveness_probe=self.field(raw, "livenessProbe", path, probe, None),
+            readiness_probe=self.field(raw, "readinessProbe", path, probe, None),
+            before=self.field(raw, "before", path, lambda v, p: self.before(v, p, name), {}),
+        )
+
+    def variables(self, value: object, path: str) -> dict[str, str]:
+        out = {}
+        for key, item in self.items(self.mapping(value, path, None) or {}):
+            if not key or "=" in key:
+                self.add(at(path, key), f"{rules.VARIABLE_NAME_RULE} (got {_show(key)})")
+            text = self.string(item, at(path, key))
+            if text is not None:
+                out[key] = text
+                self.check_placeholders(text, at(path, key))
+        return out
+
+    def mounts(
+        self, value: object, path: str, parse: Callable[[dict[Any, object], str], _T], min_target: int
+    ) -> dict[str, _T]:
+        """Files or volumes: the map form (target → entry) or the deprecated list form (with ``target``)."""
+        out: dict[str, _T] = {}
+        if isinstance(value, list):
+            seen: dict[str, str] = {}
+            for index, item in enumerate(value):
+                item_path = at(path, index)
+                raw = self.mapping(item, item_path, None)
+                if raw is None:
+                    continue
+                entry = parse(raw, item_path)
+                if "target" not in raw:
+                    self.add(at(item_path, "target"), "required in the list form (it becomes the map key)")
+                    continue
+                target = self.string(raw["target"], at(item_path, "target"), non_empty=min_target > 0)
+                if target is None:
+                    continue
+                if target in seen:
+                    self.add(at(item_path, "target"), f"{target!r} is already mounted by {seen[target]}")
+                    continue
+                seen[target] = item_path
+                out[target] = entry
+        elif isinstance(value, dict):
+            for target, item in self.items(self.mapping(value, path, None) or {}):
+                item_path = at(path, target)
+                raw = self.mapping(item, item_path, None)
+                if raw is None:
+                    continue
+                if "target" in raw:
+                    self.add(at(item_path, "target"), "not allowed in the map form: the key is the target")
+                out[target] = parse(raw, item_path)
+        else:
+            self.add(path, f"must be a mapping of target path to entry, or a list (got {kind(value)})")
+        return out
+
+    def file(self, raw: dict[Any, object], path: str) -> File:
+        self.mapping(raw, path, _FILE_FIELDS)
+        given = [k for k in _FILE_SOURCES if k in raw]
+        if len(given) != 1:
+            which = "none" if not given else " and ".join(given)
+            self.add(path, f"needs exactly one of content, binaryContent or source (got {which})")
+        no_expand = self.field(raw, "noExpand", path, self.boolean, None)
+        content = self.field(raw, "content", path, self.string, None)
+        if content is not None and no_expand is not True:
+            self.check_placeholders(content, at(path, "content"))
+        return File(
+            mode=self.field(raw, "mode", path, self.rule(rules.is_mode, rules.MODE_RULE), None),
+            source=self.field(raw, "source", path, self.non_empty, None),
+            content=content,
+            binary_content=self.field(raw, "binaryContent", path, self.string, None),
+            no_expand=no_expand,
+        )
+
+    def volume(self, raw: dict[Any, object], path: str) -> Volume:
+        self.mapping(raw, path, _VOLUME_FIELDS, ("source",))
+        source = self.field(raw, "source", path, self.string, None)
+        if source is not None:
+            self.check_placeholders(source, at(path, "source"))
+        return Volume(
+            source=source or "",
+            path=self.field(raw, "path", path, self.string, None),
+            read_only=self.field(raw, "readOnly", path, self.boolean, None),
+        )
+
+    def container_resources(self, value: object, path: str) -> ContainerResources:
+        raw = self.mapping(value, path, ("limits", "requests"))
+        if raw is None:
+            return ContainerResources()
+        return ContainerResources(
+            limits=self.field(raw, "limits", path, self.limits, None),
+            requests=self.field(raw, "requests", path, self.limits, None),
+        )
+
+    def limits(self, value: object, path: str) -> ResourceLimits:
+        raw = self.mapping(value, path, ("cpu", "memory")) or {}
+        return ResourceLimits(
+            cpu=self.field(raw, "cpu", path, self.rule(rules.is_cpu, rules.CPU_RULE), None),
+            memory=self.field(raw, "memory", path, self.rule(rules.is_memory, rules.MEMORY_RULE), None),
+        )
+
+    def probe(self, value: object, path: str) -> Probe:
+        raw = self.mapping(value, path, ("httpGet", "exec"))
+        if raw is None:
+            return Probe()
+        if "httpGet" not in raw and "exec" not in raw:
+            self.add(path, "needs httpGet or exec (or both)")
+        return Probe(
+            http_get=self.field(raw, "httpGet", path, self.http_probe, None),
+            exec=self.field(raw, "exec", path, self.exec_probe, None),
+        )
+
+    def http_probe(self, value: object, path: str) -> HttpProbe:
+        raw = self.mapping(value, path, _HTTP_FIELDS, ("port", "path"))
+        if raw is None:
+            return HttpProbe(port=0, path="")
+        return HttpProbe(
+            port=self.field(raw, "port", path, self.port, 0),
+            path=self.field(raw, "path", path, self.string, None) or "",
+            host=self.field(raw, "host", path, self.non_empty, None),
+            scheme=self.field(raw, "scheme", path, lambda v, p: self.choice(v, p, rules.SCHEMES), None),
+            headers=self.field(raw, "httpHeaders", path, self.headers, ()),
+        )
+
+    def headers(self, value: object, path: str) -> tuple[HttpHeader, ...]:
+        if not isinstance(value, list):
+            self.add(path, f"must be a list of {{name, value}} mappings (got {kind(value)})")
+            return ()
+        out = []
+        for index, item in enumerate(value):
+            item_path = at(path, index)
+            raw = self.mapping(item, item_path, ("name", "value"), ("name", "value"))
+            if raw is None:
+                continue
+            header_name = self.field(
+                raw, "name", item_path, self.rule(rules.is_header_name, rules.HEADER_NAME_RULE), None
+            )
+            header_value = self.field(raw, "value", item_path, self.non_empty, None)
+            out.append(HttpHeader(name=header_name or "", value=header_value or ""))
+        return tuple(out)
+
+    def exec_probe(self, value: object, path: str) -> ExecProbe:
+        raw = self.mapping(value, path, ("command",), ("command",)) or {}
+        return ExecProbe(command=self.field(raw, "command", path, self.strings, ()))
+
+    def before(self, value: object, path: str, container: str) -> dict[str, ContainerDependency]:
+        out = {}
+        waits = self.waits_for.setdefault(container, [])
+        for name, item, item_path in self.named(value, path, "container"):
+            waits.append(name)
+            raw = self.mapping(item, item_path, ("ready",), ("ready",)) or {}
+            ready = self.field(
+                raw, "ready", item_path, lambda v, p: self.choice(v, p, rules.READY_STATES), None
+            )
+            out[name] = ContainerDependency(ready=ready or "started")
+        return out
+
+    def check_before(self, containers: Mapping[str, Container]) -> None:
+        graph: dict[str, list[str]] = {}
+        for name, waits in self.waits_for.items():
+            for other in waits:
+                path = at(at(at("containers", name), "before"), other)
+                if other == name:
+                    self.add(path, "a container cannot wait for itself")
+                elif other not in containers:
+                    self.add(path, f"no container named {other!r} in this workload")
+                else:
+                    graph.setdefault(name, []).append(other)
+        if cycle := _find_cycle(graph):
+            self.add(
+                at(at("containers", cycle[0]), "before"),
+                f"containers wait for each other: {' → '.join(cycle)}",
+            )
+
+    # -- resources ----------------------------------------------------------------------------------
+
+    def resource(self, value: object, path: str, name: str) -> Resource:
+        raw = self.mapping(value, path, _RESOURCE_FIELDS, ("type",))
+        if raw is None:
+            return Resource(type="")
+        type_rule = self.rule(rules.is_resource_type, rules.RESOURCE_TYPE_RULE)
+        return Resource(
+            type=self.field(raw, "type", path, type_rule, None) or "",
+            class_=self.field(raw, "class", path, type_rule, None),
+            id=self.field(raw, "id", path, self.rule(rules.is_resource_id, rules.RESOURCE_ID_RULE), None),
+            metadata=self.field(raw, "metadata", path, self.resource_metadata, None),
+            params=self.field(raw, "params", path, lambda v, p: self.params(v, p, name), None),
+        )
+
+    def resource_metadata(self, value: object, path: str) -> Mapping[str, JSONValue]:
+        raw = self.mapping(value, path, None) or {}
+        if "annotations" in raw:
+            self.annotations(raw["annotations"], at(path, "annotations"))
+        return FrozenMap((k, self.json(v, at(path, k))) for k, v in self.items(raw))
+
+    def params(self, value: object, path: str, resource: str) -> Mapping[str, JSONValue]:
+        raw = self.mapping(value, path, None) or {}
+        frozen = FrozenMap((k, self.json(v, at(path, k))) for k, v in self.items(raw))
+        refs = self.resource_refs.setdefault(resource, [])
+        for text_path, text in placeholders.strings_in(frozen, path):
+            self.check_placeholders(text, text_path)
+            for ref in placeholders.references_in(text):
+                parts = placeholders.split_reference(ref)
+                if parts[0] == "resources" and len(parts) > 1 and parts[1] in self.resolver.resource_names:
+                    if parts[1] == resource:
+                        self.add(text_path, f"resource {resource!r} cannot use its own outputs in its params")
+                    else:
+                        refs.append(parts[1])
+        return frozen
+
+    def check_resource_cycles(self) -> None:
+        if cycle := _find_cycle(self.resource_refs):
+            message = f"resources use each other's outputs in a cycle: {' → '.join(cycle)}"
+            self.add(at(at("resources", cycle[0]), "params"), message)
