@@ -1,0 +1,139 @@
+"""Admin API on its own loopback port: ``PUT/GET /config``, ``GET /healthz``, ``GET /metrics``.
+
+Plain HTTP/1.1 with keep-alive, parsed with httptools like the proxy; requests are tiny and rare, so
+bodies are collected whole (up to ``MAX_BODY_BYTES``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any, cast
+
+import httptools
+
+from yunzhou.domain.errors import Conflict, FieldProblem, UserError, YunzhouError
+from yunzhou.router.http import simple_response
+from yunzhou.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+if TYPE_CHECKING:
+    from yunzhou.router.server import Router
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_JSON = b"application/json"
+
+
+def _json(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+
+
+def error_document(exc: YunzhouError) -> dict[str, Any]:
+    """The API's error shape, so the control plane reads router errors like its own."""
+    return {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "problems": [{"path": p.path, "message": p.message} for p in exc.problems],
+        }
+    }
+
+
+class AdminConnection(asyncio.Protocol):
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.url = b""
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.too_large = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._send(400, _json({"error": {"code": "bad_request", "message": f"malformed request: {exc}"}}))
+            self._close()
+
+    def on_message_begin(self) -> None:
+        self.url = b""
+        self.body = []
+        self.body_size = 0
+        self.too_large = False
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+
+    def on_body(self, body: bytes) -> None:
+        self.body_size += len(body)
+        if self.body_size > MAX_BODY_BYTES:
+            self.too_large = True
+            self.body = []
+        elif not self.too_large:
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        method = self.parser.get_method().decode("ascii")
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        keep_alive = self.parser.should_keep_alive()
+        if self.too_large:
+            message = f"request body larger than {MAX_BODY_BYTES} bytes"
+            status, body, ctype = 413, _json({"error": {"code": "too_large", "message": message}}), _JSON
+        else:
+            status, body, ctype = self.handle(method, path, b"".join(self.body))
+        self._send(status, body, ctype, keep_alive=keep_alive)
+        if not keep_alive:
+            self._close()
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes, bytes]:
+        router = self.router
+        routes = {"/config": ("GET", "PUT"), "/healthz": ("GET",), "/metrics": ("GET",)}
+        allowed = routes.get(path)
+        if allowed is None:
+            message = f"no admin endpoint {path!r}; try /config, /healthz or /metrics"
+            return 404, _json({"error": {"code": "not_found", "message": message}}), _JSON
+        if method not in allowed:
+            message = f"{method} is not allowed on {path}; use {' or '.join(allowed)}"
+            return 405, _json({"error": {"code": "method_not_allowed", "message": message}}), _JSON
+        if path == "/healthz":
+            doc = {
+                "status": "draining" if router.draining else "ok",
+                "config_version": router.table.snapshot.version,
+            }
+            return (503 if router.draining else 200), _json(doc), _JSON
+        if path == "/metrics":
+            return 200, router.metrics.render().encode("utf-8"), METRICS_CONTENT_TYPE.encode("ascii")
+        if method == "GET":
+            return 200, _json(router.table.snapshot.to_json()), _JSON
+        return self._put_config(body)
+
+    def _put_config(self, body: bytes) -> tuple[int, bytes, bytes]:
+        router = self.router
+        try:
+            try:
+                doc = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise UserError(
+                    f"the body is not valid JSON: {exc}", problems=[FieldProblem("", "not valid JSON")]
+                ) from None
+            applied = router.apply_config(doc)
+        except Conflict as exc:
+            router.metrics.config_rejected += 1
+            return 409, _json(error_document(exc)), _JSON
+        except UserError as exc:
+            router.metrics.config_rejected += 1
+            router.log.warning("config snapshot refused: %s", exc.message)
+            return 422, _json(error_document(exc)), _JSON
+        doc = {"version": router.table.snapshot.version, "applied": applied}
+        return 200, _json(doc), _JSON
+
+    def _send(self, status: int, body: bytes, ctype: bytes = _JSON, *, keep_alive: bool = True) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(simple_response(status, body, content_type=ctype, keep_alive=keep_alive))
+
+    def _close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()

@@ -1,0 +1,309 @@
+"""The router's configuration: a versioned snapshot, its validation, and the routing table built from it.
+
+A snapshot arrives as JSON from the control plane (``PUT /config``) or a file (``--config``). It is parsed
+into frozen dataclasses here; any problem raises a ``UserError`` whose ``problems`` name the field, so the
+admin API can answer 422 and keep the active snapshot.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from yunzhou.domain.errors import FieldProblem, UserError
+
+_HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_APP_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_BACKEND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_SNAPSHOT_KEYS = frozenset({"version", "routes"})
+_ROUTE_KEYS = frozenset({"host", "path_prefix", "app", "backends"})
+_BACKEND_KEYS = frozenset({"id", "address", "release"})
+MAX_ROUTES = 10_000
+MAX_BACKENDS_PER_ROUTE = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class Backend:
+    """One ready instance of an app: where to connect and which release it runs."""
+
+    id: str
+    address: str
+    host: str
+    port: int
+    release: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "address": self.address, "release": self.release}
+
+
+@dataclass(slots=True)
+class Route:
+    """Requests for ``host`` whose path starts (segment-wise) with ``path_prefix`` go to ``app``."""
+
+    host: str
+    path_prefix: str
+    app: str
+    backends: tuple[Backend, ...]
+    # Round-robin position; lives with the snapshot, so a new snapshot starts from its first backend.
+    next_index: int = field(default=0, compare=False)
+
+    def pick_order(self) -> list[Backend]:
+        """Backends in the order to try them: round-robin start, then the rest as fall-through."""
+        count = len(self.backends)
+        if count <= 1:
+            return list(self.backends)
+        start = self.next_index % count
+        self.next_index = start + 1
+        return [*self.backends[start:], *self.backends[:start]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "host": self.host,
+            "path_prefix": self.path_prefix,
+            "app": self.app,
+            "backends": [b.to_json() for b in self.backends],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    version: int
+    routes: tuple[Route, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": self.version, "routes": [r.to_json() for r in self.routes]}
+
+    def backend_addresses(self) -> set[tuple[str, int]]:
+        return {(b.host, b.port) for r in self.routes for b in r.backends}
+
+
+EMPTY_SNAPSHOT = Snapshot(version=0, routes=())
+
+
+class _Problems:
+    """Collects every problem in a document so one 422 names them all."""
+
+    def __init__(self) -> None:
+        self.items: list[FieldProblem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.items.append(FieldProblem(path, message))
+
+    def raise_if_any(self) -> None:
+        if not self.items:
+            return
+        first = self.items[0]
+        more = f" (and {len(self.items) - 1} more)" if len(self.items) > 1 else ""
+        raise UserError(f"invalid config snapshot: {first}{more}", problems=list(self.items))
+
+
+def _non_negative_int(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    return None
+
+
+def _unknown_keys(doc: dict[str, Any], allowed: frozenset[str], path: str, problems: _Problems) -> None:
+    for key in sorted(set(doc) - allowed):
+        where = f"{path}.{key}" if path else str(key)
+        problems.add(where, f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
+
+
+def normalize_host(value: str) -> str:
+    """Lower-case a host name and drop a trailing dot, as matching does for the Host header."""
+    return value.lower().rstrip(".")
+
+
+def _check_host(value: object, path: str, problems: _Problems) -> str | None:
+    if not isinstance(value, str) or not value:
+        problems.add(path, "must be a non-empty host name such as 'orders.dev.shop.localhost'")
+        return None
+    host = normalize_host(value)
+    labels = host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL_RE.match(label) for label in labels):
+        problems.add(path, f"{value!r} is not a host name (dot-separated labels of a-z, 0-9 and '-')")
+        return None
+    return host
+
+
+def _check_path_prefix(value: object, path: str, problems: _Problems) -> str | None:
+    if not isinstance(value, str) or not value.startswith("/"):
+        problems.add(path, "must be a string starting with '/'")
+        return None
+    if any(ch in value for ch in "?# \t\r\n") or len(value) > 2048:
+        problems.add(path, f"{value!r} must be a plain path without query, fragment or whitespace")
+        return None
+    return value
+
+
+def _check_app(value: object, path: str, problems: _Problems) -> str | None:
+    parts = value.split("/") if isinstance(value, str) else []
+    if len(parts) != 3 or not all(_APP_PART_RE.match(p) for p in parts):
+        problems.add(path, f"{value!r} is not an app address PROJECT/ENV/APP of DNS labels")
+        return None
+    assert isinstance(value, str)
+    return value
+
+
+def parse_address(value: object) -> tuple[str, int] | None:
+    """``'127.0.0.1:41001'`` or ``'[::1]:41001'`` → (ip, port); None when it is not such an address."""
+    if not isinstance(value, str):
+        return None
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit() or len(port_text) > 5:
+        return None
+    port = int(port_text)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        version = 6
+    else:
+        version = 4
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    if ip.version != version or not 0 < port < 65536:
+        return None
+    return str(ip), port
+
+
+def _check_backend(doc: object, path: str, problems: _Problems) -> Backend | None:
+    if not isinstance(doc, dict):
+        problems.add(path, "must be an object with id, address and release")
+        return None
+    _unknown_keys(doc, _BACKEND_KEYS, path, problems)
+    ok = True
+    backend_id = doc.get("id")
+    if not isinstance(backend_id, str) or not _BACKEND_ID_RE.match(backend_id):
+        problems.add(f"{path}.id", "must be a non-empty string of letters, digits and '._:-' (max 128)")
+        ok = False
+    address = doc.get("address")
+    parsed = parse_address(address)
+    if parsed is None:
+        problems.add(f"{path}.address", f"{address!r} is not IP:PORT (e.g. '127.0.0.1:41001' or '[::1]:80')")
+        ok = False
+    release = _non_negative_int(doc.get("release"))
+    if release is None:
+        problems.add(f"{path}.release", "must be an integer >= 0")
+        ok = False
+    if not ok or parsed is None or release is None:
+        return None
+    assert isinstance(backend_id, str)
+    assert isinstance(address, str)
+    return Backend(id=backend_id, address=address, host=parsed[0], port=parsed[1], release=release)
+
+
+def _check_route(doc: object, path: str, problems: _Problems) -> Route | None:
+    if not isinstance(doc, dict):
+        problems.add(path, "must be an object with host, path_prefix, app and backends")
+        return None
+    _unknown_keys(doc, _ROUTE_KEYS, path, problems)
+    host = _check_host(doc.get("host"), f"{path}.host", problems)
+    prefix = _check_path_prefix(doc.get("path_prefix", "/"), f"{path}.path_prefix", problems)
+    app = _check_app(doc.get("app"), f"{path}.app", problems)
+    raw_backends = doc.get("backends")
+    backends: list[Backend] = []
+    if not isinstance(raw_backends, list):
+        problems.add(f"{path}.backends", "must be a list (empty when the app has no ready instances)")
+    elif len(raw_backends) > MAX_BACKENDS_PER_ROUTE:
+        problems.add(f"{path}.backends", f"at most {MAX_BACKENDS_PER_ROUTE} backends per route")
+    else:
+        seen: set[str] = set()
+        for i, raw in enumerate(raw_backends):
+            backend = _check_backend(raw, f"{path}.backends[{i}]", problems)
+            if backend is None:
+                continue
+            if backend.id in seen:
+                problems.add(f"{path}.backends[{i}].id", f"duplicate backend id {backend.id!r}")
+            seen.add(backend.id)
+            backends.append(backend)
+    if host is None or prefix is None or app is None:
+        return None
+    return Route(host=host, path_prefix=prefix, app=app, backends=tuple(backends))
+
+
+def parse_snapshot(doc: object) -> Snapshot:
+    """Validate a decoded JSON snapshot. Raises ``UserError`` naming every bad field."""
+    problems = _Problems()
+    if not isinstance(doc, dict):
+        problems.add("", "the snapshot must be a JSON object with 'version' and 'routes'")
+        problems.raise_if_any()
+    assert isinstance(doc, dict)
+    _unknown_keys(doc, _SNAPSHOT_KEYS, "", problems)
+    version = _non_negative_int(doc.get("version"))
+    if version is None:
+        problems.add("version", "must be an integer >= 0")
+    raw_routes = doc.get("routes")
+    routes: list[Route] = []
+    if not isinstance(raw_routes, list):
+        problems.add("routes", "must be a list of routes")
+    elif len(raw_routes) > MAX_ROUTES:
+        problems.add("routes", f"at most {MAX_ROUTES} routes")
+    else:
+        seen: dict[tuple[str, str], int] = {}
+        for i, raw in enumerate(raw_routes):
+            route = _check_route(raw, f"routes[{i}]", problems)
+            if route is None:
+                continue
+            key = (route.host, route.path_prefix.rstrip("/") or "/")
+            if key in seen:
+                problems.add(
+                    f"routes[{i}]",
+                    f"host {route.host!r} with path_prefix {route.path_prefix!r} "
+                    f"is already routed by routes[{seen[key]}]",
+                )
+            seen[key] = i
+            routes.append(route)
+    problems.raise_if_any()
+    assert isinstance(version, int)
+    return Snapshot(version=version, routes=tuple(routes))
+
+
+def host_from_header(value: bytes) -> str:
+    """The host part of a Host header value, lower-cased, without port or trailing dot."""
+    text = value.decode("latin-1").strip().lower()
+    if text.startswith("["):
+        end = text.find("]")
+        return text[: end + 1] if end > 0 else text
+    host = text.partition(":")[0]
+    return host.rstrip(".")
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    # Segment-wise, like Kubernetes Ingress pathType Prefix: '/api' matches '/api' and '/api/x', not '/apix'.
+    if prefix == "/":
+        return True
+    trimmed = prefix.rstrip("/")
+    if not path.startswith(trimmed):
+        return False
+    return len(path) == len(trimmed) or path[len(trimmed)] == "/"
+
+
+class RoutingTable:
+    """Host → routes (longest prefix first), built once per snapshot and swapped by one assignment."""
+
+    __slots__ = ("_by_host", "snapshot")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        by_host: dict[str, list[Route]] = {}
+        for route in snapshot.routes:
+            by_host.setdefault(route.host, []).append(route)
+        for routes in by_host.values():
+            routes.sort(key=lambda r: len(r.path_prefix.rstrip("/")), reverse=True)
+        self._by_host = by_host
+
+    def has_host(self, host: str) -> bool:
+        return host in self._by_host
+
+    def match(self, host: str, path: str) -> Route | None:
+        """The route for a request; None when the host is unknown or no prefix matches the path."""
+        routes = self._by_host.get(host)
+        if routes is None:
+            return None
+        for route in routes:
+            if _prefix_matches(route.path_prefix, path):
+                return route
+        return None

@@ -1,0 +1,169 @@
+"""Per-app request metrics, rendered in the Prometheus text exposition format (version 0.0.4).
+
+Kept in plain dicts and lists: the hot path does one dict lookup, one bisect and a few increments.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+
+
+@dataclass(slots=True)
+class SeriesStats:
+    """Requests of one (app, release): counts by status class and a latency histogram."""
+
+    by_class: list[int] = field(default_factory=lambda: [0] * len(STATUS_CLASSES))
+    buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+    count: int = 0
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _labels(**labels: str) -> str:
+    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items()) + "}"
+
+
+def _number(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
+
+
+class RouterMetrics:
+    def __init__(self) -> None:
+        self.series: dict[tuple[str, int | None], SeriesStats] = {}
+        self.in_flight: dict[str, int] = {}
+        self.connect_failures: dict[tuple[str, str], int] = {}
+        self.unrouted: int = 0
+        self.config_version: int = 0
+        self.config_applied: int = 0
+        self.config_rejected: int = 0
+        self.client_connections: int = 0
+        self.upstream_connections: int = 0
+
+    def request_started(self, app: str) -> None:
+        self.in_flight[app] = self.in_flight.get(app, 0) + 1
+
+    def request_finished(self, app: str, release: int | None, status: int, seconds: float) -> None:
+        self.in_flight[app] -= 1
+        key = (app, release)
+        stats = self.series.get(key)
+        if stats is None:
+            stats = self.series[key] = SeriesStats()
+        index = status // 100 - 1
+        if 0 <= index < len(STATUS_CLASSES):
+            stats.by_class[index] += 1
+        stats.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        stats.latency_sum += seconds
+        stats.count += 1
+
+    def connect_failed(self, app: str, backend_id: str) -> None:
+        key = (app, backend_id)
+        self.connect_failures[key] = self.connect_failures.get(key, 0) + 1
+
+    def render(self) -> str:
+        lines: list[str] = []
+
+        def header(name: str, kind: str, text: str) -> None:
+            lines.append(f"# HELP {name} {text}")
+            lines.append(f"# TYPE {name} {kind}")
+
+        header(
+            "yunzhou_router_requests_total", "counter", "Proxied requests by app, release and status class."
+        )
+        ordered = sorted(self.series.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1))
+        for (app, release), stats in ordered:
+            rel = "" if release is None else str(release)
+            for cls, value in zip(STATUS_CLASSES, stats.by_class, strict=True):
+                if value or cls != "1xx":
+                    lines.append(
+                        f"yunzhou_router_requests_total{_labels(app=app, release=rel, code=cls)} {value}"
+                    )
+
+        name = "yunzhou_router_request_duration_seconds"
+        header(name, "histogram", "Time from request headers to the end of the response, by app and release.")
+        for (app, release), stats in ordered:
+            rel = "" if release is None else str(release)
+            cumulative = 0
+            for bound, value in zip((*LATENCY_BUCKETS, float("inf")), stats.buckets, strict=True):
+                cumulative += value
+                le = "+Inf" if bound == float("inf") else _number(bound)
+                lines.append(f"{name}_bucket{_labels(app=app, release=rel, le=le)} {cumulative}")
+            lines.append(f"{name}_sum{_labels(app=app, release=rel)} {stats.latency_sum!r}")
+            lines.append(f"{name}_count{_labels(app=app, release=rel)} {stats.count}")
+
+        header("yunzhou_router_requests_in_flight", "gauge", "Requests being proxied now, by app.")
+        for app, value in sorted(self.in_flight.items()):
+            lines.append(f"yunzhou_router_requests_in_flight{_labels(app=app)} {value}")
+
+        header(
+            "yunzhou_router_upstream_connect_failures_total",
+            "counter",
+            "Failed connection attempts to a backend, by app and backend id.",
+        )
+        for (app, backend_id), value in sorted(self.connect_failures.items()):
+            labels = _labels(app=app, backend=backend_id)
+            lines.append(f"yunzhou_router_upstream_connect_failures_total{labels} {value}")
+
+        gauges: list[tuple[str, str, str, float]] = [
+            (
+                "yunzhou_router_unrouted_requests_total",
+                "counter",
+                "Requests answered 404: no route.",
+                self.unrouted,
+            ),
+            (
+                "yunzhou_router_config_version",
+                "gauge",
+                "Version of the active config snapshot.",
+                self.config_version,
+            ),
+            ("yunzhou_router_config_applied_total", "counter", "Snapshots applied.", self.config_applied),
+            (
+                "yunzhou_router_config_rejected_total",
+                "counter",
+                "Snapshots refused (409/422).",
+                self.config_rejected,
+            ),
+            (
+                "yunzhou_router_client_connections",
+                "gauge",
+                "Open client connections.",
+                self.client_connections,
+            ),
+            (
+                "yunzhou_router_upstream_connections",
+                "gauge",
+                "Open backend connections.",
+                self.upstream_connections,
+            ),
+        ]
+        for metric, kind, text, number in gauges:
+            header(metric, kind, text)
+            lines.append(f"{metric} {_number(number)}")
+        return "\n".join(lines) + "\n"

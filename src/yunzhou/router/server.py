@@ -1,0 +1,230 @@
+"""The router process: listeners, the active routing table, housekeeping and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from yunzhou.domain.errors import Conflict
+from yunzhou.router.accesslog import AccessLog
+from yunzhou.router.admin import AdminConnection
+from yunzhou.router.config import EMPTY_SNAPSHOT, Backend, RoutingTable, parse_snapshot
+from yunzhou.router.http import RequestIds
+from yunzhou.router.metrics import RouterMetrics
+from yunzhou.router.proxy import ClientConnection
+from yunzhou.router.upstream import Pools
+
+if TYPE_CHECKING:
+    from yunzhou.router.exchange import Exchange
+
+log = logging.getLogger("yunzhou.router")
+_CONNECT_LOG_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    listen: tuple[str, int] = ("127.0.0.1", 8080)
+    admin: tuple[str, int] = ("127.0.0.1", 8081)
+    config_file: Path | None = None
+    access_log: str | None = None
+    ready_file: Path | None = None
+    upstream_timeout: float = 60.0  # no response byte from the backend for this long → 504
+    connect_timeout: float = 5.0  # per backend; a timed-out connect falls through to the next one
+    client_idle_timeout: float = 60.0  # keep-alive client connections with no request are closed
+    pool_idle_timeout: float = 4.0  # below common backend keep-alive timeouts (uvicorn: 5 s)
+    grace: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
+
+
+class Router:
+    """State shared by every connection of one router process."""
+
+    def __init__(self, settings: Settings, loop: asyncio.AbstractEventLoop) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.log = log
+        self.table = RoutingTable(EMPTY_SNAPSHOT)
+        self.configured = False
+        self.pools = Pools(self)
+        self.metrics = RouterMetrics()
+        self.request_ids = RequestIds()
+        self.access_log = AccessLog(settings.access_log, loop) if settings.access_log else None
+        self.clients: set[ClientConnection] = set()
+        self.draining = False
+        self.drained = asyncio.Event()
+        self._connect_logged: dict[str, float] = {}
+
+    # configuration ---------------------------------------------------------------------------
+    def apply_config(self, doc: Any) -> bool:
+        """Validate and swap in a snapshot. True when it changed the active one, False when idempotent.
+
+        Raises ``UserError`` (malformed) or ``Conflict`` (stale or reused version); the active snapshot
+        stays as it was in both cases.
+        """
+        snapshot = parse_snapshot(doc)
+        active = self.table.snapshot
+        if self.configured and snapshot.version < active.version:
+            raise Conflict(
+                f"config version {snapshot.version} is older than the active version {active.version}"
+            )
+        if self.configured and snapshot.version == active.version:
+            if snapshot.to_json() == active.to_json():
+                return False
+            raise Conflict(
+                f"config version {snapshot.version} is already active with different content; "
+                "bump the version for a new snapshot"
+            )
+        # One assignment: a request routes with either the old table or the new one, never a mix.
+        self.table = RoutingTable(snapshot)
+        self.configured = True
+        self.pools.keep_only(snapshot.backend_addresses())
+        self.metrics.config_version = snapshot.version
+        self.metrics.config_applied += 1
+        backends = sum(len(r.backends) for r in snapshot.routes)
+        log.info(
+            "config version %d applied: %d routes, %d backends",
+            snapshot.version,
+            len(snapshot.routes),
+            backends,
+        )
+        return True
+
+    # connection bookkeeping -----------------------------------------------------------------
+    def client_opened(self, client: ClientConnection) -> None:
+        self.clients.add(client)
+        self.metrics.client_connections += 1
+
+    def client_closed(self, client: ClientConnection) -> None:
+        self.clients.discard(client)
+        self.metrics.client_connections -= 1
+        if self.draining and not self.clients:
+            self.drained.set()
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        duration = time.perf_counter() - exchange.started_at
+        backend = exchange.backend
+        release = backend.release if backend is not None else None
+        if exchange.app is not None:
+            self.metrics.request_finished(exchange.app, release, exchange.status, duration)
+        if self.access_log is not None:
+            self.access_log.record(
+                app=exchange.app,
+                backend_id=backend.id if backend is not None else None,
+                release=release,
+                method=exchange.method,
+                host=exchange.host,
+                path=exchange.path,
+                status=exchange.status,
+                bytes_sent=exchange.bytes_sent,
+                duration_s=duration,
+                request_id=exchange.request_id,
+            )
+
+    def connect_failed(self, app: str, backend: Backend, exc: BaseException) -> None:
+        self.metrics.connect_failed(app, backend.id)
+        now = self.loop.time()
+        if now - self._connect_logged.get(backend.id, -1e9) >= _CONNECT_LOG_EVERY_S:
+            self._connect_logged[backend.id] = now
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
+            log.warning(
+                "connect to backend %s (%s) of %s failed: %s", backend.id, backend.address, app, reason
+            )
+
+    def log_upstream_error(self, exchange: Exchange, status: int, message: str) -> None:
+        log.warning(
+            "%d for %s %s (request %s): %s",
+            status,
+            exchange.host,
+            exchange.path,
+            exchange.request_id,
+            message,
+        )
+
+    def protocol_error(self, status: int, message: str) -> None:
+        log.debug("refused a client request with %d: %s", status, message)
+
+    # housekeeping and shutdown ----------------------------------------------------------------
+    def sweep(self) -> None:
+        now = self.loop.time()
+        idle_before = now - self.settings.client_idle_timeout
+        for client in list(self.clients):
+            if client.is_idle() and client.last_activity < idle_before:
+                client.close()
+        self.pools.close_idle(older_than=now - self.settings.pool_idle_timeout)
+
+    def begin_drain(self) -> None:
+        self.draining = True
+        for client in list(self.clients):
+            if client.is_idle():
+                client.close()
+        self.pools.close_idle()
+        if not self.clients:
+            self.drained.set()
+
+    def abort_remaining(self) -> None:
+        for client in list(self.clients):
+            client.abort()
+
+
+def _write_ready_file(path: Path, listen: tuple[str, int], admin: tuple[str, int]) -> None:
+    def address(host: str, port: int) -> str:
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+    doc = {"pid": os.getpid(), "listen": address(*listen), "admin": address(*admin)}
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(doc), encoding="utf-8")
+    tmp.replace(path)  # readers never see a half-written file
+
+
+async def serve(settings: Settings) -> int:
+    """Run the router until SIGTERM/SIGINT; returns the process exit code."""
+    loop = asyncio.get_running_loop()
+    router = Router(settings, loop)
+    if settings.config_file is not None:
+        doc = json.loads(settings.config_file.read_text(encoding="utf-8"))
+        router.apply_config(doc)
+    proxy_server = await loop.create_server(
+        lambda: ClientConnection(router), settings.listen[0], settings.listen[1], backlog=2048
+    )
+    admin_server = await loop.create_server(
+        lambda: AdminConnection(router), settings.admin[0], settings.admin[1]
+    )
+    listen = proxy_server.sockets[0].getsockname()[:2]
+    admin = admin_server.sockets[0].getsockname()[:2]
+    log.info("listening on %s:%d, admin on %s:%d", listen[0], listen[1], admin[0], admin[1])
+    if settings.ready_file is not None:
+        _write_ready_file(settings.ready_file, listen, admin)
+
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    sweep_every = min(1.0, settings.client_idle_timeout / 4, settings.pool_idle_timeout / 4)
+
+    async def housekeeping() -> None:
+        while True:
+            await asyncio.sleep(sweep_every)
+            router.sweep()
+
+    sweeper = loop.create_task(housekeeping())
+    await stop.wait()
+    started = time.monotonic()
+    log.info("stopping: no new connections; waiting up to %g s for in-flight requests", settings.grace)
+    proxy_server.close()
+    router.begin_drain()
+    try:
+        await asyncio.wait_for(router.drained.wait(), settings.grace)
+    except TimeoutError:
+        log.warning("grace period over: closing %d connections with requests in flight", len(router.clients))
+        router.abort_remaining()
+    sweeper.cancel()
+    admin_server.close()
+    if router.access_log is not None:
+        router.access_log.close()
+    log.info("stopped after %.3f s", time.monotonic() - started)
+    return 0

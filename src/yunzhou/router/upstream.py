@@ -1,0 +1,240 @@
+"""Backend side: one keep-alive connection pool per backend address and the response-parsing protocol.
+
+A connection belongs to at most one exchange at a time. Response bytes are parsed with httptools and
+re-framed for the client (hop-by-hop headers dropped, body streamed as it arrives).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from yunzhou.router.http import HOP_BY_HOP, connection_tokens
+
+if TYPE_CHECKING:
+    from yunzhou.router.exchange import Exchange
+    from yunzhou.router.server import Router
+
+MAX_IDLE_PER_BACKEND = 128
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """A connection to one backend; parses responses and hands them to the current exchange."""
+
+    def __init__(self, pool: BackendPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.requests_served = 0
+        # per-response state
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.out: list[bytes] = []
+        self.informational = False
+
+    # asyncio.Protocol -------------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        self.pool.router.metrics.upstream_connections += 1
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.router.metrics.upstream_connections -= 1
+        self.pool.forget(self)
+        exchange = self.exchange
+        if exchange is not None:
+            self.exchange = None
+            exchange.upstream_lost()
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:  # a backend may not speak while idle; such a connection is not reusable
+            self.close()
+            return
+        exchange.last_upstream_activity = exchange.loop.time()
+        out: list[bytes] = []
+        self.out = out
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self.out = []
+            if out and exchange.response_started:
+                exchange.client.write(b"".join(out))
+            exchange.upstream_bad_response(f"invalid HTTP response from backend: {exc}")
+            return
+        if out:
+            exchange.client.write(b"".join(out))
+            self.out = []
+        if exchange.response_complete and self.exchange is exchange:
+            exchange.finish()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too; connection_lost reports to the exchange
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause_reading_for_upstream(True)
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.client.pause_reading_for_upstream(False)
+
+    # httptools callbacks ----------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.reason = b""
+        self.headers = []
+
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # 1xx: the router answers 100-continue itself; upgrades are not proxied
+            self.informational = True
+            return
+        exchange = self.exchange
+        if exchange is None or exchange.response_complete:  # a second response nobody asked for
+            self.close()
+            return
+        headers = self.headers
+        length: bytes | None = None
+        chunked = False
+        extra_hop: set[bytes] | None = None
+        kept: list[tuple[bytes, bytes]] = []
+        has_request_id = False
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                if lname == b"transfer-encoding":
+                    chunked = True
+                elif lname == b"connection":
+                    extra_hop = connection_tokens(value, extra_hop)
+                continue
+            if lname == b"content-length":
+                length = value
+            elif lname == b"x-request-id":
+                has_request_id = True
+            kept.append((name, value))
+        if extra_hop:
+            kept = [(n, v) for n, v in kept if n.lower() not in extra_hop]
+        self.out.append(exchange.response_head(status, self.reason, kept, length, chunked, has_request_id))
+        if exchange.method == "HEAD":
+            # httptools cannot be told a response has no body; a fresh parser takes the next response.
+            self.parser = httptools.HttpResponseParser(self)
+            exchange.response_finished(self.out, keep_alive=True)
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None and not exchange.response_complete:
+            exchange.response_body(self.out, body)
+
+    def on_message_complete(self) -> None:
+        if self.informational:
+            self.informational = False
+            return
+        exchange = self.exchange
+        if exchange is not None and not exchange.response_complete:
+            exchange.response_finished(self.out, keep_alive=self.parser.should_keep_alive())
+
+    # pool interface ---------------------------------------------------------------------------
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def pause_reading(self, paused: bool) -> None:
+        if self.transport is None or self.closed:
+            return
+        if paused:
+            self.transport.pause_reading()
+        else:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+
+
+class BackendPool:
+    """Idle keep-alive connections to one backend address, shared by every snapshot that lists it."""
+
+    def __init__(self, router: Router, host: str, port: int) -> None:
+        self.router = router
+        self.host = host
+        self.port = port
+        self.idle: list[UpstreamConnection] = []
+        self.retired = False
+
+    def take(self) -> UpstreamConnection | None:
+        idle = self.idle
+        while idle:
+            conn = idle.pop()
+            if not conn.closed and conn.transport is not None and not conn.transport.is_closing():
+                return conn
+        return None
+
+    async def connect(self, timeout: float) -> UpstreamConnection:
+        loop = self.router.loop
+        _transport, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port), timeout
+        )
+        return conn
+
+    def give_back(self, conn: UpstreamConnection) -> None:
+        conn.exchange = None
+        if conn.closed:
+            return
+        if self.retired or self.router.draining or len(self.idle) >= MAX_IDLE_PER_BACKEND:
+            conn.close()
+            return
+        conn.idle_since = self.router.loop.time()
+        conn.requests_served += 1
+        self.idle.append(conn)
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        if conn in self.idle:
+            self.idle.remove(conn)
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        keep: list[UpstreamConnection] = []
+        for conn in self.idle:
+            if older_than is None or conn.idle_since < older_than:
+                conn.close()
+            else:
+                keep.append(conn)
+        self.idle = keep
+
+
+class Pools:
+    """Every backend pool by address. Addresses a new snapshot no longer lists are retired."""
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self.by_address: dict[tuple[str, int], BackendPool] = {}
+
+    def get(self, host: str, port: int) -> BackendPool:
+        pool = self.by_address.get((host, port))
+        if pool is None:
+            pool = self.by_address[(host, port)] = BackendPool(self.router, host, port)
+        return pool
+
+    def keep_only(self, addresses: set[tuple[str, int]]) -> None:
+        """Retire pools not in ``addresses``: idle connections close now, busy ones after their response."""
+        for address in list(self.by_address):
+            if address not in addresses:
+                pool = self.by_address.pop(address)
+                pool.retired = True
+                pool.close_idle()
+
+    def close_idle(self, older_than: float | None = None) -> None:
+        for pool in self.by_address.values():
+            pool.close_idle(older_than)
