@@ -1,0 +1,29 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from yunzhou import __version__
+from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
+from yunzhou.api.routes import apps, platform, projects
+from yunzhou.services import ControlPlane
+
+API_PREFIX = "/api/v1"
+
+
+def create_app(control_plane: ControlPlane) -> FastAPI:
+    app = FastAPI(
+        title="Yunzhou API",
+        version=__version__,
+        description="Describe an app once (Score), deploy it anywhere. See docs/api.md.",
+        openapi_url="/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.state.control_plane = control_plane
+    install_error_handlers(app)
+    for module in (platform, projects, apps):
+        app.include_router(module.router, prefix=API_PREFIX)
+    app.add_middleware(RequestIdMiddleware)
+    return app

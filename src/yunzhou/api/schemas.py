@@ -1,0 +1,192 @@
+"""Request and response bodies (they are also the OpenAPI document's shapes)."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProjectCreate(Body):
+    name: str = Field(description="DNS label: a-z, 0-9, '-'")
+    display_name: str | None = None
+
+
+class MemberSet(Body):
+    role: str = Field(description="owner | maintainer | developer | viewer")
+
+
+class EnvironmentCreate(Body):
+    name: str
+    target: str = "local"
+    namespace: str | None = None
+
+
+class DeploymentCreate(Body):
+    score: Any = Field(description="The Score document (score.dev/v1b1) as a JSON object")
+    settings: Any = Field(default=None, description="Platform settings (yunzhou.yaml) as a JSON object")
+    artifact: str | None = Field(default=None, description="sha256:… digest returned by POST /artifacts")
+
+
+class ReplicasSet(Body):
+    replicas: Any
+    version: int | None = None
+
+
+class SettingsPatch(Body):
+    settings: Any
+    version: int | None = None
+
+
+class RollbackCreate(Body):
+    to: int | None = None
+
+
+class TokenCreate(Body):
+    name: str
+    scopes: list[str]
+    expires_in_seconds: int | None = None
+    principal: str | None = None
+
+
+class Condition(BaseModel):
+    type: str
+    status: str
+    reason: str = ""
+    message: str = ""
+    last_transition: str | None = None
+
+
+class Project(BaseModel):
+    name: str
+    display_name: str
+    created_at: str
+    version: int
+
+
+class Member(BaseModel):
+    principal: str
+    role: str
+
+
+class Environment(BaseModel):
+    project: str
+    name: str
+    target: str
+    namespace: str | None
+    created_at: str
+    version: int
+
+
+class Rollout(BaseModel):
+    id: int
+    app: str
+    kind: str
+    from_release: int | None
+    to_release: int
+    replicas: int
+    strategy: dict[str, Any]
+    state: str
+    message: str
+    created_at: str
+    created_by: str
+    updated_at: str
+
+
+class App(BaseModel):
+    project: str
+    env: str
+    name: str
+    address: str
+    current_release: int | None
+    desired_release: int
+    replicas: int
+    ready_replicas: int
+    status: str
+    route: str
+    conditions: list[dict[str, Any]]
+    rollout: Rollout | None
+    created_at: str
+    updated_at: str
+    version: int
+
+
+class Release(BaseModel):
+    number: int
+    app: str
+    created_at: str
+    created_by: str
+    cause: str
+    artifact: str | None
+    image: str | None
+    changes: list[str]
+    score: dict[str, Any] | None = None
+    settings: dict[str, Any] | None = None
+
+
+class Deployment(BaseModel):
+    app: App
+    release: Release
+    rollout: Rollout
+
+
+class AppSettings(BaseModel):
+    settings: dict[str, Any]
+    version: int
+
+
+class AuditEvent(BaseModel):
+    id: int
+    time: str
+    actor: str
+    token_id: str | None
+    action: str
+    target: str
+    project: str | None
+    outcome: str
+    request_id: str
+    detail: dict[str, Any]
+
+
+class Token(BaseModel):
+    id: str
+    name: str
+    principal: str
+    scopes: list[str]
+    created_at: str
+    created_by: str
+    expires_at: str | None
+    revoked: bool
+    last_used_at: str | None
+
+
+class NewToken(Token):
+    token: str = Field(description="The secret. Shown only in this response.")
+
+
+class ArtifactUploaded(BaseModel):
+    digest: str
+    size: int
+
+
+class WhoAmI(BaseModel):
+    principal: str
+    token_id: str | None
+    scopes: list[str]
+    admin: bool
+    roles: dict[str, str]
+
+
+class Health(BaseModel):
+    status: str
+    version: str
+
+
+class Items(BaseModel, Generic[T]):
+    items: list[T]

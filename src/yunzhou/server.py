@@ -1,0 +1,125 @@
+"""The composition root: `yunzhou server` and `yunzhou up` wire the store, the use-cases and the API
+together and run them. It is the only module that knows every layer."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from yunzhou.api import create_app
+from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane
+from yunzhou.store import Database, sqlite_url, upgrade
+
+log = logging.getLogger("yunzhou.server")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    data_dir: Path
+    api_host: str = "127.0.0.1"
+    api_port: int = 7070
+    router_port: int = 8080
+    database_url: str | None = None
+    base_domain: str = "localhost"
+
+    @classmethod
+    def from_env(cls, data_dir: Path | None = None, **overrides: object) -> ServerConfig:
+        env = os.environ
+        values: dict[str, object] = {
+            "data_dir": Path(data_dir or env.get("YUNZHOU_DATA_DIR", ".yunzhou")).resolve(),
+            "api_host": env.get("YUNZHOU_API_HOST", "127.0.0.1"),
+            "api_port": int(env.get("YUNZHOU_API_PORT", "7070")),
+            "router_port": int(env.get("YUNZHOU_ROUTER_PORT", "8080")),
+            "database_url": env.get("YUNZHOU_DATABASE_URL") or None,
+            "base_domain": env.get("YUNZHOU_BASE_DOMAIN", "localhost"),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def build_control_plane(config: ServerConfig) -> ControlPlane:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(config.data_dir, 0o700)
+    db = Database(config.database_url or sqlite_url(config.data_dir))
+    upgrade(db.engine)
+    cp = ControlPlane.create(
+        db, config.data_dir, base_domain=config.base_domain, router_port=config.router_port
+    )
+    token_file = cp.tokens.ensure_admin_token(config.data_dir)
+    log.info("admin token file: %s (mode 0600)", token_file)
+    return cp
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def make_uvicorn(config: ServerConfig, cp: ControlPlane) -> uvicorn.Server:
+    return uvicorn.Server(
+        uvicorn.Config(
+            create_app(cp),
+            host=config.api_host,
+            port=config.api_port,
+            log_level="info",
+            access_log=False,
+            lifespan="off",
+        )
+    )
+
+
+def run_server(
+    data_dir: Path | None = None,
+    api_host: str | None = None,
+    api_port: int | None = None,
+    router_port: int | None = None,
+) -> None:
+    """Run the control plane in the foreground until SIGTERM/SIGINT (uvicorn drains and exits)."""
+    _configure_logging()
+    config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
+    cp = build_control_plane(config)
+    log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
+    try:
+        make_uvicorn(config, cp).run()
+    finally:
+        cp.ctx.db.dispose()
+
+
+class BackgroundServer:
+    """The control plane in a thread of this process: used by `yunzhou up` and shipped for tests."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.control_plane = build_control_plane(config)
+        self._server = make_uvicorn(config, self.control_plane)
+        self._thread = threading.Thread(target=self._server.run, name="yunzhou-api", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.config.api_host}:{self.config.api_port}"
+
+    @property
+    def admin_token(self) -> str:
+        return (self.config.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
+
+    def start(self, timeout: float = 20.0) -> BackgroundServer:
+        self._thread.start()
+        deadline = threading.Event()
+        waited = 0.0
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError(f"the API server could not start on {self.url} (is the port in use?)")
+            if waited > timeout:
+                raise RuntimeError(f"the API server did not start within {timeout}s")
+            deadline.wait(0.02)
+            waited += 0.02
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self.control_plane.ctx.db.dispose()

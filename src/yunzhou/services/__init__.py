@@ -1,0 +1,59 @@
+"""Use-cases. They validate, write desired state + operation + audit in one transaction, and read status.
+They never call a runtime (import-linter enforces it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from yunzhou.services.apps import AppService
+from yunzhou.services.artifacts import ArtifactService, artifact_path
+from yunzhou.services.audit import AuditService
+from yunzhou.services.base import ServiceContext
+from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
+from yunzhou.services.projects import ProjectService
+from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
+from yunzhou.store import Database
+
+
+@dataclass
+class ControlPlane:
+    """The composition of every use-case over one database and clock."""
+
+    ctx: ServiceContext
+    data_dir: Path
+
+    @classmethod
+    def create(
+        cls,
+        db: Database,
+        data_dir: Path,
+        *,
+        clock: Clock = utc_now,
+        base_domain: str = "localhost",
+        router_port: int = 8080,
+    ) -> ControlPlane:
+        return cls(ServiceContext(db, clock, base_domain, f":{router_port}"), data_dir)
+
+    @property
+    def projects(self) -> ProjectService:
+        return ProjectService(self.ctx)
+
+    @property
+    def apps(self) -> AppService:
+        return AppService(self.ctx)
+
+    @property
+    def tokens(self) -> TokenService:
+        return TokenService(self.ctx)
+
+    @property
+    def artifacts(self) -> ArtifactService:
+        return ArtifactService(self.ctx, self.data_dir)
+
+    @property
+    def audit(self) -> AuditService:
+        return AuditService(self.ctx)
+
+
+__all__ = ["ADMIN_TOKEN_FILE", "SYSTEM", "Caller", "ControlPlane", "artifact_path", "utc_now"]

@@ -1,0 +1,353 @@
+"""App use-cases. Each records intent — a release and/or a rollout plus a work item — and an audit row,
+in one transaction. Nothing here runs anything; reconcilers do."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from yunzhou.domain.errors import Conflict, FieldProblem, NotFound, UserError, invalid
+from yunzhou.domain.names import AppAddress
+from yunzhou.domain.score import parse_score
+from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, parse_settings
+from yunzhou.services.base import ServiceContext, get_app, get_environment
+from yunzhou.services.context import Caller, record_audit
+from yunzhou.services.diff import describe_changes
+from yunzhou.services.views import app_view, release_view, rollout_view
+from yunzhou.store.leases import enqueue
+from yunzhou.store.models import App, Artifact, Environment, Release, Rollout
+
+WORK_KIND = "app"
+ACTIVE_STATES = ("pending", "progressing")
+
+
+def work_key(app_id: int) -> str:
+    return str(app_id)
+
+
+class AppService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    # ---- reads
+    def _view(self, s: Session, a: App, project: str, env: str) -> dict[str, Any]:
+        rollout = s.scalar(select(Rollout).where(Rollout.app_id == a.id).order_by(Rollout.id.desc()).limit(1))
+        return app_view(
+            a,
+            project,
+            env,
+            rollout=rollout,
+            router_base=self.ctx.router_base,
+            base_domain=self.ctx.base_domain,
+        )
+
+    def list_apps(self, project: str, env: str) -> list[dict[str, Any]]:
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            apps = s.scalars(select(App).where(App.environment_id == e.id).order_by(App.name))
+            return [self._view(s, a, project, env) for a in apps]
+
+    def get(self, project: str, env: str, app: str) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            return self._view(s, a, project, env)
+
+    def releases(self, project: str, env: str, app: str) -> list[dict[str, Any]]:
+        address = str(AppAddress(project, env, app))
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            rows = s.scalars(select(Release).where(Release.app_id == a.id).order_by(Release.number.desc()))
+            return [release_view(r, address, full=False) for r in rows]
+
+    def release(self, project: str, env: str, app: str, number: int) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            return release_view(_release(s, a, number), str(AppAddress(project, env, app)), full=True)
+
+    def rollouts(self, project: str, env: str, app: str) -> list[dict[str, Any]]:
+        address = str(AppAddress(project, env, app))
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            rows = s.scalars(select(Rollout).where(Rollout.app_id == a.id).order_by(Rollout.id.desc()))
+            return [rollout_view(r, address) for r in rows]
+
+    def rollout(self, project: str, env: str, app: str, rollout_id: int) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            r = s.scalar(select(Rollout).where(Rollout.app_id == a.id, Rollout.id == rollout_id))
+            if r is None:
+                raise NotFound(f"rollout {rollout_id} of {project}/{env}/{app} not found")
+            return rollout_view(r, str(AppAddress(project, env, app)))
+
+    def settings(self, project: str, env: str, app: str) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            return {"settings": _release(s, a, a.desired_release).settings, "version": a.version}
+
+    # ---- intent
+    def deploy(
+        self,
+        caller: Caller,
+        project: str,
+        env: str,
+        score: object,
+        settings: object,
+        artifact: str | None,
+    ) -> dict[str, Any]:
+        problems: list[FieldProblem] = []
+        workload = None
+        try:
+            workload = parse_score(score)
+        except UserError as exc:
+            problems += exc.problems or [FieldProblem("score", exc.message)]
+        effective: PlatformSettings | None = None
+        try:
+            effective = parse_settings(settings, env)
+        except UserError as exc:
+            problems += exc.problems
+        if problems or workload is None or effective is None:
+            raise UserError("deployment is invalid: nothing was changed", problems=problems)
+        name = workload.metadata.name
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            if artifact is not None and s.get(Artifact, artifact) is None:
+                raise invalid(
+                    "artifact", f"{artifact} was not uploaded; upload the source first (POST /artifacts)"
+                )
+            a = s.scalar(select(App).where(App.environment_id == e.id, App.name == name))
+            if a is not None and a.removing:
+                raise Conflict(f"app {project}/{env}/{name} is being removed; wait until it is gone")
+            return self._new_release(
+                s,
+                caller,
+                project,
+                e,
+                a,
+                name,
+                score=workload.to_dict(),
+                settings=effective.to_dict(),
+                artifact=artifact,
+                cause="deploy",
+                action="app.deploy",
+                replicas=effective.replicas,
+            )
+
+    def update_settings(
+        self, caller: Caller, project: str, env: str, app: str, partial: object, version: int | None
+    ) -> dict[str, Any]:
+        if not isinstance(partial, dict) or not partial:
+            raise invalid("settings", "must be a non-empty mapping of the settings to change")
+        with self.ctx.db.transaction() as s:
+            _, e, a = get_app(s, project, env, app)
+            _check_version(version, a)
+            current = _release(s, a, a.desired_release)
+            merged = parse_settings(deep_merge(current.settings, partial))
+            return self._new_release(
+                s,
+                caller,
+                project,
+                e,
+                a,
+                app,
+                score=current.score,
+                settings=merged.to_dict(),
+                artifact=current.artifact,
+                cause="settings",
+                action="app.settings",
+                replicas=merged.replicas if "replicas" in partial else None,
+            )
+
+    def rollback(self, caller: Caller, project: str, env: str, app: str, to: int | None) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, e, a = get_app(s, project, env, app)
+            if a.removing:
+                raise Conflict(f"app {project}/{env}/{app} is being removed")
+            target_number = to if to is not None else a.desired_release - 1
+            if target_number < 1:
+                raise Conflict(f"{project}/{env}/{app} has no earlier release to roll back to")
+            if to is not None and to == a.desired_release:
+                raise Conflict(f"release {to} is already the desired release of {project}/{env}/{app}")
+            old = _release(s, a, target_number)
+            return self._new_release(
+                s,
+                caller,
+                project,
+                e,
+                a,
+                app,
+                score=old.score,
+                settings=old.settings,
+                artifact=old.artifact,
+                cause=f"rollback to {target_number}",
+                action="app.rollback",
+                replicas=None,
+            )
+
+    def scale(
+        self, caller: Caller, project: str, env: str, app: str, replicas: object, version: int | None
+    ) -> dict[str, Any]:
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or not 0 <= replicas <= MAX_REPLICAS:
+            raise invalid("replicas", f"must be an integer 0-{MAX_REPLICAS}")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            _check_version(version, a)
+            if a.removing:
+                raise Conflict(f"app {project}/{env}/{app} is being removed")
+            before = a.replicas
+            a.replicas = replicas
+            a.updated_at = now
+            self._start_rollout(s, caller, a, kind="scale", to_release=a.desired_release, strategy=None)
+            record_audit(
+                s,
+                caller,
+                now,
+                action="app.scale",
+                target=f"{project}/{env}/{app}",
+                project=project,
+                detail={"replicas": replicas, "previous": before},
+            )
+            s.flush()
+            return self._view(s, a, project, env)
+
+    def remove(self, caller: Caller, project: str, env: str, app: str) -> dict[str, Any]:
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            if not a.removing:
+                a.removing = True
+                a.updated_at = now
+                self._start_rollout(s, caller, a, kind="remove", to_release=a.desired_release, strategy=None)
+            record_audit(
+                s, caller, now, action="app.remove", target=f"{project}/{env}/{app}", project=project
+            )
+            s.flush()
+            return self._view(s, a, project, env)
+
+    # ---- shared steps
+    def _new_release(
+        self,
+        s: Session,
+        caller: Caller,
+        project: str,
+        e: Environment,
+        a: App | None,
+        name: str,
+        *,
+        score: dict[str, Any],
+        settings: dict[str, Any],
+        artifact: str | None,
+        cause: str,
+        action: str,
+        replicas: int | None,
+    ) -> dict[str, Any]:
+        now = self.ctx.clock()
+        previous: Release | None = None
+        if a is None:
+            a = App(
+                environment_id=e.id,
+                name=name,
+                desired_release=1,
+                replicas=replicas if replicas is not None else 1,
+                created_at=now,
+                updated_at=now,
+                conditions=[],
+                status="pending",
+            )
+            s.add(a)
+            s.flush()
+            number = 1
+        else:
+            previous = _release(s, a, a.desired_release)
+            number = (s.scalar(select(func.max(Release.number)).where(Release.app_id == a.id)) or 0) + 1
+            a.desired_release = number
+            if replicas is not None:
+                a.replicas = replicas
+            a.updated_at = now
+        release = Release(
+            app_id=a.id,
+            number=number,
+            score=score,
+            settings=settings,
+            artifact=artifact,
+            image=_images(score),
+            cause=cause,
+            changes=describe_changes(previous, score, settings, artifact),
+            created_at=now,
+            created_by=caller.principal,
+        )
+        s.add(release)
+        rollout = self._start_rollout(
+            s, caller, a, kind=action.split(".", 1)[1], to_release=number, strategy=settings.get("rollout")
+        )
+        address = f"{project}/{e.name}/{name}"
+        record_audit(
+            s,
+            caller,
+            now,
+            action=action,
+            target=address,
+            project=project,
+            detail={"release": number, "cause": cause, "changes": release.changes},
+        )
+        s.flush()
+        return {
+            "app": self._view(s, a, project, e.name),
+            "release": release_view(release, address, full=False),
+            "rollout": rollout_view(rollout, address),
+        }
+
+    def _start_rollout(
+        self,
+        s: Session,
+        caller: Caller,
+        a: App,
+        *,
+        kind: str,
+        to_release: int,
+        strategy: dict[str, Any] | None,
+    ) -> Rollout:
+        """Supersede whatever rollout was still under way, record the new one and wake the reconciler."""
+        now = self.ctx.clock()
+        s.execute(
+            update(Rollout)
+            .where(Rollout.app_id == a.id, Rollout.state.in_(ACTIVE_STATES))
+            .values(state="superseded", message="superseded by a newer operation", updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        rollout = Rollout(
+            app_id=a.id,
+            kind=kind,
+            from_release=a.current_release,
+            to_release=to_release,
+            replicas=a.replicas,
+            strategy=strategy or {},
+            state="pending",
+            message="waiting for the reconciler",
+            created_at=now,
+            created_by=caller.principal,
+            updated_at=now,
+        )
+        s.add(rollout)
+        enqueue(s, WORK_KIND, work_key(a.id), now)
+        s.flush()
+        return rollout
+
+
+def _release(s: Session, a: App, number: int) -> Release:
+    r = s.scalar(select(Release).where(Release.app_id == a.id, Release.number == number))
+    if r is None:
+        raise NotFound(f"release {number} of app {a.name!r} not found")
+    return r
+
+
+def _images(score: dict[str, Any]) -> str:
+    containers = score.get("containers", {})
+    return ", ".join(f"{name}={c.get('image', '')}" for name, c in sorted(containers.items()))
+
+
+def _check_version(expected: int | None, a: App) -> None:
+    if expected is not None and expected != a.version:
+        raise Conflict(f"app {a.name!r} is at version {a.version}, not {expected}; reload and retry")

@@ -1,0 +1,50 @@
+"""Shared plumbing for use-cases: the database, the clock, and look-ups by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from yunzhou.domain.errors import NotFound
+from yunzhou.services.context import Clock
+from yunzhou.store import Database
+from yunzhou.store.models import App, Environment, Member, Project
+
+
+@dataclass
+class ServiceContext:
+    db: Database
+    clock: Clock
+    base_domain: str = "localhost"
+    router_base: str = ":8080"
+
+
+def get_project(session: Session, name: str) -> Project:
+    project = session.scalar(select(Project).where(Project.name == name))
+    if project is None:
+        raise NotFound(f"project {name!r} not found", problems=[])
+    return project
+
+
+def get_environment(session: Session, project: str, env: str) -> tuple[Project, Environment]:
+    p = get_project(session, project)
+    e = session.scalar(select(Environment).where(Environment.project_id == p.id, Environment.name == env))
+    if e is None:
+        raise NotFound(f"environment {project}/{env} not found")
+    return p, e
+
+
+def get_app(session: Session, project: str, env: str, app: str) -> tuple[Project, Environment, App]:
+    p, e = get_environment(session, project, env)
+    a = session.scalar(select(App).where(App.environment_id == e.id, App.name == app))
+    if a is None:
+        raise NotFound(f"app {project}/{env}/{app} not found")
+    return p, e, a
+
+
+def member_role(session: Session, project_id: int, principal: str) -> str | None:
+    return session.scalar(
+        select(Member.role).where(Member.project_id == project_id, Member.principal == principal)
+    )

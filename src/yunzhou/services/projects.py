@@ -1,0 +1,186 @@
+"""Projects, their members, and their environments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from yunzhou.domain.access import Role, parse_role
+from yunzhou.domain.errors import Conflict, NotFound, invalid
+from yunzhou.domain.names import check_label
+from yunzhou.services.base import ServiceContext, get_environment, get_project
+from yunzhou.services.context import Caller, record_audit
+from yunzhou.services.views import environment_view, project_view
+from yunzhou.store.models import App, Environment, Member, Project
+
+TARGET_LOCAL = "local"
+_PRINCIPAL_MAX = 100
+
+
+def _check_version(expected: int | None, actual: int, what: str) -> None:
+    if expected is not None and expected != actual:
+        raise Conflict(f"{what} is at version {actual}, not {expected}; reload and retry")
+
+
+class ProjectService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    def create(self, caller: Caller, name: str, display_name: str | None = None) -> dict[str, Any]:
+        check_label(name, "name")
+        if display_name is not None and len(display_name) > 200:
+            raise invalid("display_name", "must be at most 200 characters")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            if s.scalar(select(Project.id).where(Project.name == name)) is not None:
+                raise Conflict(f"project {name!r} already exists")
+            project = Project(name=name, display_name=display_name or name, created_at=now)
+            project.members.append(Member(principal=caller.principal, role=Role.OWNER.value))
+            s.add(project)
+            try:
+                s.flush()
+            except IntegrityError as exc:  # lost a race with a concurrent create of the same name
+                raise Conflict(f"project {name!r} already exists") from exc
+            record_audit(s, caller, now, action="project.create", target=name, project=name)
+            return project_view(project)
+
+    def list_visible(self, caller: Caller) -> list[dict[str, Any]]:
+        with self.ctx.db.transaction() as s:
+            q = select(Project).order_by(Project.name)
+            if not caller.is_admin:
+                q = q.join(Member).where(Member.principal == caller.principal)
+            return [project_view(p) for p in s.scalars(q)]
+
+    def get(self, name: str) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            return project_view(get_project(s, name))
+
+    def delete(self, caller: Caller, name: str, version: int | None) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            project = get_project(s, name)
+            _check_version(version, project.version, f"project {name!r}")
+            envs = s.scalar(
+                select(func.count()).select_from(Environment).where(Environment.project_id == project.id)
+            )
+            if envs:
+                raise Conflict(f"project {name!r} still has {envs} environment(s); delete them first")
+            s.delete(project)
+            record_audit(s, caller, now, action="project.delete", target=name, project=name)
+
+    # members
+    def members(self, name: str) -> list[dict[str, Any]]:
+        with self.ctx.db.transaction() as s:
+            project = get_project(s, name)
+            rows = s.scalars(select(Member).where(Member.project_id == project.id).order_by(Member.principal))
+            return [{"principal": m.principal, "role": m.role} for m in rows]
+
+    def set_member(self, caller: Caller, name: str, principal: str, role: str) -> dict[str, Any]:
+        parsed = parse_role(role)
+        if not principal or len(principal) > _PRINCIPAL_MAX or any(c.isspace() for c in principal):
+            raise invalid("principal", f"must be 1-{_PRINCIPAL_MAX} characters without spaces")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            project = get_project(s, name)
+            member = s.scalar(
+                select(Member).where(Member.project_id == project.id, Member.principal == principal)
+            )
+            before = member.role if member else None
+            if member is None:
+                s.add(Member(project_id=project.id, principal=principal, role=parsed.value))
+            else:
+                member.role = parsed.value
+            s.flush()
+            self._keep_an_owner(s, project.id, name)
+            record_audit(
+                s,
+                caller,
+                now,
+                action="member.set",
+                target=f"{name}:{principal}",
+                project=name,
+                detail={"role": parsed.value, "previous": before},
+            )
+            return {"principal": principal, "role": parsed.value}
+
+    def remove_member(self, caller: Caller, name: str, principal: str) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            project = get_project(s, name)
+            member = s.scalar(
+                select(Member).where(Member.project_id == project.id, Member.principal == principal)
+            )
+            if member is None:
+                raise NotFound(f"{principal!r} is not a member of project {name!r}")
+            s.delete(member)
+            s.flush()
+            self._keep_an_owner(s, project.id, name)
+            record_audit(s, caller, now, action="member.remove", target=f"{name}:{principal}", project=name)
+
+    @staticmethod
+    def _keep_an_owner(s: Session, project_id: int, name: str) -> None:
+        owners = s.scalar(
+            select(func.count())
+            .select_from(Member)
+            .where(Member.project_id == project_id, Member.role == "owner")
+        )
+        if not owners:
+            raise Conflict(f"project {name!r} must keep at least one owner")
+
+    # environments
+    def create_environment(
+        self, caller: Caller, project: str, name: str, target: str, namespace: str | None
+    ) -> dict[str, Any]:
+        check_label(name, "name")
+        if target != TARGET_LOCAL:
+            raise invalid("target", f"{target!r} is not a known target; allowed now: local")
+        if namespace is not None:
+            check_label(namespace, "namespace")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            p = get_project(s, project)
+            exists = s.scalar(
+                select(Environment.id).where(Environment.project_id == p.id, Environment.name == name)
+            )
+            if exists is not None:
+                raise Conflict(f"environment {project}/{name} already exists")
+            env = Environment(project_id=p.id, name=name, target=target, namespace=namespace, created_at=now)
+            s.add(env)
+            s.flush()
+            record_audit(
+                s,
+                caller,
+                now,
+                action="env.create",
+                target=f"{project}/{name}",
+                project=project,
+                detail={"target": target},
+            )
+            return environment_view(env, project)
+
+    def list_environments(self, project: str) -> list[dict[str, Any]]:
+        with self.ctx.db.transaction() as s:
+            p = get_project(s, project)
+            rows = s.scalars(
+                select(Environment).where(Environment.project_id == p.id).order_by(Environment.name)
+            )
+            return [environment_view(e, project) for e in rows]
+
+    def get_environment(self, project: str, env: str) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            return environment_view(e, project)
+
+    def delete_environment(self, caller: Caller, project: str, env: str, version: int | None) -> None:
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            _check_version(version, e.version, f"environment {project}/{env}")
+            apps = s.scalar(select(func.count()).select_from(App).where(App.environment_id == e.id))
+            if apps:
+                raise Conflict(f"environment {project}/{env} still has {apps} app(s); remove them first")
+            s.delete(e)
+            record_audit(s, caller, now, action="env.delete", target=f"{project}/{env}", project=project)
