@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def make_uvicorn(config: ServerConfig, cp: ControlPlane) -> uvicorn.Server:
@@ -123,3 +125,66 @@ class BackgroundServer:
         self._server.should_exit = True
         self._thread.join(timeout=15)
         self.control_plane.ctx.db.dispose()
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
+DEMO_PROJECT, DEMO_ENV = "shop", "dev"
+
+
+def seed_demo(url: str, token: str, examples: Path = EXAMPLES_DIR) -> list[str]:
+    """Create shop/dev and deploy every examples/*/score.yaml with its source. Idempotent."""
+    import yaml
+
+    from yunzhou.client import ApiError, YunzhouClient
+
+    deployed: list[str] = []
+    with YunzhouClient(url, token) as client:
+        try:
+            client.create_project(DEMO_PROJECT, "Demo shop")
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        try:
+            client.create_environment(DEMO_PROJECT, DEMO_ENV)
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        for score_file in sorted(examples.glob("*/score.yaml")):
+            settings_file = score_file.with_name("yunzhou.yaml")
+            settings = yaml.safe_load(settings_file.read_text()) if settings_file.exists() else None
+            artifact = client.upload_artifact(score_file.parent)
+            result = client.deploy(
+                DEMO_PROJECT, DEMO_ENV, yaml.safe_load(score_file.read_text()), settings, artifact
+            )
+            deployed.append(
+                f"{result['app']['address']} release {result['release']['number']}: {result['app']['route']}"
+            )
+    return deployed
+
+
+def run_up(
+    data_dir: Path | None = None,
+    api_host: str | None = None,
+    api_port: int | None = None,
+    router_port: int | None = None,
+) -> None:
+    """`make up`: run the control plane, seed the demo, print where everything is, wait for Ctrl-C."""
+    _configure_logging()
+    config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
+    server = BackgroundServer(config).start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        lines = seed_demo(server.url, server.admin_token)
+        token_file = config.data_dir / ADMIN_TOKEN_FILE
+        print("\nYunzhou is up.\n")
+        print(f"  API + console   {server.url}/  (OpenAPI: {server.url}/openapi.json)")
+        for line in lines:
+            print(f"  deployed        {line}")
+        print(f"\n  CLI: export YUNZHOU_URL={server.url} YUNZHOU_TOKEN=$(cat {token_file})")
+        print("       .venv/bin/yunzhou apps shop/dev")
+        print("\nPress Ctrl-C to stop everything.", flush=True)
+        stop.wait()
+    finally:
+        server.stop()
