@@ -106,7 +106,8 @@ def scale(
     """Set the number of instances of an app."""
     client = connect(ctx, not_found=app_hint(address))
     app = client.scale(address.project, address.env, address.app, replicas, version)
-    say(f"Scaled {address} to {app.get('replicas', replicas)} replicas")
+    count = app.get("replicas", replicas)
+    say(f"Scaled {address} to {count} replica{'' if count == 1 else 's'}")
     if wait:
         follow_rollout(client, address, app.get("rollout"), timeout)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,7 +88,11 @@ def connect(ctx: typer.Context, not_found: str | None = None) -> YunzhouClient:
 
 
 def out_console() -> Console:
-    return Console(highlight=False)
+    console = Console(highlight=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        # Piped output: never wrap table cells at an imagined 80 columns; let lines be as long as needed.
+        console.width = 1000
+    return console
 
 
 def err_console() -> Console:
@@ -190,12 +196,16 @@ def text(value: object) -> str:
     return str(value)
 
 
+_RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.\d+)?(Z|[+-]\d\d:\d\d)?$")
+
+
 def short_time(value: object) -> str:
-    """``2024-05-01T10:22:33.123456Z`` → ``2024-05-01 10:22:33``."""
-    if not isinstance(value, str) or "T" not in value:
+    """``2024-05-01T10:22:33.123456Z`` → ``2024-05-01T10:22:33Z`` (to the second, one word)."""
+    match = _RFC3339.match(value) if isinstance(value, str) else None
+    if match is None:
         return text(value)
-    day, _, clock = value.partition("T")
-    return f"{day} {clock[:8]}"
+    offset = match.group(2) or ""
+    return match.group(1) + ("Z" if offset in ("Z", "+00:00") else offset)
 
 
 # -- addresses -------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,21 +14,63 @@ from yunzhou.domain.errors import FieldProblem, UserError
 
 Json = dict[str, Any]
 SETTINGS_FILE = "yunzhou.yaml"
-_TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
 
 
-class _JsonLoader(yaml.SafeLoader):
-    """SafeLoader that keeps dates as strings: the document travels as JSON."""
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars and no duplicate keys.
+
+    The same reading as ``yunzhou.domain.score`` gives a Score file (and Go's yaml.v3 behind score-go):
+    only true/false are booleans (``on``, ``yes``, ``no`` stay strings) and dates stay strings.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                continue  # unhashable: the base class reports it
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping",
+                    node.start_mark,
+                    f"duplicate key {key!r}",
+                    key_node.start_mark,
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
-_JsonLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != _TIMESTAMP_TAG]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
+def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    digits = str(loader.construct_scalar(node))
+    if digits.startswith("0o"):
+        return int(digits[2:], 8)
+    if digits.startswith("0x"):
+        return int(digits[2:], 16)
+    return int(digits, 10)
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
+    (
+        "tag:yaml.org,2002:float",
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        list("-+.0123456789"),
+    ),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"]),
+):
+    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _load(text: str) -> Any:
-    return yaml.load(text, Loader=_JsonLoader)  # noqa: S506 -- a SafeLoader subclass
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 -- a SafeLoader subclass
 
 
 def load_yaml_file(path: Path, what: str, *, required: bool = True) -> Json:
@@ -85,7 +128,8 @@ Assignment = tuple[list[str], Any]
 
 
 def parse_value(raw: str) -> Any:
-    """A YAML scalar (``3`` → 3, ``true`` → True, ``null`` → None), or a flow list/map; else the raw text."""
+    """A YAML 1.2 scalar (``3`` → 3, ``true`` → True, ``null`` → None; ``no`` stays text), or a flow
+    list/mapping; anything else is the raw text."""
     stripped = raw.strip()
     if not stripped:
         return ""
@@ -130,10 +174,12 @@ def set_path(document: Json, parts: list[str], value: Any) -> None:
             raise UserError(f"cannot set {'.'.join(parts)}: {'.'.join(parts[:depth])} is not a mapping")
         if last:
             node[part] = value
-        else:
-            if not isinstance(node.get(part), dict | list):
-                node[part] = {}
-            node = node[part]
+            continue
+        if node.get(part) is None:
+            node[part] = {}
+        elif not isinstance(node[part], dict | list):
+            raise UserError(f"cannot set {'.'.join(parts)}: {where} is {node[part]!r}, not a mapping")
+        node = node[part]
 
 
 def nested(assignments: list[Assignment]) -> Json:
