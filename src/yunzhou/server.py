@@ -85,6 +85,10 @@ def run_server(
     config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
     cp = build_control_plane(config)
     log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
+    # uvicorn drains on SIGTERM/SIGINT and then re-raises the signal to the handler that was there before
+    # it started; make that one a no-op so a requested stop is a clean exit 0, not a death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         make_uvicorn(config, cp).run()
     finally:

@@ -7,11 +7,14 @@ from yunzhou.testing.postgres import (
     find_postgres_bin,
     start_postgres,
 )
+from yunzhou.testing.server import ControlPlaneProcess, free_port
 
 __all__ = [
+    "ControlPlaneProcess",
     "PostgresError",
     "PostgresNotFoundError",
     "PostgresServer",
     "find_postgres_bin",
+    "free_port",
     "start_postgres",
 ]
