@@ -30,7 +30,7 @@ from yunzhou.cli.common import (
     text,
 )
 from yunzhou.cli.deploy import release_line
-from yunzhou.cli.progress import TimeoutOption, WaitOption, describe, follow_rollout
+from yunzhou.cli.progress import TimeoutOption, WaitOption, describe, follow_rollout, strategy_text
 
 Json = dict[str, Any]
 release_app = typer.Typer(help="Inspect one release.", no_args_is_help=True)
@@ -183,7 +183,7 @@ def rollouts(ctx: typer.Context, address: AppArg, output: ListOutput = ListForma
         ("ID", lambda r: r.get("id")),
         ("KIND", lambda r: r.get("kind")),
         ("RELEASE", lambda r: f"{text(r.get('from_release'))} → {text(r.get('to_release'))}"),
-        ("STRATEGY", lambda r: r.get("strategy")),
+        ("STRATEGY", lambda r: strategy_text(r.get("strategy"))),
         ("STATE", lambda r: r.get("state")),
         ("UPDATED", lambda r: short_time(r.get("updated_at"))),
         ("MESSAGE", lambda r: r.get("message")),

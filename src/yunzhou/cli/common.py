@@ -292,8 +292,6 @@ def _hint_for(error: ApiError, state: CliState | None) -> str | None:
         return "`yunzhou whoami` shows your token's scopes and project roles"
     if error.code == "not_found" or error.status == 404:
         return state.not_found_hint if state else None
-    if error.code == "conflict" or error.status == 409:
-        return "it changed meanwhile or its state does not allow this; look at it again and retry"
     if error.code == "temporary" or error.status == 503:
         wait = f" in {error.retry_after:g}s" if error.retry_after else ""
         return f"the server is busy; retry{wait}"

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from yunzhou.cli.common import CommandFailed, err_console, say
-from yunzhou.client import YunzhouClient
+from yunzhou.client import WaitTimeout, YunzhouClient
 from yunzhou.domain.names import AppAddress
 
 Json = dict[str, Any]
@@ -20,11 +20,21 @@ TimeoutOption = Annotated[
 ]
 
 
+def strategy_text(value: object, detail: bool = True) -> str:
+    """A rollout strategy given as a name or as ``{"strategy": "rolling", "maxSurge": 1, …}``."""
+    if not isinstance(value, dict):
+        return "" if value is None else str(value)
+    name = str(value.get("strategy") or value.get("type") or "")
+    extras = ", ".join(f"{key}={item}" for key, item in value.items() if key not in ("strategy", "type"))
+    return f"{name} ({extras})" if detail and extras else name
+
+
 def describe(rollout: Json) -> str:
     kind = rollout.get("kind") or "rollout"
     target = rollout.get("to_release")
     release = f" to release {target}" if target is not None else ""
-    strategy = f" ({rollout['strategy']})" if rollout.get("strategy") else ""
+    name = strategy_text(rollout.get("strategy"), detail=False)
+    strategy = f" ({name})" if name else ""
     message = f": {rollout['message']}" if rollout.get("message") else ""
     return f"{kind} {rollout.get('id')}{release}{strategy} — {rollout.get('state', '?')}{message}"
 
@@ -63,6 +73,12 @@ def follow_rollout(
             interval=POLL_INTERVAL,
             on_progress=show,
         )
+    except WaitTimeout as exc:
+        raise CommandFailed(
+            f"rollout {rollout['id']} of {address} is still {exc.rollout.get('state')} after {timeout:g}s; "
+            "it goes on on the server",
+            hint=f"`yunzhou rollouts {address}` and `yunzhou status {address}` show how it is doing",
+        ) from None
     finally:
         if status is not None:
             status.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated
 
@@ -30,8 +29,9 @@ def _data_dir(value: Path | None) -> Path:
     return (value if value is not None else default_data_dir({})).resolve()
 
 
-def _server_module_missing(exc: ModuleNotFoundError) -> CommandFailed:
-    return CommandFailed(f"this installation of yunzhou has no server ({exc})")
+def _cannot_start(exc: ImportError) -> CommandFailed:
+    hint = "is yunzhou installed with all its dependencies?"
+    return CommandFailed(f"cannot start the server: {exc}", hint=hint)
 
 
 def server(
@@ -43,10 +43,8 @@ def server(
     """Run the control plane: API + console, reconcilers and the local router."""
     try:
         from yunzhou.server import run_server
-    except ModuleNotFoundError as exc:
-        if exc.name != "yunzhou.server":
-            raise
-        raise _server_module_missing(exc) from None
+    except ImportError as exc:
+        raise _cannot_start(exc) from None
     run_server(data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port)
 
 
@@ -56,19 +54,12 @@ def up(
     api_port: ApiPortOption = 7070,
     router_port: RouterPortOption = 8080,
 ) -> None:
-    """Run the control plane and bring up the examples: the quickest way to a working Yunzhou."""
-    # Through importlib: run_up is being written alongside this command and may not exist yet.
+    """Run the control plane and seed a demo (shop/dev with the example apps): the quickest start."""
     try:
-        server_module = importlib.import_module("yunzhou.server")
-    except ModuleNotFoundError as exc:
-        if exc.name != "yunzhou.server":
-            raise
-        raise _server_module_missing(exc) from None
-    if not hasattr(server_module, "run_up"):
-        raise CommandFailed("`yunzhou up` is not available in this build; run `yunzhou server` instead")
-    server_module.run_up(
-        data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port
-    )
+        from yunzhou.server import run_up
+    except ImportError as exc:
+        raise _cannot_start(exc) from None
+    run_up(data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port)
 
 
 def register(app: typer.Typer) -> None:

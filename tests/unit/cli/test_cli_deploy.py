@@ -133,7 +133,8 @@ def test_wait_exits_1_at_the_timeout(shop: Run, fake: FakeApi, score_file: Path)
     fake.rollout_outcome = "progressing"
     result = shop("deploy", "shop/dev", "-f", str(score_file), "--wait", "--timeout", "10")
     assert result.exit_code == 1
-    assert "still progressing after 10s" in result.stderr
+    assert "rollout ro-1 of shop/dev/orders is still progressing after 10s" in result.stderr
+    assert "`yunzhou rollouts shop/dev/orders`" in result.stderr
     assert sum(fake.slept) == 10
 
 
