@@ -22,7 +22,7 @@ def free_port() -> int:
 
 
 class ControlPlaneProcess:
-    """Start with ``with ControlPlaneProcess(tmp_path) as cp:``; stopped with SIGTERM (then SIGKILL) on exit."""
+    """``with ControlPlaneProcess(tmp_path) as cp:`` starts it; leaving stops it (SIGTERM, then SIGKILL)."""
 
     def __init__(
         self, data_dir: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 30.0

@@ -1,0 +1,1 @@
+"""observe: see ARCHITECTURE.md; grows with the issues that need it."""

@@ -1,0 +1,1 @@
+"""reconcile: see ARCHITECTURE.md; grows with the issues that need it."""

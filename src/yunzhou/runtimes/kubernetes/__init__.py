@@ -1,0 +1,1 @@
+"""runtimes/kubernetes: see ARCHITECTURE.md; grows with the issues that need it."""

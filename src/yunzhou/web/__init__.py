@@ -1,0 +1,1 @@
+"""web: see ARCHITECTURE.md; grows with the issues that need it."""
