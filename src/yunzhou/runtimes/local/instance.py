@@ -1,0 +1,367 @@
+"""One supervised instance: spawn, watch, probe, restart with backoff, stop. Runs on the supervisor loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from yunzhou.runtimes.base import InstanceState, InstanceStatus
+
+from . import procfs
+from .cgroups import InstanceCgroup
+from .logs import LineSplitter, LogPump
+from .probes import run_probe, wait_exit
+from .records import InstanceRecord, RecordStore
+from .spec import LogStream, Probe, ProcessSpec
+
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+#: Readiness when the spec has none: TCP connect to PORT.
+DEFAULT_READINESS = Probe("tcp", period=1.0, timeout=1.0, failure_threshold=3)
+#: Before an instance is first ready, probes run at least this often so it joins traffic promptly.
+FAST_PROBE_PERIOD = 0.1
+
+
+@dataclass(frozen=True)
+class Tuning:
+    backoff_base: float
+    backoff_cap: float
+    backoff_reset: float
+    max_line_bytes: int
+
+
+class Instance:
+    """Mutable state of one instance. Fields are written on the loop thread under ``cond``; read anywhere
+    under ``cond`` (see ``status``)."""
+
+    def __init__(
+        self,
+        spec: ProcessSpec,
+        *,
+        cond: threading.Condition,
+        clock: Callable[[], float],
+        pump: LogPump,
+        records: RecordStore,
+        supervisor_identity: tuple[int, int],
+        tuning: Tuning,
+        cgroup: InstanceCgroup | None,
+        limit_note: str,
+    ) -> None:
+        self.spec = spec
+        self.pending_spec: ProcessSpec | None = None  # ensure() with a new spec: start it after this stops
+        self.cond = cond
+        self.clock = clock
+        self.pump = pump
+        self.records = records
+        self.supervisor_identity = supervisor_identity
+        self.tuning = tuning
+        self.cgroup = cgroup
+        self.limit_note = limit_note
+        self.state: InstanceState = "starting"
+        self.ready = False
+        self.restarts = 0
+        self.last_exit: str | None = None
+        self.reason = "starting"
+        self.pid: int | None = None
+        self.started_at: float | None = None
+        self.next_restart_at: float | None = None
+        self.stop_requested = False
+        self.stop_grace: float | None = None
+        self.stop_event: asyncio.Event | None = None  # created on the loop
+        self.task: asyncio.Task[None] | None = None
+        self.finished = False
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._oom_before = -1  # the group's OOM-kill counter when the current process started
+        self._failcnt_before = 0
+
+    # ---- reading (any thread, caller holds cond) ---------------------------------------------------
+    def status(self) -> InstanceStatus:
+        cpu, memory = 0.0, 0
+        if self.cgroup is not None:
+            cg_cpu, cg_memory = self.cgroup.usage()
+            cpu, memory = cg_cpu or 0.0, cg_memory or 0
+        elif self.pid is not None:
+            cpu, memory = procfs.group_usage(self.pid)
+        reason = "; ".join(r for r in (self.reason, self.limit_note) if r)
+        spec = self.spec
+        return InstanceStatus(
+            instance_id=spec.instance_id,
+            app=spec.app,
+            release=spec.release,
+            pid=self.pid,
+            port=spec.port,
+            state=self.state,
+            ready=self.ready,
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            reason=reason,
+            cpu_seconds=cpu,
+            memory_bytes=memory,
+            started_at=self.started_at,
+            next_restart_at=self.next_restart_at,
+        )
+
+    def _set(self, **changes: object) -> None:
+        with self.cond:
+            changed = False
+            for name, value in changes.items():
+                if getattr(self, name) != value:
+                    setattr(self, name, value)
+                    changed = True
+            if changed:
+                self.cond.notify_all()
+
+    # ---- lifecycle (loop thread) --------------------------------------------------------------------
+    async def run(self) -> None:
+        """Start, watch and restart until a stop is requested; always ends in ``stopped`` or ``failed``."""
+        assert self.stop_event is not None
+        final: InstanceState = "stopped"
+        final_reason = "stopped"
+        try:
+            streak = 0  # consecutive quick exits: the backoff exponent
+            while not self.stop_requested:
+                started = self.clock()
+                if self._spawn():
+                    await self._watch()
+                if self.stop_requested:
+                    break
+                if self.clock() - started >= self.tuning.backoff_reset:
+                    streak = 0
+                delay = min(self.tuning.backoff_base * 2**streak, self.tuning.backoff_cap)
+                streak += 1
+                self._set(
+                    state="crashloop",
+                    ready=False,
+                    pid=None,
+                    next_restart_at=self.clock() + delay,
+                    reason=f"back-off {delay:g}s restarting failed instance: {self.reason}",
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop_event.wait(), delay)
+                if not self.stop_requested:
+                    self._set(restarts=self.restarts + 1, next_restart_at=None)
+        except Exception as exc:  # a supervisor bug must leave a recorded reason, not a silent task death
+            final, final_reason = "failed", f"supervisor error: {exc!r}"
+            self.kill_now()
+        finally:
+            await self._release_cgroup()
+            self._set(state=final, ready=False, pid=None, next_restart_at=None, reason=final_reason)
+
+    def _spawn(self) -> bool:
+        spec = self.spec
+        env = dict(spec.env)
+        env["PORT"] = str(spec.port)
+        join_fds = []
+        try:
+            if self.cgroup is not None:
+                join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in self.cgroup.procs_files]
+            self._oom_before = self.cgroup.oom_kills() if self.cgroup else -1
+            self._failcnt_before = self.cgroup.memory_failures() if self.cgroup else 0
+            self._popen = subprocess.Popen(
+                spec.argv,
+                cwd=spec.cwd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                preexec_fn=_child_setup(os.getpid(), join_fds),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._set(last_exit="spawn error", reason=f"cannot start {spec.argv[0]!r}: {exc}")
+            return False
+        finally:
+            for fd in join_fds:
+                os.close(fd)
+        pid = self._popen.pid
+        start = procfs.start_ticks(pid)
+        self.records.write(
+            InstanceRecord(
+                instance_id=spec.instance_id,
+                pid=pid,
+                pgid=pid,
+                start_ticks=start if start is not None else 0,
+                supervisor_pid=self.supervisor_identity[0],
+                supervisor_start_ticks=self.supervisor_identity[1],
+                cgroups=tuple(str(d) for d in (self.cgroup.dirs if self.cgroup else [])),
+            )
+        )
+        self._set(
+            pid=pid, state="starting", ready=False, started_at=self.clock(), reason="waiting for readiness"
+        )
+        return True
+
+    async def _watch(self) -> None:
+        """Run until the current process has exited and been reaped; record how it ended."""
+        assert self._popen is not None
+        assert self.stop_event is not None
+        popen, spec = self._popen, self.spec
+        pid = popen.pid
+        loop = asyncio.get_running_loop()
+        eofs = [
+            _read_lines(loop, popen.stdout, "stdout", self),
+            _read_lines(loop, popen.stderr, "stderr", self),
+        ]
+        exited = asyncio.ensure_future(wait_exit(pid))
+        stop = asyncio.ensure_future(self.stop_event.wait())
+        readiness = asyncio.ensure_future(self._readiness(spec.readiness or DEFAULT_READINESS))
+        liveness = asyncio.ensure_future(self._liveness(spec.liveness)) if spec.liveness else None
+        watched: set[asyncio.Future[object]] = {exited, stop}  # type: ignore[arg-type]
+        if liveness is not None:
+            watched.add(liveness)  # type: ignore[arg-type]
+        kill_reason: str | None = None
+        try:
+            await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+            if not exited.done():
+                if liveness is not None and liveness.done():
+                    kill_reason = liveness.result()
+                    self._set(ready=False, reason=kill_reason)
+                    grace = spec.grace_seconds
+                else:
+                    grace = self.stop_grace if self.stop_grace is not None else spec.grace_seconds
+                    self._set(state="terminating", ready=False, reason="stopping")
+                await _terminate(pid, exited, grace)
+        finally:
+            for task in (stop, readiness, liveness):
+                if task is not None:
+                    task.cancel()
+            await exited
+        # The leader is a zombie now, so its pid cannot be reused: kill stragglers in its group, then reap.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        code = popen.wait()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*eofs), 1.0)
+        for stream in (popen.stdout, popen.stderr):
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(stream.fileno())
+                stream.close()
+        self.records.remove(spec.instance_id)
+        exit_text = self._describe_exit(code)
+        reason = kill_reason or ("stopped" if self.stop_requested else f"process ended: {exit_text}")
+        self._set(last_exit=exit_text, reason=reason, ready=False)
+
+    def _describe_exit(self, code: int) -> str:
+        if self.cgroup is not None:
+            kills = self.cgroup.oom_kills()
+            if kills >= 0 and kills > self._oom_before:
+                return "OOMKilled"
+            if kills < 0 and code == -signal.SIGKILL and self.cgroup.memory_failures() > self._failcnt_before:
+                return "OOMKilled"
+        return f"exit {code}" if code >= 0 else f"signal {-code}"
+
+    async def _readiness(self, probe: Probe) -> None:
+        spec = self.spec
+        await asyncio.sleep(probe.initial_delay)
+        failures = 0
+        while True:
+            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
+            with self.cond:
+                if ok:
+                    failures = 0
+                    if not self.ready:
+                        self._set(ready=True, state="ready", reason="ready")
+                else:
+                    failures += 1
+                    if self.ready and failures >= probe.failure_threshold:
+                        why = f"readiness probe failed {failures} times: {detail}"
+                        self._set(ready=False, state="running", reason=why)
+                    elif not self.ready:
+                        self._set(reason=f"waiting for readiness: {detail}")
+                period = probe.period if self.ready or self.state == "running" else FAST_PROBE_PERIOD
+            await asyncio.sleep(min(period, probe.period))
+
+    async def _liveness(self, probe: Probe) -> str:
+        """Returns (the reason) once the probe failed ``failure_threshold`` times in a row."""
+        spec = self.spec
+        await asyncio.sleep(probe.initial_delay)
+        failures = 0
+        while True:
+            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
+            failures = 0 if ok else failures + 1
+            if failures >= probe.failure_threshold:
+                return f"liveness probe failed {failures} times: {detail}"
+            await asyncio.sleep(probe.period)
+
+    def kill_now(self) -> None:
+        """SIGKILL the current process group and reap it (last-resort cleanup)."""
+        popen = self._popen
+        if popen is not None and popen.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(popen.pid, signal.SIGKILL)
+            popen.wait()
+            for stream in (popen.stdout, popen.stderr):
+                if stream is not None:
+                    stream.close()
+            self.records.remove(self.spec.instance_id)
+
+    async def _release_cgroup(self) -> None:
+        if self.cgroup is None:
+            return
+        for _ in range(100):  # killed members take a moment to leave the group
+            if self.cgroup.remove():
+                return
+            await asyncio.sleep(0.02)
+
+
+def _child_setup(parent: int, join_fds: list[int]) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec: keep it to syscalls
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os._exit(1)
+        for fd in join_fds:
+            os.write(fd, b"0")  # "0" = the writing process: join the cgroup before exec
+
+    return setup
+
+
+async def _terminate(pid: int, exited: asyncio.Future[None], grace: float) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(exited), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def _read_lines(
+    loop: asyncio.AbstractEventLoop, stream: object, name: LogStream, inst: Instance
+) -> asyncio.Future[None]:
+    """Read a child's pipe without blocking; the returned future completes at EOF."""
+    fileno = stream.fileno()  # type: ignore[attr-defined]
+    os.set_blocking(fileno, False)
+    splitter = LineSplitter(inst.tuning.max_line_bytes)
+    eof: asyncio.Future[None] = loop.create_future()
+    spec = inst.spec
+
+    def emit(lines: list[bytes]) -> None:
+        for line in lines:
+            inst.pump.offer(spec.app, spec.instance_id, spec.release, name, line)
+
+    def readable() -> None:
+        for _ in range(8):  # bounded, so one chatty child cannot starve the loop
+            try:
+                chunk = os.read(fileno, 65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
+                emit(splitter.flush())
+                loop.remove_reader(fileno)
+                if not eof.done():
+                    eof.set_result(None)
+                return
+            emit(splitter.feed(chunk))
+
+    loop.add_reader(fileno, readable)
+    return eof

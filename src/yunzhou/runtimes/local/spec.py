@@ -1,0 +1,84 @@
+"""What the supervisor is asked to run (``ProcessSpec``, ``Probe``) and what it emits (``LogLine``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+LogStream = Literal["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness or liveness check.
+
+    ``kind``: ``"http"`` (GET ``path`` on 127.0.0.1:``port``; 2xx/3xx = ok), ``"tcp"`` (connect) or
+    ``"exec"`` (run ``argv`` in the instance's cwd and env; exit 0 = ok). ``port`` None → the instance's PORT.
+    """
+
+    kind: str
+    path: str = "/"
+    port: int | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    argv: tuple[str, ...] = ()
+    period: float = 1.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    initial_delay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("http", "tcp", "exec"):
+            raise ValueError(f"probe kind must be http, tcp or exec, not {self.kind!r}")
+        if self.kind == "exec" and not self.argv:
+            raise ValueError("an exec probe needs argv")
+        if self.period <= 0 or self.timeout <= 0 or self.failure_threshold < 1 or self.initial_delay < 0:
+            raise ValueError("probe period/timeout must be > 0, failure_threshold >= 1, initial_delay >= 0")
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One instance: a process started from ``argv`` in ``cwd`` with ``env`` plus ``PORT``.
+
+    ``env`` is the whole environment (nothing is inherited from the supervisor). ``readiness`` None → TCP
+    connect to ``port``; ``liveness`` None → no liveness check. Limits apply through cgroups when usable.
+    """
+
+    instance_id: str
+    app: str
+    release: int
+    argv: tuple[str, ...]
+    cwd: Path
+    env: Mapping[str, str]
+    port: int
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    memory_limit_bytes: int | None = None
+    cpu_limit_millis: int | None = None
+    grace_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.instance_id:
+            raise ValueError("instance_id must not be empty")
+        if not self.argv:
+            raise ValueError("argv must not be empty")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port must be 1-65535, not {self.port}")
+
+    @property
+    def limited(self) -> bool:
+        return self.memory_limit_bytes is not None or self.cpu_limit_millis is not None
+
+
+@dataclass(frozen=True)
+class LogLine:
+    """One captured line. ``time`` is unix time; ``fields`` holds the keys of a JSON-object line."""
+
+    time: float
+    app: str
+    instance_id: str
+    release: int
+    stream: LogStream
+    line: str
+    fields: Mapping[str, object] = field(default_factory=dict)
