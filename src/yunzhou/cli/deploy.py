@@ -78,7 +78,11 @@ def deploy(
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", help="Override a setting: key=value, dotted keys (rollout.maxSurge=2)."),
+        typer.Option(
+            "--set",
+            metavar="KEY=VALUE",
+            help="Override a setting, dotted keys: rollout.maxSurge=2 (repeatable).",
+        ),
     ] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = 300.0,
