@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import tempfile
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -86,15 +88,47 @@ def kill_orphans(store: RecordStore) -> list[int]:
         for cgroup_dir in rec.cgroups:
             with contextlib.suppress(OSError, ValueError):
                 victims.update(int(x) for x in Path(cgroup_dir, "cgroup.procs").read_text().split())
-        for pid in sorted(victims):
+        killed.extend(_kill_and_wait(victims))
+        if _remove_groups([Path(d) for d in rec.cgroups]):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()  # otherwise kept, so the next cleanup retries the groups
+    return killed
+
+
+def _remove_groups(dirs: list[Path], attempts: int = 50) -> bool:
+    for _ in range(attempts):  # dead members leave the group asynchronously
+        if remove_group_dirs(dirs):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _kill_and_wait(pids: set[int], timeout: float = 5.0) -> list[int]:
+    """SIGKILL through pidfds (immune to pid reuse once opened) and wait until each has exited."""
+    fds: dict[int, int] = {}
+    for pid in sorted(pids):
+        with contextlib.suppress(OSError):
+            fds[pid] = os.pidfd_open(pid)
+    killed = []
+    try:
+        for pid, fd in fds.items():
             with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
                 killed.append(pid)
-        for pid in sorted(victims):
-            _reap_if_child(pid)
-        remove_group_dirs([Path(d) for d in rec.cgroups])
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        poller = select.poll()
+        for fd in fds.values():
+            poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        pending = set(fds.values())
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for fd, _event in poller.poll(left * 1000):
+                pending.discard(fd)
+                poller.unregister(fd)
+    finally:
+        for fd in fds.values():
+            os.close(fd)
+    for pid in killed:
+        _reap_if_child(pid)
     return killed
 
 
