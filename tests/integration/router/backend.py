@@ -7,6 +7,9 @@ It listens on a free loopback port, writes ``{"port": N}`` to READY_FILE, and an
   GET  /chunked?size=N       N bytes of 'x' with Transfer-Encoding: chunked, in 8 KiB chunks
   GET  /big?size=N           N bytes of 'y' with Content-Length
   GET  /status?code=N        an empty response with that status
+  GET  /drip                 a chunked response: one chunk now, the rest once GET /release arrives
+  GET  /release              lets every waiting /drip finish
+  GET  /garbage              bytes that are not HTTP, then close
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
+_released = threading.Event()
 _count_lock = threading.Lock()
 _count = 0
 
@@ -96,6 +100,23 @@ class Handler(BaseHTTPRequestHandler):
             return
         if path == "/big":
             self._send(200, b"y" * int(query.get("size", "1000000")), "application/octet-stream")
+            return
+        if path == "/drip":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst\n\r\n")
+            self.wfile.flush()
+            _released.wait(30)
+            self.wfile.write(b"5\r\nrest\n\r\n0\r\n\r\n")
+            return
+        if path == "/release":
+            _released.set()
+            self._send(200, b"released")
+            return
+        if path == "/garbage":
+            self.wfile.write(b"THIS IS NOT HTTP\r\n\r\n")
+            self.close_connection = True
             return
         if path == "/status":
             self._send(int(query.get("code", "200")), b"")
