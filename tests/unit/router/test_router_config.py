@@ -1,0 +1,209 @@
+"""Snapshot validation, routing-table matching and version rules: pure, no sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from yunzhou.domain.errors import Conflict, UserError
+from yunzhou.router import parse_snapshot
+from yunzhou.router.config import RoutingTable, host_from_header, parse_address
+from yunzhou.router.server import Router, Settings
+
+GOOD: dict[str, Any] = {
+    "version": 7,
+    "routes": [
+        {
+            "host": "orders.dev.shop.localhost",
+            "path_prefix": "/",
+            "app": "shop/dev/orders",
+            "backends": [
+                {"id": "i-3f2a", "address": "127.0.0.1:41001", "release": 3},
+                {"id": "i-9c1d", "address": "[::1]:41002", "release": 3},
+            ],
+        }
+    ],
+}
+
+
+def problems_of(doc: object) -> list[str]:
+    with pytest.raises(UserError) as caught:
+        parse_snapshot(doc)
+    return [p.path for p in caught.value.problems]
+
+
+def test_a_good_snapshot_round_trips() -> None:
+    snapshot = parse_snapshot(GOOD)
+    assert snapshot.to_json() == GOOD
+    backend = snapshot.routes[0].backends[1]
+    assert (backend.host, backend.port) == ("::1", 41002)
+    assert snapshot.backend_addresses() == {("127.0.0.1", 41001), ("::1", 41002)}
+
+
+def test_path_prefix_defaults_to_root_and_hosts_are_lowercased() -> None:
+    doc = {"version": 1, "routes": [{"host": "Shop.Example.", "app": "shop/prod/web", "backends": []}]}
+    route = parse_snapshot(doc).routes[0]
+    assert (route.host, route.path_prefix) == ("shop.example", "/")
+
+
+def test_every_problem_is_named_at_once() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["version"] = -1
+    doc["routes"][0]["app"] = "orders"
+    doc["routes"][0]["backends"][0]["address"] = "orders:80"
+    doc["routes"][0]["backends"][1]["release"] = True
+    doc["routes"][0]["weight"] = 3
+    assert problems_of(doc) == [
+        "version",
+        "routes[0].weight",
+        "routes[0].app",
+        "routes[0].backends[0].address",
+        "routes[0].backends[1].release",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("doc", "path"),
+    [
+        ([], ""),
+        ({"version": 1}, "routes"),
+        ({"version": 1.5, "routes": []}, "version"),
+        ({"version": 1, "routes": [None]}, "routes[0]"),
+        (
+            {"version": 1, "routes": [{"host": "-bad.localhost", "app": "a/b/c", "backends": []}]},
+            "routes[0].host",
+        ),
+        (
+            {"version": 1, "routes": [{"host": "x.localhost", "app": "a/b/c", "backends": None}]},
+            "routes[0].backends",
+        ),
+        (
+            {
+                "version": 1,
+                "routes": [{"host": "x.localhost", "path_prefix": "/a?b", "app": "a/b/c", "backends": []}],
+            },
+            "routes[0].path_prefix",
+        ),
+    ],
+)
+def test_malformed_documents_name_the_field(doc: object, path: str) -> None:
+    assert path in problems_of(doc)
+
+
+def test_duplicate_routes_and_backend_ids_are_refused() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["routes"][0]["backends"][1]["id"] = "i-3f2a"
+    doc["routes"].append({**copy.deepcopy(GOOD["routes"][0]), "backends": []})
+    assert problems_of(doc) == ["routes[0].backends[1].id", "routes[1]"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:80", ("127.0.0.1", 80)),
+        ("[::1]:8080", ("::1", 8080)),
+        ("127.0.0.1:0", None),
+        ("127.0.0.1:65536", None),
+        ("::1:80", None),
+        ("[127.0.0.1]:80", None),
+        ("localhost:80", None),
+        ("127.0.0.1", None),
+        (8080, None),
+    ],
+)
+def test_backend_addresses_are_ip_literals(text: object, expected: tuple[str, int] | None) -> None:
+    assert parse_address(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("header", "host"),
+    [
+        (b"Orders.Dev.Shop.Localhost:8080", "orders.dev.shop.localhost"),
+        (b"shop.example.", "shop.example"),
+        (b"[::1]:8080", "[::1]"),
+        (b" x.localhost ", "x.localhost"),
+    ],
+)
+def test_host_header_matching_ignores_case_port_and_trailing_dot(header: bytes, host: str) -> None:
+    assert host_from_header(header) == host
+
+
+def test_longest_prefix_wins_and_prefixes_match_whole_segments() -> None:
+    def route(prefix: str, app: str) -> dict[str, Any]:
+        return {"host": "h.localhost", "path_prefix": prefix, "app": app, "backends": []}
+
+    table = RoutingTable(
+        parse_snapshot(
+            {
+                "version": 1,
+                "routes": [route("/", "p/e/root"), route("/api/", "p/e/api"), route("/api/v2", "p/e/v2")],
+            }
+        )
+    )
+
+    def app(path: str) -> str | None:
+        matched = table.match("h.localhost", path)
+        return matched.app if matched else None
+
+    assert app("/") == "p/e/root"
+    assert app("/apix") == "p/e/root"
+    assert app("/api") == "p/e/api"
+    assert app("/api/") == "p/e/api"
+    assert app("/api/v2") == "p/e/v2"
+    assert app("/api/v2/x") == "p/e/v2"
+    assert app("/api/v20") == "p/e/api"
+    assert table.match("other.localhost", "/") is None
+    assert table.has_host("h.localhost")
+
+
+def test_without_a_root_route_unmatched_paths_have_no_route() -> None:
+    doc = {
+        "version": 1,
+        "routes": [{"host": "h.localhost", "path_prefix": "/api", "app": "p/e/a", "backends": []}],
+    }
+    table = RoutingTable(parse_snapshot(doc))
+    assert table.match("h.localhost", "/other") is None
+
+
+def test_round_robin_order_rotates_and_lists_the_others_for_fall_through() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["routes"][0]["backends"].append({"id": "i-3", "address": "127.0.0.1:41003", "release": 3})
+    route = parse_snapshot(doc).routes[0]
+    orders = [[b.id for b in route.pick_order()] for _ in range(4)]
+    assert orders == [
+        ["i-3f2a", "i-9c1d", "i-3"],
+        ["i-9c1d", "i-3", "i-3f2a"],
+        ["i-3", "i-3f2a", "i-9c1d"],
+        ["i-3f2a", "i-9c1d", "i-3"],
+    ]
+
+
+@pytest.fixture
+def router() -> Iterator[Router]:
+    loop = asyncio.new_event_loop()
+    yield Router(Settings(), loop)
+    loop.close()
+
+
+def test_version_rules(router: Router) -> None:
+    assert router.apply_config(GOOD) is True
+    assert router.apply_config(copy.deepcopy(GOOD)) is False  # same version, same content: idempotent
+    with pytest.raises(Conflict):
+        router.apply_config({**GOOD, "version": 6})
+    with pytest.raises(Conflict):
+        router.apply_config({**GOOD, "routes": []})  # same version, different content
+    with pytest.raises(UserError):
+        router.apply_config({"version": 8, "routes": "nope"})
+    assert router.table.snapshot.to_json() == GOOD
+    assert router.apply_config({"version": 8, "routes": []}) is True
+    assert router.metrics.config_version == 8
+    assert router.pools.by_address == {}
+
+
+def test_the_first_snapshot_may_have_any_version(router: Router) -> None:
+    assert router.apply_config({"version": 0, "routes": []}) is True
+    assert router.table.snapshot.version == 0
