@@ -265,6 +265,8 @@ class Instance:
         while True:
             ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
             with self.cond:
+                if self.stop_requested:
+                    return  # terminating: readiness no longer matters
                 if ok:
                     failures = 0
                     if not self.ready:

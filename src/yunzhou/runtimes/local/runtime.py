@@ -1,0 +1,249 @@
+"""The local target's Runtime: plan a rollout over supervised processes and publish routes to the router.
+
+One ``apply`` pass: observe the app's instances → plan (pure) → stop (leave the router first, drain, then
+TERM) and start → publish the route table if it changed → report. With nothing to change it does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.domain.plan import Desired, Observed, plan_rollout
+from yunzhou.domain.settings import RolloutStrategy
+from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.local.ports import free_port
+from yunzhou.runtimes.local.render import render
+from yunzhou.runtimes.local.snapshot import ensure_snapshot
+from yunzhou.runtimes.local.supervisor import LocalSupervisor
+from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec
+
+log = logging.getLogger("yunzhou.runtimes.local")
+
+PublishRoutes = Callable[[dict[str, Any]], None]
+InFlight = Callable[[str], int | None]  # backend id → requests in flight at the router (None: unknown)
+CRASHLOOP_FAILS_ROLLOUT_AFTER = 3  # restarts of a new instance before the rollout is reported failed
+
+
+@dataclass
+class _Draining:
+    app_id: int
+    deadline: float
+    min_until: float
+
+
+def _by_id(backend: dict[str, Any]) -> str:
+    return str(backend["id"])
+
+
+class LocalRuntime:
+    def __init__(
+        self,
+        supervisor: LocalSupervisor,
+        data_dir: Path,
+        publish_routes: PublishRoutes,
+        *,
+        inflight: InFlight | None = None,
+        base_env: Mapping[str, str] | None = None,
+        drain_min: float = 0.2,
+        drain_max: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.supervisor = supervisor
+        self.data_dir = data_dir
+        self.publish_routes = publish_routes
+        self.inflight = inflight
+        self.base_env = dict(base_env or {})
+        self.drain_min = drain_min
+        self.drain_max = drain_max
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._routes: dict[int, tuple[str, tuple[RouteSpec, ...]]] = {}  # app id → (address, routes)
+        self._app_of: dict[str, int] = {}  # instance id → app id
+        self._draining: dict[str, _Draining] = {}
+        self._version = 0
+        self._published: dict[str, Any] | None = None
+        self._needs_publish = True
+
+    # ---- the pass
+    def apply(self, intent: AppIntent) -> AppObservation:
+        with self._lock:
+            return self._apply(intent)
+
+    def _apply(self, intent: AppIntent) -> AppObservation:
+        actions = self._finish_drains()
+        mine = self._statuses(intent.address)
+        for s in mine:
+            self._app_of.setdefault(s.instance_id, intent.app_id)
+        observed = [
+            Observed(
+                s.instance_id,
+                s.release,
+                s.ready and s.instance_id not in self._draining,
+                terminating=s.state in ("terminating", "stopped") or s.instance_id in self._draining,
+                crashlooping=s.state == "crashloop",
+            )
+            for s in mine
+        ]
+        strategy = intent.settings.get("rollout") or {}
+        surge, unavailable = RolloutStrategy(
+            "rolling", strategy.get("maxSurge", 1), strategy.get("maxUnavailable", 0)
+        ).resolve(intent.replicas)
+        plan = plan_rollout(
+            Desired(intent.release, intent.replicas, surge, unavailable, removing=intent.removing), observed
+        )
+        failure = ""
+        rendered = None
+        if plan.start and not intent.removing:
+            try:
+                rendered = render(intent, self.base_env)
+            except PermanentError as exc:
+                failure = exc.message
+        for instance_id in plan.stop:
+            self._begin_drain(intent.app_id, instance_id)
+            actions += 1
+        if rendered is not None:
+            cwd = self._workdir(intent)
+            for _ in range(plan.start):
+                instance_id = f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+                self.supervisor.ensure(
+                    rendered.spec(instance_id, intent.address, intent.release, cwd, free_port())
+                )
+                self._app_of[instance_id] = intent.app_id
+                actions += 1
+        if intent.removing:
+            self._routes.pop(intent.app_id, None)
+        else:
+            self._routes[intent.app_id] = (intent.address, intent.routes)
+        actions += self._publish()
+
+        mine = self._statuses(intent.address)
+        new = [s for s in mine if s.release == intent.release and s.instance_id not in self._draining]
+        crashing = [
+            s
+            for s in new
+            if s.state in ("crashloop", "failed") and s.restarts >= CRASHLOOP_FAILS_ROLLOUT_AFTER
+        ]
+        if crashing and not failure:
+            s = crashing[0]
+            failure = (
+                f"CrashLoopBackOff: instance {s.instance_id} of release {intent.release} keeps exiting"
+                f" ({s.last_exit}){'; ' + s.reason if s.reason else ''}"
+            )
+        ready = [s for s in mine if s.ready and s.instance_id not in self._draining]
+        return AppObservation(
+            instances=tuple(mine),
+            ready=len(ready),
+            ready_current=sum(1 for s in ready if s.release == intent.release),
+            converged=plan.done and not intent.removing,
+            gone=intent.removing and not mine,
+            actions=actions,
+            waiting_for=plan.waiting_for,
+            failure=failure,
+        )
+
+    def forget(self, app_id: int) -> int:
+        with self._lock:
+            actions = 0
+            self._routes.pop(app_id, None)
+            for instance_id, owner in list(self._app_of.items()):
+                if owner == app_id and instance_id not in self._draining:
+                    self._begin_drain(app_id, instance_id)
+                    actions += 1
+            return actions + self._publish()
+
+    # ---- pieces
+    def _statuses(self, address: str) -> list[InstanceStatus]:
+        return sorted(
+            (s for s in self.supervisor.statuses() if s.app == address), key=lambda s: s.instance_id
+        )
+
+    def _workdir(self, intent: AppIntent) -> Path:
+        if intent.artifact is None or intent.artifact_digest is None:
+            empty = self.data_dir / "snapshots" / "empty"
+            empty.mkdir(parents=True, exist_ok=True)
+            return empty
+        if not intent.artifact.exists():
+            raise PermanentError(
+                f"artifact {intent.artifact_digest} is missing from {intent.artifact.parent}"
+            )
+        return ensure_snapshot(intent.artifact, intent.artifact_digest, self.data_dir / "snapshots")
+
+    def _begin_drain(self, app_id: int, instance_id: str) -> None:
+        """Leave the router now; the process is stopped once in-flight requests finished (or drain_max)."""
+        if instance_id in self._draining:
+            return
+        now = self.clock()
+        self._draining[instance_id] = _Draining(app_id, now + self.drain_max, now + self.drain_min)
+        self._needs_publish = True
+
+    def _finish_drains(self) -> int:
+        now = self.clock()
+        finished = 0
+        if not self._draining:
+            return 0
+        if self._publish_pending():
+            return 0  # the router still routes to them
+        for instance_id, d in list(self._draining.items()):
+            busy = self.inflight(instance_id) if self.inflight else None
+            if now < d.min_until or (busy and now < d.deadline):
+                continue
+            self.supervisor.stop(instance_id)
+            del self._draining[instance_id]
+            self._app_of.pop(instance_id, None)
+            finished += 1
+        return finished
+
+    def _publish_pending(self) -> bool:
+        try:
+            return self._publish() < 0
+        except TemporaryError:
+            return True
+
+    def snapshot(self) -> dict[str, Any]:
+        ready_by_app: dict[str, list[dict[str, Any]]] = {}
+        for s in self.supervisor.statuses():
+            if s.ready and s.instance_id not in self._draining:
+                ready_by_app.setdefault(s.app, []).append(
+                    {"id": s.instance_id, "address": f"127.0.0.1:{s.port}", "release": s.release}
+                )
+        routes: list[dict[str, Any]] = []
+        for address, specs in sorted(self._routes.values()):
+            for r in specs:
+                routes.append(
+                    {
+                        "host": r.host,
+                        "path_prefix": r.path,
+                        "app": address,
+                        "backends": sorted(ready_by_app.get(address, []), key=_by_id),
+                    }
+                )
+        return {"routes": routes}
+
+    def _publish(self) -> int:
+        """Push the route table when it differs from what the router has; returns 1 if pushed."""
+        body = self.snapshot()
+        if body == self._published and not self._needs_publish:
+            return 0
+        self._version += 1
+        try:
+            self.publish_routes({"version": self._version, **body})
+        except TemporaryError:
+            self._needs_publish = True
+            raise
+        self._published = body
+        self._needs_publish = False
+        return 1
+
+    def republish(self) -> None:
+        """After a router restart: send the current table again."""
+        with self._lock:
+            self._needs_publish = True
+            self._publish()
