@@ -146,6 +146,7 @@ class Exchange:
         data = _chunk(body) if self.req_chunked else body
         if self.sent and self.upstream is not None:
             self.upstream.write(data)
+            self.last_upstream_activity = self.loop.time()  # the backend cannot answer before the body ends
             return
         if self.body is None:
             self.body = []
@@ -186,6 +187,10 @@ class Exchange:
             self.router.connect_failed(self.app or "?", backend, exc)
             if not self.done:
                 self.try_next_backend()
+            return
+        except Exception as exc:  # never leave the client waiting on a failed task
+            self.router.log.error("connecting to backend %s failed unexpectedly", backend.id, exc_info=exc)
+            self.fail(502, "bad_gateway", f"could not connect to backend {backend.id}")
             return
         finally:
             self.connect_task = None

@@ -93,12 +93,13 @@ class ClientConnection(asyncio.Protocol):
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
             if offset < len(data):
                 self.data_received(data[offset:])
-        except _RejectRequest as exc:
-            self.reject(exc.status, str(exc))
         except httptools.HttpParserError as exc:
             cause = exc.__context__
             if isinstance(cause, _RejectRequest):
                 self.reject(cause.status, str(cause))
+            elif isinstance(exc, httptools.HttpParserCallbackError) and cause is not None:
+                self.router.log.error("internal error handling a request", exc_info=cause)
+                self.reject(500, "internal router error")
             else:
                 self.reject(400, f"malformed HTTP request: {exc}")
 
@@ -248,6 +249,7 @@ class ClientConnection(asyncio.Protocol):
             self.active = None
         if self.closed:
             return
+        self._set_read_pause(_PAUSE_BODY | _PAUSE_UPSTREAM, False)
         if exchange.close_client or self.router.draining:
             self.close()
             return

@@ -31,6 +31,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self.requests_served = 0
+        self.read_paused = False
         # per-response state
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -61,7 +62,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.out = out
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as exc:
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
             self.out = []
             if out and exchange.response_started:
                 exchange.client.write(b"".join(out))
@@ -128,8 +129,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.out.append(exchange.response_head(status, self.reason, kept, length, chunked, has_request_id))
         if exchange.method == "HEAD":
             # httptools cannot be told a response has no body; a fresh parser takes the next response.
+            keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
-            exchange.response_finished(self.out, keep_alive=True)
+            exchange.response_finished(self.out, keep_alive=keep_alive)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
@@ -150,8 +152,9 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.write(data)
 
     def pause_reading(self, paused: bool) -> None:
-        if self.transport is None or self.closed:
+        if self.transport is None or self.closed or paused == self.read_paused:
             return
+        self.read_paused = paused
         if paused:
             self.transport.pause_reading()
         else:
@@ -196,6 +199,7 @@ class BackendPool:
         if self.retired or self.router.draining or len(self.idle) >= MAX_IDLE_PER_BACKEND:
             conn.close()
             return
+        conn.pause_reading(False)  # an idle connection must notice when the backend closes it
         conn.idle_since = self.router.loop.time()
         conn.requests_served += 1
         self.idle.append(conn)
