@@ -38,7 +38,7 @@ class Handler(BaseHTTPRequestHandler):
 
 def _exists(var: str) -> bool:
     path = os.environ.get(var)
-    return bool(path) and Path(path).exists()
+    return path is not None and Path(path).exists()
 
 
 def _on_term(_signum: int, _frame: object) -> None:

@@ -91,6 +91,7 @@ def test_memory_hog_is_oomkilled(harness: Harness, tmp_path: Path) -> None:
     status = by_id(harness.wait(where("hog", lambda s: s.last_exit == "OOMKilled"), 20), "hog")
     assert status is not None
     assert "cgroups unavailable" not in status.reason
+    assert "not applied" not in status.reason  # the CPU limit was written too
 
 
 def test_cgroup_support_explains_itself() -> None:

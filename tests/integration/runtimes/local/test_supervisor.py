@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 from tests.integration.runtimes.local.harness import Harness, app_spec, by_id, fast_http, where
+from yunzhou.runtimes.local import InstanceStatus, Probe, ProcessSpec, free_port
 
 
 def _get(port: int, path: str = "/") -> tuple[int, str]:
@@ -56,7 +58,7 @@ def test_crashing_app_backs_off_exponentially_up_to_the_cap(harness: Harness, tm
     harness.supervisor.ensure(app_spec("crash", "exit", cwd=tmp_path))
     seen_delays: set[str] = set()
 
-    def capped(status_list: list) -> bool:  # type: ignore[type-arg]
+    def capped(status_list: list[InstanceStatus]) -> bool:
         status = by_id(status_list, "crash")
         if status is None or status.state != "crashloop":
             return False
@@ -159,3 +161,22 @@ def test_ensure_with_a_new_spec_replaces_the_instance(harness: Harness, tmp_path
     assert new is not None
     assert new.pid != old.pid
     assert new.restarts == 0
+
+
+def test_exec_readiness_probe(harness: Harness, tmp_path: Path) -> None:
+    flag = tmp_path / "exec-ready"
+    check = f"import os, sys; sys.exit(0 if os.path.exists({str(flag)!r}) else 1)"
+    probe = Probe("exec", argv=(sys.executable, "-c", check), period=0.1, timeout=5.0)
+    harness.supervisor.ensure(app_spec("exec", cwd=tmp_path, readiness=probe))
+    harness.wait(where("exec", lambda s: "exit 1" in s.reason))
+    flag.write_text("ok")
+    harness.wait(where("exec", lambda s: s.ready))
+
+
+def test_a_missing_executable_is_a_crash_with_a_reason(harness: Harness, tmp_path: Path) -> None:
+    spec = ProcessSpec("ghost", "shop/dev/ghost", 1, ("/nonexistent/bin/app",), tmp_path, {}, free_port())
+    harness.supervisor.ensure(spec)
+    status = by_id(harness.wait(where("ghost", lambda s: s.state == "crashloop")), "ghost")
+    assert status is not None
+    assert status.last_exit == "spawn error"
+    assert "No such file or directory" in status.reason
