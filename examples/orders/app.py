@@ -8,7 +8,8 @@ import http.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v1")
-ROUTER = os.environ.get("ROUTER_ADDRESS", "127.0.0.1:8080")
+# The platform tells every instance where the router is; other apps are reached through it by name.
+ROUTER = os.environ.get("YUNZHOU_ROUTER", "127.0.0.1:8080")
 INVENTORY_HOST = os.environ.get("INVENTORY_HOST", "inventory.dev.shop.localhost")
 
 

@@ -43,6 +43,44 @@ class ServerConfig:
         return cls(**values)  # type: ignore[arg-type]
 
 
+class Runner:
+    """Everything `yunzhou server` runs besides the API: the local target and the reconcile worker."""
+
+    def __init__(self, config: ServerConfig, cp: ControlPlane) -> None:
+        from yunzhou.local_platform import LocalPlatform
+        from yunzhou.reconcile import AppController, Worker
+
+        self.platform = LocalPlatform(config.data_dir, config.router_port)
+        self.controller = AppController(
+            cp.ctx.db, {"local": self.platform.runtime}, config.data_dir, cp.ctx.clock,
+            base_domain=config.base_domain,
+        )  # fmt: skip
+        self.worker = Worker(
+            cp.ctx.db, {self.controller.kind: self.controller}, cp.ctx.clock, idle_poll=0.2,
+            on_idle=self.platform.ensure_router,
+        )  # fmt: skip
+        self.cp = cp
+
+    def start(self) -> Runner:
+        from sqlalchemy import select
+
+        from yunzhou.reconcile import APP_KIND
+        from yunzhou.store.leases import enqueue
+        from yunzhou.store.models import App
+
+        self.platform.start()
+        # after a restart every app is looked at again, so the machine converges back to desired state
+        with self.cp.ctx.db.transaction() as s:
+            for app_id in s.scalars(select(App.id)):
+                enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
+        self.worker.start()
+        return self
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.platform.stop()
+
+
 def build_control_plane(config: ServerConfig) -> ControlPlane:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
@@ -89,9 +127,11 @@ def run_server(
     # it started; make that one a no-op so a requested stop is a clean exit 0, not a death by signal.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
+    runner = Runner(config, cp).start()
     try:
         make_uvicorn(config, cp).run()
     finally:
+        runner.stop()
         cp.ctx.db.dispose()
 
 
@@ -101,6 +141,7 @@ class BackgroundServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.control_plane = build_control_plane(config)
+        self.runner = Runner(config, self.control_plane)
         self._server = make_uvicorn(config, self.control_plane)
         self._thread = threading.Thread(target=self._server.run, name="yunzhou-api", daemon=True)
 
@@ -113,6 +154,7 @@ class BackgroundServer:
         return (self.config.data_dir / ADMIN_TOKEN_FILE).read_text().strip()
 
     def start(self, timeout: float = 20.0) -> BackgroundServer:
+        self.runner.start()
         self._thread.start()
         deadline = threading.Event()
         waited = 0.0
@@ -128,6 +170,7 @@ class BackgroundServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
+        self.runner.stop()
         self.control_plane.ctx.db.dispose()
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from yunzhou.services.apps import AppService
-from yunzhou.services.artifacts import ArtifactService, artifact_path
+from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
@@ -56,4 +56,4 @@ class ControlPlane:
         return AuditService(self.ctx)
 
 
-__all__ = ["ADMIN_TOKEN_FILE", "SYSTEM", "Caller", "ControlPlane", "artifact_path", "utc_now"]
+__all__ = ["ADMIN_TOKEN_FILE", "SYSTEM", "Caller", "ControlPlane", "utc_now"]

@@ -13,13 +13,10 @@ from typing import Any
 from yunzhou.domain.errors import invalid
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, record_audit
+from yunzhou.store.files import artifact_path
 from yunzhou.store.models import Artifact
 
 MAX_ARTIFACT_BYTES = 200 * 1024 * 1024
-
-
-def artifact_path(data_dir: Path, digest: str) -> Path:
-    return data_dir / "artifacts" / "sha256" / f"{digest.removeprefix('sha256:')}.tar.gz"
 
 
 def _check_archive(body: bytes) -> None:

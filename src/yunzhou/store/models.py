@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     MetaData,
@@ -51,7 +52,7 @@ class UtcDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING)
-    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    type_annotation_map = {datetime: UtcDateTime(), dict[str, Any]: JSON(), list[Any]: JSON(), float: Float()}
 
 
 class Token(Base):
@@ -203,3 +204,25 @@ class AuditEvent(Base):
     outcome: Mapped[str] = mapped_column(String(20))
     request_id: Mapped[str] = mapped_column(String(64))
     detail: Mapped[dict[str, Any]]
+
+
+class Instance(Base):
+    """Reported state of one running copy, written by reconcilers; never desired state."""
+
+    __tablename__ = "instances"
+    __table_args__ = (UniqueConstraint("app_id", "instance_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    release: Mapped[int] = mapped_column(Integer)
+    pid: Mapped[int | None] = mapped_column(Integer)
+    port: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(20))
+    ready: Mapped[bool] = mapped_column(Boolean)
+    restarts: Mapped[int] = mapped_column(Integer)
+    last_exit: Mapped[str | None] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    cpu_seconds: Mapped[float]
+    memory_bytes: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime | None]
+    observed_at: Mapped[datetime]

@@ -1,0 +1,91 @@
+"""The local target assembled: supervisor + router process + LocalRuntime, with crash-safe start-up.
+
+Part of the composition root (with yunzhou.server): it knows both the runtime and the router.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from yunzhou.runtimes.local import LocalSupervisor, LogLine
+from yunzhou.runtimes.local.runtime import LocalRuntime
+from yunzhou.runtimes.local.ports import free_port
+from yunzhou.router import RouterProcess
+
+log = logging.getLogger("yunzhou.local")
+_BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+def _kill_leftover_router(pid_file: Path) -> None:
+    """A router left behind by a control plane that was killed -9 still holds the port: end it."""
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return
+    if b"yunzhou.router" in cmdline:
+        log.warning("stopping router pid %d left by a previous run", pid)
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+
+
+class LocalPlatform:
+    def __init__(
+        self,
+        data_dir: Path,
+        router_port: int,
+        *,
+        log_sink: Callable[[LogLine], None] | None = None,
+        router_host: str = "127.0.0.1",
+    ) -> None:
+        self.data_dir = data_dir
+        self.router_listen = f"{router_host}:{router_port}"
+        self.supervisor = LocalSupervisor(data_dir / "instances", log_sink=log_sink)
+        self.router = RouterProcess(log_file=data_dir / "router.log")
+        self.router_pid_file = data_dir / "router.pid"
+        self.access_log = data_dir / "router-access.log"
+        base_env = {k: v for k, v in os.environ.items() if k in _BASE_ENV_KEYS}
+        # How an instance reaches other apps by internal name: through the router, with their Host.
+        base_env["YUNZHOU_ROUTER"] = self.router_listen
+        self.runtime = LocalRuntime(
+            self.supervisor, data_dir, self._push, base_env=base_env, inflight=self._inflight
+        )
+
+    def _push(self, snapshot: dict[str, object]) -> None:
+        self.router.push_config(snapshot)
+
+    def _inflight(self, backend_id: str) -> int | None:
+        return None  # the router does not report per-backend in-flight counts yet: drain by time
+
+    def start(self) -> LocalPlatform:
+        killed = self.supervisor.cleanup_orphans()
+        if killed:
+            log.warning("stopped %d instance process(es) left by a previous run", len(killed))
+        _kill_leftover_router(self.router_pid_file)
+        self.supervisor.start()
+        self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))
+        self.router_pid_file.write_text(str(self.router.pid))
+        log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
+        return self
+
+    def ensure_router(self) -> None:
+        """Called when the worker is idle: a router that died is started again and given the routes."""
+        if self.router.running():
+            return
+        log.error("the router exited; starting it again")
+        self.router = RouterProcess(log_file=self.data_dir / "router.log")
+        self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))
+        self.router_pid_file.write_text(str(self.router.pid))
+        self.runtime.republish()
+
+    def stop(self) -> None:
+        self.supervisor.close()
+        self.router.stop()
+        self.router_pid_file.unlink(missing_ok=True)

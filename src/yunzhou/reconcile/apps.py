@@ -1,0 +1,310 @@
+"""The app controller. One pass: load → skip if gone → build the intent → runtime.apply → record
+status, conditions, the rollout's state and the instances → requeue (fast while progressing)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.domain.names import default_host
+from yunzhou.reconcile.worker import Outcome
+from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
+from yunzhou.store import Database
+from yunzhou.store.files import artifact_path
+from yunzhou.store.models import App, Environment, Instance, Project, Release, Rollout
+
+log = logging.getLogger("yunzhou.reconcile.apps")
+ACTIVE = ("pending", "progressing")
+KIND = "app"
+
+
+@dataclass(frozen=True)
+class Timing:
+    progressing_requeue: float = 0.2
+    steady_resync: float = 2.0
+    progress_deadline: float = 600.0
+
+
+class AppController:
+    kind = KIND
+
+    def __init__(
+        self,
+        db: Database,
+        runtimes: Mapping[str, Runtime],
+        data_dir: Path,
+        clock: Callable[[], datetime],
+        *,
+        base_domain: str = "localhost",
+        timing: Timing = Timing(),
+    ) -> None:
+        self.db = db
+        self.runtimes = runtimes
+        self.data_dir = data_dir
+        self.clock = clock
+        self.base_domain = base_domain
+        self.timing = timing
+        self.actions = 0  # total runtime actions, for idempotence checks
+
+    def reconcile(self, key: str) -> Outcome:
+        app_id = int(key)
+        loaded = self._load(app_id)
+        if loaded is None:
+            for each in self.runtimes.values():
+                self.actions += each.forget(app_id)
+            return Outcome()
+        intent, target, rollout_id, rollout_started = loaded
+        runtime = self.runtimes.get(target.split(":", 1)[0])
+        if runtime is None:
+            self._record_failure(app_id, rollout_id, "TargetUnavailable", f"no runtime for target {target!r}")
+            return Outcome(requeue_after=30.0)
+        try:
+            observation = runtime.apply(intent)
+        except TemporaryError as exc:
+            self._condition_only(app_id, "Progressing", "Unknown", "RuntimeUnavailable", exc.message)
+            return Outcome(error=exc.message)
+        except PermanentError as exc:
+            self._record_failure(app_id, rollout_id, "InvalidRelease", str(exc))
+            return Outcome(requeue_after=self.timing.steady_resync)
+        self.actions += observation.actions
+        self._record(app_id, intent, observation, rollout_id, rollout_started)
+        if intent.removing and observation.gone:
+            return Outcome()
+        converged = observation.converged or (intent.removing and observation.gone)
+        return Outcome(
+            requeue_after=self.timing.steady_resync if converged else self.timing.progressing_requeue
+        )
+
+    # ---- load
+    def _load(self, app_id: int) -> tuple[AppIntent, str, int | None, datetime | None] | None:
+        with self.db.transaction() as s:
+            row = s.execute(
+                select(App, Environment, Project)
+                .join(Environment, App.environment_id == Environment.id)
+                .join(Project, Environment.project_id == Project.id)
+                .where(App.id == app_id)
+            ).one_or_none()
+            if row is None:
+                return None
+            app, env, project = row
+            release = s.scalar(
+                select(Release).where(Release.app_id == app.id, Release.number == app.desired_release)
+            )
+            if release is None:
+                return None
+            rollout = s.scalar(
+                select(Rollout)
+                .where(Rollout.app_id == app.id, Rollout.state.in_(ACTIVE))
+                .order_by(Rollout.id.desc())
+            )
+            routes = [RouteSpec(default_host(app.name, env.name, project.name, self.base_domain), "/")]
+            routes += [RouteSpec(r["host"], r.get("path", "/")) for r in release.settings.get("routes", [])]
+            intent = AppIntent(
+                app_id=app.id,
+                address=f"{project.name}/{env.name}/{app.name}",
+                release=release.number,
+                score=release.score,
+                settings=release.settings,
+                artifact=artifact_path(self.data_dir, release.artifact) if release.artifact else None,
+                artifact_digest=release.artifact,
+                replicas=app.replicas,
+                removing=app.removing,
+                routes=tuple(routes),
+            )
+            return (
+                intent,
+                env.target,
+                rollout.id if rollout else None,
+                rollout.created_at if rollout else None,
+            )
+
+    # ---- record
+    def _record(
+        self,
+        app_id: int,
+        intent: AppIntent,
+        obs: AppObservation,
+        rollout_id: int | None,
+        rollout_started: datetime | None,
+    ) -> None:
+        now = self.clock()
+        with self.db.transaction() as s:
+            if intent.removing and obs.gone:
+                s.execute(delete(App).where(App.id == app_id))
+                return
+            app = s.get(App, app_id)
+            if app is None:
+                return
+            overdue = (
+                rollout_started is not None
+                and not obs.converged
+                and now - rollout_started > timedelta(seconds=self.timing.progress_deadline)
+            )
+            if obs.converged:
+                status = "running" if intent.replicas else "stopped"
+            elif obs.failure:
+                status = "degraded" if obs.ready else "failed"
+            elif rollout_id is not None:
+                status = "progressing"
+            else:
+                status = "degraded"
+            conditions = _conditions(app.conditions, now, intent, obs, overdue)
+            values: dict[str, Any] = {}
+            if app.ready_replicas != obs.ready:
+                values["ready_replicas"] = obs.ready
+            if app.status != status:
+                values["status"] = status
+            if conditions != app.conditions:
+                values["conditions"] = conditions
+            if obs.converged and app.current_release != intent.release:
+                values["current_release"] = intent.release
+            if values:
+                # a Core UPDATE: observed state must not move the version users' writes are checked against
+                s.execute(
+                    update(App)
+                    .where(App.id == app_id)
+                    .values(**values)
+                    .execution_options(synchronize_session=False)
+                )
+            if rollout_id is not None:
+                self._advance_rollout(s, rollout_id, now, obs, overdue)
+            self._sync_instances(s, app_id, obs, now)
+
+    @staticmethod
+    def _advance_rollout(
+        s: Session, rollout_id: int, now: datetime, obs: AppObservation, overdue: bool
+    ) -> None:
+        rollout = s.get(Rollout, rollout_id)
+        if rollout is None or rollout.state not in ACTIVE:
+            return
+        state, message = "progressing", obs.waiting_for or "converging"
+        if obs.converged:
+            state, message = (
+                "succeeded",
+                f"{obs.ready_current} instance(s) of release {rollout.to_release} ready",
+            )
+        elif obs.failure:
+            state, message = "failed", obs.failure
+        elif overdue:
+            state, message = "failed", f"ProgressDeadlineExceeded: {obs.waiting_for}"
+        if (state, message) != (rollout.state, rollout.message):
+            s.execute(
+                update(Rollout)
+                .where(Rollout.id == rollout_id, Rollout.state.in_(ACTIVE))
+                .values(state=state, message=message[:2000], updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+
+    @staticmethod
+    def _sync_instances(s: Session, app_id: int, obs: AppObservation, now: datetime) -> None:
+        existing = {i.instance_id: i for i in s.scalars(select(Instance).where(Instance.app_id == app_id))}
+        seen = set()
+        for st in obs.instances:
+            seen.add(st.instance_id)
+            values = {
+                "release": st.release, "pid": st.pid, "port": st.port, "state": st.state, "ready": st.ready,
+                "restarts": st.restarts, "last_exit": st.last_exit, "reason": st.reason[:2000],
+                "cpu_seconds": round(st.cpu_seconds, 2), "memory_bytes": st.memory_bytes,
+            }  # fmt: skip
+            row = existing.get(st.instance_id)
+            if row is None:
+                s.add(Instance(app_id=app_id, instance_id=st.instance_id, observed_at=now, **values))
+            elif any(getattr(row, k) != v for k, v in values.items()):
+                for k, v in values.items():
+                    setattr(row, k, v)
+                row.observed_at = now
+        for instance_id, row in existing.items():
+            if instance_id not in seen:
+                s.delete(row)
+
+    def _record_failure(self, app_id: int, rollout_id: int | None, reason: str, message: str) -> None:
+        now = self.clock()
+        with self.db.transaction() as s:
+            app = s.get(App, app_id)
+            if app is None:
+                return
+            conditions = _set_condition(app.conditions, now, "Progressing", "False", reason, message)
+            if conditions != app.conditions or app.status != "failed":
+                s.execute(update(App).where(App.id == app_id).values(conditions=conditions, status="failed"))
+            if rollout_id is not None:
+                s.execute(
+                    update(Rollout)
+                    .where(Rollout.id == rollout_id, Rollout.state.in_(ACTIVE))
+                    .values(state="failed", message=f"{reason}: {message}"[:2000], updated_at=now)
+                )
+
+    def _condition_only(self, app_id: int, ctype: str, status: str, reason: str, message: str) -> None:
+        now = self.clock()
+        with self.db.transaction() as s:
+            app = s.get(App, app_id)
+            if app is None:
+                return
+            conditions = _set_condition(app.conditions, now, ctype, status, reason, message)
+            if conditions != app.conditions:
+                s.execute(update(App).where(App.id == app_id).values(conditions=conditions))
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _set_condition(
+    current: list[Any], now: datetime, ctype: str, status: str, reason: str, message: str
+) -> list[dict[str, Any]]:
+    """Replace one condition; its last_transition moves only when its status changes."""
+    out: list[dict[str, Any]] = []
+    found = False
+    for c in current:
+        if c.get("type") == ctype:
+            found = True
+            moved = c.get("status") != status
+            out.append({"type": ctype, "status": status, "reason": reason, "message": message,
+                        "last_transition": _iso(now) if moved else c.get("last_transition")})  # fmt: skip
+        else:
+            out.append(c)
+    if not found:
+        out.append(
+            {
+                "type": ctype,
+                "status": status,
+                "reason": reason,
+                "message": message,
+                "last_transition": _iso(now),
+            }
+        )
+    return out
+
+
+def _conditions(
+    current: list[Any], now: datetime, intent: AppIntent, obs: AppObservation, overdue: bool
+) -> list[dict[str, Any]]:
+    want = intent.replicas
+    if want == 0:
+        available = ("True", "ScaledToZero", "replicas is 0")
+    elif obs.ready >= want:
+        available = ("True", "MinimumReplicasAvailable", f"{obs.ready}/{want} ready")
+    elif obs.ready > 0:
+        available = ("False", "NotEnoughReplicas", f"{obs.ready}/{want} ready")
+    else:
+        available = ("False", "NoReplicasReady", f"0/{want} ready")
+    if obs.converged:
+        progressing = ("True", "ReleaseAvailable", f"release {intent.release} is serving")
+    elif obs.failure:
+        reason = (
+            obs.failure.split(":", 1)[0] if obs.failure.startswith("CrashLoopBackOff") else "InvalidRelease"
+        )
+        progressing = ("False", reason, obs.failure)
+    elif overdue:
+        progressing = ("False", "ProgressDeadlineExceeded", obs.waiting_for)
+    else:
+        progressing = ("True", "RolloutInProgress", obs.waiting_for)
+    out = _set_condition(current, now, "Available", *available)
+    return _set_condition(out, now, "Progressing", *progressing)

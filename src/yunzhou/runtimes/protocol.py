@@ -1,0 +1,57 @@
+"""The Runtime protocol every target implements, and the plain data that crosses it.
+
+A reconciler hands a runtime an ``AppIntent`` (everything needed, already loaded from the store) and gets
+an ``AppObservation`` back. ``apply`` is idempotent: with nothing changed it performs no action
+(``actions == 0``). How a runtime converges (instance by instance locally, a Deployment on Kubernetes)
+is its own business.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from yunzhou.runtimes.base import InstanceStatus
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    host: str
+    path: str = "/"
+
+
+@dataclass(frozen=True)
+class AppIntent:
+    app_id: int
+    address: str  # project/env/app
+    release: int
+    score: Mapping[str, Any]
+    settings: Mapping[str, Any]
+    artifact: Path | None  # the uploaded source archive, when there is one
+    artifact_digest: str | None
+    replicas: int
+    removing: bool
+    routes: tuple[RouteSpec, ...]
+    variables: Mapping[str, str] = field(default_factory=dict)  # platform-provided, e.g. config (later)
+
+
+@dataclass(frozen=True)
+class AppObservation:
+    instances: tuple[InstanceStatus, ...]
+    ready: int  # ready instances of any release
+    ready_current: int  # ready instances of the intent's release
+    converged: bool  # every instance runs the intent's release, all ready, count == replicas
+    gone: bool  # for a removal: nothing is left
+    actions: int  # how many start/stop/route changes this pass made (0 = a no-op pass)
+    waiting_for: str = ""
+    failure: str = ""  # non-empty when the release cannot run (bad spec, crash loop): the reason
+
+
+class Runtime(Protocol):
+    def apply(self, intent: AppIntent) -> AppObservation: ...
+
+    def forget(self, app_id: int) -> int:
+        """Stop everything of an app whose record is gone; returns the number of actions."""
+        ...
