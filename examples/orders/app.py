@@ -1,10 +1,10 @@
 """orders: takes orders and asks inventory, by its internal name through the router. Stdlib only."""
 
+import http.client
 import json
 import os
-import sys
 import signal
-import http.client
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "v1")
@@ -54,7 +54,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._send(status, {"error": "inventory said no", "detail": stock})
                 return
             ok = isinstance(stock, dict) and stock.get("available", 0) > 0
-            self._send(200 if ok else 409, {"item": item, "accepted": ok, "inventory": stock, "version": VERSION})
+            self._send(
+                200 if ok else 409, {"item": item, "accepted": ok, "inventory": stock, "version": VERSION}
+            )
             return
         self._send(200, {"service": "orders", "version": VERSION, "try": "/order/apple"})
 

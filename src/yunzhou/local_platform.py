@@ -11,10 +11,10 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from yunzhou.runtimes.local import LocalSupervisor, LogLine
-from yunzhou.runtimes.local.runtime import LocalRuntime
-from yunzhou.runtimes.local.ports import free_port
 from yunzhou.router import RouterProcess
+from yunzhou.runtimes.local import LocalSupervisor, LogLine
+from yunzhou.runtimes.local.ports import free_port
+from yunzhou.runtimes.local.runtime import LocalRuntime
 
 log = logging.getLogger("yunzhou.local")
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
