@@ -190,3 +190,21 @@ class Health(BaseModel):
 
 class Items(BaseModel, Generic[T]):
     items: list[T]
+
+
+class LogRecord(BaseModel):
+    id: int = Field(description="Increases with every record stored; a cursor for after_id")
+    time: str = Field(description="When the line was written (RFC 3339, UTC)")
+    project: str
+    env: str
+    app: str
+    instance: str | None = Field(description="Instance id (for access records: the backend that served)")
+    release: int | None
+    stream: str = Field(description="stdout | stderr | access")
+    line: str
+    fields: dict[str, Any] = Field(description="The keys of a JSON-object line (access: the whole record)")
+
+
+class LogPage(BaseModel):
+    items: list[LogRecord] = Field(description="Oldest first")
+    next_after_id: int = Field(description="Pass as after_id to get the records that come after these")

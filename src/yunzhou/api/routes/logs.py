@@ -1,0 +1,72 @@
+"""An app's logs: captured stdout/stderr and router access records, from the embedded log store."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from yunzhou.api import schemas
+from yunzhou.api.auth import control_plane, operation
+from yunzhou.domain.access import Permission
+from yunzhou.domain.errors import TemporaryError
+from yunzhou.observe import MAX_QUERY_LIMIT, LogStore, format_rfc3339, parse_time_bound
+from yunzhou.services import ControlPlane
+
+router = APIRouter()
+CP = Annotated[ControlPlane, Depends(control_plane)]
+APP = "/projects/{project}/environments/{env}/apps/{app}"
+TIME_HELP = "A duration before now (90s, 10m, 1h30m, 2d) or an RFC 3339 time (2024-05-01T10:00:00Z)"
+
+
+def log_store(request: Request) -> LogStore:
+    store: LogStore | None = getattr(request.app.state, "log_store", None)
+    if store is None:
+        raise TemporaryError("this server keeps no logs yet (its log store is not running)", retry_after=5.0)
+    return store
+
+
+@operation(
+    router,
+    "GET",
+    APP + "/logs",
+    name="logs.list",
+    permission=Permission.APP_READ,
+    response_model=schemas.LogPage,
+)
+def list_logs(
+    request: Request,
+    project: str,
+    env: str,
+    app: str,
+    cp: CP,
+    since: Annotated[str | None, Query(description=TIME_HELP + "; inclusive")] = None,
+    until: Annotated[str | None, Query(description=TIME_HELP + "; exclusive")] = None,
+    grep: Annotated[
+        str | None, Query(max_length=1000, description="Case-insensitive substring, taken literally")
+    ] = None,
+    instance: Annotated[str | None, Query(max_length=200)] = None,
+    stream: Literal["stdout", "stderr", "access"] | None = None,
+    after_id: Annotated[
+        int | None, Query(ge=0, description="Only records after this id (paging forward, following)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LIMIT)] = 100,
+) -> Any:
+    """Without after_id: the newest `limit` matching records. With it: the first `limit` after it."""
+    cp.apps.get(project, env, app)  # 404 for an app that does not exist
+    now = time.time()
+    since_time = None if since is None else parse_time_bound(since, now=now, field="query.since")
+    until_time = None if until is None else parse_time_bound(until, now=now, field="query.until")
+    page = log_store(request).page(
+        f"{project}/{env}/{app}",
+        since=since_time,
+        until=until_time,
+        grep=grep,
+        instance=instance,
+        stream=stream,
+        after_id=after_id,
+        limit=limit,
+    )
+    items = [{**record, "time": format_rfc3339(record["time"])} for record in page.items]
+    return {"items": items, "next_after_id": page.next_after_id}
