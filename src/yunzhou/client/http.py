@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -18,6 +18,7 @@ from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, erro
 API_PREFIX = "/api/v1"
 TERMINAL_ROLLOUT_STATES = frozenset({"succeeded", "failed", "superseded"})
 MAX_RETRY_AFTER = 10.0
+FOLLOW_PAGE = 1000  # records per poll while following logs
 
 Json = dict[str, Any]
 ProgressCallback = Callable[[Json], None]
@@ -319,6 +320,71 @@ class YunzhouClient:
 
     def revoke_token(self, token_id: str) -> None:
         self._request("DELETE", f"/tokens/{_segment(token_id)}")
+
+    # -- logs ------------------------------------------------------------------------------------
+
+    def get_logs(
+        self,
+        project: str,
+        env: str,
+        app: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        grep: str | None = None,
+        instance: str | None = None,
+        stream: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+    ) -> Json:
+        """One page of an app's logs: ``{"items": [...oldest first], "next_after_id": N}``.
+
+        Without ``after_id`` the newest ``limit`` records, with it the first ``limit`` after it.
+        ``since``/``until``: a duration before now (``10m``) or RFC 3339; ``grep``: literal substring.
+        """
+        params = {
+            "since": since,
+            "until": until,
+            "grep": grep,
+            "instance": instance,
+            "stream": stream,
+            "after_id": after_id,
+            "limit": limit,
+        }
+        result: Json = self._request(
+            "GET",
+            self._app_path(project, env, app) + "/logs",
+            params={key: value for key, value in params.items() if value is not None},
+        )
+        return result
+
+    def follow_logs(
+        self,
+        project: str,
+        env: str,
+        app: str,
+        *,
+        since: str | None = None,
+        grep: str | None = None,
+        instance: str | None = None,
+        stream: str | None = None,
+        after_id: int | None = None,
+        limit: int | None = None,
+        interval: float = 1.0,
+    ) -> Iterator[Json]:
+        """Yield an app's log records as they arrive, until the caller stops iterating.
+
+        First the newest ``limit`` records (or those after ``after_id``; ``since`` only bounds this first
+        page), then whatever comes next, polling every ``interval`` seconds while nothing new arrives.
+        """
+        filters: Json = {"grep": grep, "instance": instance, "stream": stream}
+        page = self.get_logs(project, env, app, since=since, after_id=after_id, limit=limit, **filters)
+        while True:
+            yield from page["items"]
+            if len(page["items"]) < FOLLOW_PAGE:
+                self._sleep(interval)
+            cursor = int(page["next_after_id"])
+            page = self.get_logs(project, env, app, after_id=cursor, limit=FOLLOW_PAGE, **filters)
 
 
 def _json_or_none(response: httpx.Response) -> Any:
