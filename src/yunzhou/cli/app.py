@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from yunzhou.cli import admin, apps, deploy, server
+from yunzhou.cli import admin, apps, deploy, logs, server
 from yunzhou.cli.common import (
     EXPECTED_ERRORS,
     PANEL_SETUP,
@@ -54,6 +54,7 @@ app.add_typer(project_app, name="project", rich_help_panel=PANEL_SETUP)
 app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
 deploy.register(app)
 apps.register(app)
+logs.register(app)
 admin.register(app)
 server.register(app)
 
