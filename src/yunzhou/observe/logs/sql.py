@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,24 +122,45 @@ class AppIds:
 Row = tuple[int, float, str | None, int | None, str, str, str | None]  # app_id, time, instance, …
 
 
-def insert(conn: sqlite3.Connection, rows: Iterable[Row], checkpoints: dict[str, str]) -> None:
-    """One transaction: the rows, then the checkpoints that describe how far their sources were read."""
+_INSERT_ROW = (
+    "INSERT INTO logs (app_id, time, instance, release, stream, line, fields) VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_CHECKPOINT = "INSERT INTO checkpoints (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+# What one bad row can raise; it must not cost the rest of its batch.
+_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError)
+
+
+def insert(conn: sqlite3.Connection, rows: Sequence[Row], checkpoints: dict[str, str]) -> int:
+    """One transaction: the rows, then the checkpoints that say how far their sources were read.
+
+    Returns how many rows were stored: a row the database refuses is left out, the others stay.
+    """
+    try:
+        return _insert(conn, rows, checkpoints, row_by_row=False)
+    except _ROW_ERRORS:
+        return _insert(conn, rows, checkpoints, row_by_row=True)
+
+
+def _insert(
+    conn: sqlite3.Connection, rows: Sequence[Row], checkpoints: dict[str, str], *, row_by_row: bool
+) -> int:
+    stored = len(rows)
     conn.execute("BEGIN")
     try:
-        conn.executemany(
-            "INSERT INTO logs (app_id, time, instance, release, stream, line, fields)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        conn.executemany(
-            "INSERT INTO checkpoints (name, value) VALUES (?, ?)"
-            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
-            checkpoints.items(),
-        )
+        if not row_by_row:
+            conn.executemany(_INSERT_ROW, rows)
+        else:
+            for row in rows:
+                try:
+                    conn.execute(_INSERT_ROW, row)
+                except _ROW_ERRORS:
+                    stored -= 1
+        conn.executemany(_INSERT_CHECKPOINT, checkpoints.items())
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+    return stored
 
 
 def enforce_retention(conn: sqlite3.Connection, *, max_records: int | None, oldest_time: float | None) -> int:

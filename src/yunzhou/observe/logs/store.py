@@ -228,13 +228,13 @@ class LogStore:
                 row = _row(conn, app_ids, record)
                 if row is not None:
                     rows.append(row)
-            sql.insert(conn, rows, checkpoints)
+            stored = sql.insert(conn, rows, checkpoints)
         except sqlite3.Error:
             log.exception("could not write %d log records to %s", len(batch), self.path)
-            rows = []
+            stored = 0
         with self._cond:
-            self._written += len(rows)
-            self._rejected += len(batch) - len(rows)
+            self._written += stored
+            self._rejected += len(batch) - stored
             self._committed += 1
             self._cond.notify_all()
 
@@ -344,6 +344,8 @@ def _row(conn: sqlite3.Connection, app_ids: sql.AppIds, record: LogRecord) -> sq
         return None
     try:
         when = float(record.time)
+        if not math.isfinite(when):
+            return None
         release = record.release if isinstance(record.release, int) else None
         parsed = dict(record.fields) if record.fields else json_fields(record.line)
         fields = None if parsed is None else _json(parsed)

@@ -1,0 +1,370 @@
+"""LogStore: batched writes in order, literal case-insensitive grep, filters, cursors, retention, drops."""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+
+from tests.unit.observe.conftest import APP, T0, MakeStore, record
+from yunzhou.observe import LogRecord, LogRetention, LogStore
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached before the deadline"
+        time.sleep(0.001)
+
+
+def fill(store: LogStore, lines: list[str], **kwargs: object) -> None:
+    for line in lines:
+        store.append(record(line, **kwargs))  # type: ignore[arg-type]
+    assert store.flush()
+
+
+def lines_of(items: list[dict[str, object]]) -> list[object]:
+    return [item["line"] for item in items]
+
+
+def test_appended_records_are_written_in_order_with_increasing_ids(store: LogStore) -> None:
+    fill(store, [f"line {i}" for i in range(5000)])
+    items = store.query(APP, after_id=0, limit=10_000)
+    assert lines_of(items) == [f"line {i}" for i in range(5000)]
+    ids = [item["id"] for item in items]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 5000
+    stats = store.stats()
+    assert (stats.appended, stats.written, stats.dropped, stats.rejected, stats.queued) == (
+        5000,
+        5000,
+        0,
+        0,
+        0,
+    )
+
+
+def test_a_record_comes_back_whole(store: LogStore) -> None:
+    store.append(
+        LogRecord(time=T0 + 0.25, app=APP, instance="orders-7", stream="stderr", line="boom", release=3)
+    )
+    assert store.flush()
+    [item] = store.query(APP)
+    assert item == {
+        "id": item["id"],
+        "time": T0 + 0.25,
+        "project": "shop",
+        "env": "dev",
+        "app": "orders",
+        "instance": "orders-7",
+        "release": 3,
+        "stream": "stderr",
+        "line": "boom",
+        "fields": {},
+    }
+
+
+def test_without_a_cursor_the_newest_come_back_oldest_first(store: LogStore) -> None:
+    fill(store, [f"line {i}" for i in range(10)])
+    assert lines_of(store.query(APP, limit=3)) == ["line 7", "line 8", "line 9"]
+
+
+def test_paging_forward_with_next_after_id_sees_every_record_once(store: LogStore) -> None:
+    fill(store, [f"line {i}" for i in range(25)])
+    seen: list[object] = []
+    cursor = 0
+    while True:
+        page = store.page(APP, after_id=cursor, limit=10)
+        seen += lines_of(page.items)
+        assert page.next_after_id >= cursor
+        if not page.items:
+            break
+        cursor = page.next_after_id
+    assert seen == [f"line {i}" for i in range(25)]
+
+
+def test_next_after_id_skips_records_that_did_not_match(store: LogStore) -> None:
+    fill(store, ["nothing here"] * 50)
+    page = store.page(APP, grep="needle", after_id=0)
+    assert page.items == []
+    last = store.query(APP, limit=1)[0]["id"]
+    assert page.next_after_id == last  # a follower does not scan these again
+    fill(store, ["the needle"])
+    assert lines_of(store.query(APP, grep="needle", after_id=page.next_after_id)) == ["the needle"]
+
+
+def test_records_of_other_apps_are_not_returned(store: LogStore) -> None:
+    fill(store, ["mine"])
+    fill(store, ["theirs"], app="shop/dev/inventory")
+    fill(store, ["other env"], app="shop/prod/orders")
+    assert lines_of(store.query(APP)) == ["mine"]
+    assert store.query("shop/dev/unknown") == []
+
+
+CORPUS = [
+    'say "hello" to the world',
+    "wildcards * and ** and *.py",
+    "ERROR: disk full",
+    "cause OR effect",
+    "100% done",
+    "50 % off",
+    "snake_case_name",
+    "back\\slash and C:\\path",
+    "it's a quote",
+    "NEAR(a b) and AND and NOT",
+    "caret ^ colon : minus -x plus +y",
+    "(parens) {braces} [brackets]",
+    "ab",
+    "Mixed Case Words",
+    "部署成功 deployed ok",
+    "",
+]
+NEEDLES = [
+    '"',
+    '"hello"',
+    "*",
+    "**",
+    "OR",
+    "or",
+    "%",
+    "0%",
+    "_",
+    "_case",
+    "\\",
+    "C:\\",
+    "'",
+    "NEAR(",
+    "AND",
+    "NOT",
+    "^",
+    ":",
+    "-x",
+    "+y",
+    "(parens)",
+    "{",
+    "[b",
+    "mixed case",
+    "WORDS",
+    "部署",
+    "部署成功",
+    "e",
+    "ab",
+    "zzz",
+    "a b",
+    "full",
+    "ERROR: disk full",
+]
+
+
+@pytest.mark.parametrize("needle", NEEDLES)
+def test_grep_is_a_literal_case_insensitive_substring(
+    make_store: MakeStore, full_text: bool, needle: str
+) -> None:
+    store = make_store(full_text=full_text)
+    assert store.stats().full_text is full_text
+    fill(store, CORPUS)
+    expected = [line for line in CORPUS if needle.lower() in line.lower()]
+    assert lines_of(store.query(APP, grep=needle, limit=100)) == expected
+    assert lines_of(store.query(APP, grep=needle, after_id=0, limit=100)) == expected
+
+
+def test_grep_finds_matches_beyond_many_that_do_not(make_store: MakeStore, full_text: bool) -> None:
+    store = make_store(full_text=full_text)
+    fill(store, ["needle 1"] + ["hay"] * 3000 + ["NEEDLE 2"] + ["hay"] * 10)
+    assert lines_of(store.query(APP, grep="needle")) == ["needle 1", "NEEDLE 2"]
+    assert lines_of(store.query(APP, grep="needle", limit=1)) == ["NEEDLE 2"]
+    assert lines_of(store.query(APP, grep="needle", after_id=0, limit=1)) == ["needle 1"]
+
+
+def test_since_is_inclusive_and_until_exclusive(store: LogStore) -> None:
+    for i in range(10):
+        store.append(record(f"at {i}", time=T0 + i))
+    assert store.flush()
+    assert lines_of(store.query(APP, since=T0 + 7)) == ["at 7", "at 8", "at 9"]
+    assert lines_of(store.query(APP, until=T0 + 2)) == ["at 0", "at 1"]
+    assert lines_of(store.query(APP, since=T0 + 3, until=T0 + 5)) == ["at 3", "at 4"]
+    assert lines_of(store.query(APP, since=T0 + 3, until=T0 + 9, limit=2)) == ["at 7", "at 8"]
+    assert lines_of(store.query(APP, since=T0 + 3, until=T0 + 9, after_id=0, limit=2)) == ["at 3", "at 4"]
+    assert store.query(APP, since=T0 + 100) == []
+
+
+def test_a_time_window_among_many_records_is_found_by_either_plan(store: LogStore) -> None:
+    # more records than the "small window" threshold on both sides, so both query plans run
+    for i in range(50_000):
+        store.append(record("x", time=T0 + i))
+    assert store.flush(60)
+    assert [r["time"] for r in store.query(APP, since=T0 + 10, until=T0 + 13)] == [T0 + 10, T0 + 11, T0 + 12]
+    wide = store.query(APP, since=T0 + 10, until=T0 + 40_000, limit=2)
+    assert [r["time"] for r in wide] == [T0 + 39_998, T0 + 39_999]
+
+
+def test_instance_and_stream_filters(store: LogStore) -> None:
+    store.append(record("a", instance="orders-1", stream="stdout"))
+    store.append(record("b", instance="orders-2", stream="stderr"))
+    store.append(record("c", instance="orders-1", stream="stderr"))
+    store.append(record("GET / 200", instance="orders-2", stream="access"))
+    assert store.flush()
+    assert lines_of(store.query(APP, instance="orders-1")) == ["a", "c"]
+    assert lines_of(store.query(APP, stream="stderr")) == ["b", "c"]
+    assert lines_of(store.query(APP, instance="orders-2", stream="access")) == ["GET / 200"]
+    assert lines_of(store.query(APP, instance="orders-1", grep="C")) == ["c"]
+
+
+def test_json_lines_come_back_with_their_fields(store: LogStore) -> None:
+    store.append(record('{"level": "error", "msg": "Boom", "n": 3}'))
+    store.append(record("plain", user="alice", count=2))
+    store.append(record("[1, 2, 3]"))
+    store.append(record("{not json}"))
+    store.append(record('{"x": NaN, "y": [Infinity]}'))
+    assert store.flush()
+    fields = [item["fields"] for item in store.query(APP)]
+    assert fields == [
+        {"level": "error", "msg": "Boom", "n": 3},
+        {"user": "alice", "count": 2},
+        {},
+        {},
+        {"x": "nan", "y": ["inf"]},  # the API sends strict JSON
+    ]
+    assert lines_of(store.query(APP, grep="boom")) == ['{"level": "error", "msg": "Boom", "n": 3}']
+
+
+def test_invalid_records_are_rejected_and_counted(store: LogStore) -> None:
+    store.append(record("no app", app="orders"))
+    store.append(record("bad stream", stream="stdin"))
+    store.append(LogRecord(time=math.nan, app=APP, instance=None, stream="stdout", line="no time"))
+    store.append(LogRecord(time="soon", app=APP, instance=None, stream="stdout", line="x"))  # type: ignore[arg-type]
+    store.append(record("too big a release", release=2**70))  # refused by SQLite itself
+    store.append(record("good"))
+    assert store.flush()
+    assert lines_of(store.query(APP)) == ["good"]
+    stats = store.stats()
+    assert (stats.written, stats.rejected) == (1, 5)
+
+
+def test_appends_from_many_threads_all_arrive_in_each_threads_order(store: LogStore) -> None:
+    threads, per_thread = 8, 2000
+    start = threading.Barrier(threads)
+
+    def produce(n: int) -> None:
+        start.wait()
+        for i in range(per_thread):
+            store.append(record(f"{n}:{i}", instance=f"orders-{n}"))
+
+    workers = [threading.Thread(target=produce, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert store.flush(30)
+    items = []
+    cursor = 0
+    while page := store.query(APP, after_id=cursor, limit=5000):
+        items += page
+        cursor = page[-1]["id"]
+    assert len(items) == threads * per_thread
+    for n in range(threads):
+        assert lines_of([i for i in items if i["instance"] == f"orders-{n}"]) == [
+            f"{n}:{i}" for i in range(per_thread)
+        ]
+    assert store.stats().dropped == 0
+
+
+def test_a_full_queue_drops_the_oldest_and_counts_them(make_store: MakeStore) -> None:
+    store = make_store(capacity=10)
+    fill(store, ["warm-up"])  # creates the app row, so the writer's next step is the insert itself
+    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the writer waits (busy timeout) meanwhile
+    try:
+        store.append(record("first"))
+        wait_until(lambda: store.stats().queued == 0)  # the writer took it and is now waiting for the lock
+        started = time.monotonic()
+        for i in range(25):
+            store.append(record(f"queued {i}"))
+        assert time.monotonic() - started < 1.0  # append never waited for the writer
+        stats = store.stats()
+        assert (stats.queued, stats.dropped) == (10, 15)
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert store.flush()
+    assert lines_of(store.query(APP, limit=100)) == ["warm-up", "first"] + [
+        f"queued {i}" for i in range(15, 25)
+    ]
+    stats = store.stats()
+    assert (stats.appended, stats.written, stats.dropped) == (27, 12, 15)
+
+
+def test_retention_keeps_the_newest_records_per_app(make_store: MakeStore) -> None:
+    store = make_store(retention=LogRetention(max_records_per_app=3, max_age_days=None, interval_s=3600))
+    fill(store, [f"orders {i}" for i in range(10)])
+    fill(store, [f"inventory {i}" for i in range(2)], app="shop/dev/inventory")
+    assert store.enforce_retention() == 7
+    assert lines_of(store.query(APP)) == ["orders 7", "orders 8", "orders 9"]
+    assert lines_of(store.query("shop/dev/inventory")) == ["inventory 0", "inventory 1"]
+    assert lines_of(store.query(APP, grep="orders")) == [
+        "orders 7",
+        "orders 8",
+        "orders 9",
+    ]  # index kept in step
+    assert store.stats().retention_deleted == 7
+
+
+def test_retention_drops_records_older_than_the_age_limit(make_store: MakeStore) -> None:
+    now = T0 + 30 * 86400
+    retention = LogRetention(max_records_per_app=None, max_age_days=2, interval_s=3600)
+    store = make_store(retention=retention, clock=lambda: now)
+    for age_days in (5, 3, 2.5, 1.5, 0):
+        store.append(record(f"{age_days} days old", time=now - age_days * 86400))
+    assert store.flush()
+    assert store.enforce_retention() == 3
+    assert lines_of(store.query(APP)) == ["1.5 days old", "0 days old"]
+
+
+def test_the_writer_applies_retention_periodically(make_store: MakeStore) -> None:
+    store = make_store(retention=LogRetention(max_records_per_app=2, max_age_days=None, interval_s=0.01))
+    fill(store, [f"line {i}" for i in range(5)])
+    wait_until(lambda: store.stats().retention_deleted == 3)
+    assert lines_of(store.query(APP)) == ["line 3", "line 4"]
+
+
+def test_ids_are_never_reused_after_everything_was_deleted(make_store: MakeStore) -> None:
+    store = make_store(retention=LogRetention(max_records_per_app=None, max_age_days=1, interval_s=3600))
+    fill(store, ["old"], time=T0)  # clock is now: T0 is long ago
+    last = store.page(APP).next_after_id
+    assert store.enforce_retention() == 1
+    fill(store, ["new"], time=time.time())
+    [item] = store.query(APP, after_id=last)
+    assert item["id"] > last
+
+
+def test_records_and_checkpoints_survive_a_restart(make_store: MakeStore) -> None:
+    first = make_store()
+    fill(first, ["before restart"])
+    first.set_checkpoint("access-log", {"offset": 42})
+    assert first.flush()
+    first.close()
+    second = make_store()
+    assert second.checkpoint("access-log") == {"offset": 42}
+    assert second.checkpoint("unknown") is None
+    fill(second, ["after restart"])
+    assert lines_of(second.query(APP)) == ["before restart", "after restart"]
+
+
+def test_close_writes_what_is_queued_and_later_appends_are_dropped(make_store: MakeStore) -> None:
+    store = make_store()
+    for i in range(100):
+        store.append(record(f"line {i}"))
+    store.close()
+    store.append(record("too late"))
+    assert store.stats().dropped == 1
+    reopened = make_store()
+    assert len(reopened.query(APP, limit=1000)) == 100
+
+
+def test_limit_is_bounded(store: LogStore) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        store.query(APP, limit=0)
