@@ -130,6 +130,21 @@ class Release(BaseModel):
     settings: dict[str, Any] | None = None
 
 
+class InstanceReport(BaseModel):
+    id: str
+    release: int
+    pid: int | None
+    port: int
+    state: str
+    ready: bool
+    restarts: int
+    last_exit: str | None
+    reason: str
+    cpu_seconds: float
+    memory_bytes: int
+    observed_at: str
+
+
 class Deployment(BaseModel):
     app: App
     release: Release

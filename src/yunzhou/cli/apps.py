@@ -191,6 +191,31 @@ def rollouts(ctx: typer.Context, address: AppArg, output: ListOutput = ListForma
     print_list(items, output, columns, empty=f"{address} has no rollouts.")
 
 
+def _mib(value: object) -> str | None:
+    return f"{int(value) / 1048576:.1f} MiB" if isinstance(value, int | float) else None
+
+
+def instances(ctx: typer.Context, address: AppArg, output: ListOutput = ListFormat.table) -> None:
+    """Running copies of an app: pid, port, state, readiness, restarts, CPU and memory."""
+    items = connect(ctx, not_found=app_hint(address)).list_instances(
+        address.project, address.env, address.app
+    )
+    columns = [
+        ("ID", lambda r: r.get("id")),
+        ("RELEASE", lambda r: r.get("release")),
+        ("PID", lambda r: r.get("pid")),
+        ("PORT", lambda r: r.get("port")),
+        ("STATE", lambda r: r.get("state")),
+        ("READY", lambda r: "yes" if r.get("ready") else "no"),
+        ("RESTARTS", lambda r: r.get("restarts")),
+        ("CPU", lambda r: f"{r.get('cpu_seconds', 0):.2f}s"),
+        ("MEMORY", lambda r: _mib(r.get("memory_bytes"))),
+        ("LAST EXIT", lambda r: r.get("last_exit")),
+        ("REASON", lambda r: r.get("reason") or None),
+    ]
+    print_list(items, output, columns, empty=f"{address} has no instances.")
+
+
 def remove(ctx: typer.Context, address: AppArg) -> None:
     """Remove an app from its environment (its instances are stopped and its route dropped)."""
     connect(ctx, not_found=app_hint(address)).remove_app(address.project, address.env, address.app)
@@ -206,3 +231,4 @@ def register(app: typer.Typer) -> None:
     app.command("rollback", no_args_is_help=True, rich_help_panel=PANEL_APPS)(rollback)
     app.command("rollouts", no_args_is_help=True, rich_help_panel=PANEL_APPS)(rollouts)
     app.command("remove", no_args_is_help=True, rich_help_panel=PANEL_APPS)(remove)
+    app.command("instances", no_args_is_help=True, rich_help_panel=PANEL_APPS)(instances)

@@ -234,6 +234,10 @@ class YunzhouClient:
     def list_rollouts(self, project: str, env: str, app: str) -> list[Json]:
         return self._items(self._app_path(project, env, app) + "/rollouts")
 
+    def list_instances(self, project: str, env: str, app: str) -> list[Json]:
+        """The app's instances as the runtime last reported them."""
+        return self._items(self._app_path(project, env, app) + "/instances")
+
     def get_rollout(self, project: str, env: str, app: str, rollout_id: str | int) -> Json:
         path = self._app_path(project, env, app) + f"/rollouts/{_segment(rollout_id)}"
         result: Json = self._request("GET", path)

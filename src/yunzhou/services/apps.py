@@ -15,9 +15,9 @@ from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, 
 from yunzhou.services.base import ServiceContext, get_app, get_environment
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
-from yunzhou.services.views import app_view, release_view, rollout_view
+from yunzhou.services.views import app_view, instance_view, release_view, rollout_view
 from yunzhou.store.leases import enqueue
-from yunzhou.store.models import App, Artifact, Environment, Release, Rollout
+from yunzhou.store.models import App, Artifact, Environment, Instance, Release, Rollout
 
 WORK_KIND = "app"
 ACTIVE_STATES = ("pending", "progressing")
@@ -80,6 +80,13 @@ class AppService:
             if r is None:
                 raise NotFound(f"rollout {rollout_id} of {project}/{env}/{app} not found")
             return rollout_view(r, str(AppAddress(project, env, app)))
+
+    def instances(self, project: str, env: str, app: str) -> list[dict[str, Any]]:
+        """What the runtime last reported (reconcilers write it); never desired state."""
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            rows = s.scalars(select(Instance).where(Instance.app_id == a.id).order_by(Instance.instance_id))
+            return [instance_view(i) for i in rows]
 
     def settings(self, project: str, env: str, app: str) -> dict[str, Any]:
         with self.ctx.db.transaction() as s:

@@ -6,7 +6,7 @@ from typing import Any
 
 from yunzhou.domain.names import default_host
 from yunzhou.services.context import iso
-from yunzhou.store.models import App, AuditEvent, Environment, Project, Release, Rollout, Token
+from yunzhou.store.models import App, AuditEvent, Environment, Instance, Project, Release, Rollout, Token
 
 
 def project_view(p: Project) -> dict[str, Any]:
@@ -112,4 +112,21 @@ def token_view(t: Token) -> dict[str, Any]:
         "expires_at": iso(t.expires_at),
         "revoked": t.revoked_at is not None,
         "last_used_at": iso(t.last_used_at),
+    }
+
+
+def instance_view(i: Instance) -> dict[str, Any]:
+    return {
+        "id": i.instance_id,
+        "release": i.release,
+        "pid": i.pid,
+        "port": i.port,
+        "state": i.state,
+        "ready": i.ready,
+        "restarts": i.restarts,
+        "last_exit": i.last_exit,
+        "reason": i.reason,
+        "cpu_seconds": i.cpu_seconds,
+        "memory_bytes": i.memory_bytes,
+        "observed_at": iso(i.observed_at),
     }

@@ -157,3 +157,15 @@ def list_rollouts(project: str, env: str, app: str, cp: CP) -> Any:
 )
 def get_rollout(project: str, env: str, app: str, rollout_id: int, cp: CP) -> Any:
     return cp.apps.rollout(project, env, app, rollout_id)
+
+
+@operation(
+    router,
+    "GET",
+    APP + "/instances",
+    name="instance.list",
+    permission=Permission.APP_READ,
+    response_model=schemas.Items[schemas.InstanceReport],
+)
+def list_instances(project: str, env: str, app: str, cp: CP) -> Any:
+    return {"items": cp.apps.instances(project, env, app)}

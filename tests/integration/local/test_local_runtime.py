@@ -1,0 +1,245 @@
+"""The local runtime for real: a `yunzhou server` process, its router, and real app processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from yunzhou.client import YunzhouClient
+from yunzhou.testing import ControlPlaneProcess
+
+APPS = Path(__file__).parent / "apps"
+DEADLINE = 60.0
+
+
+def score(name: str, version: str, **variables: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "score.dev/v1b1",
+        "metadata": {"name": name},
+        "containers": {
+            "web": {
+                "image": "python:3.11-slim",
+                "command": ["python3", "app.py"],
+                "variables": {"APP_VERSION": version, **variables},
+                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
+            }
+        },
+    }
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.1)  # polling interval, bounded by the deadline
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class Load:
+    """A steady stream of requests through the router, recording every outcome."""
+
+    def __init__(self, router: str, host: str) -> None:
+        self.router, self.host = router, host
+        self.results: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://{self.router}", headers={"Host": self.host}, timeout=10) as c:
+            while not self._stop.is_set():
+                try:
+                    r = c.get("/")
+                    self.results.append(
+                        r.json()["version"] if r.status_code == 200 else f"HTTP {r.status_code}"
+                    )
+                except (httpx.HTTPError, ValueError) as exc:
+                    self.results.append(f"error {type(exc).__name__}")
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    with ControlPlaneProcess(tmp_path / "data") as cp:
+        yield cp
+
+
+@pytest.fixture
+def client(server: ControlPlaneProcess) -> Iterator[YunzhouClient]:
+    with YunzhouClient(server.url, server.admin_token) as c:
+        c.create_project("shop")
+        c.create_environment("shop", "dev")
+        yield c
+
+
+def deploy(
+    client: YunzhouClient, doc: dict[str, Any], source: Path, replicas: int | None = None
+) -> dict[str, Any]:
+    settings = {"replicas": replicas} if replicas is not None else None
+    return client.deploy("shop", "dev", doc, settings, client.upload_artifact(source))
+
+
+def settle(client: YunzhouClient, result: dict[str, Any]) -> dict[str, Any]:
+    app = result["app"]
+    return client.wait_for_rollout(
+        "shop", "dev", app["name"], result["rollout"]["id"], timeout=DEADLINE, interval=0.1
+    )
+
+
+def get(server: ControlPlaneProcess, host: str) -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{server.router_port}/", headers={"Host": host}, timeout=10)
+
+
+def test_replicas_rolling_update_rollback_and_self_healing(
+    server: ControlPlaneProcess, client: YunzhouClient
+) -> None:
+    host = "web.dev.shop.localhost"
+    assert (
+        settle(client, deploy(client, score("web", "v1"), APPS / "web", replicas=3))["state"] == "succeeded"
+    )
+    app = client.get_app("shop", "dev", "web")
+    assert (app["ready_replicas"], app["status"], app["current_release"]) == (3, "running", 1)
+    instances = client.list_instances("shop", "dev", "web")
+    assert len(instances) == 3
+    assert all(i["ready"] and i["pid"] for i in instances)
+    assert len({get(server, host).json()["pid"] for _ in range(12)}) == 3  # round-robin over all three
+
+    # v1 → v2 under a continuous stream: every request succeeds, and v2 ends up serving
+    with Load(f"127.0.0.1:{server.router_port}", host) as load:
+        wait_until("some traffic", lambda: len(load.results) > 20)
+        assert settle(client, deploy(client, score("web", "v2"), APPS / "web"))["state"] == "succeeded"
+        seen = len(load.results)
+        wait_until("traffic after the rollout", lambda: len(load.results) > seen + 20)
+    outcomes = Counter(load.results)
+    assert set(outcomes) <= {"v1", "v2"}, outcomes
+    assert load.results[-1] == "v2"
+    assert {i["release"] for i in client.list_instances("shop", "dev", "web")} == {2}
+
+    # kill -9 of an instance: it is restarted and traffic keeps flowing
+    victim = client.list_instances("shop", "dev", "web")[0]
+    os.kill(victim["pid"], signal.SIGKILL)
+    wait_until(
+        "the killed instance to be back",
+        lambda: any(
+            i["id"] == victim["id"] and i["ready"] and i["restarts"] >= 1 and i["pid"] != victim["pid"]
+            for i in client.list_instances("shop", "dev", "web")
+        ),
+    )
+    assert all(get(server, host).status_code == 200 for _ in range(10))
+
+    # rollback restores v1's responses
+    rollback = client.rollback("shop", "dev", "web")
+    assert rollback["release"]["cause"] == "rollback to 1"
+    assert settle(client, rollback)["state"] == "succeeded"
+    assert {get(server, host).json()["version"] for _ in range(6)} == {"v1"}
+
+
+def test_crash_looping_release_keeps_the_old_instances_serving(
+    server: ControlPlaneProcess, client: YunzhouClient
+) -> None:
+    host = "web.dev.shop.localhost"
+    settle(client, deploy(client, score("web", "v1"), APPS / "web", replicas=2))
+    with Load(f"127.0.0.1:{server.router_port}", host) as load:
+        bad = deploy(client, score("web", "v2", CRASH="1"), APPS / "web")
+        rollout = settle(client, bad)
+        assert rollout["state"] == "failed"
+        assert "CrashLoopBackOff" in rollout["message"]
+    assert set(load.results) == {"v1"}
+    app = client.get_app("shop", "dev", "web")
+    progressing = next(c for c in app["conditions"] if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "CrashLoopBackOff")
+    assert app["ready_replicas"] == 2
+    states = Counter((i["release"], i["state"]) for i in client.list_instances("shop", "dev", "web"))
+    assert states[(1, "ready")] == 2
+    assert states[(2, "crashloop")] + states[(2, "starting")] + states[(2, "running")] >= 1
+
+
+def test_memory_hog_is_oom_killed_and_reported(server: ControlPlaneProcess, client: YunzhouClient) -> None:
+    doc = score("hog", "v1")
+    doc["containers"]["web"]["resources"] = {"limits": {"memory": "64Mi"}}
+    del doc["containers"]["web"]["readinessProbe"]
+    settle(client, deploy(client, doc, APPS / "hog"))
+    hogged = httpx.get(
+        f"http://127.0.0.1:{server.router_port}/hog", headers={"Host": "hog.dev.shop.localhost"}, timeout=20
+    )
+    assert hogged.status_code == 502  # the backend died mid-request, and the router says so
+    reported = wait_until(
+        "an OOMKilled report",
+        lambda: [i for i in client.list_instances("shop", "dev", "hog") if i["last_exit"] == "OOMKilled"],
+    )
+    assert reported[0]["restarts"] >= 1
+
+
+def test_control_plane_kill_9_converges_without_orphans(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    first = ControlPlaneProcess(data).start()
+    try:
+        with YunzhouClient(first.url, first.admin_token) as c:
+            c.create_project("shop")
+            c.create_environment("shop", "dev")
+            settle(c, deploy(c, score("web", "v1"), APPS / "web", replicas=2))
+            old_pids = {i["pid"] for i in c.list_instances("shop", "dev", "web")}
+        assert first.process is not None
+        first.process.kill()
+        first.process.wait(10)
+        wait_until(
+            "instances to die with their control plane", lambda: not any(_alive(p) for p in old_pids), 15
+        )
+    finally:
+        first.stop()
+    second = ControlPlaneProcess(data)
+    second.api_port, second.router_port = first.api_port, first.router_port
+    with second:
+        with YunzhouClient(second.url, second.admin_token) as c:
+            wait_until(
+                "convergence after restart",
+                lambda: (
+                    c.get_app("shop", "dev", "web")["ready_replicas"] == 2
+                    and len(c.list_instances("shop", "dev", "web")) == 2
+                ),
+            )
+            pids = {i["pid"] for i in c.list_instances("shop", "dev", "web")}
+        assert not pids & old_pids
+        assert get(second, "web.dev.shop.localhost").json()["version"] == "v1"
+        assert _count_app_processes(data) == 2  # no duplicates, no orphans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _count_app_processes(data: Path) -> int:
+    count = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(proc / "cwd")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            continue
+        if cwd.startswith(str(data)) and ") Z" not in stat:
+            count += 1
+    return count
