@@ -41,8 +41,22 @@ def references_in(text: str) -> Iterator[str]:
 
 
 def escape(text: str) -> str:
-    """The Score text that expands to exactly ``text``."""
-    return text.replace("$", "$$")
+    """The Score text that expands to exactly ``text``.
+
+    ``$`` becomes ``$$``, except that ``${...}`` becomes ``$${...}``: an escaped placeholder keeps its
+    inside verbatim, as in score-go.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        end = text.find("}", i + 2) if text.startswith("${", i) else -1
+        if end >= 0:
+            out.append("$" + text[i : end + 1])
+            i = end + 1
+        else:
+            out.append("$$" if text[i] == "$" else text[i])
+            i += 1
+    return "".join(out)
 
 
 def expand(text: str, resolve: Callable[[str], str], problems: list[str]) -> str:
