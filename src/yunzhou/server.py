@@ -62,12 +62,23 @@ class Runner:
         self.cp = cp
 
     def start(self) -> Runner:
+        import fcntl
+
         from sqlalchemy import select
 
         from yunzhou.reconcile import APP_KIND
         from yunzhou.store.leases import enqueue
         from yunzhou.store.models import App
 
+        # One process owns the local target's instances and router: a second one would duplicate them.
+        self._lock = (self.platform.data_dir / "local-runtime.lock").open("w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock.close()
+            raise RuntimeError(
+                f"another yunzhou server or worker already runs the local target for {self.platform.data_dir}"
+            ) from None
         self.platform.start()
         # after a restart every app is looked at again, so the machine converges back to desired state
         with self.cp.ctx.db.transaction() as s:
@@ -79,6 +90,7 @@ class Runner:
     def stop(self) -> None:
         self.worker.stop()
         self.platform.stop()
+        self._lock.close()
 
 
 def build_control_plane(config: ServerConfig) -> ControlPlane:
@@ -112,26 +124,49 @@ def make_uvicorn(config: ServerConfig, cp: ControlPlane) -> uvicorn.Server:
     )
 
 
+def _quiet_stop_signals() -> None:
+    # uvicorn drains on SIGTERM/SIGINT and then re-raises the signal to the handler that was there before
+    # it started; make that one a no-op so a requested stop is a clean exit 0, not a death by signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+
+
+def run_worker(data_dir: Path | None = None, router_port: int | None = None) -> None:
+    """Reconcilers and the local target without the API (pair with `yunzhou server --no-runtime`)."""
+    _configure_logging()
+    config = ServerConfig.from_env(data_dir, router_port=router_port)
+    cp = build_control_plane(config)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    runner = Runner(config, cp).start()
+    log.info("worker running (data dir %s); SIGTERM stops it", config.data_dir)
+    try:
+        stop.wait()
+    finally:
+        runner.stop()
+        cp.ctx.db.dispose()
+
+
 def run_server(
     data_dir: Path | None = None,
     api_host: str | None = None,
     api_port: int | None = None,
     router_port: int | None = None,
+    runtime: bool = True,
 ) -> None:
     """Run the control plane in the foreground until SIGTERM/SIGINT (uvicorn drains and exits)."""
     _configure_logging()
     config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
     cp = build_control_plane(config)
     log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
-    # uvicorn drains on SIGTERM/SIGINT and then re-raises the signal to the handler that was there before
-    # it started; make that one a no-op so a requested stop is a clean exit 0, not a death by signal.
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: None)
-    runner = Runner(config, cp).start()
+    _quiet_stop_signals()
+    runner = Runner(config, cp).start() if runtime else None
     try:
         make_uvicorn(config, cp).run()
     finally:
-        runner.stop()
+        if runner is not None:
+            runner.stop()
         cp.ctx.db.dispose()
 
 

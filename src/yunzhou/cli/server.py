@@ -39,13 +39,29 @@ def server(
     api_host: ApiHostOption = "127.0.0.1",
     api_port: ApiPortOption = 7070,
     router_port: RouterPortOption = 8080,
+    runtime: Annotated[
+        bool, typer.Option("--runtime/--no-runtime", help="Also run the reconcilers and the local target.")
+    ] = True,
 ) -> None:
     """Run the control plane: API + console, reconcilers and the local router."""
     try:
         from yunzhou.server import run_server
     except ImportError as exc:
         raise _cannot_start(exc) from None
-    run_server(data_dir=_data_dir(data_dir), api_host=api_host, api_port=api_port, router_port=router_port)
+    run_server(
+        data_dir=_data_dir(data_dir),
+        api_host=api_host,
+        api_port=api_port,
+        router_port=router_port,
+        runtime=runtime,
+    )
+
+
+def worker(data_dir: DataDirOption = None, router_port: RouterPortOption = 8080) -> None:
+    """Run the reconcilers and the local target without the API (beside `yunzhou server --no-runtime`)."""
+    from yunzhou.server import run_worker
+
+    run_worker(data_dir=_data_dir(data_dir), router_port=router_port)
 
 
 def up(
@@ -65,3 +81,4 @@ def up(
 def register(app: typer.Typer) -> None:
     app.command("server", rich_help_panel=PANEL_SERVER)(server)
     app.command("up", rich_help_panel=PANEL_SERVER)(up)
+    app.command("worker", rich_help_panel=PANEL_SERVER)(worker)

@@ -25,13 +25,19 @@ class ControlPlaneProcess:
     """``with ControlPlaneProcess(tmp_path) as cp:`` starts it; leaving stops it (SIGTERM, then SIGKILL)."""
 
     def __init__(
-        self, data_dir: Path, *, env: dict[str, str] | None = None, startup_timeout: float = 30.0
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        startup_timeout: float = 30.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.api_port = free_port()
         self.router_port = free_port()
         self.extra_env = env or {}
         self.startup_timeout = startup_timeout
+        self.extra_args = extra_args
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -54,7 +60,7 @@ class ControlPlaneProcess:
         env.update(self.extra_env)
         argv = [
             sys.executable, "-m", "yunzhou", "server", "--data-dir", str(self.data_dir),
-            "--api-port", str(self.api_port), "--router-port", str(self.router_port),
+            "--api-port", str(self.api_port), "--router-port", str(self.router_port), *self.extra_args,
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -243,3 +245,33 @@ def _count_app_processes(data: Path) -> int:
         if cwd.startswith(str(data)) and ") Z" not in stat:
             count += 1
     return count
+
+
+def test_a_separate_worker_runs_the_local_target_and_only_one_may(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with ControlPlaneProcess(data, extra_args=("--no-runtime",)) as api:
+        worker_log = (tmp_path / "worker.log").open("wb")
+        argv = [
+            sys.executable,
+            "-m",
+            "yunzhou",
+            "worker",
+            "--data-dir",
+            str(data),
+            "--router-port",
+            str(api.router_port),
+        ]
+        worker = subprocess.Popen(argv, stdout=worker_log, stderr=subprocess.STDOUT)
+        try:
+            with YunzhouClient(api.url, api.admin_token) as c:
+                c.create_project("shop")
+                c.create_environment("shop", "dev")
+                assert settle(c, deploy(c, score("web", "v1"), APPS / "web"))["state"] == "succeeded"
+            assert get(api, "web.dev.shop.localhost").json()["version"] == "v1"
+            second = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+            assert second.returncode != 0
+            assert "already runs the local target" in second.stdout + second.stderr
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(30) == 0
+            worker_log.close()
