@@ -261,8 +261,20 @@ def parse_snapshot(doc: object) -> Snapshot:
     return Snapshot(version=version, routes=tuple(routes))
 
 
+_HOST_CACHE: dict[bytes, str] = {}
+
+
 def host_from_header(value: bytes) -> str:
     """The host part of a Host header value, lower-cased, without port or trailing dot."""
+    host = _HOST_CACHE.get(value)
+    if host is None:
+        if len(_HOST_CACHE) >= 4096:  # bounded: clients choose these bytes
+            _HOST_CACHE.clear()
+        host = _HOST_CACHE[value] = _normalize_host_header(value)
+    return host
+
+
+def _normalize_host_header(value: bytes) -> str:
     text = value.decode("latin-1").strip().lower()
     if text.startswith("["):
         end = text.find("]")

@@ -29,42 +29,27 @@ def _chunk(body: bytes) -> bytes:
 
 
 class Exchange:
-    __slots__ = (
-        "app",
-        "backend",
-        "body",
-        "body_size",
-        "bytes_sent",
-        "candidates",
-        "client",
-        "close_client",
-        "connect_task",
-        "done",
-        "head",
-        "host",
-        "http11",
-        "keep_alive",
-        "last_upstream_activity",
-        "local_error",
-        "loop",
-        "method",
-        "path",
-        "req_chunked",
-        "request_complete",
-        "request_id",
-        "resp_chunked",
-        "resp_until_close",
-        "response_complete",
-        "response_started",
-        "route",
-        "router",
-        "sent",
-        "started_at",
-        "status",
-        "timer",
-        "upstream",
-        "upstream_keep_alive",
-    )
+    # Per-request state. Class-level defaults keep __init__ short: most fields keep them for most requests.
+    body: list[bytes] | None = None
+    body_size = 0
+    route: Route | None = None
+    app: str | None = None
+    backend: Backend | None = None
+    connect_task: asyncio.Task[None] | None = None
+    upstream: UpstreamConnection | None = None
+    sent = False
+    timer: asyncio.TimerHandle | None = None
+    last_upstream_activity = 0.0
+    request_complete = False
+    status = 0
+    bytes_sent = 0
+    response_started = False
+    response_complete = False
+    resp_chunked = False
+    resp_until_close = False
+    upstream_keep_alive = False
+    close_client = False
+    done = False
 
     def __init__(
         self,
@@ -92,28 +77,8 @@ class Exchange:
         self.keep_alive = keep_alive
         self.http11 = http11
         self.local_error = local_error
-        self.started_at = perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
-        self.request_complete = False
-        self.body: list[bytes] | None = None
-        self.body_size = 0
-        self.route: Route | None = None
-        self.app: str | None = None
-        self.backend: Backend | None = None
         self.candidates: list[Backend] = []
-        self.connect_task: asyncio.Task[None] | None = None
-        self.upstream: UpstreamConnection | None = None
-        self.sent = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.last_upstream_activity = 0.0
-        self.status = 0
-        self.bytes_sent = 0
-        self.response_started = False
-        self.response_complete = False
-        self.resp_chunked = False
-        self.resp_until_close = False
-        self.upstream_keep_alive = False
-        self.close_client = False
-        self.done = False
+        self.started_at = perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
 
     # request side ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,15 +199,15 @@ class Exchange:
         self,
         status: int,
         reason: bytes,
-        headers: list[tuple[bytes, bytes]],
+        header_lines: list[bytes],
         length: bytes | None,
         chunked: bool,
         has_request_id: bool,
     ) -> bytes:
+        """The response head for the client; ``header_lines`` are the backend's end-to-end headers."""
         self.status = status
-        parts = [b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status))]
-        for name, value in headers:
-            parts.append(name + b": " + value + b"\r\n")
+        parts = header_lines
+        parts.insert(0, b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status)))
         if self.method == "HEAD" or status in _NO_BODY_STATUSES or length is not None:
             pass
         else:

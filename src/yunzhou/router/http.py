@@ -24,8 +24,13 @@ HOP_BY_HOP = frozenset(
 _REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._:/+=-]{1,128}$")
 
 
-def connection_tokens(value: bytes, into: set[bytes] | None) -> set[bytes]:
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+def connection_tokens(value: bytes, into: set[bytes] | None) -> set[bytes] | None:
     """Header names a ``Connection`` header lists (besides keep-alive/close): hop-by-hop for this hop only."""
+    if value.lower() in _PLAIN_CONNECTION:  # the usual case, without building a set
+        return into
     found = into if into is not None else set()
     for token in value.lower().split(b","):
         token = token.strip()

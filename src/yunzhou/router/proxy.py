@@ -214,6 +214,10 @@ class ClientConnection(asyncio.Protocol):
         if expect_continue and http11 and local_error is None:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # answered here; backends never see Expect
         self.parsing = exchange
+        if self.active is None and not self.queue and not self._starting:  # the usual case
+            self.active = exchange
+            exchange.start()
+            return
         self.queue.append(exchange)
         self._start_next()
         if self.queue:
@@ -232,6 +236,10 @@ class ClientConnection(asyncio.Protocol):
 
     # exchange interface ----------------------------------------------------------------------
     def _start_next(self) -> None:
+        if not self.queue:
+            if self.read_pauses & _PAUSE_PIPELINE:
+                self._set_read_pause(_PAUSE_PIPELINE, False)
+            return
         if self._starting:  # a start that finished at once re-enters here; the loop below continues
             return
         self._starting = True
@@ -249,7 +257,8 @@ class ClientConnection(asyncio.Protocol):
             self.active = None
         if self.closed:
             return
-        self._set_read_pause(_PAUSE_BODY | _PAUSE_UPSTREAM, False)
+        if self.read_pauses & (_PAUSE_BODY | _PAUSE_UPSTREAM):
+            self._set_read_pause(_PAUSE_BODY | _PAUSE_UPSTREAM, False)
         if exchange.close_client or self.router.draining:
             self.close()
             return

@@ -105,13 +105,12 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None or exchange.response_complete:  # a second response nobody asked for
             self.close()
             return
-        headers = self.headers
         length: bytes | None = None
         chunked = False
         extra_hop: set[bytes] | None = None
-        kept: list[tuple[bytes, bytes]] = []
+        lines: list[bytes] = []
         has_request_id = False
-        for name, value in headers:
+        for name, value in self.headers:
             lname = name.lower()
             if lname in HOP_BY_HOP:
                 if lname == b"transfer-encoding":
@@ -123,10 +122,10 @@ class UpstreamConnection(asyncio.Protocol):
                 length = value
             elif lname == b"x-request-id":
                 has_request_id = True
-            kept.append((name, value))
+            lines.append(name + b": " + value + b"\r\n")
         if extra_hop:
-            kept = [(n, v) for n, v in kept if n.lower() not in extra_hop]
-        self.out.append(exchange.response_head(status, self.reason, kept, length, chunked, has_request_id))
+            lines = [line for line in lines if line.partition(b":")[0].lower() not in extra_hop]
+        self.out.append(exchange.response_head(status, self.reason, lines, length, chunked, has_request_id))
         if exchange.method == "HEAD":
             # httptools cannot be told a response has no body; a fresh parser takes the next response.
             keep_alive = self.parser.should_keep_alive()
