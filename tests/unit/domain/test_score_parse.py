@@ -21,6 +21,7 @@ from yunzhou.domain.score import (
     HttpProbe,
     Metadata,
     Probe,
+    Resource,
     ResourceLimits,
     Volume,
     Workload,
@@ -545,16 +546,19 @@ def test_workloads_are_frozen_hashable_and_picklable() -> None:
 
 
 def test_hand_built_workloads_equal_parsed_ones() -> None:
+    before = {"db": ContainerDependency(ready="healthy")}
     built = Workload(
-        metadata=Metadata(name="shop"),
+        metadata=Metadata(name="shop", extra={"owner": {"emails": ["a@example.com"]}}),
         containers={
-            "web": Container(
-                image="shop:1", command=["run"], before={"db": ContainerDependency(ready="healthy")}
-            ),
+            "web": Container(image="shop:1", command=["run"], before=before),
             "db": Container(image="pg"),
         },
+        resources={"pg": Resource(type="postgres", params={"extensions": ["postgis"]})},
     )
     doc = score(command=["run"], before={"db": {"ready": "healthy"}})
+    doc["metadata"]["owner"] = {"emails": ["a@example.com"]}
     doc["containers"]["db"] = {"image": "pg"}
+    doc["resources"] = {"pg": {"type": "postgres", "params": {"extensions": ["postgis"]}}}
     assert parse_score(doc) == built
+    assert hash(parse_score(doc)) == hash(built)
     assert built.to_dict() == doc

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from decimal import ROUND_CEILING, Decimal
-from typing import Any, Literal, TypeAlias, TypeVar
+from typing import Any, ClassVar, Literal, TypeAlias, TypeVar
 
 from yunzhou.domain.errors import invalid
 from yunzhou.domain.score.rules import CPU_RE, CPU_RULE, MEMORY_RE, MEMORY_RULE
@@ -72,10 +72,14 @@ def thaw_json(value: JSONValue) -> Any:
 class _Frozen:
     """Mapping fields become FrozenMap and list fields tuples, so hand-built objects equal parsed ones."""
 
+    _json_fields: ClassVar[tuple[str, ...]] = ()  # free-form JSON: frozen all the way down
+
     def __post_init__(self) -> None:
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
-            if isinstance(value, Mapping) and not isinstance(value, FrozenMap):
+            if f.name in self._json_fields and value is not None:
+                object.__setattr__(self, f.name, freeze_json(value))
+            elif isinstance(value, Mapping) and not isinstance(value, FrozenMap):
                 object.__setattr__(self, f.name, FrozenMap(value))
             elif isinstance(value, list):
                 object.__setattr__(self, f.name, tuple(value))
@@ -88,6 +92,8 @@ def _some(out: dict[str, Any], key: str, value: object) -> None:
 
 @dataclass(frozen=True, kw_only=True)
 class Metadata(_Frozen):
+    _json_fields = ("extra",)
+
     name: str
     annotations: Mapping[str, str] = field(default_factory=FrozenMap)
     extra: Mapping[str, JSONValue] = field(default_factory=FrozenMap)
@@ -316,6 +322,8 @@ class Container(_Frozen):
 
 @dataclass(frozen=True, kw_only=True)
 class Resource(_Frozen):
+    _json_fields = ("metadata", "params")
+
     type: str
     class_: str | None = None
     id: str | None = None
