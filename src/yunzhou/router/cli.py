@@ -75,6 +75,12 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, ValueError, YunzhouError) as exc:
             print(f"yunzhou-router: --config {args.config}: {exc}", file=sys.stderr)
             return 2
+    if args.access_log not in (None, "-"):
+        try:
+            Path(args.access_log).open("a", encoding="utf-8").close()
+        except OSError as exc:
+            print(f"yunzhou-router: --access-log {args.access_log}: {exc.strerror}", file=sys.stderr)
+            return 2
     settings = Settings(
         listen=args.listen,
         admin=args.admin,

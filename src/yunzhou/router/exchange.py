@@ -97,6 +97,8 @@ class Exchange:
                 self.app = route.app
                 self.router.metrics.request_started(route.app)
                 self.candidates = route.pick_order()
+                if self.router.pools.down_until:
+                    self.candidates = self.router.pools.healthy_first(self.candidates)
                 if not self.candidates:
                     self.local_error = (503, "no_ready_backends", f"app {route.app!r} has no ready backends")
         if self.local_error is not None:
@@ -150,6 +152,7 @@ class Exchange:
             conn = await pool.connect(self.router.settings.connect_timeout)
         except (OSError, TimeoutError) as exc:
             self.router.connect_failed(self.app or "?", backend, exc)
+            self.router.pools.mark_down(backend.host, backend.port)
             if not self.done:
                 self.try_next_backend()
             return
@@ -159,6 +162,7 @@ class Exchange:
             return
         finally:
             self.connect_task = None
+        self.router.pools.mark_up(backend.host, backend.port)
         if self.done:
             pool.give_back(conn)
         else:
@@ -186,6 +190,8 @@ class Exchange:
         if self.done:
             return
         timeout = self.router.settings.upstream_timeout
+        if self.client.write_paused:  # the client is the slow side; the backend is waiting on us
+            self.last_upstream_activity = self.loop.time()
         remaining = self.last_upstream_activity + timeout - self.loop.time()
         if remaining > 0:
             self.timer = self.loop.call_later(remaining, self.check_timeout)

@@ -14,10 +14,12 @@ import httptools
 from yunzhou.router.http import HOP_BY_HOP, connection_tokens
 
 if TYPE_CHECKING:
+    from yunzhou.router.config import Backend
     from yunzhou.router.exchange import Exchange
     from yunzhou.router.server import Router
 
 MAX_IDLE_PER_BACKEND = 128
+DOWN_AFTER_CONNECT_FAILURE_S = 2.0  # passive health: such a backend is tried last for this long
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -223,6 +225,24 @@ class Pools:
     def __init__(self, router: Router) -> None:
         self.router = router
         self.by_address: dict[tuple[str, int], BackendPool] = {}
+        self.down_until: dict[tuple[str, int], float] = {}  # addresses whose last connect failed
+
+    def mark_down(self, host: str, port: int) -> None:
+        self.down_until[(host, port)] = self.router.loop.time() + DOWN_AFTER_CONNECT_FAILURE_S
+
+    def mark_up(self, host: str, port: int) -> None:
+        self.down_until.pop((host, port), None)
+
+    def healthy_first(self, backends: list[Backend]) -> list[Backend]:
+        """Backends whose last connect failed recently go last: still tried, but after the others."""
+        now = self.router.loop.time()
+        down = self.down_until
+        for address, until in list(down.items()):
+            if until <= now:
+                del down[address]
+        if not down:
+            return backends
+        return sorted(backends, key=lambda b: (b.host, b.port) in down)  # stable: keeps round-robin order
 
     def get(self, host: str, port: int) -> BackendPool:
         pool = self.by_address.get((host, port))
@@ -237,6 +257,7 @@ class Pools:
                 pool = self.by_address.pop(address)
                 pool.retired = True
                 pool.close_idle()
+                self.down_until.pop(address, None)
 
     def close_idle(self, older_than: float | None = None) -> None:
         for pool in self.by_address.values():

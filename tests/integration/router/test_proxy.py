@@ -101,7 +101,8 @@ def test_connect_failure_falls_through_to_a_live_backend(
     failures = metric_value(
         router.metrics_text(), "yunzhou_router_upstream_connect_failures_total", app=APP, backend="i-dead"
     )
-    assert failures >= 3  # round-robin starts at the dead backend every other request
+    # The first failure marks the dead backend down: for a while it is tried after the live one.
+    assert 1 <= failures < 3
 
 
 def test_error_bodies_name_the_host_and_the_app(router: RouterProcess, backends: dict[str, Backend]) -> None:

@@ -207,3 +207,18 @@ def test_version_rules(router: Router) -> None:
 def test_the_first_snapshot_may_have_any_version(router: Router) -> None:
     assert router.apply_config({"version": 0, "routes": []}) is True
     assert router.table.snapshot.version == 0
+
+
+def test_backends_that_failed_to_connect_are_tried_last_for_a_while(router: Router) -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["routes"][0]["backends"].append({"id": "i-3", "address": "127.0.0.1:41003", "release": 3})
+    backends = list(parse_snapshot(doc).routes[0].backends)
+    pools = router.pools
+    assert pools.healthy_first(backends) is backends
+    pools.mark_down("127.0.0.1", 41001)
+    assert [b.id for b in pools.healthy_first(backends)] == ["i-9c1d", "i-3", "i-3f2a"]
+    pools.mark_up("127.0.0.1", 41001)
+    assert [b.id for b in pools.healthy_first(backends)] == ["i-3f2a", "i-9c1d", "i-3"]
+    pools.down_until[("127.0.0.1", 41001)] = router.loop.time() - 1  # expired
+    assert pools.healthy_first(backends) is backends
+    assert pools.down_until == {}
