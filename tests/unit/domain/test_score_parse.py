@@ -437,9 +437,18 @@ def load_problems(text: str) -> list[tuple[str, str]]:
 
 
 def test_yaml_syntax_errors_name_line_and_column() -> None:
+    with pytest.raises(UserError) as caught:
+        load_score(HEADER + "    command: [a, b\n")
+    assert caught.value.message == "Score file cannot be read"
     assert load_problems(HEADER + "    command: [a, b\n") == [
         ("", "line 7, column 1: expected ',' or ']', but got '<stream end>'")
     ]
+
+
+def test_yaml_merge_keys_work_and_may_be_overridden() -> None:
+    text = HEADER + "    variables: {A: a}\n  worker:\n    <<: *web\n    image: worker:1\n"
+    w = load_score(text.replace("  web:\n", "  web: &web\n"))
+    assert w.containers["worker"] == Container(image="worker:1", variables={"A": "a"})
 
 
 def test_duplicate_keys_are_errors() -> None:

@@ -71,7 +71,7 @@ _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 def _invalid_text(message: str) -> UserError:
-    return UserError(f"Score file cannot be read: {message}", problems=[FieldProblem("", message)])
+    return UserError("Score file cannot be read", problems=[FieldProblem("", message)])
 
 
 def _count_values(value: object) -> int:
