@@ -12,6 +12,7 @@ VERSION = os.environ.get("APP_VERSION", "v1")
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; don't wait for the ACK between
 
     def _send(self, status: int, body: object) -> None:
         data = json.dumps(body).encode()

@@ -30,6 +30,7 @@ def ask_inventory(path: str) -> tuple[int, object]:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; don't wait for the ACK between
 
     def _send(self, status: int, body: object) -> None:
         data = json.dumps(body).encode()

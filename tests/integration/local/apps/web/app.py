@@ -16,6 +16,7 @@ VERSION = os.environ.get("APP_VERSION", "v?")
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out as two writes; don't wait for the ACK between
 
     def do_GET(self) -> None:
         body = json.dumps({"version": VERSION, "pid": os.getpid()}).encode()
