@@ -34,6 +34,8 @@ class AppIntent:
     replicas: int
     removing: bool
     routes: tuple[RouteSpec, ...]
+    target: str = "local"  # "local" or "cluster:NAME"
+    namespace: str | None = None  # the environment's namespace on a cluster target
     variables: Mapping[str, str] = field(default_factory=dict)  # platform-provided, e.g. config (later)
 
 
