@@ -311,6 +311,13 @@ def test_retention_keeps_the_newest_records_per_app(make_store: MakeStore) -> No
         "orders 9",
     ]  # index kept in step
     assert store.stats().retention_deleted == 7
+    fill(store, ["orders 10"])
+    assert lines_of(store.query(APP, grep="orders", limit=2)) == ["orders 9", "orders 10"]
+    check = sqlite3.connect(store.path, isolation_level=None)
+    try:
+        check.execute("INSERT INTO logs_fts (logs_fts) VALUES ('integrity-check')")  # raises when out of step
+    finally:
+        check.close()
 
 
 def test_retention_drops_records_older_than_the_age_limit(make_store: MakeStore) -> None:

@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +22,7 @@ from typing import Any
 
 from yunzhou.domain.errors import TemporaryError
 from yunzhou.observe.logs import sql
-from yunzhou.observe.logs.records import STREAMS, LogRecord, json_fields, split_address
+from yunzhou.observe.logs.records import STREAMS, LogRecord, json_fields
 
 log = logging.getLogger("yunzhou.observe.logs")
 
@@ -228,7 +228,7 @@ class LogStore:
                 row = _row(conn, app_ids, record)
                 if row is not None:
                     rows.append(row)
-            stored = sql.insert(conn, rows, checkpoints)
+            stored = sql.insert(conn, rows, checkpoints, full_text=self._full_text)
         except sqlite3.Error:
             log.exception("could not write %d log records to %s", len(batch), self.path)
             stored = 0
@@ -243,7 +243,9 @@ class LogStore:
         oldest = None if policy.max_age_days is None else self._clock() - policy.max_age_days * 86400.0
         deleted = 0
         try:
-            deleted = sql.enforce_retention(conn, max_records=policy.max_records_per_app, oldest_time=oldest)
+            deleted = sql.enforce_retention(
+                conn, max_records=policy.max_records_per_app, oldest_time=oldest, full_text=self._full_text
+            )
         except sqlite3.Error:
             log.exception("log retention failed on %s", self.path)
         with self._cond:
@@ -340,26 +342,37 @@ class LogStore:
 
 def _row(conn: sqlite3.Connection, app_ids: sql.AppIds, record: LogRecord) -> sql.Row | None:
     """The database row for ``record``, or None when it is not a valid record."""
-    if split_address(record.app) is None or record.stream not in STREAMS:
+    if record.stream not in STREAMS:
         return None
     try:
+        app_id = app_ids.get(conn, record.app)
         when = float(record.time)
-        if not math.isfinite(when):
+        if app_id is None or not math.isfinite(when):
             return None
-        release = record.release if isinstance(record.release, int) else None
-        parsed = dict(record.fields) if record.fields else json_fields(record.line)
-        fields = None if parsed is None else _json(parsed)
+        line = str(record.line)
         return (
-            app_ids.get(conn, record.app),
+            app_id,
             when,
             None if record.instance is None else str(record.instance),
-            release,
+            record.release if isinstance(record.release, int) else None,
             record.stream,
-            str(record.line),
-            fields,
+            line,
+            _fields(record.fields, line),
         )
     except (TypeError, ValueError):
         return None
+
+
+def _fields(given: Mapping[str, object], line: str) -> str | None:
+    """The record's fields as JSON: those given, else the line itself when it is a JSON object."""
+    if given:
+        return _json(dict(given))
+    parsed = json_fields(line)
+    if parsed is None:
+        return None
+    if "NaN" in line or "Infinity" in line:
+        return _json(parsed)
+    return line.strip()  # already JSON: no need to encode it again
 
 
 def _json(fields: dict[str, Any]) -> str:
