@@ -1,0 +1,298 @@
+"""Render a release into Kubernetes objects, as plain data. Pure: no I/O, deterministic.
+
+Objects: Deployment (StatefulSet when a container mounts a `volume` resource), Service (when the workload
+declares ports), Ingress (one rule per route), a ConfigMap per container for its variables and one for
+its inline files, and a PodDisruptionBudget when replicas > 1. Every object carries the
+`app.kubernetes.io/*` and `yunzhou.io/*` labels; `yunzhou.io/app` is what pruning selects on.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
+from yunzhou.domain.score import Container, Workload, parse_score, substitute
+from yunzhou.domain.score import Probe as ScoreProbe
+from yunzhou.domain.settings import RolloutStrategy
+from yunzhou.runtimes.protocol import AppIntent
+
+Manifest = dict[str, Any]
+MANAGER = "yunzhou"
+APP_LABEL = "yunzhou.io/app"
+CHECKSUM = "yunzhou.io/config-checksum"
+# apply order: what others reference comes first
+KIND_ORDER = ("ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "Ingress")
+
+
+@dataclass(frozen=True)
+class Target:
+    namespace: str
+    base_domain: str = "localhost"
+    ingress_class: str | None = None
+
+
+def app_key(address: str) -> str:
+    """A label value naming an app uniquely in a cluster: project.env.app (labels allow dots, not /)."""
+    return address.replace("/", ".")
+
+
+def labels(intent: AppIntent, name: str) -> dict[str, str]:
+    project, env, _ = intent.address.split("/")
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": f"{name}-{env}",
+        "app.kubernetes.io/version": f"r{intent.release}",
+        "app.kubernetes.io/managed-by": MANAGER,
+        "yunzhou.io/project": project,
+        "yunzhou.io/env": env,
+        "yunzhou.io/release": str(intent.release),
+        APP_LABEL: app_key(intent.address),
+    }
+
+
+def _meta(intent: AppIntent, name: str, target: Target, kind_name: str | None = None) -> dict[str, Any]:
+    return {"name": kind_name or name, "namespace": target.namespace, "labels": labels(intent, name)}
+
+
+def _probe(probe: ScoreProbe | None) -> dict[str, Any] | None:
+    if probe is None:
+        return None
+    if probe.exec is not None:
+        return {"exec": {"command": list(probe.exec.command)}}
+    assert probe.http_get is not None
+    h = probe.http_get
+    get: dict[str, Any] = {"path": h.path or "/", "port": h.port}
+    if h.scheme:
+        get["scheme"] = h.scheme
+    if h.host:
+        get["host"] = h.host
+    if h.headers:
+        get["httpHeaders"] = [{"name": x.name, "value": x.value} for x in h.headers]
+    return {"httpGet": get}
+
+
+def _checksum(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _container(
+    intent: AppIntent, app: str, cname: str, c: Container, target: Target, objects: list[Manifest]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    spec: dict[str, Any] = {"name": cname, "image": c.image}
+    if c.command is not None:
+        spec["command"] = list(c.command)
+    if c.args is not None:
+        spec["args"] = list(c.args)
+    if c.variables:
+        cm_name = f"{app}-{cname}-env"
+        meta = _meta(intent, app, target, cm_name)
+        objects.append(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": meta,
+                "data": dict(sorted(c.variables.items())),
+            }
+        )
+        spec["envFrom"] = [{"configMapRef": {"name": cm_name}}]
+    resources: dict[str, Any] = {}
+    for part in ("limits", "requests"):
+        value = getattr(c.resources, part)
+        if value is not None and value.to_dict():
+            resources[part] = value.to_dict()
+    if resources:
+        spec["resources"] = resources
+    for key, probe in (("livenessProbe", c.liveness_probe), ("readinessProbe", c.readiness_probe)):
+        rendered = _probe(probe)
+        if rendered is not None:
+            spec[key] = rendered
+    volumes: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = []
+    inline = dict(c.files.items())
+    if inline:
+        cm_name = f"{app}-{cname}-files"
+        data: dict[str, str] = {}
+        binary: dict[str, str] = {}
+        items = []
+        for i, (path, f) in enumerate(sorted(inline.items())):
+            key = f"file-{i}"
+            if f.content is not None:
+                data[key] = f.content
+            elif f.binary_content is not None:
+                binary[key] = f.binary_content
+            else:
+                raise PermanentError(
+                    f"containers.{cname}.files.{path}.source: a file taken from the source tree cannot be "
+                    "mounted on Kubernetes yet; inline it with `content`",
+                    problems=[
+                        FieldProblem(f"containers.{cname}.files.{path}.source", "not supported on kubernetes")
+                    ],
+                )
+            item: dict[str, Any] = {"key": key, "path": key}
+            if f.mode:
+                item["mode"] = int(f.mode, 8)
+            items.append(item)
+            mounts.append({"name": "files", "mountPath": path, "subPath": key, "readOnly": True})
+        cm: Manifest = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(intent, app, target, cm_name),
+        }
+        if data:
+            cm["data"] = data
+        if binary:
+            cm["binaryData"] = binary
+        objects.append(cm)
+        volumes.append({"name": "files", "configMap": {"name": cm_name, "items": items}})
+    claims = []
+    for path, v in sorted(c.volumes.items()):
+        mount = {"name": v.source, "mountPath": path, "readOnly": bool(v.read_only)}
+        if v.path:
+            mount["subPath"] = v.path.lstrip("/")
+        mounts.append(mount)
+        claims.append(v.source)
+    if mounts:
+        spec["volumeMounts"] = mounts
+    return spec, volumes + [{"claim": name} for name in claims]
+
+
+def render(intent: AppIntent, target: Target) -> list[Manifest]:
+    """Raises PermanentError (with field paths) when the release cannot be expressed on Kubernetes."""
+    try:
+        workload: Workload = substitute(parse_score(dict(intent.score)), {})
+    except UserError as exc:
+        raise PermanentError(
+            f"cannot render release {intent.release}: {exc.message}", problems=exc.problems
+        ) from exc
+    app = intent.address.split("/")[2]
+    objects: list[Manifest] = []
+    containers = []
+    pod_volumes: list[dict[str, Any]] = []
+    claims: list[str] = []
+    for cname, c in workload.containers.items():
+        spec, vols = _container(intent, app, cname, c, target, objects)
+        containers.append(spec)
+        for v in vols:
+            if "claim" in v:
+                claims.append(v["claim"])
+            elif v not in pod_volumes:
+                pod_volumes.append(v)
+    volume_resources = {n for n, r in workload.resources.items() if r.type == "volume"}
+    unknown = sorted(set(claims) - volume_resources)
+    if unknown:
+        raise PermanentError(
+            f"volumes refer to {', '.join(unknown)}, which are not resources of type volume",
+            problems=[FieldProblem("resources", f"declare {n} with type: volume") for n in unknown],
+        )
+    selector = {APP_LABEL: app_key(intent.address)}
+    pod_labels = labels(intent, app)
+    checksum = _checksum([o for o in objects if o["kind"] == "ConfigMap"])
+    pod: dict[str, Any] = {
+        "metadata": {"labels": pod_labels, "annotations": {CHECKSUM: checksum}},
+        "spec": {"containers": containers, "enableServiceLinks": False},
+    }
+    if pod_volumes:
+        pod["spec"]["volumes"] = pod_volumes
+    strategy = intent.settings.get("rollout") or {}
+    rolling = RolloutStrategy("rolling", strategy.get("maxSurge", 1), strategy.get("maxUnavailable", 0))
+    ports = workload.service.ports if workload.service else {}
+    if ports:
+        for spec in containers[:1]:
+            spec["ports"] = [
+                {"name": name, "containerPort": p.effective_target_port, "protocol": p.protocol or "TCP"}
+                for name, p in sorted(ports.items())
+            ]
+        service_ports = [
+            {
+                "name": name,
+                "port": p.port,
+                "targetPort": p.effective_target_port,
+                "protocol": p.protocol or "TCP",
+            }
+            for name, p in sorted(ports.items())
+        ]
+        objects.append({
+            "apiVersion": "v1", "kind": "Service", "metadata": _meta(intent, app, target),
+            "spec": {"selector": selector, "ports": service_ports},
+        })  # fmt: skip
+    if claims:
+        objects.append({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": _meta(intent, app, target),
+            "spec": {
+                "replicas": intent.replicas, "serviceName": app, "selector": {"matchLabels": selector},
+                "template": pod,
+                "volumeClaimTemplates": [_claim(n, workload) for n in sorted(set(claims))],
+            },
+        })  # fmt: skip
+    else:
+        objects.append({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(intent, app, target),
+            "spec": {
+                "replicas": intent.replicas, "selector": {"matchLabels": selector}, "template": pod,
+                "revisionHistoryLimit": 10,
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {
+                    "maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable}},
+            },
+        })  # fmt: skip
+    if intent.replicas > 1:
+        objects.append({
+            "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(intent, app, target),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
+        })  # fmt: skip
+    if ports and intent.routes:
+        objects.append(_ingress(intent, app, target, sorted(ports)))
+    return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def _claim(name: str, workload: Workload) -> dict[str, Any]:
+    size = str((workload.resources[name].params or {}).get("size", "1Gi"))
+    return {
+        "metadata": {"name": name},
+        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+    }
+
+
+def _ingress(intent: AppIntent, app: str, target: Target, port_names: list[str]) -> Manifest:
+    project, env, _ = intent.address.split("/")
+    rules: dict[str, list[dict[str, Any]]] = {}
+    for r in intent.routes:
+        host = r.host
+        if host.endswith(".localhost") and target.base_domain != "localhost":
+            host = (
+                f"{app}.{env}.{project}.{target.base_domain}"  # the cluster's base domain for internal names
+            )
+        rules.setdefault(host, []).append({
+            "path": r.path, "pathType": "Prefix",
+            "backend": {"service": {"name": app, "port": {"name": port_names[0]}}},
+        })  # fmt: skip
+    spec: dict[str, Any] = {
+        "rules": [{"host": h, "http": {"paths": paths}} for h, paths in sorted(rules.items())]
+    }
+    if target.ingress_class:
+        spec["ingressClassName"] = target.ingress_class
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": _meta(intent, app, target),
+            "spec": spec}  # fmt: skip
+
+
+def pod_template_hash(manifests: list[Manifest]) -> str:
+    """A stable digest of what would make Kubernetes roll pods (used to detect a no-op apply)."""
+    for o in manifests:
+        if o["kind"] in ("Deployment", "StatefulSet"):
+            return _checksum(o["spec"]["template"])
+    return ""
+
+
+def encode_binary(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def by_kind(manifests: list[Manifest]) -> Mapping[str, list[Manifest]]:
+    out: dict[str, list[Manifest]] = {}
+    for o in manifests:
+        out.setdefault(o["kind"], []).append(o)
+    return out

@@ -1,0 +1,146 @@
+"""Rendering releases into Kubernetes objects: pure, deterministic, labelled, and complete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from yunzhou.domain.errors import PermanentError
+from yunzhou.runtimes.kubernetes.render import APP_LABEL, CHECKSUM, Target, render
+from yunzhou.runtimes.protocol import AppIntent, RouteSpec
+
+TARGET = Target(namespace="shop-dev", base_domain="apps.example.test")
+
+
+def intent(score: dict[str, Any], *, replicas: int = 3, release: int = 1, settings: dict[str, Any] | None = None,
+           routes: tuple[RouteSpec, ...] = (RouteSpec("orders.dev.shop.localhost"),)) -> AppIntent:  # fmt: skip
+    return AppIntent(
+        app_id=1, address="shop/dev/orders", release=release, score=score, settings=settings or {},
+        artifact=None, artifact_digest=None, replicas=replicas, removing=False, routes=routes,
+        target="cluster:kwok", namespace="shop-dev",
+    )  # fmt: skip
+
+
+def web(**container: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "score.dev/v1b1",
+        "metadata": {"name": "orders"},
+        "containers": {"web": {"image": "registry.test/orders:1.0", **container}},
+        "service": {"ports": {"http": {"port": 80, "targetPort": 8080}}},
+    }
+
+
+def kinds(objs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(o["kind"], o["metadata"]["name"]) for o in objs]
+
+
+def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    (found,) = [o for o in objs if o["kind"] == kind]
+    return found
+
+
+def test_a_web_app_becomes_deployment_service_ingress_and_pdb() -> None:
+    objs = render(intent(web(variables={"MODE": "fast"}, command=["/app"], args=["--serve"],
+                             resources={"limits": {"cpu": "250m", "memory": "128Mi"}},
+                             readinessProbe={"httpGet": {"path": "/ready", "port": 8080}})), TARGET)  # fmt: skip
+    assert kinds(objs) == [
+        ("ConfigMap", "orders-web-env"),
+        ("Service", "orders"),
+        ("Deployment", "orders"),
+        ("PodDisruptionBudget", "orders"),
+        ("Ingress", "orders"),
+    ]
+    for o in objs:
+        assert o["metadata"]["namespace"] == "shop-dev"
+        assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "yunzhou"
+        assert o["metadata"]["labels"][APP_LABEL] == "shop.dev.orders"
+        assert o["metadata"]["labels"]["yunzhou.io/release"] == "1"
+    dep = one(objs, "Deployment")
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"] == {"matchLabels": {APP_LABEL: "shop.dev.orders"}}
+    assert dep["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    assert c["image"] == "registry.test/orders:1.0"
+    assert (c["command"], c["args"]) == (["/app"], ["--serve"])
+    assert c["envFrom"] == [{"configMapRef": {"name": "orders-web-env"}}]
+    assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"}}
+    assert c["readinessProbe"] == {"httpGet": {"path": "/ready", "port": 8080}}
+    assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    svc = one(objs, "Service")
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
+    ing = one(objs, "Ingress")
+    assert ing["spec"]["rules"][0]["host"] == "orders.dev.shop.apps.example.test"  # the cluster's base domain
+    assert ing["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"] == {
+        "name": "orders",
+        "port": {"name": "http"},
+    }
+
+
+def test_rendering_is_deterministic_and_config_changes_roll_pods() -> None:
+    a = render(intent(web(variables={"MODE": "fast"})), TARGET)
+    assert render(intent(web(variables={"MODE": "fast"})), TARGET) == a
+    b = render(intent(web(variables={"MODE": "slow"})), TARGET)
+    checksum = lambda objs: one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"][CHECKSUM]  # noqa: E731
+    assert checksum(a) != checksum(b)
+
+
+def test_one_replica_has_no_pdb_and_no_ports_means_no_service_or_ingress() -> None:
+    doc = web()
+    del doc["service"]
+    objs = render(intent(doc, replicas=1), TARGET)
+    assert kinds(objs) == [("Deployment", "orders")]
+
+
+def test_settings_routes_and_rollout_strategy() -> None:
+    objs = render(
+        intent(web(), settings={"rollout": {"maxSurge": "50%", "maxUnavailable": 1}},
+               routes=(RouteSpec("orders.dev.shop.localhost"), RouteSpec("shop.example.test", "/orders"))),
+        TARGET,
+    )  # fmt: skip
+    assert one(objs, "Deployment")["spec"]["strategy"]["rollingUpdate"] == {
+        "maxSurge": "50%",
+        "maxUnavailable": 1,
+    }
+    hosts = {r["host"]: r["http"]["paths"][0]["path"] for r in one(objs, "Ingress")["spec"]["rules"]}
+    assert hosts == {"orders.dev.shop.apps.example.test": "/", "shop.example.test": "/orders"}
+
+
+def test_volume_resources_make_a_statefulset() -> None:
+    doc = web(volumes={"/data": {"source": "data"}})
+    doc["resources"] = {"data": {"type": "volume", "params": {"size": "5Gi"}}}
+    objs = render(intent(doc), TARGET)
+    sts = one(objs, "StatefulSet")
+    assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] == [
+        {"name": "data", "mountPath": "/data", "readOnly": False}
+    ]
+    assert not [o for o in objs if o["kind"] == "Deployment"]
+
+
+def test_inline_files_are_mounted_from_a_configmap() -> None:
+    objs = render(intent(web(files={"/etc/app.conf": {"content": "a=1\n", "mode": "0600"}})), TARGET)
+    cm = next(o for o in objs if o["metadata"]["name"] == "orders-web-files")
+    assert cm["data"] == {"file-0": "a=1\n"}
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "files", "configMap": {"name": "orders-web-files",
+                                                              "items": [{"key": "file-0", "path": "file-0", "mode": 0o600}]}}]  # fmt: skip
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/app.conf"
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        (
+            lambda d: d["containers"]["web"].update(files={"/x": {"source": "x.txt"}}),
+            "containers.web.files./x.source",
+        ),
+        (lambda d: d["containers"]["web"].update(volumes={"/d": {"source": "nope"}}), "resources"),
+    ],
+)
+def test_what_cannot_be_rendered_is_a_permanent_error_naming_the_field(change: Any, path: str) -> None:
+    doc = web()
+    change(doc)
+    with pytest.raises(PermanentError) as exc:
+        render(intent(doc), TARGET)
+    assert exc.value.problems[0].path == path
