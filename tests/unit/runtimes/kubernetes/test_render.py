@@ -13,13 +13,28 @@ from yunzhou.runtimes.protocol import AppIntent, RouteSpec
 TARGET = Target(namespace="shop-dev", base_domain="apps.example.test")
 
 
-def intent(score: dict[str, Any], *, replicas: int = 3, release: int = 1, settings: dict[str, Any] | None = None,
-           routes: tuple[RouteSpec, ...] = (RouteSpec("orders.dev.shop.localhost"),)) -> AppIntent:  # fmt: skip
+def intent(
+    score: dict[str, Any],
+    *,
+    replicas: int = 3,
+    release: int = 1,
+    settings: dict[str, Any] | None = None,
+    routes: tuple[RouteSpec, ...] = (RouteSpec("orders.dev.shop.localhost"),),
+) -> AppIntent:
     return AppIntent(
-        app_id=1, address="shop/dev/orders", release=release, score=score, settings=settings or {},
-        artifact=None, artifact_digest=None, replicas=replicas, removing=False, routes=routes,
-        target="cluster:kwok", namespace="shop-dev",
-    )  # fmt: skip
+        app_id=1,
+        address="shop/dev/orders",
+        release=release,
+        score=score,
+        settings=settings or {},
+        artifact=None,
+        artifact_digest=None,
+        replicas=replicas,
+        removing=False,
+        routes=routes,
+        target="cluster:kwok",
+        namespace="shop-dev",
+    )
 
 
 def web(**container: Any) -> dict[str, Any]:
@@ -41,9 +56,18 @@ def one(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 
 def test_a_web_app_becomes_deployment_service_ingress_and_pdb() -> None:
-    objs = render(intent(web(variables={"MODE": "fast"}, command=["/app"], args=["--serve"],
-                             resources={"limits": {"cpu": "250m", "memory": "128Mi"}},
-                             readinessProbe={"httpGet": {"path": "/ready", "port": 8080}})), TARGET)  # fmt: skip
+    objs = render(
+        intent(
+            web(
+                variables={"MODE": "fast"},
+                command=["/app"],
+                args=["--serve"],
+                resources={"limits": {"cpu": "250m", "memory": "128Mi"}},
+                readinessProbe={"httpGet": {"path": "/ready", "port": 8080}},
+            )
+        ),
+        TARGET,
+    )
     assert kinds(objs) == [
         ("ConfigMap", "orders-web-env"),
         ("Service", "orders"),
@@ -94,10 +118,13 @@ def test_one_replica_has_no_pdb_and_no_ports_means_no_service_or_ingress() -> No
 
 def test_settings_routes_and_rollout_strategy() -> None:
     objs = render(
-        intent(web(), settings={"rollout": {"maxSurge": "50%", "maxUnavailable": 1}},
-               routes=(RouteSpec("orders.dev.shop.localhost"), RouteSpec("shop.example.test", "/orders"))),
+        intent(
+            web(),
+            settings={"rollout": {"maxSurge": "50%", "maxUnavailable": 1}},
+            routes=(RouteSpec("orders.dev.shop.localhost"), RouteSpec("shop.example.test", "/orders")),
+        ),
         TARGET,
-    )  # fmt: skip
+    )
     assert one(objs, "Deployment")["spec"]["strategy"]["rollingUpdate"] == {
         "maxSurge": "50%",
         "maxUnavailable": 1,
@@ -123,8 +150,15 @@ def test_inline_files_are_mounted_from_a_configmap() -> None:
     cm = next(o for o in objs if o["metadata"]["name"] == "orders-web-files")
     assert cm["data"] == {"file-0": "a=1\n"}
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
-    assert pod["volumes"] == [{"name": "files", "configMap": {"name": "orders-web-files",
-                                                              "items": [{"key": "file-0", "path": "file-0", "mode": 0o600}]}}]  # fmt: skip
+    assert pod["volumes"] == [
+        {
+            "name": "files",
+            "configMap": {
+                "name": "orders-web-files",
+                "items": [{"key": "file-0", "path": "file-0", "mode": 0o600}],
+            },
+        }
+    ]
     assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/app.conf"
 
 
