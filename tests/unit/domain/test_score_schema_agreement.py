@@ -299,7 +299,7 @@ def _parses(doc: Any) -> tuple[bool, list[str]]:
     return True, []
 
 
-@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(documents())
 def test_parser_agrees_with_the_json_schema(doc: Any) -> None:
     expected = VALIDATOR.is_valid(doc) and _semantically_ok(doc)
@@ -311,7 +311,7 @@ def test_parser_agrees_with_the_json_schema(doc: Any) -> None:
             assert all(paths), paths
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(valid_docs())
 def test_generated_valid_documents_round_trip(doc: dict[str, Any]) -> None:
     assert VALIDATOR.is_valid(doc)
@@ -400,7 +400,7 @@ def _set(doc: dict[str, Any], path: tuple[Any, ...], value: Any) -> None:
     parent[path[-1]] = value
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=1200, deadline=None)
 @given(slot=st.sampled_from(VALUE_SLOTS), value=BOUNDARY_VALUES)
 def test_boundary_values_agree_with_the_schema(slot: tuple[Any, ...], value: Any) -> None:
     doc = copy.deepcopy(FULL)
@@ -411,7 +411,7 @@ def test_boundary_values_agree_with_the_schema(slot: tuple[Any, ...], value: Any
     assert all(paths)
 
 
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(
     slot=st.sampled_from(KEY_SLOTS),
     key=st.one_of(st.sampled_from(KEYS), BOUNDARY_VALUES.filter(lambda v: isinstance(v, str))),
