@@ -33,3 +33,15 @@ fmt: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Test Kubernetes control plane (docs/k8s-testenv.md): binaries cached under ~/.cache/yunzhou/k8s,
+# processes and kubeconfig under .k8s-testenv/.
+.PHONY: k8s-build k8s-up k8s-down
+k8s-build: $(STAMP)
+	$(BIN)/python -m yunzhou.testing.k8s build
+
+k8s-up: $(STAMP)
+	$(BIN)/python -m yunzhou.testing.k8s up --dir .k8s-testenv
+
+k8s-down: $(STAMP)
+	$(BIN)/python -m yunzhou.testing.k8s down --dir .k8s-testenv
