@@ -62,7 +62,7 @@ go_build() {
   local step_started=$SECONDS n=0 line
   say "building $label"
   set +e
-  (cd "$here/$dir" && go build -v -p 2 -trimpath -ldflags "$ldflags" -o "$output" "$@") 2>&1 | {
+  (cd "$here/$dir" && go build -v -p 2 -trimpath -buildvcs=false -ldflags "$ldflags" -o "$output" "$@") 2>&1 | {
     while IFS= read -r line; do
       printf '%s\n' "$line" >>"$log"
       n=$((n + 1))

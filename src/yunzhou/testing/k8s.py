@@ -1,0 +1,546 @@
+"""A real Kubernetes control plane for tests: etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok (simulated nodes that make pods Ready), all on free loopback ports.
+
+    with K8sTestEnv(tmp_path / "k8s") as env:
+        env.kubeconfig        # admin kubeconfig (CA and client certificate embedded)
+        env.server            # https://127.0.0.1:PORT
+        env.client()          # an httpx.Client authenticated as that admin
+
+The binaries come from the wrapper Go modules in ``tools/k8s-testenv``: :func:`ensure_binaries` runs its
+``build.sh`` when ``~/.cache/yunzhou/k8s/<key>/bin`` is missing (tens of minutes on a fresh machine,
+nothing afterwards). ``python -m yunzhou.testing.k8s build|up|down|status`` backs ``make k8s-build``,
+``make k8s-up`` and ``make k8s-down``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import ctypes
+import ctypes.util
+import functools
+import hashlib
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import httpx
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from yunzhou.testing._k8s_pki import CertificateAuthority, kubeconfig, private_pem, public_pem
+
+SERVICE_CIDR = "10.96.0.0/16"
+SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR: the `kubernetes` Service
+POD_CIDR = "10.244.0.0/16"
+KWOK_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+BINARIES = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kwok")
+KWOK_STAGES = "kwok-stages.yaml"  # written beside the binaries by build.sh
+# Keep this list and order in step with key_files in tools/k8s-testenv/build.sh.
+_KEY_FILES = tuple(
+    f"{module}/go.{ext}" for module in ("kubernetes", "etcd", "kwok") for ext in ("mod", "sum")
+)
+_KEY_FILES += ("build.sh",)
+_LOCALHOST = "127.0.0.1"
+_POLL_INTERVAL = 0.1  # between readiness checks; every wait is bounded by a deadline
+_STOP_GRACE = 10.0
+_LOG_TAIL_LINES = 30
+_PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+class K8sTestEnvError(RuntimeError):
+    """The test control plane could not be built, started or stopped."""
+
+
+# --- binaries -------------------------------------------------------------------------------------------
+
+
+def tools_dir() -> Path:
+    """``tools/k8s-testenv`` of this checkout (or ``$YUNZHOU_K8S_TOOLS``)."""
+    override = os.environ.get("YUNZHOU_K8S_TOOLS")
+    return Path(override) if override else Path(__file__).resolve().parents[3] / "tools" / "k8s-testenv"
+
+
+def binaries_dir() -> Path:
+    """Where the binaries for the current wrapper modules live (or ``$YUNZHOU_K8S_BIN``).
+
+    Same answer as ``build.sh --print-dir``: the key hashes the modules' go.mod/go.sum and the script.
+    """
+    override = os.environ.get("YUNZHOU_K8S_BIN")
+    if override:
+        return Path(override)
+    tools = tools_dir()
+    digest = hashlib.sha256()
+    for name in _KEY_FILES:
+        path = tools / name
+        if not path.is_file():
+            raise K8sTestEnvError(f"{path} is missing: set YUNZHOU_K8S_BIN to a built bin directory")
+        digest.update(path.read_bytes())
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    cache = Path(os.environ.get("YUNZHOU_K8S_CACHE") or Path(xdg) / "yunzhou" / "k8s")
+    return cache / digest.hexdigest()[:16] / "bin"
+
+
+def binaries_available() -> bool:
+    bin_dir = binaries_dir()
+    return all((bin_dir / name).is_file() for name in (*BINARIES, KWOK_STAGES))
+
+
+def ensure_binaries(*, build: bool = True) -> Path:
+    """The bin directory, building it first with ``tools/k8s-testenv/build.sh`` if it is missing.
+
+    The build prints its progress (binary, packages compiled, elapsed time) on stderr.
+    """
+    bin_dir = binaries_dir()
+    if binaries_available():
+        return bin_dir
+    if os.environ.get("YUNZHOU_K8S_BIN"):
+        raise K8sTestEnvError(f"YUNZHOU_K8S_BIN={bin_dir} lacks some of {', '.join(BINARIES)}")
+    if not build:
+        raise K8sTestEnvError(f"{bin_dir} is not built yet: run `make k8s-build`")
+    script = tools_dir() / "build.sh"
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise K8sTestEnvError(f"{script} failed with exit code {result.returncode} (progress is above)")
+    if not binaries_available():
+        raise K8sTestEnvError(f"{script} finished but {bin_dir} is incomplete")
+    return bin_dir
+
+
+def binary_versions(bin_dir: Path) -> dict[str, str]:
+    """``{"kubernetes": "v1.34.12", "etcd": …, "kwok": …}`` as recorded by the build."""
+    lines = (bin_dir / "VERSIONS").read_text().split()
+    return dict(line.split("=", 1) for line in lines)
+
+
+# --- files and processes -------------------------------------------------------------------------------
+
+
+def _write(path: Path, data: bytes | str, *, private: bool = False) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.encode() if isinstance(data, str) else data)
+    return path
+
+
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open while choosing, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind((_LOCALHOST, 0))
+        return [s.getsockname()[1] for s in sockets]
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    def setup() -> None:  # runs in the child between fork and exec: keep it to syscalls
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+def _exe_of(pid: int) -> Path | None:
+    try:
+        return Path(os.readlink(f"/proc/{pid}/exe"))
+    except OSError:
+        return None
+
+
+def _alive(pid: int, binary: Path) -> bool:
+    """True while ``pid`` is running ``binary`` (a reused pid or a zombie is not our process)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z" and _exe_of(pid) == binary
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-_LOG_TAIL_LINES:])
+
+
+def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
+    """Stop every process whose pid file is under ``workdir/run`` (SIGTERM, then SIGKILL after ``grace``).
+
+    Works from any process (``make k8s-down``); a pid is signalled only while it still runs the binary
+    recorded with it. Returns the names of the processes that were running. Raises if any survive.
+    """
+    running: dict[str, tuple[int, Path]] = {}
+    for pid_file in sorted((workdir / "run").glob("*.pid")):
+        pid_text, _, binary = pid_file.read_text().partition("\n")
+        pid, exe = int(pid_text), Path(binary.strip())
+        if _alive(pid, exe):
+            running[pid_file.stem] = (pid, exe)
+    for pid, _ in running.values():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while any(_alive(pid, exe) for pid, exe in running.values()) and time.monotonic() < deadline:
+        time.sleep(_POLL_INTERVAL)
+    for pid, exe in running.values():
+        if _alive(pid, exe):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+    deadline = time.monotonic() + grace
+    while (
+        left := [n for n, (pid, exe) in running.items() if _alive(pid, exe)]
+    ) and time.monotonic() < deadline:
+        time.sleep(_POLL_INTERVAL)
+    if left:
+        raise K8sTestEnvError(f"still running after SIGKILL: {', '.join(left)}")
+    for pid_file in (workdir / "run").glob("*.pid"):
+        pid_file.unlink()
+    with contextlib.suppress(FileNotFoundError):
+        (workdir / "env.json").unlink()
+    return list(running)
+
+
+# --- the environment -------------------------------------------------------------------------------------
+
+
+class K8sTestEnv:
+    """etcd + kube-apiserver (TLS, RBAC + Node authorization) + kube-controller-manager + kube-scheduler +
+    kwok with ``nodes`` fake nodes, state under ``workdir`` (pki/, logs/, run/*.pid, kubeconfig).
+
+    ``detach=True`` leaves the processes running when this Python process exits (``make k8s-up``);
+    otherwise they are stopped at exit and killed by the kernel if it dies.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        nodes: int = 3,
+        bin_dir: Path | None = None,
+        start_timeout: float = 180.0,
+        detach: bool = False,
+    ) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.nodes = nodes
+        self.bin_dir = bin_dir
+        self.start_timeout = start_timeout
+        self.detach = detach
+        self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._ports: dict[str, int] = {}
+        self._ssl: ssl.SSLContext | None = None
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.workdir / "kubeconfig"
+
+    @property
+    def server(self) -> str:
+        if "apiserver" not in self._ports:
+            raise K8sTestEnvError("the test control plane is not started")
+        return f"https://{_LOCALHOST}:{self._ports['apiserver']}"
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"kwok-node-{i}" for i in range(self.nodes)]
+
+    @property
+    def pids(self) -> dict[str, int]:
+        return {name: proc.pid for name, proc in self._procs.items()}
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client for the API server, authenticated with the admin client certificate."""
+        if self._ssl is None:
+            raise K8sTestEnvError("the test control plane is not started")
+        return httpx.Client(base_url=self.server, verify=self._ssl, **kwargs)
+
+    def start(self) -> K8sTestEnv:
+        if self._procs:
+            raise K8sTestEnvError("already started")
+        bin_dir = self.bin_dir = self.bin_dir or ensure_binaries()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        stop_recorded(self.workdir)  # leftovers of an earlier run that was not stopped
+        if not self.detach:
+            atexit.register(self.stop)
+        try:
+            self._start(bin_dir, time.monotonic() + self.start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop every process this environment started and check that none is left."""
+        for proc in reversed(self._procs.values()):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in reversed(self._procs.values()):
+            try:
+                proc.wait(_STOP_GRACE)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(_STOP_GRACE)
+        self._procs.clear()
+        stop_recorded(self.workdir)
+        atexit.unregister(self.stop)
+
+    def __enter__(self) -> K8sTestEnv:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.server if self._procs else "stopped"
+        return f"K8sTestEnv({str(self.workdir)!r}, {where})"
+
+    # -- start-up steps
+
+    def _start(self, bin_dir: Path, deadline: float) -> None:
+        ports = _free_ports(5)
+        self._ports = dict(zip(("etcd", "etcd-peer", "apiserver", "kcm", "scheduler"), ports, strict=True))
+        pki = self._write_pki()
+        etcd_url = f"http://{_LOCALHOST}:{self._ports['etcd']}"
+        self._spawn("etcd", bin_dir, self._etcd_args(etcd_url))
+        self._wait(deadline, "etcd /health", lambda: _http_ok(f"{etcd_url}/health", None))
+        self._spawn("kube-apiserver", bin_dir, self._apiserver_args(etcd_url, pki))
+        self._wait(deadline, "kube-apiserver /readyz", lambda: _http_ok(f"{self.server}/readyz", self._ssl))
+        self._spawn("kube-controller-manager", bin_dir, self._kcm_args(pki))
+        self._spawn("kube-scheduler", bin_dir, self._scheduler_args(pki))
+        self._spawn("kwok", bin_dir, self._kwok_args(bin_dir, pki))
+        for port in ("kcm", "scheduler"):
+            url = f"https://{_LOCALHOST}:{self._ports[port]}/healthz"
+            self._wait(deadline, url, functools.partial(_http_ok, url, self._ssl))
+        with self.client(timeout=10) as api:
+            for name in self.node_names:
+                response = api.post("/api/v1/nodes", json=_node(name))
+                if response.status_code not in (201, 409):
+                    raise K8sTestEnvError(f"creating node {name}: {response.status_code} {response.text}")
+            self._wait(deadline, f"{self.nodes} Ready kwok nodes", lambda: self._nodes_ready(api))
+            # Pods are refused until the service-account controller has made the namespace's default SA.
+            sa = "/api/v1/namespaces/default/serviceaccounts/default"
+            self._wait(deadline, "the default service account", lambda: api.get(sa).status_code == 200)
+        self._record_env(bin_dir)
+
+    def _write_pki(self) -> dict[str, Path]:
+        ca = CertificateAuthority("yunzhou-k8s-testenv-ca")
+        svc = "kubernetes.default.svc"
+        hosts = (_LOCALHOST, "localhost", SERVICE_IP, "kubernetes", "kubernetes.default", svc)
+        serving = ca.issue_serving("k8s-testenv", (*hosts, f"{svc}.cluster.local"))
+        sa_key = ec.generate_private_key(ec.SECP256R1())
+        d = self.workdir / "pki"
+        files: dict[str, tuple[bytes, bool]] = {  # name: (content, private)
+            "ca.crt": (ca.pair.cert, False), "ca.key": (ca.pair.key, True),
+            "serving.crt": (serving.cert, False), "serving.key": (serving.key, True),
+            "sa.key": (private_pem(sa_key), True), "sa.pub": (public_pem(sa_key), False),
+        }  # fmt: skip
+        users = {  # kubeconfig file: (user, groups)
+            "admin.kubeconfig": ("yunzhou-admin", ("system:masters",)),
+            "kube-controller-manager.kubeconfig": ("system:kube-controller-manager", ()),
+            "kube-scheduler.kubeconfig": ("system:kube-scheduler", ()),
+            "kwok.kubeconfig": ("kwok", ("system:masters",)),
+        }
+        server = f"https://{_LOCALHOST}:{self._ports['apiserver']}"
+        for file, (user, groups) in users.items():
+            pair = ca.issue_client(user, groups)
+            files[file] = (yaml.safe_dump(kubeconfig(server, ca.pair.cert, user, pair)).encode(), True)
+            if user == "yunzhou-admin":
+                files |= {"admin.crt": (pair.cert, False), "admin.key": (pair.key, True)}
+        paths = {
+            name: _write(d / name, content, private=private) for name, (content, private) in files.items()
+        }
+        _write(self.kubeconfig, files["admin.kubeconfig"][0], private=True)
+        self._ssl = ssl.create_default_context(cafile=str(paths["ca.crt"]))
+        self._ssl.load_cert_chain(paths["admin.crt"], paths["admin.key"])
+        return paths
+
+    def _etcd_args(self, url: str) -> list[str]:
+        peer = f"http://{_LOCALHOST}:{self._ports['etcd-peer']}"
+        return [
+            "--name=default", f"--data-dir={self.workdir / 'etcd'}",
+            f"--listen-client-urls={url}", f"--advertise-client-urls={url}",
+            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster=default={peer}", "--initial-cluster-state=new",
+            "--unsafe-no-fsync", "--log-level=warn",
+        ]  # fmt: skip
+
+    def _apiserver_args(self, etcd_url: str, pki: dict[str, Path]) -> list[str]:
+        return [
+            f"--etcd-servers={etcd_url}",
+            f"--bind-address={_LOCALHOST}", f"--advertise-address={_LOCALHOST}",
+            f"--secure-port={self._ports['apiserver']}",
+            f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
+            f"--client-ca-file={pki['ca.crt']}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            f"--service-account-key-file={pki['sa.pub']}",
+            f"--service-account-signing-key-file={pki['sa.key']}",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--allow-privileged=true", "--profiling=false",
+        ]  # fmt: skip
+
+    def _component_args(self, port: str, kubeconfig: Path, pki: dict[str, Path]) -> list[str]:
+        return [
+            f"--kubeconfig={kubeconfig}",
+            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+            f"--bind-address={_LOCALHOST}", f"--secure-port={self._ports[port]}",
+            f"--tls-cert-file={pki['serving.crt']}", f"--tls-private-key-file={pki['serving.key']}",
+            "--leader-elect=false", "--profiling=false",
+        ]  # fmt: skip
+
+    def _kcm_args(self, pki: dict[str, Path]) -> list[str]:
+        return [
+            *self._component_args("kcm", pki["kube-controller-manager.kubeconfig"], pki),
+            "--use-service-account-credentials=true",
+            f"--service-account-private-key-file={pki['sa.key']}",
+            f"--root-ca-file={pki['ca.crt']}",
+            f"--cluster-signing-cert-file={pki['ca.crt']}", f"--cluster-signing-key-file={pki['ca.key']}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+        ]  # fmt: skip
+
+    def _scheduler_args(self, pki: dict[str, Path]) -> list[str]:
+        return self._component_args("scheduler", pki["kube-scheduler.kubeconfig"], pki)
+
+    def _kwok_args(self, bin_dir: Path, pki: dict[str, Path]) -> list[str]:
+        key, value = KWOK_ANNOTATION
+        return [
+            f"--kubeconfig={pki['kwok.kubeconfig']}",
+            f"--config={bin_dir / KWOK_STAGES}",
+            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={key}={value}",
+            "--node-lease-duration-seconds=40", f"--cidr={POD_CIDR}", f"--node-ip={_LOCALHOST}",
+        ]  # fmt: skip
+
+    def _spawn(self, name: str, bin_dir: Path, args: list[str]) -> None:
+        binary = (bin_dir / name).resolve()
+        log = self.workdir / "logs" / f"{name}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "HOME": str(self.workdir)}  # kwok keeps state under ~/.kwok
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [str(binary), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=env, cwd=self.workdir, start_new_session=True,
+                preexec_fn=None if self.detach else _die_with(os.getpid()),
+            )  # fmt: skip
+        self._procs[name] = proc
+        _write(self.workdir / "run" / f"{name}.pid", f"{proc.pid}\n{binary}\n")
+
+    def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
+        while True:
+            for name, proc in self._procs.items():
+                if proc.poll() is not None:
+                    log = self.workdir / "logs" / f"{name}.log"
+                    raise K8sTestEnvError(
+                        f"{name} exited with {proc.returncode} while waiting for {what}; {log}:\n"
+                        f"{_log_tail(log)}"
+                    )
+            with contextlib.suppress(httpx.TransportError):
+                if ready():
+                    return
+            if time.monotonic() >= deadline:
+                raise K8sTestEnvError(
+                    f"timed out after {self.start_timeout:.0f}s waiting for {what}; see {self.workdir}/logs"
+                )
+            time.sleep(_POLL_INTERVAL)
+
+    def _nodes_ready(self, api: httpx.Client) -> bool:
+        response = api.get("/api/v1/nodes")
+        if response.status_code != 200:
+            return False
+        ready = set()
+        for node in response.json()["items"]:
+            conditions = {c["type"]: c["status"] for c in node.get("status", {}).get("conditions", [])}
+            taints = {t["key"] for t in node.get("spec", {}).get("taints", [])}
+            if conditions.get("Ready") == "True" and "node.kubernetes.io/not-ready" not in taints:
+                ready.add(node["metadata"]["name"])
+        return ready >= set(self.node_names)
+
+    def _record_env(self, bin_dir: Path) -> None:
+        state: dict[str, Any] = {"server": self.server, "kubeconfig": str(self.kubeconfig)}
+        state |= {"bin_dir": str(bin_dir), "pids": self.pids, "versions": binary_versions(bin_dir)}
+        _write(self.workdir / "env.json", json.dumps(state, indent=2) + "\n")
+
+
+def _http_ok(url: str, verify: ssl.SSLContext | None) -> bool:
+    return httpx.get(url, verify=verify if verify is not None else True, timeout=2).status_code == 200
+
+
+def _node(name: str) -> dict[str, Any]:
+    """A Node kwok manages (by annotation). Untainted, so ordinary workloads land on it."""
+    key, value = KWOK_ANNOTATION
+    resources = {"cpu": "32", "memory": "256Gi", "pods": "110"}
+    labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
+    labels |= {"node-role.kubernetes.io/agent": "", "type": "kwok"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": labels, "annotations": {key: value}},
+        "status": {
+            "allocatable": resources,
+            "capacity": resources,
+            "nodeInfo": {"architecture": "amd64", "operatingSystem": "linux", "kubeletVersion": "fake"},
+        },
+    }
+
+
+# --- command line (make k8s-build / k8s-up / k8s-down) -------------------------------------------------
+
+
+def _iter_status(workdir: Path) -> Iterator[str]:
+    state_file = workdir / "env.json"
+    if not state_file.is_file():
+        yield f"not running (no {state_file})"
+        return
+    state = json.loads(state_file.read_text())
+    yield f"server {state['server']}, kubeconfig {state['kubeconfig']}"
+    for name, pid in state["pids"].items():
+        alive = _alive(pid, (Path(state["bin_dir"]) / name).resolve())
+        yield f"  {name:<24} pid {pid:<8} {'running' if alive else 'NOT RUNNING'}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m yunzhou.testing.k8s", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument("command", choices=["build", "up", "down", "status"])
+    parser.add_argument("--dir", type=Path, default=Path(".k8s-testenv"), help="state directory")
+    parser.add_argument("--nodes", type=int, default=3)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build":
+            print(ensure_binaries())
+        elif args.command == "up":
+            if (args.dir / "env.json").is_file():
+                stop_recorded(args.dir)
+            started = time.monotonic()
+            env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True).start()
+            print(f"k8s-testenv up in {time.monotonic() - started:.1f}s: {env.server}")
+            print(f"  kubectl --kubeconfig {env.kubeconfig} get nodes   (kubectl: {env.bin_dir}/kubectl)")
+        elif args.command == "down":
+            stopped = stop_recorded(args.dir)
+            print(f"k8s-testenv down: stopped {', '.join(stopped) or 'nothing (not running)'}")
+        else:
+            print("\n".join(_iter_status(args.dir)))
+    except K8sTestEnvError as e:
+        print(f"k8s-testenv: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
