@@ -17,7 +17,7 @@ def label_problem(value: object) -> str | None:
     """Why ``value`` is not a DNS label, or None when it is one."""
     if not isinstance(value, str):
         return f"must be a string; {DNS_LABEL_RULE}"
-    if DNS_LABEL_RE.match(value):
+    if DNS_LABEL_RE.fullmatch(value):
         return None
     return f"{value!r} {DNS_LABEL_RULE}"
 

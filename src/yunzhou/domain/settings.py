@@ -119,7 +119,7 @@ def _unknown(doc: Mapping[str, Any], allowed: tuple[str, ...], prefix: str) -> l
 def _count_or_percent(value: object, path: str, problems: list[FieldProblem]) -> int | str | None:
     if isinstance(value, bool) or not (
         (isinstance(value, int) and 0 <= value <= MAX_REPLICAS)
-        or (isinstance(value, str) and _PERCENT_RE.match(value))
+        or (isinstance(value, str) and _PERCENT_RE.fullmatch(value))
     ):
         problems.append(FieldProblem(path, f"must be an integer 0-{MAX_REPLICAS} or a percentage like '25%'"))
         return None
@@ -208,7 +208,7 @@ def _parse_route(raw: object, path: str, problems: list[FieldProblem]) -> list[R
     before = len(problems)
     problems += _unknown(raw, _ROUTE_KEYS, f"{path}.")
     host = raw.get("host")
-    if not isinstance(host, str) or not _HOST_RE.match(host):
+    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
         problems.append(
             FieldProblem(f"{path}.host", "required: a lower-case DNS name such as orders.example.test")
         )

@@ -15,7 +15,7 @@ def test_dns_labels_accepted(good: str) -> None:
     assert check_label(good, "name") == good
 
 
-@pytest.mark.parametrize("bad", ["", "-a", "a-", "Shop", "a_b", "a.b", "a" * 64, "ünï"])
+@pytest.mark.parametrize("bad", ["", "-a", "a-", "Shop", "a_b", "a.b", "a" * 64, "ünï", "shop\n"])
 def test_dns_labels_rejected_with_what_is_allowed(bad: str) -> None:
     with pytest.raises(UserError) as exc:
         check_label(bad, "name")
