@@ -18,6 +18,7 @@ def server_module(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, 
     module = ModuleType("yunzhou.server")
     module.run_server = lambda **kwargs: calls.append(("run_server", kwargs))  # type: ignore[attr-defined]
     module.run_up = lambda **kwargs: calls.append(("run_up", kwargs))  # type: ignore[attr-defined]
+    module.run_worker = lambda **kwargs: calls.append(("run_worker", kwargs))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "yunzhou.server", module)
     return calls
 
@@ -33,6 +34,7 @@ def test_server_defaults(run: Run, server_module: list[tuple[str, dict[str, Any]
                 "api_host": "127.0.0.1",
                 "api_port": 7070,
                 "router_port": 8080,
+                "runtime": True,
             },
         )
     ]
@@ -52,6 +54,7 @@ def test_server_options_and_environment(
                 "api_host": "0.0.0.0",
                 "api_port": 9000,
                 "router_port": 9080,
+                "runtime": True,
             },
         ),
         (
@@ -72,3 +75,15 @@ def test_up_without_run_up_explains(run: Run, monkeypatch: pytest.MonkeyPatch) -
     assert result.exit_code == 1
     assert "cannot start the server" in result.stderr
     assert "Traceback" not in result.output
+
+
+def test_api_and_runtime_can_run_apart(
+    run: Run, server_module: list[tuple[str, dict[str, Any]]], tmp_path: Path
+) -> None:
+    assert run("server", "--no-runtime").exit_code == 0
+    assert run("worker", "--router-port", "9090").exit_code == 0
+    assert server_module[0][1]["runtime"] is False
+    assert server_module[1] == (
+        "run_worker",
+        {"data_dir": tmp_path.resolve() / ".yunzhou", "router_port": 9090},
+    )
