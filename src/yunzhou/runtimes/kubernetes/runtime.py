@@ -1,0 +1,230 @@
+"""The Kubernetes target's Runtime: render → server-side apply (field manager `yunzhou`) → prune → observe.
+
+Kubernetes' own Deployment controller performs the rollout; this reports its progress from the
+Deployment's status and the pods. A pass whose rendered objects equal what it last applied sends nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from lightkube import ApiError
+from lightkube import codecs as lk_codecs
+from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, Service
+from lightkube.resources.networking_v1 import Ingress
+from lightkube.resources.policy_v1 import PodDisruptionBudget
+
+from yunzhou.domain.errors import PermanentError
+from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.kubernetes.cluster import translated
+from yunzhou.runtimes.kubernetes.render import APP_LABEL, Manifest, Target, app_key, render
+from yunzhou.runtimes.protocol import AppIntent, AppObservation
+
+# lightkube's overloads are typed per resource class; objects here are built from rendered data, so
+# the client is used through Any at this thin I/O layer (rendering, the part with logic, is fully typed).
+Connect = Callable[[str], tuple[Any, str]]  # cluster name → (lightkube Client, the cluster's base domain)
+KINDS: dict[str, Any] = {
+    "ConfigMap": ConfigMap,
+    "Secret": Secret,
+    "Service": Service,
+    "Deployment": Deployment,
+    "StatefulSet": StatefulSet,
+    "PodDisruptionBudget": PodDisruptionBudget,
+    "Ingress": Ingress,
+}
+
+
+def _digest(manifests: list[Manifest]) -> str:
+    return hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
+
+
+class KubernetesRuntime:
+    def __init__(self, connect: Connect) -> None:
+        self.connect = connect
+        self._applied: dict[int, str] = {}  # app id → digest of what was last applied successfully
+        self._namespaces: set[tuple[str, str]] = set()
+        self._where: dict[int, tuple[str, str, str]] = {}  # app id → (cluster, namespace, app key)
+        self._lock = threading.Lock()
+
+    def render(self, intent: AppIntent) -> list[Manifest]:
+        cluster, namespace = self._placement(intent)
+        _, base_domain = self.connect(cluster)
+        return render(intent, Target(namespace, base_domain))
+
+    @staticmethod
+    def _placement(intent: AppIntent) -> tuple[str, str]:
+        kind, _, cluster = intent.target.partition(":")
+        if kind != "cluster" or not cluster or not intent.namespace:
+            raise PermanentError(
+                f"{intent.address}: target {intent.target!r} is not a cluster with a namespace"
+            )
+        return cluster, intent.namespace
+
+    def apply(self, intent: AppIntent) -> AppObservation:
+        cluster, namespace = self._placement(intent)
+        client, base_domain = self.connect(cluster)
+        key = app_key(intent.address)
+        with self._lock:
+            self._where[intent.app_id] = (cluster, namespace, key)
+        if intent.removing:
+            deleted = self._prune(client, cluster, namespace, key, keep=set())
+            left = self._owned(client, cluster, namespace, key)
+            self._applied.pop(intent.app_id, None)
+            waiting = f"deleting {len(left)} object(s)" if left else ""
+            return AppObservation(
+                (), 0, 0, converged=False, gone=not left, actions=deleted, waiting_for=waiting
+            )
+        manifests = render(intent, Target(namespace, base_domain))
+        actions = 0
+        digest = _digest(manifests)
+        if self._applied.get(intent.app_id) != digest:
+            self._ensure_namespace(client, cluster, namespace)
+            for m in manifests:
+                with translated(cluster, f"applying {m['kind']}/{m['metadata']['name']}"):
+                    client.apply(lk_codecs.from_dict(m), force=False)
+            keep = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+            actions = len(manifests) + self._prune(client, cluster, namespace, key, keep)
+            self._applied[intent.app_id] = digest
+        return self._observe(client, cluster, namespace, key, intent, actions)
+
+    def forget(self, app_id: int) -> int:
+        where = self._where.pop(app_id, None)
+        self._applied.pop(app_id, None)
+        if where is None:
+            return 0
+        cluster, namespace, key = where
+        client, _ = self.connect(cluster)
+        return self._prune(client, cluster, namespace, key, keep=set())
+
+    # ---- pieces
+    def _ensure_namespace(self, client: Any, cluster: str, namespace: str) -> None:
+        if (cluster, namespace) in self._namespaces:
+            return
+        meta = {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "yunzhou"}}
+        ns = Namespace.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
+        try:
+            client.apply(ns, force=False)
+        except ApiError as exc:
+            if exc.status.code != 403:
+                with translated(cluster, f"creating namespace {namespace}"):
+                    raise
+            # not allowed to manage namespaces: then it must exist already
+            with translated(cluster, f"reading namespace {namespace}"):
+                client.get(Namespace, namespace)
+        self._namespaces.add((cluster, namespace))
+
+    def _owned(self, client: Any, cluster: str, namespace: str, key: str) -> list[tuple[str, str]]:
+        found: list[tuple[str, str]] = []
+        for kind, res in KINDS.items():
+            with translated(cluster, f"listing {kind}"):
+                items = client.list(res, namespace=namespace, labels={APP_LABEL: key})
+                found += [(kind, o.metadata.name) for o in items]
+        return found
+
+    def _prune(self, client: Any, cluster: str, namespace: str, key: str, keep: set[tuple[str, str]]) -> int:
+        """Delete what this app owned that the release no longer renders (selected by its label only)."""
+        deleted = 0
+        for kind, name in self._owned(client, cluster, namespace, key):
+            if (kind, name) not in keep:
+                with translated(cluster, f"deleting {kind}/{name}"):
+                    client.delete(KINDS[kind], name, namespace=namespace)
+                deleted += 1
+        return deleted
+
+    def _observe(
+        self, client: Any, cluster: str, namespace: str, key: str, intent: AppIntent, actions: int
+    ) -> AppObservation:
+        name = intent.address.split("/")[2]
+        deployment = True
+        obj: Any
+        with translated(cluster, "reading the workload"):
+            try:
+                obj = client.get(Deployment, name, namespace=namespace)
+            except ApiError as exc:
+                if exc.status.code != 404:
+                    raise
+                deployment = False
+                obj = client.get(StatefulSet, name, namespace=namespace)
+        status = obj.status
+        want = intent.replicas
+        generation = obj.metadata.generation or 0
+        observed_gen = (status.observedGeneration if status else 0) or 0
+        updated = (status.updatedReplicas if status else 0) or 0
+        ready = (status.readyReplicas if status else 0) or 0
+        total = (status.replicas if status else 0) or 0
+        available = (getattr(status, "availableReplicas", None) if status else 0) or 0
+        failure = ""
+        for cond in (status.conditions or []) if status else []:
+            if cond.type == "Progressing" and cond.reason == "ProgressDeadlineExceeded":
+                failure = f"ProgressDeadlineExceeded: {cond.message}"
+            if cond.type == "ReplicaFailure" and cond.status == "True":
+                failure = f"ReplicaFailure: {cond.message}"
+        with translated(cluster, "listing pods"):
+            pods = list(client.list(Pod, namespace=namespace, labels={APP_LABEL: key}))
+        instances = tuple(sorted((_pod_status(p, intent.address) for p in pods), key=lambda s: s.instance_id))
+        converged = observed_gen >= generation and updated == want and ready == want and total == want
+        if deployment:
+            converged = converged and available == want
+        current = sum(1 for i in instances if i.ready and i.release == intent.release)
+        crashing = [
+            i for i in instances if i.release == intent.release and i.state == "crashloop" and i.restarts >= 3
+        ]
+        if crashing and not failure:
+            failure = (
+                f"CrashLoopBackOff: pod {crashing[0].instance_id} keeps exiting ({crashing[0].last_exit})"
+            )
+        waiting = "" if converged else f"{updated}/{want} updated, {ready}/{want} ready"
+        return AppObservation(instances, ready, current, converged, False, actions, waiting, failure)
+
+
+def _pod_status(pod: Any, address: str) -> InstanceStatus:
+    status = pod.status
+    labels = pod.metadata.labels or {}
+    ready = (
+        any(c.type == "Ready" and c.status == "True" for c in (status.conditions or [])) if status else False
+    )
+    restarts = 0
+    last_exit = None
+    waiting_reason = ""
+    for cs in (status.containerStatuses or []) if status else []:
+        restarts += cs.restartCount or 0
+        if cs.lastState and cs.lastState.terminated:
+            t = cs.lastState.terminated
+            last_exit = t.reason if t.reason == "OOMKilled" else f"exit {t.exitCode}"
+        if cs.state and cs.state.waiting and cs.state.waiting.reason:
+            waiting_reason = cs.state.waiting.reason
+    phase = (status.phase if status else None) or "Pending"
+    if pod.metadata.deletionTimestamp:
+        state = "terminating"
+    elif waiting_reason == "CrashLoopBackOff":
+        state = "crashloop"
+    elif ready:
+        state = "ready"
+    elif phase == "Running":
+        state = "running"
+    elif phase in ("Failed", "Succeeded"):
+        state = "failed"
+    else:
+        state = "starting"
+    node = pod.spec.nodeName if pod.spec else None
+    return InstanceStatus(
+        instance_id=pod.metadata.name,
+        app=address,
+        release=int(labels.get("yunzhou.io/release", "0") or 0),
+        pid=None,
+        port=0,
+        state=state,  # type: ignore[arg-type]
+        ready=ready,
+        restarts=restarts,
+        last_exit=last_exit,
+        reason=f"node {node}, phase {phase}" + (f", {waiting_reason}" if waiting_reason else ""),
+        cpu_seconds=0.0,
+        memory_bytes=0,
+        started_at=None,
+        next_restart_at=None,
+    )
