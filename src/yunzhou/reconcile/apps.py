@@ -118,6 +118,8 @@ class AppController:
                 replicas=app.replicas,
                 removing=app.removing,
                 routes=tuple(routes),
+                target=env.target,
+                namespace=env.namespace,
             )
             return (
                 intent,
