@@ -136,7 +136,8 @@ def main() -> None:
                 "selective (one user, ~0.1 %)": "user=user42 ",
                 "common (ERROR, ~5 %)": "error",
                 "very common (GET, ~14 %)": "GET /items",
-                "absent": "no such text",
+                "absent (a trigram that never occurs)": "no such text",
+                "absent (every trigram frequent)": "user=user1000 ",
                 "2 characters (LIKE scan)": "zq",
             }
             queries: dict[str, Any] = {}

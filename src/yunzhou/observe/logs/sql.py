@@ -17,7 +17,7 @@ from typing import Any
 from yunzhou.observe.logs.records import split_address
 
 SCHEMA_VERSION = 1
-SMALL_TIME_WINDOW = 20_000  # records in a since/until window that are sorted rather than walked
+SMALL_TIME_WINDOW = 100_000  # records in a since/until window that are sorted rather than walked
 TRIGRAM = 3  # the trigram index finds substrings of at least this many characters
 _DELETE_CHUNK = 20_000
 

@@ -229,7 +229,7 @@ class LogStore:
                 if row is not None:
                     rows.append(row)
             stored = sql.insert(conn, rows, checkpoints, full_text=self._full_text)
-        except sqlite3.Error:
+        except Exception:  # the writer must outlive any batch: count it as lost and go on
             log.exception("could not write %d log records to %s", len(batch), self.path)
             stored = 0
         with self._cond:
@@ -337,7 +337,10 @@ class LogStore:
             yield conn
         finally:
             with self._readers_lock:
-                self._readers.append(conn)
+                if self._closing:
+                    conn.close()
+                else:
+                    self._readers.append(conn)
 
 
 def _row(conn: sqlite3.Connection, app_ids: sql.AppIds, record: LogRecord) -> sql.Row | None:
@@ -359,7 +362,7 @@ def _row(conn: sqlite3.Connection, app_ids: sql.AppIds, record: LogRecord) -> sq
             line,
             _fields(record.fields, line),
         )
-    except (TypeError, ValueError):
+    except Exception:  # whatever a caller put in a record, it must not stop the writer
         return None
 
 
