@@ -55,6 +55,7 @@ class Runner:
             cp.ctx.db, {"local": self.platform.runtime}, config.data_dir, cp.ctx.clock,
             base_domain=config.base_domain,
         )  # fmt: skip
+        cp.ctx.renderer = self.controller.render
         self.worker = Worker(
             cp.ctx.db, {self.controller.kind: self.controller}, cp.ctx.clock, idle_poll=0.2,
             on_idle=self.platform.ensure_router,

@@ -83,6 +83,9 @@ def test_first_session(server: ControlPlaneProcess, tmp_path: Path) -> None:
         json.loads(ok(cli(server, "apps", "shop/dev", "-o", "json", token=viewer_token)))[0]["name"]
         == "orders"
     )
+    peek = cli(server, "render", "shop/dev/orders", "--show-secrets", token=viewer_token)
+    assert peek.returncode != 0
+    assert "only an admin" in peek.stderr
 
     # scale and rollback record intent
     ok(cli(server, "scale", "shop/dev/orders", "3"))

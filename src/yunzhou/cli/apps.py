@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -191,6 +192,10 @@ def rollouts(ctx: typer.Context, address: AppArg, output: ListOutput = ListForma
     print_list(items, output, columns, empty=f"{address} has no rollouts.")
 
 
+def dump_yaml_all(objects: list[Any]) -> str:
+    return yaml.safe_dump_all(objects, sort_keys=False, allow_unicode=True, default_flow_style=False)
+
+
 def _mib(value: object) -> str | None:
     return f"{int(value) / 1048576:.1f} MiB" if isinstance(value, int | float) else None
 
@@ -216,6 +221,23 @@ def instances(ctx: typer.Context, address: AppArg, output: ListOutput = ListForm
     print_list(items, output, columns, empty=f"{address} has no instances.")
 
 
+def render(
+    ctx: typer.Context,
+    address: AppArg,
+    release: Annotated[
+        int | None, typer.Option("--release", help="Release number (default: desired).")
+    ] = None,
+    show_secrets: Annotated[
+        bool, typer.Option("--show-secrets", help="Admins only, audited: include secret values.")
+    ] = False,
+) -> None:
+    """Print what the target would be given for a release, as YAML (for review or GitOps)."""
+    objects = connect(ctx, not_found=app_hint(address)).render(
+        address.project, address.env, address.app, release, show_secrets=show_secrets
+    )
+    out_console().print(dump_yaml_all(objects), markup=False, highlight=False, end="")
+
+
 def remove(ctx: typer.Context, address: AppArg) -> None:
     """Remove an app from its environment (its instances are stopped and its route dropped)."""
     connect(ctx, not_found=app_hint(address)).remove_app(address.project, address.env, address.app)
@@ -232,3 +254,4 @@ def register(app: typer.Typer) -> None:
     app.command("rollouts", no_args_is_help=True, rich_help_panel=PANEL_APPS)(rollouts)
     app.command("remove", no_args_is_help=True, rich_help_panel=PANEL_APPS)(remove)
     app.command("instances", no_args_is_help=True, rich_help_panel=PANEL_APPS)(instances)
+    app.command("render", no_args_is_help=True, rich_help_panel=PANEL_APPS)(render)

@@ -234,6 +234,31 @@ class YunzhouClient:
     def list_rollouts(self, project: str, env: str, app: str) -> list[Json]:
         return self._items(self._app_path(project, env, app) + "/rollouts")
 
+    def add_cluster(
+        self, name: str, kubeconfig: Json, context: str | None = None, base_domain: str | None = None
+    ) -> Json:
+        """Register a cluster; the server contacts it before storing anything."""
+        body = {"name": name, "kubeconfig": kubeconfig, "context": context, "base_domain": base_domain}
+        result: Json = self._request("POST", "/clusters", json=body)
+        return result
+
+    def list_clusters(self) -> list[Json]:
+        return self._items("/clusters")
+
+    def remove_cluster(self, name: str) -> None:
+        self._request("DELETE", f"/clusters/{_segment(name)}")
+
+    def render(
+        self, project: str, env: str, app: str, release: int | None = None, *, show_secrets: bool = False
+    ) -> list[Json]:
+        """The manifests (Kubernetes) or process specs (local) of a release, as the target would get them."""
+        params: dict[str, Any] = {"show_secrets": show_secrets}
+        if release is not None:
+            params["release"] = release
+        body = self._request("GET", self._app_path(project, env, app) + "/render", params=params)
+        items: list[Json] = body["items"]
+        return items
+
     def list_instances(self, project: str, env: str, app: str) -> list[Json]:
         """The app's instances as the runtime last reported them."""
         return self._items(self._app_path(project, env, app) + "/instances")

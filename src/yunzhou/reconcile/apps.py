@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
 from yunzhou.domain.names import default_host
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
@@ -84,7 +84,20 @@ class AppController:
         )
 
     # ---- load
-    def _load(self, app_id: int) -> tuple[AppIntent, str, int | None, datetime | None] | None:
+    def render(self, app_id: int, release: int) -> list[dict[str, Any]]:
+        """What the app's target would be given for ``release``: manifests, or process specs locally."""
+        loaded = self._load(app_id, release)
+        if loaded is None:
+            raise NotFound(f"release {release} not found")
+        intent, target, _, _ = loaded
+        runtime = self.runtimes.get(target.split(":", 1)[0])
+        if runtime is None:
+            raise PermanentError(f"no runtime for target {target!r}")
+        return runtime.render(intent)
+
+    def _load(
+        self, app_id: int, release_number: int | None = None
+    ) -> tuple[AppIntent, str, int | None, datetime | None] | None:
         with self.db.transaction() as s:
             row = s.execute(
                 select(App, Environment, Project)
@@ -95,9 +108,8 @@ class AppController:
             if row is None:
                 return None
             app, env, project = row
-            release = s.scalar(
-                select(Release).where(Release.app_id == app.id, Release.number == app.desired_release)
-            )
+            number = release_number or app.desired_release
+            release = s.scalar(select(Release).where(Release.app_id == app.id, Release.number == number))
             if release is None:
                 return None
             rollout = s.scalar(

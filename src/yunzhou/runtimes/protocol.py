@@ -54,6 +54,10 @@ class AppObservation:
 class Runtime(Protocol):
     def apply(self, intent: AppIntent) -> AppObservation: ...
 
+    def render(self, intent: AppIntent) -> list[dict[str, Any]]:
+        """What ``apply`` would ask the target for, as data (for review, GitOps, `yunzhou render`)."""
+        ...
+
     def forget(self, app_id: int) -> int:
         """Stop everything of an app whose record is gone; returns the number of actions."""
         ...

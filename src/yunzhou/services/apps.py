@@ -8,7 +8,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from yunzhou.domain.errors import Conflict, FieldProblem, NotFound, UserError, invalid
+from yunzhou.domain.errors import (
+    Conflict,
+    FieldProblem,
+    Forbidden,
+    NotFound,
+    TemporaryError,
+    UserError,
+    invalid,
+)
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, parse_settings
@@ -87,6 +95,29 @@ class AppService:
             _, _, a = get_app(s, project, env, app)
             rows = s.scalars(select(Instance).where(Instance.app_id == a.id).order_by(Instance.instance_id))
             return [instance_view(i) for i in rows]
+
+    def render(
+        self, caller: Caller, project: str, env: str, app: str, number: int | None, show_secrets: bool
+    ) -> list[dict[str, Any]]:
+        """The release as its target would receive it. Secret values are redacted unless an admin asks
+        (`--show-secrets`), and that request is audited."""
+        if show_secrets and not caller.is_admin:
+            raise Forbidden("only an admin may render with secret values shown")
+        if self.ctx.renderer is None:
+            raise TemporaryError("this server renders nothing: it runs without reconcilers")
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            release = _release(s, a, number or a.desired_release).number
+            app_id = a.id
+        objects = self.ctx.renderer(app_id, release)
+        if show_secrets:
+            with self.ctx.db.transaction() as s:
+                record_audit(
+                    s, caller, self.ctx.clock(), action="app.render-secrets", target=f"{project}/{env}/{app}",
+                    project=project, detail={"release": release},
+                )  # fmt: skip
+            return objects
+        return [_redacted(o) for o in objects]
 
     def settings(self, project: str, env: str, app: str) -> dict[str, Any]:
         with self.ctx.db.transaction() as s:
@@ -341,6 +372,16 @@ class AppService:
         enqueue(s, WORK_KIND, work_key(a.id), now)
         s.flush()
         return rollout
+
+
+def _redacted(obj: dict[str, Any]) -> dict[str, Any]:
+    if obj.get("kind") != "Secret":
+        return obj
+    out = dict(obj)
+    for key in ("data", "stringData"):
+        if isinstance(out.get(key), dict):
+            out[key] = dict.fromkeys(out[key], "<redacted>")
+    return out
 
 
 def _release(s: Session, a: App, number: int) -> Release:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,6 +21,8 @@ class ServiceContext:
     clock: Clock
     base_domain: str = "localhost"
     router_base: str = ":8080"
+    # (app id, release number) → what the app's runtime would be given; injected by the composition root
+    renderer: Callable[[int, int], list[dict[str, Any]]] | None = None
 
 
 def get_project(session: Session, name: str) -> Project:

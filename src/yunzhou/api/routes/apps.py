@@ -169,3 +169,16 @@ def get_rollout(project: str, env: str, app: str, rollout_id: int, cp: CP) -> An
 )
 def list_instances(project: str, env: str, app: str, cp: CP) -> Any:
     return {"items": cp.apps.instances(project, env, app)}
+
+
+@operation(router, "GET", APP + "/render", name="app.render", permission=Permission.APP_READ)
+def render(
+    project: str,
+    env: str,
+    app: str,
+    cp: CP,
+    caller: Who,
+    release: int | None = None,
+    show_secrets: bool = False,
+) -> Any:
+    return {"items": cp.apps.render(caller, project, env, app, release, show_secrets)}

@@ -22,6 +22,7 @@ from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
+from yunzhou.runtimes.local.spec import Probe
 from yunzhou.runtimes.local.supervisor import LocalSupervisor
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec
 
@@ -37,6 +38,12 @@ class _Draining:
     app_id: int
     deadline: float
     min_until: float
+
+
+def _probe_view(probe: Probe | None) -> dict[str, Any] | None:
+    if probe is None:
+        return None
+    return {k: v for k, v in vars(probe).items() if v not in ((), None)}
 
 
 def _by_id(backend: dict[str, Any]) -> str:
@@ -148,6 +155,25 @@ class LocalRuntime:
             waiting_for=plan.waiting_for,
             failure=failure,
         )
+
+    def render(self, intent: AppIntent) -> list[dict[str, Any]]:
+        r = render(intent, self.base_env)
+        return [
+            {
+                "kind": "Process",
+                "app": intent.address,
+                "release": intent.release,
+                "replicas": intent.replicas,
+                "argv": list(r.argv),
+                "environment": {k: v for k, v in sorted(r.env.items()) if k not in self.base_env},
+                "readiness": _probe_view(r.readiness) or {"kind": "tcp"},
+                "liveness": _probe_view(r.liveness),
+                "memory_limit_bytes": r.memory_limit_bytes,
+                "cpu_limit_millis": r.cpu_limit_millis,
+                "routes": [{"host": x.host, "path": x.path} for x in intent.routes],
+                "warnings": list(r.warnings),
+            }
+        ]
 
     def forget(self, app_id: int) -> int:
         with self._lock:
