@@ -51,31 +51,32 @@ def parse_scopes(values: object, path: str = "scopes") -> frozenset[Scope]:
 
 
 class Permission(Enum):
-    """A permission = the scope a token needs + the least project role (None: not project-scoped)."""
+    """A permission = its name, the scope a token needs, and the least project role (None: not
+    project-scoped). The name keeps values distinct: equal values would make members aliases."""
 
-    AUTHENTICATED = (Scope.READ, None)
-    PROJECT_CREATE = (Scope.WRITE, None)
-    PROJECT_READ = (Scope.READ, Role.VIEWER)
-    PROJECT_DELETE = (Scope.WRITE, Role.OWNER)
-    MEMBER_READ = (Scope.READ, Role.VIEWER)
-    MEMBER_WRITE = (Scope.WRITE, Role.OWNER)
-    ENV_READ = (Scope.READ, Role.VIEWER)
-    ENV_WRITE = (Scope.WRITE, Role.MAINTAINER)
-    APP_READ = (Scope.READ, Role.VIEWER)
-    APP_DEPLOY = (Scope.WRITE, Role.DEVELOPER)
-    APP_DELETE = (Scope.WRITE, Role.MAINTAINER)
-    ARTIFACT_UPLOAD = (Scope.WRITE, None)
-    AUDIT_READ = (Scope.READ, None)
-    TOKEN_SELF = (Scope.READ, None)
-    PLATFORM_ADMIN = (Scope.ADMIN, None)
+    AUTHENTICATED = ("authenticated", Scope.READ, None)
+    PROJECT_CREATE = ("project.create", Scope.WRITE, None)
+    PROJECT_READ = ("project.read", Scope.READ, Role.VIEWER)
+    PROJECT_DELETE = ("project.delete", Scope.WRITE, Role.OWNER)
+    MEMBER_READ = ("member.read", Scope.READ, Role.VIEWER)
+    MEMBER_WRITE = ("member.write", Scope.WRITE, Role.OWNER)
+    ENV_READ = ("env.read", Scope.READ, Role.VIEWER)
+    ENV_WRITE = ("env.write", Scope.WRITE, Role.MAINTAINER)
+    APP_READ = ("app.read", Scope.READ, Role.VIEWER)
+    APP_DEPLOY = ("app.deploy", Scope.WRITE, Role.DEVELOPER)
+    APP_DELETE = ("app.delete", Scope.WRITE, Role.MAINTAINER)
+    ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
+    AUDIT_READ = ("audit.read", Scope.READ, None)
+    TOKEN_SELF = ("token.self", Scope.READ, None)
+    PLATFORM_ADMIN = ("platform.admin", Scope.ADMIN, None)
 
     @property
     def scope(self) -> Scope:
-        return self.value[0]  # type: ignore[no-any-return]
+        return self.value[1]  # type: ignore[no-any-return]
 
     @property
     def role(self) -> Role | None:
-        return self.value[1]  # type: ignore[no-any-return]
+        return self.value[2]  # type: ignore[no-any-return]
 
 
 def scope_allows(scopes: frozenset[Scope], needed: Scope) -> bool:

@@ -120,3 +120,9 @@ def test_roles_and_scopes() -> None:
 )
 def test_may(scopes: set[str], role: Role | None, permission: Permission, expected: bool) -> None:
     assert may(frozenset(Scope(s) for s in scopes), role, permission) is expected
+
+
+def test_permissions_are_distinct_members() -> None:
+    # equal enum values would silently alias (APP_READ would *be* PROJECT_READ in the OpenAPI document)
+    assert len({p.name for p in Permission}) == len(Permission.__members__)
+    assert Permission.APP_READ is not Permission.PROJECT_READ
