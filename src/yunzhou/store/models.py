@@ -12,6 +12,7 @@ from sqlalchemy import (
     Float,
     ForeignKey,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -145,11 +146,63 @@ class Release(Base):
     changes: Mapped[list[Any]]
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(100))
+    # The effective configuration it was built with: {"vars": {name: value}, "secrets": {name:
+    # {"scope": "env"|"app", "version": N}}} — referenced keys only, never a secret's value.
+    config: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 @event.listens_for(Release, "before_update")
 def _releases_are_immutable(_mapper: Any, _conn: Any, target: Release) -> None:
     raise RuntimeError(f"release {target.number} is immutable; create a new release instead")
+
+
+class ConfigSet(Base):
+    """Plain config variables of an environment (app == "") or of one app in it (by name: the app need
+    not exist yet). ``version`` moves with every change (optimistic concurrency)."""
+
+    __tablename__ = "config_sets"
+    __table_args__ = (UniqueConstraint("environment_id", "app"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    app: Mapped[str] = mapped_column(String(63), default="")
+    vars: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class Secret(Base):
+    """A named secret of an environment (app == "") or one app. ``current_version`` None = unset; its
+    versions are kept so that a rollback to an old release still finds the value it was built with."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("environment_id", "app", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environments.id", ondelete="CASCADE"), index=True
+    )
+    app: Mapped[str] = mapped_column(String(63), default="")
+    name: Mapped[str] = mapped_column(String(255))
+    current_version: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class SecretVersion(Base):
+    """One value of a secret, AES-GCM encrypted under ``key_id`` (a key outside the database)."""
+
+    __tablename__ = "secret_versions"
+    __table_args__ = (UniqueConstraint("secret_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    secret_id: Mapped[int] = mapped_column(ForeignKey("secrets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    key_id: Mapped[str] = mapped_column(String(64), index=True)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
 
 
 class Rollout(Base):
