@@ -13,6 +13,8 @@ from pathlib import Path
 import uvicorn
 
 from yunzhou.api import create_app
+from yunzhou.observe import AccessLogTailer, LogRecord, LogStore
+from yunzhou.runtimes.local import LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane
 from yunzhou.store import Database, sqlite_url, upgrade
 
@@ -46,11 +48,15 @@ class ServerConfig:
 class Runner:
     """Everything `yunzhou server` runs besides the API: the local target and the reconcile worker."""
 
-    def __init__(self, config: ServerConfig, cp: ControlPlane) -> None:
+    def __init__(self, config: ServerConfig, cp: ControlPlane, log_store: LogStore) -> None:
         from yunzhou.local_platform import LocalPlatform
         from yunzhou.reconcile import AppController, Worker
 
-        self.platform = LocalPlatform(config.data_dir, config.router_port)
+        def capture(line: LogLine) -> None:
+            log_store.append(LogRecord.from_captured(line))
+
+        self.platform = LocalPlatform(config.data_dir, config.router_port, log_sink=capture)
+        self.tailer = AccessLogTailer(self.platform.access_log, log_store)
         self.controller = AppController(
             cp.ctx.db, {"local": self.platform.runtime}, config.data_dir, cp.ctx.clock,
             base_domain=config.base_domain,
@@ -81,6 +87,7 @@ class Runner:
                 f"another yunzhou server or worker already runs the local target for {self.platform.data_dir}"
             ) from None
         self.platform.start()
+        self.tailer.start()
         # after a restart every app is looked at again, so the machine converges back to desired state
         with self.cp.ctx.db.transaction() as s:
             for app_id in s.scalars(select(App.id)):
@@ -91,6 +98,7 @@ class Runner:
     def stop(self) -> None:
         self.worker.stop()
         self.platform.stop()
+        self.tailer.stop()
         self._lock.close()
 
 
@@ -112,10 +120,17 @@ def _configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
-def make_uvicorn(config: ServerConfig, cp: ControlPlane) -> uvicorn.Server:
+def open_log_store(config: ServerConfig) -> LogStore:
+    """Logs live in their own SQLite file, so logging never blocks control-plane writes."""
+    return LogStore(config.data_dir / "logs.db")
+
+
+def make_uvicorn(config: ServerConfig, cp: ControlPlane, log_store: LogStore) -> uvicorn.Server:
+    app = create_app(cp)
+    app.state.log_store = log_store
     return uvicorn.Server(
         uvicorn.Config(
-            create_app(cp),
+            app,
             host=config.api_host,
             port=config.api_port,
             log_level="info",
@@ -140,12 +155,14 @@ def run_worker(data_dir: Path | None = None, router_port: int | None = None) -> 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    runner = Runner(config, cp).start()
+    log_store = open_log_store(config)
+    runner = Runner(config, cp, log_store).start()
     log.info("worker running (data dir %s); SIGTERM stops it", config.data_dir)
     try:
         stop.wait()
     finally:
         runner.stop()
+        log_store.close()
         cp.ctx.db.dispose()
 
 
@@ -162,12 +179,14 @@ def run_server(
     cp = build_control_plane(config)
     log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
     _quiet_stop_signals()
-    runner = Runner(config, cp).start() if runtime else None
+    log_store = open_log_store(config)
+    runner = Runner(config, cp, log_store).start() if runtime else None
     try:
-        make_uvicorn(config, cp).run()
+        make_uvicorn(config, cp, log_store).run()
     finally:
         if runner is not None:
             runner.stop()
+        log_store.close()
         cp.ctx.db.dispose()
 
 
@@ -177,8 +196,9 @@ class BackgroundServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.control_plane = build_control_plane(config)
-        self.runner = Runner(config, self.control_plane)
-        self._server = make_uvicorn(config, self.control_plane)
+        self.log_store = open_log_store(config)
+        self.runner = Runner(config, self.control_plane, self.log_store)
+        self._server = make_uvicorn(config, self.control_plane, self.log_store)
         self._thread = threading.Thread(target=self._server.run, name="yunzhou-api", daemon=True)
 
     @property
@@ -207,6 +227,7 @@ class BackgroundServer:
         self._server.should_exit = True
         self._thread.join(timeout=15)
         self.runner.stop()
+        self.log_store.close()
         self.control_plane.ctx.db.dispose()
 
 

@@ -147,6 +147,18 @@ def test_replicas_rolling_update_rollback_and_self_healing(
     )
     assert all(get(server, host).status_code == 200 for _ in range(10))
 
+    # the apps' output and the router's access log are both searchable
+    started = wait_until(
+        "the app's start-up line in the logs",
+        lambda: client.get_logs("shop", "dev", "web", grep="listening")["items"],
+    )
+    assert started[0]["stream"] == "stdout"
+    assert started[0]["fields"]["version"] in ("v1", "v2")
+    access = wait_until(
+        "access records", lambda: client.get_logs("shop", "dev", "web", stream="access", limit=5)["items"]
+    )
+    assert access[-1]["fields"]["status"] == 200
+
     # rollback restores v1's responses
     rollback = client.rollback("shop", "dev", "web")
     assert rollback["release"]["cause"] == "rollback to 1"
