@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _JSON = b"application/json"
+_ENDPOINTS = {"/config": ("GET", "PUT"), "/healthz": ("GET",), "/metrics": ("GET",), "/inflight": ("GET",)}
 
 
 def _json(doc: Any) -> bytes:
@@ -90,10 +91,9 @@ class AdminConnection(asyncio.Protocol):
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, bytes, bytes]:
         router = self.router
-        routes = {"/config": ("GET", "PUT"), "/healthz": ("GET",), "/metrics": ("GET",)}
-        allowed = routes.get(path)
+        allowed = _ENDPOINTS.get(path)
         if allowed is None:
-            message = f"no admin endpoint {path!r}; try /config, /healthz or /metrics"
+            message = f"no admin endpoint {path!r}; try /config, /healthz, /metrics or /inflight"
             return 404, _json({"error": {"code": "not_found", "message": message}}), _JSON
         if method not in allowed:
             message = f"{method} is not allowed on {path}; use {' or '.join(allowed)}"
@@ -104,6 +104,9 @@ class AdminConnection(asyncio.Protocol):
                 "config_version": router.table.snapshot.version,
             }
             return (503 if router.draining else 200), _json(doc), _JSON
+        if path == "/inflight":
+            busy = {"apps": router.metrics.in_flight, "backends": router.metrics.backend_in_flight}
+            return 200, _json(busy), _JSON
         if path == "/metrics":
             return 200, router.metrics.render().encode("utf-8"), METRICS_CONTENT_TYPE.encode("ascii")
         if method == "GET":

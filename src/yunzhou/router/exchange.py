@@ -50,6 +50,7 @@ class Exchange:
     upstream_keep_alive = False
     close_client = False
     done = False
+    counted_backend: str | None = None  # the backend id whose in-flight count includes this request
 
     def __init__(
         self,
@@ -180,6 +181,9 @@ class Exchange:
             parts.append(b"0\r\n\r\n")
         conn.write(b"".join(parts) if len(parts) > 1 else self.head)
         self.sent = True
+        if self.backend is not None:
+            self.counted_backend = self.backend.id
+            self.router.metrics.backend_started(self.backend.id)
         if self.client.write_paused:
             conn.pause_reading(True)
         self.last_upstream_activity = self.loop.time()
@@ -303,6 +307,8 @@ class Exchange:
         if self.done:
             return
         self.done = True
+        if self.counted_backend is not None:
+            self.router.metrics.backend_finished(self.counted_backend)
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None

@@ -58,6 +58,7 @@ class RouterMetrics:
     def __init__(self) -> None:
         self.series: dict[tuple[str, int | None], SeriesStats] = {}
         self.in_flight: dict[str, int] = {}
+        self.backend_in_flight: dict[str, int] = {}  # by backend id; absent means 0
         self.connect_failures: dict[tuple[str, str], int] = {}
         self.unrouted: int = 0
         self.config_version: int = 0
@@ -81,6 +82,16 @@ class RouterMetrics:
         stats.buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         stats.latency_sum += seconds
         stats.count += 1
+
+    def backend_started(self, backend_id: str) -> None:
+        self.backend_in_flight[backend_id] = self.backend_in_flight.get(backend_id, 0) + 1
+
+    def backend_finished(self, backend_id: str) -> None:
+        left = self.backend_in_flight[backend_id] - 1
+        if left:
+            self.backend_in_flight[backend_id] = left
+        else:
+            del self.backend_in_flight[backend_id]  # keeps the map as small as the set of busy backends
 
     def connect_failed(self, app: str, backend_id: str) -> None:
         key = (app, backend_id)
@@ -120,6 +131,14 @@ class RouterMetrics:
         header("yunzhou_router_requests_in_flight", "gauge", "Requests being proxied now, by app.")
         for app, value in sorted(self.in_flight.items()):
             lines.append(f"yunzhou_router_requests_in_flight{_labels(app=app)} {value}")
+
+        header(
+            "yunzhou_router_backend_requests_in_flight",
+            "gauge",
+            "Requests sent to a backend and not yet answered, by backend id (busy backends only).",
+        )
+        for backend_id, value in sorted(self.backend_in_flight.items()):
+            lines.append(f"yunzhou_router_backend_requests_in_flight{_labels(backend=backend_id)} {value}")
 
         header(
             "yunzhou_router_upstream_connect_failures_total",

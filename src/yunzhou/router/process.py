@@ -157,6 +157,14 @@ class RouterProcess:
         doc: dict[str, Any] = self._request("GET", "/config").json()
         return doc
 
+    def in_flight(self) -> dict[str, int]:
+        """Requests each backend (by id) is answering now; a backend absent from the map has none.
+
+        For draining: remove an instance from the snapshot, then wait until its id is absent here.
+        """
+        backends: dict[str, int] = self._request("GET", "/inflight").json()["backends"]
+        return backends
+
     def metrics_text(self) -> str:
         return self._request("GET", "/metrics").text
 

@@ -98,16 +98,15 @@ def test_removed_backend_finishes_its_in_flight_request(
     router.push_config(snapshot(1, route(HOST, [backends["a1"].entry()])))
     with ThreadPoolExecutor(1) as pool, proxy_client(router, headers={"Host": HOST}) as slow_client:
         slow = pool.submit(slow_client.get, "/slow?s=1")
-        wait_for(
-            lambda: metric_value(router.metrics_text(), "yunzhou_router_requests_in_flight", app=APP) == 1,
-            "the slow request to be in flight",
-        )
+        wait_for(lambda: router.in_flight() == {"a1": 1}, "the slow request to be in flight on a1")
         router.push_config(snapshot(2, route(HOST, [backends["b1"].entry()])))
         with proxy_client(router, headers={"Host": HOST}) as client:
             assert {client.get("/").json()["backend"] for _ in range(3)} == {"b1"}
+        assert router.in_flight() == {"a1": 1}  # what a control plane waits on before stopping a1
         response = slow.result(timeout=30)
     assert response.status_code == 200
     assert response.json()["backend"] == "a1"
+    assert router.in_flight() == {}
 
 
 def _refuses_connections(address: str) -> bool:

@@ -63,6 +63,17 @@ def test_every_family_has_help_and_type_and_labels_are_escaped() -> None:
     assert text.endswith("\n")
 
 
+def test_backend_in_flight_counts_only_busy_backends() -> None:
+    metrics = RouterMetrics()
+    metrics.backend_started("i-1")
+    metrics.backend_started("i-1")
+    metrics.backend_started("i-2")
+    metrics.backend_finished("i-2")
+    metrics.backend_finished("i-1")
+    assert metrics.backend_in_flight == {"i-1": 1}
+    assert 'yunzhou_router_backend_requests_in_flight{backend="i-1"} 1' in metrics.render()
+
+
 def test_access_log_time_is_utc_with_milliseconds() -> None:
     assert _utc_timestamp(0.25) == "1970-01-01T00:00:00.250Z"
 
