@@ -4,73 +4,21 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.score.text import load_yaml12
 
 Json = dict[str, Any]
 SETTINGS_FILE = "yunzhou.yaml"
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 core-schema scalars and no duplicate keys.
-
-    The same reading as ``yunzhou.domain.score`` gives a Score file (and Go's yaml.v3 behind score-go):
-    only true/false are booleans (``on``, ``yes``, ``no`` stay strings) and dates stay strings.
-    """
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[object] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                continue  # unhashable: the base class reports it
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping",
-                    node.start_mark,
-                    f"duplicate key {key!r}",
-                    key_node.start_mark,
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
-    digits = str(loader.construct_scalar(node))
-    if digits.startswith("0o"):
-        return int(digits[2:], 8)
-    if digits.startswith("0x"):
-        return int(digits[2:], 16)
-    return int(digits, 10)
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {}
-for _tag, _pattern, _first in (
-    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
-    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
-    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", list("-+0123456789")),
-    (
-        "tag:yaml.org,2002:float",
-        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
-        list("-+.0123456789"),
-    ),
-    ("tag:yaml.org,2002:merge", r"^(?:<<)$", ["<"]),
-):
-    _Yaml12Loader.add_implicit_resolver(_tag, re.compile(_pattern), _first)
-_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-
-
 def _load(text: str) -> Any:
-    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 -- a SafeLoader subclass
+    # The domain's reader: the same YAML 1.2 rules as Score files (and Go's yaml.v3 behind score-go).
+    return load_yaml12(text)
 
 
 def load_yaml_file(path: Path, what: str, *, required: bool = True) -> Json:

@@ -70,6 +70,13 @@ for _tag, _pattern, _first in (
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
+def load_yaml12(text: str) -> object:
+    """YAML with YAML 1.2 core-schema scalars (``on``/``yes`` stay strings, dates stay strings) and no
+    duplicate keys — how Score files are read, and how the CLI reads settings and values too.
+    Raises ``yaml.YAMLError``; callers say where."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+
+
 def _invalid_text(message: str) -> UserError:
     return UserError("Score file cannot be read", problems=[FieldProblem("", message)])
 
@@ -131,7 +138,7 @@ def _load_json(text: str) -> object | None:
 
 def _load_yaml(text: str) -> object:
     try:
-        return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        return load_yaml12(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
