@@ -47,6 +47,7 @@ class KubernetesRuntime:
     def __init__(self, connect: Connect) -> None:
         self.connect = connect
         self._applied: dict[int, str] = {}  # app id → digest of what was last applied successfully
+        self._objects: dict[int, set[tuple[str, str]]] = {}  # app id → (kind, name) last applied
         self._namespaces: set[tuple[str, str]] = set()
         self._where: dict[int, tuple[str, str, str]] = {}  # app id → (cluster, namespace, app key)
         self._lock = threading.Lock()
@@ -75,6 +76,7 @@ class KubernetesRuntime:
             deleted = self._prune(client, cluster, namespace, key, keep=set())
             left = self._owned(client, cluster, namespace, key)
             self._applied.pop(intent.app_id, None)
+            self._objects.pop(intent.app_id, None)
             waiting = f"deleting {len(left)} object(s)" if left else ""
             return AppObservation(
                 (), 0, 0, converged=False, gone=not left, actions=deleted, waiting_for=waiting
@@ -88,13 +90,20 @@ class KubernetesRuntime:
                 with translated(cluster, f"applying {m['kind']}/{m['metadata']['name']}"):
                     client.apply(lk_codecs.from_dict(m), force=False)
             keep = {(m["kind"], m["metadata"]["name"]) for m in manifests}
-            actions = len(manifests) + self._prune(client, cluster, namespace, key, keep)
+            previous = self._objects.get(intent.app_id)
+            if previous is None:  # first apply by this process: what the cluster holds is the truth
+                pruned = self._prune(client, cluster, namespace, key, keep)
+            else:  # what we applied last time, minus what we apply now
+                pruned = self._delete(client, cluster, namespace, previous - keep)
+            actions = len(manifests) + pruned
             self._applied[intent.app_id] = digest
+            self._objects[intent.app_id] = keep
         return self._observe(client, cluster, namespace, key, intent, actions)
 
     def forget(self, app_id: int) -> int:
         where = self._where.pop(app_id, None)
         self._applied.pop(app_id, None)
+        self._objects.pop(app_id, None)
         if where is None:
             return 0
         cluster, namespace, key = where
@@ -128,13 +137,19 @@ class KubernetesRuntime:
 
     def _prune(self, client: Any, cluster: str, namespace: str, key: str, keep: set[tuple[str, str]]) -> int:
         """Delete what this app owned that the release no longer renders (selected by its label only)."""
-        deleted = 0
-        for kind, name in self._owned(client, cluster, namespace, key):
-            if (kind, name) not in keep:
-                with translated(cluster, f"deleting {kind}/{name}"):
+        owned = set(self._owned(client, cluster, namespace, key))
+        return self._delete(client, cluster, namespace, owned - keep)
+
+    @staticmethod
+    def _delete(client: Any, cluster: str, namespace: str, objects: set[tuple[str, str]]) -> int:
+        for kind, name in sorted(objects):
+            with translated(cluster, f"deleting {kind}/{name}"):
+                try:
                     client.delete(KINDS[kind], name, namespace=namespace)
-                deleted += 1
-        return deleted
+                except ApiError as exc:
+                    if exc.status.code != 404:  # already gone is what we wanted
+                        raise
+        return len(objects)
 
     def _observe(
         self, client: Any, cluster: str, namespace: str, key: str, intent: AppIntent, actions: int
