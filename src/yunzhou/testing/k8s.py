@@ -23,6 +23,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -56,6 +57,7 @@ _POLL_INTERVAL = 0.1  # between readiness checks; every wait is bounded by a dea
 _STOP_GRACE = 10.0
 _LOG_TAIL_LINES = 30
 _PR_SET_PDEATHSIG = 1
+_STOP_ORDER = (("kwok", "kube-scheduler", "kube-controller-manager"), ("kube-apiserver",), ("etcd",))
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
@@ -178,7 +180,9 @@ def _log_tail(path: Path) -> str:
 
 
 def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
-    """Stop every process whose pid file is under ``workdir/run`` (SIGTERM, then SIGKILL after ``grace``).
+    """Stop every process whose pid file is under ``workdir/run``: clients of the API server first, then
+    the API server, then etcd (an API server that loses etcd first hangs on its way out). Each group
+    gets SIGTERM, then SIGKILL after ``grace`` seconds.
 
     Works from any process (``make k8s-down``); a pid is signalled only while it still runs the binary
     recorded with it. Returns the names of the processes that were running. Raises if any survive.
@@ -189,28 +193,33 @@ def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
         pid, exe = int(pid_text), Path(binary.strip())
         if _alive(pid, exe):
             running[pid_file.stem] = (pid, exe)
-    for pid, _ in running.values():
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while any(_alive(pid, exe) for pid, exe in running.values()) and time.monotonic() < deadline:
-        time.sleep(_POLL_INTERVAL)
-    for pid, exe in running.values():
-        if _alive(pid, exe):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-    deadline = time.monotonic() + grace
-    while (
-        left := [n for n, (pid, exe) in running.items() if _alive(pid, exe)]
-    ) and time.monotonic() < deadline:
-        time.sleep(_POLL_INTERVAL)
+    ordered = [name for tier in _STOP_ORDER for name in tier]
+    tiers = [*_STOP_ORDER, tuple(name for name in running if name not in ordered)]
+    for tier in tiers:
+        _terminate([running[name] for name in tier if name in running], grace)
+    left = [name for name, (pid, exe) in running.items() if _alive(pid, exe)]
     if left:
         raise K8sTestEnvError(f"still running after SIGKILL: {', '.join(left)}")
     for pid_file in (workdir / "run").glob("*.pid"):
         pid_file.unlink()
     with contextlib.suppress(FileNotFoundError):
         (workdir / "env.json").unlink()
-    return list(running)
+    return [name for name in ordered if name in running] + list(tiers[-1])
+
+
+def _terminate(processes: list[tuple[int, Path]], grace: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid, exe in processes:
+            if _alive(pid, exe):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, sig)
+        deadline = time.monotonic() + grace
+        while any(_alive(pid, exe) for pid, exe in processes):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(_POLL_INTERVAL)
+        else:
+            return
 
 
 # --- the environment -------------------------------------------------------------------------------------
@@ -272,6 +281,7 @@ class K8sTestEnv:
         bin_dir = self.bin_dir = self.bin_dir or ensure_binaries()
         self.workdir.mkdir(parents=True, exist_ok=True)
         stop_recorded(self.workdir)  # leftovers of an earlier run that was not stopped
+        shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # every start is a fresh cluster
         if not self.detach:
             atexit.register(self.stop)
         try:
@@ -282,20 +292,17 @@ class K8sTestEnv:
         return self
 
     def stop(self) -> None:
-        """Stop every process this environment started and check that none is left."""
-        for proc in reversed(self._procs.values()):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in reversed(self._procs.values()):
-            try:
-                proc.wait(_STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(_STOP_GRACE)
-        self._procs.clear()
-        stop_recorded(self.workdir)
-        atexit.unregister(self.stop)
+        """Stop every process this environment started (see :func:`stop_recorded`); none is left."""
+        try:
+            stop_recorded(self.workdir)
+        finally:
+            for proc in self._procs.values():
+                if proc.poll() is None:  # not ours any more by the pid file's account: still end it
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()  # reap
+            self._procs.clear()
+            atexit.unregister(self.stop)
 
     def __enter__(self) -> K8sTestEnv:
         return self.start()
@@ -342,12 +349,18 @@ class K8sTestEnv:
         svc = "kubernetes.default.svc"
         hosts = (_LOCALHOST, "localhost", SERVICE_IP, "kubernetes", "kubernetes.default", svc)
         serving = ca.issue_serving("k8s-testenv", (*hosts, f"{svc}.cluster.local"))
+        # The aggregation layer's own CA: the API server proxies to extension servers with this identity.
+        front_proxy = CertificateAuthority("yunzhou-k8s-testenv-front-proxy-ca")
+        proxy_client = front_proxy.issue_client("front-proxy-client")
         sa_key = ec.generate_private_key(ec.SECP256R1())
         d = self.workdir / "pki"
         files: dict[str, tuple[bytes, bool]] = {  # name: (content, private)
             "ca.crt": (ca.pair.cert, False), "ca.key": (ca.pair.key, True),
             "serving.crt": (serving.cert, False), "serving.key": (serving.key, True),
             "sa.key": (private_pem(sa_key), True), "sa.pub": (public_pem(sa_key), False),
+            "front-proxy-ca.crt": (front_proxy.pair.cert, False),
+            "front-proxy-client.crt": (proxy_client.cert, False),
+            "front-proxy-client.key": (proxy_client.key, True),
         }  # fmt: skip
         users = {  # kubeconfig file: (user, groups)
             "admin.kubeconfig": ("yunzhou-admin", ("system:masters",)),
@@ -392,6 +405,13 @@ class K8sTestEnv:
             f"--service-account-signing-key-file={pki['sa.key']}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-cluster-ip-range={SERVICE_CIDR}",
+            f"--requestheader-client-ca-file={pki['front-proxy-ca.crt']}",
+            "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki['front-proxy-client.crt']}",
+            f"--proxy-client-key-file={pki['front-proxy-client.key']}",
+            "--endpoint-reconciler-type=none",  # its loopback address is not a valid Endpoints IP
             "--allow-privileged=true", "--profiling=false",
         ]  # fmt: skip
 
@@ -431,7 +451,7 @@ class K8sTestEnv:
         log = self.workdir / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOME": str(self.workdir)}  # kwok keeps state under ~/.kwok
-        with log.open("ab") as out:
+        with log.open("wb") as out:
             proc = subprocess.Popen(
                 [str(binary), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=env, cwd=self.workdir, start_new_session=True,
@@ -525,8 +545,6 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "build":
             print(ensure_binaries())
         elif args.command == "up":
-            if (args.dir / "env.json").is_file():
-                stop_recorded(args.dir)
             started = time.monotonic()
             env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True).start()
             print(f"k8s-testenv up in {time.monotonic() - started:.1f}s: {env.server}")
