@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
+from yunzhou.domain.errors import TemporaryError
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
 from yunzhou.runtimes.local.ports import free_port
@@ -62,7 +63,11 @@ class LocalPlatform:
         self.router.push_config(snapshot)
 
     def _inflight(self, backend_id: str) -> int | None:
-        return None  # the router does not report per-backend in-flight counts yet: drain by time
+        """Requests the router still has in flight to an instance that left the route table."""
+        try:
+            return self.router.in_flight().get(backend_id, 0)
+        except TemporaryError:
+            return None  # the router is not answering: drain by time
 
     def start(self) -> LocalPlatform:
         killed = self.supervisor.cleanup_orphans()
