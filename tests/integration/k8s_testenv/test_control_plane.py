@@ -189,6 +189,30 @@ def test_stop_leaves_no_process(tmp_path: Path) -> None:
     assert list((tmp_path / "k8s" / "run").iterdir()) == []
 
 
+_CHILD = """
+import json, sys
+from pathlib import Path
+from yunzhou.testing.k8s import K8sTestEnv
+env = K8sTestEnv(Path(sys.argv[1]), nodes=1).start()
+print(json.dumps(env.pids), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_processes_die_with_a_killed_test_run(tmp_path: Path) -> None:
+    """If pytest itself is killed (no teardown, no atexit), the kernel still ends every component."""
+    argv = [sys.executable, "-c", _CHILD, tmp_path / "k8s"]
+    with subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as child:
+        try:
+            assert child.stdout is not None
+            pids: dict[str, int] = json.loads(child.stdout.readline())
+            assert all(_running(pid) for pid in pids.values())
+        finally:
+            child.kill()
+    _eventually("every component to die", lambda: not any(_running(pid) for pid in pids.values()))
+    assert _processes_under(tmp_path) == []
+
+
 def test_command_line_up_and_down_as_make_uses_them(tmp_path: Path) -> None:
     workdir = tmp_path / "state"
     cli = [sys.executable, "-m", "yunzhou.testing.k8s"]

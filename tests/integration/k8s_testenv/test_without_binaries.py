@@ -14,7 +14,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from yunzhou.testing._k8s_pki import CertificateAuthority, kubeconfig
-from yunzhou.testing.k8s import binaries_dir, stop_recorded, tools_dir
+from yunzhou.testing.k8s import K8sTestEnv, K8sTestEnvError, binaries_dir, stop_recorded, tools_dir
 
 
 def test_cache_key_agrees_with_build_script(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +68,19 @@ def test_kubeconfig_embeds_everything() -> None:
     assert config["current-context"] == "k8s-testenv"
     assert base64.b64decode(config["clusters"][0]["cluster"]["certificate-authority-data"]) == ca.pair.cert
     assert base64.b64decode(config["users"][0]["user"]["client-key-data"]) == pair.key
+
+
+def test_a_component_that_dies_at_start_is_reported_with_its_log(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    etcd = bin_dir / "etcd"
+    etcd.write_text("#!/bin/sh\necho 'etcdmain: boom' >&2\nexit 3\n")
+    etcd.chmod(0o755)
+    env = K8sTestEnv(tmp_path / "env", bin_dir=bin_dir, start_timeout=30)
+    with pytest.raises(
+        K8sTestEnvError, match=r"etcd exited with 3 while waiting for etcd /health"
+    ) as failure:
+        env.start()
+    assert "etcdmain: boom" in str(failure.value)
+    assert env.pids == {}
+    assert list((tmp_path / "env" / "run").iterdir()) == []
