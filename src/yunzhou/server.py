@@ -59,7 +59,7 @@ class Runner:
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
         self.controller = AppController(
             cp.ctx.db, {"local": self.platform.runtime}, config.data_dir, cp.ctx.clock,
-            base_domain=config.base_domain,
+            base_domain=config.base_domain, secret_box=cp.ctx.secret_box,
         )  # fmt: skip
         cp.ctx.renderer = self.controller.render
         self.worker = Worker(

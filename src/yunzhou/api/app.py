@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from yunzhou import __version__
 from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
-from yunzhou.api.routes import apps, logs, platform, projects
+from yunzhou.api.routes import apps, config, logs, platform, projects
 from yunzhou.services import ControlPlane
 
 API_PREFIX = "/api/v1"
@@ -23,7 +23,7 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     )
     app.state.control_plane = control_plane
     install_error_handlers(app)
-    for module in (platform, projects, apps, logs):
+    for module in (platform, projects, apps, logs, config):
         app.include_router(module.router, prefix=API_PREFIX)
     app.add_middleware(RequestIdMiddleware)
     return app

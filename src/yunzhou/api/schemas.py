@@ -128,6 +128,9 @@ class Release(BaseModel):
     changes: list[str]
     score: dict[str, Any] | None = None
     settings: dict[str, Any] | None = None
+    config: dict[str, Any] | None = Field(
+        default=None, description="Variables (values) and secrets (scope + version only) it was built with"
+    )
 
 
 class InstanceReport(BaseModel):
@@ -223,3 +226,47 @@ class LogRecord(BaseModel):
 class LogPage(BaseModel):
     items: list[LogRecord] = Field(description="Oldest first")
     next_after_id: int = Field(description="Pass as after_id to get the records that come after these")
+
+
+class ConfigPatch(Body):
+    set: dict[str, Any] = Field(default_factory=dict, description="Variables to set (name → string)")
+    unset: list[str] = Field(default_factory=list, description="Variable names to remove")
+    version: int | None = Field(default=None, description="Expected config version (409 when stale)")
+
+
+class ConfigVars(BaseModel):
+    vars: dict[str, str]
+    version: int
+    inherited: dict[str, str] | None = Field(
+        default=None, description="App level only: environment-level variables it does not override"
+    )
+    releases: dict[str, int] | None = Field(
+        default=None, description="After a change: app → the new release the change created"
+    )
+
+
+class SecretSet(Body):
+    value: str = Field(description="The secret value. Encrypted at once; never returned by any call.")
+
+
+class SecretMeta(BaseModel):
+    name: str
+    scope: str = Field(description="env | app")
+    app: str | None
+    version: int | None
+    versions: int
+    updated_at: str | None
+    updated_by: str
+    changed: bool | None = None
+    releases: dict[str, int] | None = None
+
+
+class SecretUnset(BaseModel):
+    name: str
+    releases: dict[str, int]
+
+
+class KeyRotation(BaseModel):
+    key: str = Field(description="The id of the key that now encrypts every secret")
+    reencrypted: int
+    retired: list[str] = Field(description="Key ids no longer in the keyring")

@@ -65,6 +65,8 @@ class Permission(Enum):
     APP_READ = ("app.read", Scope.READ, Role.VIEWER)
     APP_DEPLOY = ("app.deploy", Scope.WRITE, Role.DEVELOPER)
     APP_DELETE = ("app.delete", Scope.WRITE, Role.MAINTAINER)
+    CONFIG_READ = ("config.read", Scope.READ, Role.VIEWER)  # variables and secret metadata, never values
+    CONFIG_WRITE = ("config.write", Scope.WRITE, Role.DEVELOPER)
     ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
     AUDIT_READ = ("audit.read", Scope.READ, None)
     TOKEN_SELF = ("token.self", Scope.READ, None)

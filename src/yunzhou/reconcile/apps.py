@@ -15,9 +15,11 @@ from sqlalchemy.orm import Session
 
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
 from yunzhou.domain.names import default_host
+from yunzhou.reconcile.config import resource_outputs
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
 from yunzhou.store import Database
+from yunzhou.store.crypto import SecretBox, SecretKeyError
 from yunzhou.store.files import artifact_path
 from yunzhou.store.models import App, Environment, Instance, Project, Release, Rollout
 
@@ -45,7 +47,9 @@ class AppController:
         *,
         base_domain: str = "localhost",
         timing: Timing = Timing(),
+        secret_box: SecretBox | None = None,
     ) -> None:
+        self.secret_box = secret_box  # decrypts the secrets a release names, into AppIntent only
         self.db = db
         self.runtimes = runtimes
         self.data_dir = data_dir
@@ -56,7 +60,11 @@ class AppController:
 
     def reconcile(self, key: str) -> Outcome:
         app_id = int(key)
-        loaded = self._load(app_id)
+        try:
+            loaded = self._load(app_id)
+        except SecretKeyError as exc:  # names the secret and key, never a value
+            self._record_failure(app_id, None, "SecretUnavailable", exc.message)
+            return Outcome(requeue_after=30.0)
         if loaded is None:
             for each in self.runtimes.values():
                 self.actions += each.forget(app_id)
@@ -132,6 +140,9 @@ class AppController:
                 routes=tuple(routes),
                 target=env.target,
                 namespace=env.namespace,
+                resource_outputs={}
+                if app.removing
+                else resource_outputs(s, self.secret_box, env.id, app.name, release.score, release.config),
             )
             return (
                 intent,

@@ -37,6 +37,20 @@ class AppIntent:
     target: str = "local"  # "local" or "cluster:NAME"
     namespace: str | None = None  # the environment's namespace on a cluster target
     variables: Mapping[str, str] = field(default_factory=dict)  # platform-provided, e.g. config (later)
+    # Score resource outputs: ``environment`` resources → config variables, ``secret`` resources →
+    # decrypted secret values. Never in a repr (so never in a log line or an error message).
+    resource_outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+
+    def secret_values(self) -> frozenset[str]:
+        """The decrypted values of the intent's ``secret`` resources (for redaction)."""
+        kinds = {n: r.get("type") for n, r in (self.score.get("resources") or {}).items()}
+        return frozenset(
+            v
+            for n, out in self.resource_outputs.items()
+            if kinds.get(n) == "secret"
+            for v in out.values()
+            if v
+        )
 
 
 @dataclass(frozen=True)

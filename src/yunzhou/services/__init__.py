@@ -10,10 +10,12 @@ from yunzhou.services.apps import AppService
 from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
 from yunzhou.services.base import ServiceContext
+from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
 from yunzhou.services.projects import ProjectService
 from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
 from yunzhou.store import Database
+from yunzhou.store.crypto import LazyKeyProvider, SecretBox, load_key_provider
 
 
 @dataclass
@@ -32,8 +34,11 @@ class ControlPlane:
         clock: Clock = utc_now,
         base_domain: str = "localhost",
         router_port: int = 8080,
+        secret_box: SecretBox | None = None,
     ) -> ControlPlane:
-        return cls(ServiceContext(db, clock, base_domain, f":{router_port}"), data_dir)
+        """``secret_box`` defaults to YUNZHOU_SECRET_KEY, else the keyring file in ``data_dir``."""
+        box = secret_box or SecretBox(LazyKeyProvider(lambda: load_key_provider(data_dir)))
+        return cls(ServiceContext(db, clock, base_domain, f":{router_port}", secret_box=box), data_dir)
 
     @property
     def projects(self) -> ProjectService:
@@ -54,6 +59,10 @@ class ControlPlane:
     @property
     def audit(self) -> AuditService:
         return AuditService(self.ctx)
+
+    @property
+    def config(self) -> ConfigService:
+        return ConfigService(self.ctx)
 
 
 __all__ = ["ADMIN_TOKEN_FILE", "SYSTEM", "Caller", "ControlPlane", "utc_now"]

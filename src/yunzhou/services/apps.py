@@ -23,6 +23,7 @@ from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, 
 from yunzhou.services.base import ServiceContext, get_app, get_environment
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
+from yunzhou.services.effective import release_config
 from yunzhou.services.views import app_view, instance_view, release_view, rollout_view
 from yunzhou.store.leases import enqueue
 from yunzhou.store.models import App, Artifact, Environment, Instance, Release, Rollout
@@ -157,6 +158,7 @@ class AppService:
             a = s.scalar(select(App).where(App.environment_id == e.id, App.name == name))
             if a is not None and a.removing:
                 raise Conflict(f"app {project}/{env}/{name} is being removed; wait until it is gone")
+            config = release_config(s, e, project, name, workload)
             return self._new_release(
                 s,
                 caller,
@@ -168,6 +170,7 @@ class AppService:
                 settings=effective.to_dict(),
                 artifact=artifact,
                 cause="deploy",
+                config=config,
                 action="app.deploy",
                 replicas=effective.replicas,
             )
@@ -218,6 +221,7 @@ class AppService:
                 score=old.score,
                 settings=old.settings,
                 artifact=old.artifact,
+                config=old.config,
                 cause=f"rollback to {target_number}",
                 action="app.rollback",
                 replicas=None,
@@ -280,7 +284,9 @@ class AppService:
         cause: str,
         action: str,
         replicas: int | None,
+        config: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """``config`` None: keep the previous release's config (a settings change)."""
         now = self.ctx.clock()
         previous: Release | None = None
         if a is None:
@@ -312,7 +318,8 @@ class AppService:
             artifact=artifact,
             image=_images(score),
             cause=cause,
-            changes=describe_changes(previous, score, settings, artifact),
+            changes=describe_changes(previous, score, settings, artifact, config),
+            config=config if config is not None else (previous.config if previous else {}),
             created_at=now,
             created_by=caller.principal,
         )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.errors import NotFound
 from yunzhou.services.context import Clock
 from yunzhou.store import Database
+from yunzhou.store.crypto import SecretBox
 from yunzhou.store.models import App, Environment, Member, Project
 
 
@@ -21,6 +22,7 @@ class ServiceContext:
     clock: Clock
     base_domain: str = "localhost"
     router_base: str = ":8080"
+    secret_box: SecretBox | None = None  # encrypts secrets at rest (keys outside the database)
     # (app id, release number) → what the app's runtime would be given; injected by the composition root
     renderer: Callable[[int, int], list[dict[str, Any]]] | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from yunzhou.domain.config import config_changes
 from yunzhou.store.models import Release
 
 _SHOW_VALUES = ("image", "replicas", "maxSurge", "maxUnavailable", "strategy")
@@ -22,7 +23,11 @@ def _flatten(value: Any, prefix: str, out: dict[str, Any]) -> None:
 
 
 def describe_changes(
-    previous: Release | None, score: dict[str, Any], settings: dict[str, Any], artifact: str | None
+    previous: Release | None,
+    score: dict[str, Any],
+    settings: dict[str, Any],
+    artifact: str | None,
+    config: dict[str, Any] | None = None,
 ) -> list[str]:
     if previous is None:
         return ["first release"]
@@ -44,6 +49,8 @@ def describe_changes(
             lines.append(f"{path}: {old} → {new}" if shown else f"{path}: changed")
     if previous.artifact != artifact:
         lines.append(f"artifact: {_short(previous.artifact)} → {_short(artifact)}")
+    if config is not None:
+        lines += config_changes(previous.config or {}, config)  # names only, never values
     return lines or ["no changes (redeploy)"]
 
 

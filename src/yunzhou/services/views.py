@@ -83,6 +83,7 @@ def release_view(r: Release, address: str, *, full: bool) -> dict[str, Any]:
     if full:
         out["score"] = r.score
         out["settings"] = r.settings
+        out["config"] = r.config or {"vars": {}, "secrets": {}}
     return out
 
 

@@ -17,7 +17,7 @@ import json
 import os
 import secrets
 import threading
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -71,6 +71,7 @@ class FileKeyring:
         self._lock = threading.Lock()
         self._current = ""
         self._keys: dict[str, bytes] = {}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._file_lock():
             if not self.path.exists():
                 key_id = new_key_id()
@@ -223,7 +224,7 @@ class SecretBox:
         return f"{_SEALED_PREFIX}:{key_id}:{base64.b64encode(blob).decode()}"
 
     def open(self, sealed: str) -> bytes:
-        prefix, key_id, encoded = (sealed.split(":", 2) + ["", ""])[:3]
+        prefix, key_id, encoded = [*sealed.split(":", 2), "", ""][:3]
         if prefix != _SEALED_PREFIX or not key_id:
             raise SecretKeyError("not a sealed value")
         try:
@@ -235,6 +236,33 @@ class SecretBox:
     @staticmethod
     def sealed_key_id(sealed: str) -> str:
         return sealed.split(":", 2)[1] if sealed.count(":") >= 2 else ""
+
+
+class LazyKeyProvider:
+    """Loads its provider on first use: a control plane that never touches a secret creates no keyring."""
+
+    def __init__(self, load: Callable[[], KeyProvider]) -> None:
+        self._load = load
+        self._provider: KeyProvider | None = None
+        self._lock = threading.Lock()
+
+    def _get(self) -> KeyProvider:
+        with self._lock:
+            if self._provider is None:
+                self._provider = self._load()
+            return self._provider
+
+    def current(self) -> tuple[str, bytes]:
+        return self._get().current()
+
+    def key(self, key_id: str) -> bytes | None:
+        return self._get().key(key_id)
+
+    def begin_rotation(self) -> str:
+        return self._get().begin_rotation()
+
+    def retire(self, keep: Collection[str]) -> list[str]:
+        return self._get().retire(keep)
 
 
 def load_key_provider(data_dir: Path, environ: Mapping[str, str] | None = None) -> KeyProvider:

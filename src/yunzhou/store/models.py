@@ -163,9 +163,7 @@ class ConfigSet(Base):
     __tablename__ = "config_sets"
     __table_args__ = (UniqueConstraint("environment_id", "app"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    environment_id: Mapped[int] = mapped_column(
-        ForeignKey("environments.id", ondelete="CASCADE"), index=True
-    )
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     app: Mapped[str] = mapped_column(String(63), default="")
     vars: Mapped[dict[str, Any]]
     updated_at: Mapped[datetime]
@@ -181,9 +179,7 @@ class Secret(Base):
     __tablename__ = "secrets"
     __table_args__ = (UniqueConstraint("environment_id", "app", "name"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    environment_id: Mapped[int] = mapped_column(
-        ForeignKey("environments.id", ondelete="CASCADE"), index=True
-    )
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     app: Mapped[str] = mapped_column(String(63), default="")
     name: Mapped[str] = mapped_column(String(255))
     current_version: Mapped[int | None] = mapped_column(Integer)

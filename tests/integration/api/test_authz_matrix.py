@@ -27,6 +27,7 @@ PATH_VALUES = {
     "rollout_id": "1",
     "principal": "somebody",
     "token_id": "tok_000000000000",
+    "name": "API_KEY",
 }
 # (label, project role or None, token scopes)
 CALLERS = [

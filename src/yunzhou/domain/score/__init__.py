@@ -32,7 +32,7 @@ from yunzhou.domain.score.model import (
     parse_memory_bytes,
 )
 from yunzhou.domain.score.parse import parse_score
-from yunzhou.domain.score.placeholders import escape, referenced_resources, substitute
+from yunzhou.domain.score.placeholders import escape, referenced_resources, resource_references, substitute
 from yunzhou.domain.score.text import load_score
 
 __all__ = [
@@ -63,5 +63,6 @@ __all__ = [
     "parse_memory_bytes",
     "parse_score",
     "referenced_resources",
+    "resource_references",
     "substitute",
 ]

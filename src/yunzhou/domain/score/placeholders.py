@@ -230,3 +230,12 @@ def _run_all(
     run: Callable[[str, str], str], items: tuple[str, ...] | None, path: str
 ) -> tuple[str, ...] | None:
     return None if items is None else tuple(run(item, at(path, i)) for i, item in enumerate(items))
+
+
+def resource_references(workload: Workload) -> Iterator[tuple[str, str, list[str]]]:
+    """(field path, resource name, output keys) of every ``${resources.NAME...}`` placeholder."""
+    for path, text in expandable_strings(workload):
+        for ref in references_in(text):
+            parts = split_reference(ref)
+            if parts[0] == "resources" and len(parts) > 1:
+                yield path, parts[1], parts[2:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
@@ -18,7 +18,7 @@ class Rendered:
     """Everything about an instance except its id and port."""
 
     argv: tuple[str, ...]
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # may hold secret values
     readiness: Probe | None
     liveness: Probe | None
     memory_limit_bytes: int | None
@@ -67,7 +67,7 @@ def _container(workload: Workload) -> tuple[str, Container]:
 def render(intent: AppIntent, base_env: Mapping[str, str]) -> Rendered:
     """Raises PermanentError when this release cannot run locally; the reason names the field."""
     try:
-        workload = substitute(parse_score(dict(intent.score)), {})
+        workload = substitute(parse_score(dict(intent.score)), intent.resource_outputs)
     except UserError as exc:
         raise PermanentError(
             f"cannot render release {intent.release}: {exc.message}", problems=exc.problems

@@ -158,21 +158,31 @@ class LocalRuntime:
 
     def render(self, intent: AppIntent) -> list[dict[str, Any]]:
         r = render(intent, self.base_env)
+        # Variables carrying a secret move to a "Secret" object (redacted unless an admin asks), as on
+        # Kubernetes; argv items carrying one are always masked.
+        hidden = intent.secret_values()
+        env = {k: v for k, v in sorted(r.env.items()) if k not in self.base_env}
+        secret_env = {k: v for k, v in env.items() if any(h in v for h in hidden)}
+        objects: list[dict[str, Any]] = []
+        if secret_env:
+            objects.append({"kind": "Secret", "app": intent.address, "release": intent.release,
+                            "data": secret_env})  # fmt: skip
         return [
             {
                 "kind": "Process",
                 "app": intent.address,
                 "release": intent.release,
                 "replicas": intent.replicas,
-                "argv": list(r.argv),
-                "environment": {k: v for k, v in sorted(r.env.items()) if k not in self.base_env},
+                "argv": ["<secret>" if any(h in a for h in hidden) else a for a in r.argv],
+                "environment": {k: "<from Secret>" if k in secret_env else v for k, v in env.items()},
                 "readiness": _probe_view(r.readiness) or {"kind": "tcp"},
                 "liveness": _probe_view(r.liveness),
                 "memory_limit_bytes": r.memory_limit_bytes,
                 "cpu_limit_millis": r.cpu_limit_millis,
                 "routes": [{"host": x.host, "path": x.path} for x in intent.routes],
                 "warnings": list(r.warnings),
-            }
+            },
+            *objects,
         ]
 
     def forget(self, app_id: int) -> int:

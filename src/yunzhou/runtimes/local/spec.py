@@ -50,7 +50,7 @@ class ProcessSpec:
     release: int
     argv: tuple[str, ...]
     cwd: Path
-    env: Mapping[str, str]
+    env: Mapping[str, str] = field(repr=False)  # may hold secret values: never in a repr or log
     port: int
     readiness: Probe | None = None
     liveness: Probe | None = None

@@ -70,7 +70,10 @@ def upgrade() -> None:
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=False),
         sa.ForeignKeyConstraint(
-            ["secret_id"], ["secrets.id"], name=op.f("fk_secret_versions_secret_id_secrets"), ondelete="CASCADE"
+            ["secret_id"],
+            ["secrets.id"],
+            name=op.f("fk_secret_versions_secret_id_secrets"),
+            ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_secret_versions")),
         sa.UniqueConstraint("secret_id", "version", name=op.f("uq_secret_versions_secret_id")),

@@ -1,0 +1,72 @@
+"""Config variables and secrets of an environment (or, with ``?app=``, of one app in it)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from yunzhou.api import schemas
+from yunzhou.api.auth import caller_of, control_plane, operation
+from yunzhou.domain.access import Permission
+from yunzhou.services import Caller, ControlPlane
+
+router = APIRouter()
+CP = Annotated[ControlPlane, Depends(control_plane)]
+Who = Annotated[Caller, Depends(caller_of)]
+AppScope = Annotated[
+    str | None, Query(description="An app's name: its own config (it wins over the environment's)")
+]
+ENV = "/projects/{project}/environments/{env}"
+
+
+@operation(
+    router, "GET", ENV + "/config", name="config.get", permission=Permission.CONFIG_READ,
+    response_model=schemas.ConfigVars, response_model_exclude_none=True,
+)  # fmt: skip
+def get_config(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
+    return cp.config.get(project, env, app)
+
+
+@operation(
+    router, "PATCH", ENV + "/config", name="config.update", permission=Permission.CONFIG_WRITE,
+    response_model=schemas.ConfigVars, response_model_exclude_none=True,
+)  # fmt: skip
+def patch_config(
+    project: str, env: str, body: schemas.ConfigPatch, cp: CP, caller: Who, app: AppScope = None
+) -> Any:
+    return cp.config.update(caller, project, env, app, body.set, body.unset, body.version)
+
+
+@operation(
+    router, "GET", ENV + "/secrets", name="secret.list", permission=Permission.CONFIG_READ,
+    response_model=schemas.Items[schemas.SecretMeta], response_model_exclude_none=True,
+)  # fmt: skip
+def list_secrets(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
+    return {"items": cp.config.list_secrets(project, env, app)}
+
+
+@operation(
+    router, "PUT", ENV + "/secrets/{name}", name="secret.set", permission=Permission.CONFIG_WRITE,
+    response_model=schemas.SecretMeta, response_model_exclude_none=True,
+)  # fmt: skip
+def set_secret(
+    project: str, env: str, name: str, body: schemas.SecretSet, cp: CP, caller: Who, app: AppScope = None
+) -> Any:
+    return cp.config.set_secret(caller, project, env, app, name, body.value)
+
+
+@operation(
+    router, "DELETE", ENV + "/secrets/{name}", name="secret.unset", permission=Permission.CONFIG_WRITE,
+    response_model=schemas.SecretUnset,
+)  # fmt: skip
+def unset_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: AppScope = None) -> Any:
+    return cp.config.unset_secret(caller, project, env, app, name)
+
+
+@operation(
+    router, "POST", "/secrets/rotate-key", name="secret.rotate_key", permission=Permission.PLATFORM_ADMIN,
+    response_model=schemas.KeyRotation,
+)  # fmt: skip
+def rotate_key(cp: CP, caller: Who) -> Any:
+    return cp.config.rotate_key(caller)
