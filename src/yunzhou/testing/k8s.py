@@ -494,6 +494,11 @@ class K8sTestEnv:
         state: dict[str, Any] = {"server": self.server, "kubeconfig": str(self.kubeconfig)}
         state |= {"bin_dir": str(bin_dir), "pids": self.pids, "versions": binary_versions(bin_dir)}
         _write(self.workdir / "env.json", json.dumps(state, indent=2) + "\n")
+        link = self.workdir / "bin"  # so `.k8s-testenv/bin/kubectl` works after `make k8s-up`
+        if link.is_symlink():
+            link.unlink()
+        if not link.exists():
+            link.symlink_to(bin_dir.resolve(), target_is_directory=True)
 
 
 def _http_ok(url: str, verify: ssl.SSLContext | None) -> bool:
@@ -548,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True).start()
             print(f"k8s-testenv up in {time.monotonic() - started:.1f}s: {env.server}")
-            print(f"  kubectl --kubeconfig {env.kubeconfig} get nodes   (kubectl: {env.bin_dir}/kubectl)")
+            print(f"  {env.workdir / 'bin' / 'kubectl'} --kubeconfig {env.kubeconfig} get nodes")
         elif args.command == "down":
             stopped = stop_recorded(args.dir)
             print(f"k8s-testenv down: stopped {', '.join(stopped) or 'nothing (not running)'}")

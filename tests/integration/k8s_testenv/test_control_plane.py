@@ -167,15 +167,16 @@ def test_deployment_gets_a_replicaset_and_ready_pods_on_kwok_nodes(
 
 
 def test_kubectl_works_with_the_kubeconfig(env: K8sTestEnv) -> None:
-    kubectl = binaries_dir() / "kubectl"
+    kubectl = env.workdir / "bin" / "kubectl"  # the launcher links the bin directory into its workdir
     result = subprocess.run(
-        [kubectl, "--kubeconfig", env.kubeconfig, "get", "nodes", "-o", "json"],
+        [kubectl, "--kubeconfig", env.kubeconfig, "get", "nodes,pods", "-A", "-o", "json"],
         capture_output=True,
         text=True,
         timeout=60,
         check=True,
     )
-    assert sorted(n["metadata"]["name"] for n in json.loads(result.stdout)["items"]) == env.node_names
+    items = json.loads(result.stdout)["items"]
+    assert sorted(i["metadata"]["name"] for i in items if i["kind"] == "Node") == env.node_names
 
 
 def test_stop_leaves_no_process(tmp_path: Path) -> None:
