@@ -15,8 +15,10 @@ from yunzhou.cli.common import (
     render_error,
     state_of,
 )
+from yunzhou.cli.config import config_app
 from yunzhou.cli.environments import env_app
 from yunzhou.cli.projects import project_app
+from yunzhou.cli.secrets import secret_app
 
 
 class YunzhouGroup(TyperGroup):
@@ -52,6 +54,8 @@ def root(ctx: typer.Context) -> None:
 
 app.add_typer(project_app, name="project", rich_help_panel=PANEL_SETUP)
 app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
+app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
+app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

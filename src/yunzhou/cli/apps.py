@@ -140,7 +140,7 @@ def release_show(
     number: Annotated[int, typer.Argument(min=1, help="Release number.")],
     output: ShowOutput = ShowFormat.text,
 ) -> None:
-    """One release: its Score and settings, as YAML."""
+    """One release: its Score, settings and config (secrets by version, never values), as YAML."""
     hint = f"`yunzhou releases {address}` lists its releases"
     release = connect(ctx, not_found=hint).get_release(address.project, address.env, address.app, number)
 
@@ -154,7 +154,10 @@ def release_show(
             header.append(f"# image/artifact: {release.get('image') or release.get('artifact')}")
         header.extend(f"# change: {change}" for change in release.get("changes") or [])
         typer.echo("\n".join(header))
-        typer.echo(dump_yaml({"score": release.get("score"), "settings": release.get("settings")}), nl=False)
+        doc = {"score": release.get("score"), "settings": release.get("settings")}
+        if release.get("config"):  # variables' values; secrets as scope + version only
+            doc["config"] = release.get("config")
+        typer.echo(dump_yaml(doc), nl=False)
 
     print_object(release, output, render)
 

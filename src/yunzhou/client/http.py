@@ -415,6 +415,60 @@ class YunzhouClient:
             cursor = int(page["next_after_id"])
             page = self.get_logs(project, env, app, after_id=cursor, limit=FOLLOW_PAGE, **filters)
 
+    # -- config and secrets ----------------------------------------------------------------------
+
+    @staticmethod
+    def _env_path(project: str, env: str) -> str:
+        return f"/projects/{_segment(project)}/environments/{_segment(env)}"
+
+    def get_config(self, project: str, env: str, app: str | None = None) -> Json:
+        """``{"vars": {...}, "version": N}`` (+ ``inherited`` at app level)."""
+        params = {"app": app} if app else None
+        result: Json = self._request("GET", self._env_path(project, env) + "/config", params=params)
+        return result
+
+    def update_config(
+        self,
+        project: str,
+        env: str,
+        app: str | None = None,
+        *,
+        set: dict[str, str] | None = None,
+        unset: list[str] | None = None,
+        version: int | None = None,
+    ) -> Json:
+        """Set and unset variables; ``releases`` in the answer names the releases the change made."""
+        body: Json = {"set": set or {}, "unset": unset or []}
+        if version is not None:
+            body["version"] = version
+        params = {"app": app} if app else None
+        result: Json = self._request(
+            "PATCH", self._env_path(project, env) + "/config", json=body, params=params
+        )
+        return result
+
+    def list_secrets(self, project: str, env: str, app: str | None = None) -> list[Json]:
+        """Names, scopes, versions, who/when — never values."""
+        return self._items(self._env_path(project, env) + "/secrets", {"app": app} if app else None)
+
+    def set_secret(self, project: str, env: str, name: str, value: str, app: str | None = None) -> Json:
+        """Store a new version of a secret (sent in the body, never in the URL); returns metadata only."""
+        params = {"app": app} if app else None
+        path = self._env_path(project, env) + f"/secrets/{_segment(name)}"
+        result: Json = self._request("PUT", path, json={"value": value}, params=params)
+        return result
+
+    def unset_secret(self, project: str, env: str, name: str, app: str | None = None) -> Json:
+        params = {"app": app} if app else None
+        path = self._env_path(project, env) + f"/secrets/{_segment(name)}"
+        result: Json = self._request("DELETE", path, params=params)
+        return result
+
+    def rotate_secret_key(self) -> Json:
+        """Re-encrypt every secret under a new key and retire the old one (admin)."""
+        result: Json = self._request("POST", "/secrets/rotate-key")
+        return result
+
 
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
