@@ -15,6 +15,7 @@ from yunzhou.api import create_app
 from yunzhou.services import ControlPlane
 from yunzhou.store import Database, sqlite_url, upgrade
 from yunzhou.testing import PostgresServer, start_postgres
+from yunzhou.testing.k8s import K8sTestEnv
 
 BACKENDS = ["sqlite", "postgres"]
 
@@ -23,6 +24,13 @@ BACKENDS = ["sqlite", "postgres"]
 def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
     with start_postgres(tmp_path_factory.mktemp("pg")) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def k8s_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sTestEnv]:
+    """A real control plane (etcd, kube-apiserver, controller-manager, scheduler) with 3 kwok nodes."""
+    with K8sTestEnv(tmp_path_factory.mktemp("k8s")) as env:
+        yield env
 
 
 @pytest.fixture(params=BACKENDS)

@@ -9,13 +9,14 @@ import signal
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import uvicorn
 
 from yunzhou.api import create_app
 from yunzhou.observe import AccessLogTailer, LogRecord, LogStore
 from yunzhou.runtimes.local import LogLine
-from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane
+from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.store import Database, sqlite_url, upgrade
 
 log = logging.getLogger("yunzhou.server")
@@ -55,10 +56,17 @@ class Runner:
         def capture(line: LogLine) -> None:
             log_store.append(LogRecord.from_captured(line))
 
+        from yunzhou.reconcile.clusters import ClusterDirectory
+        from yunzhou.runtimes.kubernetes.runtime import KubernetesRuntime
+
         self.platform = LocalPlatform(config.data_dir, config.router_port, log_sink=capture)
+        assert cp.ctx.secret_box is not None
+        self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
         self.controller = AppController(
-            cp.ctx.db, {"local": self.platform.runtime}, config.data_dir, cp.ctx.clock,
+            cp.ctx.db,
+            {"local": self.platform.runtime, "cluster": KubernetesRuntime(self.clusters.connect)},
+            config.data_dir, cp.ctx.clock,
             base_domain=config.base_domain, secret_box=cp.ctx.secret_box,
         )  # fmt: skip
         cp.ctx.renderer = self.controller.render
@@ -99,7 +107,16 @@ class Runner:
         self.worker.stop()
         self.platform.stop()
         self.tailer.stop()
+        self.clusters.close()
         self._lock.close()
+
+
+def cluster_probe(name: str, kubeconfig: dict[str, Any], context: str | None) -> ProbeResult:
+    """What `yunzhou cluster add` runs before storing anything: contact the API server."""
+    from yunzhou.runtimes.kubernetes.cluster import probe
+
+    info = probe(name, kubeconfig, context)
+    return ProbeResult(server=info.server, version=info.version, context=info.context)
 
 
 def build_control_plane(config: ServerConfig) -> ControlPlane:

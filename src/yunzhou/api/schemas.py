@@ -22,6 +22,27 @@ class MemberSet(Body):
     role: str = Field(description="owner | maintainer | developer | viewer")
 
 
+class ClusterCreate(Body):
+    name: str
+    kubeconfig: Any = Field(description="A kubeconfig document (inline credentials; the CLI flattens files)")
+    context: str | None = None
+    base_domain: str | None = Field(
+        default=None, description="Domain for apps' internal names on this cluster"
+    )
+
+
+class ClusterInfo(BaseModel):
+    name: str
+    server: str
+    server_version: str
+    context: str
+    base_domain: str
+    environments: int
+    created_at: str
+    created_by: str
+    version: int
+
+
 class EnvironmentCreate(Body):
     name: str
     target: str = "local"

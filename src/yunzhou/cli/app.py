@@ -8,6 +8,7 @@ import typer
 from typer.core import TyperGroup
 
 from yunzhou.cli import admin, apps, deploy, logs, server
+from yunzhou.cli.clusters import cluster_app
 from yunzhou.cli.common import (
     EXPECTED_ERRORS,
     PANEL_SETUP,
@@ -56,6 +57,7 @@ app.add_typer(project_app, name="project", rich_help_panel=PANEL_SETUP)
 app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
 app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
 app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
+app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

@@ -10,6 +10,7 @@ from yunzhou.services.apps import AppService
 from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
 from yunzhou.services.base import ServiceContext
+from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
 from yunzhou.services.projects import ProjectService
@@ -24,6 +25,7 @@ class ControlPlane:
 
     ctx: ServiceContext
     data_dir: Path
+    cluster_probe: ClusterProbe | None = None
 
     @classmethod
     def create(
@@ -35,10 +37,17 @@ class ControlPlane:
         base_domain: str = "localhost",
         router_port: int = 8080,
         secret_box: SecretBox | None = None,
+        cluster_probe: ClusterProbe | None = None,
     ) -> ControlPlane:
         """``secret_box`` defaults to YUNZHOU_SECRET_KEY, else the keyring file in ``data_dir``."""
         box = secret_box or SecretBox(LazyKeyProvider(lambda: load_key_provider(data_dir)))
-        return cls(ServiceContext(db, clock, base_domain, f":{router_port}", secret_box=box), data_dir)
+        ctx = ServiceContext(db, clock, base_domain, f":{router_port}", secret_box=box)
+        return cls(ctx, data_dir, cluster_probe)
+
+    @property
+    def clusters(self) -> ClusterService:
+        # cluster credentials are sealed with the same keyring as secrets (rotated with them)
+        return ClusterService(self.ctx, self.cluster_probe, self.ctx.secret_box)
 
     @property
     def projects(self) -> ProjectService:
@@ -65,4 +74,13 @@ class ControlPlane:
         return ConfigService(self.ctx)
 
 
-__all__ = ["ADMIN_TOKEN_FILE", "SYSTEM", "Caller", "ControlPlane", "utc_now"]
+__all__ = [
+    "ADMIN_TOKEN_FILE",
+    "SYSTEM",
+    "Caller",
+    "ClusterProbe",
+    "ControlPlane",
+    "ProbeResult",
+    "Sealer",
+    "utc_now",
+]

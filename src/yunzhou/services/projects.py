@@ -14,7 +14,7 @@ from yunzhou.domain.names import check_label
 from yunzhou.services.base import ServiceContext, get_environment, get_project
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.views import environment_view, project_view
-from yunzhou.store.models import App, Environment, Member, Project
+from yunzhou.store.models import App, Cluster, Environment, Member, Project
 
 TARGET_LOCAL = "local"
 _PRINCIPAL_MAX = 100
@@ -135,12 +135,17 @@ class ProjectService:
         self, caller: Caller, project: str, name: str, target: str, namespace: str | None
     ) -> dict[str, Any]:
         check_label(name, "name")
-        if target != TARGET_LOCAL:
-            raise invalid("target", f"{target!r} is not a known target; allowed now: local")
+        cluster = target.removeprefix("cluster:") if target.startswith("cluster:") else None
+        if target != TARGET_LOCAL and cluster is None:
+            raise invalid("target", f"{target!r} is not a target; allowed: local, cluster:NAME")
         if namespace is not None:
             check_label(namespace, "namespace")
+        elif cluster is not None:
+            namespace = f"{project}-{name}"[:63].rstrip("-")
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
+            if cluster is not None and s.scalar(select(Cluster.id).where(Cluster.name == cluster)) is None:
+                raise invalid("target", f"cluster {cluster!r} is not registered; see `yunzhou cluster list`")
             p = get_project(s, project)
             exists = s.scalar(
                 select(Environment.id).where(Environment.project_id == p.id, Environment.name == name)

@@ -275,3 +275,20 @@ class Instance(Base):
     memory_bytes: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime | None]
     observed_at: Mapped[datetime]
+
+
+class Cluster(Base):
+    """A registered Kubernetes API endpoint; its kubeconfig is stored encrypted."""
+
+    __tablename__ = "clusters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    server: Mapped[str] = mapped_column(String(500))
+    server_version: Mapped[str] = mapped_column(String(100))
+    context: Mapped[str] = mapped_column(String(200), default="")
+    base_domain: Mapped[str] = mapped_column(String(253))
+    kubeconfig_ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}

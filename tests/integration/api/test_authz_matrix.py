@@ -28,6 +28,7 @@ PATH_VALUES = {
     "principal": "somebody",
     "token_id": "tok_000000000000",
     "name": "API_KEY",
+    "cluster": "nowhere",
 }
 # (label, project role or None, token scopes)
 CALLERS = [

@@ -135,3 +135,42 @@ def list_audit(
             before_id=before_id,
         )
     }
+
+
+@operation(
+    router,
+    "POST",
+    "/clusters",
+    name="cluster.add",
+    permission=Permission.PLATFORM_ADMIN,
+    status_code=201,
+    response_model=schemas.ClusterInfo,
+)
+def add_cluster(body: schemas.ClusterCreate, cp: CP, caller: Who) -> Any:
+    return cp.clusters.add(caller, body.name, body.kubeconfig, body.context, body.base_domain)
+
+
+@operation(
+    router,
+    "GET",
+    "/clusters",
+    name="cluster.list",
+    permission=Permission.AUTHENTICATED,
+    response_model=schemas.Items[schemas.ClusterInfo],
+)
+def list_clusters(cp: CP) -> Any:
+    return {"items": cp.clusters.list_clusters()}
+
+
+@operation(
+    router,
+    "DELETE",
+    "/clusters/{cluster}",
+    name="cluster.remove",
+    permission=Permission.PLATFORM_ADMIN,
+    status_code=204,
+    response_class=Response,
+)
+def remove_cluster(cluster: str, cp: CP, caller: Who) -> Response:
+    cp.clusters.remove(caller, cluster)
+    return Response(status_code=204)

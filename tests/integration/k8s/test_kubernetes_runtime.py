@@ -1,0 +1,258 @@
+"""The Kubernetes runtime against a real control plane (kube-apiserver + controller-manager + scheduler +
+kwok nodes): register a cluster, deploy, scale, update, roll back, prune — through the API and the real
+reconciler, then check what the cluster holds."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.conftest import Api
+from yunzhou.reconcile import AppController, Timing
+from yunzhou.reconcile.clusters import ClusterDirectory
+from yunzhou.runtimes.kubernetes.runtime import KubernetesRuntime
+from yunzhou.services import ControlPlane
+from yunzhou.store import Database, sqlite_url, upgrade
+from yunzhou.testing.k8s import K8sTestEnv, binaries_available
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 if binaries_available() else 3600)]
+V1 = "/api/v1"
+
+
+class World:
+    def __init__(self, api: Api, controller: AppController, k8s: httpx.Client, namespace: str) -> None:
+        self.api, self.controller, self.k8s, self.ns = api, controller, k8s, namespace
+
+    def app_id(self, name: str) -> str:
+        from sqlalchemy import select
+
+        from yunzhou.store.models import App
+
+        with self.api.cp.ctx.db.transaction() as s:
+            return str(s.scalar(select(App.id).where(App.name == name)))
+
+    def converge(self, name: str, timeout: float = 90.0) -> dict[str, Any]:
+        """Run reconcile passes (as the worker would) until the app's rollout has ended."""
+        deadline = time.monotonic() + timeout
+        key = self.app_id(name)
+        while time.monotonic() < deadline:
+            self.controller.reconcile(key)
+            app = self.get(name)
+            if app["rollout"] and app["rollout"]["state"] in ("succeeded", "failed"):
+                return app
+            time.sleep(0.2)  # the worker's requeue interval while a rollout progresses
+        raise AssertionError(f"{name} did not converge: {self.get(name)}")
+
+    def get(self, name: str) -> dict[str, Any]:
+        r = self.api.http.get(f"{V1}/projects/shop/environments/dev/apps/{name}", headers=self.api.admin)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def deploy(self, score: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
+        r = self.api.http.post(
+            f"{V1}/projects/shop/environments/dev/deployments",
+            json={"score": score, "settings": settings}, headers=self.api.admin,
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    def kube(self, path: str) -> Any:
+        r = self.k8s.get(path)
+        return r.json() if r.status_code == 200 else None
+
+    def objects(self, kind_path: str, app: str) -> list[dict[str, Any]]:
+        body = self.kube(f"{kind_path}?labelSelector=yunzhou.io/app=shop.dev.{app}")
+        return body["items"] if body else []
+
+
+def web(name: str, image: str = "registry.test/web:1") -> dict[str, Any]:
+    return {
+        "apiVersion": "score.dev/v1b1",
+        "metadata": {"name": name},
+        "containers": {"web": {"image": image, "variables": {"MODE": "k8s"}}},
+        "service": {"ports": {"http": {"port": 80, "targetPort": 8080}}},
+    }
+
+
+@pytest.fixture
+def world(k8s_env: K8sTestEnv, tmp_path: Path) -> Iterator[World]:
+    from yunzhou.server import cluster_probe
+
+    db = Database(sqlite_url(tmp_path))
+    upgrade(db.engine)
+    (tmp_path / "data").mkdir()
+    cp = ControlPlane.create(db, tmp_path / "data", cluster_probe=cluster_probe)
+    assert cp.ctx.secret_box is not None
+    directory = ClusterDirectory(db, cp.ctx.secret_box)
+    controller = AppController(db, {"cluster": KubernetesRuntime(directory.connect)}, cp.data_dir, cp.ctx.clock,
+                               timing=Timing(progressing_requeue=0.2))  # fmt: skip
+    cp.ctx.renderer = controller.render
+    api = Api(cp)
+    namespace = f"shop-dev-{tmp_path.name[-6:].replace('_', '-').strip('-')}".lower()
+    with api.http, k8s_env.client(timeout=10) as k8s:
+        kubeconfig = yaml.safe_load(k8s_env.kubeconfig.read_text())
+        r = api.http.post(
+            f"{V1}/clusters", json={"name": "kwok", "kubeconfig": kubeconfig}, headers=api.admin
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["server_version"].startswith("v1.")
+        api.http.post(f"{V1}/projects", json={"name": "shop"}, headers=api.admin)
+        r = api.http.post(
+            f"{V1}/projects/shop/environments",
+            json={"name": "dev", "target": "cluster:kwok", "namespace": namespace}, headers=api.admin,
+        )  # fmt: skip
+        assert r.status_code == 201, r.text
+        yield World(api, controller, k8s, namespace)
+        k8s.delete(f"/api/v1/namespaces/{namespace}")
+    directory.close()
+    db.dispose()
+
+
+def _pods_ready(world: World, app: str) -> list[dict[str, Any]]:
+    pods = world.objects(f"/api/v1/namespaces/{world.ns}/pods", app)
+    return [
+        p for p in pods
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
+    ]  # fmt: skip
+
+
+def _eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
+    ns = world.ns
+    world.deploy(web("orders"), {"replicas": 3, "routes": [{"host": "orders.example.test", "path": "/"}]})
+    app = world.converge("orders")
+    assert app["rollout"]["state"] == "succeeded", app
+    assert (app["status"], app["ready_replicas"]) == ("running", 3)
+    dep = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/orders")
+    assert dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "yunzhou"
+    assert dep["metadata"]["managedFields"][0]["manager"] == "yunzhou"
+    assert world.kube(f"/api/v1/namespaces/{ns}/services/orders") is not None
+    ingress = world.kube(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/orders")
+    assert {r["host"] for r in ingress["spec"]["rules"]} == {
+        "orders.dev.shop.kwok.localhost",
+        "orders.example.test",
+    }
+    ready = _pods_ready(world, "orders")
+    assert len(ready) == 3
+    assert all(p["spec"]["nodeName"].startswith("kwok-") or p["spec"]["nodeName"] for p in ready)
+    instances = world.api.http.get(
+        f"{V1}/projects/shop/environments/dev/apps/orders/instances", headers=world.api.admin
+    ).json()["items"]
+    assert len(instances) == 3 and all(i["ready"] for i in instances)
+
+    # a second app in the same namespace, which pruning of the first must leave alone
+    world.deploy(web("billing"))
+    assert world.converge("billing")["rollout"]["state"] == "succeeded"
+
+    # scale to 5
+    r = world.api.http.put(f"{V1}/projects/shop/environments/dev/apps/orders/replicas", json={"replicas": 5},
+                           headers=world.api.admin)  # fmt: skip
+    assert r.status_code == 200
+    assert world.converge("orders")["ready_replicas"] == 5
+    _eventually("5 ready pods", lambda: len(_pods_ready(world, "orders")) == 5)
+
+    # update the image: a new ReplicaSet rolls out
+    first_rs = {
+        rs["metadata"]["name"] for rs in world.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets", "orders")
+    }
+    world.deploy(
+        web("orders", image="registry.test/web:2"),
+        {"replicas": 5, "routes": [{"host": "orders.example.test"}]},
+    )
+    assert world.converge("orders")["rollout"]["state"] == "succeeded"
+    dep = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/orders")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.test/web:2"
+    rs_now = world.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets", "orders")
+    active = [rs for rs in rs_now if rs["spec"]["replicas"] > 0]
+    assert len(active) == 1 and active[0]["metadata"]["name"] not in first_rs
+
+    # rollback restores the previous pod template (image 1)
+    r = world.api.http.post(f"{V1}/projects/shop/environments/dev/apps/orders/rollback", json={},
+                            headers=world.api.admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    assert world.converge("orders")["rollout"]["state"] == "succeeded"
+    dep = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/orders")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.test/web:1"
+
+    # removing the extra route prunes it from the Ingress; the other app's objects are untouched
+    billing_before = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/billing")["metadata"][
+        "resourceVersion"
+    ]
+    patch = {"settings": {"routes": []}}
+    r = world.api.http.patch(f"{V1}/projects/shop/environments/dev/apps/orders/settings", json=patch,
+                             headers=world.api.admin)  # fmt: skip
+    assert r.status_code == 201, r.text
+    world.converge("orders")
+    ingress = world.kube(f"/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses/orders")
+    assert {r["host"] for r in ingress["spec"]["rules"]} == {"orders.dev.shop.kwok.localhost"}
+    assert (
+        world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/billing")["metadata"]["resourceVersion"]
+        == billing_before
+    )
+
+    # scaling to one replica prunes the PodDisruptionBudget
+    world.api.http.put(f"{V1}/projects/shop/environments/dev/apps/orders/replicas", json={"replicas": 1},
+                       headers=world.api.admin)  # fmt: skip
+    world.converge("orders")
+    assert world.kube(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/orders") is None
+    assert (
+        world.kube(f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets/billing") is None
+    )  # never had one
+
+    # render shows what was applied
+    rendered = world.api.http.get(f"{V1}/projects/shop/environments/dev/apps/orders/render",
+                                  headers=world.api.admin).json()["items"]  # fmt: skip
+    assert [o["kind"] for o in rendered] == ["ConfigMap", "Service", "Deployment", "Ingress"]
+
+    # removing the app deletes everything it owned
+    world.api.http.delete(f"{V1}/projects/shop/environments/dev/apps/billing", headers=world.api.admin)
+    key = world.app_id("billing")
+    _eventually("billing gone", lambda: world.controller.reconcile(key) and not world.objects(
+        f"/apis/apps/v1/namespaces/{ns}/deployments", "billing") or not world.objects(
+        f"/apis/apps/v1/namespaces/{ns}/deployments", "billing"))  # fmt: skip
+
+
+def test_a_bad_kubeconfig_is_a_clear_error_and_stores_nothing(k8s_env: K8sTestEnv, api_with_k8s: Api) -> None:
+    kubeconfig = yaml.safe_load(k8s_env.kubeconfig.read_text())
+    user = kubeconfig["users"][0]["user"]
+    user.pop("client-certificate-data", None)
+    user.pop("client-key-data", None)
+    user["token"] = "not-a-valid-token"
+    r = api_with_k8s.http.post(f"{V1}/clusters", json={"name": "bad", "kubeconfig": kubeconfig},
+                               headers=api_with_k8s.admin)  # fmt: skip
+    assert r.status_code == 422, r.text
+    assert "credentials were rejected" in r.json()["error"]["message"]
+    unreachable = yaml.safe_load(k8s_env.kubeconfig.read_text())
+    unreachable["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+    r = api_with_k8s.http.post(f"{V1}/clusters", json={"name": "gone", "kubeconfig": unreachable},
+                               headers=api_with_k8s.admin)  # fmt: skip
+    assert r.status_code == 503, r.text
+    assert "unreachable" in r.json()["error"]["message"]
+    assert api_with_k8s.http.get(f"{V1}/clusters", headers=api_with_k8s.admin).json()["items"] == []
+
+
+@pytest.fixture
+def api_with_k8s(tmp_path: Path) -> Iterator[Api]:
+    from yunzhou.server import cluster_probe
+
+    db = Database(sqlite_url(tmp_path))
+    upgrade(db.engine)
+    (tmp_path / "data").mkdir()
+    api = Api(ControlPlane.create(db, tmp_path / "data", cluster_probe=cluster_probe))
+    with api.http:
+        yield api
+    db.dispose()
