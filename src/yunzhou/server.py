@@ -125,7 +125,11 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
     db = Database(config.database_url or sqlite_url(config.data_dir))
     upgrade(db.engine)
     cp = ControlPlane.create(
-        db, config.data_dir, base_domain=config.base_domain, router_port=config.router_port
+        db,
+        config.data_dir,
+        base_domain=config.base_domain,
+        router_port=config.router_port,
+        cluster_probe=cluster_probe,
     )
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)

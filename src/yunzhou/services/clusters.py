@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import func, select
 
-from yunzhou.domain.errors import Conflict, NotFound, TemporaryError, invalid
+from yunzhou.domain.errors import Conflict, NotFound, PermanentError, invalid
 from yunzhou.domain.names import check_label
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, iso, record_audit
@@ -85,7 +85,7 @@ class ClusterService:
         if not _HOST_RE.match(domain):
             raise invalid("base_domain", "must be a lower-case DNS name such as apps.example.com")
         if self.probe is None or self.sealer is None:
-            raise TemporaryError("this server was started without Kubernetes support")
+            raise PermanentError("this server was started without Kubernetes support (no cluster probe)")
         with self.ctx.db.transaction() as s:
             if s.scalar(select(Cluster.id).where(Cluster.name == name)) is not None:
                 raise Conflict(f"cluster {name!r} is already registered; remove it first to replace it")
