@@ -8,6 +8,7 @@ from yunzhou import __version__
 from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
 from yunzhou.api.routes import apps, config, logs, platform, projects
 from yunzhou.services import ControlPlane
+from yunzhou.web import mount_console
 
 API_PREFIX = "/api/v1"
 
@@ -25,5 +26,6 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     install_error_handlers(app)
     for module in (platform, projects, apps, logs, config):
         app.include_router(module.router, prefix=API_PREFIX)
+    mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token
     app.add_middleware(RequestIdMiddleware)
     return app

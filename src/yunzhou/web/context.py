@@ -1,0 +1,275 @@
+"""What every console page needs: the caller's session and language, an API client acting with the
+caller's own token, CSRF checks, template rendering, and API errors turned into pages."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Iterator
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import Depends, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.routing import APIRoute
+from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.datastructures import FormData
+
+from yunzhou.client import ApiError, YunzhouClient
+from yunzhou.web.i18n import LANG_COOKIE, LANGUAGES, negotiate, translate
+from yunzhou.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, SessionBox
+
+Json = dict[str, Any]
+WRITE_ROLES = frozenset({"developer", "maintainer", "owner"})
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+
+
+class ConsoleClient(YunzhouClient):
+    """The typed client plus the one call the console needs that the CLI does not: upload archive bytes."""
+
+    def upload_archive(self, data: bytes) -> str:
+        result = self._request(
+            "POST", "/artifacts", content=data, headers={"Content-Type": "application/gzip"}, timeout=300.0
+        )
+        return str(result["digest"])
+
+
+class NotLoggedIn(Exception):
+    """The request has no valid session (or the API no longer accepts its token)."""
+
+
+class CsrfRejected(Exception):
+    """A form came back without the CSRF token this browser was given."""
+
+
+def _templates() -> Environment:
+    env = Environment(
+        loader=PackageLoader("yunzhou.web", "templates"),
+        autoescape=select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["bytes"] = human_bytes
+    env.filters["when"] = short_time
+    env.filters["tojson_attr"] = lambda value: json.dumps(value, ensure_ascii=False)
+    env.filters["urlpart"] = lambda value: quote(str(value), safe="")
+    return env
+
+
+class ConsoleState:
+    """Created once per API app by ``mount_console``; kept in ``app.state.console``."""
+
+    def __init__(self, box: SessionBox | None = None) -> None:
+        self.box = box or SessionBox()
+        self.templates = _templates()
+        # The API's own base URL; None = the URL this request came in on. A transport, when set, carries
+        # the console's API calls in-process (tests); the token is always the user's own.
+        self.api_url: str | None = None
+        self.transport: httpx.BaseTransport | None = None
+
+
+class Ctx:
+    """One request's view of the console."""
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.state: ConsoleState = request.app.state.console
+        self.lang = negotiate(request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
+        self.session: Session | None = self.state.box.open(request.cookies.get(SESSION_COOKIE))
+        seed = request.cookies.get(CSRF_COOKIE)
+        self.new_csrf_seed = None if seed else self.state.box.new_csrf_seed()
+        self.csrf_seed = seed or self.new_csrf_seed or ""
+        self._client: ConsoleClient | None = None
+        self._whoami: Json | None = None
+
+    # -- identity ---------------------------------------------------------------------------------
+
+    def require_session(self) -> Session:
+        if self.session is None:
+            raise NotLoggedIn
+        return self.session
+
+    def client(self, token: str | None = None) -> ConsoleClient:
+        if token is not None:
+            return self._make_client(token)
+        if self._client is None:
+            self._client = self._make_client(self.require_session().token)
+        return self._client
+
+    def _make_client(self, token: str) -> ConsoleClient:
+        url = self.state.api_url or str(self.request.base_url)
+        return ConsoleClient(url, token, transport=self.state.transport, retries=0, timeout=60.0)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+
+    def whoami(self) -> Json:
+        if self._whoami is None:
+            self._whoami = self.client().whoami()
+        return self._whoami
+
+    def may_write(self, project: str) -> bool:
+        """Whether to show deploy/scale/rollback controls; the API decides for real on every request."""
+        who = self.whoami()
+        if who.get("admin"):
+            return True
+        return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in WRITE_ROLES
+
+    # -- forms ------------------------------------------------------------------------------------
+
+    @property
+    def csrf_token(self) -> str:
+        return self.state.box.csrf_token(self.csrf_seed)
+
+    # -- rendering --------------------------------------------------------------------------------
+
+    def t(self, key: str, **values: Any) -> str:
+        return translate(self.lang, key, **values)
+
+    def render(self, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+        page = self.state.templates.get_template(template).render(
+            _=self.t,
+            lang=self.lang,
+            languages=LANGUAGES,
+            ctx=self,
+            session=self.session,
+            csrf_token=self.csrf_token,
+            csrf_field=CSRF_FIELD,
+            here=self.here(),
+            **values,
+        )
+        response = HTMLResponse(page, status_code=status_code)
+        self.finish(response)
+        return response
+
+    def here(self) -> str:
+        url = self.request.url
+        return url.path + (f"?{url.query}" if url.query else "")
+
+    def finish(self, response: Response) -> None:
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Content-Language"] = self.lang
+        if self.new_csrf_seed is not None:
+            response.set_cookie(
+                CSRF_COOKIE, self.new_csrf_seed, httponly=True, samesite="strict", secure=self._secure()
+            )
+
+    def _secure(self) -> bool:
+        return self.request.url.scheme == "https"
+
+    def redirect(self, url: str) -> RedirectResponse:
+        response = RedirectResponse(url, status_code=303)
+        self.finish(response)
+        return response
+
+    def start_session(self, response: Response, token: str, principal: str) -> None:
+        value = self.state.box.seal(token, principal)
+        response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="lax", secure=self._secure())
+
+    @staticmethod
+    def end_session(response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE)
+
+
+def get_ctx(request: Request) -> Iterator[Ctx]:
+    ctx = Ctx(request)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+async def checked_form(request: Request) -> FormData:
+    """The submitted form, after checking its CSRF token (a form field, or a header for htmx)."""
+    form = await request.form()
+    sent = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
+    box: SessionBox = request.app.state.console.box
+    if not box.csrf_valid(request.cookies.get(CSRF_COOKIE), sent if isinstance(sent, str) else None):
+        raise CsrfRejected
+    return form
+
+
+PageCtx = Annotated[Ctx, Depends(get_ctx)]
+Form = Annotated[FormData, Depends(checked_form)]
+
+
+def safe_next(target: str | None, default: str = "/projects") -> str:
+    """Only same-site paths: never an open redirect to another host."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def human_bytes(value: object) -> str:
+    if not isinstance(value, int | float):
+        return "—"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024 or unit == "GiB":
+            return f"{amount:.0f} {unit}" if unit == "B" else f"{amount:.1f} {unit}"
+        amount /= 1024
+    return f"{amount:.1f} GiB"  # pragma: no cover
+
+
+def short_time(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return value
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+class ConsoleRoute(APIRoute):
+    """Turns what can go wrong in any console page into a page: login, CSRF, and the API's refusals."""
+
+    def get_route_handler(self) -> Endpoint:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except NotLoggedIn:
+                return _to_login(request)
+            except CsrfRejected:
+                ctx = Ctx(request)
+                return ctx.render(
+                    "error.html", 403, title=ctx.t("error.csrf.title"), message=ctx.t("error.csrf")
+                )
+            except ApiError as exc:
+                if exc.status == 401:
+                    return _to_login(request, expired=True)
+                ctx = Ctx(request)
+                status = exc.status if 400 <= exc.status < 600 else 502
+                return ctx.render(
+                    "error.html",
+                    status,
+                    title=ctx.t(f"error.status.{exc.status}")
+                    if exc.status in (403, 404, 409)
+                    else ctx.t("error.title"),
+                    message=exc.message,
+                    problems=exc.problems,
+                    request_id=exc.request_id,
+                )
+
+        return handle
+
+
+def _to_login(request: Request, *, expired: bool = False) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    if request.headers.get("HX-Request"):
+        response: Response = Response(status_code=204, headers={"HX-Redirect": "/login"})
+    else:
+        suffix = "&expired=1" if expired else ""
+        response = RedirectResponse(f"/login?next={quote(target, safe='')}{suffix}", status_code=303)
+    Ctx.end_session(response)
+    return response

@@ -1,0 +1,132 @@
+"""Console pages outside an app: login/logout, language, projects, environments, apps, audit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import RedirectResponse
+
+from yunzhou.client import ApiError
+from yunzhou.web.context import ConsoleRoute, Ctx, Form, Json, PageCtx, safe_next
+from yunzhou.web.i18n import LANG_COOKIE, LANGUAGES
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+AUDIT_OUTCOMES = ("success", "denied", "invalid", "conflict", "not_found", "error")
+PROBLEM_STATUSES = frozenset({"failed", "degraded", "crashloop"})
+BUSY_STATUSES = frozenset({"pending", "progressing", "removing"})
+
+
+@router.get("/")
+def home(ctx: PageCtx) -> Response:
+    return ctx.redirect("/projects" if ctx.session else "/login")
+
+
+@router.get("/login")
+def login_page(ctx: PageCtx, next: str = "/projects", expired: bool = False) -> Response:
+    return ctx.render("login.html", next=safe_next(next), expired=expired, errors=[])
+
+
+@router.post("/login")
+def login(ctx: PageCtx, form: Form) -> Response:
+    token = str(form.get("token") or "").strip()
+    target = safe_next(str(form.get("next") or ""))
+    if not token:
+        return ctx.render("login.html", 422, next=target, expired=False, errors=[ctx.t("login.required")])
+    with ctx.client(token) as client:
+        try:
+            who = client.whoami()
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            return ctx.render(
+                "login.html", 401, next=target, expired=False, errors=[ctx.t("login.bad_token")]
+            )
+    response = ctx.redirect(target)
+    ctx.start_session(response, token, str(who.get("principal", "")))
+    return response
+
+
+@router.post("/logout")
+def logout(ctx: PageCtx, form: Form) -> Response:
+    response = ctx.redirect("/login")
+    ctx.end_session(response)
+    return response
+
+
+@router.get("/lang/{lang}")
+def switch_language(lang: str, request: Request, next: str = "/projects") -> Response:
+    """A plain link (it only sets a preference); remembered in a cookie for a year."""
+    response = RedirectResponse(safe_next(next), status_code=303)
+    if lang in LANGUAGES:
+        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
+    return response
+
+
+@router.get("/projects")
+def projects(ctx: PageCtx) -> Response:
+    ctx.require_session()
+    items = ctx.client().list_projects()
+    who = ctx.whoami()
+    return ctx.render("projects.html", projects=items, who=who)
+
+
+def _health(apps: list[Json]) -> str:
+    statuses = {str(app.get("status")) for app in apps}
+    if not apps:
+        return "empty"
+    if statuses & PROBLEM_STATUSES:
+        return "degraded"
+    if statuses & BUSY_STATUSES:
+        return "progressing"
+    return "healthy"
+
+
+@router.get("/projects/{project}")
+def environments(ctx: PageCtx, project: str) -> Response:
+    ctx.require_session()
+    client = ctx.client()
+    info = client.get_project(project)
+    rows: list[dict[str, Any]] = []
+    for env in client.list_environments(project):
+        apps = client.list_apps(project, env["name"])
+        rows.append({**env, "app_count": len(apps), "health": _health(apps)})
+    return ctx.render("environments.html", project=info, environments=rows, may_write=ctx.may_write(project))
+
+
+@router.get("/projects/{project}/{env}")
+def apps(ctx: PageCtx, project: str, env: str) -> Response:
+    ctx.require_session()
+    client = ctx.client()
+    environment = client.get_environment(project, env)
+    items = client.list_apps(project, env)
+    return ctx.render(
+        "apps.html", project=project, env=environment, apps=items, may_write=ctx.may_write(project)
+    )
+
+
+@router.get("/audit")
+def audit(
+    ctx: PageCtx,
+    project: str = "",
+    actor: str = "",
+    action: str = "",
+    outcome: str = "",
+    before_id: int | None = None,
+    limit: int = 50,
+) -> Response:
+    ctx.require_session()
+    limit = max(1, min(limit, 500))
+    filters = {"project": project, "actor": actor, "action": action, "outcome": outcome}
+    events = ctx.client().list_audit(
+        **{key: value for key, value in filters.items() if value}, limit=limit, before_id=before_id
+    )
+    older = events[-1]["id"] if len(events) == limit else None
+    return ctx.render(
+        "audit.html", events=events, filters=filters, outcomes=AUDIT_OUTCOMES, older=older, limit=limit
+    )
+
+
+def render_error(ctx: Ctx, status: int, message: str) -> Response:
+    return ctx.render("error.html", status, title=ctx.t("error.title"), message=message)

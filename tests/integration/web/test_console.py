@@ -1,0 +1,187 @@
+"""Console pages and actions over the in-process API: sessions, CSRF, roles, forms, i18n."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from tests.conftest import Api
+from tests.integration.web.conftest import Browser
+
+SCORE: dict[str, Any] = {
+    "apiVersion": "score.dev/v1b1",
+    "metadata": {"name": "web"},
+    "containers": {"web": {"image": "python:3.11-slim", "command": ["python3", "app.py"]}},
+}
+
+
+def seed(api: Api) -> None:
+    for method, path, body in (
+        ("POST", "/api/v1/projects", {"name": "shop"}),
+        ("POST", "/api/v1/projects/shop/environments", {"name": "dev"}),
+        ("POST", "/api/v1/projects/shop/environments/dev/deployments", {"score": SCORE}),
+    ):
+        r = api.http.request(method, path, json=body, headers=api.admin)
+        assert r.status_code == 201, r.text
+
+
+def test_login_required_and_bad_token(browser: Browser) -> None:
+    r = browser.http.get("/projects")
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("/login?next=%2Fprojects")
+    r = browser.http.post("/login", data={"token": "yzt_nope", "csrf_token": browser.csrf()})
+    assert r.status_code == 401
+    assert "not valid" in r.text
+
+
+def test_session_cookie_is_http_only_and_sealed(browser: Browser, web_api: Api) -> None:
+    r = browser.http.post(
+        "/login", data={"token": web_api.admin_token, "csrf_token": browser.csrf(), "next": "/audit"}
+    )
+    assert r.status_code == 303
+    assert r.headers["location"] == "/audit"
+    cookie = next(c for c in r.headers.get_list("set-cookie") if c.startswith("yz_session="))
+    assert "httponly" in cookie.lower()
+    assert web_api.admin_token not in cookie
+    assert browser.http.get("/projects").status_code == 200
+
+
+def test_open_redirect_is_refused(browser: Browser, web_api: Api) -> None:
+    r = browser.http.post(
+        "/login",
+        data={"token": web_api.admin_token, "csrf_token": browser.csrf(), "next": "//evil.example/x"},
+    )
+    assert r.headers["location"] == "/projects"
+
+
+def test_forms_without_csrf_are_refused(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    r = browser.http.post("/projects/shop/dev/apps/web/scale", data={"replicas": "3"})
+    assert r.status_code == 403
+    r = browser.http.post("/projects/shop/dev/apps/web/scale", data={"replicas": "3", "csrf_token": "f" * 64})
+    assert r.status_code == 403
+    app = web_api.http.get("/api/v1/projects/shop/environments/dev/apps/web", headers=web_api.admin).json()
+    assert app["replicas"] == 1
+
+
+def test_pages_render_for_an_admin(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    for path, expected in (
+        ("/projects", "shop"),
+        ("/projects/shop", "local"),
+        ("/projects/shop/dev", "Deploy an app"),
+        ("/projects/shop/dev/apps/web/overview", "Current rollout"),
+        ("/projects/shop/dev/apps/web/instances", "No instances reported yet"),
+        ("/projects/shop/dev/apps/web/releases", "deploy"),
+        ("/projects/shop/dev/apps/web/logs", "No log lines match yet"),
+        ("/projects/shop/dev/apps/web/metrics", "nothing here is estimated"),
+        ("/projects/shop/dev/apps/web/settings", "Save routes"),
+        ("/projects/shop/dev/apps/web/overview/live", "Conditions"),
+        ("/projects/shop/dev/deploy", "What will be submitted"),
+        ("/audit?outcome=success", "app.deploy"),
+    ):
+        r = browser.http.get(path)
+        assert r.status_code == 200, (path, r.text[:300])
+        assert expected in r.text, path
+
+
+def test_scale_rollback_and_diff(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    r = browser.post("/projects/shop/dev/apps/web/scale", {"replicas": "3"})
+    assert r.status_code == 303
+    app = web_api.http.get("/api/v1/projects/shop/environments/dev/apps/web", headers=web_api.admin).json()
+    assert app["replicas"] == 3
+    r = browser.post(
+        "/projects/shop/dev/apps/web/routes", {"host": "shop.example.test", "path": "/", "port": ""}
+    )
+    assert r.status_code == 303, r.text
+    r = browser.http.get("/projects/shop/dev/apps/web/releases?a=1&b=2")
+    assert "d-add" in r.text
+    assert "shop.example.test" in r.text
+    assert "Roll back to 1" in r.text
+    assert browser.http.get("/projects/shop/dev/apps/web/rollback?to=1").status_code == 200
+    r = browser.post("/projects/shop/dev/apps/web/rollback", {"to": "1"})
+    assert r.status_code == 303
+    releases = web_api.http.get(
+        "/api/v1/projects/shop/environments/dev/apps/web/releases", headers=web_api.admin
+    ).json()["items"]
+    assert releases[0]["cause"] == "rollback to 1"
+
+
+def test_viewer_sees_no_controls_and_a_forged_post_is_refused(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    viewer = web_api.member("shop", "vera", "viewer")["Authorization"].removeprefix("Bearer ")
+    browser.login(viewer)
+    page = browser.http.get("/projects/shop/dev").text
+    assert "deploy-button" not in page
+    overview = browser.http.get("/projects/shop/dev/apps/web/overview").text
+    assert "scale-form" not in overview
+    assert "update-button" not in overview
+    assert "Roll back to" not in browser.http.get("/projects/shop/dev/apps/web/releases").text
+    r = browser.post("/projects/shop/dev/apps/web/scale", {"replicas": "5"})
+    assert r.status_code == 403
+    r = browser.post("/projects/shop/dev/deploy", {"mode": "form", "name": "evil", "image": "x"})
+    assert r.status_code == 403
+    app = web_api.http.get("/api/v1/projects/shop/environments/dev/apps/web", headers=web_api.admin).json()
+    assert app["replicas"] == 1
+    denied = web_api.http.get("/api/v1/audit?outcome=denied&actor=vera", headers=web_api.admin).json()
+    assert denied["items"], "the API audits the refused calls under the viewer's own name"
+
+
+def test_deploy_form_creates_an_app_and_shows_field_errors(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    form = {
+        "mode": "form", "name": "api", "image": "python:3.11-slim", "command": "python3 app.py",
+        "port": "8080", "probe_path": "/healthz", "replicas": "2", "variables": "GREETING=hi\n",
+    }  # fmt: skip
+    preview = browser.post("/projects/shop/dev/deploy/preview", form)
+    assert "readinessProbe" in preview.text
+    assert "GREETING: hi" in preview.text
+    r = browser.post("/projects/shop/dev/deploy", form)
+    assert r.status_code == 303, r.text
+    assert r.headers["location"].startswith("/projects/shop/dev/apps/api/overview")
+    app = web_api.http.get("/api/v1/projects/shop/environments/dev/apps/api", headers=web_api.admin).json()
+    assert app["replicas"] == 2
+    # local problems and the API's problems both land next to their field
+    r = browser.post("/projects/shop/dev/deploy", {**form, "port": "http", "variables": "nope"})
+    assert r.status_code == 422
+    assert re.search(r'id="f-port-error"[^>]*>must be a whole number', r.text)
+    assert 'id="f-variables-error"' in r.text
+    r = browser.post("/projects/shop/dev/deploy", {**form, "name": "Bad_Name", "image": ""})
+    assert r.status_code == 422
+    assert 'id="f-name-error"' in r.text
+
+
+def test_score_mode_reports_yaml_errors_at_the_field(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    r = browser.post("/projects/shop/dev/deploy", {"mode": "score", "score": "a: [1,"})
+    assert r.status_code == 422
+    assert 'id="f-score-error"' in r.text
+    score = "apiVersion: score.dev/v1b1\nmetadata: {name: pasted}\ncontainers:\n  web: {image: busybox}\n"
+    r = browser.post(
+        "/projects/shop/dev/deploy", {"mode": "score", "score": score, "settings": "replicas: 2"}
+    )
+    assert r.status_code == 303
+
+
+def test_language_from_accept_language_then_cookie(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    r = browser.http.get("/projects/shop/dev", headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.5"})
+    assert "部署应用" in r.text
+    assert 'lang="zh-CN"' in r.text
+    r = browser.http.get("/lang/en?next=/projects/shop/dev")
+    assert r.headers["location"] == "/projects/shop/dev"
+    r = browser.http.get("/projects/shop/dev", headers={"Accept-Language": "zh-CN"})
+    assert "Deploy an app" in r.text
+
+
+def test_logout_ends_the_session(browser: Browser, web_api: Api) -> None:
+    browser.login(web_api.admin_token)
+    assert browser.post("/logout", {}).status_code == 303
+    assert browser.http.get("/projects").status_code == 303
