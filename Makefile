@@ -5,7 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install up test lint fmt clean
+.PHONY: install up test lint fmt clean web screenshots
+WEB := src/yunzhou/web
+WEB_DIST := $(WEB)/static/dist/manifest.json
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,10 +17,23 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-up: $(STAMP)
+# Console assets (docs/console.md): htmx and ECharts from npm, copied into static/dist (not committed).
+$(WEB)/frontend/node_modules/.package-lock.json: $(WEB)/frontend/package-lock.json
+	cd $(WEB)/frontend && npm ci --no-audit --no-fund
+
+$(WEB_DIST): $(WEB)/frontend/node_modules/.package-lock.json $(WEB)/frontend/build.mjs
+	cd $(WEB)/frontend && npm run build
+
+web: $(WEB_DIST)
+
+# Console screenshots (en, zh-CN, phone) from the browser tests, into build/screenshots/.
+screenshots: $(STAMP) web
+	YUNZHOU_SCREENSHOT_DIR=$(CURDIR)/build/screenshots $(BIN)/python -m pytest tests/e2e/web -k chinese
+
+up: $(STAMP) web
 	$(BIN)/yunzhou up
 
-test: $(STAMP)
+test: $(STAMP) web
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
