@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -82,7 +83,11 @@ def main() -> None:
             with YunzhouClient(server.url, server.admin_token, timeout=60) as client:
                 client.add_cluster("kwok", yaml.safe_load(k8s.kubeconfig.read_text()))
                 for size in sizes:
-                    results.append(run_size(client, server.process.pid, f"bench{size}", size))
+                    try:
+                        results.append(run_size(client, server.process.pid, f"bench{size}", size))
+                    except Exception:
+                        print(server.log()[-4000:], file=sys.stderr)  # what the server said
+                        raise
     print(json.dumps({"benchmark": "k8s_scale", "anchor_seconds_per_app": ANCHOR_S_PER_APP,
                       "machine_cpus": os.cpu_count(), "results": results}, indent=2))  # fmt: skip
 

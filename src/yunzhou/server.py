@@ -73,6 +73,8 @@ class Runner:
         self.worker = Worker(
             cp.ctx.db, {self.controller.kind: self.controller}, cp.ctx.clock, idle_poll=0.2,
             on_idle=self.platform.ensure_router,
+            concurrency=8,
+            batch=32,
         )  # fmt: skip
         self.cp = cp
 

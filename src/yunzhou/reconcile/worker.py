@@ -10,6 +10,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -51,6 +52,7 @@ class Worker:
         batch: int = 16,
         name: str | None = None,
         on_idle: Callable[[], None] | None = None,
+        concurrency: int = 1,
     ) -> None:
         self.db = db
         self.controllers = dict(controllers)
@@ -64,6 +66,13 @@ class Worker:
         self._thread: threading.Thread | None = None
         self.passes = 0
         self.on_idle = on_idle
+        # Passes are mostly waiting on a cluster's API or the database: a few threads keep many apps moving.
+        self._pool = (
+            ThreadPoolExecutor(concurrency, thread_name_prefix="yunzhou-reconcile")
+            if concurrency > 1
+            else None
+        )
+        self._count_lock = threading.Lock()
 
     def run_once(self) -> int:
         """One sweep over every kind; returns how many items were processed."""
@@ -71,9 +80,13 @@ class Worker:
         for kind, controller in self.controllers.items():
             with self.db.transaction() as s:
                 leases = lease_due(s, kind, self.clock(), self.lease_ttl, self.batch)
-            for lease in leases:
-                self._process(controller, lease)
-                done += 1
+            if self._pool is not None and len(leases) > 1:
+                # one app per thread; the same app is never leased twice at once
+                list(self._pool.map(lambda lease, c=controller: self._process(c, lease), leases))
+            else:
+                for lease in leases:
+                    self._process(controller, lease)
+            done += len(leases)
         return done
 
     def _process(self, controller: Controller, lease: Lease) -> None:
@@ -82,7 +95,8 @@ class Worker:
         except Exception as exc:  # a controller bug must not kill the loop; it is recorded and retried
             log.exception("reconcile %s/%s failed", lease.kind, lease.key)
             outcome = Outcome(error=f"{type(exc).__name__}: {exc}")
-        self.passes += 1
+        with self._count_lock:
+            self.passes += 1
         delay = backoff(lease.attempts) if outcome.error else outcome.requeue_after
         with self.db.transaction() as s:
             release(
@@ -122,3 +136,5 @@ class Worker:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)

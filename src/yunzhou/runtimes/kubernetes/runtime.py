@@ -9,7 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from lightkube import ApiError
@@ -37,6 +38,30 @@ KINDS: dict[str, Any] = {
     "PodDisruptionBudget": PodDisruptionBudget,
     "Ingress": Ingress,
 }
+
+
+class FirstUse:
+    """Serialise the first use of each lightkube (operation, kind): msgspec 0.22, which lightkube decodes
+    and converts with, compiles a type lazily on first use and segfaults when threads race to do it
+    (reproduced: 8 threads converting a cold Deployment crash every time; warmed, never). After one
+    completed use of a key, calls run concurrently."""
+
+    def __init__(self) -> None:
+        self._warm: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, operation: str, kind: str) -> Iterator[None]:
+        key = (operation, kind)
+        if key in self._warm:
+            yield
+            return
+        with self._lock:
+            yield
+            self._warm.add(key)
+
+
+FIRST_USE = FirstUse()  # process-wide: the race is in the library's per-process type cache
 
 
 def _digest(manifests: list[Manifest]) -> str:
@@ -87,7 +112,10 @@ class KubernetesRuntime:
         if self._applied.get(intent.app_id) != digest:
             self._ensure_namespace(client, cluster, namespace)
             for m in manifests:
-                with translated(cluster, f"applying {m['kind']}/{m['metadata']['name']}"):
+                with (
+                    FIRST_USE("apply", m["kind"]),
+                    translated(cluster, f"applying {m['kind']}/{m['metadata']['name']}"),
+                ):
                     client.apply(lk_codecs.from_dict(m), force=False)
             keep = {(m["kind"], m["metadata"]["name"]) for m in manifests}
             previous = self._objects.get(intent.app_id)
@@ -117,20 +145,21 @@ class KubernetesRuntime:
         meta = {"name": namespace, "labels": {"app.kubernetes.io/managed-by": "yunzhou"}}
         ns = Namespace.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": meta})
         try:
-            client.apply(ns, force=False)
+            with FIRST_USE("apply", "Namespace"):
+                client.apply(ns, force=False)
         except ApiError as exc:
             if exc.status.code != 403:
                 with translated(cluster, f"creating namespace {namespace}"):
                     raise
             # not allowed to manage namespaces: then it must exist already
-            with translated(cluster, f"reading namespace {namespace}"):
+            with FIRST_USE("get", "Namespace"), translated(cluster, f"reading namespace {namespace}"):
                 client.get(Namespace, namespace)
         self._namespaces.add((cluster, namespace))
 
     def _owned(self, client: Any, cluster: str, namespace: str, key: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
         for kind, res in KINDS.items():
-            with translated(cluster, f"listing {kind}"):
+            with FIRST_USE("list", kind), translated(cluster, f"listing {kind}"):
                 items = client.list(res, namespace=namespace, labels={APP_LABEL: key})
                 found += [(kind, o.metadata.name) for o in items]
         return found
@@ -143,7 +172,7 @@ class KubernetesRuntime:
     @staticmethod
     def _delete(client: Any, cluster: str, namespace: str, objects: set[tuple[str, str]]) -> int:
         for kind, name in sorted(objects):
-            with translated(cluster, f"deleting {kind}/{name}"):
+            with FIRST_USE("delete", kind), translated(cluster, f"deleting {kind}/{name}"):
                 try:
                     client.delete(KINDS[kind], name, namespace=namespace)
                 except ApiError as exc:
@@ -157,7 +186,7 @@ class KubernetesRuntime:
         name = intent.address.split("/")[2]
         deployment = True
         obj: Any
-        with translated(cluster, "reading the workload"):
+        with FIRST_USE("get", "workload"), translated(cluster, "reading the workload"):
             try:
                 obj = client.get(Deployment, name, namespace=namespace)
             except ApiError as exc:
@@ -179,7 +208,7 @@ class KubernetesRuntime:
                 failure = f"ProgressDeadlineExceeded: {cond.message}"
             if cond.type == "ReplicaFailure" and cond.status == "True":
                 failure = f"ReplicaFailure: {cond.message}"
-        with translated(cluster, "listing pods"):
+        with FIRST_USE("list", "Pod"), translated(cluster, "listing pods"):
             pods = list(client.list(Pod, namespace=namespace, labels={APP_LABEL: key}))
         instances = tuple(sorted((_pod_status(p, intent.address) for p in pods), key=lambda s: s.instance_id))
         converged = observed_gen >= generation and updated == want and ready == want and total == want
