@@ -90,8 +90,10 @@ def world(k8s_env: K8sTestEnv, tmp_path: Path) -> Iterator[World]:
     cp = ControlPlane.create(db, tmp_path / "data", cluster_probe=cluster_probe)
     assert cp.ctx.secret_box is not None
     directory = ClusterDirectory(db, cp.ctx.secret_box)
-    controller = AppController(db, {"cluster": KubernetesRuntime(directory.connect)}, cp.data_dir, cp.ctx.clock,
-                               timing=Timing(progressing_requeue=0.2))  # fmt: skip
+    runtimes = {"cluster": KubernetesRuntime(directory.connect)}
+    controller = AppController(
+        db, runtimes, cp.data_dir, cp.ctx.clock, timing=Timing(progressing_requeue=0.2)
+    )
     cp.ctx.renderer = controller.render
     api = Api(cp)
     namespace = f"shop-dev-{tmp_path.name[-6:].replace('_', '-').strip('-')}".lower()
@@ -116,10 +118,12 @@ def world(k8s_env: K8sTestEnv, tmp_path: Path) -> Iterator[World]:
 
 def _pods_ready(world: World, app: str) -> list[dict[str, Any]]:
     pods = world.objects(f"/api/v1/namespaces/{world.ns}/pods", app)
-    return [
-        p for p in pods
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in p.get("status", {}).get("conditions", []))
-    ]  # fmt: skip
+
+    def ready(pod: dict[str, Any]) -> bool:
+        conditions = pod.get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    return [p for p in pods if ready(p)]
 
 
 def _eventually(what: str, check: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -152,7 +156,8 @@ def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
     instances = world.api.http.get(
         f"{V1}/projects/shop/environments/dev/apps/orders/instances", headers=world.api.admin
     ).json()["items"]
-    assert len(instances) == 3 and all(i["ready"] for i in instances)
+    assert len(instances) == 3
+    assert all(i["ready"] for i in instances)
 
     # a second app in the same namespace, which pruning of the first must leave alone
     world.deploy(web("billing"))
@@ -178,7 +183,8 @@ def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.test/web:2"
     rs_now = world.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets", "orders")
     active = [rs for rs in rs_now if rs["spec"]["replicas"] > 0]
-    assert len(active) == 1 and active[0]["metadata"]["name"] not in first_rs
+    assert len(active) == 1
+    assert active[0]["metadata"]["name"] not in first_rs
 
     # rollback restores the previous pod template (image 1)
     r = world.api.http.post(f"{V1}/projects/shop/environments/dev/apps/orders/rollback", json={},
@@ -221,9 +227,20 @@ def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
     # removing the app deletes everything it owned
     world.api.http.delete(f"{V1}/projects/shop/environments/dev/apps/billing", headers=world.api.admin)
     key = world.app_id("billing")
-    _eventually("billing gone", lambda: world.controller.reconcile(key) and not world.objects(
-        f"/apis/apps/v1/namespaces/{ns}/deployments", "billing") or not world.objects(
-        f"/apis/apps/v1/namespaces/{ns}/deployments", "billing"))  # fmt: skip
+
+    def billing_gone() -> bool:
+        world.controller.reconcile(key)  # one pass, as the worker would run it
+        return not world.objects(
+            f"/apis/apps/v1/namespaces/{ns}/deployments", "billing"
+        ) and not world.objects(f"/api/v1/namespaces/{ns}/services", "billing")
+
+    _eventually("billing's objects to be deleted", billing_gone)
+    assert (
+        world.api.http.get(
+            f"{V1}/projects/shop/environments/dev/apps/billing", headers=world.api.admin
+        ).status_code
+        == 404
+    )  # and its record with them
 
 
 def test_a_bad_kubeconfig_is_a_clear_error_and_stores_nothing(k8s_env: K8sTestEnv, api_with_k8s: Api) -> None:
