@@ -4,6 +4,8 @@ reconciler, then check what the cluster holds."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -92,7 +94,12 @@ def world(k8s_env: K8sTestEnv, tmp_path: Path) -> Iterator[World]:
     directory = ClusterDirectory(db, cp.ctx.secret_box)
     runtimes = {"cluster": KubernetesRuntime(directory.connect)}
     controller = AppController(
-        db, runtimes, cp.data_dir, cp.ctx.clock, timing=Timing(progressing_requeue=0.2)
+        db,
+        runtimes,
+        cp.data_dir,
+        cp.ctx.clock,
+        timing=Timing(progressing_requeue=0.2),
+        secret_box=cp.ctx.secret_box,
     )
     cp.ctx.renderer = controller.render
     api = Api(cp)
@@ -273,3 +280,40 @@ def api_with_k8s(tmp_path: Path) -> Iterator[Api]:
     with api.http:
         yield api
     db.dispose()
+
+
+def test_config_and_secrets_on_kubernetes(world: World) -> None:
+    ns = world.ns
+    h = world.api.admin
+    env = f"{V1}/projects/shop/environments/dev"
+    assert world.api.http.patch(f"{env}/config", json={"set": {"MODE": "fast"}}, headers=h).status_code == 200
+    put = world.api.http.put(f"{env}/secrets/DB_PASSWORD", json={"value": "k8s-canary-3f9a"}, headers=h)
+    assert put.status_code in (200, 201), put.text
+    doc = web("ledger")
+    doc["resources"] = {"env": {"type": "environment"}, "creds": {"type": "secret"}}
+    doc["containers"]["web"]["variables"] = {
+        "MODE": "${resources.env.MODE}",
+        "PASSWORD": "${resources.creds.DB_PASSWORD}",
+    }
+    world.deploy(doc, {"replicas": 2})
+    assert world.converge("ledger")["rollout"]["state"] == "succeeded"
+    secret = world.kube(f"/api/v1/namespaces/{ns}/secrets/ledger-web-secret-env")
+    assert base64.b64decode(secret["data"]["PASSWORD"]).decode() == "k8s-canary-3f9a"
+    assert world.kube(f"/api/v1/namespaces/{ns}/configmaps/ledger-web-env")["data"] == {"MODE": "fast"}
+    dep = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/ledger")
+    assert "k8s-canary-3f9a" not in json.dumps(dep)
+    rendered = world.api.http.get(f"{env}/apps/ledger/render", headers=h).text
+    assert "k8s-canary-3f9a" not in rendered
+    assert "<redacted>" in rendered
+    before = {
+        rs["metadata"]["name"] for rs in world.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets", "ledger")
+    }
+
+    # a config change makes a new release, and the cluster a new ReplicaSet with the new value
+    assert world.api.http.patch(f"{env}/config", json={"set": {"MODE": "slow"}}, headers=h).status_code == 200
+    assert world.converge("ledger")["rollout"]["state"] == "succeeded"
+    assert world.kube(f"/api/v1/namespaces/{ns}/configmaps/ledger-web-env")["data"] == {"MODE": "slow"}
+    after = world.objects(f"/apis/apps/v1/namespaces/{ns}/replicasets", "ledger")
+    active = [rs["metadata"]["name"] for rs in after if rs["spec"]["replicas"] > 0]
+    assert len(active) == 1
+    assert active[0] not in before

@@ -88,18 +88,30 @@ def _container(
         spec["command"] = list(c.command)
     if c.args is not None:
         spec["args"] = list(c.args)
-    if c.variables:
+    secrets = intent.secret_values()
+    for part, values in (("command", c.command or ()), ("args", c.args or ())):
+        if any(_holds_secret(v, secrets) for v in values):
+            raise PermanentError(
+                f"containers.{cname}.{part} uses a secret: Kubernetes would show it in the pod spec; "
+                "pass it as a variable instead",
+                problems=[
+                    FieldProblem(f"containers.{cname}.{part}", "must not contain secrets on kubernetes")
+                ],
+            )
+    plain = {k: v for k, v in sorted(c.variables.items()) if not _holds_secret(v, secrets)}
+    hidden = {k: v for k, v in sorted(c.variables.items()) if _holds_secret(v, secrets)}
+    env_from: list[dict[str, Any]] = []
+    if plain:
         cm_name = f"{app}-{cname}-env"
         meta = _meta(intent, app, target, cm_name)
-        objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": meta,
-                "data": dict(sorted(c.variables.items())),
-            }
-        )
-        spec["envFrom"] = [{"configMapRef": {"name": cm_name}}]
+        objects.append({"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": plain})
+        env_from.append({"configMapRef": {"name": cm_name}})
+    if hidden:
+        secret_name = f"{app}-{cname}-secret-env"
+        objects.append(_secret(intent, app, target, secret_name, hidden))
+        env_from.append({"secretRef": {"name": secret_name}})
+    if env_from:
+        spec["envFrom"] = env_from
     resources: dict[str, Any] = {}
     for part in ("limits", "requests"):
         value = getattr(c.resources, part)
@@ -138,17 +150,23 @@ def _container(
                 item["mode"] = int(f.mode, 8)
             items.append(item)
             mounts.append({"name": "files", "mountPath": path, "subPath": key, "readOnly": True})
-        cm: Manifest = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta(intent, app, target, cm_name),
-        }
-        if data:
-            cm["data"] = data
-        if binary:
-            cm["binaryData"] = binary
-        objects.append(cm)
-        volumes.append({"name": "files", "configMap": {"name": cm_name, "items": items}})
+        if any(_holds_secret(v, secrets) for v in data.values()):
+            # a file carrying a secret is mounted from a Secret, never from a ConfigMap
+            encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()} | binary
+            objects.append(_secret(intent, app, target, cm_name, encoded, encoded=True))
+            volumes.append({"name": "files", "secret": {"secretName": cm_name, "items": items}})
+        else:
+            cm: Manifest = {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": _meta(intent, app, target, cm_name),
+            }
+            if data:
+                cm["data"] = data
+            if binary:
+                cm["binaryData"] = binary
+            objects.append(cm)
+            volumes.append({"name": "files", "configMap": {"name": cm_name, "items": items}})
     claims = []
     for path, v in sorted(c.volumes.items()):
         mount = {"name": v.source, "mountPath": path, "readOnly": bool(v.read_only)}
@@ -164,7 +182,7 @@ def _container(
 def render(intent: AppIntent, target: Target) -> list[Manifest]:
     """Raises PermanentError (with field paths) when the release cannot be expressed on Kubernetes."""
     try:
-        workload: Workload = substitute(parse_score(dict(intent.score)), {})
+        workload: Workload = substitute(parse_score(dict(intent.score)), intent.resource_outputs)
     except UserError as exc:
         raise PermanentError(
             f"cannot render release {intent.release}: {exc.message}", problems=exc.problems
@@ -191,7 +209,10 @@ def render(intent: AppIntent, target: Target) -> list[Manifest]:
         )
     selector = {APP_LABEL: app_key(intent.address)}
     pod_labels = labels(intent, app)
-    checksum = _checksum([o for o in objects if o["kind"] == "ConfigMap"])
+    checksum = _checksum(
+        [o for o in objects if o["kind"] == "ConfigMap"],
+        [(o["metadata"]["name"], sorted(o["data"])) for o in objects if o["kind"] == "Secret"],
+    )
     pod: dict[str, Any] = {
         "metadata": {"labels": pod_labels, "annotations": {CHECKSUM: checksum}},
         "spec": {"containers": containers, "enableServiceLinks": False},
@@ -247,6 +268,31 @@ def render(intent: AppIntent, target: Target) -> list[Manifest]:
     if ports and intent.routes:
         objects.append(_ingress(intent, app, target, sorted(ports)))
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def _holds_secret(value: str, secrets: frozenset[str]) -> bool:
+    return any(secret in value for secret in secrets)
+
+
+def _secret(
+    intent: AppIntent,
+    app: str,
+    target: Target,
+    name: str,
+    values: Mapping[str, str],
+    *,
+    encoded: bool = False,
+) -> Manifest:
+    """A Secret object (values base64-encoded, as `data`); `yunzhou render` redacts it unless asked."""
+    data = dict(values) if encoded else {k: base64.b64encode(v.encode()).decode() for k, v in values.items()}
+    meta = _meta(intent, app, target, name)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": meta,
+        "type": "Opaque",
+        "data": dict(sorted(data.items())),
+    }
 
 
 def _claim(name: str, workload: Workload) -> dict[str, Any]:

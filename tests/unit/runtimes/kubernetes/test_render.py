@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -178,3 +181,59 @@ def test_what_cannot_be_rendered_is_a_permanent_error_naming_the_field(change: A
     with pytest.raises(PermanentError) as exc:
         render(intent(doc), TARGET)
     assert exc.value.problems[0].path == path
+
+
+def configured(**container: Any) -> dict[str, Any]:
+    doc = web(**container)
+    doc["resources"] = {"env": {"type": "environment"}, "creds": {"type": "secret"}}
+    return doc
+
+
+def with_outputs(doc: dict[str, Any], outputs: dict[str, dict[str, str]], release: int = 1) -> AppIntent:
+    base = intent(doc, release=release)
+    return AppIntent(**{**base.__dict__, "resource_outputs": outputs})
+
+
+OUTPUTS = {"env": {"MODE": "fast"}, "creds": {"DB_PASSWORD": "s3cr3t-canary"}}
+
+
+def test_config_goes_to_a_configmap_and_secrets_to_a_secret() -> None:
+    doc = configured(
+        variables={"MODE": "${resources.env.MODE}", "DSN": "pg://app:${resources.creds.DB_PASSWORD}@db"}
+    )
+    objs = render(with_outputs(doc, OUTPUTS), TARGET)
+    cm = next(o for o in objs if o["metadata"]["name"] == "orders-web-env")
+    assert cm["data"] == {"MODE": "fast"}
+    secret = one(objs, "Secret")
+    assert secret["metadata"]["name"] == "orders-web-secret-env"
+    assert base64.b64decode(secret["data"]["DSN"]).decode() == "pg://app:s3cr3t-canary@db"
+    (c,) = one(objs, "Deployment")["spec"]["template"]["spec"]["containers"]
+    assert c["envFrom"] == [
+        {"configMapRef": {"name": "orders-web-env"}},
+        {"secretRef": {"name": "orders-web-secret-env"}},
+    ]
+    # the secret appears nowhere but in the Secret object, not even hashed into the pod template
+    others = json.dumps([o for o in objs if o["kind"] != "Secret"])
+    assert "s3cr3t-canary" not in others
+    assert hashlib.sha256(b"s3cr3t-canary").hexdigest() not in others
+
+
+def test_a_config_change_changes_the_pod_template() -> None:
+    doc = configured(variables={"MODE": "${resources.env.MODE}"})
+    a = one(render(with_outputs(doc, OUTPUTS, release=1), TARGET), "Deployment")["spec"]["template"]
+    b = one(render(with_outputs(doc, {**OUTPUTS, "env": {"MODE": "slow"}}, release=2), TARGET), "Deployment")
+    assert a != b["spec"]["template"]
+    assert (
+        a["metadata"]["annotations"][CHECKSUM] != b["spec"]["template"]["metadata"]["annotations"][CHECKSUM]
+    )
+
+
+def test_secrets_in_arguments_are_refused_and_files_with_secrets_come_from_a_secret() -> None:
+    with pytest.raises(PermanentError) as exc:
+        render(with_outputs(configured(args=["--password=${resources.creds.DB_PASSWORD}"]), OUTPUTS), TARGET)
+    assert exc.value.problems[0].path == "containers.web.args"
+    doc = configured(files={"/etc/db.conf": {"content": "password=${resources.creds.DB_PASSWORD}\n"}})
+    objs = render(with_outputs(doc, OUTPUTS), TARGET)
+    pod = one(objs, "Deployment")["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["secret"]["secretName"] == "orders-web-files"
+    assert not [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "orders-web-files"]
