@@ -70,6 +70,7 @@ class Runner:
             base_domain=config.base_domain, secret_box=cp.ctx.secret_box,
         )  # fmt: skip
         cp.ctx.renderer = self.controller.render
+        cp.ctx.runtime_logs = self.controller.logs
         self.worker = Worker(
             cp.ctx.db, {self.controller.kind: self.controller}, cp.ctx.clock, idle_poll=0.2,
             on_idle=self.platform.ensure_router,

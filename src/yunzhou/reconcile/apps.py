@@ -103,6 +103,19 @@ class AppController:
             raise PermanentError(f"no runtime for target {target!r}")
         return runtime.render(intent)
 
+    def logs(self, app_id: int, **filters: Any) -> list[dict[str, Any]]:
+        """Logs the app's runtime keeps itself (pods on a cluster); the local target's go to the log store."""
+        loaded = self._load(app_id)
+        if loaded is None:
+            raise NotFound("app not found")
+        intent, target, _, _ = loaded
+        runtime = self.runtimes.get(target.split(":", 1)[0])
+        reader = getattr(runtime, "logs", None)
+        if reader is None:
+            raise PermanentError(f"target {target!r} keeps no logs of its own")
+        result: list[dict[str, Any]] = reader(intent, **filters)
+        return result
+
     def _load(
         self, app_id: int, release_number: int | None = None
     ) -> tuple[AppIntent, str, int | None, datetime | None] | None:

@@ -120,6 +120,20 @@ class AppService:
             return objects
         return [_redacted(o) for o in objects]
 
+    def runtime_logs(
+        self, project: str, env: str, app: str, *, since_seconds: int | None, instance: str | None, limit: int
+    ) -> list[dict[str, Any]] | None:
+        """Logs of an app on a cluster target, read from its pods; None when the target is local
+        (whose logs are in the control plane's own log store)."""
+        with self.ctx.db.transaction() as s:
+            _, e, a = get_app(s, project, env, app)
+            if not e.target.startswith("cluster:"):
+                return None
+            app_id = a.id
+        if self.ctx.runtime_logs is None:
+            raise TemporaryError("this server reads no cluster logs: it runs without reconcilers")
+        return self.ctx.runtime_logs(app_id, since_seconds=since_seconds, instance=instance, limit=limit)
+
     def settings(self, project: str, env: str, app: str) -> dict[str, Any]:
         with self.ctx.db.transaction() as s:
             _, _, a = get_app(s, project, env, app)

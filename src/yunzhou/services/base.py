@@ -25,6 +25,8 @@ class ServiceContext:
     secret_box: SecretBox | None = None  # encrypts secrets at rest (keys outside the database)
     # (app id, release number) → what the app's runtime would be given; injected by the composition root
     renderer: Callable[[int, int], list[dict[str, Any]]] | None = None
+    # app id + filters → log lines read from the app's runtime (pod logs on a cluster target)
+    runtime_logs: Callable[..., list[dict[str, Any]]] | None = None
 
 
 def get_project(session: Session, name: str) -> Project:

@@ -317,3 +317,15 @@ def test_config_and_secrets_on_kubernetes(world: World) -> None:
     active = [rs["metadata"]["name"] for rs in after if rs["spec"]["replicas"] > 0]
     assert len(active) == 1
     assert active[0] not in before
+
+
+def test_logs_of_pods_on_nodes_that_cannot_serve_them_say_so(world: World) -> None:
+    world.api.cp.ctx.runtime_logs = world.controller.logs  # as the composition root wires it
+    world.deploy(web("echo"))
+    assert world.converge("echo")["rollout"]["state"] == "succeeded"
+    r = world.api.http.get(f"{V1}/projects/shop/environments/dev/apps/echo/logs", headers=world.api.admin)
+    assert r.status_code == 503, r.text  # the kubelet may come back: a temporary failure, with Retry-After
+    message = r.json()["error"]["message"]
+    assert "the node kwok-node-" in message
+    assert "cannot serve the logs of pod echo-" in message
+    assert "kubelet did not answer" in message

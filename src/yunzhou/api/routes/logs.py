@@ -58,6 +58,13 @@ def list_logs(
     now = time.time()
     since_time = None if since is None else parse_time_bound(since, now=now, field="query.since")
     until_time = None if until is None else parse_time_bound(until, now=now, field="query.until")
+    pods = cp.apps.runtime_logs(
+        project, env, app, since_seconds=None if since_time is None else max(1, int(now - since_time)),
+        instance=instance, limit=limit,
+    )  # fmt: skip
+    if pods is not None:  # a cluster target: read from the pods, filtered here like the store filters
+        app_fields = {"project": project, "env": env, "app": app}
+        return _pod_page(pods, app_fields, grep=grep, stream=stream, after_id=after_id, limit=limit)
     page = log_store(request).page(
         f"{project}/{env}/{app}",
         since=since_time,
@@ -70,3 +77,33 @@ def list_logs(
     )
     items = [{**record, "time": format_rfc3339(record["time"])} for record in page.items]
     return {"items": items, "next_after_id": page.next_after_id}
+
+
+def _pod_page(
+    lines: list[dict[str, Any]],
+    app_fields: dict[str, str],
+    *,
+    grep: str | None,
+    stream: str | None,
+    after_id: int | None,
+    limit: int,
+) -> dict[str, Any]:
+    """Pod log lines as log records. Their id is the line's time in microseconds, so following with
+    after_id works the same as for the log store."""
+    items = []
+    for line in lines:
+        stamp = str(line["time"])
+        seconds = parse_time_bound(stamp[:26].rstrip("Z") + "Z", now=time.time(), field="time")
+        record_id = int(seconds * 1_000_000)
+        if after_id is not None and record_id <= after_id:
+            continue
+        if grep and grep.lower() not in str(line["line"]).lower():
+            continue
+        if stream and stream != line["stream"]:
+            continue
+        items.append({
+            "id": record_id, "time": format_rfc3339(seconds), **app_fields, "instance": line["instance"],
+            "stream": line["stream"], "line": line["line"], "release": line["release"], "fields": {},
+        })  # fmt: skip
+    items = items[-limit:] if after_id is None else items[:limit]
+    return {"items": items, "next_after_id": items[-1]["id"] if items else after_id or 0}
