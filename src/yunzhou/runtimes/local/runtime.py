@@ -129,9 +129,11 @@ class LocalRuntime:
             self._routes.pop(intent.app_id, None)
         else:
             self._routes[intent.app_id] = (intent.address, intent.routes)
-        actions += self._publish()
-
-        mine = self._statuses(intent.address)
+        # One read of the instances both for the route table and for what is reported: an instance that
+        # became ready after the push must not be reported ready before the router routes to it.
+        everything = self.supervisor.statuses()
+        actions += self._publish(everything)
+        mine = sorted((st for st in everything if st.app == intent.address), key=lambda st: st.instance_id)
         new = [s for s in mine if s.release == intent.release and s.instance_id not in self._draining]
         crashing = [
             s
@@ -243,9 +245,9 @@ class LocalRuntime:
         except TemporaryError:
             return True
 
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self, statuses: list[InstanceStatus] | None = None) -> dict[str, Any]:
         ready_by_app: dict[str, list[dict[str, Any]]] = {}
-        for s in self.supervisor.statuses():
+        for s in self.supervisor.statuses() if statuses is None else statuses:
             if s.ready and s.instance_id not in self._draining:
                 ready_by_app.setdefault(s.app, []).append(
                     {"id": s.instance_id, "address": f"127.0.0.1:{s.port}", "release": s.release}
@@ -263,9 +265,9 @@ class LocalRuntime:
                 )
         return {"routes": routes}
 
-    def _publish(self) -> int:
+    def _publish(self, statuses: list[InstanceStatus] | None = None) -> int:
         """Push the route table when it differs from what the router has; returns 1 if pushed."""
-        body = self.snapshot()
+        body = self.snapshot(statuses)
         if body == self._published and not self._needs_publish:
             return 0
         self._version += 1
