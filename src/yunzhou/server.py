@@ -277,15 +277,21 @@ def seed_demo(url: str, token: str, examples: Path = EXAMPLES_DIR) -> list[str]:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+        started = []
         for score_file in sorted(examples.glob("*/score.yaml")):
             settings_file = score_file.with_name("yunzhou.yaml")
             settings = yaml.safe_load(settings_file.read_text()) if settings_file.exists() else None
             artifact = client.upload_artifact(score_file.parent)
-            result = client.deploy(
-                DEMO_PROJECT, DEMO_ENV, yaml.safe_load(score_file.read_text()), settings, artifact
+            score = yaml.safe_load(score_file.read_text())
+            started.append(client.deploy(DEMO_PROJECT, DEMO_ENV, score, settings, artifact))
+        for result in started:  # wait until each is serving before saying where it is
+            app = result["app"]
+            rollout = client.wait_for_rollout(
+                DEMO_PROJECT, DEMO_ENV, app["name"], result["rollout"]["id"], timeout=120, interval=0.2
             )
+            state = "ready" if rollout["state"] == "succeeded" else f"NOT ready ({rollout['message']})"
             deployed.append(
-                f"{result['app']['address']} release {result['release']['number']}: {result['app']['route']}"
+                f"{app['address']} release {result['release']['number']}, {state}: {app['route']}"
             )
     return deployed
 

@@ -1,0 +1,64 @@
+"""`yunzhou up` (what `make up` runs) as a new user meets it: the demo answers through the router by
+internal name, and Ctrl-C leaves nothing behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from yunzhou.testing import free_port
+
+pytestmark = pytest.mark.e2e
+
+
+def _processes_in(directory: Path) -> list[int]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (
+                    os.readlink(proc / "cwd").startswith(str(directory))
+                    and ") Z" not in (proc / "stat").read_text()
+                ):
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
+def test_up_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+    api_port, router_port = free_port(), free_port()
+    log = (tmp_path / "up.log").open("w+")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YUNZHOU_")}
+    argv = [sys.executable, "-m", "yunzhou", "up", "--data-dir", str(tmp_path / "data"),
+            "--api-port", str(api_port), "--router-port", str(router_port)]  # fmt: skip
+    up = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while "Press Ctrl-C" not in (tmp_path / "up.log").read_text():
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, "yunzhou up did not come up"
+            time.sleep(0.2)  # polling the output, bounded by the deadline
+        out = (tmp_path / "up.log").read_text()
+        assert f"shop/dev/orders release 1, ready: http://orders.dev.shop.localhost:{router_port}" in out
+        r = httpx.get(
+            f"http://127.0.0.1:{router_port}/order/apple", headers={"Host": "orders.dev.shop.localhost"}
+        )
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["accepted"] is True
+        assert body["inventory"]["item"] == "apple"  # orders reached inventory by its internal name
+        assert _processes_in(tmp_path / "data")  # the apps run from their snapshots under the data dir
+    finally:
+        up.send_signal(signal.SIGINT)
+        code = up.wait(60)
+        log.close()
+    assert code == 0
+    assert _processes_in(tmp_path / "data") == []
