@@ -141,7 +141,8 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
 
 def _configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2"):  # one line per HTTP request (cluster calls included) is noise
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def open_log_store(config: ServerConfig) -> LogStore:
