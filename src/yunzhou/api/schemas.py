@@ -282,6 +282,12 @@ class SecretMeta(BaseModel):
     releases: dict[str, int] | None = None
 
 
+class SecretReveal(BaseModel):
+    name: str
+    version: int
+    value: str = Field(description="The current value; the reveal is audited (name and version only)")
+
+
 class SecretUnset(BaseModel):
     name: str
     releases: dict[str, int]

@@ -1,5 +1,6 @@
 """``yunzhou secret``: secrets of an environment or app. Values are read from stdin or a file — never
-from the command line, so they stay out of shell history and process lists — and are never printed."""
+from the command line, so they stay out of shell history and process lists — and are printed only by
+an explicit, audited ``reveal``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from yunzhou.cli.common import ListFormat, ListOutput, connect, env_hint, print_
 from yunzhou.cli.config import AddressArg, releases_note
 
 secret_app = typer.Typer(
-    help="Secrets of an environment or app: set (value on stdin), list, unset, rotate-key.",
+    help="Secrets of an environment or app: set (value on stdin), list, reveal, unset, rotate-key.",
     no_args_is_help=True,
 )
 
@@ -91,6 +92,19 @@ def unset(
         address.project, address.env.env, name, address.app
     )
     say(f"Unset secret {name} in {address}; {releases_note(result.get('releases'))}")
+
+
+@secret_app.command("reveal")
+def reveal(
+    ctx: typer.Context,
+    address: AddressArg,
+    name: Annotated[str, typer.Argument(metavar="KEY")],
+) -> None:
+    """Print a secret's current value to stdout (maintainers and above; every reveal is audited)."""
+    result = connect(ctx, not_found=env_hint(address.env)).reveal_secret(
+        address.project, address.env.env, name, address.app
+    )
+    typer.echo(str(result.get("value", "")))
 
 
 @secret_app.command("rotate-key")

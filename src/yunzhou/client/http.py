@@ -469,6 +469,13 @@ class YunzhouClient:
         result: Json = self._request("POST", "/secrets/rotate-key")
         return result
 
+    def reveal_secret(self, project: str, env: str, name: str, app: str | None = None) -> Json:
+        """``{"name", "version", "value"}``: the current value (maintainers and above; audited)."""
+        params = {"app": app} if app else None
+        path = self._env_path(project, env) + f"/secrets/{_segment(name)}/reveal"
+        result: Json = self._request("POST", path, params=params)
+        return result
+
 
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:

@@ -67,6 +67,8 @@ class Permission(Enum):
     APP_DELETE = ("app.delete", Scope.WRITE, Role.MAINTAINER)
     CONFIG_READ = ("config.read", Scope.READ, Role.VIEWER)  # variables and secret metadata, never values
     CONFIG_WRITE = ("config.write", Scope.WRITE, Role.DEVELOPER)
+    # a secret's value, audited: write scope so read-only tokens (dashboards, CI) never exfiltrate one
+    SECRET_REVEAL = ("secret.reveal", Scope.WRITE, Role.MAINTAINER)
     ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
     AUDIT_READ = ("audit.read", Scope.READ, None)
     TOKEN_SELF = ("token.self", Scope.READ, None)

@@ -210,6 +210,26 @@ class ConfigService:
             )  # fmt: skip
             return {"name": name, "releases": releases}
 
+    def reveal_secret(
+        self, caller: Caller, project: str, env: str, app: str | None, name: str
+    ) -> dict[str, Any]:
+        """The current value of one secret (this level only), for a caller allowed to see it. The audit
+        row names the secret and version — never the value."""
+        scope = _scope(app)
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            row = _secret(s, e, scope, name)
+            if row is None or row.current_version is None:
+                raise NotFound(f"secret {name} is not set in {_address(project, env, scope)}")
+            version = row.current_version
+            value = self._value(s, row, version)
+            record_audit(
+                s, caller, now, action="secret.reveal", target=_address(project, env, scope) + f":{name}",
+                project=project, detail={"name": name, "version": version},
+            )  # fmt: skip
+            return {"name": name, "version": version, "value": value}
+
     def rotate_key(self, caller: Caller) -> dict[str, Any]:
         """New current key; every secret version (and sealed column) re-encrypted in one transaction;
         then the old keys leave the keyring. Readers accept both keys until the last step."""

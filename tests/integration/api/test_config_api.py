@@ -167,3 +167,33 @@ def test_viewer_reads_names_not_values_and_cannot_change(api: Api, call: Seen) -
     assert api.http.put(ENV + "/secrets/API_KEY", json={"value": "x"}, headers=viewer).status_code == 403
     developer = api.member("shop", "dev", "developer")
     assert api.http.post("/api/v1/secrets/rotate-key", headers=developer).status_code == 403
+
+
+def test_reveal_is_for_maintainers_and_up_and_audited_without_the_value(api: Api, call: Seen) -> None:
+    call("PUT", ENV + "/secrets/API_KEY", 200, json={"value": CANARY})
+    call("PUT", ENV + "/secrets/API_KEY", 200, json={"value": CANARY + "-v2"})
+    call("PUT", ENV + "/secrets/API_KEY?app=orders", 200, json={"value": CANARY + "-app"})
+    reveal = ENV + "/secrets/API_KEY/reveal"
+    for principal, role in (("mia", "maintainer"), ("olga", "owner")):
+        r = api.http.post(reveal, headers=api.member("shop", principal, role))
+        assert r.status_code == 200, r.text
+        assert r.json() == {"name": "API_KEY", "version": 2, "value": CANARY + "-v2"}
+    r = api.http.post(reveal + "?app=orders", headers=api.admin)
+    assert r.json() == {"name": "API_KEY", "version": 1, "value": CANARY + "-app"}
+    for principal, role in (("dev", "developer"), ("vera", "viewer")):
+        r = api.http.post(reveal, headers=api.member("shop", principal, role))
+        assert r.status_code == 403, r.text
+        assert CANARY not in r.text
+    ro = api.member("shop", "ro", "maintainer", ("read",))
+    assert api.http.post(reveal, headers=ro).status_code == 403, "a read-only token never reveals"
+    r = api.http.post(ENV + "/secrets/NOPE/reveal", headers=api.admin)
+    assert r.status_code == 404
+    with api.cp.ctx.db.transaction() as s:
+        rows = s.scalars(select(AuditEvent).where(AuditEvent.action == "secret.reveal")).all()
+        done = sorted((r.actor, r.target, r.outcome, r.detail.get("version")) for r in rows)
+        assert not any(CANARY in f"{r.detail} {r.target}" for r in rows)
+    assert ("mia", "shop/dev:API_KEY", "success", 2) in done
+    assert ("olga", "shop/dev:API_KEY", "success", 2) in done
+    assert ("admin", "shop/dev/orders:API_KEY", "success", 1) in done
+    assert ("dev", "shop/dev", "denied", None) in done
+    assert ("vera", "shop/dev", "denied", None) in done

@@ -97,3 +97,11 @@ def test_secret_value_is_never_echoed(run: Run) -> None:
     r = run("secret", "set", "shop/dev", "API_KEY", stdin="")
     assert r.exit_code == 2
     assert "empty" in r.output
+
+
+def test_secret_reveal_prints_the_value_on_stdout(run: Run) -> None:
+    run("secret", "set", "shop/dev", "API_KEY", stdin=CANARY)
+    r = run("secret", "reveal", "shop/dev", "API_KEY")
+    assert r.exit_code == 0, r.output
+    assert r.stdout == CANARY + "\n"
+    assert run("secret", "reveal", "shop/dev", "NOPE").exit_code != 0

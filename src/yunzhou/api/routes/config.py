@@ -65,6 +65,14 @@ def unset_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: Ap
 
 
 @operation(
+    router, "POST", ENV + "/secrets/{name}/reveal", name="secret.reveal", permission=Permission.SECRET_REVEAL,
+    response_model=schemas.SecretReveal,
+)  # fmt: skip
+def reveal_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: AppScope = None) -> Any:
+    return cp.config.reveal_secret(caller, project, env, app, name)
+
+
+@operation(
     router, "POST", "/secrets/rotate-key", name="secret.rotate_key", permission=Permission.PLATFORM_ADMIN,
     response_model=schemas.KeyRotation,
 )  # fmt: skip
