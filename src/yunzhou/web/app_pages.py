@@ -133,9 +133,18 @@ def settings(ctx: PageCtx, project: str, env: str, app: str) -> Response:
 
 
 def _settings_page(
-    ctx: Ctx, project: str, env: str, app: str, *, errors: Any = None, status: int = 200, routes: Any = None
+    ctx: Ctx,
+    project: str,
+    env: str,
+    app: str,
+    *,
+    errors: Any = None,
+    status: int = 200,
+    routes: Any = None,
+    form: Json | None = None,
 ) -> Response:
-    current = ctx.client().get_settings(project, env, app)
+    client = ctx.client()
+    current = client.get_settings(project, env, app)
     routes = routes if routes is not None else list(current["settings"].get("routes") or [])
     response = _page(
         ctx,
@@ -146,6 +155,12 @@ def _settings_page(
         settings=current,
         routes=routes,
         errors=errors or field_errors([], []),
+        # variables (values are not secret) at both levels; secrets: names, versions, who/when — never values
+        app_config=client.get_config(project, env, app),
+        env_config=client.get_config(project, env),
+        secrets=client.list_secrets(project, env, app),
+        may_reveal=ctx.may_reveal(project),
+        form=form or {},
     )
     response.status_code = status
     return response

@@ -22,6 +22,7 @@ from yunzhou.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, SessionBox
 
 Json = dict[str, Any]
 WRITE_ROLES = frozenset({"developer", "maintainer", "owner"})
+REVEAL_ROLES = frozenset({"maintainer", "owner"})  # Permission.SECRET_REVEAL
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -117,6 +118,13 @@ class Ctx:
         if who.get("admin"):
             return True
         return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in WRITE_ROLES
+
+    def may_reveal(self, project: str) -> bool:
+        """Whether to show Reveal buttons for secrets; the API decides (and audits) for real."""
+        who = self.whoami()
+        if who.get("admin"):
+            return True
+        return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in REVEAL_ROLES
 
     # -- forms ------------------------------------------------------------------------------------
 
