@@ -87,9 +87,17 @@ class AppController:
         if intent.removing and observation.gone:
             return Outcome()
         converged = observation.converged or (intent.removing and observation.gone)
-        return Outcome(
-            requeue_after=self.timing.steady_resync if converged else self.timing.progressing_requeue
-        )
+        if converged:
+            return Outcome(requeue_after=self.timing.steady_resync)
+        return Outcome(requeue_after=self._progress_poll(rollout_started))
+
+    def _progress_poll(self, rollout_started: datetime | None) -> float:
+        """Look again soon while a rollout is young, then less often (a tenth of its age, at most
+        steady_resync): a thousand progressing apps must not swamp the worker with passes."""
+        if rollout_started is None:
+            return self.timing.progressing_requeue
+        age = (self.clock() - rollout_started).total_seconds()
+        return min(max(self.timing.progressing_requeue, age / 10), self.timing.steady_resync)
 
     # ---- load
     def render(self, app_id: int, release: int) -> list[dict[str, Any]]:
@@ -181,8 +189,11 @@ class AppController:
             app = s.get(App, app_id)
             if app is None:
                 return
+            # Kubernetes keeps its own progress deadline (reported as a failure by the runtime); ours is
+            # the local target's, where nothing else watches the clock.
             overdue = (
                 rollout_started is not None
+                and intent.target == "local"
                 and not obs.converged
                 and now - rollout_started > timedelta(seconds=self.timing.progress_deadline)
             )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,6 +65,9 @@ class FirstUse:
 FIRST_USE = FirstUse()  # process-wide: the race is in the library's per-process type cache
 
 
+POD_LIST_MAX_AGE = 10.0  # seconds a pod list is reused while the workload's numbers stand still
+
+
 def _digest(manifests: list[Manifest]) -> str:
     return hashlib.sha256(json.dumps(manifests, sort_keys=True).encode()).hexdigest()
 
@@ -73,6 +77,9 @@ class KubernetesRuntime:
         self.connect = connect
         self._applied: dict[int, str] = {}  # app id → digest of what was last applied successfully
         self._objects: dict[int, set[tuple[str, str]]] = {}  # app id → (kind, name) last applied
+        self._pods: dict[
+            int, tuple[tuple[Any, ...], tuple[InstanceStatus, ...]]
+        ] = {}  # app id → last pod list
         self._namespaces: set[tuple[str, str]] = set()
         self._where: dict[int, tuple[str, str, str]] = {}  # app id → (cluster, namespace, app key)
         self._lock = threading.Lock()
@@ -166,6 +173,7 @@ class KubernetesRuntime:
         where = self._where.pop(app_id, None)
         self._applied.pop(app_id, None)
         self._objects.pop(app_id, None)
+        self._pods.pop(app_id, None)
         if where is None:
             return 0
         cluster, namespace, key = where
@@ -242,9 +250,20 @@ class KubernetesRuntime:
                 failure = f"ProgressDeadlineExceeded: {cond.message}"
             if cond.type == "ReplicaFailure" and cond.status == "True":
                 failure = f"ReplicaFailure: {cond.message}"
-        with FIRST_USE("list", "Pod"), translated(cluster, "listing pods"):
-            pods = list(client.list(Pod, namespace=namespace, labels={APP_LABEL: key}))
-        instances = tuple(sorted((_pod_status(p, intent.address) for p in pods), key=lambda s: s.instance_id))
+        # Pods are listed when the workload's numbers move (or actions were taken); otherwise the last list
+        # stands — a thousand progressing apps would otherwise list their pods on every pass.
+        fingerprint = (generation, observed_gen, updated, ready, total, available, failure)
+        cached = self._pods.get(intent.app_id)
+        fresh = cached is not None and time.monotonic() - cached[2] < POD_LIST_MAX_AGE
+        if cached is not None and fresh and cached[0] == fingerprint and actions == 0:
+            instances = cached[1]
+        else:
+            with FIRST_USE("list", "Pod"), translated(cluster, "listing pods"):
+                pods = list(client.list(Pod, namespace=namespace, labels={APP_LABEL: key}))
+            instances = tuple(
+                sorted((_pod_status(p, intent.address) for p in pods), key=lambda s: s.instance_id)
+            )
+            self._pods[intent.app_id] = (fingerprint, instances, time.monotonic())
         converged = observed_gen >= generation and updated == want and ready == want and total == want
         if deployment:
             converged = converged and available == want
