@@ -78,7 +78,7 @@ class KubernetesRuntime:
         self._applied: dict[int, str] = {}  # app id → digest of what was last applied successfully
         self._objects: dict[int, set[tuple[str, str]]] = {}  # app id → (kind, name) last applied
         self._pods: dict[
-            int, tuple[tuple[Any, ...], tuple[InstanceStatus, ...]]
+            int, tuple[tuple[Any, ...], tuple[InstanceStatus, ...], float]
         ] = {}  # app id → last pod list
         self._namespaces: set[tuple[str, str]] = set()
         self._where: dict[int, tuple[str, str, str]] = {}  # app id → (cluster, namespace, app key)
