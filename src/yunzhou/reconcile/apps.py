@@ -4,6 +4,7 @@ status, conditions, the rollout's state and the instances → requeue (fast whil
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -56,7 +57,8 @@ class AppController:
         self.clock = clock
         self.base_domain = base_domain
         self.timing = timing
-        self.actions = 0  # total runtime actions, for idempotence checks
+        self.actions = 0  # total runtime actions, for idempotence checks (passes run in several threads)
+        self._actions_lock = threading.Lock()
 
     def reconcile(self, key: str) -> Outcome:
         app_id = int(key)
@@ -67,7 +69,7 @@ class AppController:
             return Outcome(requeue_after=30.0)
         if loaded is None:
             for each in self.runtimes.values():
-                self.actions += each.forget(app_id)
+                self._count(each.forget(app_id))
             return Outcome()
         intent, target, rollout_id, rollout_started = loaded
         runtime = self.runtimes.get(target.split(":", 1)[0])
@@ -82,7 +84,7 @@ class AppController:
         except PermanentError as exc:
             self._record_failure(app_id, rollout_id, "InvalidRelease", str(exc))
             return Outcome(requeue_after=self.timing.steady_resync)
-        self.actions += observation.actions
+        self._count(observation.actions)
         self._record(app_id, intent, observation, rollout_id, rollout_started)
         if intent.removing and observation.gone:
             return Outcome()
@@ -90,6 +92,10 @@ class AppController:
         if converged:
             return Outcome(requeue_after=self.timing.steady_resync)
         return Outcome(requeue_after=self._progress_poll(rollout_started))
+
+    def _count(self, actions: int) -> None:
+        with self._actions_lock:
+            self.actions += actions
 
     def _progress_poll(self, rollout_started: datetime | None) -> float:
         """Look again soon while a rollout is young, then less often (a tenth of its age, at most
