@@ -329,3 +329,28 @@ def test_logs_of_pods_on_nodes_that_cannot_serve_them_say_so(world: World) -> No
     assert "the node kwok-node-" in message
     assert "cannot serve the logs of pod echo-" in message
     assert "kubelet did not answer" in message
+
+
+def test_a_hand_edit_of_an_owned_field_is_reported_as_a_conflict_not_overwritten(world: World) -> None:
+    world.deploy(web("tuned"), {"replicas": 2})
+    assert world.converge("tuned")["rollout"]["state"] == "succeeded"
+    # someone scales the Deployment by hand (a different field manager now owns spec.replicas)
+    patched = world.k8s.patch(
+        f"/apis/apps/v1/namespaces/{world.ns}/deployments/tuned",
+        json={"spec": {"replicas": 4}},
+        headers={"Content-Type": "application/merge-patch+json"},
+        params={"fieldManager": "kubectl-edit"},
+    )
+    assert patched.status_code == 200, patched.text
+    # the next periodic re-apply must not force it back silently: it reports the conflict
+    runtime = next(iter(world.controller.runtimes.values()))
+    assert isinstance(runtime, KubernetesRuntime)
+    runtime.reapply_every = 0.0
+    world.controller.reconcile(world.app_id("tuned"))
+    app = world.get("tuned")
+    progressing = next(c for c in app["conditions"] if c["type"] == "Progressing")
+    assert progressing["status"] == "False"
+    assert "conflict" in progressing["message"].lower()
+    assert "spec.replicas" in progressing["message"] or "replicas" in progressing["message"]
+    dep = world.kube(f"/apis/apps/v1/namespaces/{world.ns}/deployments/tuned")
+    assert dep["spec"]["replicas"] == 4  # left as the person set it

@@ -66,6 +66,7 @@ FIRST_USE = FirstUse()  # process-wide: the race is in the library's per-process
 
 
 POD_LIST_MAX_AGE = 10.0  # seconds a pod list is reused while the workload's numbers stand still
+REAPPLY_EVERY = 300.0  # seconds: unchanged objects are applied again, so drift made by hand is undone
 
 
 def _digest(manifests: list[Manifest]) -> str:
@@ -73,9 +74,10 @@ def _digest(manifests: list[Manifest]) -> str:
 
 
 class KubernetesRuntime:
-    def __init__(self, connect: Connect) -> None:
+    def __init__(self, connect: Connect, *, reapply_every: float = REAPPLY_EVERY) -> None:
         self.connect = connect
-        self._applied: dict[int, str] = {}  # app id → digest of what was last applied successfully
+        self.reapply_every = reapply_every
+        self._applied: dict[int, tuple[str, float]] = {}  # app id → (digest, when) of the last good apply
         self._objects: dict[int, set[tuple[str, str]]] = {}  # app id → (kind, name) last applied
         self._pods: dict[
             int, tuple[tuple[Any, ...], tuple[InstanceStatus, ...], float]
@@ -116,7 +118,8 @@ class KubernetesRuntime:
         manifests = render(intent, Target(namespace, base_domain))
         actions = 0
         digest = _digest(manifests)
-        if self._applied.get(intent.app_id) != digest:
+        last = self._applied.get(intent.app_id)
+        if last is None or last[0] != digest or time.monotonic() - last[1] >= self.reapply_every:
             self._ensure_namespace(client, cluster, namespace)
             for m in manifests:
                 with (
@@ -131,7 +134,7 @@ class KubernetesRuntime:
             else:  # what we applied last time, minus what we apply now
                 pruned = self._delete(client, cluster, namespace, previous - keep)
             actions = len(manifests) + pruned
-            self._applied[intent.app_id] = digest
+            self._applied[intent.app_id] = (digest, time.monotonic())
             self._objects[intent.app_id] = keep
         return self._observe(client, cluster, namespace, key, intent, actions)
 
