@@ -354,3 +354,50 @@ def test_a_hand_edit_of_an_owned_field_is_reported_as_a_conflict_not_overwritten
     assert "spec.replicas" in progressing["message"] or "replicas" in progressing["message"]
     dep = world.kube(f"/apis/apps/v1/namespaces/{world.ns}/deployments/tuned")
     assert dep["spec"]["replicas"] == 4  # left as the person set it
+
+
+def test_every_kind_we_render_is_accepted_by_the_server(k8s_env: K8sTestEnv) -> None:
+    """Server-side dry-run of a release that renders every kind: StatefulSet with a claim template,
+    Service, Ingress, ConfigMaps for variables and files, a Secret, a PodDisruptionBudget."""
+    from lightkube import codecs
+
+    from yunzhou.runtimes.kubernetes.cluster import client_for
+    from yunzhou.runtimes.kubernetes.render import Target, render
+    from yunzhou.runtimes.protocol import AppIntent, RouteSpec
+
+    doc = web("vault")
+    doc["containers"]["web"].update(
+        variables={"MODE": "${resources.env.MODE}", "TOKEN": "${resources.creds.TOKEN}"},
+        files={"/etc/vault.conf": {"content": "mode=${resources.env.MODE}\n", "mode": "0640"}},
+        volumes={"/data": {"source": "data"}},
+        readinessProbe={"httpGet": {"path": "/ready", "port": 8080}},
+        livenessProbe={"exec": {"command": ["/bin/true"]}},
+        resources={"limits": {"cpu": "250m", "memory": "128Mi"}, "requests": {"cpu": "100m"}},
+    )
+    doc["resources"] = {
+        "env": {"type": "environment"},
+        "creds": {"type": "secret"},
+        "data": {"type": "volume", "params": {"size": "2Gi"}},
+    }
+    intent = AppIntent(
+        app_id=1, address="shop/dev/vault", release=3, score=doc, settings={"rollout": {"maxSurge": "25%"}},
+        artifact=None, artifact_digest=None, replicas=3, removing=False,
+        routes=(RouteSpec("vault.dev.shop.localhost"), RouteSpec("vault.example.test", "/api")),
+        target="cluster:kwok", namespace="default",
+        resource_outputs={"env": {"MODE": "strict"}, "creds": {"TOKEN": "dry-run-token"}},
+    )  # fmt: skip
+    objects = render(intent, Target("default", "kwok.test"))
+    assert {o["kind"] for o in objects} == {
+        "ConfigMap",
+        "Secret",
+        "Service",
+        "StatefulSet",
+        "PodDisruptionBudget",
+        "Ingress",
+    }
+    client = client_for(yaml.safe_load(k8s_env.kubeconfig.read_text()), None)
+    try:
+        for obj in objects:
+            client.apply(codecs.from_dict(obj), dry_run=True)  # raises ApiError (422) if the server disagrees
+    finally:
+        client.close()
