@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +17,21 @@ from typing import IO, Any
 import httpx
 
 from yunzhou.domain.errors import Conflict, FieldProblem, PermanentError, TemporaryError, UserError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> Any:
+    """In the child before exec: SIGKILL when the process that started the router dies (even by kill -9),
+    so a crashed control plane never leaves a router holding its port."""
+
+    def setup() -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
 
 
 class RouterProcess:
@@ -70,7 +87,9 @@ class RouterProcess:
                 args += [flag, str(value)]
         if self.log_file is not None:
             self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the process
-        self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stderr=self._log_handle)
+        self._proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stderr=self._log_handle, preexec_fn=_die_with_parent(os.getpid())
+        )
         deadline = time.monotonic() + ready_timeout
         while not ready_file.exists():
             code = self._proc.poll()

@@ -212,11 +212,13 @@ def test_control_plane_kill_9_converges_without_orphans(tmp_path: Path) -> None:
             settle(c, deploy(c, score("web", "v1"), APPS / "web", replicas=2))
             old_pids = {i["pid"] for i in c.list_instances("shop", "dev", "web")}
         assert first.process is not None
+        router_pid = int((data / "router.pid").read_text())
         first.process.kill()
         first.process.wait(10)
         wait_until(
             "instances to die with their control plane", lambda: not any(_alive(p) for p in old_pids), 15
         )
+        wait_until("the router to die with its control plane", lambda: not _alive(router_pid), 15)
     finally:
         first.stop()
     second = ControlPlaneProcess(data)
