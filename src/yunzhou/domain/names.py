@@ -13,6 +13,16 @@ DNS_LABEL_RULE = (
 )
 
 
+DNS_NAME_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
+
+
+def is_dns_name(value: object) -> bool:
+    """A lower-case DNS name such as orders.example.test (labels of a-z, 0-9, '-'; at most 253 chars)."""
+    return isinstance(value, str) and DNS_NAME_RE.fullmatch(value) is not None
+
+
 def label_problem(value: object) -> str | None:
     """Why ``value`` is not a DNS label, or None when it is one."""
     if not isinstance(value, str):

@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.names import is_dns_name
 
 MAX_REPLICAS = 1000
-_HOST_RE = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
 _TOP_KEYS = ("replicas", "rollout", "routes", "environments")
 _ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
@@ -208,7 +206,7 @@ def _parse_route(raw: object, path: str, problems: list[FieldProblem]) -> list[R
     before = len(problems)
     problems += _unknown(raw, _ROUTE_KEYS, f"{path}.")
     host = raw.get("host")
-    if not isinstance(host, str) or not _HOST_RE.fullmatch(host):
+    if not is_dns_name(host):
         problems.append(
             FieldProblem(f"{path}.host", "required: a lower-case DNS name such as orders.example.test")
         )

@@ -4,7 +4,6 @@ root injects — services never import a runtime) and stores the kubeconfig encr
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -12,14 +11,10 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from yunzhou.domain.errors import Conflict, NotFound, PermanentError, invalid
-from yunzhou.domain.names import check_label
+from yunzhou.domain.names import check_label, is_dns_name
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, iso, record_audit
 from yunzhou.store.models import Cluster, Environment
-
-_HOST_RE = re.compile(
-    r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$"
-)
 
 
 @dataclass(frozen=True)
@@ -82,7 +77,7 @@ class ClusterService:
         check_label(name, "name")
         doc = _check_kubeconfig(kubeconfig)
         domain = base_domain or f"{name}.localhost"
-        if not _HOST_RE.match(domain):
+        if not is_dns_name(domain):
             raise invalid("base_domain", "must be a lower-case DNS name such as apps.example.com")
         if self.probe is None or self.sealer is None:
             raise PermanentError("this server was started without Kubernetes support (no cluster probe)")

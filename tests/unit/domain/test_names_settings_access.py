@@ -6,7 +6,7 @@ import pytest
 
 from yunzhou.domain.access import Permission, Role, Scope, may, parse_role, parse_scopes
 from yunzhou.domain.errors import UserError
-from yunzhou.domain.names import check_label, parse_app_address, parse_env_address
+from yunzhou.domain.names import check_label, is_dns_name, parse_app_address, parse_env_address
 from yunzhou.domain.settings import RolloutStrategy, for_environment, parse_settings, set_dotted
 
 
@@ -126,3 +126,21 @@ def test_permissions_are_distinct_members() -> None:
     # equal enum values would silently alias (APP_READ would *be* PROJECT_READ in the OpenAPI document)
     assert len({p.name for p in Permission}) == len(Permission.__members__)
     assert Permission.APP_READ is not Permission.PROJECT_READ
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("orders.example.test", True),
+        ("a", True),
+        ("x" * 63 + ".test", True),
+        ("Orders.example.test", False),
+        ("orders..test", False),
+        ("-orders.test", False),
+        ("orders.test\n", False),  # both copies of this check once differed here; now there is one
+        ("a." * 127 + "b", False),  # 255 characters
+        (42, False),
+    ],
+)
+def test_dns_names(value: object, ok: bool) -> None:
+    assert is_dns_name(value) is ok
