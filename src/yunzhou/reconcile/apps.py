@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from yunzhou.domain.names import default_host
 from yunzhou.reconcile.config import resource_outputs
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
+from yunzhou.services.context import iso
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox, SecretKeyError
 from yunzhou.store.files import artifact_path
@@ -307,10 +308,6 @@ class AppController:
                 s.execute(update(App).where(App.id == app_id).values(conditions=conditions))
 
 
-def _iso(t: datetime) -> str:
-    return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _set_condition(
     current: list[Any], now: datetime, ctype: str, status: str, reason: str, message: str
 ) -> list[dict[str, Any]]:
@@ -322,7 +319,7 @@ def _set_condition(
             found = True
             moved = c.get("status") != status
             out.append({"type": ctype, "status": status, "reason": reason, "message": message,
-                        "last_transition": _iso(now) if moved else c.get("last_transition")})  # fmt: skip
+                        "last_transition": iso(now) if moved else c.get("last_transition")})  # fmt: skip
         else:
             out.append(c)
     if not found:
@@ -332,7 +329,7 @@ def _set_condition(
                 "status": status,
                 "reason": reason,
                 "message": message,
-                "last_transition": _iso(now),
+                "last_transition": iso(now),
             }
         )
     return out

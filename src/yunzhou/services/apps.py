@@ -20,7 +20,7 @@ from yunzhou.domain.errors import (
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, parse_settings
-from yunzhou.services.base import ServiceContext, get_app, get_environment
+from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
 from yunzhou.services.effective import release_config
@@ -196,7 +196,7 @@ class AppService:
             raise invalid("settings", "must be a non-empty mapping of the settings to change")
         with self.ctx.db.transaction() as s:
             _, e, a = get_app(s, project, env, app)
-            _check_version(version, a)
+            check_version(version, a.version, f"app {a.name!r}")
             current = _release(s, a, a.desired_release)
             merged = parse_settings(deep_merge(current.settings, partial))
             return self._new_release(
@@ -249,7 +249,7 @@ class AppService:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             _, _, a = get_app(s, project, env, app)
-            _check_version(version, a)
+            check_version(version, a.version, f"app {a.name!r}")
             if a.removing:
                 raise Conflict(f"app {project}/{env}/{app} is being removed")
             before = a.replicas
@@ -415,8 +415,3 @@ def _release(s: Session, a: App, number: int) -> Release:
 def _images(score: dict[str, Any]) -> str:
     containers = score.get("containers", {})
     return ", ".join(f"{name}={c.get('image', '')}" for name, c in sorted(containers.items()))
-
-
-def _check_version(expected: int | None, a: App) -> None:
-    if expected is not None and expected != a.version:
-        raise Conflict(f"app {a.name!r} is at version {a.version}, not {expected}; reload and retry")

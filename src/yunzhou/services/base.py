@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yunzhou.domain.errors import NotFound
+from yunzhou.domain.errors import Conflict, NotFound
 from yunzhou.services.context import Clock
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox
@@ -27,6 +27,12 @@ class ServiceContext:
     renderer: Callable[[int, int], list[dict[str, Any]]] | None = None
     # app id + filters → log lines read from the app's runtime (pod logs on a cluster target)
     runtime_logs: Callable[..., list[dict[str, Any]]] | None = None
+
+
+def check_version(expected: int | None, actual: int, what: str) -> None:
+    """Optimistic concurrency at the API: a stated version that is not the stored one changes nothing."""
+    if expected is not None and expected != actual:
+        raise Conflict(f"{what} is at version {actual}, not {expected}; reload and retry")
 
 
 def get_project(session: Session, name: str) -> Project:

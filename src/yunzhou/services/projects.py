@@ -11,18 +11,13 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.access import Role, parse_role
 from yunzhou.domain.errors import Conflict, NotFound, invalid
 from yunzhou.domain.names import check_label
-from yunzhou.services.base import ServiceContext, get_environment, get_project
+from yunzhou.services.base import ServiceContext, check_version, get_environment, get_project
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.views import environment_view, project_view
 from yunzhou.store.models import App, Cluster, Environment, Member, Project
 
 TARGET_LOCAL = "local"
 _PRINCIPAL_MAX = 100
-
-
-def _check_version(expected: int | None, actual: int, what: str) -> None:
-    if expected is not None and expected != actual:
-        raise Conflict(f"{what} is at version {actual}, not {expected}; reload and retry")
 
 
 class ProjectService:
@@ -62,7 +57,7 @@ class ProjectService:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             project = get_project(s, name)
-            _check_version(version, project.version, f"project {name!r}")
+            check_version(version, project.version, f"project {name!r}")
             envs = s.scalar(
                 select(func.count()).select_from(Environment).where(Environment.project_id == project.id)
             )
@@ -183,7 +178,7 @@ class ProjectService:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
-            _check_version(version, e.version, f"environment {project}/{env}")
+            check_version(version, e.version, f"environment {project}/{env}")
             apps = s.scalar(select(func.count()).select_from(App).where(App.environment_id == e.id))
             if apps:
                 raise Conflict(f"environment {project}/{env} still has {apps} app(s); remove them first")
