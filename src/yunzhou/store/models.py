@@ -292,3 +292,88 @@ class Cluster(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
     __mapper_args__ = {"version_id_col": version}
+
+
+# --- alerts and self-healing ---
+class AlertRuleRow(Base):
+    """An alert rule (kind "rule": a whole Prometheus rule document) or a tuning of a default rule (kind
+    "override") at global (project == ""), environment (app == "") or app scope."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("project", "env", "app", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), default="", index=True)
+    env: Mapped[str] = mapped_column(String(63), default="")
+    app: Mapped[str] = mapped_column(String(63), default="")
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    updated_at: Mapped[datetime]
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class ActiveAlert(Base):
+    """A pending or firing alert as the evaluator last left it (its state machine's memory)."""
+
+    __tablename__ = "active_alerts"
+    __table_args__ = (UniqueConstraint("rule_key", "fingerprint"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule_key: Mapped[str] = mapped_column(String(300), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(32))
+    alertname: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))
+    project: Mapped[str] = mapped_column(String(63), default="", index=True)
+    env: Mapped[str] = mapped_column(String(63), default="")
+    app: Mapped[str] = mapped_column(String(63), default="")
+    data: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class AlertEvent(Base):
+    """History and the app timeline: alert transitions (kind "alert") and healing actions (kind "action")."""
+
+    __tablename__ = "alert_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    project: Mapped[str] = mapped_column(String(63), default="", index=True)
+    env: Mapped[str] = mapped_column(String(63), default="")
+    app: Mapped[str] = mapped_column(String(63), default="")
+    rule_key: Mapped[str] = mapped_column(String(300), index=True)
+    alertname: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(20))  # pending|firing|resolved, or an action's outcome
+    fingerprint: Mapped[str] = mapped_column(String(32), default="")
+    release: Mapped[int | None] = mapped_column(Integer)
+    detail: Mapped[dict[str, Any]]
+
+
+class AlertReceiver(Base):
+    """Where notifications go (webhook or email) and which alerts, grouped how, at project or global scope."""
+
+    __tablename__ = "alert_receivers"
+    __table_args__ = (UniqueConstraint("project", "name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), default="", index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(20))
+    config: Mapped[dict[str, Any]]
+    route: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AlertSilence(Base):
+    __tablename__ = "alert_silences"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project: Mapped[str] = mapped_column(String(63), default="", index=True)
+    matchers: Mapped[list[Any]]
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime] = mapped_column(index=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))

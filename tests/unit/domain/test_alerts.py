@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import pytest
+
+from yunzhou.domain.alerts import (
+    DEFAULTS_BY_NAME,
+    AlertRule,
+    Sample,
+    evaluate,
+    expand,
+    format_duration,
+    parse_duration,
+    parse_matchers,
+    parse_override,
+    parse_rule,
+    render_default,
+    samples_of,
+)
+from yunzhou.domain.errors import UserError
+
+
+def test_durations_round_trip() -> None:
+    assert parse_duration("2m", "for") == 120
+    assert parse_duration("1h30m", "for") == 5400
+    assert parse_duration("500ms", "for") == 0.5
+    assert format_duration(5400) == "1h30m"
+    assert format_duration(0.5) == "500ms"
+    with pytest.raises(UserError) as err:
+        parse_duration("2 minutes", "rule.for")
+    assert err.value.problems[0].path == "rule.for"
+
+
+def test_parse_rule_reports_every_problem_with_its_path() -> None:
+    with pytest.raises(UserError) as err:
+        parse_rule(
+            {"alert": "bad name", "for": "x", "annotations": {"s": "{{ .Foo }}"}, "actions": [{"type": "x"}]}
+        )
+    paths = {p.path for p in err.value.problems}
+    assert paths == {"rule.alert", "rule.expr", "rule.for", "rule.annotations.s", "rule.actions.0.type"}
+
+
+def test_parse_rule_round_trips_the_prometheus_format() -> None:
+    doc = {
+        "alert": "Slow",
+        "expr": "x > 1",
+        "for": "3m",
+        "keep_firing_for": "1m",
+        "labels": {"severity": "warning"},
+        "annotations": {"summary": "{{ $labels.app }} is {{ $value }}"},
+        "actions": [{"type": "scale", "by": 2, "max": 5}],
+    }
+    rule = parse_rule(doc)
+    assert rule.for_s == 180 and rule.keep_firing_for_s == 60
+    out = rule.to_dict()
+    assert out["for"] == "3m" and out["actions"] == [{"type": "scale", "by": 2, "max": 5}]
+    assert "actions" not in rule.prometheus_rule()
+
+
+def test_templates_expand_labels_and_value() -> None:
+    labels = {"app": "web"}
+    assert expand("{{ $labels.app }}: {{ $value }}", labels, 3.0) == "web: 3"
+    assert expand("{{ $value | humanizePercentage }}", labels, 0.125) == "12.5%"
+    assert expand('{{ $value | printf "%.2f" }}', labels, 0.125) == "0.12"
+    assert expand("{{ $labels.missing }}!", labels, 1.0) == "!"
+
+
+def test_default_rules_select_the_app_and_take_overrides_in_order() -> None:
+    d = DEFAULTS_BY_NAME["AppErrorRateHigh"]
+    rule = render_default(d, "shop", "dev", "web", [{"threshold": 0.1}, {"for": "30s", "window": "20s"}])
+    assert rule is not None
+    assert 'app="web"' in rule.expr and 'code="5xx"' in rule.expr and "[20s]" in rule.expr
+    assert rule.expr.endswith("> 0.1") and rule.for_s == 30
+    assert rule.labels["severity"] == "critical"
+    assert render_default(d, "shop", "dev", "web", [{"enabled": False}]) is None
+    assert render_default(d, "shop", "dev", "web", [{"enabled": False}, {"enabled": True}]) is not None
+
+
+def test_override_rejects_unknown_fields() -> None:
+    with pytest.raises(UserError) as err:
+        parse_override({"treshold": 1, "window": "abc"})
+    assert {p.path for p in err.value.problems} == {"override.treshold", "override.window"}
+
+
+def test_state_machine_pending_firing_resolved() -> None:
+    rule = AlertRule("E", "x > 1", for_s=60, labels={"severity": "critical"}, annotations={"s": "{{ $value }}"})
+    high = [Sample({"app": "web"}, 2.0)]
+    states, changes = evaluate(rule, {}, high, now=0)
+    assert [c.to for c in changes] == ["pending"]
+    states, changes = evaluate(rule, states, high, now=30)
+    assert changes == [] and next(iter(states.values())).state == "pending"
+    states, changes = evaluate(rule, states, high, now=60)
+    assert [c.to for c in changes] == ["firing"]
+    alert = next(iter(states.values()))
+    assert alert.labels == {"app": "web", "severity": "critical", "alertname": "E"}
+    assert alert.annotations == {"s": "2"}
+    states, changes = evaluate(rule, states, [], now=75)
+    assert states == {} and [c.to for c in changes] == ["resolved"]
+
+
+def test_pending_that_clears_goes_inactive_and_keep_firing_for_holds() -> None:
+    rule = AlertRule("E", "x", for_s=10, keep_firing_for_s=30)
+    states, _ = evaluate(rule, {}, [Sample({}, 1)], now=0)
+    gone, changes = evaluate(rule, states, [], now=5)
+    assert gone == {} and [c.to for c in changes] == ["inactive"]
+    states, _ = evaluate(rule, states, [Sample({}, 1)], now=10)
+    held, changes = evaluate(rule, states, [], now=20)
+    assert changes == [] and next(iter(held.values())).state == "firing"
+    _, changes = evaluate(rule, held, [], now=40)
+    assert [c.to for c in changes] == ["resolved"]
+
+
+def test_for_zero_fires_at_once() -> None:
+    _, changes = evaluate(AlertRule("E", "x"), {}, [Sample({}, 1)], now=0)
+    assert [c.to for c in changes] == ["pending", "firing"]
+
+
+def test_samples_of_a_prometheus_result() -> None:
+    data = {
+        "resultType": "vector",
+        "result": [{"metric": {"__name__": "up", "app": "a"}, "value": [1, "0.5"]}],
+    }
+    assert samples_of(data) == [Sample({"app": "a"}, 0.5)]
+    assert samples_of({"resultType": "scalar", "result": [1, "3"]}) == [Sample({}, 3.0)]
+    with pytest.raises(UserError):
+        samples_of({"resultType": "matrix", "result": []})
+
+
+def test_matchers() -> None:
+    ms = parse_matchers(['app="web"', "severity=~crit.*", {"name": "env", "value": "prod", "isEqual": False}])
+    assert all(m.matches({"app": "web", "severity": "critical", "env": "dev"}) for m in ms)
+    assert not ms[2].matches({"env": "prod"})
+    with pytest.raises(UserError):
+        parse_matchers(['app=~".*"'])
+    with pytest.raises(UserError) as err:
+        parse_matchers(["app=~(("])
+    assert err.value.problems[0].path == "matchers.0.value"
