@@ -50,9 +50,11 @@ def test_parse_rule_round_trips_the_prometheus_format() -> None:
         "actions": [{"type": "scale", "by": 2, "max": 5}],
     }
     rule = parse_rule(doc)
-    assert rule.for_s == 180 and rule.keep_firing_for_s == 60
+    assert rule.for_s == 180
+    assert rule.keep_firing_for_s == 60
     out = rule.to_dict()
-    assert out["for"] == "3m" and out["actions"] == [{"type": "scale", "by": 2, "max": 5}]
+    assert out["for"] == "3m"
+    assert out["actions"] == [{"type": "scale", "by": 2, "max": 5}]
     assert "actions" not in rule.prometheus_rule()
 
 
@@ -68,8 +70,11 @@ def test_default_rules_select_the_app_and_take_overrides_in_order() -> None:
     d = DEFAULTS_BY_NAME["AppErrorRateHigh"]
     rule = render_default(d, "shop", "dev", "web", [{"threshold": 0.1}, {"for": "30s", "window": "20s"}])
     assert rule is not None
-    assert 'app="web"' in rule.expr and 'code="5xx"' in rule.expr and "[20s]" in rule.expr
-    assert rule.expr.endswith("> 0.1") and rule.for_s == 30
+    assert 'app="web"' in rule.expr
+    assert 'code="5xx"' in rule.expr
+    assert "[20s]" in rule.expr
+    assert rule.expr.endswith("> 0.1")
+    assert rule.for_s == 30
     assert rule.labels["severity"] == "critical"
     assert render_default(d, "shop", "dev", "web", [{"enabled": False}]) is None
     assert render_default(d, "shop", "dev", "web", [{"enabled": False}, {"enabled": True}]) is not None
@@ -82,29 +87,35 @@ def test_override_rejects_unknown_fields() -> None:
 
 
 def test_state_machine_pending_firing_resolved() -> None:
-    rule = AlertRule("E", "x > 1", for_s=60, labels={"severity": "critical"}, annotations={"s": "{{ $value }}"})
+    rule = AlertRule(
+        "E", "x > 1", for_s=60, labels={"severity": "critical"}, annotations={"s": "{{ $value }}"}
+    )
     high = [Sample({"app": "web"}, 2.0)]
     states, changes = evaluate(rule, {}, high, now=0)
     assert [c.to for c in changes] == ["pending"]
     states, changes = evaluate(rule, states, high, now=30)
-    assert changes == [] and next(iter(states.values())).state == "pending"
+    assert changes == []
+    assert next(iter(states.values())).state == "pending"
     states, changes = evaluate(rule, states, high, now=60)
     assert [c.to for c in changes] == ["firing"]
     alert = next(iter(states.values()))
     assert alert.labels == {"app": "web", "severity": "critical", "alertname": "E"}
     assert alert.annotations == {"s": "2"}
     states, changes = evaluate(rule, states, [], now=75)
-    assert states == {} and [c.to for c in changes] == ["resolved"]
+    assert states == {}
+    assert [c.to for c in changes] == ["resolved"]
 
 
 def test_pending_that_clears_goes_inactive_and_keep_firing_for_holds() -> None:
     rule = AlertRule("E", "x", for_s=10, keep_firing_for_s=30)
     states, _ = evaluate(rule, {}, [Sample({}, 1)], now=0)
     gone, changes = evaluate(rule, states, [], now=5)
-    assert gone == {} and [c.to for c in changes] == ["inactive"]
+    assert gone == {}
+    assert [c.to for c in changes] == ["inactive"]
     states, _ = evaluate(rule, states, [Sample({}, 1)], now=10)
     held, changes = evaluate(rule, states, [], now=20)
-    assert changes == [] and next(iter(held.values())).state == "firing"
+    assert changes == []
+    assert next(iter(held.values())).state == "firing"
     _, changes = evaluate(rule, held, [], now=40)
     assert [c.to for c in changes] == ["resolved"]
 
