@@ -21,12 +21,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yunzhou.domain.autoscale import AutoscalingPolicy, collect_autoscaling
 from yunzhou.domain.errors import FieldProblem, UserError
 from yunzhou.domain.names import is_dns_name
 
 MAX_REPLICAS = 1000
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
-_TOP_KEYS = ("replicas", "rollout", "routes", "environments")
+_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling")
 _ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
 _ROUTE_KEYS = ("host", "path", "port")
 STRATEGIES = ("rolling",)
@@ -67,6 +68,7 @@ class PlatformSettings:
     replicas: int | None = None
     rollout: RolloutStrategy = field(default_factory=RolloutStrategy)
     routes: tuple[Route, ...] = ()
+    autoscaling: AutoscalingPolicy | None = None  # domain/autoscale/policy.py
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -81,6 +83,8 @@ class PlatformSettings:
             {k: v for k, v in (("host", r.host), ("path", r.path), ("port", r.port)) if v is not None}
             for r in self.routes
         ]
+        if self.autoscaling is not None:
+            out["autoscaling"] = self.autoscaling.to_dict()
         return out
 
 
@@ -194,9 +198,10 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
                 if (r.host, r.path) in seen:
                     problems.append(FieldProblem(f"settings.routes.{i}", f"duplicate route {r.host}{r.path}"))
                 seen.add((r.host, r.path))
+    autoscaling = collect_autoscaling(effective.get("autoscaling"), "settings.autoscaling", problems)
     if problems:
         raise UserError("settings are invalid", problems=problems)
-    return PlatformSettings(replicas=replicas, rollout=rollout, routes=tuple(routes))
+    return PlatformSettings(replicas=replicas, rollout=rollout, routes=tuple(routes), autoscaling=autoscaling)
 
 
 def _parse_route(raw: object, path: str, problems: list[FieldProblem]) -> list[Route]:
