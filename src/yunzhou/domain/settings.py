@@ -24,13 +24,14 @@ from typing import Any
 from yunzhou.domain.autoscale import AutoscalingPolicy, collect_autoscaling
 from yunzhou.domain.errors import FieldProblem, UserError
 from yunzhou.domain.names import is_dns_name
+from yunzhou.domain.traffic import Progressive, TrafficPolicy, collect_traffic, parse_progressive
 
 MAX_REPLICAS = 1000
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
-_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling")
+_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic")
 _ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
 _ROUTE_KEYS = ("host", "path", "port")
-STRATEGIES = ("rolling",)
+STRATEGIES = ("rolling", "canary", "blue-green")  # canary/blue-green: domain/traffic.py
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class PlatformSettings:
     replicas: int | None = None
     rollout: RolloutStrategy = field(default_factory=RolloutStrategy)
     routes: tuple[Route, ...] = ()
+    traffic: TrafficPolicy = field(default_factory=TrafficPolicy)  # domain/traffic.py
+    progressive: Progressive | None = None  # rollout steps for canary / blue-green
     autoscaling: AutoscalingPolicy | None = None  # domain/autoscale/policy.py
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,6 +86,10 @@ class PlatformSettings:
             {k: v for k, v in (("host", r.host), ("path", r.path), ("port", r.port)) if v is not None}
             for r in self.routes
         ]
+        if self.progressive is not None:
+            out["rollout"].update(self.progressive.to_dict())
+        if not self.traffic.is_empty():
+            out["traffic"] = self.traffic.to_dict()
         if self.autoscaling is not None:
             out["autoscaling"] = self.autoscaling.to_dict()
         return out
@@ -158,6 +165,7 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
         problems.append(FieldProblem("settings.replicas", f"must be an integer 0-{MAX_REPLICAS}"))
 
     rollout = RolloutStrategy()
+    progressive: Progressive | None = None
     raw_rollout = effective.get("rollout")
     if raw_rollout is not None:
         if not isinstance(raw_rollout, Mapping):
@@ -165,7 +173,9 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
                 FieldProblem("settings.rollout", "must be a mapping with strategy, maxSurge, maxUnavailable")
             )
         else:
-            problems += _unknown(raw_rollout, _ROLLOUT_KEYS, "settings.rollout.")
+            progressive = parse_progressive(raw_rollout, "settings.rollout", problems)
+            if raw_rollout.get("strategy") not in ("canary", "blue-green"):
+                problems += _unknown(raw_rollout, _ROLLOUT_KEYS, "settings.rollout.")
             strategy = raw_rollout.get("strategy", "rolling")
             if strategy not in STRATEGIES:
                 problems.append(
@@ -199,9 +209,17 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
                     problems.append(FieldProblem(f"settings.routes.{i}", f"duplicate route {r.host}{r.path}"))
                 seen.add((r.host, r.path))
     autoscaling = collect_autoscaling(effective.get("autoscaling"), "settings.autoscaling", problems)
+    traffic = collect_traffic(effective.get("traffic"), "settings.traffic", problems)
     if problems:
         raise UserError("settings are invalid", problems=problems)
-    return PlatformSettings(replicas=replicas, rollout=rollout, routes=tuple(routes), autoscaling=autoscaling)
+    return PlatformSettings(
+        replicas=replicas,
+        rollout=rollout,
+        routes=tuple(routes),
+        autoscaling=autoscaling,
+        traffic=traffic,
+        progressive=progressive,
+    )
 
 
 def _parse_route(raw: object, path: str, problems: list[FieldProblem]) -> list[Route]:
