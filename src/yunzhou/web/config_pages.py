@@ -97,3 +97,27 @@ def reveal(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Respon
     revealed = ctx.client().reveal_secret(project, env, name, _scope(app, level))
     # shown once, in this answer only: every console page is Cache-Control: no-store
     return _page(ctx, "secret_reveal", project, env, app, name=name, level=level, revealed=revealed)
+
+
+@router.get(BASE + "/secrets/unset")
+def unset_secret_confirm(
+    ctx: PageCtx, project: str, env: str, app: str, name: str, level: str = "app"
+) -> Response:
+    """A confirmation page before the POST that removes the secret (every version of it)."""
+    ctx.require_session()
+    return _page(ctx, "secret_unset", project, env, app, name=name, level=_level(level), refused=None)
+
+
+@router.post(BASE + "/secrets/unset")
+def unset_secret(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Response:
+    ctx.require_session()
+    name, level = str(form.get("name") or ""), _level(form.get("level"))
+    try:
+        ctx.client().unset_secret(project, env, name, _scope(app, level))
+    except ApiError as exc:
+        if exc.status != 409:  # e.g. a deployed app still uses it: said on the confirmation page
+            raise
+        response = _page(ctx, "secret_unset", project, env, app, name=name, level=level, refused=exc.message)
+        response.status_code = 409
+        return response
+    return ctx.redirect(_base(project, env, app) + "/settings?done=secret_unset#secrets")

@@ -22,7 +22,8 @@ from yunzhou.web.session import CSRF_COOKIE, SESSION_COOKIE, Session, SessionBox
 
 Json = dict[str, Any]
 WRITE_ROLES = frozenset({"developer", "maintainer", "owner"})
-REVEAL_ROLES = frozenset({"maintainer", "owner"})  # Permission.SECRET_REVEAL
+MAINTAINER_ROLES = frozenset({"maintainer", "owner"})  # Permission.SECRET_REVEAL, Permission.ENV_WRITE
+OWNER_ROLES = frozenset({"owner"})  # Permission.MEMBER_WRITE
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 
@@ -114,17 +115,23 @@ class Ctx:
 
     def may_write(self, project: str) -> bool:
         """Whether to show deploy/scale/rollback controls; the API decides for real on every request."""
+        return self.may_role(project, WRITE_ROLES)
+
+    def may_role(self, project: str, roles: frozenset[str]) -> bool:
+        """Whether to show a control that needs write scope and one of ``roles`` in ``project``."""
         who = self.whoami()
         if who.get("admin"):
             return True
-        return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in WRITE_ROLES
+        return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in roles
+
+    def may_create(self) -> bool:
+        """Whether to show forms that need only write scope (a new project, a token with write)."""
+        who = self.whoami()
+        return bool(who.get("admin")) or "write" in who.get("scopes", [])
 
     def may_reveal(self, project: str) -> bool:
         """Whether to show Reveal buttons for secrets; the API decides (and audits) for real."""
-        who = self.whoami()
-        if who.get("admin"):
-            return True
-        return "write" in who.get("scopes", []) and who.get("roles", {}).get(project) in REVEAL_ROLES
+        return self.may_role(project, MAINTAINER_ROLES)
 
     # -- forms ------------------------------------------------------------------------------------
 

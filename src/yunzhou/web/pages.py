@@ -8,7 +8,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
 from yunzhou.client import ApiError
-from yunzhou.web.context import ConsoleRoute, Ctx, Form, Json, PageCtx, safe_next
+from yunzhou.web.context import MAINTAINER_ROLES, ConsoleRoute, Ctx, Form, Json, PageCtx, safe_next
+from yunzhou.web.forms import FieldErrors
 from yunzhou.web.i18n import LANG_COOKIE, LANGUAGES
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
@@ -67,9 +68,18 @@ def switch_language(lang: str, request: Request, next: str = "/projects") -> Res
 @router.get("/projects")
 def projects(ctx: PageCtx) -> Response:
     ctx.require_session()
+    return projects_page(ctx)
+
+
+def projects_page(
+    ctx: Ctx, *, errors: FieldErrors | None = None, form: Json | None = None, status: int = 200
+) -> Response:
     items = ctx.client().list_projects()
     who = ctx.whoami()
-    return ctx.render("projects.html", projects=items, who=who)
+    return ctx.render(
+        "projects.html", status, projects=items, who=who, may_create=ctx.may_create(),
+        errors=errors or FieldErrors(), form=form or {},
+    )  # fmt: skip
 
 
 def _health(apps: list[Json]) -> str:
@@ -86,13 +96,24 @@ def _health(apps: list[Json]) -> str:
 @router.get("/projects/{project}")
 def environments(ctx: PageCtx, project: str) -> Response:
     ctx.require_session()
+    return environments_page(ctx, project)
+
+
+def environments_page(
+    ctx: Ctx, project: str, *, errors: FieldErrors | None = None, form: Json | None = None, status: int = 200
+) -> Response:
     client = ctx.client()
     info = client.get_project(project)
     rows: list[dict[str, Any]] = []
     for env in client.list_environments(project):
         apps = client.list_apps(project, env["name"])
         rows.append({**env, "app_count": len(apps), "health": _health(apps)})
-    return ctx.render("environments.html", project=info, environments=rows, may_write=ctx.may_write(project))
+    may_create_env = ctx.may_role(project, MAINTAINER_ROLES)
+    return ctx.render(
+        "environments.html", status, project=info, environments=rows, may_write=ctx.may_write(project),
+        may_create_env=may_create_env, clusters=client.list_clusters() if may_create_env else [],
+        errors=errors or FieldErrors(), form=form or {},
+    )  # fmt: skip
 
 
 @router.get("/projects/{project}/{env}")

@@ -149,7 +149,7 @@ def _console_pages(browser: Browser) -> list[httpx.Response]:
         APP + "/instances", APP + "/instances/live", APP + "/releases", APP + "/releases?a=1&b=2",
         APP + "/releases/1", APP + "/releases/2", APP + "/rollback?to=1", APP + "/logs",
         APP + "/logs/more?after_id=0", APP + "/metrics", APP + "/settings",
-        APP + "/secrets/reveal?name=API_KEY&level=env",
+        APP + "/secrets/reveal?name=API_KEY&level=env", APP + "/secrets/unset?name=API_KEY&level=env",
     ]  # fmt: skip
     return [browser.http.get(path, follow_redirects=True) for path in paths]
 
@@ -164,8 +164,8 @@ def test_a_canary_secret_appears_on_no_page_but_the_reveal(browser: Browser, web
     )
     pages = _console_pages(browser)
     assert all(p.status_code == 200 for p in pages), [(p.url, p.status_code) for p in pages]
-    assert len(pages) == 21
-    assert CSRF_RE.search(pages[-1].text)
+    assert len(pages) == 22
+    assert CSRF_RE.search(pages[-2].text)
     leaks = [str(p.url) for p in pages if CANARY in p.text or CANARY in str(p.headers)]
     assert leaks == []
     denied = browser.post(APP + "/secrets/reveal", {"name": "API_KEY", "level": "app"})
@@ -178,3 +178,40 @@ def test_a_canary_secret_appears_on_no_page_but_the_reveal(browser: Browser, web
         revealed = other.post(APP + "/secrets/reveal", {"name": "API_KEY", "level": "app"})
         assert revealed.status_code == 200
         assert CANARY in revealed.text
+
+
+def test_developer_unsets_a_secret_after_confirming(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    r = web_api.http.put(ENV + "/secrets/OLD_TOKEN", json={"value": "x"}, headers=web_api.admin)
+    assert r.status_code == 200, r.text
+    login_as(browser, web_api, "dev", "developer")
+    page = browser.http.get(APP + "/settings").text
+    link = re.search(r'class="button unset-secret-link" href="([^"]+OLD_TOKEN[^"]*)"', page)
+    assert link, page
+    confirm = browser.http.get(link.group(1).replace("&amp;", "&"))
+    assert confirm.status_code == 200
+    assert 'id="unset-secret-form"' in confirm.text
+    names = {s["name"] for s in web_api.http.get(ENV + "/secrets", headers=web_api.admin).json()["items"]}
+    assert "OLD_TOKEN" in names, "opening the confirmation changes nothing"
+    r = browser.http.post(APP + "/secrets/unset", data={"name": "OLD_TOKEN", "level": "env"})
+    assert r.status_code == 403, "no CSRF token, no unset"
+    r = browser.post(APP + "/secrets/unset", {"name": "OLD_TOKEN", "level": "env"})
+    assert r.status_code == 303, r.text
+    assert "done=secret_unset" in r.headers["location"]
+    items = web_api.http.get(ENV + "/secrets", headers=web_api.admin).json()["items"]
+    assert [s for s in items if s["name"] == "OLD_TOKEN" and s.get("version")] == []
+    # a secret a deployed app uses: the API's refusal is shown on the confirmation page
+    r = browser.post(APP + "/secrets/unset", {"name": "API_KEY", "level": "env"})
+    assert r.status_code == 409
+    assert 'id="unset-refused"' in r.text
+    assert 'id="unset-secret-form"' in r.text
+
+
+def test_viewer_gets_no_unset_and_a_forged_unset_is_refused(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    login_as(browser, web_api, "vera", "viewer")
+    assert "unset-secret-link" not in browser.http.get(APP + "/settings").text
+    r = browser.post(APP + "/secrets/unset", {"name": "API_KEY", "level": "env"})
+    assert r.status_code == 403
+    items = web_api.http.get(ENV + "/secrets", headers=web_api.admin).json()["items"]
+    assert [s["version"] for s in items if s["name"] == "API_KEY"] == [1]
