@@ -69,10 +69,16 @@ class Permission(Enum):
     CONFIG_WRITE = ("config.write", Scope.WRITE, Role.DEVELOPER)
     # a secret's value, audited: write scope so read-only tokens (dashboards, CI) never exfiltrate one
     SECRET_REVEAL = ("secret.reveal", Scope.WRITE, Role.MAINTAINER)
+    ALERT_READ = ("alert.read", Scope.READ, Role.VIEWER)
+    ALERT_SILENCE = ("alert.silence", Scope.WRITE, Role.DEVELOPER)
+    # rules and receivers can roll back, scale and page people: maintainers
+    ALERT_WRITE = ("alert.write", Scope.WRITE, Role.MAINTAINER)
     ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
     AUDIT_READ = ("audit.read", Scope.READ, None)
     TOKEN_SELF = ("token.self", Scope.READ, None)
     PLATFORM_ADMIN = ("platform.admin", Scope.ADMIN, None)
+    # raw PromQL and /metrics see every project's series, so only platform-wide (admin) tokens
+    METRICS_READ = ("metrics.read", Scope.ADMIN, None)
 
     @property
     def scope(self) -> Scope:

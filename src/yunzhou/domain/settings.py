@@ -23,12 +23,13 @@ from typing import Any
 
 from yunzhou.domain.autoscale import AutoscalingPolicy, collect_autoscaling
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.metrics import MetricsEndpoint, metrics_problems, parse_metrics_endpoint
 from yunzhou.domain.names import is_dns_name
 from yunzhou.domain.traffic import Progressive, TrafficPolicy, collect_traffic, parse_progressive
 
 MAX_REPLICAS = 1000
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
-_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic")
+_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic", "metrics")
 _ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
 _ROUTE_KEYS = ("host", "path", "port")
 STRATEGIES = ("rolling", "canary", "blue-green")  # canary/blue-green: domain/traffic.py
@@ -72,6 +73,7 @@ class PlatformSettings:
     traffic: TrafficPolicy = field(default_factory=TrafficPolicy)  # domain/traffic.py
     progressive: Progressive | None = None  # rollout steps for canary / blue-green
     autoscaling: AutoscalingPolicy | None = None  # domain/autoscale/policy.py
+    metrics: MetricsEndpoint | None = None  # the app's own Prometheus endpoint (domain/metrics.py)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -92,6 +94,8 @@ class PlatformSettings:
             out["traffic"] = self.traffic.to_dict()
         if self.autoscaling is not None:
             out["autoscaling"] = self.autoscaling.to_dict()
+        if self.metrics is not None:
+            out["metrics"] = self.metrics.to_dict()
         return out
 
 
@@ -210,6 +214,7 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
                 seen.add((r.host, r.path))
     autoscaling = collect_autoscaling(effective.get("autoscaling"), "settings.autoscaling", problems)
     traffic = collect_traffic(effective.get("traffic"), "settings.traffic", problems)
+    problems += metrics_problems(effective.get("metrics"))
     if problems:
         raise UserError("settings are invalid", problems=problems)
     return PlatformSettings(
@@ -217,6 +222,7 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
         rollout=rollout,
         routes=tuple(routes),
         autoscaling=autoscaling,
+        metrics=parse_metrics_endpoint(effective.get("metrics")),
         traffic=traffic,
         progressive=progressive,
     )
