@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from yunzhou.services.alerts import AlertService
 from yunzhou.services.apps import AppService
 from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
@@ -72,6 +73,10 @@ class ControlPlane:
     @property
     def config(self) -> ConfigService:
         return ConfigService(self.ctx)
+
+    @property
+    def alerts(self) -> AlertService:
+        return AlertService(self.ctx)
 
 
 __all__ = [

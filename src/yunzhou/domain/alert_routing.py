@@ -1,0 +1,141 @@
+"""Receivers (webhook, email) and the route that says which alerts reach one, grouped how and how often —
+Alertmanager's model, parsed and validated here (pure)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from yunzhou.domain.alerts import LABEL_NAME, Matcher, format_duration, parse_duration, parse_matchers
+from yunzhou.domain.errors import FieldProblem, UserError, invalid
+
+RECEIVER_KINDS = ("webhook", "email")
+RECEIVER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+DEFAULT_GROUP_BY = ("alertname", "project", "env", "app")
+
+
+@dataclass(frozen=True)
+class Route:
+    matchers: tuple[Matcher, ...] = ()
+    group_by: tuple[str, ...] = DEFAULT_GROUP_BY  # ("...",) groups by every label, as in Alertmanager
+    group_wait_s: float = 30.0
+    group_interval_s: float = 300.0
+    repeat_interval_s: float = 4 * 3600.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "matchers": [str(m) for m in self.matchers],
+            "group_by": list(self.group_by),
+            "group_wait": format_duration(self.group_wait_s),
+            "group_interval": format_duration(self.group_interval_s),
+            "repeat_interval": format_duration(self.repeat_interval_s),
+        }
+
+    def group_key(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+        if self.group_by == ("...",):
+            return tuple(sorted(labels.items()))
+        return tuple((k, labels.get(k, "")) for k in self.group_by)
+
+
+ROUTE_FIELDS = {"matchers", "group_by", "group_wait", "group_interval", "repeat_interval"}
+
+
+def parse_route(doc: object, path: str = "route") -> Route:
+    if doc is None:
+        return Route()
+    if not isinstance(doc, Mapping):
+        raise invalid(path, f"must be a mapping of: {', '.join(sorted(ROUTE_FIELDS))}")
+    problems: list[FieldProblem] = [
+        FieldProblem(f"{path}.{k}", f"unknown field; allowed: {', '.join(sorted(ROUTE_FIELDS))}")
+        for k in sorted(set(map(str, doc)) - ROUTE_FIELDS)
+    ]
+    matchers: tuple[Matcher, ...] = ()
+    if doc.get("matchers"):
+        try:
+            matchers = parse_matchers(doc["matchers"], f"{path}.matchers")
+        except UserError as exc:
+            problems += exc.problems
+    group_by = doc.get("group_by", list(DEFAULT_GROUP_BY))
+    if not isinstance(group_by, list) or not all(
+        isinstance(g, str) and (LABEL_NAME.match(g) or g == "...") for g in group_by
+    ):
+        problems.append(FieldProblem(f"{path}.group_by", 'must be a list of label names, or ["..."]'))
+        group_by = list(DEFAULT_GROUP_BY)
+    times: dict[str, float] = {}
+    for key, default in (("group_wait", 30.0), ("group_interval", 300.0), ("repeat_interval", 14400.0)):
+        try:
+            times[key] = parse_duration(doc[key], f"{path}.{key}") if key in doc else default
+        except UserError as exc:
+            problems += exc.problems
+            times[key] = default
+    if times["group_interval"] <= 0 or times["repeat_interval"] <= 0:
+        problems.append(
+            FieldProblem(f"{path}.group_interval", "group_interval and repeat_interval must be > 0")
+        )
+    if problems:
+        raise UserError("the route is invalid: nothing was changed", problems=problems)
+    return Route(
+        matchers, tuple(group_by), times["group_wait"], times["group_interval"], times["repeat_interval"]
+    )
+
+
+def parse_receiver_config(kind: object, doc: object, path: str = "config") -> dict[str, Any]:
+    """Webhook: {url, send_resolved?, max_alerts?}. Email: {to, from, smarthost, starttls?, send_resolved?}.
+    Returned normalised, as stored and as the notifier reads it."""
+    if kind not in RECEIVER_KINDS:
+        raise invalid("kind", f"must be one of: {', '.join(RECEIVER_KINDS)}")
+    if not isinstance(doc, Mapping):
+        raise invalid(path, "must be a mapping")
+    problems: list[FieldProblem] = []
+    allowed = {"url", "max_alerts"} if kind == "webhook" else {"to", "from", "smarthost", "starttls", "hello"}
+    allowed |= {"send_resolved"}
+    problems += [
+        FieldProblem(f"{path}.{k}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
+        for k in sorted(set(map(str, doc)) - allowed)
+    ]
+    send_resolved = doc.get("send_resolved", True)
+    if not isinstance(send_resolved, bool):
+        problems.append(FieldProblem(f"{path}.send_resolved", "must be true or false"))
+    out: dict[str, Any] = {"send_resolved": send_resolved}
+    if kind == "webhook":
+        url = doc.get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(FieldProblem(f"{path}.url", "required: an http:// or https:// URL"))
+        max_alerts = doc.get("max_alerts", 0)
+        if isinstance(max_alerts, bool) or not isinstance(max_alerts, int) or max_alerts < 0:
+            problems.append(FieldProblem(f"{path}.max_alerts", "must be an integer >= 0 (0: no limit)"))
+        out |= {"url": url, "max_alerts": max_alerts}
+    else:
+        to = doc.get("to")
+        to_list = [to] if isinstance(to, str) else to
+        if (
+            not isinstance(to_list, list)
+            or not to_list
+            or not all(isinstance(a, str) and _ADDRESS.match(a) for a in to_list)
+        ):
+            problems.append(FieldProblem(f"{path}.to", "required: an address or a list of addresses"))
+        sender = doc.get("from")
+        if not isinstance(sender, str) or not _ADDRESS.match(sender):
+            problems.append(FieldProblem(f"{path}.from", "required: the sender's address"))
+        smarthost = doc.get("smarthost")
+        if not isinstance(smarthost, str) or not _HOSTPORT.match(smarthost):
+            problems.append(FieldProblem(f"{path}.smarthost", "required: host:port of the SMTP server"))
+        starttls = doc.get("starttls", False)
+        if not isinstance(starttls, bool):
+            problems.append(FieldProblem(f"{path}.starttls", "must be true or false"))
+        out |= {"to": to_list, "from": sender, "smarthost": smarthost, "starttls": starttls}
+        if "hello" in doc:
+            out["hello"] = str(doc["hello"])
+    if problems:
+        raise UserError("the receiver is invalid: nothing was changed", problems=problems)
+    return out
+
+
+def is_receiver_name(name: str) -> bool:
+    return RECEIVER_NAME.match(name) is not None

@@ -1,0 +1,145 @@
+"""Sending one notification: the Alertmanager webhook payload (version 4) over HTTP, or an email over SMTP
+(smtplib; STARTTLS when the receiver asks for it). Failures become DeliveryError with the reason."""
+
+from __future__ import annotations
+
+import smtplib
+import ssl
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+
+TIMEOUT = 10.0
+ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert that has not ended
+
+
+class DeliveryError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class NotifiedAlert:
+    fingerprint: str
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: float
+    ends_at: float | None  # None while firing
+    generator_url: str = ""
+
+    @property
+    def status(self) -> str:
+        return "firing" if self.ends_at is None else "resolved"
+
+    def to_payload(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "startsAt": rfc3339(self.starts_at),
+            "endsAt": ZERO_TIME if self.ends_at is None else rfc3339(self.ends_at),
+            "generatorURL": self.generator_url,
+            "fingerprint": self.fingerprint,
+        }
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _common(maps: Sequence[Mapping[str, str]]) -> dict[str, str]:
+    if not maps:
+        return {}
+    first = dict(maps[0])
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in maps[1:])}
+
+
+def webhook_payload(
+    receiver: str,
+    group_key: str,
+    group_labels: Mapping[str, str],
+    alerts: Sequence[NotifiedAlert],
+    external_url: str,
+    max_alerts: int = 0,
+) -> dict[str, Any]:
+    """Alertmanager's webhook JSON (version 4), field for field."""
+    shown = list(alerts[:max_alerts]) if max_alerts else list(alerts)
+    return {
+        "version": "4",
+        "groupKey": group_key,
+        "truncatedAlerts": len(alerts) - len(shown),
+        "status": "firing" if any(a.ends_at is None for a in alerts) else "resolved",
+        "receiver": receiver,
+        "groupLabels": dict(group_labels),
+        "commonLabels": _common([a.labels for a in alerts]),
+        "commonAnnotations": _common([a.annotations for a in alerts]),
+        "externalURL": external_url,
+        "alerts": [a.to_payload() for a in shown],
+    }
+
+
+def send_webhook(url: str, payload: Mapping[str, Any]) -> None:
+    try:
+        response = httpx.post(url, json=payload, timeout=TIMEOUT, headers={"User-Agent": "Yunzhou-Alerts"})
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"webhook {url}: {exc}") from exc
+    if response.status_code >= 300:
+        raise DeliveryError(f"webhook {url} answered {response.status_code}: {response.text[:200]}")
+
+
+def email_message(config: Mapping[str, Any], payload: Mapping[str, Any]) -> EmailMessage:
+    """Subject like Alertmanager's default: ``[FIRING:2] AlertName (group labels)``."""
+    alerts: list[dict[str, Any]] = payload["alerts"]
+    firing = [a for a in alerts if a["status"] == "firing"]
+    resolved = [a for a in alerts if a["status"] == "resolved"]
+    status = payload["status"].upper()
+    count = f":{len(firing)}" if payload["status"] == "firing" else ""
+    group = " ".join(f"{k}={v}" for k, v in sorted(payload["groupLabels"].items()) if k != "alertname")
+    name = payload["groupLabels"].get("alertname") or payload["commonLabels"].get("alertname", "alerts")
+    msg = EmailMessage()
+    msg["Subject"] = f"[{status}{count}] {name}" + (f" ({group})" if group else "")
+    msg["From"] = config["from"]
+    msg["To"] = ", ".join(config["to"])
+    lines: list[str] = []
+    for title, items in (("Firing", firing), ("Resolved", resolved)):
+        if not items:
+            continue
+        lines.append(f"{title}:")
+        for a in items:
+            summary = a["annotations"].get("summary") or a["labels"].get("alertname", "")
+            lines.append(f"- {summary}")
+            lines.append("  labels: " + ", ".join(f"{k}={v}" for k, v in sorted(a["labels"].items())))
+            lines.append(
+                f"  since: {a['startsAt']}" + (f"  until: {a['endsAt']}" if a["status"] == "resolved" else "")
+            )
+        lines.append("")
+    if payload.get("externalURL"):
+        lines.append(f"Yunzhou: {payload['externalURL']}")
+    msg.set_content("\n".join(lines))
+    return msg
+
+
+def send_email(config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+    host, _, port = str(config["smarthost"]).rpartition(":")
+    message = email_message(config, payload)
+    try:
+        with smtplib.SMTP(
+            host.strip("[]"), int(port), local_hostname=config.get("hello"), timeout=TIMEOUT
+        ) as smtp:
+            if config.get("starttls"):
+                smtp.starttls(context=ssl.create_default_context())
+            smtp.send_message(message)
+    except (OSError, smtplib.SMTPException) as exc:
+        raise DeliveryError(f"email via {config['smarthost']}: {exc}") from exc
+
+
+def deliver(kind: str, config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+    if kind == "webhook":
+        send_webhook(str(config["url"]), payload)
+    elif kind == "email":
+        send_email(config, payload)
+    else:
+        raise DeliveryError(f"unknown receiver kind {kind!r}")

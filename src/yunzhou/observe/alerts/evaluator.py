@@ -1,0 +1,139 @@
+"""The evaluation loop: every interval, run each rule's expression through the query engine at one instant,
+step its state machine, store states and history, feed the notifier and the healer; flush notifications
+on a finer tick so group_wait/group_interval hold between evaluations."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from yunzhou.domain.alerts import AlertState, evaluate, samples_of
+from yunzhou.domain.errors import YunzhouError
+from yunzhou.observe.alerts.delivery import NotifiedAlert
+from yunzhou.observe.alerts.healing import Healer
+from yunzhou.observe.alerts.notifier import Notifier, Sent, silenced
+from yunzhou.services import ControlPlane
+from yunzhou.services.alerts import RuleInstance
+
+log = logging.getLogger("yunzhou.observe.alerts")
+DEFAULT_INTERVAL = 15.0
+
+
+class InstantQuery(Protocol):
+    def instant(self, expr: str, t: float) -> dict[str, Any]: ...
+
+
+@dataclass
+class RuleHealth:
+    """The last evaluation of a rule: "ok" or "err" with the reason (shown by `yunzhou alerts rules`)."""
+
+    health: str = "unknown"
+    last_error: str = ""
+    last_evaluation: float | None = None
+
+
+class AlertEvaluator:
+    def __init__(
+        self,
+        cp: ControlPlane,
+        engine: InstantQuery,
+        *,
+        interval: float = DEFAULT_INTERVAL,
+        external_url: str = "",
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.cp = cp
+        self.engine = engine
+        self.interval = interval
+        self.external_url = external_url
+        self.notifier = notifier or Notifier(external_url)
+        self.healer = Healer(cp)
+        self.health: dict[str, RuleHealth] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_eval = float("-inf")
+
+    def now(self) -> float:
+        return self.cp.ctx.clock().timestamp()
+
+    # ---- one pass
+    def evaluate_once(self, now: float | None = None) -> None:
+        now = self.now() if now is None else now
+        alerts = self.cp.alerts
+        plan = alerts.evaluation_plan()
+        states = alerts.load_states()
+        receivers = alerts.receivers()
+        silences = alerts.active_silences(self.cp.ctx.clock())
+        self.notifier.drop_receivers_not_in({r.id for r in receivers})
+        for inst in plan:
+            previous = states.get(inst.key, {})
+            health = self.health.setdefault(inst.key, RuleHealth())
+            health.last_evaluation = now
+            try:
+                samples = samples_of(self.engine.instant(inst.rule.expr, now))
+            except YunzhouError as exc:
+                health.health, health.last_error = "err", exc.message
+                continue
+            health.health, health.last_error = "ok", ""
+            current, changes = evaluate(inst.rule, previous, samples, now, {"url": self.external_url})
+            if changes or _differs(previous, current) or inst.rule.keep_firing_for_s:
+                alerts.save_evaluation(inst, current, changes)
+            fired_now = {c.alert.fingerprint for c in changes if c.to == "firing"}
+            for c in changes:
+                if c.to == "resolved":
+                    self.notifier.observe(receivers, self._notified(inst, c.alert, ended=now), now)
+            for st in current.values():
+                if st.state != "firing":
+                    continue
+                self.notifier.observe(receivers, self._notified(inst, st), now)
+                if not silenced(st.labels, silences):
+                    self.healer.consider(inst, st, just_fired=st.fingerprint in fired_now)
+        alerts.forget({i.key for i in plan})
+        self._last_eval = now
+
+    def flush(self, now: float | None = None) -> list[Sent]:
+        now = self.now() if now is None else now
+        return self.notifier.flush(now, self.cp.alerts.active_silences(self.cp.ctx.clock()))
+
+    def tick(self) -> None:
+        now = self.now()
+        if now - self._last_eval >= self.interval:
+            self.evaluate_once(now)
+        self.flush(now)
+
+    def _notified(self, inst: RuleInstance, st: AlertState, ended: float | None = None) -> NotifiedAlert:
+        project = st.labels.get("project") or inst.scope.project
+        url = f"{self.external_url}/api/v1/projects/{project}/alerts" if self.external_url and project else ""
+        return NotifiedAlert(
+            st.fingerprint, st.labels, st.annotations, st.fired_at or st.active_at, ended, url
+        )
+
+    # ---- the loop
+    def start(self) -> AlertEvaluator:
+        self._thread = threading.Thread(target=self._run, name="yunzhou-alerts", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+    def _run(self) -> None:
+        step = min(self.interval, 1.0)
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop outlives one bad pass; the next one starts from the store again
+                log.exception("alert evaluation failed")
+            self._stop.wait(step)
+
+
+def _differs(before: Mapping[str, AlertState], after: Mapping[str, AlertState]) -> bool:
+    return before.keys() != after.keys() or any(
+        (before[k].state, before[k].value, before[k].annotations) != (a.state, a.value, a.annotations)
+        for k, a in after.items()
+    )

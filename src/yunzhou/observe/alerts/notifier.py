@@ -1,0 +1,137 @@
+"""The notification pipeline, Alertmanager's semantics in one process: route each alert to the receivers
+whose scope and matchers take it, group by labels, wait group_wait before a new group's first message,
+then look again every group_interval and send only when something changed (a new firing alert, or a
+resolved one that was announced) or repeat_interval passed. Silenced alerts are left out of every message,
+so an alert silenced before it was announced is never sent, firing or resolved.
+
+State lives in memory: a restart of the control plane may send a group once more (Alertmanager without
+its notification log does the same)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from yunzhou.domain.alerts import Matcher, matches_all
+from yunzhou.observe.alerts.delivery import DeliveryError, NotifiedAlert, deliver, webhook_payload
+from yunzhou.services.alerts import Receiver
+
+log = logging.getLogger("yunzhou.observe.alerts")
+Deliver = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
+Silences = Sequence[tuple[str, tuple[Matcher, ...]]]
+
+
+@dataclass
+class _Group:
+    receiver: Receiver
+    labels: dict[str, str]
+    next_flush: float
+    alerts: dict[str, NotifiedAlert] = field(default_factory=dict)
+    last_sent: float | None = None
+    sent_firing: frozenset[str] = frozenset()
+
+    @property
+    def key(self) -> str:
+        matchers = ",".join(self.receiver.route.to_dict()["matchers"])
+        labels = ",".join(f'{k}="{v}"' for k, v in sorted(self.labels.items()))
+        return f"{{}}/{{{matchers}}}:{{{labels}}}"
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What one flush delivered (or failed to), for logs and tests."""
+
+    receiver: str
+    group_key: str
+    status: str
+    fingerprints: tuple[str, ...]
+    error: str | None = None
+
+
+def silenced(labels: Mapping[str, str], silences: Silences) -> bool:
+    project = labels.get("project", "")
+    return any((scope in ("", project)) and matches_all(ms, labels) for scope, ms in silences)
+
+
+class Notifier:
+    def __init__(self, external_url: str = "", deliver_fn: Deliver = deliver) -> None:
+        self.external_url = external_url
+        self._deliver = deliver_fn
+        self._groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Group] = {}
+        self.sent: list[Sent] = []  # the last flush's deliveries
+
+    def observe(self, receivers: Iterable[Receiver], alert: NotifiedAlert, now: float) -> None:
+        """A firing alert (ends_at None) or one that just resolved."""
+        for r in receivers:
+            if r.project not in ("", alert.labels.get("project", "")):
+                continue
+            if not matches_all(r.route.matchers, alert.labels):
+                continue
+            gk = r.route.group_key(alert.labels)
+            key = (r.id, gk)
+            group = self._groups.get(key)
+            if group is None:
+                if alert.ends_at is not None:
+                    continue  # resolved before any group knew it: nothing to announce
+                group = _Group(r, dict(gk), next_flush=now + r.route.group_wait_s)
+                self._groups[key] = group
+            group.receiver = r  # a receiver edited in place keeps its groups
+            group.alerts[alert.fingerprint] = alert
+
+    def flush(self, now: float, silences: Silences) -> list[Sent]:
+        self.sent = []
+        for key, group in list(self._groups.items()):
+            if now >= group.next_flush:
+                self._flush_group(group, now, silences)
+                group.next_flush = now + group.receiver.route.group_interval_s
+            if not group.alerts:
+                del self._groups[key]
+        return self.sent
+
+    def drop_receivers_not_in(self, ids: set[int]) -> None:
+        for key in [k for k in self._groups if k[0] not in ids]:
+            del self._groups[key]
+
+    def _flush_group(self, g: _Group, now: float, silences: Silences) -> None:
+        visible = {fp: a for fp, a in g.alerts.items() if not silenced(a.labels, silences)}
+        firing = frozenset(fp for fp, a in visible.items() if a.ends_at is None)
+        announced_resolved = {
+            fp for fp, a in visible.items() if a.ends_at is not None and fp in g.sent_firing
+        }
+        changed = bool(firing - g.sent_firing) or bool(announced_resolved)
+        due_repeat = (
+            bool(firing)
+            and g.last_sent is not None
+            and now - g.last_sent >= g.receiver.route.repeat_interval_s
+        )
+        send_resolved = bool(g.receiver.config.get("send_resolved", True))
+        to_send = [
+            a for fp, a in visible.items() if fp in firing or (send_resolved and fp in announced_resolved)
+        ]
+        if (changed or due_repeat) and to_send and (firing or send_resolved):
+            payload = webhook_payload(
+                g.receiver.name,
+                g.key,
+                g.labels,
+                sorted(to_send, key=lambda a: a.starts_at),
+                self.external_url,
+                int(g.receiver.config.get("max_alerts", 0)),
+            )
+            fps = tuple(a.fingerprint for a in to_send)
+            try:
+                self._deliver(g.receiver.kind, g.receiver.config, payload)
+            except DeliveryError as exc:  # kept as is: the next group_interval tries again
+                log.warning("alert notification to %s failed: %s", g.receiver.name, exc)
+                self.sent.append(Sent(g.receiver.name, g.key, payload["status"], fps, str(exc)))
+                return
+            self.sent.append(Sent(g.receiver.name, g.key, payload["status"], fps))
+            g.last_sent = now
+        g.sent_firing = firing if (changed or due_repeat) else g.sent_firing & firing
+        for fp in [fp for fp, a in g.alerts.items() if a.ends_at is not None]:
+            del g.alerts[fp]  # a resolved alert is announced at most once, then forgotten
+
+
+def resolved(alert: NotifiedAlert, at: float) -> NotifiedAlert:
+    return replace(alert, ends_at=at)
