@@ -6,14 +6,16 @@ from fastapi import FastAPI
 
 from yunzhou import __version__
 from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
-from yunzhou.api.routes import apps, config, logs, platform, projects
+from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
+from yunzhou.api.routes import metrics as metrics_routes
+from yunzhou.observe.metrics.collect_self import ControlPlaneMetrics, HttpMetricsMiddleware
 from yunzhou.services import ControlPlane
 from yunzhou.web import mount_console
 
 API_PREFIX = "/api/v1"
 
 
-def create_app(control_plane: ControlPlane) -> FastAPI:
+def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | None = None) -> FastAPI:
     app = FastAPI(
         title="Yunzhou API",
         version=__version__,
@@ -24,8 +26,12 @@ def create_app(control_plane: ControlPlane) -> FastAPI:
     )
     app.state.control_plane = control_plane
     install_error_handlers(app)
-    for module in (platform, projects, apps, logs, config):
+    for module in (platform, projects, apps, logs, config, alerts):
         app.include_router(module.router, prefix=API_PREFIX)
+    app.include_router(metrics_routes.router, prefix=API_PREFIX)
+    app.include_router(metrics_routes.exposition_router)  # GET /metrics, where Prometheus looks
+    app.state.metrics_self = own_metrics or ControlPlaneMetrics()
     mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token
+    app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics_self)
     app.add_middleware(RequestIdMiddleware)
     return app

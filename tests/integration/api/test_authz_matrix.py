@@ -29,6 +29,7 @@ PATH_VALUES = {
     "token_id": "tok_000000000000",
     "name": "API_KEY",
     "cluster": "nowhere",
+    "silence_id": "1",
 }
 # (label, project role or None, token scopes)
 CALLERS = [
