@@ -52,6 +52,7 @@ _KEY_FILES = tuple(
     f"{module}/go.{ext}" for module in ("kubernetes", "etcd", "kwok") for ext in ("mod", "sum")
 )
 _KEY_FILES += ("build.sh",)
+CRDS_SCRIPT = "crds.sh"  # fetches the CRD bundle; the bundle's cache key hashes this script alone
 _LOCALHOST = "127.0.0.1"
 _POLL_INTERVAL = 0.1  # between readiness checks; every wait is bounded by a deadline
 _STOP_GRACE = 10.0
@@ -89,9 +90,7 @@ def binaries_dir() -> Path:
         if not path.is_file():
             raise K8sTestEnvError(f"{path} is missing: set YUNZHOU_K8S_BIN to a built bin directory")
         digest.update(path.read_bytes())
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    cache = Path(os.environ.get("YUNZHOU_K8S_CACHE") or Path(xdg) / "yunzhou" / "k8s")
-    return cache / digest.hexdigest()[:16] / "bin"
+    return _cache_root() / digest.hexdigest()[:16] / "bin"
 
 
 def binaries_available() -> bool:
@@ -118,6 +117,38 @@ def ensure_binaries(*, build: bool = True) -> Path:
     if not binaries_available():
         raise K8sTestEnvError(f"{script} finished but {bin_dir} is incomplete")
     return bin_dir
+
+
+def _cache_root() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("YUNZHOU_K8S_CACHE") or Path(xdg) / "yunzhou" / "k8s")
+
+
+def crds_path() -> Path:
+    """The CRD bundle for the pinned versions in ``crds.sh`` (same answer as ``crds.sh --print-path``)."""
+    script = tools_dir() / CRDS_SCRIPT
+    if not script.is_file():
+        raise K8sTestEnvError(f"{script} is missing")
+    return _cache_root() / f"crds-{hashlib.sha256(script.read_bytes()).hexdigest()[:16]}" / "crds.yaml"
+
+
+def ensure_crds(*, fetch: bool = True) -> Path:
+    """The CRD bundle (prometheus-operator, Istio, Gateway API, KEDA), fetched through the Go module proxy
+    by ``tools/k8s-testenv/crds.sh`` when it is missing."""
+    path = crds_path()
+    if path.is_file():
+        return path
+    if not fetch:
+        raise K8sTestEnvError(f"{path} is not fetched yet: run `make k8s-build`")
+    script = tools_dir() / CRDS_SCRIPT
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0 or not path.is_file():
+        raise K8sTestEnvError(f"{script} failed with exit code {result.returncode} (its output is above)")
+    return path
+
+
+def crd_documents(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
 
 
 def binary_versions(bin_dir: Path) -> dict[str, str]:
@@ -241,9 +272,11 @@ class K8sTestEnv:
         bin_dir: Path | None = None,
         start_timeout: float = 180.0,
         detach: bool = False,
+        crds: bool = True,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.nodes = nodes
+        self.crds = crds  # install the CRD bundle (ensure_crds) before start() returns
         self.bin_dir = bin_dir
         self.start_timeout = start_timeout
         self.detach = detach
@@ -279,13 +312,17 @@ class K8sTestEnv:
         if self._procs:
             raise K8sTestEnvError("already started")
         bin_dir = self.bin_dir = self.bin_dir or ensure_binaries()
+        crds = ensure_crds() if self.crds else None
         self.workdir.mkdir(parents=True, exist_ok=True)
         stop_recorded(self.workdir)  # leftovers of an earlier run that was not stopped
         shutil.rmtree(self.workdir / "etcd", ignore_errors=True)  # every start is a fresh cluster
         if not self.detach:
             atexit.register(self.stop)
         try:
-            self._start(bin_dir, time.monotonic() + self.start_timeout)
+            deadline = time.monotonic() + self.start_timeout
+            self._start(bin_dir, deadline)
+            if crds is not None:
+                self.install_crds(crd_documents(crds), deadline=deadline)
         except BaseException:
             self.stop()
             raise
@@ -343,6 +380,43 @@ class K8sTestEnv:
             sa = "/api/v1/namespaces/default/serviceaccounts/default"
             self._wait(deadline, "the default service account", lambda: api.get(sa).status_code == 200)
         self._record_env(bin_dir)
+
+    def install_crds(self, crds: list[dict[str, Any]], *, deadline: float | None = None) -> list[str]:
+        """Create the CustomResourceDefinitions (an existing one is left as it is) and wait until the API
+        server serves each (condition Established). Returns their names."""
+        path = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+        names = [crd["metadata"]["name"] for crd in crds]
+        with self.client(timeout=30) as api:
+            for crd in crds:
+                response = api.post(path, json=crd)
+                if response.status_code not in (201, 409):
+                    raise K8sTestEnvError(
+                        f"creating CRD {crd['metadata']['name']}: {response.status_code} {response.text}"
+                    )
+
+            def established() -> bool:
+                items = api.get(path).json().get("items", [])
+                ok = {
+                    i["metadata"]["name"]
+                    for i in items
+                    for c in (i.get("status") or {}).get("conditions") or []
+                    if c["type"] == "Established" and c["status"] == "True"
+                }
+                return ok >= set(names)
+
+            def listable() -> bool:  # Established comes before the resource's storage is ready (429)
+                return all(api.get(url).status_code == 200 for url in lists)
+
+            lists = [
+                f"/apis/{c['spec']['group']}/{v['name']}/{c['spec']['names']['plural']}?limit=1"
+                for c in crds
+                for v in c["spec"]["versions"]
+                if v.get("served")
+            ]
+            wait_until = deadline or time.monotonic() + 60
+            self._wait(wait_until, f"{len(names)} CRDs Established", established)
+            self._wait(wait_until, f"{len(names)} CRDs serving their resources", listable)
+        return names
 
     def _write_pki(self) -> dict[str, Path]:
         ca = CertificateAuthority("yunzhou-k8s-testenv-ca")
@@ -549,6 +623,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "build":
             print(ensure_binaries())
+            print(ensure_crds())
         elif args.command == "up":
             started = time.monotonic()
             env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True).start()

@@ -14,7 +14,14 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from yunzhou.testing._k8s_pki import CertificateAuthority, kubeconfig
-from yunzhou.testing.k8s import K8sTestEnv, K8sTestEnvError, binaries_dir, stop_recorded, tools_dir
+from yunzhou.testing.k8s import (
+    K8sTestEnv,
+    K8sTestEnvError,
+    binaries_dir,
+    crds_path,
+    stop_recorded,
+    tools_dir,
+)
 
 
 def test_cache_key_agrees_with_build_script(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,6 +31,14 @@ def test_cache_key_agrees_with_build_script(monkeypatch: pytest.MonkeyPatch) -> 
     ).stdout.strip()
     assert Path(printed) == binaries_dir()
     assert binaries_dir().parent.parent.name == "k8s"
+
+
+def test_crd_bundle_path_agrees_with_its_script() -> None:
+    printed = subprocess.run(
+        ["bash", str(tools_dir() / "crds.sh"), "--print-path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(printed) == crds_path()
+    assert crds_path().parent.name.startswith("crds-")
 
 
 def test_stop_recorded_signals_only_the_recorded_binary(tmp_path: Path) -> None:

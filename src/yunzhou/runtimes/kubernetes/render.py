@@ -19,6 +19,8 @@ from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy
+from yunzhou.runtimes.kubernetes.render_observe import Workload as ObservedWorkload
+from yunzhou.runtimes.kubernetes.render_observe import render_observe
 from yunzhou.runtimes.protocol import AppIntent
 
 Manifest = dict[str, Any]
@@ -26,7 +28,13 @@ MANAGER = "yunzhou"
 APP_LABEL = "yunzhou.io/app"
 CHECKSUM = "yunzhou.io/config-checksum"
 # apply order: what others reference comes first
-KIND_ORDER = ("ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "Ingress")
+KIND_ORDER = (
+    "ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "Ingress",
+    "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor", "PrometheusRule",
+    "DestinationRule", "VirtualService", "HTTPRoute", "NetworkPolicy", "AuthorizationPolicy",
+    "PeerAuthentication",
+)  # fmt: skip
+NOT_RENDERED = "yunzhou.io/not-rendered"  # workload annotation: optional objects left out, and why
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,9 @@ class Target:
     namespace: str
     base_domain: str = "localhost"
     ingress_class: str | None = None
+    # optional kinds the cluster serves, as "apiVersion/Kind" (discovery.Discovery.apis); CRD-backed objects
+    # (ServiceMonitor, VirtualService, ScaledObject, …) are rendered only when their kind is here
+    apis: frozenset[str] = frozenset()
 
 
 def app_key(address: str) -> str:
@@ -267,6 +278,17 @@ def render(intent: AppIntent, target: Target) -> list[Manifest]:
         })  # fmt: skip
     if ports and intent.routes:
         objects.append(_ingress(intent, app, target, sorted(ports)))
+    project, env, _ = intent.address.split("/")
+    shape = ObservedWorkload(
+        project, env, app, app_key(intent.address), target.namespace,
+        "StatefulSet" if claims else "Deployment", {name: p.port for name, p in ports.items()},
+        _meta(intent, app, target),
+    )  # fmt: skip
+    extra, notes = render_observe(shape, intent.settings, target.apis)
+    objects += extra
+    if notes:
+        workload_object = next(o for o in objects if o["kind"] == shape.kind)
+        workload_object["metadata"]["annotations"] = {NOT_RENDERED: "; ".join(notes)}
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
 
 

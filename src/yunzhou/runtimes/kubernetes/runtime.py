@@ -16,14 +16,17 @@ from typing import Any
 
 from lightkube import ApiError
 from lightkube import codecs as lk_codecs
+from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, Service
-from lightkube.resources.networking_v1 import Ingress
+from lightkube.resources.networking_v1 import Ingress, NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.kubernetes.cluster import translated
+from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
 from yunzhou.runtimes.kubernetes.render import APP_LABEL, Manifest, Target, app_key, render
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
@@ -38,7 +41,22 @@ KINDS: dict[str, Any] = {
     "StatefulSet": StatefulSet,
     "PodDisruptionBudget": PodDisruptionBudget,
     "Ingress": Ingress,
+    "NetworkPolicy": NetworkPolicy,
 }
+# Kinds a cluster may not serve (CRDs, HPA v2): listed for pruning only when discovery found them.
+OPTIONAL_KINDS: dict[str, Any] = {"HorizontalPodAutoscaler": HorizontalPodAutoscaler}
+_PLURALS = {  # of the CRD kinds Yunzhou renders (lightkube needs them to build a generic resource)
+    "ServiceMonitor": "servicemonitors", "PrometheusRule": "prometheusrules",
+    "VirtualService": "virtualservices", "DestinationRule": "destinationrules",
+    "AuthorizationPolicy": "authorizationpolicies", "PeerAuthentication": "peerauthentications",
+    "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects",
+}  # fmt: skip
+for _api_version, _kinds in OPTIONAL_APIS.items():
+    _group, _, _version = _api_version.rpartition("/")
+    for _kind in _kinds:
+        if _kind in _PLURALS:
+            OPTIONAL_KINDS[_kind] = create_namespaced_resource(_group, _version, _kind, _PLURALS[_kind])
+OPTIONAL_KEYS = {kind: api_key(v, kind) for v, kinds in OPTIONAL_APIS.items() for kind in kinds}
 
 
 class FirstUse:
@@ -74,9 +92,12 @@ def _digest(manifests: list[Manifest]) -> str:
 
 
 class KubernetesRuntime:
-    def __init__(self, connect: Connect, *, reapply_every: float = REAPPLY_EVERY) -> None:
+    def __init__(
+        self, connect: Connect, *, reapply_every: float = REAPPLY_EVERY, discovery: Discovery | None = None
+    ) -> None:
         self.connect = connect
         self.reapply_every = reapply_every
+        self.discovery = discovery or Discovery()
         self._applied: dict[int, tuple[str, float]] = {}  # app id → (digest, when) of the last good apply
         self._objects: dict[int, set[tuple[str, str]]] = {}  # app id → (kind, name) last applied
         self._pods: dict[
@@ -88,8 +109,11 @@ class KubernetesRuntime:
 
     def render(self, intent: AppIntent) -> list[Manifest]:
         cluster, namespace = self._placement(intent)
-        _, base_domain = self.connect(cluster)
-        return render(intent, Target(namespace, base_domain))
+        client, base_domain = self.connect(cluster)
+        return render(intent, self._target(cluster, client, namespace, base_domain))
+
+    def _target(self, cluster: str, client: Any, namespace: str, base_domain: str) -> Target:
+        return Target(namespace, base_domain, apis=self.discovery.apis(cluster, client))
 
     @staticmethod
     def _placement(intent: AppIntent) -> tuple[str, str]:
@@ -115,7 +139,7 @@ class KubernetesRuntime:
             return AppObservation(
                 (), 0, 0, converged=False, gone=not left, actions=deleted, waiting_for=waiting
             )
-        manifests = render(intent, Target(namespace, base_domain))
+        manifests = render(intent, self._target(cluster, client, namespace, base_domain))
         actions = 0
         digest = _digest(manifests)
         last = self._applied.get(intent.app_id)
@@ -203,7 +227,9 @@ class KubernetesRuntime:
 
     def _owned(self, client: Any, cluster: str, namespace: str, key: str) -> list[tuple[str, str]]:
         found: list[tuple[str, str]] = []
-        for kind, res in KINDS.items():
+        served = self.discovery.apis(cluster, client)
+        optional = {k: r for k, r in OPTIONAL_KINDS.items() if OPTIONAL_KEYS[k] in served}
+        for kind, res in (KINDS | optional).items():
             with FIRST_USE("list", kind), translated(cluster, f"listing {kind}"):
                 items = client.list(res, namespace=namespace, labels={APP_LABEL: key})
                 found += [(kind, o.metadata.name) for o in items]
@@ -219,7 +245,7 @@ class KubernetesRuntime:
         for kind, name in sorted(objects):
             with FIRST_USE("delete", kind), translated(cluster, f"deleting {kind}/{name}"):
                 try:
-                    client.delete(KINDS[kind], name, namespace=namespace)
+                    client.delete((KINDS | OPTIONAL_KINDS)[kind], name, namespace=namespace)
                 except ApiError as exc:
                     if exc.status.code != 404:  # already gone is what we wanted
                         raise

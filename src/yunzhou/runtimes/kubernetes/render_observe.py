@@ -1,0 +1,192 @@
+"""Observability objects for clusters that run the prometheus-operator: a ServiceMonitor for an app that
+declares its own metrics endpoint (``settings.metrics: {port: web, path: /metrics}``) and a PrometheusRule
+with the app's alert rules. Pure: plain data in, plain data out.
+
+On a Kubernetes target there is no Yunzhou router, so the default rules are written against what such a
+cluster measures: kube-state-metrics (replicas, restarts), cAdvisor (memory) and — when Istio is there —
+the mesh's request metrics (error rate, p95 latency). Thresholds, windows and ``for`` match the local
+target's default rules.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE = "monitoring.coreos.com/v1/PrometheusRule"
+ISTIO = "networking.istio.io/v1/VirtualService"
+SCRAPE_INTERVAL = "10s"
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the observability renderers need to know about the rendered app."""
+
+    project: str
+    env: str
+    app: str
+    key: str  # the yunzhou.io/app label value
+    namespace: str
+    kind: str  # Deployment | StatefulSet
+    ports: Mapping[str, int]  # service port name → port
+    metadata: Mapping[str, Any]  # metadata (name, namespace, labels) for the objects rendered here
+
+
+def _q(value: str) -> str:
+    return json.dumps(value)  # a JSON string literal is a valid PromQL string
+
+
+def service_monitor(w: Workload, metrics: Mapping[str, Any]) -> tuple[Manifest | None, str]:
+    """(ServiceMonitor, "") — or (None, why not) when the declared endpoint is not on a Service port."""
+    port = metrics.get("port")
+    endpoint: dict[str, Any] = {"path": str(metrics.get("path") or "/metrics"), "interval": SCRAPE_INTERVAL}
+    if not w.ports:
+        return None, "settings.metrics: the app has no service port, so there is no Service to scrape"
+    if port is None:
+        endpoint["port"] = sorted(w.ports)[0]
+    elif isinstance(port, str):
+        if port not in w.ports:
+            return (
+                None,
+                f"settings.metrics.port: {port!r} is not a service port (have {', '.join(sorted(w.ports))})",
+            )
+        endpoint["port"] = port
+    else:
+        names = [n for n, p in sorted(w.ports.items()) if p == port]
+        if names:
+            endpoint["port"] = names[0]
+        else:  # a container port the Service does not publish: scrape it on the pods behind the Service
+            endpoint["targetPort"] = int(port)
+    # Same labels as the metrics the local target collects: project, env, app, release, instance.
+    endpoint["relabelings"] = [
+        {"action": "replace", "targetLabel": "project", "replacement": w.project},
+        {"action": "replace", "targetLabel": "env", "replacement": w.env},
+        {"action": "replace", "targetLabel": "app", "replacement": w.app},
+        {
+            "action": "replace",
+            "sourceLabels": ["__meta_kubernetes_pod_label_yunzhou_io_release"],
+            "targetLabel": "release",
+        },
+        {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "instance"},
+    ]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": dict(w.metadata),
+        "spec": {
+            "selector": {"matchLabels": {"yunzhou.io/app": w.key}},
+            "namespaceSelector": {"matchNames": [w.namespace]},
+            "endpoints": [endpoint],
+        },
+    }, ""
+
+
+def default_rules(w: Workload, *, mesh: bool) -> list[dict[str, Any]]:
+    """The default app rules in Prometheus' alerting-rule format, on Kubernetes' own metrics."""
+    ns, app = _q(w.namespace), _q(w.app)
+    pods = f"kube_pod_labels{{namespace={ns},label_yunzhou_io_app={_q(w.key)}}}"
+    workload = "deployment" if w.kind == "Deployment" else "statefulset"
+    available = "status_replicas_available" if w.kind == "Deployment" else "status_replicas_ready"
+    who = f"{w.project}/{w.env}/{w.app}"
+    rules: list[dict[str, Any]] = [
+        _rule(
+            "AppCrashLooping",
+            "sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total"
+            f"{{namespace={ns}}}[10m]) * on (namespace, pod) group_left() {pods}) > 2",
+            "0s", "critical", f"{who}: pod {{{{ $labels.pod }}}} restarted {{{{ $value }}}} times",
+        ),
+        _rule(
+            "AppInstanceDown",
+            f"kube_{workload}_spec_replicas{{namespace={ns},{workload}={app}}}"
+            f" - kube_{workload}_{available}{{namespace={ns},{workload}={app}}} > 0",
+            "2m", "warning", f"{who}: {{{{ $value }}}} instance(s) not ready",
+        ),
+        _rule(
+            "AppMemoryNearLimit",
+            "max by (namespace, pod, container) (container_memory_working_set_bytes"
+            f'{{namespace={ns},container!=""}} / on (namespace, pod, container) '
+            f'kube_pod_container_resource_limits{{namespace={ns},resource="memory"}}'
+            f" * on (namespace, pod) group_left() {pods}) > 0.9",
+            "5m", "warning",
+            f"{who}: pod {{{{ $labels.pod }}}} uses {{{{ $value | humanizePercentage }}}} of memory limit",
+        ),
+    ]  # fmt: skip
+    if mesh:
+        dest = f"destination_workload_namespace={ns},destination_app={app}"
+        rules += [
+            _rule(
+                "AppErrorRateHigh",
+                f'sum(rate(istio_requests_total{{reporter="destination",{dest},response_code=~"5.."}}[1m]))'
+                f' / sum(rate(istio_requests_total{{reporter="destination",{dest}}}[1m])) > 0.05',
+                "2m", "critical", f"{who}: {{{{ $value | humanizePercentage }}}} of requests fail",
+            ),
+            _rule(
+                "AppLatencyHigh",
+                "histogram_quantile(0.95, sum by (le) (rate(istio_request_duration_milliseconds_bucket"
+                f'{{reporter="destination",{dest}}}[5m]))) > 1000',
+                "3m", "warning", f"{who}: p95 latency {{{{ $value }}}} ms",
+            ),
+        ]  # fmt: skip
+    for r in rules:
+        r["labels"] |= {"project": w.project, "env": w.env, "app": w.app}
+    return rules
+
+
+def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
+    return {
+        "alert": alert,
+        "expr": expr,
+        "for": for_,
+        "labels": {"severity": severity},
+        "annotations": {"summary": summary},
+    }
+
+
+def prometheus_rule(w: Workload, rules: Sequence[Mapping[str, Any]]) -> Manifest | None:
+    """A PrometheusRule with one group for the app; rules are dicts in Prometheus' alerting-rule format
+    (alert, expr, for, keep_firing_for, labels, annotations). None when there are no rules."""
+    if not rules:
+        return None
+    keys = ("alert", "expr", "for", "keep_firing_for", "labels", "annotations")
+    out = [{k: r[k] for k in keys if r.get(k) not in (None, "", {})} for r in rules]
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": dict(w.metadata),
+        "spec": {"groups": [{"name": f"yunzhou.{w.key}", "rules": out}]},
+    }
+
+
+def render_observe(
+    w: Workload, settings: Mapping[str, Any], apis: frozenset[str]
+) -> tuple[list[Manifest], list[str]]:
+    """(objects, notes): the notes say what was not rendered and why (e.g. no prometheus-operator)."""
+    objects: list[Manifest] = []
+    notes: list[str] = []
+    metrics = settings.get("metrics")
+    if isinstance(metrics, Mapping):
+        if SERVICE_MONITOR not in apis:
+            notes.append(
+                "ServiceMonitor not rendered: the cluster does not serve monitoring.coreos.com/v1 "
+                "ServiceMonitor (install the prometheus-operator CRDs)"
+            )
+        else:
+            monitor, why = service_monitor(w, metrics)
+            if monitor is not None:
+                objects.append(monitor)
+            else:
+                notes.append(f"ServiceMonitor not rendered: {why}")
+    if PROMETHEUS_RULE not in apis:
+        notes.append(
+            "PrometheusRule not rendered: the cluster does not serve monitoring.coreos.com/v1 "
+            "PrometheusRule (install the prometheus-operator CRDs)"
+        )
+    else:
+        rule = prometheus_rule(w, default_rules(w, mesh=ISTIO in apis))
+        if rule is not None:
+            objects.append(rule)
+    return objects, notes
