@@ -8,9 +8,11 @@ import typer
 from typer.core import TyperGroup
 
 from yunzhou.cli import admin, apps, deploy, logs, server
+from yunzhou.cli.alerts import alerts_app
 from yunzhou.cli.clusters import cluster_app
 from yunzhou.cli.common import (
     EXPECTED_ERRORS,
+    PANEL_APPS,
     PANEL_SETUP,
     CliState,
     render_error,
@@ -58,6 +60,7 @@ app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
 app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
 app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
 app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
+app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

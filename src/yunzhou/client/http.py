@@ -14,6 +14,7 @@ import httpx
 from yunzhou.client.artifact import build_artifact
 from yunzhou.client.config import DEFAULT_URL, ClientConfig, load_config
 from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, error_from_response
+from yunzhou.domain.errors import FieldProblem
 
 API_PREFIX = "/api/v1"
 TERMINAL_ROLLOUT_STATES = frozenset({"succeeded", "failed", "superseded"})
@@ -474,6 +475,120 @@ class YunzhouClient:
         params = {"app": app} if app else None
         path = self._env_path(project, env) + f"/secrets/{_segment(name)}/reveal"
         result: Json = self._request("POST", path, params=params)
+        return result
+
+    # -- alerts ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _alerts_path(project: str | None) -> str:
+        """Project-scoped alert resources, or the global ones (platform admins) when project is None."""
+        return f"/projects/{_segment(project)}/alerts" if project else "/alerts"
+
+    @staticmethod
+    def _scope_params(env: str | None, app: str | None) -> dict[str, Any]:
+        return {k: v for k, v in (("env", env), ("app", app)) if v}
+
+    def list_alert_rules(
+        self, project: str | None, env: str | None = None, app: str | None = None
+    ) -> list[Json]:
+        """Rules and default-rule tunings stored at exactly this scope."""
+        return self._items(self._alerts_path(project) + "/rules", self._scope_params(env, app))
+
+    def effective_alert_rules(self, project: str, env: str, app: str) -> list[Json]:
+        """Every rule the evaluator runs for the app, after each scope's tuning."""
+        return self._items(self._app_path(project, env, app) + "/alert-rules")
+
+    def put_alert_rule(
+        self, project: str | None, name: str, rule: Json, env: str | None = None, app: str | None = None,
+        version: int | None = None,
+    ) -> Json:  # fmt: skip
+        params = self._scope_params(env, app) | ({"version": version} if version is not None else {})
+        path = self._alerts_path(project) + f"/rules/{_segment(name)}"
+        result: Json = self._request("PUT", path, json=rule, params=params)
+        return result
+
+    def delete_alert_rule(
+        self, project: str | None, name: str, env: str | None = None, app: str | None = None
+    ) -> None:
+        path = self._alerts_path(project) + f"/rules/{_segment(name)}"
+        self._request("DELETE", path, params=self._scope_params(env, app))
+
+    def list_alerts(self, project: str, env: str | None = None, app: str | None = None) -> list[Json]:
+        """Pending and firing alerts."""
+        return self._items(self._alerts_path(project), self._scope_params(env, app))
+
+    def alert_history(
+        self, project: str, env: str | None = None, app: str | None = None, kind: str | None = None,
+        limit: int = 100,
+    ) -> list[Json]:  # fmt: skip
+        params = self._scope_params(env, app) | {"limit": limit} | ({"kind": kind} if kind else {})
+        return self._items(self._alerts_path(project) + "/history", params)
+
+    def app_events(self, project: str, env: str, app: str, limit: int = 100) -> list[Json]:
+        """The app's timeline: alerts fired and resolved, healing actions taken (newest first)."""
+        return self._items(self._app_path(project, env, app) + "/events", {"limit": limit})
+
+    def list_alert_receivers(self, project: str | None) -> list[Json]:
+        return self._items(self._alerts_path(project) + "/receivers")
+
+    def put_alert_receiver(
+        self, project: str | None, name: str, kind: str, config: Json, route: Json | None = None
+    ) -> Json:
+        body = {"kind": kind, "config": config, "route": route}
+        result: Json = self._request(
+            "PUT", self._alerts_path(project) + f"/receivers/{_segment(name)}", json=body
+        )
+        return result
+
+    def delete_alert_receiver(self, project: str | None, name: str) -> None:
+        self._request("DELETE", self._alerts_path(project) + f"/receivers/{_segment(name)}")
+
+    def create_silence(
+        self, project: str | None, matchers: list[Any], duration: str | None = None, comment: str = "",
+        ends_at: str | None = None,
+    ) -> Json:  # fmt: skip
+        body = {"matchers": matchers, "duration": duration, "comment": comment, "ends_at": ends_at}
+        result: Json = self._request("POST", self._alerts_path(project) + "/silences", json=body)
+        return result
+
+    def list_silences(self, project: str | None, expired: bool = False) -> list[Json]:
+        return self._items(self._alerts_path(project) + "/silences", {"expired": expired})
+
+    def expire_silence(self, project: str | None, silence_id: int) -> Json:
+        result: Json = self._request("DELETE", self._alerts_path(project) + f"/silences/{int(silence_id)}")
+        return result
+
+    # -- metrics ---------------------------------------------------------------------------------
+
+    def _prometheus(self, path: str, params: dict[str, Any]) -> Json:
+        """Prometheus-style endpoints answer errors as {"status": "error", "errorType", "error"}."""
+        response = self._send("GET", path, params={k: v for k, v in params.items() if v is not None})
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success and isinstance(body, dict) and isinstance(body.get("data"), dict):
+            data: Json = body["data"]
+            return data
+        if isinstance(body, dict) and isinstance(body.get("error"), str):
+            problems = [FieldProblem("query", body["error"])] if body.get("errorType") == "bad_data" else []
+            code = str(body.get("errorType") or "error")
+            request_id = response.headers.get("X-Request-Id")
+            raise ApiError(response.status_code, code, body["error"], problems, request_id=request_id)
+        raise _error(response)
+
+    def metrics_query(self, query: str, time: float | None = None) -> Json:
+        """PromQL at one time; the Prometheus API's ``data`` object (resultType, result)."""
+        return self._prometheus("/metrics/query", {"query": query, "time": time})
+
+    def metrics_query_range(self, query: str, start: float, end: float, step: float) -> Json:
+        params = {"query": query, "start": start, "end": end, "step": step}
+        return self._prometheus("/metrics/query_range", params)
+
+    def app_metrics(self, project: str, env: str, app: str, window: str = "1h") -> Json:
+        """Chart series of one app (request rate, error rate, latency p50/p99, CPU, memory)."""
+        path = self._app_path(project, env, app) + "/metrics"
+        result: Json = self._request("GET", path, params={"window": window})
         return result
 
 
