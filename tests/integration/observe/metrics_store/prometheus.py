@@ -29,8 +29,8 @@ def openmetrics(rows: Iterable[Row]) -> str:
         for pairs, points in series.items():
             text = ",".join(f'{k}="{v}"' for k, v in pairs)
             for when, x in sorted(points):
-                value = "NaN" if math.isnan(x) else repr(x).replace("inf", "Inf")
-                lines.append(f"{name}{{{text}}} {value} {when:.3f}")
+                text_value = "NaN" if math.isnan(x) else repr(x).replace("inf", "Inf")
+                lines.append(f"{name}{{{text}}} {text_value} {when:.3f}")
     lines.append("# EOF")
     return "\n".join(lines) + "\n"
 
