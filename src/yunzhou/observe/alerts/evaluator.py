@@ -5,6 +5,7 @@ on a finer tick so group_wait/group_interval hold between evaluations."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +21,20 @@ from yunzhou.services.alerts import RuleInstance
 
 log = logging.getLogger("yunzhou.observe.alerts")
 DEFAULT_INTERVAL = 15.0
+
+
+def alert_interval(environ: Mapping[str, str] | None = None) -> float:
+    """``YUNZHOU_ALERT_INTERVAL`` in seconds (default 15); refuses what is not a number from 0.05 to 3600."""
+    raw = (os.environ if environ is None else environ).get("YUNZHOU_ALERT_INTERVAL", "")
+    if not raw:
+        return DEFAULT_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0.05 <= value <= 3600:
+        raise ValueError(f"YUNZHOU_ALERT_INTERVAL={raw!r}: must be a number of seconds from 0.05 to 3600")
+    return value
 
 
 class InstantQuery(Protocol):

@@ -1,0 +1,191 @@
+"""The evaluator over the real embedded query engine and store, on SQLite and PostgreSQL: rules tuned per
+scope, states and history kept in the database, a scale-out action through AppService with its
+cool-down and hourly cap; and the API's validation, audit and access rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Api
+from tests.helpers import score
+from yunzhou.domain.errors import UserError
+from yunzhou.observe.alerts import AlertEvaluator
+from yunzhou.observe.metrics import MetricStore, QueryEngine
+from yunzhou.services import SYSTEM, ControlPlane
+from yunzhou.services.alerts import RuleScope
+from yunzhou.store import Database
+
+T0 = 1_800_000_000.0
+LABELS = {"project": "shop", "env": "dev", "app": "orders", "release": "1"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = T0
+
+    def __call__(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+
+@pytest.fixture
+def world(database: Database, tmp_path: Path) -> Iterator[tuple[ControlPlane, MetricStore, Clock]]:
+    clock = Clock()
+    (tmp_path / "data").mkdir()
+    cp = ControlPlane.create(database, tmp_path / "data", clock=clock)
+    cp.projects.create(SYSTEM, "shop")
+    cp.projects.create_environment(SYSTEM, "shop", "dev", "local", None)
+    cp.apps.deploy(SYSTEM, "shop", "dev", score(), None, None)
+    store = MetricStore.open(None)
+    yield cp, store, clock
+    store.close()
+
+
+def traffic(store: MetricStore, t: float, ok: float, failed: float) -> None:
+    """Cumulative router counters at time t."""
+    store.append_many([
+        ("yunzhou_router_requests_total", {**LABELS, "code": "2xx"}, ok, t),
+        ("yunzhou_router_requests_total", {**LABELS, "code": "5xx"}, failed, t),
+    ])  # fmt: skip
+
+
+def test_error_rate_rule_fires_scales_out_with_cooldown_and_resolves(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    cp, store, clock = world
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop", "dev"), "AppErrorRateHigh",
+        {"window": "1m", "for": "30s", "actions": [{"type": "scale", "by": 2, "max": 4}], "cooldown": "1m",
+         "max_actions_per_hour": 2},
+    )  # fmt: skip
+    cp.alerts.put_rule(SYSTEM, RuleScope(), "AppLatencyHigh", {"enabled": False})
+    evaluator = AlertEvaluator(cp, QueryEngine(store), interval=15)
+    t, ok, failed = T0, 0.0, 0.0
+    for _ in range(8):  # healthy traffic: nothing pending
+        t += 15
+        ok += 150
+        traffic(store, t, ok, failed)
+        clock.t = t
+        evaluator.evaluate_once(t)
+    assert cp.alerts.active(SYSTEM, "shop") == []
+    states = []
+    for _ in range(12):  # half the requests fail
+        t += 15
+        ok, failed = ok + 75, failed + 75
+        traffic(store, t, ok, failed)
+        clock.t = t
+        evaluator.evaluate_once(t)
+        states.append([a["state"] for a in cp.alerts.active(SYSTEM, "shop", "dev", "orders")])
+    assert states[0] == ["pending"]
+    assert "firing" in states[2]
+    history = cp.alerts.history(SYSTEM, "shop", kind="alert")
+    assert [h["state"] for h in reversed(history)] == ["pending", "firing"]
+    assert history[0]["release"] == 1
+    # scaled 1 → 3 on firing, 3 → 4 after the cool-down; then the cap of 2 per hour holds
+    actions = [a for a in cp.alerts.history(SYSTEM, "shop", kind="action") if a["state"] == "done"]
+    assert [a["replicas"] for a in reversed(actions)] == [3, 4]
+    assert cp.apps.get("shop", "dev", "orders")["replicas"] == 4
+    audit = cp.audit.query(SYSTEM, action="alert.action.scale")
+    assert audit[0]["detail"]["labels"]["alertname"] == "AppErrorRateHigh"
+    assert cp.audit.query(SYSTEM, action="app.scale")[0]["actor"] == "alert:AppErrorRateHigh"
+    for _ in range(6):  # healthy again: resolves
+        t += 15
+        ok += 150
+        traffic(store, t, ok, failed)
+        clock.t = t
+        evaluator.evaluate_once(t)
+    assert cp.alerts.active(SYSTEM, "shop") == []
+    timeline = cp.alerts.timeline(SYSTEM, "shop", "dev", "orders")
+    assert timeline[0]["state"] == "resolved"
+    assert {e["kind"] for e in timeline} == {"alert", "action"}
+
+
+def test_broken_expression_is_reported_not_fatal(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
+    cp, store, _ = world
+    cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "Broken", {"expr": "sum(("})
+    evaluator = AlertEvaluator(cp, QueryEngine(store))
+    evaluator.evaluate_once(T0)
+    broken = [h for k, h in evaluator.health.items() if k.startswith("rule:")]
+    assert broken[0].health == "err"
+    assert broken[0].last_error
+
+
+def test_rules_api_validates_audits_and_scopes(api: Api) -> None:
+    http, admin = api.http, api.admin
+    assert http.post("/api/v1/projects", json={"name": "shop"}, headers=admin).status_code == 201
+    assert (
+        http.post("/api/v1/projects/shop/environments", json={"name": "dev"}, headers=admin).status_code
+        == 201
+    )
+    r = http.post(
+        "/api/v1/projects/shop/environments/dev/deployments", json={"score": score()}, headers=admin
+    )
+    assert r.status_code == 201
+    bad = http.put(
+        "/api/v1/projects/shop/alerts/rules/Slow", json={"expr": "x > 1", "for": "soon"}, headers=admin
+    )
+    assert bad.status_code == 422
+    assert bad.json()["error"]["problems"][0]["path"] == "rule.for"
+    assert http.get("/api/v1/projects/shop/alerts/rules", headers=admin).json()["items"] == []
+    ok = http.put(
+        "/api/v1/projects/shop/alerts/rules/Slow",
+        params={"env": "dev", "app": "orders"},
+        json={"expr": "x > 1", "for": "1m", "annotations": {"summary": "{{ $labels.app }} slow"}},
+        headers=admin,
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["scope"] == "shop/dev/orders"
+    tuned = http.put(
+        "/api/v1/projects/shop/alerts/rules/AppErrorRateHigh", json={"threshold": 0.2}, headers=admin
+    )
+    assert tuned.json()["kind"] == "override"
+    effective = http.get(
+        "/api/v1/projects/shop/environments/dev/apps/orders/alert-rules", headers=admin
+    ).json()
+    by_name = {r["alert"]: r for r in effective["items"]}
+    assert by_name["AppErrorRateHigh"]["expr"].endswith("> 0.2")
+    assert by_name["Slow"]["for"] == "1m"
+    audit = http.get(
+        "/api/v1/audit", params={"action": "alert.rule.put", "outcome": "success"}, headers=admin
+    ).json()["items"]
+    assert len(audit) == 2
+    viewer = api.member("shop", "vic", "viewer")
+    assert http.get("/api/v1/projects/shop/alerts", headers=viewer).status_code == 200
+    assert (
+        http.put("/api/v1/projects/shop/alerts/rules/X", json={"expr": "1"}, headers=viewer).status_code
+        == 403
+    )
+    developer = api.member("shop", "dev1", "developer")
+    s = http.post(
+        "/api/v1/projects/shop/alerts/silences",
+        json={"matchers": ['app="orders"'], "duration": "1h", "comment": "deploying"},
+        headers=developer,
+    )
+    assert s.status_code == 201, s.text
+    assert s.json()["state"] == "active"
+    everything = http.post(
+        "/api/v1/projects/shop/alerts/silences",
+        json={"matchers": ['app=~".*"'], "duration": "1h"},
+        headers=admin,
+    )
+    assert everything.status_code == 422
+    expired = http.delete(f"/api/v1/projects/shop/alerts/silences/{s.json()['id']}", headers=developer)
+    assert expired.json()["state"] == "expired"
+    assert http.get("/api/v1/projects/shop/alerts/silences", headers=admin).json()["items"] == []
+    assert http.get("/api/v1/alerts/rules", headers=developer).status_code == 403
+    r = http.put(
+        "/api/v1/projects/shop/alerts/receivers/hook",
+        json={"kind": "webhook", "config": {"url": "ftp://x"}},
+        headers=admin,
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["problems"][0]["path"] == "config.url"
+
+
+def test_parse_errors_are_user_errors(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
+    cp, _, _ = world
+    with pytest.raises(UserError):
+        cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "AppErrorRateHigh", {"threshold": "high"})
