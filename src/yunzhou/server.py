@@ -15,7 +15,10 @@ import uvicorn
 
 from yunzhou.api import create_app
 from yunzhou.observe import AccessLogTailer, LogRecord, LogStore
-from yunzhou.runtimes.local import LogLine
+from yunzhou.observe.alerts import AlertEvaluator, alert_interval
+from yunzhou.observe.metrics.collect_instances import InstanceSample
+from yunzhou.observe.metrics.collect_setup import MetricsWiring
+from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.store import Database, sqlite_url, upgrade
 
@@ -49,7 +52,13 @@ class ServerConfig:
 class Runner:
     """Everything `yunzhou server` runs besides the API: the local target and the reconcile worker."""
 
-    def __init__(self, config: ServerConfig, cp: ControlPlane, log_store: LogStore) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        cp: ControlPlane,
+        log_store: LogStore,
+        metrics: MetricsWiring | None = None,
+    ) -> None:
         from yunzhou.local_platform import LocalPlatform
         from yunzhou.reconcile import AppController, Worker
 
@@ -71,13 +80,30 @@ class Runner:
         )  # fmt: skip
         cp.ctx.renderer = self.controller.render
         cp.ctx.runtime_logs = self.controller.logs
+        controller = self.controller if metrics is None else metrics.own.timed(self.controller)
         self.worker = Worker(
-            cp.ctx.db, {self.controller.kind: self.controller}, cp.ctx.clock, idle_poll=0.2,
+            cp.ctx.db, {self.controller.kind: controller}, cp.ctx.clock, idle_poll=0.2,
             on_idle=self.platform.ensure_router,
             concurrency=8,
             batch=32,
         )  # fmt: skip
         self.cp = cp
+        if metrics is not None:  # this process runs the local target: its router and instances are here
+            metrics.attach_local(
+                router_metrics=lambda: self.platform.router.metrics_text(),
+                instances=lambda: instance_samples(self.platform.supervisor),
+            )
+        # alert rules are evaluated where reconciliation runs: their healing actions need the reconciler
+        self.alerts = (
+            AlertEvaluator(
+                cp,
+                metrics.engine,
+                interval=alert_interval(),
+                external_url=f"http://{config.api_host}:{config.api_port}",
+            )
+            if metrics is not None
+            else None
+        )
 
     def start(self) -> Runner:
         import fcntl
@@ -104,14 +130,45 @@ class Runner:
             for app_id in s.scalars(select(App.id)):
                 enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
         self.worker.start()
+        if self.alerts is not None:
+            self.alerts.start()
         return self
 
     def stop(self) -> None:
+        if self.alerts is not None:
+            self.alerts.stop()
         self.worker.stop()
         self.platform.stop()
         self.tailer.stop()
         self.clusters.close()
         self._lock.close()
+
+
+def instance_samples(supervisor: LocalSupervisor) -> list[InstanceSample]:
+    """The local target's instances for the metrics scrape loop."""
+    seen: list[InstanceStatus] = []
+
+    def keep(now: list[InstanceStatus]) -> bool:
+        seen.extend(now)
+        return True
+
+    # wait_for reads without side effects; statuses() would consume a stopped instance's last report
+    supervisor.wait_for(keep, 0)
+    return [
+        InstanceSample(
+            app=st.app,
+            instance=st.instance_id,
+            release=st.release,
+            ready=st.ready,
+            cpu_seconds=st.cpu_seconds,
+            memory_bytes=st.memory_bytes,
+            restarts=st.restarts,
+            last_exit=st.last_exit,
+            pid=st.pid,
+            port=st.port,
+        )
+        for st in seen
+    ]
 
 
 def cluster_probe(name: str, kubeconfig: dict[str, Any], context: str | None) -> ProbeResult:
@@ -150,8 +207,12 @@ def open_log_store(config: ServerConfig) -> LogStore:
     return LogStore(config.data_dir / "logs.db")
 
 
-def make_uvicorn(config: ServerConfig, cp: ControlPlane, log_store: LogStore) -> uvicorn.Server:
-    app = create_app(cp)
+def make_uvicorn(
+    config: ServerConfig, cp: ControlPlane, log_store: LogStore, metrics: MetricsWiring | None = None
+) -> uvicorn.Server:
+    app = create_app(cp, own_metrics=metrics.own if metrics else None)
+    if metrics is not None:
+        metrics.install(app)
     app.state.log_store = log_store
     return uvicorn.Server(
         uvicorn.Config(
@@ -205,10 +266,13 @@ def run_server(
     log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
     _quiet_stop_signals()
     log_store = open_log_store(config)
-    runner = Runner(config, cp, log_store).start() if runtime else None
+    metrics = MetricsWiring(config.data_dir, cp.ctx.db)
+    runner = Runner(config, cp, log_store, metrics).start() if runtime else None
+    metrics.start()
     try:
-        make_uvicorn(config, cp, log_store).run()
+        make_uvicorn(config, cp, log_store, metrics).run()
     finally:
+        metrics.stop()
         if runner is not None:
             runner.stop()
         log_store.close()
@@ -222,8 +286,9 @@ class BackgroundServer:
         self.config = config
         self.control_plane = build_control_plane(config)
         self.log_store = open_log_store(config)
-        self.runner = Runner(config, self.control_plane, self.log_store)
-        self._server = make_uvicorn(config, self.control_plane, self.log_store)
+        self.metrics = MetricsWiring(config.data_dir, self.control_plane.ctx.db)
+        self.runner = Runner(config, self.control_plane, self.log_store, self.metrics)
+        self._server = make_uvicorn(config, self.control_plane, self.log_store, self.metrics)
         self._thread = threading.Thread(target=self._server.run, name="yunzhou-api", daemon=True)
 
     @property
@@ -236,6 +301,7 @@ class BackgroundServer:
 
     def start(self, timeout: float = 20.0) -> BackgroundServer:
         self.runner.start()
+        self.metrics.start()
         self._thread.start()
         deadline = threading.Event()
         waited = 0.0
@@ -251,6 +317,7 @@ class BackgroundServer:
     def stop(self) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=15)
+        self.metrics.stop()
         self.runner.stop()
         self.log_store.close()
         self.control_plane.ctx.db.dispose()

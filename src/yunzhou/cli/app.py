@@ -20,6 +20,7 @@ from yunzhou.cli.common import (
 )
 from yunzhou.cli.config import config_app
 from yunzhou.cli.environments import env_app
+from yunzhou.cli.observe import observe_app
 from yunzhou.cli.projects import project_app
 from yunzhou.cli.secrets import secret_app
 
@@ -61,6 +62,7 @@ app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
 app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
 app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
 app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
+app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

@@ -1,0 +1,99 @@
+"""Metrics assembled for a server: the store, the query engine (embedded, or a real Prometheus when
+``YUNZHOU_PROMETHEUS_URL`` is set), the scrape loop and its collectors, the control plane's own metrics.
+
+The composition root (``yunzhou.server``) opens one ``MetricsWiring``, hands it the local target's sources
+when it runs one (``attach_local``), puts it on the API app (``install``) and starts/stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from yunzhou.observe.metrics.collect import Collector, ScrapeLoop, scrape_interval
+from yunzhou.observe.metrics.collect_db import StateReader
+from yunzhou.observe.metrics.collect_host import HostCollector
+from yunzhou.observe.metrics.collect_instances import (
+    AppScrapeCollector,
+    InstanceCollector,
+    InstanceSample,
+    InstanceSource,
+)
+from yunzhou.observe.metrics.collect_router import RouterCollector
+from yunzhou.observe.metrics.collect_self import ControlPlaneMetrics
+from yunzhou.observe.metrics.remote import PrometheusQueryEngine
+from yunzhou.store import Database
+
+log = logging.getLogger("yunzhou.observe.metrics")
+
+
+class MetricsWiring:
+    def __init__(
+        self, data_dir: Path, db: Database, *, environ: Mapping[str, str] | None = None, store: Any = None
+    ) -> None:
+        from yunzhou.observe.metrics import MetricStore, QueryEngine
+
+        env = os.environ if environ is None else environ
+        self.data_dir = data_dir
+        self.interval = scrape_interval(env)
+        self.store = store if store is not None else MetricStore.open(data_dir / "metrics")
+        prometheus = env.get("YUNZHOU_PROMETHEUS_URL", "").strip()
+        self.engine: Any = PrometheusQueryEngine(prometheus) if prometheus else QueryEngine(self.store)
+        self.state = StateReader(db)
+        self.own = ControlPlaneMetrics()
+        self.own.watch_queue(self.state.queue_depth)
+        self._instances: InstanceSource = self.state.reported_instances
+        self._router: Callable[[], str] | None = None
+        self.apps = AppScrapeCollector(self._with_endpoints, timeout=min(2.0, max(0.5, self.interval)))
+        self.loop: ScrapeLoop | None = None
+
+    def attach_local(self, *, router_metrics: Callable[[], str], instances: InstanceSource) -> None:
+        """This process runs the local target: read instances live and scrape the router."""
+        self._router = router_metrics
+        self._instances = instances
+
+    def _with_endpoints(self) -> list[InstanceSample]:
+        return self.state.with_endpoints(self._instances())
+
+    def collectors(self) -> list[Collector]:
+        found: list[Collector] = [
+            HostCollector((Path("/"), self.data_dir)),
+            InstanceCollector(self._instances, self.state.replicas),
+            self.apps,
+        ]
+        if self._router is not None:
+            found.append(RouterCollector(self._router))
+        return found
+
+    def install(self, app: Any) -> None:
+        """Put the engine, the loop and the control plane's metrics where the API routes look."""
+        app.state.metrics = self.engine
+        app.state.metrics_scrape = self
+        app.state.metrics_self = self.own
+
+    def render(self) -> str:
+        """The latest value of every collected series (empty until the loop has run)."""
+        return "" if self.loop is None else self.loop.render()
+
+    def start(self) -> MetricsWiring:
+        self.loop = ScrapeLoop(self.store, self.collectors(), interval=self.interval)
+        self.loop.start()
+        log.info(
+            "metrics: scraping every %gs; queries go to %s",
+            self.interval,
+            self.engine.url if isinstance(self.engine, PrometheusQueryEngine) else "the embedded engine",
+        )
+        return self
+
+    def stop(self) -> None:
+        if self.loop is not None:
+            self.loop.stop()
+        self.apps.close()
+        if isinstance(self.engine, PrometheusQueryEngine):
+            self.engine.close()
+        close = getattr(self.store, "close", None)
+        if close is not None:
+            close()
