@@ -598,9 +598,10 @@ class AlertService:
                 return f"{hour} action(s) in the last hour reached the cap of {rule.max_actions_per_hour}"
         return None
 
-    def last_healthy_release(self, project: str, env: str, app: str) -> int | None:
+    def rollback_target(self, project: str, env: str, app: str) -> tuple[int | None, str]:
         """The newest release, other than the desired one, whose rollout succeeded and during whose life
-        as the desired release no critical alert fired for the app."""
+        as the desired release no critical alert fired for the app — and why there is none, when the
+        desired release already runs that release's content (an earlier rollback did its work)."""
         with self.ctx.db.transaction() as s:
             _, _, a = get_app(s, project, env, app)
             succeeded = set(
@@ -608,26 +609,25 @@ class AlertService:
                     select(Rollout.to_release).where(Rollout.app_id == a.id, Rollout.state == "succeeded")
                 )
             )
-            unhealthy = {
-                e.release
-                for e in s.scalars(
-                    select(AlertEvent).where(
-                        AlertEvent.kind == "alert",
-                        AlertEvent.state == "firing",
-                        AlertEvent.project == project,
-                        AlertEvent.env == env,
-                        AlertEvent.app == app,
-                    )
+            fired = s.scalars(
+                select(AlertEvent).where(
+                    AlertEvent.kind == "alert", AlertEvent.state == "firing", AlertEvent.project == project,
+                    AlertEvent.env == env, AlertEvent.app == app,
                 )
-                if e.detail.get("labels", {}).get("severity") == HEALTHY_SEVERITY
+            )  # fmt: skip
+            unhealthy = {
+                e.release for e in fired if e.detail.get("labels", {}).get("severity") == HEALTHY_SEVERITY
             }
-            numbers = s.scalars(
-                select(Release.number).where(Release.app_id == a.id).order_by(Release.number.desc())
+            releases = list(
+                s.scalars(select(Release).where(Release.app_id == a.id).order_by(Release.number.desc()))
             )
-            for n in numbers:
-                if n != a.desired_release and n in succeeded and n not in unhealthy:
-                    return n
-        return None
+            desired = next(r for r in releases if r.number == a.desired_release)
+            for r in releases:
+                if r.number != desired.number and r.number in succeeded and r.number not in unhealthy:
+                    if _same_content(r, desired):
+                        return None, f"release {desired.number} already runs release {r.number}'s content"
+                    return r.number, ""
+        return None, "no earlier release is known healthy"
 
     def record_action(
         self,
@@ -716,3 +716,7 @@ def _desired_release(s: Session, project: str, env: str, app: str) -> int | None
         .join(Project, Project.id == Environment.project_id)
         .where(Project.name == project, Environment.name == env, App.name == app)
     )
+
+
+def _same_content(a: Release, b: Release) -> bool:
+    return (a.score, a.settings, a.artifact, a.config) == (b.score, b.settings, b.artifact, b.config)

@@ -49,6 +49,8 @@ class Healer:
             return
         for action in inst.rule.actions:
             outcome, detail = self._run(action, alert, project, env, app)
+            if outcome == "skipped" and not just_fired:
+                continue  # said once when the alert fired; a long-firing alert does not fill the timeline
             detail["because"] = alert.annotations.get("summary") or alert.labels.get("alertname", "")
             alerts.record_action(
                 _caller(alert), inst.key, alert, (project, env, app), action.type, outcome, detail
@@ -70,9 +72,9 @@ class Healer:
         caller = _caller(alert)
         try:
             if action.type == "rollback":
-                target = self.cp.alerts.last_healthy_release(project, env, app)
+                target, why_not = self.cp.alerts.rollback_target(project, env, app)
                 if target is None:
-                    return "skipped", {"reason": "no earlier release is known healthy"}
+                    return "skipped", {"reason": why_not}
                 result = self.cp.apps.rollback(caller, project, env, app, target)
                 return "done", {
                     "to_release": target,
