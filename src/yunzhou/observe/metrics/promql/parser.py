@@ -187,7 +187,7 @@ class _Parser:
                     raise query_error(tok.pos, "offset must follow the range, as in foo[5m] offset 1m")
                 self.next()
                 d = self.expect("DURATION", "a duration such as 5m")
-                if self.peek().kind == "COMMA" or (self.peek().kind == "OP" and self.peek().text == ":"):
+                if self.peek().kind == "IDENT" and self.peek().text.startswith(":"):
                     raise query_error(self.peek().pos, "subqueries are not supported")
                 self.expect("RBRACKET", "']'")
                 rng = parse_duration(d.text, d.pos)
