@@ -28,6 +28,7 @@ from yunzhou.domain.alerts import (
     render_default,
 )
 from yunzhou.domain.errors import Conflict, Forbidden, NotFound, invalid
+from yunzhou.services.apps import AppService
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
 from yunzhou.services.context import Caller, iso, record_audit
 from yunzhou.store.models import (
@@ -628,6 +629,24 @@ class AlertService:
                         return None, f"release {desired.number} already runs release {r.number}'s content"
                     return r.number, ""
         return None, "no earlier release is known healthy"
+
+    def restart(self, caller: Caller, project: str, env: str, app: str, reason: str) -> dict[str, Any]:
+        """A rolling restart: a new release with the desired release's content (cause "restart: …"), so
+        the reconciler replaces every instance under the app's rollout strategy (maxSurge/maxUnavailable)."""
+        with self.ctx.db.transaction() as s:
+            _, e, a = get_app(s, project, env, app)
+            if a.removing:
+                raise Conflict(f"app {project}/{env}/{app} is being removed")
+            current = s.scalar(
+                select(Release).where(Release.app_id == a.id, Release.number == a.desired_release)
+            )
+            if current is None:
+                raise NotFound(f"release {a.desired_release} of {project}/{env}/{app} not found")
+            return AppService(self.ctx)._new_release(
+                s, caller, project, e, a, app, score=current.score, settings=current.settings,
+                artifact=current.artifact, config=current.config, cause=f"restart: {reason}"[:100],
+                action="app.restart", replicas=None,
+            )  # fmt: skip
 
     def record_action(
         self,

@@ -88,6 +88,10 @@ class Healer:
                     return "skipped", {"reason": f"already at {current} replicas (max {action.max})"}
                 self.cp.apps.scale(caller, project, env, app, wanted, None)
                 return "done", {"replicas": wanted, "previous": current}
+            if action.type == "restart":
+                reason = alert.labels.get("alertname", "alert")
+                result = self.cp.alerts.restart(caller, project, env, app, reason)
+                return "done", {"release": result["release"]["number"], "rollout": result["rollout"]["id"]}
             return "skipped", {"reason": f"{action.type} is not supported by this server"}
         except YunzhouError as exc:
             return "failed", {"reason": exc.message}

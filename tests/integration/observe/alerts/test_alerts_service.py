@@ -189,3 +189,20 @@ def test_parse_errors_are_user_errors(world: tuple[ControlPlane, MetricStore, Cl
     cp, _, _ = world
     with pytest.raises(UserError):
         cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "AppErrorRateHigh", {"threshold": "high"})
+
+
+def test_restart_action_is_a_rolling_restart_release(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
+    cp, store, clock = world
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop", "dev", "orders"), "AnyServerError",
+        {"expr": 'yunzhou_router_requests_total{code="5xx"} > 0', "actions": [{"type": "restart"}]},
+    )  # fmt: skip
+    traffic(store, T0, 10, 1)
+    clock.t = T0
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    done = cp.alerts.history(SYSTEM, "shop", kind="action")
+    assert done[0]["action"] == "restart"
+    assert done[0]["state"] == "done"
+    releases = cp.apps.releases("shop", "dev", "orders")
+    assert releases[0]["cause"] == "restart: AnyServerError"
+    assert cp.apps.rollouts("shop", "dev", "orders")[0]["kind"] == "restart"
