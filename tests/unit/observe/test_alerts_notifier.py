@@ -1,0 +1,122 @@
+"""The notifier's Alertmanager semantics with an injected clock and a recording delivery function."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from yunzhou.domain.alert_routing import parse_route
+from yunzhou.domain.alerts import parse_matchers
+from yunzhou.observe.alerts import DeliveryError, NotifiedAlert, Notifier
+from yunzhou.observe.alerts.delivery import email_message
+from yunzhou.services.alerts import Receiver
+
+ROUTE = {"group_wait": "10s", "group_interval": "1m", "repeat_interval": "1h"}
+
+
+class Outbox:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.fail = False
+
+    def __call__(self, kind: str, config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        if self.fail:
+            raise DeliveryError("connection refused")
+        self.sent.append(dict(payload))
+
+
+def receiver(route: dict[str, Any] = ROUTE, project: str = "shop", **config: Any) -> Receiver:
+    return Receiver(1, project, "hook", "webhook", {"url": "http://x", **config}, parse_route(route))
+
+
+def alert(app: str = "web", ends_at: float | None = None, name: str = "E") -> NotifiedAlert:
+    labels = {"alertname": name, "project": "shop", "env": "dev", "app": app}
+    return NotifiedAlert(f"fp-{name}-{app}", labels, {"summary": f"{app} fails"}, 0.0, ends_at)
+
+
+def test_group_wait_then_one_message_then_repeat_interval() -> None:
+    out = Outbox()
+    n, r = Notifier("http://yz", out), [receiver()]
+    n.observe(r, alert(), now=0)
+    assert n.flush(5, []) == []  # still inside group_wait
+    assert len(n.flush(10, [])) == 1
+    payload = out.sent[0]
+    assert payload["version"] == "4"
+    assert payload["status"] == "firing"
+    assert payload["groupLabels"] == {"alertname": "E", "project": "shop", "env": "dev", "app": "web"}
+    for t in (70, 130, 1900):  # unchanged: de-duplicated until the repeat interval
+        n.observe(r, alert(), now=t)
+        n.flush(t, [])
+    assert len(out.sent) == 1
+    n.observe(r, alert(), now=3620)
+    n.flush(3620, [])
+    assert len(out.sent) == 2
+
+
+def test_resolved_is_sent_once_and_the_group_ends() -> None:
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out), [receiver()]
+    n.observe(r, alert(), 0)
+    n.flush(10, [])
+    n.observe(r, alert(ends_at=50), 50)
+    n.flush(70, [])
+    assert [p["status"] for p in out.sent] == ["firing", "resolved"]
+    assert out.sent[1]["alerts"][0]["endsAt"] != "0001-01-01T00:00:00Z"
+    n.flush(200, [])
+    assert len(out.sent) == 2
+
+
+def test_grouping_by_labels_and_routing_by_matchers_and_project() -> None:
+    out = Outbox()
+    n = Notifier(deliver_fn=out)
+    only_web = [receiver({**ROUTE, "group_by": ["alertname"], "matchers": ['app=~"web|api"']})]
+    for app in ("web", "api", "db"):
+        n.observe(only_web, alert(app), 0)
+    n.observe([receiver(project="other")], alert("web"), 0)
+    n.flush(10, [])
+    assert len(out.sent) == 1
+    assert sorted(a["labels"]["app"] for a in out.sent[0]["alerts"]) == ["api", "web"]
+    assert out.sent[0]["commonLabels"] == {"alertname": "E", "project": "shop", "env": "dev"}
+
+
+def test_silenced_alerts_are_never_sent_firing_or_resolved() -> None:
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out), [receiver()]
+    silence = [("shop", parse_matchers(['app="web"']))]
+    n.observe(r, alert(), 0)
+    n.flush(10, silence)
+    n.observe(r, alert(ends_at=30), 30)
+    n.flush(70, silence)
+    assert out.sent == []
+
+
+def test_failed_delivery_is_retried_at_the_next_interval() -> None:
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out), [receiver()]
+    n.observe(r, alert(), 0)
+    out.fail = True
+    assert n.flush(10, [])[0].error == "connection refused"
+    out.fail = False
+    n.flush(70, [])
+    assert len(out.sent) == 1
+
+
+def test_send_resolved_false_keeps_quiet_on_resolution() -> None:
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out), [receiver(send_resolved=False)]
+    n.observe(r, alert(), 0)
+    n.flush(10, [])
+    n.observe(r, alert(ends_at=20), 20)
+    n.flush(70, [])
+    assert [p["status"] for p in out.sent] == ["firing"]
+
+
+def test_email_subject_and_body() -> None:
+    out = Outbox()
+    n, r = Notifier("http://yz", out), [receiver()]
+    n.observe(r, alert(), 0)
+    n.flush(10, [])
+    msg = email_message({"from": "a@x.test", "to": ["b@x.test", "c@x.test"]}, out.sent[0])
+    assert msg["Subject"] == "[FIRING:1] E (app=web env=dev project=shop)"
+    assert msg["To"] == "b@x.test, c@x.test"
+    assert "web fails" in msg.get_content()
