@@ -1,0 +1,224 @@
+"""The must-show: Debian's Prometheus scrapes a running Yunzhou (local runtime, a real app behind the real
+router, with traffic) using the config `yunzhou observe prometheus-config` prints, and a PromQL query
+through Prometheus's HTTP API returns the app's request rate with project/env/app/release labels. The
+same query through Yunzhou's embedded engine agrees in shape, and so does PrometheusQueryEngine (the
+YUNZHOU_PROMETHEUS_URL path) talking to that Prometheus."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from yunzhou.client import YunzhouClient
+from yunzhou.domain.errors import UserError
+from yunzhou.observe.metrics.remote import PrometheusQueryEngine
+from yunzhou.testing import ControlPlaneProcess, free_port
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+APP_DIR = Path(__file__).parent / "metrics_app"
+HOST = "orders.dev.shop.localhost"
+RATE = 'rate(yunzhou_router_requests_total{project="shop",env="dev",app="orders",code="2xx"}[10s])'
+DEADLINE = 90.0
+
+
+def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)  # polling interval, bounded by the deadline
+    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+
+
+class PrometheusProcess:
+    """Debian's prometheus binary on a free loopback port with its own config and data dir."""
+
+    def __init__(self, workdir: Path, config: str) -> None:
+        self.workdir = workdir
+        self.config = config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = workdir / "prometheus.log"
+
+    def __enter__(self) -> PrometheusProcess:
+        binary = shutil.which("prometheus")
+        assert binary, "Debian's prometheus package is needed (apt-get install prometheus)"
+        (self.workdir / "prometheus.yml").write_text(self.config)
+        with self.log_path.open("wb") as log:
+            argv = [
+                binary,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+            ]
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until("prometheus ready", self._ready, 60)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"prometheus exited: {self.log_path.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        body = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
+        assert body["status"] == "success", body
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Load:
+    """Requests through the router at a steady pace until stopped."""
+
+    def __init__(self, router: str) -> None:
+        self.router = router
+        self.sent = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(base_url=f"http://{self.router}", headers={"Host": HOST}, timeout=10) as c:
+            while not self._stop.is_set():
+                c.get("/")
+                self.sent += 1
+                self._stop.wait(0.02)  # pacing of the load, not a wait for a condition
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlaneProcess, YunzhouClient]]:
+    data = tmp_path_factory.mktemp("yunzhou") / "data"
+    with (
+        ControlPlaneProcess(data, env={"YUNZHOU_SCRAPE_INTERVAL": "0.5"}) as server,
+        YunzhouClient(server.url, server.admin_token) as client,
+    ):
+        client.create_project("shop")
+        client.create_environment("shop", "dev")
+        settings = yaml.safe_load((APP_DIR / "yunzhou.yaml").read_text())
+        doc = yaml.safe_load((APP_DIR / "score.yaml").read_text())
+        result = client.deploy("shop", "dev", doc, settings, client.upload_artifact(APP_DIR))
+        rollout_id = result["rollout"]["id"]
+        rollout = client.wait_for_rollout("shop", "dev", "orders", rollout_id, timeout=DEADLINE, interval=0.2)
+        assert rollout["state"] == "succeeded", rollout
+        with Load(f"127.0.0.1:{server.router_port}"):
+            yield server, client
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    running: tuple[ControlPlaneProcess, YunzhouClient], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusProcess]:
+    server, _ = running
+    printed = subprocess.run(
+        [sys.executable, "-m", "yunzhou", "observe", "prometheus-config", "--interval", "1s",
+         "--credentials-file", str(server.data_dir / "admin-token")],
+        env=server.client_env(), capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    config = yaml.safe_load(printed)
+    job = config["scrape_configs"][0]
+    assert job["static_configs"] == [{"targets": [f"127.0.0.1:{server.api_port}"]}]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["credentials_file"] == str((server.data_dir / "admin-token").resolve())
+    with PrometheusProcess(tmp_path_factory.mktemp("prometheus"), printed) as prom:
+        yield prom
+
+
+def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus: PrometheusProcess) -> None:
+    up = wait_until("the scrape to succeed", lambda: [s for s in prometheus.query('up{job="yunzhou"}')
+                                                      if s["value"][1] == "1"])  # fmt: skip
+    assert len(up) == 1
+    result = wait_until(
+        "a request rate > 0", lambda: [s for s in prometheus.query(RATE) if float(s["value"][1]) > 0]
+    )
+    [series] = result
+    labels = series["metric"]
+    assert {k: labels[k] for k in ("project", "env", "app", "release", "code", "job")} == {
+        "project": "shop",
+        "env": "dev",
+        "app": "orders",
+        "release": "1",
+        "code": "2xx",
+        "job": "yunzhou",
+    }
+    # the app's own endpoint, scraped by Yunzhou per instance, reaches Prometheus with the app's labels
+    orders = wait_until("orders_total", lambda: prometheus.query('orders_total{app="orders"} > 0'))
+    assert {k: orders[0]["metric"][k] for k in ("project", "env", "app", "release", "kind")} == {
+        "project": "shop",
+        "env": "dev",
+        "app": "orders",
+        "release": "1",
+        "kind": "book",
+    }
+    assert orders[0]["metric"]["instance"].startswith("shop-dev-orders-r1-")
+    # instance and host series are there too
+    assert prometheus.query('yunzhou_instance_ready{app="orders"} == 1')
+    assert prometheus.query('yunzhou_host_memory_bytes{kind="total"} > 0')
+
+
+def test_embedded_engine_and_remote_engine_agree_in_shape(
+    running: tuple[ControlPlaneProcess, YunzhouClient], prometheus: PrometheusProcess
+) -> None:
+    _, client = running
+
+    def embedded_rates() -> list[dict[str, Any]]:
+        return [s for s in client.metrics_query(RATE)["result"] if float(s["value"][1]) > 0]
+
+    embedded = wait_until("an embedded rate > 0", embedded_rates)
+    remote_engine = PrometheusQueryEngine(prometheus.url)
+    try:
+        remote = wait_until("a remote rate > 0", lambda: remote_engine.instant(RATE, time.time())["result"])
+        assert remote_engine.instant(RATE, time.time())["resultType"] == "vector"
+        with pytest.raises(UserError) as caught:
+            remote_engine.instant("sum(rate(", time.time())
+        assert caught.value.problems[0].path == "query"
+    finally:
+        remote_engine.close()
+    ignore = {"job", "instance"}  # target labels Prometheus adds
+    assert [{k: v for k, v in s["metric"].items() if k not in ignore} for s in embedded] == [
+        {k: v for k, v in s["metric"].items() if k not in ignore} for s in remote
+    ]
+    for series in embedded + remote:
+        t, value = series["value"]
+        assert isinstance(t, float | int)
+        assert isinstance(value, str)
+        assert float(value) > 0
+    charts = client.app_metrics("shop", "dev", "orders", "15m")
+    rates = [v for _, v in next(s for s in charts["series"] if s["name"] == "request_rate")["points"] if v]
+    assert rates, charts
