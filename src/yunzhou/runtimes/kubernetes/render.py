@@ -19,8 +19,9 @@ from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy
-from yunzhou.runtimes.kubernetes.render_observe import Workload as ObservedWorkload
+from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
+from yunzhou.runtimes.kubernetes.shape import AppShape
 from yunzhou.runtimes.protocol import AppIntent
 
 Manifest = dict[str, Any]
@@ -45,6 +46,7 @@ class Target:
     # optional kinds the cluster serves, as "apiVersion/Kind" (discovery.Discovery.apis); CRD-backed objects
     # (ServiceMonitor, VirtualService, ScaledObject, …) are rendered only when their kind is here
     apis: frozenset[str] = frozenset()
+    prometheus_url: str = DEFAULT_PROMETHEUS  # what KEDA's prometheus triggers query
 
 
 def app_key(address: str) -> str:
@@ -279,13 +281,18 @@ def render(intent: AppIntent, target: Target) -> list[Manifest]:
     if ports and intent.routes:
         objects.append(_ingress(intent, app, target, sorted(ports)))
     project, env, _ = intent.address.split("/")
-    shape = ObservedWorkload(
+    shape = AppShape(
         project, env, app, app_key(intent.address), target.namespace,
         "StatefulSet" if claims else "Deployment", {name: p.port for name, p in ports.items()},
         _meta(intent, app, target),
     )  # fmt: skip
     extra, notes = render_observe(shape, intent.settings, target.apis)
     objects += extra
+    scalers, scale_notes = render_autoscale(shape, intent.settings, target.apis, target.prometheus_url)
+    if scalers:  # the autoscaler owns the replica count: the workload leaves it alone
+        del next(o for o in objects if o["kind"] == shape.kind)["spec"]["replicas"]
+    objects += scalers
+    notes += scale_notes
     if notes:
         workload_object = next(o for o in objects if o["kind"] == shape.kind)
         workload_object["metadata"]["annotations"] = {NOT_RENDERED: "; ".join(notes)}

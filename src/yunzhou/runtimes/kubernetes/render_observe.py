@@ -12,35 +12,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
+
+from yunzhou.runtimes.kubernetes.shape import AppShape, Manifest
 
 SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
 PROMETHEUS_RULE = "monitoring.coreos.com/v1/PrometheusRule"
 ISTIO = "networking.istio.io/v1/VirtualService"
 SCRAPE_INTERVAL = "10s"
-Manifest = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Workload:
-    """What the observability renderers need to know about the rendered app."""
-
-    project: str
-    env: str
-    app: str
-    key: str  # the yunzhou.io/app label value
-    namespace: str
-    kind: str  # Deployment | StatefulSet
-    ports: Mapping[str, int]  # service port name → port
-    metadata: Mapping[str, Any]  # metadata (name, namespace, labels) for the objects rendered here
 
 
 def _q(value: str) -> str:
     return json.dumps(value)  # a JSON string literal is a valid PromQL string
 
 
-def service_monitor(w: Workload, metrics: Mapping[str, Any]) -> tuple[Manifest | None, str]:
+def service_monitor(w: AppShape, metrics: Mapping[str, Any]) -> tuple[Manifest | None, str]:
     """(ServiceMonitor, "") — or (None, why not) when the declared endpoint is not on a Service port."""
     port = metrics.get("port")
     endpoint: dict[str, Any] = {"path": str(metrics.get("path") or "/metrics"), "interval": SCRAPE_INTERVAL}
@@ -85,7 +71,7 @@ def service_monitor(w: Workload, metrics: Mapping[str, Any]) -> tuple[Manifest |
     }, ""
 
 
-def default_rules(w: Workload, *, mesh: bool) -> list[dict[str, Any]]:
+def default_rules(w: AppShape, *, mesh: bool) -> list[dict[str, Any]]:
     """The default app rules in Prometheus' alerting-rule format, on Kubernetes' own metrics."""
     ns, app = _q(w.namespace), _q(w.app)
     pods = f"kube_pod_labels{{namespace={ns},label_yunzhou_io_app={_q(w.key)}}}"
@@ -146,7 +132,7 @@ def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict
     }
 
 
-def prometheus_rule(w: Workload, rules: Sequence[Mapping[str, Any]]) -> Manifest | None:
+def prometheus_rule(w: AppShape, rules: Sequence[Mapping[str, Any]]) -> Manifest | None:
     """A PrometheusRule with one group for the app; rules are dicts in Prometheus' alerting-rule format
     (alert, expr, for, keep_firing_for, labels, annotations). None when there are no rules."""
     if not rules:
@@ -162,7 +148,7 @@ def prometheus_rule(w: Workload, rules: Sequence[Mapping[str, Any]]) -> Manifest
 
 
 def render_observe(
-    w: Workload, settings: Mapping[str, Any], apis: frozenset[str]
+    w: AppShape, settings: Mapping[str, Any], apis: frozenset[str]
 ) -> tuple[list[Manifest], list[str]]:
     """(objects, notes): the notes say what was not rendered and why (e.g. no prometheus-operator)."""
     objects: list[Manifest] = []

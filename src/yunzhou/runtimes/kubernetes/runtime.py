@@ -83,6 +83,7 @@ class FirstUse:
 FIRST_USE = FirstUse()  # process-wide: the race is in the library's per-process type cache
 
 
+AUTOSCALERS = ("HorizontalPodAutoscaler", "ScaledObject")
 POD_LIST_MAX_AGE = 10.0  # seconds a pod list is reused while the workload's numbers stand still
 REAPPLY_EVERY = 300.0  # seconds: unchanged objects are applied again, so drift made by hand is undone
 
@@ -160,7 +161,8 @@ class KubernetesRuntime:
             actions = len(manifests) + pruned
             self._applied[intent.app_id] = (digest, time.monotonic())
             self._objects[intent.app_id] = keep
-        return self._observe(client, cluster, namespace, key, intent, actions)
+        autoscaled = any(m["kind"] in AUTOSCALERS for m in manifests)
+        return self._observe(client, cluster, namespace, key, intent, actions, autoscaled=autoscaled)
 
     def logs(
         self, intent: AppIntent, *, since_seconds: int | None, instance: str | None, limit: int
@@ -252,7 +254,15 @@ class KubernetesRuntime:
         return len(objects)
 
     def _observe(
-        self, client: Any, cluster: str, namespace: str, key: str, intent: AppIntent, actions: int
+        self,
+        client: Any,
+        cluster: str,
+        namespace: str,
+        key: str,
+        intent: AppIntent,
+        actions: int,
+        *,
+        autoscaled: bool = False,
     ) -> AppObservation:
         name = intent.address.split("/")[2]
         deployment = True
@@ -266,7 +276,12 @@ class KubernetesRuntime:
                 deployment = False
                 obj = client.get(StatefulSet, name, namespace=namespace)
         status = obj.status
-        want = intent.replicas
+        # with an HPA/ScaledObject the autoscaler's number (the workload's spec) is what to converge to
+        want = (
+            (obj.spec.replicas if obj.spec and obj.spec.replicas is not None else 1)
+            if autoscaled
+            else intent.replicas
+        )
         generation = obj.metadata.generation or 0
         observed_gen = (status.observedGeneration if status else 0) or 0
         updated = (status.updatedReplicas if status else 0) or 0

@@ -13,15 +13,15 @@ from yunzhou.runtimes.kubernetes.render import NOT_RENDERED, Target, render
 from yunzhou.runtimes.kubernetes.render_observe import (
     PROMETHEUS_RULE,
     SERVICE_MONITOR,
-    Workload,
     default_rules,
     prometheus_rule,
     service_monitor,
 )
+from yunzhou.runtimes.kubernetes.shape import AppShape
 from yunzhou.runtimes.protocol import AppIntent, RouteSpec
 
 OPERATOR = frozenset({SERVICE_MONITOR, PROMETHEUS_RULE})
-W = Workload("shop", "dev", "orders", "shop.dev.orders", "shop-dev", "Deployment",
+W = AppShape("shop", "dev", "orders", "shop.dev.orders", "shop-dev", "Deployment",
              {"http": 80, "admin": 9090}, {"name": "orders", "namespace": "shop-dev"})  # fmt: skip
 
 
@@ -65,7 +65,7 @@ def test_service_monitor_refuses_an_unknown_port_name_with_the_field() -> None:
     monitor, why = service_monitor(W, {"port": "grpc"})
     assert monitor is None
     assert why.startswith("settings.metrics.port: 'grpc' is not a service port (have admin, http)")
-    no_ports = Workload(**{**W.__dict__, "ports": {}})
+    no_ports = AppShape(**{**W.__dict__, "ports": {}})
     assert service_monitor(no_ports, {})[0] is None
 
 
@@ -81,7 +81,7 @@ def test_default_rules_use_kubernetes_metrics_and_the_mesh_only_with_istio() -> 
     }  # fmt: skip
     meshed = {r["alert"] for r in default_rules(W, mesh=True)}
     assert {"AppErrorRateHigh", "AppLatencyHigh"} <= meshed
-    sts = Workload(**{**W.__dict__, "kind": "StatefulSet"})
+    sts = AppShape(**{**W.__dict__, "kind": "StatefulSet"})
     assert "kube_statefulset_status_replicas_ready" in default_rules(sts, mesh=False)[1]["expr"]
 
 
