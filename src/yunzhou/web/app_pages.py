@@ -248,22 +248,3 @@ def logs_more(
         base=_base(project, env, app),
         form={"grep": grep, "instance": instance, "stream": stream},
     )
-
-
-# -- metrics --------------------------------------------------------------------------------------
-
-
-@router.get(BASE + "/metrics")
-def metrics(ctx: PageCtx, project: str, env: str, app: str) -> Response:
-    ctx.require_session()
-    items = ctx.client().list_instances(project, env, app)
-    chart = {
-        "instances": [item["id"] for item in items],
-        "cpu_seconds": [item.get("cpu_seconds") for item in items],
-        "memory_mib": [
-            round(item["memory_bytes"] / 1048576, 1) if item.get("memory_bytes") is not None else None
-            for item in items
-        ],
-        "labels": {"cpu": ctx.t("metrics.cpu_axis"), "memory": ctx.t("metrics.memory_axis")},
-    }
-    return _page(ctx, "metrics", project, env, app, instances=items, chart=chart)

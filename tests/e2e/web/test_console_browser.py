@@ -3,79 +3,18 @@ process with the local runtime, deploying a real app behind the real router."""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.e2e.web.conftest import APP_SOURCE, DEADLINE_MS, login, screenshot_dir
 from yunzhou.client import YunzhouClient, build_artifact
 from yunzhou.testing import ControlPlaneProcess
-from yunzhou.web import static_dir
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-CHROMIUM = "/usr/bin/chromium"
-APP_SOURCE = Path(__file__).resolve().parents[2] / "integration" / "local" / "apps" / "web"
-DEADLINE_MS = 60_000
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def playwright() -> Iterator[Playwright]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: apt-get install chromium"
-    assert (static_dir() / "dist" / "htmx.min.js").exists(), "console assets are not built: run `make web`"
-    with sync_playwright() as p:
-        yield p
-
-
-@pytest.fixture
-def browser(playwright: Playwright) -> Iterator[Browser]:
-    # launch() gives Chromium a fresh temporary profile (user data dir) of its own and removes it after
-    browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-    yield browser
-    browser.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data") as cp:
-        yield cp
-
-
-@pytest.fixture
-def tokens(server: ControlPlaneProcess) -> dict[str, str]:
-    """shop/dev with a developer (dana) and a viewer (vera), each with a read+write token."""
-    with YunzhouClient(server.url, server.admin_token) as admin:
-        admin.create_project("shop")
-        admin.create_environment("shop", "dev")
-        out = {}
-        for principal, role in (("dana", "developer"), ("vera", "viewer")):
-            admin.set_member("shop", principal, role)
-            out[principal] = admin.create_token(f"{principal}-console", ["read", "write"], None, principal)[
-                "token"
-            ]
-        return out
-
-
-def screenshot_dir(tmp_path: Path) -> Path:
-    target = Path(os.environ.get("YUNZHOU_SCREENSHOT_DIR") or tmp_path / "screenshots")
-    target.mkdir(parents=True, exist_ok=True)
-    return target
-
-
-def login(page: Page, server: ControlPlaneProcess, token: str) -> None:
-    page.goto(f"{server.url}/")
-    expect(page).to_have_url(re.compile(r"/login"))
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-    expect(page).to_have_url(re.compile(r"/projects$"))
 
 
 def wait_rollout_succeeded(page: Page, ready: int) -> None:

@@ -76,7 +76,7 @@ def test_pages_render_for_an_admin(browser: Browser, web_api: Api) -> None:
         ("/projects/shop/dev/apps/web/instances", "No instances reported yet"),
         ("/projects/shop/dev/apps/web/releases", "deploy"),
         ("/projects/shop/dev/apps/web/logs", "No log lines match yet"),
-        ("/projects/shop/dev/apps/web/metrics", "nothing here is estimated"),
+        ("/projects/shop/dev/apps/web/metrics", "Instances now"),
         ("/projects/shop/dev/apps/web/settings", "Save routes"),
         ("/projects/shop/dev/apps/web/overview/live", "Conditions"),
         ("/projects/shop/dev/deploy", "What will be submitted"),

@@ -8,7 +8,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const dist = join(here, "..", "static", "dist");
 const assets = {
   "htmx.min.js": "node_modules/htmx.org/dist/htmx.min.js",
-  "echarts.min.js": "node_modules/echarts/dist/echarts.simple.min.js",
+  "echarts.min.js": "node_modules/echarts/dist/echarts.common.min.js",  // line charts with time axes, legend, tooltip, SVG
 };
 
 mkdirSync(dist, { recursive: true });
