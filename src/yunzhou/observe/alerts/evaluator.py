@@ -43,7 +43,7 @@ class InstantQuery(Protocol):
 
 @dataclass
 class RuleHealth:
-    """The last evaluation of a rule: "ok" or "err" with the reason (shown by `yunzhou alerts rules`)."""
+    """The last evaluation of a rule in this process: "ok", or "err" with the reason (also logged)."""
 
     health: str = "unknown"
     last_error: str = ""
@@ -89,8 +89,13 @@ class AlertEvaluator:
             health.last_evaluation = now
             try:
                 samples = samples_of(self.engine.instant(inst.rule.expr, now))
-            except YunzhouError as exc:
-                health.health, health.last_error = "err", exc.message
+            except Exception as exc:  # a bad expression, or a remote Prometheus away: the other rules run
+                reason = exc.message if isinstance(exc, YunzhouError) else f"{type(exc).__name__}: {exc}"
+                if health.last_error != reason:  # logged when it starts failing (or fails differently)
+                    log.warning(
+                        "alert rule %s (%s) cannot be evaluated: %s", inst.rule.alert, inst.key, reason
+                    )
+                health.health, health.last_error = "err", reason
                 continue
             health.health, health.last_error = "ok", ""
             current, changes = evaluate(inst.rule, previous, samples, now, {"url": self.external_url})
