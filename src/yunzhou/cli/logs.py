@@ -47,6 +47,22 @@ def logs(
             help="Only lines since a duration ago (90s, 10m, 2h, 1d) or a time (RFC 3339).",
         ),
     ] = None,
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until", metavar="WHEN", help="Only lines before a duration ago or a time (RFC 3339)."
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            "-w",
+            metavar="KEY OP VALUE",
+            help="Only JSON lines whose field matches: level=error, user_id=42, status>=500 "
+            "(OP: = != > >= < <=). Repeat it for several (all must hold).",
+        ),
+    ] = None,
     instance: Annotated[
         str | None, typer.Option("--instance", metavar="ID", help="Only this instance.")
     ] = None,
@@ -63,17 +79,40 @@ def logs(
     interval: Annotated[
         float, typer.Option("--interval", min=0.1, help="Seconds between polls with -f.")
     ] = 1.0,
+    export: Annotated[
+        bool,
+        typer.Option(
+            "--export",
+            help="Every matching line, oldest first, as JSON lines (not limited by -n): "
+            "yunzhou logs APP --export > app.jsonl, for shipping to a collector.",
+        ),
+    ] = False,
 ) -> None:
     """An app's logs: time, instance, stream and line; its router access records on stream 'access'."""
+    if export and follow:
+        raise typer.BadParameter("--export and --follow do not go together", param_hint="--export")
     client = connect(ctx, not_found=app_hint(address))
-    filters: Json = {"grep": grep, "instance": instance, "stream": stream.value if stream else None}
+    filters: Json = {
+        "grep": grep,
+        "instance": instance,
+        "stream": stream.value if stream else None,
+        "where": list(where) if where else None,
+    }
+    if export:
+        for record in client.export_logs(
+            address.project, address.env, address.app, since=since, until=until, **filters
+        ):
+            _print_json(record)
+        return
     show = _print_json if output is LogOutput.json else _printer()
     if not follow:
-        page = client.get_logs(address.project, address.env, address.app, since=since, limit=limit, **filters)
+        page = client.get_logs(
+            address.project, address.env, address.app, since=since, until=until, limit=limit, **filters
+        )
         for record in page["items"]:
             show(record)
         if not page["items"]:
-            note(f"No log lines for {address}{' match' if any(filters.values()) or since else ''}.")
+            note(f"No log lines for {address}{' match' if any(filters.values()) or since or until else ''}.")
         return
     records = client.follow_logs(
         address.project, address.env, address.app, since=since, limit=limit, interval=interval, **filters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -366,11 +367,13 @@ class YunzhouClient:
         stream: str | None = None,
         after_id: int | None = None,
         limit: int | None = None,
+        where: list[str] | None = None,
     ) -> Json:
         """One page of an app's logs: ``{"items": [...oldest first], "next_after_id": N}``.
 
         Without ``after_id`` the newest ``limit`` records, with it the first ``limit`` after it.
-        ``since``/``until``: a duration before now (``10m``) or RFC 3339; ``grep``: literal substring.
+        ``since``/``until``: a duration before now (``10m``) or RFC 3339; ``grep``: literal substring;
+        ``where``: field filters on JSON lines (``level=error``, ``status>=500``), all must hold.
         """
         params = {
             "since": since,
@@ -380,6 +383,7 @@ class YunzhouClient:
             "stream": stream,
             "after_id": after_id,
             "limit": limit,
+            "where": where or None,
         }
         result: Json = self._request(
             "GET",
@@ -401,13 +405,14 @@ class YunzhouClient:
         after_id: int | None = None,
         limit: int | None = None,
         interval: float = 1.0,
+        where: list[str] | None = None,
     ) -> Iterator[Json]:
         """Yield an app's log records as they arrive, until the caller stops iterating.
 
         First the newest ``limit`` records (or those after ``after_id``; ``since`` only bounds this first
         page), then whatever comes next, polling every ``interval`` seconds while nothing new arrives.
         """
-        filters: Json = {"grep": grep, "instance": instance, "stream": stream}
+        filters: Json = {"grep": grep, "instance": instance, "stream": stream, "where": where}
         page = self.get_logs(project, env, app, since=since, after_id=after_id, limit=limit, **filters)
         while True:
             yield from page["items"]
@@ -590,6 +595,42 @@ class YunzhouClient:
         path = self._app_path(project, env, app) + "/metrics"
         result: Json = self._request("GET", path, params={"window": window})
         return result
+
+    # -- log export ------------------------------------------------------------------------------
+
+    def export_logs(
+        self,
+        project: str,
+        env: str,
+        app: str,
+        *,
+        since: str | None = None,
+        until: str | None = None,
+        grep: str | None = None,
+        instance: str | None = None,
+        stream: str | None = None,
+        where: list[str] | None = None,
+    ) -> Iterator[Json]:
+        """Every matching log record of an app, oldest first, streamed as the server sends them (JSON
+        lines) — for shipping to a collector. Same filters as ``get_logs``."""
+        given = {"since": since, "until": until, "grep": grep, "instance": instance, "stream": stream}
+        params: dict[str, Any] = {key: value for key, value in given.items() if value is not None}
+        if where:
+            params["where"] = where
+        path = self._app_path(project, env, app) + "/logs/export"
+        try:
+            with self._http.stream("GET", path, params=params, timeout=httpx.Timeout(30.0, read=None)) as r:
+                if not r.is_success:
+                    r.read()
+                    raise _error(r)
+                for line in r.iter_lines():
+                    if line.strip():
+                        yield json.loads(line)
+        except httpx.ConnectError as exc:
+            raise ServerUnreachable(self.url, _connect_reason(exc)) from exc
+        except httpx.TransportError as exc:
+            message = f"Could not talk to the Yunzhou server at {self.url}: {exc}"
+            raise ApiError(0, "transport", message) from exc
 
 
 def _json_or_none(response: httpx.Response) -> Any:

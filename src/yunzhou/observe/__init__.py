@@ -5,6 +5,7 @@ from yunzhou.observe.logs import (
     STREAMS,
     AccessLogTailer,
     CapturedLine,
+    FieldFilter,
     LogPage,
     LogRecord,
     LogRetention,
@@ -13,6 +14,8 @@ from yunzhou.observe.logs import (
     LogStream,
     access_record,
     format_rfc3339,
+    json_fields,
+    parse_filters,
     parse_rfc3339,
     parse_time_bound,
 )
@@ -22,6 +25,7 @@ __all__ = [
     "STREAMS",
     "AccessLogTailer",
     "CapturedLine",
+    "FieldFilter",
     "LogPage",
     "LogRecord",
     "LogRetention",
@@ -30,6 +34,8 @@ __all__ = [
     "LogStream",
     "access_record",
     "format_rfc3339",
+    "json_fields",
+    "parse_filters",
     "parse_rfc3339",
     "parse_time_bound",
 ]

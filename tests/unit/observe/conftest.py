@@ -40,9 +40,7 @@ def make_store(tmp_path: Path) -> Iterator[MakeStore]:
     stores: list[LogStore] = []
 
     def make(**kwargs: object) -> LogStore:
-        kwargs.setdefault(
-            "retention", LogRetention(max_records_per_app=None, max_age_days=None, interval_s=3600)
-        )
+        kwargs.setdefault("retention", LogRetention(max_bytes=None, max_age_days=None, interval_s=3600))
         store = LogStore(tmp_path / "logs.db", **kwargs)  # type: ignore[arg-type]
         stores.append(store)
         return store

@@ -36,8 +36,10 @@ def test_a_captured_line_becomes_a_record() -> None:
         stream="stderr",
         line='{"a": 1}',
         release=4,
-        fields={"a": 1},
+        fields={},  # the store reads them from the line itself (in SQLite), no second encoding
     )
+    plain = SupervisorLine(NOW, "shop/dev/orders", "orders-1", 4, "stdout", "plain", {"user": "a"})
+    assert LogRecord.from_captured(plain).fields == {"user": "a"}
 
 
 def access_line(**overrides: object) -> str:
@@ -69,6 +71,7 @@ def test_an_access_log_line_becomes_an_access_record_of_its_app() -> None:
         line="GET /items?q=1 200 1024B 1.234ms request_id=req-1",
         release=3,
         fields=json.loads(line),
+        fields_json=line,  # stored as written: not encoded again
     )
 
 

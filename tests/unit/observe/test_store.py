@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -280,7 +281,7 @@ def test_appends_from_many_threads_all_arrive_in_each_threads_order(store: LogSt
 def test_a_full_queue_drops_the_oldest_and_counts_them(make_store: MakeStore) -> None:
     store = make_store(capacity=10)
     fill(store, ["warm-up"])  # creates the app row, so the writer's next step is the insert itself
-    blocker = sqlite3.connect(store.path, isolation_level=None)
+    blocker = sqlite3.connect(segment_files(store)[-1], isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")  # holds the write lock: the writer waits (busy timeout) meanwhile
     try:
         store.append(record("first"))
@@ -302,54 +303,145 @@ def test_a_full_queue_drops_the_oldest_and_counts_them(make_store: MakeStore) ->
     assert (stats.appended, stats.written, stats.dropped) == (27, 12, 15)
 
 
-def test_retention_keeps_the_newest_records_per_app(make_store: MakeStore) -> None:
-    store = make_store(retention=LogRetention(max_records_per_app=3, max_age_days=None, interval_s=3600))
-    fill(store, [f"orders {i}" for i in range(10)])
-    fill(store, [f"inventory {i}" for i in range(2)], app="shop/dev/inventory")
-    assert store.enforce_retention() == 7
-    assert lines_of(store.query(APP)) == ["orders 7", "orders 8", "orders 9"]
-    assert lines_of(store.query("shop/dev/inventory")) == ["inventory 0", "inventory 1"]
-    assert lines_of(store.query(APP, grep="orders")) == [
-        "orders 7",
-        "orders 8",
-        "orders 9",
-    ]  # index kept in step
-    assert store.stats().retention_deleted == 7
-    fill(store, ["orders 10"])
-    assert lines_of(store.query(APP, grep="orders", limit=2)) == ["orders 9", "orders 10"]
-    check = sqlite3.connect(store.path, isolation_level=None)
-    try:
-        check.execute("INSERT INTO logs_fts (logs_fts) VALUES ('integrity-check')")  # raises when out of step
-    finally:
-        check.close()
+class Clock:
+    """An injected clock that tests move by hand."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
-def test_retention_drops_records_older_than_the_age_limit(make_store: MakeStore) -> None:
-    now = T0 + 30 * 86400
-    retention = LogRetention(max_records_per_app=None, max_age_days=2, interval_s=3600)
-    store = make_store(retention=retention, clock=lambda: now)
-    for age_days in (5, 3, 2.5, 1.5, 0):
-        store.append(record(f"{age_days} days old", time=now - age_days * 86400))
-    assert store.flush()
-    assert store.enforce_retention() == 3
-    assert lines_of(store.query(APP)) == ["1.5 days old", "0 days old"]
+DAY = 86400.0
+
+
+def segment_files(store: LogStore) -> list[Path]:
+    return sorted(store.path.glob("seg-*.db"))
+
+
+def daily(store: LogStore, clock: Clock, days: int, per_day: int = 3) -> None:
+    """``days`` days of logging, one segment a day (segment_seconds=DAY): records written at the clock."""
+    for day in range(days):
+        fill(store, [f"day {day} line {i}" for i in range(per_day)], time=clock.now)
+        clock.now += DAY
+
+
+def test_a_segment_is_sealed_when_old_enough_and_queries_span_segments(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=None, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    daily(store, clock, 4)
+    assert len(segment_files(store)) == 4
+    assert store.stats().segments == 4
+    everything = store.query(APP, after_id=0, limit=100)
+    assert lines_of(everything) == [f"day {d} line {i}" for d in range(4) for i in range(3)]
+    assert [r["id"] for r in everything] == list(range(1, 13))  # ids continue across segments
+    assert lines_of(store.query(APP, limit=4)) == ["day 2 line 2", "day 3 line 0", "day 3 line 1", "day 3 line 2"]
+    assert lines_of(store.query(APP, grep="LINE 1", limit=2)) == ["day 2 line 1", "day 3 line 1"]
+    assert lines_of(store.query(APP, after_id=5, limit=2)) == ["day 1 line 2", "day 2 line 0"]
+    assert lines_of(store.query(APP, since=T0 + DAY, until=T0 + 2 * DAY)) == [f"day 1 line {i}" for i in range(3)]
+    page = store.page(APP, grep="nowhere", after_id=0)
+    assert (page.items, page.next_after_id) == ([], 12)
+
+
+def test_retention_by_age_deletes_whole_segments_past_the_limit(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=2, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    daily(store, clock, 6)  # days 0..5 written; the clock is now at day 6
+    before = segment_files(store)
+    assert store.enforce_retention() == 4 * 3  # days 0-3: their newest record is over 2 days old
+    assert segment_files(store)[:2] == before[4:]  # whole files, the oldest ones
+    assert lines_of(store.query(APP, after_id=0, limit=100)) == [
+        f"day {d} line {i}" for d in range(4, 6) for i in range(3)
+    ]
+    assert lines_of(store.query(APP, grep="day 3")) == []
+    assert store.stats().retention_deleted == 12
+
+
+def test_retention_by_size_deletes_the_oldest_segments_until_under_the_bound(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=None, max_bytes=10**9, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    daily(store, clock, 5, per_day=200)
+    store.close()
+    sizes = [f.stat().st_size for f in segment_files(store)]
+    bound = sum(sizes[-2:]) * 2  # room for about four days' segments, not five
+    retention = LogRetention(max_age_days=None, max_bytes=bound, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    deleted = store.enforce_retention()
+    assert deleted in (200, 400)  # whole days, the oldest first
+    assert store.stats().bytes <= bound
+    kept = store.query(APP, after_id=0, limit=10_000)
+    assert len(kept) == 1000 - deleted
+    assert kept[0]["line"] == f"day {deleted // 200} line 0"
+    assert kept[-1]["line"] == "day 4 line 199"
+
+
+def test_a_segment_is_sealed_when_it_reaches_its_size(make_store: MakeStore) -> None:
+    retention = LogRetention(max_age_days=None, max_bytes=None, segment_bytes=64 * 1024, interval_s=3600)
+    store = make_store(retention=retention)
+    for batch in range(20):
+        fill(store, [f"batch {batch} line {i} " + "x" * 200 for i in range(100)])
+    files = segment_files(store)
+    assert len(files) > 3
+    assert all(f.stat().st_size < 1024 * 1024 for f in files)
+    assert len(store.query(APP, after_id=0, limit=10_000)) == 2000
 
 
 def test_the_writer_applies_retention_periodically(make_store: MakeStore) -> None:
-    store = make_store(retention=LogRetention(max_records_per_app=2, max_age_days=None, interval_s=0.01))
-    fill(store, [f"line {i}" for i in range(5)])
-    wait_until(lambda: store.stats().retention_deleted == 3)
-    assert lines_of(store.query(APP)) == ["line 3", "line 4"]
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=1, max_bytes=None, segment_seconds=DAY, interval_s=0.01)
+    store = make_store(retention=retention, clock=clock)
+    daily(store, clock, 3, per_day=2)
+    wait_until(lambda: store.stats().retention_deleted == 4)
+    assert lines_of(store.query(APP)) == ["day 2 line 0", "day 2 line 1"]
 
 
 def test_ids_are_never_reused_after_everything_was_deleted(make_store: MakeStore) -> None:
-    store = make_store(retention=LogRetention(max_records_per_app=None, max_age_days=1, interval_s=3600))
-    fill(store, ["old"], time=T0)  # clock is now: T0 is long ago
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=1, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    fill(store, ["old"], time=T0)
     last = store.page(APP).next_after_id
-    assert store.enforce_retention() == 1
-    fill(store, ["new"], time=time.time())
-    [item] = store.query(APP, after_id=last)
+    clock.now += 3 * DAY
+    assert store.enforce_retention() == 1  # the active segment was all old: sealed, then deleted
+    assert store.query(APP, after_id=0) == []
+    fill(store, ["new"], time=clock.now)
+    [item] = store.query(APP, after_id=0)
     assert item["id"] > last
+    store.close()
+    reopened = make_store(retention=retention, clock=clock)
+    fill(reopened, ["after restart"], time=clock.now)
+    assert [r["id"] for r in reopened.query(APP, after_id=0)] == [item["id"], item["id"] + 1]
+
+
+def test_checkpoints_and_app_ids_carry_over_into_new_segments(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=1, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    fill(store, ["orders"])
+    fill(store, ["inventory"], app="shop/dev/inventory")
+    store.set_checkpoint("access-log", {"offset": 7})
+    assert store.flush()
+    clock.now += 3 * DAY
+    store.enforce_retention()  # every segment with records is gone
+    assert store.checkpoint("access-log") == {"offset": 7}
+    fill(store, ["inventory again"], app="shop/dev/inventory", time=clock.now)
+    assert lines_of(store.query("shop/dev/inventory")) == ["inventory again"]
+    assert store.query(APP) == []
+
+
+def test_a_segment_deleted_under_a_reader_is_skipped(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=None, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    daily(store, clock, 3, per_day=1)
+    assert len(store.query(APP, after_id=0)) == 3  # every segment now has a pooled reader connection
+    segment_files(store)[0].unlink()
+    assert lines_of(store.query(APP, after_id=0)) == ["day 1 line 0", "day 2 line 0"]
+    assert lines_of(store.query(APP, grep="line")) == ["day 1 line 0", "day 2 line 0"]
 
 
 def test_records_and_checkpoints_survive_a_restart(make_store: MakeStore) -> None:

@@ -17,7 +17,8 @@ class LogRecord:
     """One line to store. ``app`` is the address ``project/env/app``; ``time`` is unix time.
 
     ``fields`` are the keys of a JSON-object line; when left empty and ``line`` is a JSON object, the
-    store's writer parses it (so that appending stays cheap for the caller).
+    store takes them from the line (so that appending stays cheap for the caller). ``fields_json``, when
+    given, is ``fields`` already encoded as a JSON object (the store keeps it as it is).
     """
 
     time: float
@@ -27,10 +28,12 @@ class LogRecord:
     line: str
     release: int | None = None
     fields: Mapping[str, object] = field(default_factory=dict)
+    fields_json: str | None = None
 
     @classmethod
     def from_captured(cls, captured: CapturedLine) -> LogRecord:
-        """A record from a line the process supervisor captured (its ``LogLine``)."""
+        """A record from a line the process supervisor captured (its ``LogLine``). Fields the supervisor
+        parsed from a JSON line are left to the store, which reads them from the line itself."""
         return cls(
             time=captured.time,
             app=captured.app,
@@ -38,7 +41,7 @@ class LogRecord:
             stream=captured.stream,
             line=captured.line,
             release=captured.release,
-            fields=captured.fields,
+            fields={} if captured.line.startswith("{") else captured.fields,
         )
 
 
@@ -122,6 +125,7 @@ def access_record(line: str, *, now: float) -> LogRecord | None:
         line=_access_summary(entry),
         release=release if isinstance(release, int) and not isinstance(release, bool) else None,
         fields=entry,
+        fields_json=None if "NaN" in line or "Infinity" in line else line.strip(),  # else made strict
     )
 
 

@@ -1,7 +1,7 @@
-"""The log database: schema, batched inserts, retention and queries on one ``sqlite3`` connection.
+"""SQL on one segment: batched inserts (records, trigram index, field index, checkpoints) and queries.
 
-Kept separate from the state DB on purpose: its own file, WAL and ``synchronous=NORMAL`` (a crash may
-lose the last few lines, never the control plane's state), written by one thread only.
+Everything per row that SQLite can do in C is done there, one set-based statement per batch: whether a
+line is a JSON object, the trigram index entries, the (key, value) entries of its fields.
 """
 
 from __future__ import annotations
@@ -11,99 +11,42 @@ import math
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from yunzhou.observe.logs.records import split_address
+from yunzhou.observe.logs.where import FieldFilter, sql_condition
 
-SCHEMA_VERSION = 1
 SMALL_TIME_WINDOW = 100_000  # records in a since/until window that are sorted rather than walked
 TRIGRAM = 3  # the trigram index finds substrings of at least this many characters
-_DELETE_CHUNK = 20_000
+FIELD_DRIVER_CAP = 20_000  # a range filter matching more than this is checked per record, not walked
+MAX_INDEXED_TEXT = 128  # longer string values are not put in the field index (still filterable)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS apps (
-    id INTEGER PRIMARY KEY,
-    address TEXT NOT NULL UNIQUE
-);
-CREATE TABLE IF NOT EXISTS logs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids are never reused, so they are a cursor
-    app_id INTEGER NOT NULL REFERENCES apps (id),
-    time REAL NOT NULL,
-    instance TEXT,
-    release INTEGER,
-    stream TEXT NOT NULL,
-    line TEXT NOT NULL,
-    fields TEXT
-);
-CREATE INDEX IF NOT EXISTS logs_by_app ON logs (app_id);
-CREATE INDEX IF NOT EXISTS logs_by_app_time ON logs (app_id, time);
-CREATE TABLE IF NOT EXISTS checkpoints (
-    name TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
-# The index is kept in step by the writer with set-based statements (a per-row trigger costs 5x as much).
-_FTS_SCHEMA = """
-BEGIN;
-CREATE VIRTUAL TABLE logs_fts USING fts5(
-    line, content='logs', content_rowid='id', tokenize='trigram case_sensitive 0'
-);
-INSERT INTO logs_fts (logs_fts) VALUES ('rebuild');
-COMMIT;
-"""
-_COLUMNS = "l.id, l.time, l.instance, l.release, l.stream, l.line, l.fields"
+Row = tuple[int, int, float, str | None, int | None, str, str, str | None]  # id, app_id, time, …
 
-
-class SchemaTooNew(Exception):
-    """The file was written by a newer Yunzhou."""
-
-
-def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=5.0)
-    conn.execute("PRAGMA busy_timeout = 5000")
-    if readonly:
-        conn.execute("PRAGMA query_only = 1")
-    else:
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA cache_size = -32768")  # 32 MiB: index merges touch many pages
-    return conn
-
-
-def create_schema(conn: sqlite3.Connection, *, full_text: bool | None) -> bool:
-    """Create what is missing; returns whether the full-text (trigram) index is in use.
-
-    ``full_text=None`` uses it when this SQLite has FTS5 with the trigram tokenizer; ``False`` never does
-    (the LIKE fallback, also used to test that path).
-    """
-    version = conn.execute("PRAGMA user_version").fetchone()[0]
-    if version > SCHEMA_VERSION:
-        raise SchemaTooNew(f"log database schema {version} is newer than this Yunzhou's ({SCHEMA_VERSION})")
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    if _has_table(conn, "logs_fts"):
-        return True
-    if full_text is False:
-        return False
-    try:
-        conn.executescript(_FTS_SCHEMA)
-    except sqlite3.OperationalError:  # no FTS5 or no trigram tokenizer (SQLite < 3.34)
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        if full_text:
-            raise
-        return False
-    return True
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    row = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
-    return row is not None
+_INSERT_ROW = (
+    "INSERT INTO logs (id, app_id, time, instance, release, stream, line, fields) VALUES"
+    " (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
+    "  CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN substr(ltrim(?7), 1, 1) = '{' AND json_valid(?7) THEN 1 END)"
+)
+FIELDS_JSON = "CASE WHEN l.fields = 1 THEN l.line ELSE l.fields END"
+_INDEX_FIELDS = (
+    "INSERT OR IGNORE INTO fields_index (app_id, key, value, id)"  # noqa: S608 - fixed fragments only
+    f" SELECT l.app_id, j.key, j.value, l.id FROM logs AS l, json_each({FIELDS_JSON}) AS j"
+    " WHERE l.id > ? AND l.fields IS NOT NULL AND j.type IN ('integer', 'real', 'text', 'true', 'false')"
+    f" AND (j.type != 'text' OR length(j.value) <= {MAX_INDEXED_TEXT})"
+)
+_INSERT_CHECKPOINT = (
+    "INSERT INTO checkpoints (name, value) VALUES (?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
+)
+# What one bad row can raise; it must not cost the rest of its batch.
+ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError)
+_COLUMNS = f"l.id, l.time, l.instance, l.release, l.stream, l.line, {FIELDS_JSON}"
 
 
 class AppIds:
-    """address → apps.id, cached (the writer's connection only); None for what is not an app address."""
+    """address → apps.id, cached; None for what is not an app address. Ids are the same in every
+    segment (a new segment starts with a copy of the apps table)."""
 
     def __init__(self) -> None:
         self._ids: dict[str, int | None] = {}
@@ -122,29 +65,15 @@ class AppIds:
         return found
 
 
-Row = tuple[int, float, str | None, int | None, str, str, str | None]  # app_id, time, instance, …
-
-
-_INSERT_ROW = (
-    "INSERT INTO logs (app_id, time, instance, release, stream, line, fields) VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-_INSERT_CHECKPOINT = (
-    "INSERT INTO checkpoints (name, value) VALUES (?, ?)"
-    " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
-)
-# What one bad row can raise; it must not cost the rest of its batch.
-_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError)
-
-
 def insert(
     conn: sqlite3.Connection, rows: Sequence[Row], checkpoints: dict[str, str], *, full_text: bool
-) -> int:
-    """One transaction: the rows, their index entries, then the checkpoints that say how far their sources
-    were read. Returns how many rows were stored: a row the database refuses is left out, the others stay.
-    """
+) -> list[Row]:
+    """One transaction: the rows, their index entries, the checkpoints that say how far their sources
+    were read, and the segment's time range. Returns the rows stored: one the database refuses is left
+    out, the others stay."""
     try:
         return _insert(conn, rows, checkpoints, full_text=full_text, row_by_row=False)
-    except _ROW_ERRORS:
+    except ROW_ERRORS:
         return _insert(conn, rows, checkpoints, full_text=full_text, row_by_row=True)
 
 
@@ -155,23 +84,34 @@ def _insert(
     *,
     full_text: bool,
     row_by_row: bool,
-) -> int:
-    stored = len(rows)
+) -> list[Row]:
+    stored: list[Row] = []
     conn.execute("BEGIN IMMEDIATE")
     try:
-        before = last_id(conn)
-        if not row_by_row:
-            conn.executemany(_INSERT_ROW, rows)
-        else:
-            for row in rows:
-                try:
-                    conn.execute(_INSERT_ROW, row)
-                except _ROW_ERRORS:
-                    stored -= 1
-        if full_text:
-            conn.execute(
-                "INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id > ?", (before,)
-            )
+        if rows:
+            before = rows[0][0] - 1
+            if not row_by_row:
+                conn.executemany(_INSERT_ROW, rows)
+                stored = list(rows)
+            else:
+                for row in rows:
+                    try:
+                        conn.execute(_INSERT_ROW, row)
+                        stored.append(row)
+                    except ROW_ERRORS:
+                        pass
+            if stored:
+                if full_text:
+                    conn.execute(
+                        "INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id > ?", (before,)
+                    )
+                conn.execute(_INDEX_FIELDS, (before,))
+                times = [row[2] for row in stored]
+                conn.execute(
+                    "UPDATE meta SET min_time = min(coalesce(min_time, ?1), ?1),"
+                    " max_time = max(coalesce(max_time, ?2), ?2)",
+                    (min(times), max(times)),
+                )
         conn.executemany(_INSERT_CHECKPOINT, checkpoints.items())
     except BaseException:
         conn.execute("ROLLBACK")
@@ -180,82 +120,26 @@ def _insert(
     return stored
 
 
-def enforce_retention(
-    conn: sqlite3.Connection, *, max_records: int | None, oldest_time: float | None, full_text: bool
-) -> int:
-    """Delete, per app, records older than ``oldest_time`` and all but the newest ``max_records``."""
-    deleted = 0
-    for (app_id,) in conn.execute("SELECT id FROM apps").fetchall():
-        if oldest_time is not None:
-            deleted += _delete_chunked(
-                conn,
-                "SELECT id FROM logs WHERE app_id = ? AND time < ? LIMIT ?",
-                (app_id, oldest_time, _DELETE_CHUNK),
-                full_text=full_text,
-            )
-        if max_records is not None:
-            cut = conn.execute(
-                "SELECT id FROM logs WHERE app_id = ? ORDER BY id DESC LIMIT 1 OFFSET ?",
-                (app_id, max_records),
-            ).fetchone()
-            if cut is not None:
-                deleted += _delete_chunked(
-                    conn,
-                    "SELECT id FROM logs WHERE app_id = ? AND id <= ? ORDER BY id LIMIT ?",
-                    (app_id, cut[0], _DELETE_CHUNK),
-                    full_text=full_text,
-                )
-    return deleted
-
-
-def _delete_chunked(
-    conn: sqlite3.Connection, select_ids: str, params: tuple[Any, ...], *, full_text: bool
-) -> int:
-    total = 0
-    while True:  # small transactions: readers and the WAL never see one huge delete
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if full_text:  # an external-content index is told what it indexed for the rows that go
-                conn.execute(
-                    "INSERT INTO logs_fts (logs_fts, rowid, line)"  # noqa: S608 - fixed fragments only
-                    f" SELECT 'delete', id, line FROM logs WHERE id IN ({select_ids})",
-                    params,
-                )
-            count = conn.execute(f"DELETE FROM logs WHERE id IN ({select_ids})", params).rowcount  # noqa: S608
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        total += count
-        if count < params[-1]:
-            return total
-
-
 def read_checkpoint(conn: sqlite3.Connection, name: str) -> str | None:
     row = conn.execute("SELECT value FROM checkpoints WHERE name = ?", (name,)).fetchone()
     return None if row is None else str(row[0])
 
 
+def app_id(conn: sqlite3.Connection, address: str) -> int | None:
+    row = conn.execute("SELECT id FROM apps WHERE address = ?", (address,)).fetchone()
+    return None if row is None else int(row[0])
+
+
 @dataclass(frozen=True)
 class Filters:
-    """What ``query`` selects; every filter is a fixed property of a record (so a cursor can skip)."""
+    """What a query selects; every filter is a fixed property of a record (so a cursor can skip)."""
 
     since: float | None = None
     until: float | None = None
     grep: str | None = None
     instance: str | None = None
     stream: str | None = None
-
-
-def last_id(conn: sqlite3.Connection) -> int:
-    """The highest id ever given (deleted or not)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'logs'").fetchone()
-    return 0 if row is None else int(row[0])
-
-
-def app_id(conn: sqlite3.Connection, address: str) -> int | None:
-    row = conn.execute("SELECT id FROM apps WHERE address = ?", (address,)).fetchone()
-    return None if row is None else int(row[0])
+    where: tuple[FieldFilter, ...] = ()
 
 
 def select(
@@ -267,22 +151,35 @@ def select(
     limit: int,
     full_text: bool,
 ) -> list[dict[str, Any]]:
-    """Matching records of ``app`` (id, address) in id order: the first ``limit`` after ``after_id``,
-    or without a cursor the newest ``limit``."""
+    """Matching records of ``app`` (id, address) in this segment, in id order: the first ``limit``
+    after ``after_id``, or without a cursor the newest ``limit``."""
     where = ["l.app_id = ?"]
     params: list[Any] = [app[0]]
     source = "logs AS l"
     order_key = "l.id"
+    checks = list(filters.where)
+    if filters.grep and full_text and len(filters.grep) >= TRIGRAM:
+        # Drive the query from the index, in rowid order, so that LIMIT stops it early.
+        source = "logs_fts AS f CROSS JOIN logs AS l ON l.id = f.rowid"
+        order_key = "f.rowid"
+        where.append("logs_fts MATCH ?")
+        params.append(trigram_query(filters.grep))
+    elif checks:
+        driver = _field_driver(conn, app[0], checks)
+        if driver is not None:
+            checks.remove(driver)
+            source = "fields_index AS d CROSS JOIN logs AS l ON l.id = d.id"
+            order_key = "d.id"
+            condition, values = sql_condition("d.value", driver)
+            where += ["d.app_id = ?", "d.key = ?", condition]
+            params += [app[0], driver.key, *values]
     if filters.grep:
-        if full_text and len(filters.grep) >= TRIGRAM:
-            # Drive the query from the index, in rowid order, so that LIMIT stops it early.
-            source = "logs_fts AS f CROSS JOIN logs AS l ON l.id = f.rowid"
-            order_key = "f.rowid"
-            where.append("logs_fts MATCH ?")
-            params.append(fts_phrase(filters.grep))
-        else:
-            where.append("l.line LIKE ? ESCAPE '\\'")
-            params.append(like_pattern(filters.grep))
+        where.append("l.line LIKE ? ESCAPE '\\'")
+        params.append(like_pattern(filters.grep))
+    for check in checks:
+        condition, values = sql_condition(f"json_extract({FIELDS_JSON}, '{json_path(check.key)}')", check)
+        where.append(condition)
+        params += values
     time_column = "+l.time"  # unary plus: walk the app's records in id order, so that LIMIT stops early
     if source == "logs AS l" and _small_time_window(conn, app[0], filters):
         source, time_column = "logs AS l INDEXED BY logs_by_app_time", "l.time"
@@ -309,6 +206,26 @@ def select(
     return [_record(row, project, env, name) for row in rows]
 
 
+def _field_driver(conn: sqlite3.Connection, app: int, checks: list[FieldFilter]) -> FieldFilter | None:
+    """The filter whose index entries to walk: the most selective one the index answers in id order
+    (an equality) or that matches few records (a range); None: check every record of the app."""
+    best: tuple[int, FieldFilter] | None = None
+    for check in checks:
+        if check.op == "!=" or (
+            isinstance(check.value, str) and (check.op != "=" or len(check.value) > MAX_INDEXED_TEXT)
+        ):
+            continue  # the index lacks long text values, so it answers text equality only
+        condition, values = sql_condition("value", check)
+        count = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM fields_index"  # noqa: S608 - fixed fragments only
+            f" WHERE app_id = ? AND key = ? AND {condition} LIMIT ?)",
+            (app, check.key, *values, FIELD_DRIVER_CAP),
+        ).fetchone()[0]
+        if (check.op == "=" or count < FIELD_DRIVER_CAP) and (best is None or count < best[0]):
+            best = (count, check)
+    return None if best is None else best[1]
+
+
 def _small_time_window(conn: sqlite3.Connection, app_id: int, filters: Filters) -> bool:
     """Whether few of the app's records fall between ``since`` and ``until``: then the time index finds
     them faster than walking all the app's records newest first."""
@@ -324,15 +241,26 @@ def _small_time_window(conn: sqlite3.Connection, app_id: int, filters: Filters) 
     return bool(count < SMALL_TIME_WINDOW)
 
 
-def fts_phrase(text: str) -> str:
-    """``text`` as one FTS5 phrase: every character literal (quotes doubled), no operators."""
-    return '"' + text.replace('"', '""') + '"'
+def trigram_query(text: str) -> str:
+    """An FTS5 query for the records holding every trigram ``text`` is made of — enough of them to cover
+    it: every third one and the last (the caller checks the text itself). Every character is literal."""
+    starts = sorted({*range(0, len(text) - TRIGRAM + 1, TRIGRAM), len(text) - TRIGRAM})
+    grams = dict.fromkeys(text[i : i + TRIGRAM] for i in starts)
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
 
 
 def like_pattern(text: str) -> str:
     """``%text%`` with LIKE's own wildcards escaped (ESCAPE '\\')."""
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def json_path(key: str) -> str:
+    """The JSON path of a top-level key, taken literally (a dot in it is part of the name); safe to put
+    in SQL as a string literal."""
+    if "'" in key or '"' in key or "\\" in key:
+        raise ValueError(f"a field name cannot contain quotes or backslashes: {key!r}")
+    return f'$."{key}"'
 
 
 def _record(row: Sequence[Any], project: str, env: str, app: str) -> dict[str, Any]:
@@ -347,5 +275,12 @@ def _record(row: Sequence[Any], project: str, env: str, app: str) -> dict[str, A
         "release": release,
         "stream": stream,
         "line": line,
-        "fields": json.loads(fields) if fields else {},
+        "fields": _fields(fields),
     }
+
+
+def _fields(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    value = json.loads(text)
+    return value if isinstance(value, dict) else {}

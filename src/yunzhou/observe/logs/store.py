@@ -1,42 +1,35 @@
 """LogStore: an embedded, searchable log database fed through a bounded queue by one writer thread.
 
 ``append`` never blocks on I/O: records wait in memory (dropping the oldest when full, counted) and a
-background thread writes them in batches, each batch one transaction.
+background thread writes them in batches, each batch one transaction, into the newest segment file of
+the store's directory (see segments.py); retention deletes whole old segments.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from yunzhou.domain.errors import TemporaryError
-from yunzhou.observe.logs import sql
-from yunzhou.observe.logs.records import STREAMS, LogRecord, json_fields
+from yunzhou.observe.logs import segments, sql
+from yunzhou.observe.logs.reader import LogPage, SegmentReaders, read_page
+from yunzhou.observe.logs.records import LogRecord
+from yunzhou.observe.logs.where import FieldFilter
+from yunzhou.observe.logs.writer import LogRetention, SegmentWriter
 
 log = logging.getLogger("yunzhou.observe.logs")
 
 DEFAULT_CAPACITY = 100_000
 MAX_QUERY_LIMIT = 10_000
-
-
-@dataclass(frozen=True)
-class LogRetention:
-    """How much to keep per app (None: no bound), checked by the writer every ``interval_s`` seconds."""
-
-    max_records_per_app: int | None = 200_000
-    max_age_days: float | None = 7.0
-    interval_s: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -49,18 +42,12 @@ class LogStoreStats:
     capacity: int
     full_text: bool  # the trigram index serves --grep (else a LIKE scan)
     retention_deleted: int
-
-
-@dataclass(frozen=True)
-class LogPage:
-    """Records in id order, and the cursor to pass as ``after_id`` for the ones that come next."""
-
-    items: list[dict[str, Any]]
-    next_after_id: int
+    segments: int  # files in the store's directory
+    bytes: int  # what they take on disk
 
 
 class LogStore:
-    """The log database at ``path`` (created if missing) and its writer thread. Close it when done."""
+    """The log store in directory ``path`` (created if missing) and its writer thread. Close it when done."""
 
     def __init__(
         self,
@@ -74,16 +61,14 @@ class LogStore:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_file():
+            raise ValueError(f"{self.path} is a file; the log store is a directory (of segment files)")
+        self.path.mkdir(parents=True, exist_ok=True)
         self._capacity = capacity
         self._retention = retention or LogRetention()
         self._clock = clock
-        conn = sql.connect(self.path)
-        try:
-            self._full_text = sql.create_schema(conn, full_text=full_text)
-        except BaseException:
-            conn.close()
-            raise
+        writer = SegmentWriter(self.path, full_text=full_text, clock=clock)
+        self._full_text = writer.full_text
         self._cond = threading.Condition()
         self._queue: deque[LogRecord] = deque()
         self._checkpoints: dict[str, str] = {}
@@ -93,10 +78,9 @@ class LogStore:
         self._taken = self._committed = 0  # batches handed to the writer / finished by it
         self._writer_waiting = False
         self._closing = False
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._readers = SegmentReaders()
         self._writer = threading.Thread(
-            target=self._run, args=(conn,), name="yunzhou-logs-writer", daemon=True
+            target=self._run, args=(writer,), name="yunzhou-logs-writer", daemon=True
         )
         self._writer.start()
 
@@ -130,9 +114,13 @@ class LogStore:
 
     def checkpoint(self, name: str) -> Any:
         """The last committed value for ``name``, or None."""
-        with self._reader() as conn:
-            text = sql.read_checkpoint(conn, name)
-        return None if text is None else json.loads(text)
+        for segment in reversed(segments.list_segments(self.path)):
+            with self._readers.open(segment) as conn:
+                if conn is None:
+                    continue
+                text = sql.read_checkpoint(conn, name)
+                return None if text is None else json.loads(text)
+        return None
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything appended before this call is written (or dropped); False on timeout."""
@@ -152,6 +140,7 @@ class LogStore:
             return self._retention_deleted - before
 
     def stats(self) -> LogStoreStats:
+        listed = segments.list_segments(self.path)
         with self._cond:
             return LogStoreStats(
                 appended=self._appended,
@@ -162,6 +151,8 @@ class LogStore:
                 capacity=self._capacity,
                 full_text=self._full_text,
                 retention_deleted=self._retention_deleted,
+                segments=len(listed),
+                bytes=sum(segments.segment_bytes(segment) for segment in listed),
             )
 
     def close(self, timeout: float = 10.0) -> None:
@@ -170,10 +161,7 @@ class LogStore:
             self._closing = True
             self._cond.notify_all()
         self._writer.join(timeout)
-        with self._readers_lock:
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+        self._readers.close()
 
     def __enter__(self) -> LogStore:
         return self
@@ -183,8 +171,7 @@ class LogStore:
     ) -> None:
         self.close()
 
-    def _run(self, conn: sqlite3.Connection) -> None:
-        app_ids = sql.AppIds()
+    def _run(self, writer: SegmentWriter) -> None:
         next_retention = time.monotonic() + self._retention.interval_s
         try:
             while True:
@@ -206,47 +193,37 @@ class LogStore:
                     retention_ticket = self._retention_asked
                     closing = self._closing
                 if batch or checkpoints:
-                    self._write(conn, app_ids, batch, checkpoints)
+                    self._write(writer, batch, checkpoints)
                 if retention_ticket > self._retention_done or time.monotonic() >= next_retention:
-                    self._apply_retention(conn, retention_ticket)
+                    self._apply_retention(writer, retention_ticket)
                     next_retention = time.monotonic() + self._retention.interval_s
                 if closing and not batch and not checkpoints:
                     return
         finally:
-            conn.close()
+            writer.close()
 
-    def _write(
-        self,
-        conn: sqlite3.Connection,
-        app_ids: sql.AppIds,
-        batch: deque[LogRecord],
-        checkpoints: dict[str, str],
-    ) -> None:
-        rows: list[sql.Row] = []
+    def _write(self, writer: SegmentWriter, batch: deque[LogRecord], checkpoints: dict[str, str]) -> None:
         try:
-            for record in batch:
-                row = _row(conn, app_ids, record)
-                if row is not None:
-                    rows.append(row)
-            stored = sql.insert(conn, rows, checkpoints, full_text=self._full_text)
+            writer.seal_if_due(self._retention)  # before the batch: it goes into the new segment
+        except sqlite3.Error:
+            log.exception("could not start a new log segment in %s", self.path)
+        try:
+            stored, refused = writer.write(batch, checkpoints)
         except Exception:  # the writer must outlive any batch: count it as lost and go on
             log.exception("could not write %d log records to %s", len(batch), self.path)
-            stored = 0
+            stored, refused = 0, len(batch)
         with self._cond:
             self._written += stored
-            self._rejected += len(batch) - stored
+            self._rejected += refused
             self._committed += 1
             self._cond.notify_all()
 
-    def _apply_retention(self, conn: sqlite3.Connection, ticket: int) -> None:
-        policy = self._retention
-        oldest = None if policy.max_age_days is None else self._clock() - policy.max_age_days * 86400.0
+    def _apply_retention(self, writer: SegmentWriter, ticket: int) -> None:
         deleted = 0
         try:
-            deleted = sql.enforce_retention(
-                conn, max_records=policy.max_records_per_app, oldest_time=oldest, full_text=self._full_text
-            )
-        except sqlite3.Error:
+            writer.seal_if_due(self._retention)
+            deleted = writer.enforce_retention(self._retention)
+        except (sqlite3.Error, OSError):
             log.exception("log retention failed on %s", self.path)
         with self._cond:
             self._retention_deleted += deleted
@@ -264,6 +241,7 @@ class LogStore:
         grep: str | None = None,
         instance: str | None = None,
         stream: str | None = None,
+        where: Sequence[FieldFilter] = (),
         after_id: int | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
@@ -275,6 +253,7 @@ class LogStore:
             grep=grep,
             instance=instance,
             stream=stream,
+            where=where,
             after_id=after_id,
             limit=limit,
         ).items
@@ -288,6 +267,7 @@ class LogStore:
         grep: str | None = None,
         instance: str | None = None,
         stream: str | None = None,
+        where: Sequence[FieldFilter] = (),
         after_id: int | None = None,
         limit: int = 100,
     ) -> LogPage:
@@ -295,102 +275,51 @@ class LogStore:
 
         With ``after_id``: the first ``limit`` records after it (paging forward, following). Without: the
         newest ``limit`` records. ``grep`` is a case-insensitive substring, taken literally. ``since`` is
-        inclusive, ``until`` exclusive (unix times). ``next_after_id`` continues after this page — past
-        records that did not match too, so following a rare match does not scan the same rows again.
+        inclusive, ``until`` exclusive (unix times). ``where``: field filters (see where.py), all must
+        hold. ``next_after_id`` continues after this page — past records that did not match too, so
+        following a rare match does not scan the same rows again.
         """
         if not 1 <= limit <= MAX_QUERY_LIMIT:
             raise ValueError(f"limit must be 1-{MAX_QUERY_LIMIT}")
-        filters = sql.Filters(since=since, until=until, grep=grep or None, instance=instance, stream=stream)
+        filters = sql.Filters(
+            since=since, until=until, grep=grep or None, instance=instance, stream=stream, where=tuple(where)
+        )
         try:
-            with self._reader() as conn:
-                conn.execute("BEGIN")  # one snapshot for the rows and the last id
-                try:
-                    newest = sql.last_id(conn)
-                    found = sql.app_id(conn, app)
-                    items = []
-                    if found is not None:
-                        items = sql.select(
-                            conn,
-                            (found, app),
-                            filters,
-                            after_id=after_id,
-                            limit=limit,
-                            full_text=self._full_text,
-                        )
-                finally:
-                    conn.execute("COMMIT")
+            return read_page(
+                self._readers,
+                self.path,
+                app,
+                filters,
+                after_id=after_id,
+                limit=limit,
+                full_text=self._full_text,
+            )
         except sqlite3.Error as exc:
             raise TemporaryError(f"the log store could not be read: {exc}") from exc
-        if after_id is not None and len(items) == limit:
-            next_after_id = items[-1]["id"]  # there may be more: continue right after this page
-        else:
-            next_after_id = max(newest, after_id or 0)
-        return LogPage(items=items, next_after_id=next_after_id)
 
-    @contextmanager
-    def _reader(self) -> Iterator[sqlite3.Connection]:
-        with self._readers_lock:
-            conn = self._readers.pop() if self._readers else None
-        if conn is None:
-            conn = sql.connect(self.path, readonly=True)
-        try:
-            yield conn
-        finally:
-            with self._readers_lock:
-                if self._closing:
-                    conn.close()
-                else:
-                    self._readers.append(conn)
-
-
-def _row(conn: sqlite3.Connection, app_ids: sql.AppIds, record: LogRecord) -> sql.Row | None:
-    """The database row for ``record``, or None when it is not a valid record."""
-    if record.stream not in STREAMS:
-        return None
-    try:
-        app_id = app_ids.get(conn, record.app)
-        when = float(record.time)
-        if app_id is None or not math.isfinite(when):
-            return None
-        line = str(record.line)
-        return (
-            app_id,
-            when,
-            None if record.instance is None else str(record.instance),
-            record.release if isinstance(record.release, int) else None,
-            record.stream,
-            line,
-            _fields(record.fields, line),
-        )
-    except Exception:  # whatever a caller put in a record, it must not stop the writer
-        return None
-
-
-def _fields(given: Mapping[str, object], line: str) -> str | None:
-    """The record's fields as JSON: those given, else the line itself when it is a JSON object."""
-    if given:
-        return _json(dict(given))
-    parsed = json_fields(line)
-    if parsed is None:
-        return None
-    if "NaN" in line or "Infinity" in line:
-        return _json(parsed)
-    return line.strip()  # already JSON: no need to encode it again
-
-
-def _json(fields: dict[str, Any]) -> str:
-    """Strict JSON (the API cannot send NaN/Infinity): non-finite numbers become strings."""
-    try:
-        return json.dumps(fields, ensure_ascii=False, allow_nan=False, default=str)
-    except ValueError:
-        return json.dumps(_finite(fields), ensure_ascii=False, allow_nan=False, default=str)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(key): _finite(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
-    return value
+    def export(
+        self,
+        app: str,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        grep: str | None = None,
+        instance: str | None = None,
+        stream: str | None = None,
+        where: Sequence[FieldFilter] = (),
+        page_size: int = 5000,
+    ) -> Iterator[dict[str, Any]]:
+        """Every matching record of ``app``, oldest first, up to the newest stored when the export began
+        (so that it ends even while the app keeps logging). Reads a page at a time."""
+        filters = {"since": since, "until": until, "grep": grep, "instance": instance, "stream": stream}
+        end = self.page(app, limit=1).next_after_id
+        cursor = 0
+        while cursor < end:
+            page = self.page(app, **filters, where=where, after_id=cursor, limit=page_size)  # type: ignore[arg-type]
+            for item in page.items:
+                if item["id"] > end:
+                    return
+                yield item
+            if len(page.items) < page_size:
+                return
+            cursor = page.next_after_id
