@@ -7,10 +7,12 @@ long runs of equal deltas and mostly-zero XORs, which zlib shrinks to a few byte
 
 from __future__ import annotations
 
+import operator
 import struct
 import zlib
 from array import array
 from dataclasses import dataclass
+from itertools import accumulate
 
 _HEADER = struct.Struct("<BI")  # version, sample count
 _RAW_V1 = 1
@@ -18,33 +20,26 @@ _ROLLUP_V1 = 2
 
 
 def _delta(ts: array[int]) -> array[int]:
-    out = array("q", ts)
-    for i in range(len(out) - 1, 0, -1):
-        out[i] -= out[i - 1]
-    return out
+    if not ts:
+        return array("q")
+    return array("q", [ts[0], *map(operator.sub, ts[1:], ts[:-1])])
 
 
 def _undelta(ds: array[int]) -> array[int]:
-    out = array("q", ds)
-    for i in range(1, len(out)):
-        out[i] += out[i - 1]
-    return out
+    return array("q", accumulate(ds))
 
 
 def _xor(vs: array[float]) -> array[int]:
     bits = array("q")
     bits.frombytes(vs.tobytes())
-    for i in range(len(bits) - 1, 0, -1):
-        bits[i] ^= bits[i - 1]
-    return bits
+    if not bits:
+        return bits
+    return array("q", [bits[0], *map(operator.xor, bits[1:], bits[:-1])])
 
 
 def _unxor(bits: array[int]) -> array[float]:
-    out = array("q", bits)
-    for i in range(1, len(out)):
-        out[i] ^= out[i - 1]
     vs = array("d")
-    vs.frombytes(out.tobytes())
+    vs.frombytes(array("q", accumulate(bits, operator.xor)).tobytes())
     return vs
 
 

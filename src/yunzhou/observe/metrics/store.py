@@ -50,6 +50,20 @@ CREATE TABLE IF NOT EXISTS chunks (
 """
 
 
+_STALE_BYTES = struct.pack("<Q", _STALE_BITS)
+
+
+def has_stale(vs: array[float]) -> bool:
+    """Whether any value is a staleness marker (a fast scan of the raw bytes, then an exact check)."""
+    raw = vs.tobytes()
+    i = raw.find(_STALE_BYTES)
+    while i >= 0:
+        if i % 8 == 0:
+            return True
+        i = raw.find(_STALE_BYTES, i + 1)
+    return False
+
+
 def is_stale(v: float) -> bool:
     """True for the staleness marker (and only for it, not for other NaNs)."""
     return v != v and struct.unpack("<Q", struct.pack("<d", v))[0] == _STALE_BITS

@@ -30,6 +30,9 @@ def aggregate(e: ast.Aggregate, inner: Vector, param: Scalar | None, n: int) -> 
     out: list[Series] = []
     for key, members in groups.items():
         vals: list[float | None] = []
+        if len(members) == 1 and e.op in _IDENTITY_ON_ONE:
+            out.append(Series(key, list(inner.series[members[0]].values)))
+            continue
         for k in range(n):
             xs = [x for x in (inner.series[i].values[k] for i in members) if x is not None]
             if not xs:
@@ -38,6 +41,9 @@ def aggregate(e: ast.Aggregate, inner: Vector, param: Scalar | None, n: int) -> 
             vals.append(_reduce(e.op, xs, param.values[k] if param is not None else 0.0))
         out.append(Series(key, vals))
     return Vector(out)
+
+
+_IDENTITY_ON_ONE = {"sum", "avg", "min", "max"}
 
 
 def _reduce(op: str, xs: list[float], p: float) -> float:

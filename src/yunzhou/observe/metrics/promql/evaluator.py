@@ -11,6 +11,7 @@ import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, pairwise
 from typing import Protocol
 
 from yunzhou.observe.metrics.promql import ast, stats
@@ -25,7 +26,7 @@ from yunzhou.observe.metrics.promql.values import (
     drop_name,
     eval_error,
 )
-from yunzhou.observe.metrics.store import SeriesSamples, is_stale
+from yunzhou.observe.metrics.store import SeriesSamples, has_stale, is_stale
 from yunzhou.observe.metrics.tsdb_index import Labels, Matcher
 
 LOOKBACK_MS = 300_000
@@ -48,14 +49,9 @@ class _RangeSeries:
     def resets_prefix(self) -> list[float]:
         """r[i] = the sum of vs[j-1] over the counter resets j ≤ i."""
         if self._resets is None:
-            out = [0.0] * len(self.vs)
-            acc = 0.0
             vs = self.vs
-            for i in range(1, len(vs)):
-                if vs[i] < vs[i - 1]:
-                    acc += vs[i - 1]
-                out[i] = acc
-            self._resets = out
+            drops = [a if b < a else 0.0 for a, b in pairwise(vs)]
+            self._resets = [0.0, *accumulate(drops)] if vs else []
         return self._resets
 
 
@@ -132,9 +128,11 @@ class Evaluator:
     def range_series(self, ms: ast.MatrixSelector) -> list[_RangeSeries]:
         out = []
         for s in self._select(ms.selector, ms.range_ms):
-            keep = [i for i, v in enumerate(s.vs) if not is_stale(v)]
-            ts = [s.ts[i] for i in keep] if len(keep) != len(s.vs) else list(s.ts)
-            vs = [s.vs[i] for i in keep] if len(keep) != len(s.vs) else list(s.vs)
+            if has_stale(s.vs):
+                keep = [i for i, v in enumerate(s.vs) if not is_stale(v)]
+                ts, vs = [s.ts[i] for i in keep], [s.vs[i] for i in keep]
+            else:
+                ts, vs = s.ts.tolist(), s.vs.tolist()
             rs = _RangeSeries(s.labels, ts, vs)
             if s.rollups is not None and len(s.rollups):
                 rs.agg = _over_time_points(s, ts, vs)
@@ -179,9 +177,15 @@ class Evaluator:
         all_series = self.range_series(ms)
         if f == "absent_over_time":
             return self._absent_over_time(ms, all_series)
+        fast = _FAST_RATES.get(f)
         for rs in all_series:
             ts = rs.ts
             vals: list[float | None] = []
+            if fast is not None:
+                vals = _rate_values(rs, self.steps, off, rng, *fast)
+                if any(v is not None for v in vals):
+                    out.append(Series(drop_name(rs.labels), vals))
+                continue
             for k, step in enumerate(self.steps):
                 end = step - off
                 start = end - rng
@@ -210,6 +214,54 @@ class Evaluator:
         if all(v is None for v in vals):
             return Vector([])
         return Vector([Series(absent_labels(ms.selector), vals)])
+
+
+_FAST_RATES = {"rate": (True, True), "increase": (True, False), "delta": (False, False)}
+
+
+def _rate_values(
+    rs: _RangeSeries, steps: list[int], off: int, rng: int, is_counter: bool, is_rate: bool
+) -> list[float | None]:
+    """rate/increase/delta at every step: the same arithmetic as ``extrapolated_rate``, inlined, with
+    windows found by two pointers (steps only move forward)."""
+    ts, vs = rs.ts, rs.vs
+    resets = rs.resets_prefix() if is_counter else None
+    n = len(ts)
+    lo = hi = 0
+    out: list[float | None] = []
+    range_s = rng / 1000
+    for step in steps:
+        end = step - off
+        start = end - rng
+        while lo < n and ts[lo] < start:
+            lo += 1
+        if hi < lo:
+            hi = lo
+        while hi < n and ts[hi] <= end:
+            hi += 1
+        count = hi - lo
+        if count < 2:
+            out.append(None)
+            continue
+        first_t, last_t = ts[lo], ts[hi - 1]
+        first_v = vs[lo]
+        result = vs[hi - 1] - first_v
+        if resets is not None:
+            result += resets[hi - 1] - resets[lo]
+        to_start = (first_t - start) / 1000
+        to_end = (end - last_t) / 1000
+        sampled = (last_t - first_t) / 1000
+        avg = sampled / (count - 1)
+        if is_counter and result > 0 and first_v >= 0:
+            to_zero = sampled * (first_v / result)
+            if to_zero < to_start:
+                to_start = to_zero
+        threshold = avg * 1.1
+        interval = sampled + (to_start if to_start < threshold else avg / 2)
+        interval += to_end if to_end < threshold else avg / 2
+        result *= interval / sampled
+        out.append(result / range_s if is_rate else result)
+    return out
 
 
 def _unparen(e: ast.Expr) -> ast.Expr:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
+from itertools import accumulate
 
 from yunzhou.observe.metrics.promql import ast
 from yunzhou.observe.metrics.promql.values import (
@@ -169,47 +171,48 @@ def absent_labels(vs: ast.VectorSelector) -> Labels:
 
 def bucket_quantile(q: float, buckets: list[tuple[float, float]]) -> float:
     """Prometheus' bucketQuantile over (upper bound, cumulative count) pairs."""
+    buckets = sorted(buckets, key=lambda b: b[0])
+    return sorted_bucket_quantile(q, [b[0] for b in buckets], [b[1] for b in buckets])
+
+
+def sorted_bucket_quantile(q: float, les: list[float], counts: list[float]) -> float:
+    """bucketQuantile with upper bounds already in ascending order (duplicates allowed)."""
     if q != q:
         return math.nan
     if q < 0:
         return -math.inf
     if q > 1:
         return math.inf
-    buckets = sorted(buckets, key=lambda b: b[0])
-    if not buckets or not math.isinf(buckets[-1][0]) or buckets[-1][0] < 0:
+    if not les or les[-1] != math.inf:
         return math.nan
-    # coalesce equal upper bounds, then force monotonic counts
-    merged: list[list[float]] = []
-    for le, cnt in buckets:
-        if merged and merged[-1][0] == le:
-            merged[-1][1] += cnt
+    # coalesce equal upper bounds, then force monotonic counts (a scrape can race an observation)
+    bounds: list[float] = []
+    cum: list[float] = []
+    for le, c in zip(les, counts, strict=True):
+        if bounds and bounds[-1] == le:
+            cum[-1] += c
         else:
-            merged.append([le, cnt])
-    for i in range(1, len(merged)):
-        if merged[i][1] < merged[i - 1][1]:
-            merged[i][1] = merged[i - 1][1]
-    if len(merged) < 2:
+            bounds.append(le)
+            cum.append(c)
+    cum = list(accumulate(cum, max))
+    if len(bounds) < 2:
         return math.nan
-    observations = merged[-1][1]
+    observations = cum[-1]
     if observations == 0 or observations != observations:
         return math.nan
     rank = q * observations
-    b = len(merged) - 1
-    for i in range(len(merged) - 1):
-        if merged[i][1] >= rank:
-            b = i
-            break
-    if b == len(merged) - 1:
-        return merged[-2][0]
-    if b == 0 and merged[0][0] <= 0:
-        return merged[0][0]
+    b = bisect_left(cum, rank, 0, len(cum) - 1)
+    if b == len(bounds) - 1:
+        return bounds[-2]
+    if b == 0 and bounds[0] <= 0:
+        return bounds[0]
     bucket_start = 0.0
-    bucket_end = merged[b][0]
-    count = merged[b][1]
+    bucket_end = bounds[b]
+    count = cum[b]
     if b > 0:
-        bucket_start = merged[b - 1][0]
-        count -= merged[b - 1][1]
-        rank -= merged[b - 1][1]
+        bucket_start = bounds[b - 1]
+        count -= cum[b - 1]
+        rank -= cum[b - 1]
     return bucket_start + (bucket_end - bucket_start) * (rank / count)
 
 
@@ -228,13 +231,20 @@ def _histogram_quantile(q: list[float], v: Vector, n: int) -> Vector:
         groups.setdefault(make_labels(d), []).append((le, s))
     out = []
     for labels, members in groups.items():
+        members.sort(key=lambda m: m[0])
+        les = [le for le, _ in members]
+        cols = [s.values for _, s in members]
         vals: list[float | None] = []
         for k in range(n):
-            buckets = [(le, s.values[k]) for le, s in members if s.values[k] is not None]
-            if not buckets:
-                vals.append(None)
-                continue
-            vals.append(bucket_quantile(q[k], buckets))  # type: ignore[arg-type]
+            counts = [c[k] for c in cols]
+            if None in counts:
+                present = [(le, c) for le, c in zip(les, counts, strict=True) if c is not None]
+                if not present:
+                    vals.append(None)
+                    continue
+                vals.append(sorted_bucket_quantile(q[k], [p[0] for p in present], [p[1] for p in present]))
+            else:
+                vals.append(sorted_bucket_quantile(q[k], les, counts))  # type: ignore[arg-type]
         if any(x is not None for x in vals):
             out.append(Series(labels, vals))
     return Vector(out)
