@@ -169,6 +169,7 @@ def rules_effective(
             ("FOR", lambda r: r.get("for", "0s") if "expr" in r else None),
             ("EXPR", lambda r: r.get("expr")),
             ("ACTIONS", lambda r: [a["type"] for a in r.get("actions", [])]),
+            ("HEALTH", lambda r: r.get("health") if not r.get("last_error") else f"err: {r['last_error']}"),
         ],
     )
 

@@ -35,6 +35,7 @@ from yunzhou.store.models import (
     ActiveAlert,
     AlertEvent,
     AlertReceiver,
+    AlertRuleHealth,
     AlertRuleRow,
     AlertSilence,
     App,
@@ -217,7 +218,12 @@ class AlertService:
                 .where(AlertRuleRow.app == scope.app)
                 .order_by(AlertRuleRow.name)
             )
-            return [rule_row_view(r) for r in rows]
+            health = {h.rule_key: h for h in s.scalars(select(AlertRuleHealth))}
+            out = []
+            for r in rows:
+                h = health.get(f"rule:{r.id}")  # a tuning's health is per app: see effective_rules
+                out.append(rule_row_view(r) | ({"health": h.health, "last_error": h.last_error} if h else {}))
+            return out
 
     def _check_readable(self, s: Session, caller: Caller, scope: RuleScope) -> None:
         if scope.project:
@@ -228,6 +234,7 @@ class AlertService:
         with self.ctx.db.transaction() as s:
             get_app(s, project, env, app)
             rows = list(s.scalars(select(AlertRuleRow)))
+            health = {h.rule_key: h for h in s.scalars(select(AlertRuleHealth))}
         out = []
         for inst in _instances_for_app(rows, project, env, app):
             out.append(
@@ -236,6 +243,8 @@ class AlertService:
                     "scope": str(inst.scope),
                     "default": inst.rule.alert in DEFAULTS_BY_NAME,
                     **inst.rule.to_dict(),
+                    "health": health[inst.key].health if inst.key in health else "unknown",
+                    "last_error": health[inst.key].last_error if inst.key in health else "",
                 }
             )
         for d in DEFAULT_RULES:
@@ -561,6 +570,20 @@ class AlertService:
         """States of rules that no longer exist (deleted, switched off, app removed) are dropped silently."""
         with self.ctx.db.transaction() as s:
             s.execute(delete(ActiveAlert).where(ActiveAlert.rule_key.not_in(keys_in_plan)))
+            s.execute(delete(AlertRuleHealth).where(AlertRuleHealth.rule_key.not_in(keys_in_plan)))
+
+    def record_health(self, rule_key: str, health: str, last_error: str) -> None:
+        """Called when a rule's evaluation starts or stops failing (not every pass)."""
+        with self.ctx.db.transaction() as s:
+            row = s.get(AlertRuleHealth, rule_key)
+            if row is None:
+                s.add(
+                    AlertRuleHealth(
+                        rule_key=rule_key, health=health, last_error=last_error, changed_at=self.ctx.clock()
+                    )
+                )
+            elif (row.health, row.last_error) != (health, last_error):
+                row.health, row.last_error, row.changed_at = health, last_error, self.ctx.clock()
 
     def receivers(self) -> list[Receiver]:
         with self.ctx.db.transaction() as s:

@@ -377,3 +377,13 @@ class AlertSilence(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(100))
+
+
+class AlertRuleHealth(Base):
+    """How a rule's last evaluation went (written when it changes): "ok", or "err" and why."""
+
+    __tablename__ = "alert_rule_health"
+    rule_key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    health: Mapped[str] = mapped_column(String(10))
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    changed_at: Mapped[datetime]

@@ -91,12 +91,15 @@ class AlertEvaluator:
                 samples = samples_of(self.engine.instant(inst.rule.expr, now))
             except Exception as exc:  # a bad expression, or a remote Prometheus away: the other rules run
                 reason = exc.message if isinstance(exc, YunzhouError) else f"{type(exc).__name__}: {exc}"
-                if health.last_error != reason:  # logged when it starts failing (or fails differently)
+                if health.last_error != reason:  # logged and stored when it starts failing (or differently)
                     log.warning(
                         "alert rule %s (%s) cannot be evaluated: %s", inst.rule.alert, inst.key, reason
                     )
+                    alerts.record_health(inst.key, "err", reason)
                 health.health, health.last_error = "err", reason
                 continue
+            if health.health != "ok":
+                alerts.record_health(inst.key, "ok", "")
             health.health, health.last_error = "ok", ""
             current, changes = evaluate(inst.rule, previous, samples, now, {"url": self.external_url})
             if changes or _differs(previous, current) or inst.rule.keep_firing_for_s:

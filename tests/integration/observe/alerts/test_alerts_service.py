@@ -111,6 +111,12 @@ def test_broken_expression_is_reported_not_fatal(world: tuple[ControlPlane, Metr
     broken = [h for k, h in evaluator.health.items() if k.startswith("rule:")]
     assert broken[0].health == "err"
     assert broken[0].last_error
+    stored = cp.alerts.list_rules(SYSTEM, RuleScope("shop"))
+    assert stored[0]["health"] == "err"
+    assert stored[0]["last_error"]
+    effective = {r["alert"]: r for r in cp.alerts.effective_rules("shop", "dev", "orders")}
+    assert effective["Broken"]["health"] == "err"
+    assert effective["AppErrorRateHigh"]["health"] == "ok"
 
 
 def test_rules_api_validates_audits_and_scopes(api: Api) -> None:

@@ -99,9 +99,18 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_alert_silences_ends_at"), "alert_silences", ["ends_at"], unique=False)
     op.create_index(op.f("ix_alert_silences_project"), "alert_silences", ["project"], unique=False)
+    op.create_table(
+        "alert_rule_health",
+        sa.Column("rule_key", sa.String(length=300), nullable=False),
+        sa.Column("health", sa.String(length=10), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=False),
+        sa.Column("changed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("rule_key", name=op.f("pk_alert_rule_health")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("alert_rule_health")
     op.drop_index(op.f("ix_alert_silences_project"), table_name="alert_silences")
     op.drop_index(op.f("ix_alert_silences_ends_at"), table_name="alert_silences")
     op.drop_table("alert_silences")
