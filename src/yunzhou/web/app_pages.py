@@ -47,7 +47,21 @@ def app_home(ctx: PageCtx, project: str, env: str, app: str) -> Response:
 @router.get(BASE + "/overview")
 def overview(ctx: PageCtx, project: str, env: str, app: str) -> Response:
     ctx.require_session()
-    return _page(ctx, "overview", project, env, app)
+    return _page(ctx, "overview", project, env, app, events=_events(ctx, project, env, app))
+
+
+EVENTS_SHOWN = 20
+
+
+def _events(ctx: Ctx, project: str, env: str, app: str) -> list[Json]:
+    """The app's timeline (alerts fired/resolved, healing actions), newest first."""
+    return ctx.client().app_events(project, env, app, limit=EVENTS_SHOWN)
+
+
+@router.get(BASE + "/overview/events")
+def overview_events(ctx: PageCtx, project: str, env: str, app: str) -> Response:
+    ctx.require_session()
+    return ctx.render("fragments/events.html", events=_events(ctx, project, env, app))
 
 
 @router.get(BASE + "/overview/live")

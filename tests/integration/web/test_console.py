@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.conftest import Api
 from tests.integration.web.conftest import Browser
+from yunzhou.store.models import AlertEvent
 
 SCORE: dict[str, Any] = {
     "apiVersion": "score.dev/v1b1",
@@ -185,3 +187,36 @@ def test_logout_ends_the_session(browser: Browser, web_api: Api) -> None:
     browser.login(web_api.admin_token)
     assert browser.post("/logout", {}).status_code == 303
     assert browser.http.get("/projects").status_code == 303
+
+
+def test_overview_shows_the_apps_events(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    with web_api.cp.ctx.db.transaction() as s:
+        where = {"project": "shop", "env": "dev", "app": "web", "rule_key": "HighErrorRate@shop/dev/web"}
+        s.add_all([
+            AlertEvent(time=datetime(2026, 1, 1, 12, 0, tzinfo=UTC), kind="alert", alertname="HighErrorRate",
+                       state="firing", release=1, **where,
+                       detail={"annotations": {"summary": "errors above 5% for 2m"}, "labels": {}}),
+            AlertEvent(time=datetime(2026, 1, 1, 12, 1, tzinfo=UTC), kind="action", alertname="HighErrorRate",
+                       state="skipped", release=1, **where,
+                       detail={"action": "rollback", "reason": "no earlier healthy release", "labels": {}}),
+        ])  # fmt: skip
+    browser.login(web_api.admin_token)
+    page = browser.http.get("/projects/shop/dev/apps/web/overview").text
+    assert 'id="events-table"' in page
+    assert "errors above 5% for 2m" in page
+    assert "no earlier healthy release" in page
+    assert page.index('data-kind="action"') < page.index('data-kind="alert"'), "newest first"
+    live = browser.http.get("/projects/shop/dev/apps/web/overview/events").text
+    assert "rollback (because of HighErrorRate)" in live
+    zh = browser.http.get(
+        "/projects/shop/dev/apps/web/overview/events", headers={"Accept-Language": "zh"}
+    ).text
+    assert "告警触发" in zh
+    assert "已跳过" in zh
+
+
+def test_overview_without_events(browser: Browser, web_api: Api) -> None:
+    seed(web_api)
+    browser.login(web_api.admin_token)
+    assert 'id="events-empty"' in browser.http.get("/projects/shop/dev/apps/web/overview").text
