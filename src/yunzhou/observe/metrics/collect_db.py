@@ -53,8 +53,9 @@ class StateReader:
                 .where(Release.number == release)
             )
         path = _declared_path(settings)
-        with self._lock:
-            self._endpoints[key] = path
+        if settings is not None:  # releases never change once written; one not yet written may come
+            with self._lock:
+                self._endpoints[key] = path
         return path
 
     def with_endpoints(self, instances: Iterable[InstanceSample]) -> list[InstanceSample]:

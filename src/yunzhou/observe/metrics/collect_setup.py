@@ -30,6 +30,36 @@ from yunzhou.store import Database
 log = logging.getLogger("yunzhou.observe.metrics")
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+RETENTION_VARIABLES = {
+    "YUNZHOU_METRICS_RETENTION": "retention",  # how long rollups are kept (default 15d)
+    "YUNZHOU_METRICS_RAW_RETENTION": "raw_retention",  # how long full-resolution samples are kept (2d)
+    "YUNZHOU_METRICS_ROLLUP": "rollup_interval",  # resolution of the rollups (5m)
+}
+
+
+def duration_seconds(variable: str, raw: str) -> float:
+    """``90``, ``90s``, ``15m``, ``48h``, ``15d``, ``2w`` → seconds (> 0)."""
+    text = raw.strip()
+    number, unit = (text[:-1], text[-1]) if text[-1:] in _UNITS else (text, "s")
+    try:
+        seconds = float(number) * _UNITS[unit]
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise ValueError(f"{variable}={raw!r}: give a positive duration such as 90s, 15m, 48h or 15d")
+    return seconds
+
+
+def retention(environ: Mapping[str, str]) -> dict[str, float]:
+    """The store's retention settings from the environment (only those that are set)."""
+    return {
+        option: duration_seconds(variable, environ[variable])
+        for variable, option in RETENTION_VARIABLES.items()
+        if environ.get(variable, "").strip()
+    }
+
+
 class MetricsWiring:
     def __init__(
         self, data_dir: Path, db: Database, *, environ: Mapping[str, str] | None = None, store: Any = None
@@ -39,7 +69,15 @@ class MetricsWiring:
         env = os.environ if environ is None else environ
         self.data_dir = data_dir
         self.interval = scrape_interval(env)
-        self.store = store if store is not None else MetricStore.open(data_dir / "metrics")
+        if store is None:
+            kept = retention(env)
+            store = MetricStore.open(
+                data_dir / "metrics",
+                retention=kept.get("retention", 15 * 86400),
+                raw_retention=kept.get("raw_retention", 2 * 86400),
+                rollup_interval=kept.get("rollup_interval", 300.0),
+            )
+        self.store = store
         prometheus = env.get("YUNZHOU_PROMETHEUS_URL", "").strip()
         self.engine: Any = PrometheusQueryEngine(prometheus) if prometheus else QueryEngine(self.store)
         self.state = StateReader(db)
