@@ -71,7 +71,7 @@ def parse_result(text: str) -> tuple[dict[str, str], float] | None:
 def test_documented_example(engine: QueryEngine, query: str, expected: list[str]) -> None:
     data = engine.instant(query, T)
     if data["resultType"] == "scalar":
-        got = [({}, float(data["result"][1]))]
+        got: list[tuple[dict[str, str], float]] = [({}, float(data["result"][1]))]
     else:
         got = [(r["metric"], float(r["value"][1])) for r in data["result"]]
     want = [p for p in (parse_result(e) for e in expected) if p is not None]
