@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.router.policy import AppPolicy, PolicySpec, parse_policy
 
 _HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _APP_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _BACKEND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_SNAPSHOT_KEYS = frozenset({"version", "routes"})
+_SNAPSHOT_KEYS = frozenset({"version", "routes", "policies", "callers"})
 _ROUTE_KEYS = frozenset({"host", "path_prefix", "app", "backends"})
-_BACKEND_KEYS = frozenset({"id", "address", "release"})
+_BACKEND_KEYS = frozenset({"id", "address", "release", "track"})
+_TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_ROUTES = 10_000
 MAX_BACKENDS_PER_ROUTE = 1_000
 
@@ -33,9 +35,13 @@ class Backend:
     host: str
     port: int
     release: int
+    track: str = "stable"  # stable | canary: which side of a traffic split it serves
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "address": self.address, "release": self.release}
+        doc: dict[str, Any] = {"id": self.id, "address": self.address, "release": self.release}
+        if self.track != "stable":
+            doc["track"] = self.track
+        return doc
 
 
 @dataclass(slots=True)
@@ -46,6 +52,7 @@ class Route:
     path_prefix: str
     app: str
     backends: tuple[Backend, ...]
+    policy: AppPolicy | None = field(default=None, compare=False)  # set when the table is built
     # Round-robin position; lives with the snapshot, so a new snapshot starts from its first backend.
     next_index: int = field(default=0, compare=False)
 
@@ -71,9 +78,16 @@ class Route:
 class Snapshot:
     version: int
     routes: tuple[Route, ...]
+    policies: dict[str, PolicySpec] = field(default_factory=dict)  # app → its traffic policy
+    callers: dict[str, str] = field(default_factory=dict)  # sha256(caller token) hex → app address
 
     def to_json(self) -> dict[str, Any]:
-        return {"version": self.version, "routes": [r.to_json() for r in self.routes]}
+        doc: dict[str, Any] = {"version": self.version, "routes": [r.to_json() for r in self.routes]}
+        if self.policies:
+            doc["policies"] = {app: p.to_json() for app, p in sorted(self.policies.items())}
+        if self.callers:
+            doc["callers"] = dict(sorted(self.callers.items()))
+        return doc
 
     def backend_addresses(self) -> set[tuple[str, int]]:
         return {(b.host, b.port) for r in self.routes for b in r.backends}
@@ -188,11 +202,17 @@ def _check_backend(doc: object, path: str, problems: _Problems) -> Backend | Non
     if release is None:
         problems.add(f"{path}.release", "must be an integer >= 0")
         ok = False
+    track = doc.get("track", "stable")
+    if track not in ("stable", "canary"):
+        problems.add(f"{path}.track", "must be stable or canary")
+        ok = False
     if not ok or parsed is None or release is None:
         return None
     assert isinstance(backend_id, str)
     assert isinstance(address, str)
-    return Backend(id=backend_id, address=address, host=parsed[0], port=parsed[1], release=release)
+    return Backend(
+        id=backend_id, address=address, host=parsed[0], port=parsed[1], release=release, track=str(track)
+    )
 
 
 def _check_route(doc: object, path: str, problems: _Problems) -> Route | None:
@@ -256,9 +276,41 @@ def parse_snapshot(doc: object) -> Snapshot:
                 )
             seen[key] = i
             routes.append(route)
+    policies = _check_policies(doc.get("policies", {}), problems)
+    callers = _check_callers(doc.get("callers", {}), problems)
     problems.raise_if_any()
     assert isinstance(version, int)
-    return Snapshot(version=version, routes=tuple(routes))
+    return Snapshot(version=version, routes=tuple(routes), policies=policies, callers=callers)
+
+
+def _check_policies(raw: object, problems: _Problems) -> dict[str, PolicySpec]:
+    if not isinstance(raw, dict):
+        problems.add("policies", "must map app addresses to {traffic, split, preview_hosts}")
+        return {}
+    out: dict[str, PolicySpec] = {}
+    for app, doc in raw.items():
+        path = f"policies.{app}"
+        if _check_app(app, path, problems) is None:
+            continue
+        found: list[FieldProblem] = []
+        spec = parse_policy(app, doc, path, found)
+        problems.items.extend(found)
+        if spec is not None:
+            out[app] = spec
+    return out
+
+
+def _check_callers(raw: object, problems: _Problems) -> dict[str, str]:
+    if not isinstance(raw, dict):
+        problems.add("callers", "must map sha256 token hashes to app addresses")
+        return {}
+    out: dict[str, str] = {}
+    for digest, app in raw.items():
+        if not isinstance(digest, str) or not _TOKEN_HASH_RE.match(digest):
+            problems.add("callers", f"{digest!r} is not a lower-case sha256 hex digest")
+        elif _check_app(app, f"callers.{digest}", problems) is not None:
+            out[digest] = str(app)
+    return out
 
 
 _HOST_CACHE: dict[bytes, str] = {}
@@ -296,12 +348,14 @@ def _prefix_matches(prefix: str, path: str) -> bool:
 class RoutingTable:
     """Host → routes (longest prefix first), built once per snapshot and swapped by one assignment."""
 
-    __slots__ = ("_by_host", "snapshot")
+    __slots__ = ("_by_host", "policies", "snapshot")
 
-    def __init__(self, snapshot: Snapshot) -> None:
+    def __init__(self, snapshot: Snapshot, policies: dict[str, AppPolicy] | None = None) -> None:
         self.snapshot = snapshot
+        self.policies = policies or {}
         by_host: dict[str, list[Route]] = {}
         for route in snapshot.routes:
+            route.policy = self.policies.get(route.app)
             by_host.setdefault(route.host, []).append(route)
         for routes in by_host.values():
             routes.sort(key=lambda r: len(r.path_prefix.rstrip("/")), reverse=True)

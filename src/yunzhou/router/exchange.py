@@ -9,13 +9,16 @@ streams the request body up and the response down, then ``finish`` records it ex
 from __future__ import annotations
 
 import asyncio
+import math
 from time import perf_counter
 from typing import TYPE_CHECKING
 
 from yunzhou.router.http import json_error_body, reason_phrase, simple_response
+from yunzhou.router.policy import DEFAULT_ACCESS
 
 if TYPE_CHECKING:
     from yunzhou.router.config import Backend, Route
+    from yunzhou.router.policy import AppPolicy, Decision
     from yunzhou.router.proxy import ClientConnection
     from yunzhou.router.server import Router
     from yunzhou.router.upstream import BackendPool, UpstreamConnection
@@ -51,6 +54,19 @@ class Exchange:
     close_client = False
     done = False
     counted_backend: str | None = None  # the backend id whose in-flight count includes this request
+    # traffic policy (only for apps that have one, or app-to-app calls)
+    caller: str | None = None
+    policy: AppPolicy | None = None
+    decision: Decision | None = None
+    retries_left = 0
+    retained: list[bytes] | None = None  # request body kept for retries (None: not kept / too large)
+    retained_size = 0
+    try_timer: asyncio.TimerHandle | None = None
+    deadline_timer: asyncio.TimerHandle | None = None
+    holds_slot = False
+    queued = False
+    error_extra: dict[str, object] | None = None
+    error_headers: list[tuple[bytes, bytes]] | None = None
 
     def __init__(
         self,
@@ -65,6 +81,8 @@ class Exchange:
         keep_alive: bool,
         http11: bool,
         local_error: tuple[int, str, str] | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        caller_token: bytes | None = None,
     ) -> None:
         self.client = client
         self.router: Router = client.router
@@ -78,6 +96,8 @@ class Exchange:
         self.keep_alive = keep_alive
         self.http11 = http11
         self.local_error = local_error
+        self.headers = headers or []
+        self.caller_token = caller_token
         self.candidates: list[Backend] = []
         self.started_at = perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
 
@@ -97,10 +117,14 @@ class Exchange:
                 self.route = route
                 self.app = route.app
                 self.router.metrics.request_started(route.app)
-                self.candidates = route.pick_order()
+                if route.policy is not None or self.caller_token is not None:
+                    if self._admit(route):
+                        return
+                else:
+                    self.candidates = route.pick_order()
                 if self.router.pools.down_until:
                     self.candidates = self.router.pools.healthy_first(self.candidates)
-                if not self.candidates:
+                if not self.candidates and self.local_error is None:
                     self.local_error = (503, "no_ready_backends", f"app {route.app!r} has no ready backends")
         if self.local_error is not None:
             if self.request_complete:
@@ -112,6 +136,12 @@ class Exchange:
         if self.done or self.local_error is not None:
             return  # discarded: the answer does not depend on it
         data = _chunk(body) if self.req_chunked else body
+        if self.retained is not None:
+            self.retained_size += len(data)
+            if self.retained_size > BODY_BUFFER_LIMIT:
+                self.retained = None  # too large to keep: this request is not retried
+            else:
+                self.retained.append(data)
         if self.sent and self.upstream is not None:
             self.upstream.write(data)
             self.last_upstream_activity = self.loop.time()  # the backend cannot answer before the body ends
@@ -154,6 +184,8 @@ class Exchange:
         except (OSError, TimeoutError) as exc:
             self.router.connect_failed(self.app or "?", backend, exc)
             self.router.pools.mark_down(backend.host, backend.port)
+            if self.policy is not None:
+                self._outcome(backend, 0, gateway_error=True)
             if not self.done:
                 self.try_next_backend()
             return
@@ -188,6 +220,10 @@ class Exchange:
             conn.pause_reading(True)
         self.last_upstream_activity = self.loop.time()
         self.timer = self.loop.call_later(self.router.settings.upstream_timeout, self.check_timeout)
+        if self.decision is not None and self.decision.timeouts is not None:
+            per_try = self.decision.timeouts.per_try
+            if per_try is not None:
+                self.try_timer = self.loop.call_later(per_try, self._per_try_expired)
 
     def check_timeout(self) -> None:
         self.timer = None
@@ -262,6 +298,10 @@ class Exchange:
             self.fail(self.status, "truncated", "backend closed the connection mid-response")
         else:
             backend = self.backend.id if self.backend else "?"
+            if self.policy is not None and self.backend is not None:
+                self._outcome(self.backend, 0, gateway_error=True)
+                if self._retry("reset", 0):
+                    return
             self.fail(502, "bad_gateway", f"backend {backend} closed the connection without a response")
 
     def upstream_bad_response(self, message: str) -> None:
@@ -269,10 +309,12 @@ class Exchange:
 
     # endings --------------------------------------------------------------------------------------
     def respond_locally(self, status: int, code: str, message: str) -> None:
-        body = json_error_body(status, code, message, self.request_id)
+        body = json_error_body(status, code, message, self.request_id, self.error_extra)
         if not self.request_complete or not self.keep_alive or self.router.draining:
             self.close_client = True
         extra = [(b"X-Request-Id", self.request_id.encode("ascii"))]
+        if self.error_headers:
+            extra.extend(self.error_headers)
         self.client.write(simple_response(status, body, keep_alive=not self.close_client, extra=extra))
         self.status = status
         self.bytes_sent = len(body)
@@ -315,13 +357,220 @@ class Exchange:
         if self.connect_task is not None:
             self.connect_task.cancel()
             self.connect_task = None
+        if self.policy is not None:
+            self._release_policy()
         conn = self.upstream
         if conn is not None:
             self.upstream = None
-            if self.response_complete and self.request_complete and self.upstream_keep_alive:
+            if (
+                self.response_complete
+                and self.request_complete
+                and self.upstream_keep_alive
+                and not (self.policy is not None and self.policy.connection_spent(conn.requests_served))
+            ):
                 conn.pool.give_back(conn)
             else:
                 conn.exchange = None
                 conn.close()
         self.router.exchange_finished(self)
         self.client.exchange_done(self)
+
+    # traffic policy ---------------------------------------------------------------------------------
+    def _admit(
+        self,
+        route: Route,
+    ) -> bool:
+        """Access, route rule, rate limit and pool slot; True when the request is answered or queued."""
+        router = self.router
+        policy = route.policy
+        if self.caller_token is not None:
+            self.caller = router.caller_of(self.caller_token)
+            if self.caller is not None:
+                self.head = self.head[:-2] + b"X-Yunzhou-Caller: " + self.caller.encode("ascii") + b"\r\n\r\n"
+        caller = tuple(self.caller.split("/")) if self.caller is not None else None
+        if policy is not None:
+            allowed, rule = policy.access(caller)  # type: ignore[arg-type]
+        elif caller is not None:
+            project, env, _ = route.app.split("/")
+            allowed, rule = DEFAULT_ACCESS.decide(caller, own_project=project, own_env=env)  # type: ignore[arg-type]
+        else:
+            allowed, rule = True, ""
+        if not allowed:
+            who = self.caller or "outside callers"
+            name = f"{route.app} traffic.{rule}"
+            router.metrics.policy_event("denied", route.app, rule)
+            self.error_extra = {"policy": name, "caller": self.caller}
+            self.local_error = (403, "access_denied", f"{who} may not call {route.app} (policy {name})")
+            return False
+        if policy is None:
+            self.candidates = route.pick_order()
+            return False
+        now = self.loop.time()
+        wanted = policy.wanted_headers
+        headers = {
+            n: v.decode("latin-1") for n, v in ((n.lower(), v) for n, v in self.headers) if n in wanted
+        }
+        peer = self.client.peer_ip.decode("ascii", "replace")
+        decision = policy.decide(self.host, self.path, headers, peer)
+        wait, limit = policy.rate_limit(decision.route, self.caller or peer, now)
+        if wait:
+            retry_after = max(1, math.ceil(wait))
+            name = f"{route.app} traffic.{limit}"
+            router.metrics.policy_event("rate_limited", route.app, limit)
+            self.error_extra = {"policy": name, "retry_after": retry_after}
+            self.error_headers = [(b"Retry-After", b"%d" % retry_after)]
+            self.local_error = (
+                429,
+                "rate_limited",
+                f"rate limit {name} exceeded; retry after {retry_after} s",
+            )
+            return False
+        self.policy = policy
+        self.decision = decision
+        if decision.retries is not None and decision.retries.attempts:
+            self.retries_left = decision.retries.attempts
+            self.retained = []
+        policy.state.budget.note_request(now)
+        if decision.timeouts is not None and decision.timeouts.overall is not None:
+            self.deadline_timer = self.loop.call_later(decision.timeouts.overall, self._overall_expired)
+        if policy.max_active is not None:
+            state = policy.state
+            if state.active >= policy.max_active:
+                if len(state.pending) >= policy.max_pending:
+                    router.metrics.policy_event("pool_overflow", route.app, "connectionPool")
+                    self.error_extra = {"policy": f"{route.app} traffic.connectionPool"}
+                    self.local_error = (503, "pool_overflow", f"connection pool of {route.app} is full")
+                    return False
+                state.pending.append(self)
+                self.queued = True
+                return True
+            state.active += 1
+            self.holds_slot = True
+        self.candidates = self._order(decision)
+        return False
+
+    def _order(self, decision: Decision, avoid: Backend | None = None) -> list[Backend]:
+        assert self.policy is not None
+        assert self.route is not None
+        load = self.router.metrics.backend_in_flight
+        order = self.policy.order(self.route.backends, decision, self.loop.time(), lambda i: load.get(i, 0))
+        if avoid is not None and len(order) > 1 and order[0] is avoid:
+            order.append(order.pop(0))  # a retry goes to another backend when there is one
+        return order
+
+    def dequeued(self) -> None:
+        """A pool slot freed up for this queued request."""
+        self.queued = False
+        self.holds_slot = True
+        assert self.decision is not None
+        self.candidates = self._order(self.decision)
+        if not self.candidates:
+            self.local_error = (503, "no_ready_backends", f"app {self.app!r} has no ready backends")
+            if self.request_complete:
+                self.respond_locally(*self.local_error)
+            return
+        self.try_next_backend()
+
+    def _release_policy(self) -> None:
+        for timer in (self.try_timer, self.deadline_timer):
+            if timer is not None:
+                timer.cancel()
+        self.try_timer = self.deadline_timer = None
+        policy = self.policy
+        assert policy is not None
+        if not self.holds_slot:
+            return
+        self.holds_slot = False
+        state = policy.state
+        state.active -= 1
+        while state.pending:
+            nxt = state.pending.popleft()
+            if nxt.done:
+                continue
+            state.active += 1
+            self.loop.call_soon(nxt.dequeued)
+            break
+
+    def _outcome(self, backend: Backend, status: int, *, gateway_error: bool) -> None:
+        policy = self.policy
+        assert policy is not None
+        assert self.route is not None
+        if policy.traffic.outlier_detection is None:
+            return
+        ids = [b.id for b in self.route.backends]
+        if policy.record(backend, status, gateway_error, self.loop.time(), ids):
+            self.router.metrics.policy_event("ejections", policy.app, backend.id)
+
+    def after_status(self, status: int) -> bool:
+        """The backend answered with ``status``; True when the policy retries instead of forwarding it."""
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        backend = self.backend
+        if backend is None:
+            return False
+        self._outcome(backend, status, gateway_error=status in (502, 503, 504))
+        if status < 500:
+            return False
+        return self._retry("gateway-error" if status in (502, 503, 504) else "5xx", status)
+
+    def _retry(self, reason: str, status: int) -> bool:
+        decision = self.decision
+        policy = self.policy
+        if policy is None or decision is None or decision.retries is None or self.retries_left <= 0:
+            return False
+        if not self.request_complete or self.retained is None:
+            return False
+        on = decision.retries.on
+        eligible = reason in on or (reason == "gateway-error" and "5xx" in on)
+        if reason == "per-try-timeout":
+            eligible = bool({"gateway-error", "5xx", "reset"} & set(on))
+        if not eligible:
+            return False
+        budget = decision.retries.budget
+        if not policy.state.budget.try_retry(budget.percent, budget.min_per_second, self.loop.time()):
+            self.router.metrics.policy_event("retry_budget_exhausted", policy.app, decision.route or "-")
+            return False
+        self.retries_left -= 1
+        self.router.metrics.policy_event("retries", policy.app, reason)
+        conn = self.upstream
+        if conn is not None:
+            self.upstream = None
+            conn.exchange = None
+            conn.close()
+        if self.counted_backend is not None:
+            self.router.metrics.backend_finished(self.counted_backend)
+            self.counted_backend = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        self.sent = False
+        self.body = list(self.retained) or None
+        self.candidates = self._order(decision, avoid=self.backend)
+        self.try_next_backend()
+        return True
+
+    def _per_try_expired(self) -> None:
+        self.try_timer = None
+        if self.done or self.response_started:
+            return
+        if self.backend is not None:
+            self._outcome(self.backend, 0, gateway_error=True)
+        self.router.metrics.policy_event("timeouts", self.app or "?", "perTry")
+        if self._retry("per-try-timeout", 0):
+            return
+        self.error_extra = {"policy": f"{self.app} traffic.timeouts.perTry"}
+        self.fail(
+            504, "upstream_timeout", f"backend did not answer within the per-try timeout of app {self.app!r}"
+        )
+
+    def _overall_expired(self) -> None:
+        self.deadline_timer = None
+        if self.done:
+            return
+        self.router.metrics.policy_event("timeouts", self.app or "?", "overall")
+        self.error_extra = {"policy": f"{self.app} traffic.timeouts.overall"}
+        self.fail(504, "timeout", f"no complete response within the overall timeout of app {self.app!r}")

@@ -62,11 +62,19 @@ class RequestIds:
         return f"{self._prefix}{self._counter:016x}"
 
 
-def json_error_body(status: int, code: str, message: str, request_id: str | None = None) -> bytes:
+def json_error_body(
+    status: int,
+    code: str,
+    message: str,
+    request_id: str | None = None,
+    extra: dict[str, object] | None = None,
+) -> bytes:
     """The same error shape as the API: ``{"error": {"code", "message", ...}}``, built as data."""
     error: dict[str, object] = {"code": code, "message": message, "status": status}
     if request_id is not None:
         error["request_id"] = request_id
+    if extra:
+        error.update(extra)
     return json.dumps({"error": error}, ensure_ascii=False).encode("utf-8") + b"\n"
 
 

@@ -28,6 +28,19 @@ LATENCY_BUCKETS: tuple[float, ...] = (
     60.0,
 )
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+# Traffic-policy counters: kind → (detail label, help text); rendered as yunzhou_router_<kind>_total.
+POLICY_COUNTERS = {
+    "retries": (
+        "reason",
+        "Retries by app and reason (connect-failure, reset, 5xx, gateway-error, per-try-timeout).",
+    ),
+    "retry_budget_exhausted": ("route", "Retries refused by the retry budget, by app and traffic route."),
+    "ejections": ("backend", "Outlier-detection ejections, by app and backend id."),
+    "rate_limited": ("policy", "Requests answered 429 by a rate limit, by app and limit."),
+    "denied": ("policy", "Requests answered 403 by an access policy, by app and deciding rule."),
+    "pool_overflow": ("policy", "Requests answered 503 because the connection pool and its queue were full."),
+    "timeouts": ("kind", "Requests that hit a policy timeout, by app and kind (perTry, overall)."),
+}
 
 
 @dataclass(slots=True)
@@ -66,6 +79,12 @@ class RouterMetrics:
         self.config_rejected: int = 0
         self.client_connections: int = 0
         self.upstream_connections: int = 0
+        # traffic policy: (kind, app, detail) → count; kinds are the keys of POLICY_COUNTERS
+        self.policy_events: dict[tuple[str, str, str], int] = {}
+
+    def policy_event(self, kind: str, app: str, detail: str) -> None:
+        key = (kind, app, detail)
+        self.policy_events[key] = self.policy_events.get(key, 0) + 1
 
     def request_started(self, app: str) -> None:
         self.in_flight[app] = self.in_flight.get(app, 0) + 1
@@ -148,6 +167,13 @@ class RouterMetrics:
         for (app, backend_id), value in sorted(self.connect_failures.items()):
             labels = _labels(app=app, backend=backend_id)
             lines.append(f"yunzhou_router_upstream_connect_failures_total{labels} {value}")
+
+        for kind, (label, text) in POLICY_COUNTERS.items():
+            metric = f"yunzhou_router_{kind}_total"
+            header(metric, "counter", text)
+            for (k, app, detail), value in sorted(self.policy_events.items()):
+                if k == kind:
+                    lines.append(f"{metric}{_labels(app=app, **{label: detail})} {value}")
 
         gauges: list[tuple[str, str, str, float]] = [
             (

@@ -35,6 +35,8 @@ _REWRITTEN = HOP_BY_HOP | {
     b"x-forwarded-host",
     b"x-request-id",
     b"expect",
+    b"x-yunzhou-caller",  # identity is the router's to set: never accepted from a client
+    b"x-yunzhou-caller-token",
 }
 _PAUSE_PIPELINE = 1
 _PAUSE_BODY = 2
@@ -140,6 +142,7 @@ class ClientConnection(asyncio.Protocol):
         chunked = False
         expect_continue = False
         extra_hop: set[bytes] | None = None
+        caller_token: bytes | None = None
         out = [b""]  # the request line goes first, once the target is known
         for name, value in self.headers:
             lname = name.lower()
@@ -158,6 +161,8 @@ class ClientConnection(asyncio.Protocol):
                     extra_hop = connection_tokens(value, extra_hop)
                 elif lname == b"expect":
                     expect_continue = value.lower() == b"100-continue"
+                elif lname == b"x-yunzhou-caller-token":
+                    caller_token = value
                 continue
             out.append(name + b": " + value + b"\r\n")
         if extra_hop:
@@ -210,6 +215,8 @@ class ClientConnection(asyncio.Protocol):
             keep_alive=parser.should_keep_alive(),
             http11=http11,
             local_error=local_error,
+            headers=self.headers,
+            caller_token=caller_token,
         )
         if expect_continue and http11 and local_error is None:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # answered here; backends never see Expect

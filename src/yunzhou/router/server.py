@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -15,9 +16,10 @@ from typing import TYPE_CHECKING, Any
 from yunzhou.domain.errors import Conflict
 from yunzhou.router.accesslog import AccessLog
 from yunzhou.router.admin import AdminConnection
-from yunzhou.router.config import EMPTY_SNAPSHOT, Backend, RoutingTable, parse_snapshot
+from yunzhou.router.config import EMPTY_SNAPSHOT, Backend, RoutingTable, Snapshot, parse_snapshot
 from yunzhou.router.http import RequestIds
 from yunzhou.router.metrics import RouterMetrics
+from yunzhou.router.policy import AppPolicy, PolicyState
 from yunzhou.router.proxy import ClientConnection
 from yunzhou.router.upstream import Pools
 
@@ -50,6 +52,7 @@ class Router:
         self.loop = loop
         self.log = log
         self.table = RoutingTable(EMPTY_SNAPSHOT)
+        self.policy_states: dict[str, PolicyState] = {}
         self.configured = False
         self.pools = Pools(self)
         self.metrics = RouterMetrics()
@@ -81,7 +84,7 @@ class Router:
                 "bump the version for a new snapshot"
             )
         # One assignment: a request routes with either the old table or the new one, never a mix.
-        self.table = RoutingTable(snapshot)
+        self.table = RoutingTable(snapshot, self._compile_policies(snapshot))
         self.configured = True
         self.pools.keep_only(snapshot.backend_addresses())
         self.metrics.config_version = snapshot.version
@@ -94,6 +97,31 @@ class Router:
             backends,
         )
         return True
+
+    def _compile_policies(self, snapshot: Snapshot) -> dict[str, AppPolicy]:
+        """Compile each app's policy, keeping its state (buckets, ejections, queue) while it is unchanged."""
+        now = self.loop.time()
+        compiled: dict[str, AppPolicy] = {}
+        states: dict[str, PolicyState] = {}
+        for app, spec in snapshot.policies.items():
+            traffic_doc = spec.doc.get("traffic")
+            state = self.policy_states.get(app)
+            if state is None or state.doc != traffic_doc:
+                state = PolicyState(doc=traffic_doc)
+            states[app] = state
+            compiled[app] = AppPolicy(app, spec.traffic, spec.split, spec.preview_hosts, state, now)
+        for app, old in self.policy_states.items():
+            if states.get(app) is not old:
+                while old.pending:  # requests queued under a policy that is gone go ahead without it
+                    waiting = old.pending.popleft()
+                    if not waiting.done:
+                        self.loop.call_soon(waiting.dequeued)
+        self.policy_states = states
+        return compiled
+
+    def caller_of(self, token: bytes) -> str | None:
+        """The app a caller token belongs to (tokens are known by their sha256), or None."""
+        return self.table.snapshot.callers.get(hashlib.sha256(token).hexdigest())
 
     # connection bookkeeping -----------------------------------------------------------------
     def client_opened(self, client: ClientConnection) -> None:

@@ -107,6 +107,8 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is None or exchange.response_complete:  # a second response nobody asked for
             self.close()
             return
+        if exchange.policy is not None and exchange.after_status(status):
+            return  # retried elsewhere: this connection was detached and closed
         length: bytes | None = None
         chunked = False
         extra_hop: set[bytes] | None = None

@@ -10,6 +10,9 @@ It listens on a free loopback port, writes ``{"port": N}`` to READY_FILE, and an
   GET  /drip                 a chunked response: one chunk now, the rest once GET /release arrives
   GET  /release              lets every waiting /drip finish
   GET  /garbage              bytes that are not HTTP, then close
+  GET  /control/fail?rate=R&code=C   from now on answer that share of requests with status C (deterministic:
+                             the failures are spread evenly); rate=0 heals it
+  GET  /control/stats        {"count": requests seen, "failed": requests answered with the injected status}
 """
 
 from __future__ import annotations
@@ -27,6 +30,19 @@ NAME = sys.argv[1] if len(sys.argv) > 1 else "backend"
 _released = threading.Event()
 _count_lock = threading.Lock()
 _count = 0
+_fail = {"rate": 0.0, "code": 500, "acc": 0.0, "failed": 0}
+
+
+def _should_fail() -> bool:
+    with _count_lock:
+        if _fail["rate"] <= 0:
+            return False
+        _fail["acc"] += _fail["rate"]
+        if _fail["acc"] >= 1.0 - 1e-9:
+            _fail["acc"] -= 1.0
+            _fail["failed"] += 1
+            return True
+        return False
 
 
 def _next_count() -> int:
@@ -38,6 +54,7 @@ def _next_count() -> int:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
     server_version = "test-backend"
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
@@ -84,6 +101,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path
         query = self._query()
+        if path == "/control/fail":
+            with _count_lock:
+                _fail.update(rate=float(query.get("rate", "0")), code=int(query.get("code", "500")), acc=0.0)
+            self._send(200, b"{}")
+            return
+        if path == "/control/stats":
+            with _count_lock:
+                doc = {"count": _count, "failed": _fail["failed"]}
+            self._send(200, json.dumps(doc).encode())
+            return
+        if _should_fail():
+            _next_count()
+            self._send(int(_fail["code"]), b'{"injected": true}')
+            return
         if path == "/slow":
             time.sleep(float(query.get("s", "1")))
         if path == "/chunked":
@@ -134,6 +165,10 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # the router closing a connection is normal
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
 
 def main() -> None:
