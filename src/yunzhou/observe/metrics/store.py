@@ -11,6 +11,7 @@ entry per ``rollup_interval``); it runs on its own from the append path every ``
 from __future__ import annotations
 
 import json
+import logging
 import math
 import sqlite3
 import struct
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from yunzhou.domain.errors import UserError
 from yunzhou.observe.metrics.chunks import (
     Rollups,
     decode_rollups,
@@ -33,6 +35,8 @@ from yunzhou.observe.metrics.chunks import (
 )
 from yunzhou.observe.metrics.tsdb_index import METRIC_NAME, LabelIndex, Labels, Matcher, labels_key
 from yunzhou.observe.metrics.tsdb_index import validate_series as _validate
+
+log = logging.getLogger("yunzhou.observe.metrics")
 
 DAY = 86_400.0
 RAW, ROLLUP = 0, 1
@@ -151,6 +155,9 @@ class MetricStore:
         self._closed = False
         self.appended = 0
         self.out_of_order = 0
+        self.rejected = 0
+        self._rejected_names: set[object] = set()
+        self._cache_lock = threading.Lock()
         self._load()
 
     # ---- opening -----------------------------------------------------------------------------------
@@ -228,28 +235,41 @@ class MetricStore:
 
     # ---- writing -----------------------------------------------------------------------------------
     def append(self, name: str, labels: Mapping[str, str], value: float, t: float) -> None:
-        """Add one sample (``t`` in unix seconds). Samples not newer than the series' last are dropped."""
-        self.append_many(((name, labels, value, t),))
+        """Add one sample (``t`` in unix seconds). Samples not newer than the series' last are dropped.
+        An invalid metric or label name is a UserError."""
+        self.append_many(((name, labels, value, t),), strict=True)
 
-    def append_many(self, rows: Iterable[tuple[str, Mapping[str, str], float, float]]) -> None:
+    def append_many(
+        self, rows: Iterable[tuple[str, Mapping[str, str], float, float]], *, strict: bool = False
+    ) -> None:
+        """Add samples. A row with an invalid name, labels or value is skipped and counted
+        (``stats()["rejected"]``) so that one bad metric of a scraped app never costs the rest of the
+        scrape; with ``strict`` it raises UserError instead (rows before it are kept)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("the metric store is closed")
             for name, labels, value, t in rows:
-                key = labels_key(name, labels)
-                sid = self._ids.get(key)
+                try:
+                    key = labels_key(name, labels)
+                    sid = self._ids.get(key)
+                    if sid is None:
+                        _validate(name, labels)
+                    t_ms = round(t * 1000)
+                    v = float(value)
+                except (UserError, TypeError, ValueError, AttributeError, OverflowError) as e:
+                    if strict:
+                        raise
+                    self._reject(name, e)
+                    continue
                 if sid is None:
-                    _validate(name, labels)
                     sid = self._next_id
                     self._next_id += 1
                     self._add_series(sid, key)
                     self._pending_series.append((sid, key))
                 s = self._series[sid]
-                t_ms = round(t * 1000)
                 if t_ms <= s.last_t:
                     self.out_of_order += 1
                     continue
-                v = float(value)
                 s.ts.append(t_ms)
                 s.vs.append(v)
                 s.last_t = t_ms
@@ -267,6 +287,12 @@ class MetricStore:
                     self._last_compact_t = self._max_t
                 elif self._max_t - self._last_compact_t >= self.compact_interval * 1000:
                     self._compact_locked(self._max_t / 1000)
+
+    def _reject(self, name: object, error: Exception) -> None:
+        self.rejected += 1
+        if len(self._rejected_names) < 1000 and name not in self._rejected_names:
+            self._rejected_names.add(name)
+            log.warning("metric store: skipped a sample of %r: %s", name, error)
 
     def mark_stale(self, name: str, labels: Mapping[str, str], t: float) -> None:
         """Record that the series ended at ``t`` (as Prometheus does when a target stops exposing it)."""
@@ -386,8 +412,11 @@ class MetricStore:
             s = self._series.pop(sid)
             self._ids.pop(s.key, None)
             self._index.remove(sid)
-        self._cache.clear()
-        self._cache_samples = 0
+        for s in self._series.values():  # a series that stopped: its old head samples go too
+            if s.ts and s.ts[0] < keep_from:
+                i = bisect_left(s.ts, keep_from)
+                s.ts, s.vs = s.ts[i:], s.vs[i:]
+        self._cache_clear()
         return CompactResult(deleted, sum(len(b) for b in by_series.values()), len(gone))
 
     # ---- reading -----------------------------------------------------------------------------------
@@ -449,10 +478,11 @@ class MetricStore:
         return SeriesSamples(sid, s.key, out_ts, out_vs, rollups, raw_from)
 
     def _cached(self, key: tuple[int, int, int], data: bytes, decode: Any, size: Any) -> Any:
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return hit
         value = decode(data)
         self._cache_put(key, value, size(value))
         return value
@@ -460,6 +490,15 @@ class MetricStore:
     def _cache_put(self, key: tuple[int, int, int], value: Any, n: int) -> None:
         if self._cache_limit <= 0:
             return
+        with self._cache_lock:
+            self._cache_put_locked(key, value, n)
+
+    def _cache_clear(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
+            self._cache_samples = 0
+
+    def _cache_put_locked(self, key: tuple[int, int, int], value: Any, n: int) -> None:
         old = self._cache.pop(key, None)
         if old is not None:
             self._cache_samples -= _size(old)
@@ -491,6 +530,7 @@ class MetricStore:
                 "series": len(self._series),
                 "appended": self.appended,
                 "out_of_order": self.out_of_order,
+                "rejected": self.rejected,
                 "head_samples": head,
                 "chunks": chunks,
                 "chunk_samples": samples,

@@ -164,3 +164,17 @@ def test_empty_label_values_are_the_same_as_no_label(store: MetricStore) -> None
     store.append("g", {}, 2.0, 2.0)
     assert store.series([Matcher.make("__name__", "=", "g")]) == [{"__name__": "g"}]
     assert store.label_values("__name__") == ["g"]
+
+
+def test_a_bad_row_in_a_batch_is_skipped_and_counted(store: MetricStore) -> None:
+    store.append_many(
+        [
+            ("ok_total", {"a": "1"}, 1.0, 10.0),
+            ("bad-name", {}, 1.0, 10.0),
+            ("ok_total", {"bad-label": "x"}, 1.0, 10.0),
+            ("ok_total", {"a": "2"}, "not a number", 10.0),  # type: ignore[list-item]
+            ("ok_total", {"a": "3"}, 3.0, 10.0),
+        ]
+    )
+    assert store.stats()["rejected"] == 3
+    assert [s["a"] for s in store.series([Matcher.make("__name__", "=", "ok_total")])] == ["1", "3"]
