@@ -572,18 +572,22 @@ class AlertService:
             s.execute(delete(ActiveAlert).where(ActiveAlert.rule_key.not_in(keys_in_plan)))
             s.execute(delete(AlertRuleHealth).where(AlertRuleHealth.rule_key.not_in(keys_in_plan)))
 
-    def record_health(self, rule_key: str, health: str, last_error: str) -> None:
-        """Called when a rule's evaluation starts or stops failing (not every pass)."""
+    def record_health(self, changed: Mapping[str, tuple[str, str]]) -> None:
+        """Rules whose evaluation started or stopped failing in a pass: key → (health, last_error)."""
+        if not changed:
+            return
+        now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
-            row = s.get(AlertRuleHealth, rule_key)
-            if row is None:
-                s.add(
-                    AlertRuleHealth(
-                        rule_key=rule_key, health=health, last_error=last_error, changed_at=self.ctx.clock()
-                    )
-                )
-            elif (row.health, row.last_error) != (health, last_error):
-                row.health, row.last_error, row.changed_at = health, last_error, self.ctx.clock()
+            rows = {
+                h.rule_key: h
+                for h in s.scalars(select(AlertRuleHealth).where(AlertRuleHealth.rule_key.in_(changed)))
+            }
+            for key, (health, error) in changed.items():
+                row = rows.get(key)
+                if row is None:
+                    s.add(AlertRuleHealth(rule_key=key, health=health, last_error=error, changed_at=now))
+                elif (row.health, row.last_error) != (health, error):
+                    row.health, row.last_error, row.changed_at = health, error, now
 
     def receivers(self) -> list[Receiver]:
         with self.ctx.db.transaction() as s:

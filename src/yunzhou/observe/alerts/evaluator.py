@@ -83,6 +83,7 @@ class AlertEvaluator:
         receivers = alerts.receivers()
         silences = alerts.active_silences(self.cp.ctx.clock())
         self.notifier.drop_receivers_not_in({r.id for r in receivers})
+        health_changes: dict[str, tuple[str, str]] = {}
         for inst in plan:
             previous = states.get(inst.key, {})
             health = self.health.setdefault(inst.key, RuleHealth())
@@ -95,11 +96,11 @@ class AlertEvaluator:
                     log.warning(
                         "alert rule %s (%s) cannot be evaluated: %s", inst.rule.alert, inst.key, reason
                     )
-                    alerts.record_health(inst.key, "err", reason)
+                    health_changes[inst.key] = ("err", reason)
                 health.health, health.last_error = "err", reason
                 continue
             if health.health != "ok":
-                alerts.record_health(inst.key, "ok", "")
+                health_changes[inst.key] = ("ok", "")
             health.health, health.last_error = "ok", ""
             current, changes = evaluate(inst.rule, previous, samples, now, {"url": self.external_url})
             if changes or _differs(previous, current) or inst.rule.keep_firing_for_s:
@@ -114,6 +115,7 @@ class AlertEvaluator:
                 self.notifier.observe(receivers, self._notified(inst, st), now)
                 if not silenced(st.labels, silences):
                     self.healer.consider(inst, st, just_fired=st.fingerprint in fired_now)
+        alerts.record_health(health_changes)
         alerts.forget({i.key for i in plan})
         self._last_eval = now
 
