@@ -556,7 +556,18 @@ class Matcher:
         return f"{self.name}{op[(self.is_regex, self.is_equal)]}{json.dumps(self.value)}"
 
 
-_MATCHER_TEXT = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+_MATCHER_TEXT = re.compile(r"^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(.*?)\s*$")
+
+
+def _matcher_value(text: str) -> str:
+    """A double-quoted value is a JSON/PromQL string (escapes included); anything else is taken as is."""
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return text[1:-1]
+        return value if isinstance(value, str) else text[1:-1]
+    return text
 
 
 def parse_matchers(value: object, path: str = "matchers") -> tuple[Matcher, ...]:
@@ -575,7 +586,7 @@ def parse_matchers(value: object, path: str = "matchers") -> tuple[Matcher, ...]
                 )
                 continue
             op = m.group(2)
-            matcher = Matcher(m.group(1), m.group(3), "~" in op, op in ("=", "=~"))
+            matcher = Matcher(m.group(1), _matcher_value(m.group(3)), "~" in op, op in ("=", "=~"))
         elif (
             isinstance(item, Mapping)
             and isinstance(item.get("name"), str)

@@ -614,7 +614,7 @@ class AlertService:
                 AlertEvent.project == project,
                 AlertEvent.env == env,
                 AlertEvent.app == app,
-                AlertEvent.state == "done",
+                AlertEvent.state.in_(("done", "failed")),  # a failing action must not retry every pass
             )
             last = s.scalar(select(func.max(AlertEvent.time)).where(where))
             if last is not None and (now - last).total_seconds() < rule.cooldown_s:

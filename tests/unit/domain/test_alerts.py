@@ -145,3 +145,9 @@ def test_matchers() -> None:
     with pytest.raises(UserError) as err:
         parse_matchers(["app=~(("])
     assert err.value.problems[0].path == "matchers.0.value"
+
+
+def test_matcher_text_round_trips_quotes_and_escapes() -> None:
+    matcher = parse_matchers(['msg="say \\"hi\\" \\\\d"'])[0]
+    assert matcher.value == 'say "hi" \\d'
+    assert parse_matchers([str(matcher)])[0] == matcher
