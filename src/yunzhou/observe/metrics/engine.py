@@ -9,13 +9,12 @@ from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, UserError
 from yunzhou.observe.metrics.promql import ast
-from yunzhou.observe.metrics.promql.evaluator import LOOKBACK_MS, Evaluator, SampleSource
+from yunzhou.observe.metrics.promql.evaluator import LOOKBACK_MS, MAX_SAMPLES, Evaluator, SampleSource
 from yunzhou.observe.metrics.promql.parser import parse, type_of
 from yunzhou.observe.metrics.promql.values import Scalar, Vector
 from yunzhou.observe.metrics.tsdb_index import Labels
 
 MAX_POINTS = 11_000  # per series in a range query, as Prometheus
-MAX_SAMPLES = 50_000_000  # loaded by one query
 
 
 def format_value(v: float) -> str:
@@ -43,14 +42,17 @@ def _error(field: str, message: str) -> UserError:
 class QueryEngine:
     """``engine.instant(expr, t)`` and ``engine.range(expr, start, end, step)``; times in unix seconds."""
 
-    def __init__(self, store: SampleSource, *, lookback: float = LOOKBACK_MS / 1000) -> None:
+    def __init__(
+        self, store: SampleSource, *, lookback: float = LOOKBACK_MS / 1000, max_samples: int = MAX_SAMPLES
+    ) -> None:
         self.store = store
         self.lookback_ms = round(lookback * 1000)
+        self.max_samples = max_samples
 
     def instant(self, expr: str, t: float | None = None) -> dict[str, Any]:
         node = parse(expr)
         t_ms = round((time.time() if t is None else t) * 1000)
-        ev = Evaluator(self.store, [t_ms], self.lookback_ms)
+        ev = Evaluator(self.store, [t_ms], self.lookback_ms, self.max_samples)
         inner = node
         while isinstance(inner, ast.Paren):
             inner = inner.expr
@@ -103,7 +105,7 @@ class QueryEngine:
             )
         start_ms, end_ms, step_ms = round(start * 1000), round(end * 1000), round(step * 1000)
         steps = list(range(start_ms, end_ms + 1, step_ms))
-        ev = Evaluator(self.store, steps, self.lookback_ms)
+        ev = Evaluator(self.store, steps, self.lookback_ms, self.max_samples)
         value = ev.eval(node)
         series: list[tuple[Labels, list[float | None]]]
         if isinstance(value, Scalar):

@@ -20,7 +20,7 @@ import time
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS head (
 CREATE TABLE IF NOT EXISTS chunks (
   series_id INTEGER NOT NULL, kind INTEGER NOT NULL, min_t INTEGER NOT NULL, max_t INTEGER NOT NULL,
   n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series_id, kind, min_t)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_age ON chunks (kind, max_t);
 """
 
 
@@ -420,8 +421,11 @@ class MetricStore:
         return CompactResult(deleted, sum(len(b) for b in by_series.values()), len(gone))
 
     # ---- reading -----------------------------------------------------------------------------------
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesSamples]:
-        """Series matching all ``matchers`` with their samples in [mint, maxt] (ms), by series id."""
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> Iterator[SeriesSamples]:
+        """Series matching all ``matchers`` with their samples in [mint, maxt] (ms), by series id.
+
+        Lazily, one series at a time, so that a query over many long series never holds them all;
+        no lock is held between two series."""
         with self._lock:
             picked = []
             for sid in self._index.match(matchers):
@@ -429,10 +433,14 @@ class MetricStore:
                 mem: list[tuple[array[int], array[float]]] = [*s.sealed, (s.ts, s.vs)]
                 segs = [_slice(ts, vs, mint, maxt) for ts, vs in mem if ts and ts[0] <= maxt]
                 picked.append((sid, s, segs))
+        for sid, s, segs in picked:
             if self._read_conn is None:
-                return [self._assemble(self._conn, sid, s, segs, mint, maxt) for sid, s, segs in picked]
-        with self._read_lock:
-            return [self._assemble(self._read_conn, sid, s, segs, mint, maxt) for sid, s, segs in picked]
+                with self._lock:
+                    yield self._assemble(self._conn, sid, s, segs, mint, maxt)
+            else:
+                with self._read_lock:
+                    found = self._assemble(self._read_conn, sid, s, segs, mint, maxt)
+                yield found
 
     def _assemble(
         self,

@@ -195,3 +195,12 @@ def test_duplicate_labelsets_after_dropping_the_name_are_an_error(
         labels(__name__="a_total", x="1"): 1,
         labels(__name__="b_total", x="1"): 1,
     }
+
+
+def test_a_query_loading_too_many_samples_is_refused(store: MetricStore) -> None:
+    for i in range(100):
+        store.append("g", {}, float(i), 10.0 * i)
+    engine = QueryEngine(store, max_samples=50)
+    assert one(engine, "count_over_time(g[5m])", 990) == 31
+    with pytest.raises(UserError, match="too many samples"):
+        engine.instant("count_over_time(g[1h])", 990)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import accumulate, pairwise
 from typing import Protocol
@@ -30,10 +30,11 @@ from yunzhou.observe.metrics.store import SeriesSamples, has_stale, is_stale
 from yunzhou.observe.metrics.tsdb_index import Labels, Matcher
 
 LOOKBACK_MS = 300_000
+MAX_SAMPLES = 50_000_000  # loaded by one query, as Prometheus' --query.max-samples
 
 
 class SampleSource(Protocol):
-    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> list[SeriesSamples]: ...
+    def select(self, matchers: Sequence[Matcher], mint: int, maxt: int) -> Iterable[SeriesSamples]: ...
 
 
 @dataclass
@@ -56,8 +57,15 @@ class _RangeSeries:
 
 
 class Evaluator:
-    def __init__(self, source: SampleSource, steps: list[int], lookback_ms: int = LOOKBACK_MS) -> None:
+    def __init__(
+        self,
+        source: SampleSource,
+        steps: list[int],
+        lookback_ms: int = LOOKBACK_MS,
+        max_samples: int = MAX_SAMPLES,
+    ) -> None:
         self.source = source
+        self.max_samples = max_samples
         self.steps = steps
         self.n = len(steps)
         self.lookback = lookback_ms
@@ -95,12 +103,17 @@ class Evaluator:
         raise eval_error(f"unsupported expression {type(e).__name__}")
 
     # ---- selectors ---------------------------------------------------------------------------------
-    def _select(self, vs: ast.VectorSelector, before: int) -> list[SeriesSamples]:
+    def _select(self, vs: ast.VectorSelector, before: int) -> Iterator[SeriesSamples]:
         mint = self.steps[0] - vs.offset_ms - before
         maxt = self.steps[-1] - vs.offset_ms
-        found = self.source.select(vs.matchers, mint, maxt)
-        self.samples_loaded += sum(len(s.ts) for s in found)
-        return found
+        for found in self.source.select(vs.matchers, mint, maxt):
+            self.samples_loaded += len(found.ts)
+            if self.samples_loaded > self.max_samples:
+                raise eval_error(
+                    "query processing would load too many samples into memory "
+                    f"(more than {self.max_samples:,}); narrow the selector or the time range"
+                )
+            yield found
 
     def vector_selector(self, vs: ast.VectorSelector) -> Vector:
         out = []
@@ -125,8 +138,7 @@ class Evaluator:
                 out.append(Series(s.labels, vals))
         return Vector(out)
 
-    def range_series(self, ms: ast.MatrixSelector) -> list[_RangeSeries]:
-        out = []
+    def range_series(self, ms: ast.MatrixSelector) -> Iterator[_RangeSeries]:
         for s in self._select(ms.selector, ms.range_ms):
             if has_stale(s.vs):
                 keep = [i for i, v in enumerate(s.vs) if not is_stale(v)]
@@ -136,8 +148,7 @@ class Evaluator:
             rs = _RangeSeries(s.labels, ts, vs)
             if s.rollups is not None and len(s.rollups):
                 rs.agg = _over_time_points(s, ts, vs)
-            out.append(rs)
-        return out
+            yield rs
 
     def matrix(self, ms: ast.MatrixSelector) -> list[tuple[Labels, list[int], list[float]]]:
         """The raw windows of an instant query's range-vector result (one step only)."""
@@ -202,15 +213,16 @@ class Evaluator:
                 out.append(Series(rs.labels if f in KEEPS_NAME else drop_name(rs.labels), vals))
         return dedupe(out)
 
-    def _absent_over_time(self, ms: ast.MatrixSelector, all_series: list[_RangeSeries]) -> Vector:
+    def _absent_over_time(self, ms: ast.MatrixSelector, all_series: Iterator[_RangeSeries]) -> Vector:
         from yunzhou.observe.metrics.promql.instant_functions import absent_labels
 
-        vals: list[float | None] = []
-        for step in self.steps:
-            end = step - ms.selector.offset_ms
-            start = end - ms.range_ms
-            present = any(bisect_right(rs.ts, end) > bisect_left(rs.ts, start) for rs in all_series)
-            vals.append(None if present else 1.0)
+        present = [False] * self.n
+        for rs in all_series:
+            for k, step in enumerate(self.steps):
+                end = step - ms.selector.offset_ms
+                start = end - ms.range_ms
+                present[k] = present[k] or bisect_right(rs.ts, end) > bisect_left(rs.ts, start)
+        vals: list[float | None] = [None if p else 1.0 for p in present]
         if all(v is None for v in vals):
             return Vector([])
         return Vector([Series(absent_labels(ms.selector), vals)])
