@@ -50,54 +50,39 @@ def _parse_value(text: str, line: int) -> float:
         raise ExpositionError(line, f"{text!r} is not a number") from None
 
 
+_PAIR_RE = re.compile(r'[ \t]*([a-zA-Z_][a-zA-Z0-9_]*)[ \t]*=[ \t]*"((?:[^"\\]|\\.)*)"[ \t]*(,?)[ \t]*')
+_ESCAPE_RE = re.compile(r"\\(.)")
+
+
+def _unescape(value: str, name: str, line: int) -> str:
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) not in _ESCAPES:
+            raise ExpositionError(line, f"bad escape \\{m.group(1)} in label {name!r}")
+        return _ESCAPES[m.group(1)]
+
+    return _ESCAPE_RE.sub(one, value) if "\\" in value else value
+
+
 def _parse_labels(text: str, start: int, line: int) -> tuple[dict[str, str], int]:
     """``text[start]`` is ``{``; returns the labels and the index after the closing ``}``."""
     labels: dict[str, str] = {}
     i = start + 1
-    n = len(text)
     while True:
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == "}":
-            return labels, i + 1
-        m = _LABEL_RE.match(text, i)
+        m = _PAIR_RE.match(text, i)
         if m is None:
-            raise ExpositionError(line, f"expected a label name at column {i + 1}")
-        name = m.group()
-        i = m.end()
-        while i < n and text[i] in " \t":
-            i += 1
-        if text[i : i + 2] != '="':
-            raise ExpositionError(line, f'expected =" after label {name!r}')
-        i += 2
-        value: list[str] = []
-        while True:
-            if i >= n:
-                raise ExpositionError(line, f"unterminated value of label {name!r}")
-            ch = text[i]
-            if ch == "\\":
-                nxt = text[i + 1 : i + 2]
-                if nxt not in _ESCAPES:
-                    raise ExpositionError(line, f"bad escape \\{nxt} in label {name!r}")
-                value.append(_ESCAPES[nxt])
-                i += 2
-            elif ch == '"':
-                i += 1
-                break
-            else:
-                value.append(ch)
-                i += 1
+            rest = text[i:].lstrip(" \t")
+            if rest.startswith("}"):
+                return labels, len(text) - len(rest) + 1
+            raise ExpositionError(line, f'expected name="value" or }} at column {i + 1}')
+        name = m.group(1)
         if name in labels:
             raise ExpositionError(line, f"label {name!r} appears twice")
-        labels[name] = "".join(value)
-        while i < n and text[i] in " \t":
-            i += 1
-        if i < n and text[i] == ",":
-            i += 1
-        elif i < n and text[i] == "}":
+        labels[name] = _unescape(m.group(2), name, line)
+        i = m.end()
+        if not m.group(3):  # no comma: the block must end here
+            if text[i : i + 1] != "}":
+                raise ExpositionError(line, f"expected , or }} after label {name!r}")
             return labels, i + 1
-        else:
-            raise ExpositionError(line, f"expected , or }} after label {name!r}")
 
 
 def parse(text: str) -> Exposition:
