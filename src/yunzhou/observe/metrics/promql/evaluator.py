@@ -167,13 +167,19 @@ class Evaluator:
         f = c.func
         if f == "time":
             return Scalar([t / 1000 for t in self.steps])
-        if c.args and isinstance(_unparen(c.args[-1]), ast.MatrixSelector):
-            ms = _unparen(c.args[-1])
-            assert isinstance(ms, ast.MatrixSelector)
+        matrix_args = [a for a in map(_unparen, c.args) if isinstance(a, ast.MatrixSelector)]
+        if matrix_args:
+            ms = matrix_args[0]
             if f == "quantile_over_time":
                 q = self.eval(c.args[0])
                 assert isinstance(q, Scalar)
                 return self.range_function(f, ms, q.values)
+            if f == "predict_linear":
+                d = self.eval(c.args[1])
+                assert isinstance(d, Scalar)
+                # the kernel fits the line at the window's end; evaluation time is offset later
+                shift = ms.selector.offset_ms / 1000
+                return self.range_function(f, ms, [x + shift for x in d.values])
             return self.range_function(f, ms, None)
         args = [self.eval(a) if not isinstance(a, ast.StringLiteral) else a for a in c.args]
         from yunzhou.observe.metrics.promql.instant_functions import call_instant
@@ -330,19 +336,35 @@ def _instant_rate(is_rate: bool) -> Kernel:
     return kernel
 
 
+def linear_regression(ts: list[int], vs: list[float], intercept_t: int) -> tuple[float, float]:
+    """Least-squares (slope per second, value at ``intercept_t``), as Prometheus' linearRegression."""
+    init = vs[0]
+    if all(v == init for v in vs):
+        return (math.nan, math.nan) if math.isinf(init) else (0.0, init)
+    n = len(ts)
+    xs = [(t - intercept_t) / 1000 for t in ts]
+    sum_x, sum_y = math.fsum(xs), math.fsum(vs)
+    sum_xy = math.fsum(x * y for x, y in zip(xs, vs, strict=True))
+    sum_x2 = math.fsum(x * x for x in xs)
+    cov_xy = sum_xy - sum_x * sum_y / n
+    var_x = sum_x2 - sum_x * sum_x / n
+    slope = cov_xy / var_x
+    return slope, sum_y / n - slope * sum_x / n
+
+
 def _deriv(rs: _RangeSeries, lo: int, hi: int, start: int, end: int, rng: int, _p: float) -> float | None:
-    n = hi - lo
-    if n < 2:
+    if hi - lo < 2:
         return None
-    # least squares slope, times relative to the first sample (as Prometheus does for precision)
-    t0 = rs.ts[lo]
-    xs = [(t - t0) / 1000 for t in rs.ts[lo:hi]]
-    ys = rs.vs[lo:hi]
-    mx = sum(xs) / n
-    my = sum(ys) / n
-    cov = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
-    var = sum((x - mx) ** 2 for x in xs)
-    return cov / var if var else None
+    return linear_regression(rs.ts[lo:hi], rs.vs[lo:hi], rs.ts[lo])[0]
+
+
+def _predict_linear(
+    rs: _RangeSeries, lo: int, hi: int, start: int, end: int, rng: int, d: float
+) -> float | None:
+    if hi - lo < 2:
+        return None
+    slope, intercept = linear_regression(rs.ts[lo:hi], rs.vs[lo:hi], end)
+    return slope * d + intercept
 
 
 def _changes(resets: bool) -> Kernel:
@@ -380,6 +402,7 @@ _KERNELS: dict[str, Kernel] = {
     "irate": _instant_rate(True),
     "idelta": _instant_rate(False),
     "deriv": _deriv,
+    "predict_linear": _predict_linear,
     "changes": _changes(False),
     "resets": _changes(True),
     "avg_over_time": _simple(stats.mean),

@@ -51,6 +51,7 @@ FUNCTIONS: dict[str, Function] = _fns(
     *(Function(n, (MATRIX,), VECTOR) for n in _RANGE_TO_VECTOR),
     *(Function(n, (VECTOR,), VECTOR) for n in _VECTOR_MATH),
     Function("quantile_over_time", (SCALAR, MATRIX), VECTOR),
+    Function("predict_linear", (MATRIX, SCALAR), VECTOR),
     Function("histogram_quantile", (SCALAR, VECTOR), VECTOR),
     Function("clamp_min", (VECTOR, SCALAR), VECTOR),
     Function("clamp_max", (VECTOR, SCALAR), VECTOR),
