@@ -48,7 +48,7 @@ def test_deploy_watch_open_scale_logs_rollback_and_chinese(
     login(page, server, tokens["dana"])
 
     # deploy with the form: no YAML written by hand
-    page.get_by_role("link", name="shop").click()
+    page.get_by_role("link", name="shop", exact=True).click()
     page.get_by_role("link", name="dev").click()
     page.locator("#deploy-button").click()
     page.get_by_label("App name").fill("web")

@@ -62,7 +62,7 @@ def test_owner_adds_a_member_and_creates_an_environment(
     context = browser.new_context(locale="en-US")
     page = context.new_page()
     login(page, server, olga)
-    page.get_by_role("link", name="shop").first.click()
+    page.get_by_role("link", name="shop", exact=True).click()
     page.locator("#members-link").click()
     form = page.locator("#member-form")
     # keyboard only: type the name, tab to the role, choose, submit with Enter
@@ -75,7 +75,7 @@ def test_owner_adds_a_member_and_creates_an_environment(
     with YunzhouClient(server.url, server.admin_token) as admin:
         assert {m["principal"]: m["role"] for m in admin.list_members("shop")}["pat"] == "maintainer"
 
-    page.get_by_role("link", name="shop").click()
+    page.get_by_role("link", name="shop", exact=True).click()
     env_form = page.locator("#env-form")
     env_form.get_by_label("Environment").fill("Bad_Name")
     env_form.get_by_role("button", name="Create environment").click()
