@@ -27,7 +27,7 @@ It is parsed from the ``autoscaling:`` key of an app's platform settings (``yunz
       predictive:               # optional: learn daily/weekly seasonality, scale to max(reactive, forecast)
         enabled: true
         model: holt-winters     # holt-winters | seasonal-quantile
-        seasonality: [daily]    # daily and/or weekly
+        seasonality: [daily]    # hourly, daily and/or weekly
         startupSeconds: 30      # instance start time; forecast horizon = startupSeconds + marginSeconds
         marginSeconds: 30
         minHistorySeconds: 172800   # less history than this → reactive mode
@@ -78,7 +78,7 @@ TARGET_TYPES = ("Utilization", "AverageValue", "Value")
 SELECT_POLICIES = ("Max", "Min", "Disabled")
 POLICY_TYPES = ("Pods", "Percent")
 MODELS = ("holt-winters", "seasonal-quantile")
-SEASONS = ("daily", "weekly")
+SEASONS = ("hourly", "daily", "weekly")
 _TARGET_FIELD = {"Utilization": "averageUtilization", "AverageValue": "averageValue", "Value": "value"}
 _ALLOWED_TARGETS: dict[str, tuple[str, ...]] = {
     "cpu": ("Utilization", "AverageValue"),
@@ -511,7 +511,9 @@ def _parse_predictive(
     model = _choice(raw.get("model", d.model), f"{path}.model", MODELS, problems)
     seasons = raw.get("seasonality", list(d.seasonality))
     if not isinstance(seasons, list) or not seasons or any(s not in SEASONS for s in seasons):
-        problems.append(FieldProblem(f"{path}.seasonality", "must be a non-empty list of daily, weekly"))
+        problems.append(
+            FieldProblem(f"{path}.seasonality", "must be a non-empty list of hourly, daily, weekly")
+        )
         seasons = list(d.seasonality)
     startup = _int(raw.get("startupSeconds", d.startup_seconds), f"{path}.startupSeconds", 0, 3600, problems)
     margin = _int(raw.get("marginSeconds", d.margin_seconds), f"{path}.marginSeconds", 0, 3600, problems)

@@ -1,0 +1,141 @@
+"""The autoscaler for one app: schedules, forecast and scale-to-zero around the exact HPA.
+
+Each cycle (:meth:`Autoscaler.decide`, clock injected as ``now``):
+
+1. **Schedules** — the active cron window (if any) replaces minReplicas/maxReplicas.
+2. **Scale to zero** — with ``scaleToZero.enabled``, an app whose request metrics (rps, in-flight)
+   were all zero for ``idleSeconds`` goes to 0; at 0, any request (the router holds it) or a
+   positive forecast brings it to ``max(1, min)``. Otherwise an app at 0 stays there.
+3. **Forecast** — in ``predictive`` mode the forecast demand divided by the forecast metric's
+   per-instance target becomes a floor: it raises minReplicas (capped at maxReplicas), as the
+   Kubernetes runtime raises the HPA's minReplicas, so the HPA itself never fights it.
+4. **HPA** — :class:`~yunzhou.domain.autoscale.hpa.HpaController` with those bounds.
+
+The :class:`Decision` records time, inputs, current and desired counts, the reason and the mode
+(``reactive``, ``predictive``, ``learning``, ``scheduled:<window>``, ``idle``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from yunzhou.domain.autoscale.hpa import HpaController, Observation
+from yunzhou.domain.autoscale.policy import AutoscalingPolicy
+from yunzhou.domain.autoscale.predictive import Forecaster, replicas_for_forecast
+from yunzhou.domain.autoscale.schedule import bounds_at
+
+_REQUEST_METRICS = ("rps", "inflight")
+
+
+@dataclass(frozen=True)
+class Decision:
+    time: float
+    current: int
+    desired: int
+    reason: str
+    mode: str
+    min_replicas: int
+    max_replicas: int
+    inputs: dict[str, Any]
+
+    @property
+    def changed(self) -> bool:
+        return self.desired != self.current
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "time": self.time,
+            "current": self.current,
+            "desired": self.desired,
+            "reason": self.reason,
+            "mode": self.mode,
+            "minReplicas": self.min_replicas,
+            "maxReplicas": self.max_replicas,
+            "inputs": self.inputs,
+        }
+
+
+@dataclass
+class Autoscaler:
+    policy: AutoscalingPolicy
+    hpa: HpaController = field(init=False)
+    forecaster: Forecaster | None = field(init=False)
+    last_request_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.hpa = HpaController(self.policy)
+        spec = self.policy.predictive
+        self.forecaster = Forecaster(spec) if spec is not None and spec.enabled else None
+
+    def observe_demand(self, t: float, value: float, *, peak: float | None = None, count: int = 1) -> None:
+        """Feed the forecaster one sample (or an aggregate of ``count`` samples) of the forecast metric."""
+        if self.forecaster is not None:
+            self.forecaster.observe(t, value, peak=peak, count=count)
+
+    def _forecast_target(self) -> float | None:
+        spec = self.policy.predictive
+        if spec is None:
+            return None
+        for metric in self.policy.metrics:
+            if metric.label == spec.metric and metric.target.type == "AverageValue":
+                return metric.target.value
+        return None
+
+    def decide(self, now: float, obs: Observation) -> Decision:
+        lo, hi, window = bounds_at(
+            self.policy.schedules, now, self.policy.min_replicas, self.policy.max_replicas
+        )
+        mode = f"scheduled:{window}" if window else "reactive"
+        inputs: dict[str, Any] = {}
+        for label, reading in obs.readings.items():
+            if reading.total is not None:
+                inputs[label] = reading.total
+            elif reading.per_pod is not None:
+                inputs[label] = dict(reading.per_pod)
+        predicted = 0
+        if self.forecaster is not None:
+            fc = self.forecaster.forecast(now)
+            target = self._forecast_target()
+            inputs["forecast"] = {"mode": fc.mode, "value": fc.value, "error": fc.error, "reason": fc.reason}
+            if fc.mode == "predictive" and fc.value is not None and target:
+                predicted = min(hi, replicas_for_forecast(fc.value, target))
+                inputs["forecast"]["replicas"] = predicted
+                lo = max(lo, predicted)
+            if not window:
+                mode = fc.mode
+        current = obs.spec_replicas
+        stz = self.policy.scale_to_zero
+        busy = self._requests_seen(obs)
+        if busy or self.last_request_at is None:
+            self.last_request_at = now
+        if stz.enabled:
+            if current == 0:
+                if busy or predicted > 0 or lo > 0:
+                    wake = max(1, lo)
+                    return Decision(now, 0, wake, "ScaleFromZero: a request arrived", mode, lo, hi, inputs)
+                return Decision(now, 0, 0, "ScaledToZero: idle", "idle", lo, hi, inputs)
+            idle_for = now - self.last_request_at
+            if lo == 0 and not busy and idle_for >= stz.idle_seconds:
+                return Decision(
+                    now, current, 0, f"ScaleToZero: no requests for {idle_for:.0f}s", "idle", lo, hi, inputs
+                )
+            lo = max(lo, 1)
+        result = self.hpa.decide(now, obs, min_replicas=lo, max_replicas=hi)
+        inputs["proposals"] = result.per_metric
+        reason = result.reason
+        if predicted and result.desired == predicted and result.desired > (result.proposal or 0):
+            reason = f"PredictiveFloor: forecast needs {predicted}"
+        return Decision(now, current, result.desired, reason, mode, lo, hi, inputs)
+
+    @staticmethod
+    def _requests_seen(obs: Observation) -> bool:
+        for label in _REQUEST_METRICS:
+            reading = obs.readings.get(label)
+            if reading is None:
+                continue
+            if reading.total is not None and reading.total > 0:
+                return True
+            if reading.per_pod and any(v > 0 for v in reading.per_pod.values()):
+                return True
+        return False

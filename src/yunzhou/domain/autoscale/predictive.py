@@ -1,0 +1,253 @@
+"""Predictive scaling: learn an app's daily/weekly demand pattern and forecast it one startup ahead.
+
+Demand samples (any rate, e.g. requests per second) are kept in fixed bins (``bin_seconds``, 60 s):
+each bin keeps its mean and its peak. Two models, both pure numpy and O(1) per bin:
+
+- ``seasonal-quantile``: the forecast for a future bin is the ``quantile`` of the peaks at the same
+  phase (± ``spread`` bins) of each past day (and, with ``weekly``, each past week), scaled by the
+  current level (the last half hour's mean over the mean of the same half hours in those seasons,
+  clamped to 0.5-2). Robust to noise and to single odd days.
+- ``holt-winters``: additive Holt-Winters (level, trend, one season of the shortest period) on the
+  peaks, updated once per bin; the forecast is ``level + h·trend + season``.
+
+The forecast for ``now`` is the highest forecast over the bins covering ``[now, now + horizon]``
+(horizon = instance startup + margin), so capacity is ready when the demand arrives.
+
+The forecaster says which **mode** it is in: ``learning`` while it has less than
+``min_history_seconds`` of history, ``reactive`` while its recent error is too high (the mean sMAPE
+of each bin's forecast, made from the bins before it, against what then happened, over the last
+``error_bins`` bins, above ``max_error``), else ``predictive``. Only in ``predictive`` mode does the
+forecast count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from yunzhou.domain.autoscale.policy import PredictiveSpec
+
+DAY = 86400
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True)
+class Forecast:
+    mode: str  # learning | reactive | predictive
+    value: float | None  # forecast demand (None unless there is a model to ask)
+    error: float | None  # recent sMAPE
+    history_seconds: float
+    reason: str
+
+
+@dataclass
+class Forecaster:
+    spec: PredictiveSpec
+    bin_seconds: int = 60
+    spread: int = 1
+    error_bins: int = 360
+    max_days: int = 14
+    use_peaks: bool = False  # model bin peaks instead of bin means
+    _means: list[float] = field(default_factory=list)
+    _peaks: list[float] = field(default_factory=list)
+    _first_bin: int | None = None
+    _cur_bin: int | None = None
+    _cur_sum: float = 0.0
+    _cur_n: int = 0
+    _cur_peak: float = 0.0
+    _errors: deque[float] = field(default_factory=deque)
+    _hw: tuple[float, float, np.ndarray] | None = None  # level, trend, seasonal
+    _error_sum: float = 0.0
+    trend: bool = True  # add a short-term Holt (level + slope) forecast for ramps the seasons miss
+    trend_alpha: float = 0.5
+    trend_beta: float = 0.3
+    _trend_state: tuple[float, float, float] | None = None  # (time, level, slope per second)
+    max_seasons: int = 48  # past seasons looked at per period (48 hours, 14 days, 2 weeks at most)
+    _cache: dict[tuple[int, int], float | None] = field(default_factory=dict)
+    _prefix_sums: list[float] = field(default_factory=lambda: [0.0])
+
+    @property
+    def periods(self) -> list[int]:
+        out = []
+        if "hourly" in self.spec.seasonality:
+            out.append(3600 // self.bin_seconds)
+        if "daily" in self.spec.seasonality:
+            out.append(DAY // self.bin_seconds)
+        if "weekly" in self.spec.seasonality:
+            out.append(WEEK // self.bin_seconds)
+        return out
+
+    def observe(self, t: float, value: float, *, peak: float | None = None, count: int = 1) -> None:
+        """Add a demand sample taken at ``t`` (seconds), in time order. ``count`` > 1 adds an aggregate:
+        ``value`` is then the mean of ``count`` samples and ``peak`` their maximum."""
+        b = int(t // self.bin_seconds)
+        if self._cur_bin is None:
+            self._cur_bin = b
+            self._first_bin = b
+        while b > self._cur_bin:
+            self._close_bin()
+        self._trend_update(t, value)
+        self._cur_sum += value * count
+        self._cur_n += count
+        self._cur_peak = max(self._cur_peak, value if peak is None else peak)
+
+    def _close_bin(self) -> None:
+        assert self._cur_bin is not None
+        mean = self._cur_sum / self._cur_n if self._cur_n else (self._means[-1] if self._means else 0.0)
+        peak = self._cur_peak if self._cur_n else (self._peaks[-1] if self._peaks else 0.0)
+        predicted = self._bin_forecast(1)  # what the model says about this bin from the bins before it
+        if predicted is not None:
+            actual = peak if self.use_peaks else mean
+            denom = abs(predicted) + abs(actual)
+            err = 0.0 if denom == 0 else 2 * abs(predicted - actual) / denom
+            self._errors.append(err)
+            self._error_sum += err
+            if len(self._errors) > self.error_bins:
+                self._error_sum -= self._errors.popleft()
+        self._means.append(mean)
+        self._peaks.append(peak)
+        if len(self._prefix_sums) == len(self._means):
+            self._prefix_sums.append(self._prefix_sums[-1] + mean)
+        limit = self.max_days * DAY // self.bin_seconds + 2 * self.spread + 1
+        if len(self._means) > limit + 1024:
+            drop = len(self._means) - limit
+            del self._means[:drop]
+            del self._peaks[:drop]
+            self._prefix_sums = [0.0]  # rebuilt on next use
+        if self.spec.model == "holt-winters":
+            self._hw_update(peak if self.use_peaks else mean)
+        self._cur_bin += 1
+        self._cur_sum = 0.0
+        self._cur_n = 0
+        self._cur_peak = 0.0
+
+    def history_seconds(self) -> float:
+        return len(self._means) * self.bin_seconds
+
+    def _trend_update(self, t: float, value: float) -> None:
+        if self._trend_state is None:
+            self._trend_state = (t, value, 0.0)
+            return
+        last_t, level, slope = self._trend_state
+        dt = t - last_t
+        if dt <= 0:
+            return
+        predicted = level + slope * dt
+        new_level = self.trend_alpha * value + (1 - self.trend_alpha) * predicted
+        slope = self.trend_beta * (new_level - level) / dt + (1 - self.trend_beta) * slope
+        self._trend_state = (t, new_level, slope)
+
+    def trend_forecast(self, at: float) -> float | None:
+        """The short-term (Holt) forecast for the instant ``at``."""
+        if self._trend_state is None:
+            return None
+        last_t, level, slope = self._trend_state
+        return max(0.0, level + slope * (at - last_t))
+
+    # --- models --------------------------------------------------------------------------------------
+
+    def _hw_update(self, y: float, alpha: float = 0.2, beta: float = 0.01, gamma: float = 0.3) -> None:
+        m = min(self.periods)
+        if self._hw is None:
+            if len(self._peaks) < m:
+                return
+            first = np.asarray((self._peaks if self.use_peaks else self._means)[-m:], dtype=float)
+            self._hw = (float(first.mean()), 0.0, first - first.mean())
+            return
+        level, trend, season = self._hw
+        i = len(self._peaks) % m
+        new_level = alpha * (y - season[i]) + (1 - alpha) * (level + trend)
+        trend = beta * (new_level - level) + (1 - beta) * trend
+        season[i] = gamma * (y - new_level) + (1 - gamma) * season[i]
+        self._hw = (new_level, trend, season)
+
+    def _bin_forecast(self, ahead: int) -> float | None:
+        """Forecast for the bin ``ahead`` bins after the last closed one (1 = the bin now filling)."""
+        if self.spec.model == "holt-winters":
+            if self._hw is None:
+                return None
+            level, trend, season = self._hw
+            m = len(season)
+            return max(0.0, level + ahead * trend + float(season[(len(self._peaks) + ahead - 1) % m]))
+        return self._quantile_forecast(ahead)
+
+    def _quantile_forecast(self, ahead: int) -> float | None:
+        n = len(self._means)
+        key = (n, ahead)
+        if key in self._cache:
+            return self._cache[key]
+        if len(self._cache) > 64:
+            self._cache.clear()
+        series = self._peaks if self.use_peaks else self._means
+        recent = max(1, 30 * 60 // self.bin_seconds)
+        if n < recent:
+            return None
+        prefix = self._prefix()
+        level_now = (prefix[n] - prefix[n - recent]) / recent
+        ratios: list[float] = []
+        for period in self.periods:
+            seasons = min(self.max_seasons, (self.max_days * DAY) // (period * self.bin_seconds))
+            for k in range(1, seasons + 1):
+                centre = n + ahead - 1 - k * period
+                if centre - self.spread < recent:
+                    break
+                lo, hi = centre - self.spread, min(n, centre + self.spread + 1)
+                a, b = n - recent - k * period, n - k * period
+                level_then = (prefix[b] - prefix[a]) / (b - a)
+                if level_then <= 0 or hi <= lo:
+                    continue
+                ratios.extend(v / level_then for v in series[lo:hi])
+        value = None
+        if ratios:
+            value = level_now * float(np.quantile(np.asarray(ratios), self.spec.quantile))
+        self._cache[key] = value
+        return value
+
+    def _prefix(self) -> list[float]:
+        """Prefix sums of the bin means, kept in step with ``_means``."""
+        if len(self._prefix_sums) != len(self._means) + 1:
+            self._prefix_sums = [0.0]
+            for v in self._means:
+                self._prefix_sums.append(self._prefix_sums[-1] + v)
+        return self._prefix_sums
+
+    # --- the answer ------------------------------------------------------------------------------------
+
+    def forecast(self, now: float) -> Forecast:
+        """The demand to provision for at ``now`` and the mode (see the module docstring)."""
+        history = self.history_seconds()
+        horizon = self.spec.horizon_seconds
+        if self._cur_bin is None:
+            return Forecast("learning", None, None, 0.0, "no history yet")
+        last_closed = self._cur_bin - 1
+        first = int(now // self.bin_seconds) - last_closed
+        last = int((now + horizon) // self.bin_seconds) - last_closed
+        values = [self._bin_forecast(max(1, a)) for a in range(first, last + 1)]
+        if self.trend:
+            values.append(self.trend_forecast(now + horizon))
+        known = [v for v in values if v is not None]
+        value = max(known) if known else None
+        error = self._error_sum / len(self._errors) if self._errors else None
+        if history < self.spec.min_history_seconds or value is None:
+            return Forecast(
+                "learning",
+                value,
+                error,
+                history,
+                f"{history:.0f}s of history < {self.spec.min_history_seconds}s",
+            )
+        if error is None or len(self._errors) < min(self.error_bins, 30):
+            return Forecast("reactive", value, error, history, "not enough scored forecasts yet")
+        if error > self.spec.max_error:
+            return Forecast(
+                "reactive", value, error, history, f"forecast error {error:.2f} > {self.spec.max_error}"
+            )
+        return Forecast("predictive", value, error, history, f"forecast error {error:.2f}")
+
+
+def replicas_for_forecast(value: float, target_per_instance: float) -> int:
+    """Instances needed for a forecast demand at the policy's per-instance target."""
+    return max(0, math.ceil(value / target_per_instance - 1e-9))

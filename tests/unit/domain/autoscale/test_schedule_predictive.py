@@ -1,0 +1,152 @@
+"""Scheduled windows (cron in a time zone, across DST) and the predictive forecaster's modes."""
+
+from __future__ import annotations
+
+import math
+import random
+from datetime import datetime
+
+import pytest
+
+from yunzhou.domain.autoscale import (
+    AutoscalingPolicy,
+    MetricSpec,
+    MetricTarget,
+    PredictiveSpec,
+    ScheduleWindow,
+)
+from yunzhou.domain.autoscale.controller import Autoscaler
+from yunzhou.domain.autoscale.cron import CronError, parse_cron
+from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
+from yunzhou.domain.autoscale.predictive import Forecaster
+from yunzhou.domain.autoscale.schedule import active_window, bounds_at
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def started(windows: list[ScheduleWindow], at: str) -> str | None:
+    found = active_window(windows, ts(at))
+    return None if found is None else found[1].isoformat()
+
+
+def test_weekday_window_in_a_time_zone() -> None:
+    day = ScheduleWindow("day", "0 8 * * 1-5", 10 * 3600, "Asia/Shanghai", min_replicas=4)
+    # Monday 2026-11-23 08:00 in Shanghai (UTC+8) is 00:00 UTC
+    assert started([day], "2026-11-22T23:59:59+00:00") is None
+    assert started([day], "2026-11-23T00:00:00+00:00") == "2026-11-23T00:00:00+00:00"
+    assert started([day], "2026-11-23T09:59:59+00:00") == "2026-11-23T00:00:00+00:00"
+    assert started([day], "2026-11-23T10:00:00+00:00") is None  # duration ends the window
+    assert started([day], "2026-11-22T03:00:00+00:00") is None  # Sunday
+    assert bounds_at([day], ts("2026-11-23T01:00:00+00:00"), 1, 3) == (4, 4, "day")  # max raised to min
+    assert bounds_at([day], ts("2026-11-22T01:00:00+00:00"), 1, 3) == (1, 3, None)
+
+
+def test_spring_forward_skipped_time_fires_at_the_jump() -> None:
+    # Europe/Berlin 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC); 02:30 does not exist
+    w = ScheduleWindow("night", "30 2 * * *", 3600, "Europe/Berlin", max_replicas=2)
+    assert started([w], "2026-03-29T00:59:59+00:00") is None
+    assert started([w], "2026-03-29T01:00:00+00:00") == "2026-03-29T01:00:00+00:00"
+    assert started([w], "2026-03-29T02:00:00+00:00") is None  # one hour after the jump
+    assert started([w], "2026-03-28T01:30:00+00:00") == "2026-03-28T01:30:00+00:00"  # the day before, CET
+
+
+def test_fall_back_repeated_time_fires_once() -> None:
+    # 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 happens at 00:30 UTC and again at 01:30 UTC
+    w = ScheduleWindow("night", "30 2 * * *", 1800, "Europe/Berlin", max_replicas=2)
+    assert started([w], "2026-10-25T00:45:00+00:00") == "2026-10-25T00:30:00+00:00"
+    assert started([w], "2026-10-25T01:45:00+00:00") is None  # the second 02:30 does not fire again
+
+
+def test_latest_started_window_wins() -> None:
+    a = ScheduleWindow("a", "0 * * * *", 3600, "UTC", min_replicas=2)
+    b = ScheduleWindow("b", "30 * * * *", 600, "UTC", min_replicas=9)
+    assert bounds_at([a, b], ts("2026-01-01T10:35:00+00:00"), 1, 10)[2] == "b"
+    assert bounds_at([a, b], ts("2026-01-01T10:45:00+00:00"), 1, 10)[2] == "a"
+
+
+def test_cron_fields() -> None:
+    c = parse_cron("*/15 9-17 * jan,jul mon-fri")
+    assert sorted(c.minutes) == [0, 15, 30, 45]
+    assert sorted(c.hours) == list(range(9, 18))
+    assert sorted(c.months) == [1, 7]
+    assert sorted(c.weekdays) == [1, 2, 3, 4, 5]
+    assert parse_cron("0 0 * * 7").weekdays == frozenset({0})
+    assert parse_cron("@daily") == parse_cron("0 0 * * *")
+    for bad in ("* * * *", "60 * * * *", "5-1 * * * *", "*/0 * * * *"):
+        with pytest.raises(CronError):
+            parse_cron(bad)
+
+
+# --- predictive -----------------------------------------------------------------------------------------
+
+
+def daily_wave(t: float) -> float:
+    return 100 + 80 * math.sin(2 * math.pi * t / 86400)
+
+
+def spec(**kw: object) -> PredictiveSpec:
+    base = {"model": "seasonal-quantile", "seasonality": ("daily",), "min_history_seconds": 86400,
+            "startup_seconds": 30, "margin_seconds": 30, "max_error": 0.3, "quantile": 0.5}  # fmt: skip
+    base.update(kw)
+    return PredictiveSpec(**base)  # type: ignore[arg-type]
+
+
+def feed(f: Forecaster, seconds: int, demand: object, step: int = 60) -> None:
+    for t in range(0, seconds, step):
+        f.observe(t, demand(t))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("model", ["seasonal-quantile", "holt-winters"])
+def test_short_history_means_learning_mode(model: str) -> None:
+    f = Forecaster(spec(model=model))
+    feed(f, 6 * 3600, daily_wave)
+    fc = f.forecast(6 * 3600)
+    assert fc.mode == "learning"
+    assert "history" in fc.reason
+
+
+@pytest.mark.parametrize("model", ["seasonal-quantile", "holt-winters"])
+def test_a_learned_daily_pattern_is_predictive_and_close(model: str) -> None:
+    f = Forecaster(spec(model=model))
+    now = 3 * 86400
+    feed(f, now, daily_wave)
+    fc = f.forecast(now)
+    assert fc.mode == "predictive"
+    assert fc.value is not None
+    assert fc.value == pytest.approx(daily_wave(now + 60), rel=0.1)
+
+
+def test_high_forecast_error_falls_back_to_reactive() -> None:
+    f = Forecaster(spec(max_error=0.05, quantile=0.9))
+    # no pattern: each 10-minute block is 10 or 200 at random, so yesterday says nothing about today
+    rng = random.Random(7)
+    blocks = [rng.choice((10.0, 200.0)) for _ in range(3 * 144)]
+    now = 3 * 86400
+    for t in range(0, now, 60):
+        f.observe(t, blocks[t // 600])
+    fc = f.forecast(now)
+    assert fc.mode == "reactive"
+    assert "error" in fc.reason
+
+
+def test_predictive_floor_raises_min_replicas_and_says_so() -> None:
+    policy = AutoscalingPolicy(
+        min_replicas=1,
+        max_replicas=50,
+        metrics=(MetricSpec("rps", MetricTarget("AverageValue", 10)),),
+        predictive=spec(),
+    )
+    scaler = Autoscaler(policy)
+    now = 3 * 86400
+    for t in range(0, now, 60):
+        scaler.observe_demand(t, daily_wave(t))
+    # demand now is ~100 rps; the wave rises to ~100 + 80 sin(2π·60/86400) in the next minute
+    observation = Observation(2, (PodState("a"), PodState("b")), {"rps": MetricReading(total=20)})
+    decision = scaler.decide(now, observation)
+    assert decision.mode == "predictive"
+    expected = math.ceil(decision.inputs["forecast"]["value"] / 10)
+    assert decision.min_replicas == expected
+    assert decision.desired == expected  # below min: raised at once, as an HPA's raised minReplicas does
+    assert decision.reason.startswith(("PredictiveFloor", "TooFewReplicas"))
