@@ -1,0 +1,135 @@
+"""``yunzhou autoscale``: replay a demand trace through an autoscaling policy in simulated time.
+
+Runs locally (no server): the same policy code the control plane runs, driven by a simulated clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+
+from yunzhou.cli.common import ShowFormat, ShowOutput, print_fields, print_object
+from yunzhou.domain.autoscale import AutoscalingPolicy
+from yunzhou.domain.autoscale.simulate import builtin_policy, parse_trace_csv, simulate
+from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.settings import parse_settings
+
+autoscale_app = typer.Typer(
+    help="Autoscaling: simulate a policy over a demand trace.",
+    no_args_is_help=True,
+)
+
+
+class PolicyName(StrEnum):
+    hpa = "hpa"
+    hpa_fast = "hpa-fast"
+    predictive = "predictive"
+    predictive_hw = "predictive-hw"
+    settings = "settings"
+
+
+def _settings_policy(path: Path, env: str | None) -> AutoscalingPolicy:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="--settings") from None
+    policy = parse_settings(doc, env).autoscaling
+    if policy is None:
+        raise UserError(
+            "no autoscaling policy", problems=[FieldProblem("settings.autoscaling", f"missing in {path}")]
+        )
+    rps = [m for m in policy.metrics if m.kind == "rps"]
+    if not rps:
+        raise UserError(
+            "the trace is request demand",
+            problems=[FieldProblem("settings.autoscaling.metrics", "needs an rps metric to replay a trace")],
+        )
+    # The trace is the request rate: the policy's other metrics have no data in a simulation.
+    return replace(policy, metrics=(rps[0],))
+
+
+@autoscale_app.command("simulate")
+def simulate_command(
+    trace: Annotated[
+        Path,
+        typer.Option("--trace", metavar="FILE.csv", help="timestamp,demand rows (unix seconds or ISO 8601)."),
+    ],
+    policy: Annotated[PolicyName, typer.Option("--policy", help="A built-in policy, or 'settings'.")] = (
+        PolicyName.hpa
+    ),
+    capacity: Annotated[
+        float,
+        typer.Option("--capacity-per-instance", min=0.001, help="Requests/s one ready instance serves."),
+    ] = 10.0,
+    startup: Annotated[
+        int, typer.Option("--startup-seconds", min=0, help="From start to ready, per instance.")
+    ] = 30,
+    target: Annotated[
+        float | None,
+        typer.Option("--target", min=0.001, help="rps per instance to aim for (default 0.8 × capacity)."),
+    ] = None,
+    min_replicas: Annotated[int, typer.Option("--min-replicas", min=0)] = 1,
+    max_replicas: Annotated[int | None, typer.Option("--max-replicas", min=1)] = None,
+    settings_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--settings", metavar="yunzhou.yaml", help="With --policy settings: the app's settings."
+        ),
+    ] = None,
+    env: Annotated[str | None, typer.Option("--env", help="Apply environments.<env> of --settings.")] = None,
+    warmup: Annotated[
+        int, typer.Option("--warmup-seconds", min=0, help="Simulate but do not score the first seconds.")
+    ] = 0,
+    timeline_every: Annotated[
+        int, typer.Option("--timeline-every", min=0, help="Keep every n-th 15 s cycle in the timeline.")
+    ] = 1,
+    output: ShowOutput = ShowFormat.text,
+) -> None:
+    """Replay a demand trace through a policy; prints instance-seconds, under-provisioned seconds,
+    scaling actions and the timeline (with -o json)."""
+    try:
+        start, demand = parse_trace_csv(trace.read_text())
+    except OSError as exc:
+        raise typer.BadParameter(f"cannot read {trace}: {exc.strerror}", param_hint="--trace") from None
+    aim = target if target is not None else 0.8 * capacity
+    if policy is PolicyName.settings:
+        if settings_file is None:
+            raise typer.BadParameter(
+                "--policy settings needs --settings yunzhou.yaml", param_hint="--settings"
+            )
+        chosen = _settings_policy(settings_file, env)
+    else:
+        ceiling = max_replicas or max(min_replicas, 2 * math.ceil(float(demand.max()) / aim), 1)
+        chosen = builtin_policy(
+            policy.value, target=aim, max_replicas=ceiling, startup_seconds=startup, min_replicas=min_replicas
+        )
+    result = simulate(
+        demand,
+        chosen,
+        capacity=capacity,
+        startup_seconds=startup,
+        start_time=start,
+        score_from=warmup,
+        timeline_every=timeline_every,
+    )
+    data = result.to_dict(timeline=True)
+    data["policy"] = chosen.to_dict()
+
+    def render_text() -> None:
+        print_fields(
+            [
+                ("seconds", result.seconds),
+                ("instance-seconds", f"{result.instance_seconds:.0f}"),
+                ("under-provisioned seconds", result.underprovisioned_seconds),
+                ("scaling actions", result.actions),
+                ("modes", ", ".join(f"{k}: {v}" for k, v in result.modes.items())),
+            ]
+        )
+
+    print_object(data, output, render_text)

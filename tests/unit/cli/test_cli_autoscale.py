@@ -1,0 +1,54 @@
+"""``yunzhou autoscale simulate``: a trace file in, the simulator's numbers out (no server needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.unit.cli.conftest import Run
+
+
+def write_trace(path: Path) -> Path:
+    rows = ["timestamp,demand"] + [f"{1_700_000_000 + i},{10 if i < 300 else 40}" for i in range(600)]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_simulate_prints_json_with_the_timeline(run: Run, tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.csv")
+    result = run(
+        "autoscale", "simulate", "--trace", str(trace), "--policy", "hpa",
+        "--capacity-per-instance", "10", "--target", "10", "--startup-seconds", "30", "-o", "json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    # the step by hand: see tests/unit/domain/autoscale/test_simulate.py
+    assert data["underprovisioned_seconds"] == 60
+    assert data["instance_seconds"] == 1440
+    assert data["actions"] == 2
+    assert data["timeline"][21] == {"t": 315.0, "demand": 40.0, "desired": 3, "ready": 1}
+    assert data["policy"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_simulate_a_settings_file_and_text_output(run: Run, tmp_path: Path) -> None:
+    trace = write_trace(tmp_path / "trace.csv")
+    settings = tmp_path / "yunzhou.yaml"
+    settings.write_text(
+        "autoscaling:\n  maxReplicas: 3\n  metrics:\n"
+        "    - {type: rps, target: {type: AverageValue, averageValue: 10}}\n"
+    )
+    result = run(
+        "autoscale", "simulate", "--trace", str(trace), "--policy", "settings", "--settings", str(settings),
+        "--capacity-per-instance", "10",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    line = next(x for x in result.stdout.splitlines() if x.startswith("under-provisioned seconds"))
+    assert line.split()[-1] == "300"  # capped at 3 instances (30 rps < 40) from 300 s to the end
+
+
+def test_a_bad_trace_names_the_row(run: Run, tmp_path: Path) -> None:
+    trace = tmp_path / "bad.csv"
+    trace.write_text("1,5\n2,oops\n")
+    result = run("autoscale", "simulate", "--trace", str(trace))
+    assert result.exit_code == 1
+    assert "trace.row.2" in result.output
