@@ -222,3 +222,30 @@ def test_embedded_engine_and_remote_engine_agree_in_shape(
     charts = client.app_metrics("shop", "dev", "orders", "15m")
     rates = [v for _, v in next(s for s in charts["series"] if s["name"] == "request_rate")["points"] if v]
     assert rates, charts
+
+
+def test_a_server_with_yunzhou_prometheus_url_queries_that_prometheus(
+    prometheus: PrometheusProcess, tmp_path: Path
+) -> None:
+    """A second control plane (API only) pointed at the Prometheus: its query API answers from there,
+    which the target labels Prometheus adds (job) show."""
+    env = {"YUNZHOU_PROMETHEUS_URL": prometheus.url, "YUNZHOU_SCRAPE_INTERVAL": "0.2"}
+    with (
+        ControlPlaneProcess(tmp_path / "data", env=env, extra_args=("--no-runtime",)) as server,
+        YunzhouClient(server.url, server.admin_token) as client,
+    ):
+        result = wait_until("a request rate from Prometheus", lambda: client.metrics_query(RATE)["result"])
+        assert result[0]["metric"]["job"] == "yunzhou"
+        assert result[0]["metric"]["app"] == "orders"
+        # its own /metrics still serves what it collects itself (host series in --no-runtime mode)
+        auth = {"Authorization": f"Bearer {server.admin_token}"}
+
+        def exposition() -> str:
+            text = httpx.get(f"{server.url}/metrics", headers=auth, timeout=10).text
+            return text if "yunzhou_host_memory_bytes{" in text else ""
+
+        text = wait_until("host series on /metrics", exposition)
+        assert 'yunzhou_host_memory_bytes{kind="total"}' in text
+        bad = httpx.get(f"{server.url}/api/v1/metrics/query", params={"query": "sum(rate("}, headers=auth)
+        assert bad.status_code == 400
+        assert bad.json()["errorType"] == "bad_data"
