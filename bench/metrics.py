@@ -134,21 +134,27 @@ def run(series: int, hours: float, instant_repeats: int, range_repeats: int) -> 
             "range_ms": {},
         }
         for name, q in QUERIES.items():
-            times = []
+            times, cpu = [], []
             for i in range(instant_repeats):
                 t = end - 60 * i
-                c0 = time.perf_counter()
+                c0, p0 = time.perf_counter(), time.process_time()
                 engine.instant(q, t)
                 times.append((time.perf_counter() - c0) * 1000)
-            out["instant_ms"][name] = {"p50": round(_pct(times, 0.5), 2), "p99": round(_pct(times, 0.99), 2)}
+                cpu.append((time.process_time() - p0) * 1000)
+            out["instant_ms"][name] = {
+                "p50": round(_pct(times, 0.5), 2),
+                "p99": round(_pct(times, 0.99), 2),
+                "cpu_p50": round(_pct(cpu, 0.5), 2),
+            }
         range_hours = min(24.0, hours)
         for name, q in QUERIES.items():
-            times = []
+            times, cpu = [], []
             points = 0
             for _ in range(range_repeats):
-                c0 = time.perf_counter()
+                c0, p0 = time.perf_counter(), time.process_time()
                 data = engine.range(q, end - range_hours * 3600, end, 60)
                 times.append((time.perf_counter() - c0) * 1000)
+                cpu.append((time.process_time() - p0) * 1000)
                 points = sum(len(r["values"]) for r in data["result"])
             out["range_ms"][name] = {
                 "hours": range_hours,
@@ -156,6 +162,7 @@ def run(series: int, hours: float, instant_repeats: int, range_repeats: int) -> 
                 "points": points,
                 "p50": round(_pct(times, 0.5), 1),
                 "p99": round(_pct(times, 0.99), 1),
+                "cpu_p50": round(_pct(cpu, 0.5), 1),
             }
         store.close()
         return out
@@ -163,12 +170,16 @@ def run(series: int, hours: float, instant_repeats: int, range_repeats: int) -> 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="500 series × 2 h and 5,000 × 1 h")
+    ap.add_argument("--series", type=int, nargs="*", default=[500, 5000])
+    ap.add_argument("--hours", type=float, default=24.0, help="simulated hours of scrapes")
     args = ap.parse_args()
-    sizes = (
-        [(500, 2.0, 20, 3), (5000, 1.0, 10, 2)] if args.quick else [(500, 24.0, 30, 5), (5000, 24.0, 10, 3)]
-    )
+    if args.quick:
+        sizes = [(500, 2.0, 20, 3), (5000, 1.0, 10, 2)]
+    else:
+        sizes = [(n, args.hours, 30 if n <= 1000 else 10, 5 if n <= 1000 else 3) for n in args.series]
     results = {}
+    load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
     for series, hours, ir, rr in sizes:
         results[str(series)] = run(series, hours, ir, rr)
@@ -177,6 +188,8 @@ def main() -> None:
             {
                 "benchmark": "metrics",
                 "python": sys.version.split()[0],
+                "load_average_before": load_before,
+                "load_average_after": os.getloadavg()[0],
                 "cpus": os.cpu_count(),
                 "scrape_interval_s": INTERVAL,
                 "series_per_app": SERIES_PER_APP,

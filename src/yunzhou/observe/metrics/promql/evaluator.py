@@ -8,6 +8,7 @@ arguments (and as the result of an instant query for ``foo[5m]``).
 from __future__ import annotations
 
 import math
+import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -46,6 +47,10 @@ class _RangeSeries:
     vs: list[float]
     agg: tuple[list[int], list[float], list[float], list[float], list[float]] | None = None
     _resets: list[float] | None = None
+
+    def has_resets(self) -> bool:
+        vs = self.vs
+        return any(map(operator.lt, vs[1:], vs[:-1]))
 
     def resets_prefix(self) -> list[float]:
         """r[i] = the sum of vs[j-1] over the counter resets j ≤ i."""
@@ -243,20 +248,15 @@ def _rate_values(
     """rate/increase/delta at every step: the same arithmetic as ``extrapolated_rate``, inlined, with
     windows found by two pointers (steps only move forward)."""
     ts, vs = rs.ts, rs.vs
-    resets = rs.resets_prefix() if is_counter else None
-    n = len(ts)
+    resets = rs.resets_prefix() if is_counter and rs.has_resets() else None
     lo = hi = 0
     out: list[float | None] = []
     range_s = rng / 1000
     for step in steps:
         end = step - off
         start = end - rng
-        while lo < n and ts[lo] < start:
-            lo += 1
-        if hi < lo:
-            hi = lo
-        while hi < n and ts[hi] <= end:
-            hi += 1
+        lo = bisect_left(ts, start, lo)
+        hi = bisect_right(ts, end, max(lo, hi))
         count = hi - lo
         if count < 2:
             out.append(None)
