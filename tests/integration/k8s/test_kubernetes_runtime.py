@@ -229,14 +229,10 @@ def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
     # render shows what was applied
     rendered = world.api.http.get(f"{V1}/projects/shop/environments/dev/apps/orders/render",
                                   headers=world.api.admin).json()["items"]  # fmt: skip
-    # (the session's cluster serves the prometheus-operator CRDs, so every app also gets its alert rules)
-    assert [o["kind"] for o in rendered] == [
-        "ConfigMap",
-        "Service",
-        "Deployment",
-        "Ingress",
-        "PrometheusRule",
-    ]
+    # (the session's cluster serves the prometheus-operator and Istio CRDs, so every app also gets its
+    # alert rules and its own ServiceAccount)
+    kinds = ["ServiceAccount", "ConfigMap", "Service", "Deployment", "Ingress", "PrometheusRule"]
+    assert [o["kind"] for o in rendered] == kinds
 
     # removing the app deletes everything it owned
     world.api.http.delete(f"{V1}/projects/shop/environments/dev/apps/billing", headers=world.api.admin)

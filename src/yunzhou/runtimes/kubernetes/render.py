@@ -21,6 +21,7 @@ from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
+from yunzhou.runtimes.kubernetes.render_traffic import Split, canary_objects, choose_mode, render_traffic
 from yunzhou.runtimes.kubernetes.shape import AppShape
 from yunzhou.runtimes.protocol import AppIntent
 
@@ -30,7 +31,8 @@ APP_LABEL = "yunzhou.io/app"
 CHECKSUM = "yunzhou.io/config-checksum"
 # apply order: what others reference comes first
 KIND_ORDER = (
-    "ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "Ingress",
+    "ServiceAccount", "ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget",
+    "Ingress",
     "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor", "PrometheusRule",
     "DestinationRule", "VirtualService", "HTTPRoute", "NetworkPolicy", "AuthorizationPolicy",
     "PeerAuthentication",
@@ -47,6 +49,7 @@ class Target:
     # (ServiceMonitor, VirtualService, ScaledObject, …) are rendered only when their kind is here
     apis: frozenset[str] = frozenset()
     prometheus_url: str = DEFAULT_PROMETHEUS  # what KEDA's prometheus triggers query
+    traffic_mode: str | None = None  # "istio" | "gateway"; None: Istio when served, else Gateway API
 
 
 def app_key(address: str) -> str:
@@ -192,7 +195,7 @@ def _container(
     return spec, volumes + [{"claim": name} for name in claims]
 
 
-def render(intent: AppIntent, target: Target) -> list[Manifest]:
+def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> list[Manifest]:
     """Raises PermanentError (with field paths) when the release cannot be expressed on Kubernetes."""
     try:
         workload: Workload = substitute(parse_score(dict(intent.score)), intent.resource_outputs)
@@ -293,10 +296,33 @@ def render(intent: AppIntent, target: Target) -> list[Manifest]:
         del next(o for o in objects if o["kind"] == shape.kind)["spec"]["replicas"]
     objects += scalers
     notes += scale_notes
+    if choose_mode(target.apis, target.traffic_mode) == "istio":
+        # Istio's identities are ServiceAccounts: one per app, so "A may call B" can name A
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(intent, app, target)})
+        next(o for o in objects if o["kind"] == shape.kind)["spec"]["template"]["spec"][
+            "serviceAccountName"
+        ] = app
+    routing, traffic_notes = render_traffic(
+        shape, intent.settings, target.apis, intent.release, mode=target.traffic_mode, split=split
+    )
+    objects += routing
+    notes += traffic_notes
     if notes:
         workload_object = next(o for o in objects if o["kind"] == shape.kind)
         workload_object["metadata"]["annotations"] = {NOT_RENDERED: "; ".join(notes)}
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def render_canary(stable: AppIntent, canary: AppIntent, weight: int, target: Target) -> list[Manifest]:
+    """A canary in progress: the stable release's objects with the route objects weighting ``weight``% to
+    the canary, plus the canary release's Deployment ``<app>-canary`` (and its config) sized to its share."""
+    app = stable.address.split("/")[2]
+    objects = render(stable, target, split=Split(stable.release, canary.release, weight))
+    extra = canary_objects(render(canary, target), app, canary.release)
+    for o in extra:
+        if o["kind"] == "Deployment":
+            o["spec"]["replicas"] = max(1, -(-stable.replicas * weight // 100))
+    return sorted(objects + extra, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
 
 
 def _holds_secret(value: str, secrets: frozenset[str]) -> bool:

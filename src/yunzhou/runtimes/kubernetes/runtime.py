@@ -10,7 +10,7 @@ import hashlib
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -19,7 +19,7 @@ from lightkube import codecs as lk_codecs
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment, StatefulSet
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, Service
+from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, Service, ServiceAccount
 from lightkube.resources.networking_v1 import Ingress, NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
@@ -34,6 +34,7 @@ from yunzhou.runtimes.protocol import AppIntent, AppObservation
 # the client is used through Any at this thin I/O layer (rendering, the part with logic, is fully typed).
 Connect = Callable[[str], tuple[Any, str]]  # cluster name → (lightkube Client, the cluster's base domain)
 KINDS: dict[str, Any] = {
+    "ServiceAccount": ServiceAccount,
     "ConfigMap": ConfigMap,
     "Secret": Secret,
     "Service": Service,
@@ -94,9 +95,15 @@ def _digest(manifests: list[Manifest]) -> str:
 
 class KubernetesRuntime:
     def __init__(
-        self, connect: Connect, *, reapply_every: float = REAPPLY_EVERY, discovery: Discovery | None = None
+        self,
+        connect: Connect,
+        *,
+        reapply_every: float = REAPPLY_EVERY,
+        discovery: Discovery | None = None,
+        traffic_modes: Mapping[str, str] | None = None,
     ) -> None:
         self.connect = connect
+        self.traffic_modes = dict(traffic_modes or {})  # cluster → "istio" | "gateway" (else: auto)
         self.reapply_every = reapply_every
         self.discovery = discovery or Discovery()
         self._applied: dict[int, tuple[str, float]] = {}  # app id → (digest, when) of the last good apply
@@ -114,7 +121,8 @@ class KubernetesRuntime:
         return render(intent, self._target(cluster, client, namespace, base_domain))
 
     def _target(self, cluster: str, client: Any, namespace: str, base_domain: str) -> Target:
-        return Target(namespace, base_domain, apis=self.discovery.apis(cluster, client))
+        apis = self.discovery.apis(cluster, client)
+        return Target(namespace, base_domain, apis=apis, traffic_mode=self.traffic_modes.get(cluster))
 
     @staticmethod
     def _placement(intent: AppIntent) -> tuple[str, str]:
