@@ -66,15 +66,19 @@ class StateReader:
             out.append(inst if path == inst.metrics_path else _replace_path(inst, path))
         return out
 
-    def reported_instances(self) -> list[InstanceSample]:
-        """Instances as last written by the reconcilers (a control plane without the local target)."""
+    def reported_instances(self, *, except_target: str | None = None) -> list[InstanceSample]:
+        """Instances as last written by the reconcilers: every target's for a control plane without the
+        local target, the cluster targets' (``except_target="local"``) for one that reads it live."""
         with self.db.transaction() as s:
-            rows = s.execute(
+            query = (
                 select(Project.name, Environment.name, App.name, Instance)
                 .join(App, Instance.app_id == App.id)
                 .join(Environment, App.environment_id == Environment.id)
                 .join(Project, Environment.project_id == Project.id)
             )
+            if except_target is not None:
+                query = query.where(Environment.target != except_target)
+            rows = s.execute(query)
             return [
                 InstanceSample(
                     app=f"{p}/{e}/{a}",

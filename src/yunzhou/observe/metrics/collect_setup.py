@@ -28,6 +28,7 @@ from yunzhou.observe.metrics.remote import PrometheusQueryEngine
 from yunzhou.store import Database
 
 log = logging.getLogger("yunzhou.observe.metrics")
+LOCAL_TARGET = "local"  # an environment's target when it runs on this machine
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -89,9 +90,14 @@ class MetricsWiring:
         self.loop: ScrapeLoop | None = None
 
     def attach_local(self, *, router_metrics: Callable[[], str], instances: InstanceSource) -> None:
-        """This process runs the local target: read instances live and scrape the router."""
+        """This process runs the local target: read its instances live (cluster targets' as the reconcilers
+        reported them) and scrape the router."""
         self._router = router_metrics
-        self._instances = instances
+
+        def local_and_clusters() -> list[InstanceSample]:
+            return [*instances(), *self.state.reported_instances(except_target=LOCAL_TARGET)]
+
+        self._instances = local_and_clusters
 
     def _with_endpoints(self) -> list[InstanceSample]:
         return self.state.with_endpoints(self._instances())

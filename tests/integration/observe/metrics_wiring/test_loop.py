@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 
 import pytest
+from sqlalchemy import select
 
 from tests.conftest import Api
 from tests.helpers import score
@@ -16,6 +18,7 @@ from yunzhou.observe.metrics.collect_db import StateReader
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import retention
 from yunzhou.observe.metrics.exposition import Sample
+from yunzhou.store.models import App, Instance
 
 T0 = 1_700_000_000.0
 
@@ -125,3 +128,18 @@ def test_state_store_sources(api: Api) -> None:
                               memory_bytes=0, restarts=0, port=4000)  # fmt: skip
     assert [i.metrics_path for i in state.with_endpoints([reported])] == ["/prom"]
     assert state.reported_instances() == []  # nothing ran them: no reconciler in this test
+    with api.cp.ctx.db.transaction() as s:  # what a reconcile pass records
+        app_id = s.scalar(select(App.id))
+        row = Instance(app_id=app_id, instance_id="orders-r1-a", release=1, pid=None, port=80, state="ready",
+                       ready=True, restarts=3, last_exit="exit 1", cpu_seconds=1.5, memory_bytes=2048,
+                       observed_at=datetime.now(UTC))  # fmt: skip
+        s.add(row)
+    [seen] = state.reported_instances()
+    assert (seen.app, seen.instance, seen.ready, seen.restarts, seen.cpu_seconds) == (
+        "shop/dev/orders",
+        "orders-r1-a",
+        True,
+        3,
+        1.5,
+    )
+    assert state.reported_instances(except_target="local") == []  # read live by the local collector
