@@ -25,14 +25,22 @@ class Rendered:
     cpu_limit_millis: int | None
     warnings: tuple[str, ...]
 
-    def spec(self, instance_id: str, app: str, release: int, cwd: Path, port: int) -> ProcessSpec:
+    def spec(
+        self,
+        instance_id: str,
+        app: str,
+        release: int,
+        cwd: Path,
+        port: int,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> ProcessSpec:
         return ProcessSpec(
             instance_id=instance_id,
             app=app,
             release=release,
             argv=self.argv,
             cwd=cwd,
-            env={**self.env, "PORT": str(port)},
+            env={**self.env, **(extra_env or {}), "PORT": str(port)},
             port=port,
             readiness=self.readiness,
             liveness=self.liveness,

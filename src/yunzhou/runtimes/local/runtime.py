@@ -24,6 +24,13 @@ from yunzhou.runtimes.local.render import render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
 from yunzhou.runtimes.local.spec import Probe
 from yunzhou.runtimes.local.supervisor import LocalSupervisor
+from yunzhou.runtimes.local.traffic import (
+    CALLER_TOKEN_ENV,
+    caller_token,
+    callers_table,
+    load_token_key,
+    router_policies,
+)
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec
 
 log = logging.getLogger("yunzhou.runtimes.local")
@@ -73,6 +80,8 @@ class LocalRuntime:
         self.clock = clock
         self._lock = threading.RLock()
         self._routes: dict[int, tuple[str, tuple[RouteSpec, ...]]] = {}  # app id → (address, routes)
+        self._traffic: dict[int, tuple[str, Mapping[str, Any]]] = {}  # app id → (address, traffic policy)
+        self._token_key = load_token_key(data_dir)
         self._app_of: dict[str, int] = {}  # instance id → app id
         self._draining: dict[str, _Draining] = {}
         self._version = 0
@@ -120,15 +129,18 @@ class LocalRuntime:
             cwd = self._workdir(intent)
             for _ in range(plan.start):
                 instance_id = f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+                token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
                 self.supervisor.ensure(
-                    rendered.spec(instance_id, intent.address, intent.release, cwd, free_port())
+                    rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
                 )
                 self._app_of[instance_id] = intent.app_id
                 actions += 1
         if intent.removing:
             self._routes.pop(intent.app_id, None)
+            self._traffic.pop(intent.app_id, None)
         else:
             self._routes[intent.app_id] = (intent.address, intent.routes)
+            self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
         # One read of the instances both for the route table and for what is reported: an instance that
         # became ready after the push must not be reported ready before the router routes to it.
         everything = self.supervisor.statuses()
@@ -191,6 +203,7 @@ class LocalRuntime:
         with self._lock:
             actions = 0
             self._routes.pop(app_id, None)
+            self._traffic.pop(app_id, None)
             for instance_id, owner in list(self._app_of.items()):
                 if owner == app_id and instance_id not in self._draining:
                     self._begin_drain(app_id, instance_id)
@@ -247,7 +260,8 @@ class LocalRuntime:
 
     def snapshot(self, statuses: list[InstanceStatus] | None = None) -> dict[str, Any]:
         ready_by_app: dict[str, list[dict[str, Any]]] = {}
-        for s in self.supervisor.statuses() if statuses is None else statuses:
+        statuses = self.supervisor.statuses() if statuses is None else statuses
+        for s in statuses:
             if s.ready and s.instance_id not in self._draining:
                 ready_by_app.setdefault(s.app, []).append(
                     {"id": s.instance_id, "address": f"127.0.0.1:{s.port}", "release": s.release}
@@ -263,7 +277,16 @@ class LocalRuntime:
                         "backends": sorted(ready_by_app.get(address, []), key=_by_id),
                     }
                 )
-        return {"routes": routes}
+        body: dict[str, Any] = {"routes": routes}
+        policies = router_policies(dict(self._traffic.values()))
+        if policies:
+            body["policies"] = policies
+        callers = callers_table(
+            self._token_key, [s.app for s in statuses] + [a for a, _ in self._routes.values()]
+        )
+        if callers:
+            body["callers"] = callers
+        return body
 
     def _publish(self, statuses: list[InstanceStatus] | None = None) -> int:
         """Push the route table when it differs from what the router has; returns 1 if pushed."""
