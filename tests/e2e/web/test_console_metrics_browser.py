@@ -65,6 +65,13 @@ def test_metrics_charts_draw_real_traffic_refresh_and_chinese(
     rate = page.locator('[data-chart="request_rate"]')
     with traffic(server) as codes:
         expect(rate).not_to_have_attribute("data-samples", "0", timeout=CHART_DEADLINE_MS)
+        # and later points arrive in the same open page (one per 15 s step), never by a reload
+        first = int(rate.get_attribute("data-samples") or "0")
+        page.wait_for_function(
+            "n => Number(document.querySelector('[data-chart=\"request_rate\"]').dataset.samples) >= n",
+            arg=first + 2,
+            timeout=CHART_DEADLINE_MS,
+        )
     assert codes
     assert set(codes) == {200}
     expect(page.locator("#metrics-empty")).to_be_hidden()
