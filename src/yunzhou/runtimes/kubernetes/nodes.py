@@ -400,3 +400,26 @@ class NodeAutoscalerLoop:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
+
+
+PROVIDERS: dict[str, Callable[[Any, str], NodeProvider]] = {
+    "kwok": lambda client, cluster: KwokNodeProvider(client, cluster),
+}
+
+
+def node_autoscalers(
+    spec: str, connect: Callable[[str], tuple[Any, str]], config: NodeAutoscalerConfig | None = None
+) -> list[NodeAutoscalerLoop]:
+    """Loops (not started) for ``spec`` = ``"CLUSTER=PROVIDER,…"`` (``YUNZHOU_NODE_AUTOSCALING=kwok=kwok``);
+    ``connect`` is the cluster directory's (cluster name → (lightkube client, base domain))."""
+    loops = []
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        cluster, _, kind = item.partition("=")
+        if kind not in PROVIDERS:
+            raise ValueError(f"node autoscaling {item!r}: provider must be one of {', '.join(PROVIDERS)}")
+        client, _ = connect(cluster)
+        pods, nodes = cluster_lists(client, cluster)
+        loops.append(
+            NodeAutoscalerLoop(NodeAutoscaler(PROVIDERS[kind](client, cluster), pods, nodes, config))
+        )
+    return loops

@@ -145,3 +145,13 @@ def test_removes_empty_nodes_after_the_cool_down_never_below_min() -> None:
     w.at(100)
     assert w.at(200) == []  # min_nodes=1 keeps the last one
     assert list(w.provider.made) == [names[0]]
+
+
+def test_node_autoscalers_spec_names_the_allowed_providers() -> None:
+    import pytest
+
+    from yunzhou.runtimes.kubernetes.nodes import node_autoscalers
+
+    assert node_autoscalers("", lambda c: (None, "")) == []
+    with pytest.raises(ValueError, match="provider must be one of kwok"):
+        node_autoscalers("prod=aws", lambda c: (None, ""))
