@@ -85,14 +85,19 @@ def parse_route(doc: object, path: str = "route") -> Route:
 
 
 def parse_receiver_config(kind: object, doc: object, path: str = "config") -> dict[str, Any]:
-    """Webhook: {url, send_resolved?, max_alerts?}. Email: {to, from, smarthost, starttls?, send_resolved?}.
+    """Webhook: {url, send_resolved?, max_alerts?}. Email: {to, from, smarthost, starttls?, ca_file?,
+    send_resolved?} (ca_file: the CAs that sign the SMTP server's certificate, else the system's).
     Returned normalised, as stored and as the notifier reads it."""
     if kind not in RECEIVER_KINDS:
         raise invalid("kind", f"must be one of: {', '.join(RECEIVER_KINDS)}")
     if not isinstance(doc, Mapping):
         raise invalid(path, "must be a mapping")
     problems: list[FieldProblem] = []
-    allowed = {"url", "max_alerts"} if kind == "webhook" else {"to", "from", "smarthost", "starttls", "hello"}
+    allowed = (
+        {"url", "max_alerts"}
+        if kind == "webhook"
+        else {"to", "from", "smarthost", "starttls", "ca_file", "hello"}
+    )
     allowed |= {"send_resolved"}
     problems += [
         FieldProblem(f"{path}.{k}", f"unknown field; allowed: {', '.join(sorted(allowed))}")
@@ -130,6 +135,14 @@ def parse_receiver_config(kind: object, doc: object, path: str = "config") -> di
         if not isinstance(starttls, bool):
             problems.append(FieldProblem(f"{path}.starttls", "must be true or false"))
         out |= {"to": to_list, "from": sender, "smarthost": smarthost, "starttls": starttls}
+        ca_file = doc.get("ca_file")
+        if ca_file is not None:
+            if not isinstance(ca_file, str) or not ca_file.startswith("/"):
+                problems.append(FieldProblem(f"{path}.ca_file", "an absolute path to PEM CA certificates"))
+            elif not starttls:
+                problems.append(FieldProblem(f"{path}.ca_file", "only used with starttls: true"))
+            else:
+                out["ca_file"] = ca_file
         if "hello" in doc:
             out["hello"] = str(doc["hello"])
     if problems:

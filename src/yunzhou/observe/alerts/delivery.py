@@ -130,7 +130,7 @@ def send_email(config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
             host.strip("[]"), int(port), local_hostname=config.get("hello"), timeout=TIMEOUT
         ) as smtp:
             if config.get("starttls"):
-                smtp.starttls(context=ssl.create_default_context())
+                smtp.starttls(context=ssl.create_default_context(cafile=config.get("ca_file")))
             smtp.send_message(message)
     except (OSError, smtplib.SMTPException) as exc:
         raise DeliveryError(f"email via {config['smarthost']}: {exc}") from exc
