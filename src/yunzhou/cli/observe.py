@@ -14,7 +14,17 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
-from yunzhou.cli.common import ShowFormat, ShowOutput, connect, note, out_console, print_json, print_yaml
+from yunzhou.cli.common import (
+    AppArg,
+    ShowFormat,
+    ShowOutput,
+    app_hint,
+    connect,
+    note,
+    out_console,
+    print_json,
+    print_yaml,
+)
 from yunzhou.client import admin_token_path
 
 observe_app = typer.Typer(
@@ -204,3 +214,50 @@ def query_range_command(
         print_yaml(data)
     else:
         _print_range(data)
+
+
+def _latest(series: dict[str, Any]) -> str:
+    points = [v for _, v in series.get("points", []) if v is not None]
+    if not points:
+        return "-"
+    value = float(points[-1])
+    unit = series.get("unit", "")
+    if unit == "bytes":
+        return f"{value / (1 << 20):.1f} MiB"
+    if unit == "seconds":
+        return f"{value * 1000:.1f} ms"
+    if unit == "ratio":
+        return f"{value * 100:.2f} %"
+    return f"{value:.3g} {unit}"
+
+
+@observe_app.command("app")
+def app_command(
+    ctx: typer.Context,
+    address: AppArg,
+    window: Annotated[str, typer.Option("--window", help="15m, 1h (default), 6h, 24h or 7d.")] = "1h",
+    end: Annotated[
+        str, typer.Option("--end", help="now (default), unix seconds, RFC 3339, or 15m ago.")
+    ] = "now",
+    output: ShowOutput = ShowFormat.text,
+) -> None:
+    """An app's chart series (request rate, error rate, latency p50/p99, CPU, memory): the latest values,
+    or every point with -o json."""
+    end_t = parse_when(end, time.time(), "--end")
+    data = connect(ctx, not_found=app_hint(address)).app_metrics(
+        address.project, address.env, address.app, window, end_t
+    )
+    if output is ShowFormat.json:
+        print_json(data)
+    elif output is ShowFormat.yaml:
+        print_yaml(data)
+    else:
+        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+        table.add_column("SERIES")
+        table.add_column("LATEST", justify="right")
+        table.add_column("POINTS", justify="right")
+        for series in data.get("series", []):
+            table.add_row(
+                escape(str(series.get("title"))), escape(_latest(series)), str(len(series.get("points", [])))
+            )
+        out_console().print(table)

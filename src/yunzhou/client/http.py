@@ -590,10 +590,13 @@ class YunzhouClient:
         params = {"query": query, "start": start, "end": end, "step": step}
         return self._prometheus("/metrics/query_range", params)
 
-    def app_metrics(self, project: str, env: str, app: str, window: str = "1h") -> Json:
+    def app_metrics(
+        self, project: str, env: str, app: str, window: str = "1h", end: float | None = None
+    ) -> Json:
         """Chart series of one app (request rate, error rate, latency p50/p99, CPU, memory)."""
         path = self._app_path(project, env, app) + "/metrics"
-        result: Json = self._request("GET", path, params={"window": window})
+        params: dict[str, Any] = {"window": window} if end is None else {"window": window, "end": end}
+        result: Json = self._request("GET", path, params=params)
         return result
 
     # -- log export ------------------------------------------------------------------------------

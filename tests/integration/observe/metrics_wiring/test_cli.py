@@ -100,3 +100,17 @@ def test_prometheus_config(run: Run, tmp_path: Path) -> None:
     refused = run("observe", "prometheus-config", "--interval", "soon")
     assert refused.exit_code != 0
     assert "--interval" in refused.output
+
+
+def test_app_charts(run: Run) -> None:
+    result = run("observe", "app", "shop/dev/orders", "--window", "15m", "--end", str(END))
+    assert result.exit_code == 0, result.output
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:] if line.strip()}
+    assert set(lines) >= {"Requests", "Memory", "CPU", "Latency"}
+    assert "100.0 MiB" in lines["Memory"]
+    missing = run("observe", "app", "shop/dev/nope")
+    assert missing.exit_code == 1
+    assert "yunzhou apps shop/dev" in missing.stderr
+    bad = run("observe", "app", "shop/dev/orders", "--window", "2h", "-o", "json")
+    assert bad.exit_code == 1
+    assert "query.window" in bad.stderr
