@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -68,8 +69,7 @@ class AlertEvaluator:
         self.healer = Healer(cp)
         self.health: dict[str, RuleHealth] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_eval = float("-inf")
+        self._threads: list[threading.Thread] = []
 
     def now(self) -> float:
         return self.cp.ctx.clock().timestamp()
@@ -117,17 +117,10 @@ class AlertEvaluator:
                     self.healer.consider(inst, st, just_fired=st.fingerprint in fired_now)
         alerts.record_health(health_changes)
         alerts.forget({i.key for i in plan})
-        self._last_eval = now
 
     def flush(self, now: float | None = None) -> list[Sent]:
         now = self.now() if now is None else now
         return self.notifier.flush(now, self.cp.alerts.active_silences(self.cp.ctx.clock()))
-
-    def tick(self) -> None:
-        now = self.now()
-        if now - self._last_eval >= self.interval:
-            self.evaluate_once(now)
-        self.flush(now)
 
     def _notified(self, inst: RuleInstance, st: AlertState, ended: float | None = None) -> NotifiedAlert:
         project = st.labels.get("project") or inst.scope.project
@@ -136,25 +129,38 @@ class AlertEvaluator:
             st.fingerprint, st.labels, st.annotations, st.fired_at or st.active_at, ended, url
         )
 
-    # ---- the loop
+    # ---- the loops: evaluation every interval; notifications on a finer tick, in their own thread so a
+    # slow receiver never delays evaluation (and healing)
     def start(self) -> AlertEvaluator:
-        self._thread = threading.Thread(target=self._run, name="yunzhou-alerts", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._evaluate_loop, name="yunzhou-alerts", daemon=True),
+            threading.Thread(target=self._notify_loop, name="yunzhou-alerts-notify", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
+        for t in self._threads:
+            t.join(timeout=15)
 
-    def _run(self) -> None:
-        step = min(self.interval, 1.0)
+    def _evaluate_loop(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
-                self.tick()
+                self.evaluate_once()
             except Exception:  # the loop outlives one bad pass; the next one starts from the store again
                 log.exception("alert evaluation failed")
-            self._stop.wait(step)
+            self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))
+
+    def _notify_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.flush()
+            except Exception:
+                log.exception("alert notification flush failed")
+            self._stop.wait(min(self.interval, 1.0))
 
 
 def _differs(before: Mapping[str, AlertState], after: Mapping[str, AlertState]) -> bool:

@@ -10,6 +10,7 @@ its notification log does the same)."""
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -55,51 +56,97 @@ def silenced(labels: Mapping[str, str], silences: Silences) -> bool:
     return any((scope in ("", project)) and matches_all(ms, labels) for scope, ms in silences)
 
 
+@dataclass
+class _Outgoing:
+    """One message decided under the lock and sent outside it."""
+
+    group: _Group
+    payload: dict[str, Any]
+    fingerprints: tuple[str, ...]  # the alerts in the message
+    firing: frozenset[str]
+    resolved: tuple[str, ...]  # forgotten once the message is out
+
+
 class Notifier:
+    """Thread-safe: the evaluator observes alerts while another thread flushes; deliveries (which can take
+    a receiver's whole timeout) happen outside the lock, so a slow receiver never holds up evaluation."""
+
     def __init__(self, external_url: str = "", deliver_fn: Deliver = deliver) -> None:
         self.external_url = external_url
         self._deliver = deliver_fn
         self._groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Group] = {}
+        self._lock = threading.Lock()
         self.sent: list[Sent] = []  # the last flush's deliveries
 
     def observe(self, receivers: Iterable[Receiver], alert: NotifiedAlert, now: float) -> None:
         """A firing alert (ends_at None) or one that just resolved."""
-        for r in receivers:
-            if r.project not in ("", alert.labels.get("project", "")):
-                continue
-            if not matches_all(r.route.matchers, alert.labels):
-                continue
-            gk = r.route.group_key(alert.labels)
-            key = (r.id, gk)
-            group = self._groups.get(key)
-            if group is None:
-                if alert.ends_at is not None:
-                    continue  # resolved before any group knew it: nothing to announce
-                group = _Group(r, dict(gk), next_flush=now + r.route.group_wait_s)
-                self._groups[key] = group
-            group.receiver = r  # a receiver edited in place keeps its groups
-            group.alerts[alert.fingerprint] = alert
+        with self._lock:
+            for r in receivers:
+                if r.project not in ("", alert.labels.get("project", "")):
+                    continue
+                if not matches_all(r.route.matchers, alert.labels):
+                    continue
+                gk = r.route.group_key(alert.labels)
+                key = (r.id, gk)
+                group = self._groups.get(key)
+                if group is None:
+                    if alert.ends_at is not None:
+                        continue  # resolved before any group knew it: nothing to announce
+                    group = _Group(r, dict(gk), next_flush=now + r.route.group_wait_s)
+                    self._groups[key] = group
+                group.receiver = r  # a receiver edited in place keeps its groups
+                group.alerts[alert.fingerprint] = alert
 
     def flush(self, now: float, silences: Silences) -> list[Sent]:
-        self.sent = []
-        for key, group in list(self._groups.items()):
-            if now >= group.next_flush:
-                self._flush_group(group, now, silences)
-                group.next_flush = now + group.receiver.route.group_interval_s
-            if not group.alerts:
-                del self._groups[key]
-        return self.sent
+        with self._lock:
+            outgoing = []
+            for group in self._groups.values():
+                if now >= group.next_flush:
+                    group.next_flush = now + group.receiver.route.group_interval_s
+                    message = self._decide(group, now, silences)
+                    if message is not None:
+                        outgoing.append(message)
+            self._drop_empty()
+        sent = []
+        for m in outgoing:
+            g = m.group
+            try:
+                self._deliver(g.receiver.kind, g.receiver.config, m.payload)
+            except DeliveryError as exc:  # state kept as is: the next group_interval tries again
+                log.warning("alert notification to %s failed: %s", g.receiver.name, exc)
+                sent.append(Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints, str(exc)))
+                continue
+            sent.append(Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints))
+            with self._lock:
+                g.last_sent, g.sent_firing = now, m.firing
+                self._forget_resolved(g, m.resolved)
+        with self._lock:
+            self._drop_empty()
+        self.sent = sent
+        return sent
 
     def drop_receivers_not_in(self, ids: set[int]) -> None:
-        for key in [k for k in self._groups if k[0] not in ids]:
+        with self._lock:
+            for key in [k for k in self._groups if k[0] not in ids]:
+                del self._groups[key]
+
+    def _drop_empty(self) -> None:
+        for key in [k for k, g in self._groups.items() if not g.alerts]:
             del self._groups[key]
 
-    def _flush_group(self, g: _Group, now: float, silences: Silences) -> None:
+    @staticmethod
+    def _forget_resolved(g: _Group, fingerprints: Iterable[str]) -> None:
+        """A resolved alert is announced at most once, then forgotten (unless it fired again meanwhile)."""
+        for fp in fingerprints:
+            alert = g.alerts.get(fp)
+            if alert is not None and alert.ends_at is not None:
+                del g.alerts[fp]
+
+    def _decide(self, g: _Group, now: float, silences: Silences) -> _Outgoing | None:
         visible = {fp: a for fp, a in g.alerts.items() if not silenced(a.labels, silences)}
         firing = frozenset(fp for fp, a in visible.items() if a.ends_at is None)
-        announced_resolved = {
-            fp for fp, a in visible.items() if a.ends_at is not None and fp in g.sent_firing
-        }
+        resolved = [fp for fp, a in g.alerts.items() if a.ends_at is not None]
+        announced_resolved = {fp for fp in resolved if fp in visible and fp in g.sent_firing}
         changed = bool(firing - g.sent_firing) or bool(announced_resolved)
         due_repeat = (
             bool(firing)
@@ -110,7 +157,7 @@ class Notifier:
         to_send = [
             a for fp, a in visible.items() if fp in firing or (send_resolved and fp in announced_resolved)
         ]
-        if (changed or due_repeat) and to_send and (firing or send_resolved):
+        if (changed or due_repeat) and to_send:
             payload = webhook_payload(
                 g.receiver.name,
                 g.key,
@@ -119,18 +166,13 @@ class Notifier:
                 self.external_url,
                 int(g.receiver.config.get("max_alerts", 0)),
             )
-            fps = tuple(a.fingerprint for a in to_send)
-            try:
-                self._deliver(g.receiver.kind, g.receiver.config, payload)
-            except DeliveryError as exc:  # kept as is: the next group_interval tries again
-                log.warning("alert notification to %s failed: %s", g.receiver.name, exc)
-                self.sent.append(Sent(g.receiver.name, g.key, payload["status"], fps, str(exc)))
-                return
-            self.sent.append(Sent(g.receiver.name, g.key, payload["status"], fps))
-            g.last_sent = now
-        g.sent_firing = firing if (changed or due_repeat) else g.sent_firing & firing
-        for fp in [fp for fp, a in g.alerts.items() if a.ends_at is not None]:
-            del g.alerts[fp]  # a resolved alert is announced at most once, then forgotten
+            return _Outgoing(g, payload, tuple(a.fingerprint for a in to_send), firing, tuple(resolved))
+        if changed or due_repeat:  # only resolutions nobody wants to hear about
+            g.sent_firing = firing
+        else:
+            g.sent_firing &= firing
+        self._forget_resolved(g, resolved)
+        return None
 
 
 def resolved(alert: NotifiedAlert, at: float) -> NotifiedAlert:
