@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
+from yunzhou.domain.errors import YunzhouError
 from yunzhou.observe.metrics.exposition import Sample, render
 
 log = logging.getLogger("yunzhou.observe.metrics")
@@ -75,6 +76,7 @@ class ScrapeLoop:
         self.help: dict[str, str] = {}
         self._latest: dict[str, dict[SeriesKey, float]] = {}  # by collector: a tick replaces its series
         self._errors: dict[str, int] = {}
+        self._last_error: dict[str, str] = {}
         self._durations: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -105,11 +107,12 @@ class ScrapeLoop:
             started = time.perf_counter()
             try:
                 samples = list(collector.collect(t))
-            except Exception:
-                log.exception("metrics collector %s failed", collector.name)
-                with self._lock:
-                    self._errors[collector.name] = self._errors.get(collector.name, 0) + 1
+            except Exception as exc:
+                self._failed(collector.name, exc)
                 samples = None
+            else:
+                if self._last_error.pop(collector.name, None) is not None:
+                    log.info("metrics collector %s works again", collector.name)
             elapsed = time.perf_counter() - started
             self._durations[collector.name] = elapsed
             source = {"source": collector.name}
@@ -142,6 +145,19 @@ class ScrapeLoop:
                 mark_stale(name, dict(labels), t)
         self.ticks += 1
         return len(rows)
+
+    def _failed(self, name: str, exc: Exception) -> None:
+        """Count every failure; log it when it is new (a router that is down says so once, not every tick)."""
+        with self._lock:
+            self._errors[name] = self._errors.get(name, 0) + 1
+        reason = f"{type(exc).__name__}: {exc}"
+        if self._last_error.get(name) == reason:
+            return
+        self._last_error[name] = reason
+        if isinstance(exc, YunzhouError | OSError | ValueError):  # expected kinds: one line is enough
+            log.warning("metrics collector %s failed: %s", name, reason)
+        else:
+            log.exception("metrics collector %s failed", name)
 
     # ---- what /metrics serves ------------------------------------------------------------------------------
     def latest(self) -> list[tuple[str, dict[str, str], float]]:

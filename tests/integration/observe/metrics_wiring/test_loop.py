@@ -3,6 +3,7 @@ series end at once (staleness), the thread runs and stops; the state-store sourc
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -62,6 +63,23 @@ def test_a_failing_collector_costs_only_its_own_samples(store: MetricStore) -> N
     latest = {name: value for name, _, value in loop.latest()}
     assert latest["bad_gauge"] == 5.0  # a failed run says nothing new: the last value stays on /metrics
     assert "yunzhou_scrape_errors_total" in loop.render()
+
+
+def test_a_failure_is_logged_when_it_is_new(store: MetricStore, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="yunzhou.observe.metrics")
+    source = Scripted("router")
+    loop = ScrapeLoop(store, [source])
+    source.next = OSError("connection refused")
+    for i in range(3):
+        loop.run_once(T0 + i)
+    source.next = []
+    loop.run_once(T0 + 3)
+    messages = [r.getMessage() for r in caplog.records if r.name == "yunzhou.observe.metrics"]
+    assert messages == [
+        "metrics collector router failed: OSError: connection refused",
+        "metrics collector router works again",
+    ]
+    assert _value(QueryEngine(store), 'yunzhou_scrape_errors_total{source="router"}', T0 + 3) == [3.0]
 
 
 def test_a_series_that_vanishes_ends_at_once(store: MetricStore) -> None:
