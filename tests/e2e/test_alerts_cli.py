@@ -91,3 +91,13 @@ def test_alerts_through_the_cli(tmp_path: Path) -> None:
         receiver.write_text(yaml.safe_dump({"kind": "webhook", "config": {"url": "http://127.0.0.1:9/hook"}}))
         cli("alerts", "receivers", "set", "shop", "hook", "-f", str(receiver))
         assert cli_json("alerts", "receivers", "list", "shop")[0]["route"]["group_wait"] == "30s"
+
+        # the tables (the default output) render every kind of row
+        assert "WebServing" in cli("alerts", "list", "shop")
+        assert "firing" in cli("alerts", "events", "shop/dev/web")
+        table = cli("alerts", "rules", "effective", "shop/dev/web")
+        assert "AppErrorRateHigh" in table
+        assert "ok" in table
+        assert "AppLatencyHigh" in cli("alerts", "rules", "list", "shop")
+        assert "http://127.0.0.1:9/hook" in cli("alerts", "receivers", "list", "shop")
+        assert "expired" in cli("alerts", "silence", "list", "shop", "--expired")
