@@ -135,8 +135,9 @@ class Evaluator:
                 while hi < n and ts[hi] <= ref:
                     hi += 1
                 i = hi - 1
-                if i >= 0 and ts[i] >= ref - lookback and not is_stale(values[i]):
-                    vals.append(values[i])
+                if i >= 0 and ts[i] >= ref - lookback:
+                    x = values[i]
+                    vals.append(x if x == x or not is_stale(x) else None)
                 else:
                     vals.append(None)
             if any(v is not None for v in vals):
