@@ -589,6 +589,12 @@ class AlertService:
                 elif (row.health, row.last_error) != (health, error):
                     row.health, row.last_error, row.changed_at = health, error, now
 
+    def prune_history(self, keep: timedelta) -> int:
+        """Drop history older than ``keep``; returns how many rows went."""
+        with self.ctx.db.transaction() as s:
+            result = s.execute(delete(AlertEvent).where(AlertEvent.time < self.ctx.clock() - keep))
+            return int(getattr(result, "rowcount", 0) or 0)
+
     def receivers(self) -> list[Receiver]:
         with self.ctx.db.transaction() as s:
             return [

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from yunzhou.domain.alerts import AlertState, evaluate, samples_of
@@ -22,6 +23,7 @@ from yunzhou.services.alerts import RuleInstance
 
 log = logging.getLogger("yunzhou.observe.alerts")
 DEFAULT_INTERVAL = 15.0
+HISTORY_DAYS = 30.0  # YUNZHOU_ALERT_HISTORY_DAYS: alert and action history older than this is dropped
 
 
 def alert_interval(environ: Mapping[str, str] | None = None) -> float:
@@ -35,6 +37,20 @@ def alert_interval(environ: Mapping[str, str] | None = None) -> float:
         value = 0.0
     if not 0.05 <= value <= 3600:
         raise ValueError(f"YUNZHOU_ALERT_INTERVAL={raw!r}: must be a number of seconds from 0.05 to 3600")
+    return value
+
+
+def history_days(environ: Mapping[str, str] | None = None) -> float:
+    """``YUNZHOU_ALERT_HISTORY_DAYS`` (default 30); refuses what is not a number from 1 to 3650."""
+    raw = (os.environ if environ is None else environ).get("YUNZHOU_ALERT_HISTORY_DAYS", "")
+    if not raw:
+        return HISTORY_DAYS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 3650:
+        raise ValueError(f"YUNZHOU_ALERT_HISTORY_DAYS={raw!r}: must be a number of days from 1 to 3650")
     return value
 
 
@@ -64,6 +80,7 @@ class AlertEvaluator:
         self.cp = cp
         self.engine = engine
         self.interval = interval
+        self.history_days = history_days()
         self.external_url = external_url
         self.notifier = notifier or Notifier(external_url)
         self.healer = Healer(cp)
@@ -146,10 +163,16 @@ class AlertEvaluator:
             t.join(timeout=15)
 
     def _evaluate_loop(self) -> None:
+        pruned = float("-inf")
         while not self._stop.is_set():
             started = time.monotonic()
             try:
                 self.evaluate_once()
+                if started - pruned >= 3600:
+                    pruned = started
+                    gone = self.cp.alerts.prune_history(timedelta(days=self.history_days))
+                    if gone:
+                        log.info("dropped %d alert history rows older than %g days", gone, self.history_days)
             except Exception:  # the loop outlives one bad pass; the next one starts from the store again
                 log.exception("alert evaluation failed")
             self._stop.wait(max(0.0, self.interval - (time.monotonic() - started)))

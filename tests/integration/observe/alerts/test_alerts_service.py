@@ -5,7 +5,7 @@ cool-down and hourly cap; and the API's validation, audit and access rules."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,8 @@ import pytest
 from tests.conftest import Api
 from tests.helpers import score
 from yunzhou.domain.errors import UserError
-from yunzhou.observe.alerts import AlertEvaluator
+from yunzhou.observe.alerts import AlertEvaluator, alert_interval
+from yunzhou.observe.alerts.evaluator import history_days
 from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.services.alerts import RuleScope
@@ -212,3 +213,23 @@ def test_restart_action_is_a_rolling_restart_release(world: tuple[ControlPlane, 
     releases = cp.apps.releases("shop", "dev", "orders")
     assert releases[0]["cause"] == "restart: AnyServerError"
     assert cp.apps.rollouts("shop", "dev", "orders")[0]["kind"] == "restart"
+
+
+def test_history_is_pruned_by_age(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
+    cp, store, clock = world
+    cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "AnyTraffic", {"expr": "yunzhou_router_requests_total > 0"})
+    traffic(store, T0, 1, 0)
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    assert cp.alerts.history(SYSTEM, "shop")
+    clock.t = T0 + 31 * 86400
+    assert cp.alerts.prune_history(timedelta(days=30)) > 0
+    assert cp.alerts.history(SYSTEM, "shop") == []
+
+
+def test_environment_knobs_name_themselves() -> None:
+    assert alert_interval({"YUNZHOU_ALERT_INTERVAL": "0.5"}) == 0.5
+    with pytest.raises(ValueError, match="YUNZHOU_ALERT_INTERVAL"):
+        alert_interval({"YUNZHOU_ALERT_INTERVAL": "soon"})
+    assert history_days({}) == 30
+    with pytest.raises(ValueError, match="YUNZHOU_ALERT_HISTORY_DAYS"):
+        history_days({"YUNZHOU_ALERT_HISTORY_DAYS": "0"})
