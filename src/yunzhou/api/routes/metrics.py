@@ -77,7 +77,7 @@ def parse_step(value: str, field: str = "step") -> float:
 
 
 def prometheus_error(exc: UserError | TemporaryError) -> JSONResponse:
-    """The error envelope Prometheus's HTTP API uses, so its clients (Grafana included) read it."""
+    """The error envelope Prometheus's HTTP API uses, so code that reads Prometheus answers reads it."""
     if isinstance(exc, TemporaryError):
         return JSONResponse(
             {"status": "error", "errorType": "unavailable", "error": exc.message},
