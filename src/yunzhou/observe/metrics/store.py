@@ -144,6 +144,7 @@ class MetricStore:
         self._index = LabelIndex()
         self._series: dict[int, _Series] = {}
         self._ids: dict[Labels, int] = {}
+        self._fast_ids: dict[tuple[str, Labels], int] = {}
         self._next_id = 1
         self._pending_series: list[tuple[int, Labels]] = []
         self._pending: list[tuple[int, int, float]] = []
@@ -251,10 +252,14 @@ class MetricStore:
                 raise RuntimeError("the metric store is closed")
             for name, labels, value, t in rows:
                 try:
-                    key = labels_key(name, labels)
-                    sid = self._ids.get(key)
+                    # the labels as given, sorted: one C-level call, mapped to the series id once
+                    raw_key = (name, tuple(sorted(labels.items())))
+                    sid = self._fast_ids.get(raw_key)
                     if sid is None:
-                        _validate(name, labels)
+                        key = labels_key(name, labels)
+                        sid = self._ids.get(key)
+                        if sid is None:
+                            _validate(name, labels)
                     t_ms = round(t * 1000)
                     v = float(value)
                 except (UserError, TypeError, ValueError, AttributeError, OverflowError) as e:
@@ -267,6 +272,9 @@ class MetricStore:
                     self._next_id += 1
                     self._add_series(sid, key)
                     self._pending_series.append((sid, key))
+                    self._fast_ids[raw_key] = sid
+                elif raw_key not in self._fast_ids:
+                    self._fast_ids[raw_key] = sid
                 s = self._series[sid]
                 if t_ms <= s.last_t:
                     self.out_of_order += 1
@@ -413,6 +421,8 @@ class MetricStore:
             s = self._series.pop(sid)
             self._ids.pop(s.key, None)
             self._index.remove(sid)
+        if gone:
+            self._fast_ids.clear()
         for s in self._series.values():  # a series that stopped: its old head samples go too
             if s.ts and s.ts[0] < keep_from:
                 i = bisect_left(s.ts, keep_from)
