@@ -128,6 +128,7 @@ class ScrapeLoop:
                 rows.append((s.name, s.labels, s.value, t))
                 latest[series_key(s.name, s.labels)] = s.value
             self.types.update(getattr(collector, "types", {}))
+            self.help.update(getattr(collector, "help", {}))
             with self._lock:
                 previous = self._latest.get(collector.name, {})
                 self._latest[collector.name] = latest

@@ -35,8 +35,10 @@ class RouterCollector:
     def __init__(self, fetch: Callable[[], str]) -> None:
         self.fetch = fetch
         self.types: dict[str, str] = {}
+        self.help: dict[str, str] = {}
 
     def collect(self, now: float) -> Iterable[Sample]:
         exposition = parse(self.fetch())
         self.types = exposition.types
+        self.help = exposition.helps
         return [Sample(s.name, relabel(s.labels), s.value) for s in exposition.samples]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,8 @@ class MetricsWiring:
         self.own.watch_queue(self.state.queue_depth)
         self._instances: InstanceSource = self.state.reported_instances
         self._router: Callable[[], str] | None = None
-        self.apps = AppScrapeCollector(self._with_endpoints, timeout=min(2.0, max(0.5, self.interval)))
+        self._cached: tuple[float, list[InstanceSample]] | None = None
+        self.apps = AppScrapeCollector(self._this_tick, timeout=min(2.0, max(0.5, self.interval)))
         self.loop: ScrapeLoop | None = None
 
     def attach_local(self, *, router_metrics: Callable[[], str], instances: InstanceSource) -> None:
@@ -99,13 +101,18 @@ class MetricsWiring:
 
         self._instances = local_and_clusters
 
-    def _with_endpoints(self) -> list[InstanceSample]:
-        return self.state.with_endpoints(self._instances())
+    def _this_tick(self) -> list[InstanceSample]:
+        """The instances with their declared endpoints, read once per tick for both collectors that use
+        them (reading an instance's usage walks /proc when it has no cgroup)."""
+        now = time.monotonic()
+        if self._cached is None or now - self._cached[0] > self.interval / 2:
+            self._cached = (now, self.state.with_endpoints(self._instances()))
+        return self._cached[1]
 
     def collectors(self) -> list[Collector]:
         found: list[Collector] = [
             HostCollector((Path("/"), self.data_dir)),
-            InstanceCollector(self._instances, self.state.replicas),
+            InstanceCollector(self._this_tick, self.state.replicas),
             self.apps,
         ]
         if self._router is not None:

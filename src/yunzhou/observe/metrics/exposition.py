@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 METRIC_TYPES = ("counter", "gauge", "histogram", "summary", "untyped")
@@ -41,6 +41,7 @@ class Sample:
 class Exposition:
     samples: list[Sample]
     types: dict[str, str]  # metric family name → counter|gauge|histogram|summary|untyped
+    helps: dict[str, str] = field(default_factory=dict)  # metric family name → HELP text (escaped)
 
 
 def _parse_value(text: str, line: int) -> float:
@@ -88,6 +89,7 @@ def _parse_labels(text: str, start: int, line: int) -> tuple[dict[str, str], int
 def parse(text: str) -> Exposition:
     samples: list[Sample] = []
     types: dict[str, str] = {}
+    helps: dict[str, str] = {}
     for number, raw in enumerate(text.splitlines(), start=1):
         if len(raw) > MAX_LINE:
             raise ExpositionError(number, f"longer than {MAX_LINE} characters")
@@ -100,6 +102,8 @@ def parse(text: str) -> Exposition:
                 if parts[2] not in METRIC_TYPES:
                     raise ExpositionError(number, f"unknown metric type {parts[2]!r}")
                 types[parts[1]] = parts[2]
+            elif len(parts) >= 3 and parts[0] == "HELP":
+                helps[parts[1]] = line[1:].split(None, 2)[2]
             continue
         m = _NAME_RE.match(line)
         if m is None:
@@ -120,7 +124,7 @@ def parse(text: str) -> Exposition:
             except ValueError:
                 raise ExpositionError(number, f"timestamp {rest[1]!r} is not an integer") from None
         samples.append(Sample(name, labels, value, timestamp))
-    return Exposition(samples, types)
+    return Exposition(samples, types, helps)
 
 
 # ---- rendering -------------------------------------------------------------------------------------------

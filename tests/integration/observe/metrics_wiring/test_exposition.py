@@ -19,6 +19,10 @@ def test_router_text_parses_and_relabels_to_project_env_app() -> None:
     exposition = parse(metrics.render())
     assert exposition.types["yunzhou_router_requests_total"] == "counter"
     assert exposition.types["yunzhou_router_request_duration_seconds"] == "histogram"
+    assert (
+        exposition.helps["yunzhou_router_requests_total"]
+        == "Proxied requests by app, release and status class."
+    )
     by_name = {(s.name, tuple(sorted(relabel(s.labels).items()))): s.value for s in exposition.samples}
     key = (("app", "orders"), ("code", "2xx"), ("env", "dev"), ("project", "shop"), ("release", "3"))
     assert by_name["yunzhou_router_requests_total", key] == 1

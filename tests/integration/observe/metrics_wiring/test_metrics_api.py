@@ -72,6 +72,7 @@ def test_exposition_serves_collected_and_own_metrics(shop: tuple[Api, ScrapeLoop
     assert r.headers["content-type"].startswith("text/plain; version=0.0.4")
     lines = r.text.splitlines()
     assert "# TYPE yunzhou_router_requests_total counter" in lines
+    assert "# HELP yunzhou_router_requests_total Proxied requests by app, release and status class." in lines
     assert (
         'yunzhou_router_requests_total{app="orders",code="2xx",env="dev",project="shop",release="1"} 4095'
         in lines
