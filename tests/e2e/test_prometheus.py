@@ -137,6 +137,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlP
         rollout_id = result["rollout"]["id"]
         rollout = client.wait_for_rollout("shop", "dev", "orders", rollout_id, timeout=DEADLINE, interval=0.2)
         assert rollout["state"] == "succeeded", rollout
+        doc["metadata"]["name"] = "broken"  # the same app, serving text that is not the exposition format
+        doc["containers"]["web"]["variables"] = {"METRICS_BROKEN": "1"}
+        result = client.deploy("shop", "dev", doc, settings, client.upload_artifact(APP_DIR))
+        rollout = client.wait_for_rollout("shop", "dev", "broken", result["rollout"]["id"], timeout=DEADLINE)
+        assert rollout["state"] == "succeeded", rollout
         with Load(f"127.0.0.1:{server.router_port}"):
             yield server, client
 
@@ -187,6 +192,13 @@ def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus
         "kind": "book",
     }
     assert orders[0]["metric"]["instance"].startswith("shop-dev-orders-r1-")
+    # an app serving bad text is counted and reported, and costs nothing else
+    failures = 'yunzhou_app_scrape_failures_total{app="broken"} > 0'
+    broken = wait_until("the broken endpoint to be counted", lambda: prometheus.query(failures))
+    assert broken[0]["metric"]["instance"].startswith("shop-dev-broken-r1-")
+    assert prometheus.query('yunzhou_app_scrape_up{app="broken"} == 0')
+    assert prometheus.query('yunzhou_app_scrape_up{app="orders"} == 1')
+    assert not prometheus.query('orders_total{app="broken"}')
     # instance and host series are there too
     assert prometheus.query('yunzhou_instance_ready{app="orders"} == 1')
     assert prometheus.query('yunzhou_host_memory_bytes{kind="total"} > 0')

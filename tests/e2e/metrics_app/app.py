@@ -25,6 +25,8 @@ class Handler(BaseHTTPRequestHandler):
             with LOCK:
                 count = ORDERS["count"]
             text = f'# TYPE orders_total counter\norders_total{{kind="book"}} {count}\n'
+            if os.environ.get("METRICS_BROKEN") == "1":  # not the exposition format: unquoted label value
+                text = f"orders_total{{kind=book}} {count}\n"
             self._send(200, text.encode(), "text/plain; version=0.0.4")
         elif self.path == "/healthz":
             self._send(200, b"ok\n")
