@@ -73,6 +73,11 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--sizes", default="100,500,1000")
+    parser.add_argument(
+        "--crds", action="store_true",
+        help="install the prometheus-operator/Istio/Gateway API/KEDA CRDs (apps then also get a "
+        "PrometheusRule and a ServiceAccount each)",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     results = []
@@ -80,7 +85,10 @@ def main() -> None:
         root = Path(tmp)
         # kwok nodes hold 110 pods each: enough nodes that the cluster's capacity is never the limit
         nodes = sum(sizes) // 100 + 2
-        with K8sTestEnv(root / "k8s", nodes=nodes) as k8s, ControlPlaneProcess(root / "data") as server:
+        with (
+            K8sTestEnv(root / "k8s", nodes=nodes, crds=args.crds) as k8s,
+            ControlPlaneProcess(root / "data") as server,
+        ):
             assert server.process is not None
             with YunzhouClient(server.url, server.admin_token, timeout=60) as client:
                 client.add_cluster("kwok", yaml.safe_load(k8s.kubeconfig.read_text()))
@@ -95,6 +103,7 @@ def main() -> None:
         "anchor_seconds_per_app": ANCHOR_S_PER_APP,
         "machine_cpus": os.cpu_count(),
         "kwok_nodes": nodes,
+        "crds": args.crds,
         "results": results,
     }
     print(json.dumps(report, indent=2))

@@ -289,28 +289,33 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
         "StatefulSet" if claims else "Deployment", {name: p.port for name, p in ports.items()},
         _meta(intent, app, target),
     )  # fmt: skip
-    extra, notes = render_observe(shape, intent.settings, target.apis)
-    objects += extra
+    workload_object = next(o for o in objects if o["kind"] == shape.kind)
+    objects += _optional_objects(intent, target, shape, workload_object, split)
+    return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def _optional_objects(
+    intent: AppIntent, target: Target, shape: AppShape, workload: Manifest, split: Split | None
+) -> list[Manifest]:
+    """Objects of kinds the cluster may not serve (target.apis); what is left out is noted on the workload."""
+    objects, notes = render_observe(shape, intent.settings, target.apis)
     scalers, scale_notes = render_autoscale(shape, intent.settings, target.apis, target.prometheus_url)
     if scalers:  # the autoscaler owns the replica count: the workload leaves it alone
-        del next(o for o in objects if o["kind"] == shape.kind)["spec"]["replicas"]
+        del workload["spec"]["replicas"]
     objects += scalers
     notes += scale_notes
     if choose_mode(target.apis, target.traffic_mode) == "istio":
         # Istio's identities are ServiceAccounts: one per app, so "A may call B" can name A
-        objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(intent, app, target)})
-        next(o for o in objects if o["kind"] == shape.kind)["spec"]["template"]["spec"][
-            "serviceAccountName"
-        ] = app
+        objects.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(shape.metadata)})
+        workload["spec"]["template"]["spec"]["serviceAccountName"] = shape.app
     routing, traffic_notes = render_traffic(
         shape, intent.settings, target.apis, intent.release, mode=target.traffic_mode, split=split
     )
     objects += routing
     notes += traffic_notes
     if notes:
-        workload_object = next(o for o in objects if o["kind"] == shape.kind)
-        workload_object["metadata"]["annotations"] = {NOT_RENDERED: "; ".join(notes)}
-    return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+        workload["metadata"]["annotations"] = {NOT_RENDERED: "; ".join(notes)}
+    return objects
 
 
 def render_canary(stable: AppIntent, canary: AppIntent, weight: int, target: Target) -> list[Manifest]:
