@@ -17,13 +17,14 @@ def split_app_key(key: str) -> dict[str, str] | None:
 
 
 def relabel(labels: Mapping[str, str]) -> dict[str, str]:
-    """Replace an ``app`` label holding an app key by project/env/app; anything else is kept as it is."""
-    key = labels.get("app")
+    """Replace an ``app`` label holding an app key by project/env/app, and the router's ``backend`` (an
+    instance id) by ``instance`` as the instance series call it; anything else is kept as it is."""
+    out = {("instance" if k == "backend" else k): v for k, v in labels.items()}
+    key = out.get("app")
     parts = split_app_key(key) if key else None
-    if parts is None:
-        return dict(labels)
-    out = {k: v for k, v in labels.items() if k != "app"}
-    out.update(parts)
+    if parts is not None:
+        del out["app"]
+        out.update(parts)
     return out
 
 

@@ -95,3 +95,9 @@ def test_app_keys() -> None:
     assert split_app_key("shop/dev/orders") == {"project": "shop", "env": "dev", "app": "orders"}
     assert split_app_key("orders") is None
     assert relabel({"app": "not-a-key", "x": "1"}) == {"app": "not-a-key", "x": "1"}
+    assert relabel({"app": "shop/dev/orders", "backend": "shop-dev-orders-r1-ab12"}) == {
+        "project": "shop",
+        "env": "dev",
+        "app": "orders",
+        "instance": "shop-dev-orders-r1-ab12",
+    }
