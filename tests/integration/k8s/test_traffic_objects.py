@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 from lightkube import codecs as lk_codecs
 from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.core_v1 import Namespace
 from lightkube.resources.networking_v1 import NetworkPolicy
 
 from tests.integration.k8s.conftest import make_intent
@@ -99,22 +98,20 @@ def ready_pods(deployment: Any) -> int:
 def test_canary_runs_as_a_second_deployment_with_weights_in_the_route(
     runtime: KubernetesRuntime, kube: Any, namespace: str
 ) -> None:
-    kube.create(
-        Namespace.from_dict({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    )
-    target = runtime._target("kwok", kube, namespace, "apps.test")
-    stable = make_intent(
-        namespace, settings={"traffic": {"timeouts": {"overall": "3s"}}}, replicas=4, release=1
-    )
+    settings = {"traffic": {"timeouts": {"overall": "3s"}}}
+    stable = make_intent(namespace, settings=settings, replicas=4, release=1)
     v2 = {"web": {"image": "registry.test/web:2", "variables": {"V": "2"}}}
-    canary = make_intent(namespace, settings={"traffic": {"timeouts": {"overall": "3s"}}}, replicas=4,
-                         release=2, score={**make_intent(namespace).score, "containers": v2})  # fmt: skip
-    objects = render_canary(stable, canary, 20, target)
-    apply_all(kube, objects)
-    vs = read_back(kube, next(o for o in objects if o["kind"] == "VirtualService"))
+    canary = make_intent(namespace, settings=settings, replicas=4, release=2,
+                         score={**make_intent(namespace).score, "containers": v2})  # fmt: skip
+    runtime.apply(stable)
+    runtime.apply(stable, canary=canary, canary_weight=20)
+    objects = runtime._objects[stable.app_id]
+    assert ("Deployment", "orders-canary") in objects
+    assert ("ConfigMap", "orders-web-env-canary") in objects
+    vs = kube.get(OPTIONAL_KINDS["VirtualService"], "orders", namespace=namespace).to_dict()
     default = vs["spec"]["http"][-1]["route"]
     assert [(r["destination"]["subset"], r["weight"]) for r in default] == [("stable", 80), ("canary", 20)]
-    dr = read_back(kube, next(o for o in objects if o["kind"] == "DestinationRule"))
+    dr = kube.get(OPTIONAL_KINDS["DestinationRule"], "orders", namespace=namespace).to_dict()
     assert dr["spec"]["subsets"] == [{"name": "stable", "labels": {"yunzhou.io/release": "1"}},
                                      {"name": "canary", "labels": {"yunzhou.io/release": "2"}}]  # fmt: skip
     deadline = time.monotonic() + 90
@@ -129,6 +126,15 @@ def test_canary_runs_as_a_second_deployment_with_weights_in_the_route(
     c = canary_dep.spec.template.spec.containers[0]
     assert c.image == "registry.test/web:2"
     assert c.envFrom[0].configMapRef.name == "orders-web-env-canary"
+
+    # promotion: the canary's release becomes the intent; its -canary objects are pruned
+    promoted = make_intent(namespace, settings=settings, replicas=4, release=2,
+                           score={**make_intent(namespace).score, "containers": v2})  # fmt: skip
+    runtime.apply(promoted)
+    names = {d.metadata.name for d in kube.list(Deployment, namespace=namespace)}
+    assert names == {"orders"}
+    dr = kube.get(OPTIONAL_KINDS["DestinationRule"], "orders", namespace=namespace).to_dict()
+    assert dr["spec"]["subsets"] == [{"name": "stable", "labels": {"yunzhou.io/release": "2"}}]
 
 
 def test_gateway_rendering_chosen_for_the_cluster(kube: Any, namespace: str) -> None:

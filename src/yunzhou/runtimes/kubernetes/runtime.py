@@ -27,7 +27,7 @@ from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.kubernetes.cluster import translated
 from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
-from yunzhou.runtimes.kubernetes.render import APP_LABEL, Manifest, Target, app_key, render
+from yunzhou.runtimes.kubernetes.render import APP_LABEL, Manifest, Target, app_key, render, render_canary
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
 # lightkube's overloads are typed per resource class; objects here are built from rendered data, so
@@ -133,7 +133,12 @@ class KubernetesRuntime:
             )
         return cluster, intent.namespace
 
-    def apply(self, intent: AppIntent) -> AppObservation:
+    def apply(
+        self, intent: AppIntent, *, canary: AppIntent | None = None, canary_weight: int = 0
+    ) -> AppObservation:
+        """Converge the app to ``intent``. With ``canary``, that release runs beside it as
+        ``<app>-canary`` and the route objects send it ``canary_weight`` %; the next apply without one
+        prunes the canary's objects (promotion applies the canary's intent, abort the stable's)."""
         cluster, namespace = self._placement(intent)
         client, base_domain = self.connect(cluster)
         key = app_key(intent.address)
@@ -148,7 +153,11 @@ class KubernetesRuntime:
             return AppObservation(
                 (), 0, 0, converged=False, gone=not left, actions=deleted, waiting_for=waiting
             )
-        manifests = render(intent, self._target(cluster, client, namespace, base_domain))
+        target = self._target(cluster, client, namespace, base_domain)
+        if canary is not None:
+            manifests = render_canary(intent, canary, canary_weight, target)
+        else:
+            manifests = render(intent, target)
         actions = 0
         digest = _digest(manifests)
         last = self._applied.get(intent.app_id)
