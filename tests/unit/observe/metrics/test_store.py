@@ -178,3 +178,29 @@ def test_a_bad_row_in_a_batch_is_skipped_and_counted(store: MetricStore) -> None
     )
     assert store.stats()["rejected"] == 3
     assert [s["a"] for s in store.series([Matcher.make("__name__", "=", "ok_total")])] == ["1", "3"]
+
+
+def test_a_range_query_across_rollups_and_raw_data_is_continuous(tmp_path: Path) -> None:
+    """A steady 1/s counter and a constant gauge over 3 days; the first 2 days become rollups. rate()
+    and avg_over_time() read the same on both sides of the boundary (with a range of several rollup
+    intervals: rate over 15 m of 5-minute rollups sees 3 samples and under-extrapolates, as with any
+    downsampled Prometheus data)."""
+    with MetricStore.open(tmp_path, raw_retention=DAY, chunk_samples=120) as store:
+        rows: list[tuple[str, dict[str, str], float, float]] = []
+        for k in range(3 * 8640):
+            rows += [("c_total", {}, 10.0 * k, 10.0 * k), ("g", {}, 7.0, 10.0 * k)]
+        store.append_many(rows)
+        store.compact(now=3 * DAY)
+        assert store.stats()["chunk_samples"] < 3 * 8640  # most of it is now rollups
+        engine = QueryEngine(store)
+        data = engine.range("rate(c_total[1h])", 3600, 3 * DAY - 10, 1800)
+        points = [(t, float(v)) for t, v in data["result"][0]["values"]]
+        assert len(points) == (3 * DAY - 10 - 3600) // 1800 + 1
+        # a window holding both rollups and raw samples extrapolates its sparse start less (the average
+        # interval comes from the dense part): within one rollup interval of the range
+        straddling = [v for t, v in points if t - 3600 < 2 * DAY < t]
+        assert straddling
+        assert all(v == pytest.approx(1.0, rel=300 / 3600) for v in straddling)
+        assert all(v == pytest.approx(1.0, rel=0.02) for t, v in points if not t - 3600 < 2 * DAY < t)
+        data = engine.range("avg_over_time(g[15m])", 3600, 3 * DAY - 10, 1800)
+        assert {v for _, v in data["result"][0]["values"]} == {"7"}
