@@ -199,6 +199,11 @@ def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus
     assert prometheus.query('yunzhou_app_scrape_up{app="broken"} == 0')
     assert prometheus.query('yunzhou_app_scrape_up{app="orders"} == 1')
     assert not prometheus.query('orders_total{app="broken"}')
+    # the control plane's own metrics: reconcile passes, work queue, HTTP requests by route template
+    assert prometheus.query('yunzhou_reconcile_pass_duration_seconds_count{kind="app",result="ok"} > 0')
+    assert prometheus.query("yunzhou_reconcile_queue_depth")
+    deploys = 'yunzhou_http_requests_total{route="/api/v1/projects/{project}/environments/{env}/deployments"}'
+    assert [s["metric"]["code"] for s in prometheus.query(deploys)] == ["201"]
     # instance and host series are there too
     assert prometheus.query('yunzhou_instance_ready{app="orders"} == 1')
     assert prometheus.query('yunzhou_host_memory_bytes{kind="total"} > 0')

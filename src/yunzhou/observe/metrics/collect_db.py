@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 
 from yunzhou.domain.errors import UserError
 from yunzhou.domain.metrics import parse_metrics_endpoint
@@ -98,11 +98,13 @@ class StateReader:
         """Work items due now and not leased, by kind."""
         now = self.clock()
         with self.db.transaction() as s:
+            waiting = and_(
+                WorkItem.due_at <= now,
+                or_(WorkItem.lease_expires_at.is_(None), WorkItem.lease_expires_at <= now),
+            )
+            # every kind that has items, with 0 when none is waiting: the series never vanishes
             rows = s.execute(
-                select(WorkItem.kind, func.count())
-                .where(WorkItem.due_at <= now)
-                .where(or_(WorkItem.lease_expires_at.is_(None), WorkItem.lease_expires_at <= now))
-                .group_by(WorkItem.kind)
+                select(WorkItem.kind, func.sum(case((waiting, 1), else_=0))).group_by(WorkItem.kind)
             )
             return {kind: int(count) for kind, count in rows}
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from tests.conftest import Api
 from tests.helpers import score
@@ -19,7 +19,7 @@ from yunzhou.observe.metrics.collect_db import StateReader
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import retention
 from yunzhou.observe.metrics.exposition import Sample
-from yunzhou.store.models import App, Instance
+from yunzhou.store.models import App, Instance, WorkItem
 
 T0 = 1_700_000_000.0
 
@@ -142,6 +142,10 @@ def test_state_store_sources(api: Api) -> None:
     assert r.status_code == 201, r.text
     assert state.metrics_path("shop/dev/orders", 2) == "/v2"  # a release that did not exist is not cached
     assert sum(state.queue_depth().values()) == 1  # the deploy's work item, due and not leased
+    with api.cp.ctx.db.transaction() as s:
+        s.execute(update(WorkItem).values(due_at=datetime.now(UTC) + timedelta(hours=1)))
+    depth = state.queue_depth()
+    assert list(depth.values()) == [0]  # nothing waits now, and the kind is still reported
     reported = InstanceSample(app="shop/dev/orders", instance="i-1", release=1, ready=True, cpu_seconds=0,
                               memory_bytes=0, restarts=0, port=4000)  # fmt: skip
     assert [i.metrics_path for i in state.with_endpoints([reported])] == ["/prom"]
