@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -170,3 +171,60 @@ def test_the_route_is_published_with_its_permission(shop: Api) -> None:
     assert operation["operationId"] == "logs_list"
     # Permission members with equal values are aliases, so APP_READ is published under its first name
     assert Permission[operation["x-yunzhou-permission"]] is Permission.APP_READ
+
+
+EXPORT = LOGS + "/export"
+
+
+def test_where_filters_json_fields(filled: Api, log_store: LogStore) -> None:
+    add(log_store, '{"level": "error", "user_id": 42, "msg": "card declined"}')
+    add(log_store, '{"level": "error", "user_id": 7, "msg": "timeout"}')
+    add(log_store, '{"level": "info", "user_id": 42, "msg": "ok"}')
+    assert log_store.flush()
+    assert lines(get(filled, where="level=error user_id=42")) == [
+        '{"level": "error", "user_id": 42, "msg": "card declined"}'
+    ]
+    r = filled.http.get(
+        LOGS, params=[("where", "level=error"), ("where", "user_id>10")], headers=filled.admin
+    )
+    assert [item["fields"]["msg"] for item in r.json()["items"]] == ["card declined"]
+    assert len(get(filled, where="user_id>=7")["items"]) == 3
+    assert lines(get(filled, where='msg="slow query"')) == ['{"level": "warn", "msg": "slow query"}']
+
+
+@pytest.mark.parametrize("value", ["level", "=x", "a b=c"])
+def test_a_where_that_cannot_be_read_is_a_422(shop: Api, value: str) -> None:
+    for path in (LOGS, EXPORT):
+        r = shop.http.get(path, params={"where": value}, headers=shop.admin)
+        assert r.status_code == 422, r.text
+        [problem] = r.json()["error"]["problems"]
+        assert problem["path"] == "query.where"
+        assert "KEY OP VALUE" in problem["message"]
+
+
+def test_export_streams_every_matching_record_as_json_lines(filled: Api, log_store: LogStore) -> None:
+    for i in range(12_000):  # more than one page of the store's export
+        add(log_store, f'{{"n": {i}, "level": "{"error" if i % 1000 == 0 else "info"}"}}')
+    assert log_store.flush()
+    r = filled.http.get(EXPORT, headers=filled.admin)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"] == "application/x-ndjson"
+    records = [json.loads(line) for line in r.text.splitlines()]
+    assert len(records) == 5 + 12_000
+    assert records[0]["line"] == "started on port 8080"
+    assert [r["id"] for r in records] == sorted(r["id"] for r in records)
+    assert records[-1]["fields"] == {"n": 11_999, "level": "info"}
+    assert records[-1]["time"].endswith("Z")
+    assert records[-1]["app"] == "orders"
+    errors = filled.http.get(EXPORT, params={"where": "level=error", "since": "1h"}, headers=filled.admin)
+    assert [json.loads(line)["fields"]["n"] for line in errors.text.splitlines()] == list(
+        range(0, 12_000, 1000)
+    )
+    assert filled.http.get(EXPORT, params={"grep": "nothing like it"}, headers=filled.admin).text == ""
+
+
+def test_export_is_404_for_an_unknown_app_and_needs_read_access(filled: Api) -> None:
+    r = filled.http.get("/api/v1/projects/shop/environments/dev/apps/nope/logs/export", headers=filled.admin)
+    assert r.status_code == 404
+    assert filled.http.get(EXPORT).status_code == 401
+    assert filled.http.get(EXPORT, headers=filled.token_for("mallory")).status_code == 404

@@ -143,3 +143,42 @@ def test_a_since_that_cannot_be_read_names_the_field(run: Run) -> None:
 
 def test_a_malformed_address_is_a_usage_error(run: Run) -> None:
     assert run("logs", "shop/orders").exit_code == 2
+
+
+def test_where_filters_json_lines(run: Run, logged: LogStore) -> None:
+    add(logged, '{"level": "error", "user_id": 42, "msg": "card declined"}', offset=3)
+    add(logged, '{"level": "error", "user_id": 7, "msg": "timeout"}', offset=4)
+    assert logged.flush()
+    result = run("logs", APP, "--where", "level=error", "--where", "user_id=42", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert [json.loads(line)["fields"]["msg"] for line in result.stdout.splitlines()] == ["card declined"]
+    assert run("logs", APP, "-w", "level=error user_id>=7").stdout.count("\n") == 2
+    bad = run("logs", APP, "--where", "level")
+    assert bad.exit_code == 1
+    assert "query.where" in bad.stderr
+
+
+def test_until_bounds_the_lines(run: Run, logged: LogStore) -> None:
+    result = run("logs", APP, "--until", "2023-11-14T22:13:21Z")
+    assert result.stdout.splitlines() == ["2023-11-14T22:13:20.250Z orders-1 stdout listening on :8080"]
+
+
+def test_export_prints_every_matching_line_as_json(run: Run, logged: LogStore, tmp_path: Path) -> None:
+    for i in range(300):
+        add(logged, f'{{"n": {i}}}', offset=10 + i)
+    assert logged.flush()
+    result = run("logs", APP, "--export")
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 303  # not limited by -n
+    assert records[0]["line"] == "listening on :8080"
+    assert records[-1]["fields"] == {"n": 299}
+    assert set(records[0]) >= {"id", "time", "project", "env", "app", "instance", "stream", "line", "fields"}
+    only = run("logs", APP, "--export", "--where", "n>=298", "--stream", "stdout")
+    assert [json.loads(line)["fields"]["n"] for line in only.stdout.splitlines()] == [298, 299]
+
+
+def test_export_and_follow_do_not_go_together(run: Run) -> None:
+    result = run("logs", APP, "--export", "-f")
+    assert result.exit_code == 2
+    assert "--export" in result.stderr

@@ -9,7 +9,7 @@ import pytest
 from tests.unit.observe.conftest import APP, MakeStore, record
 from yunzhou.domain.errors import UserError
 from yunzhou.observe import FieldFilter, LogStore, json_fields, parse_filters
-from yunzhou.observe.logs import sql as logs_sql
+from yunzhou.observe.logs import fieldindex
 
 
 @pytest.mark.parametrize(
@@ -48,6 +48,9 @@ LINES = [
     {"level": "ERROR", "ok": True, "took": 1.25},
     {"level": "info", "ok": False, "took": 0.5, "nested": {"a": 1}},
     {"msg": "no level at all", "status": "500"},
+    {"delta": -5, "level": "info"},
+    {"delta": -0.5},
+    {"delta": 12, "big": 12345678901234567},
 ]
 PLAIN = ["plain text level=error user_id=42", "[1, 2, 3]"]
 FILTERS = [
@@ -69,6 +72,14 @@ FILTERS = [
     "level<f",
     "missing=1",
     "msg=timeout",
+    "delta>-1",
+    "delta<0",
+    "delta>=-5",
+    "delta<-1",
+    "delta<=12",
+    "delta=-0.5",
+    "big>=12345678901234567",
+    "big<1e3",
 ]
 
 
@@ -81,11 +92,12 @@ def fill_corpus(store: LogStore) -> None:
 
 
 @pytest.mark.parametrize("where", FILTERS)
-@pytest.mark.parametrize("cap", [logs_sql.FIELD_DRIVER_CAP, 1], ids=["index", "scan"])
+@pytest.mark.parametrize("indexed", [True, False], ids=["index", "scan"])
 def test_the_store_answers_field_filters_as_the_filters_define_them(
-    make_store: MakeStore, full_text: bool, where: str, cap: int, monkeypatch: pytest.MonkeyPatch
+    make_store: MakeStore, full_text: bool, where: str, indexed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(logs_sql, "FIELD_DRIVER_CAP", cap)  # 1: a range is checked per record, not walked
+    if not indexed:  # every record of the app is checked, as for filters the index cannot narrow
+        monkeypatch.setattr(fieldindex, "match_expression", lambda checks: None)
     store = make_store(full_text=full_text)
     fill_corpus(store)
     filters = parse_filters([where])
@@ -109,7 +121,7 @@ def test_some_expected_answers(store: LogStore) -> None:
     assert msgs("user_id=42") == ["payment failed", "payment ok"]  # the text "42" is not the number 42
     assert msgs('user_id="42"') == ["user id as text"]
     assert msgs("status>=500") == ["payment failed", "timeout"]
-    assert len(msgs("level!=info")) == 7  # records without the key (plain lines too) count as different
+    assert len(msgs("level!=info")) == 9  # records without the key (plain lines too) count as different
 
 
 def test_field_filters_combine_with_grep_time_and_paging(make_store: MakeStore, full_text: bool) -> None:
@@ -142,7 +154,7 @@ def test_fields_given_with_a_plain_line_and_access_records_are_filterable(store:
 
 
 def test_long_text_values_are_not_indexed_but_still_match(store: LogStore) -> None:
-    long = "x" * (logs_sql.MAX_INDEXED_TEXT + 10)
+    long = "x" * (fieldindex.MAX_INDEXED_TEXT + 10)
     store.append(record(json.dumps({"blob": long, "level": "info"})))
     assert store.flush()
     assert len(store.query(APP, where=parse_filters([f"blob={long}"]))) == 1

@@ -36,14 +36,6 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_app ON logs (app_id);
 CREATE INDEX IF NOT EXISTS logs_by_app_time ON logs (app_id, time);
--- (app, key, value, record) for the top-level scalar fields of JSON records: "level=error" is a range
-CREATE TABLE IF NOT EXISTS fields_index (
-    app_id INTEGER NOT NULL,
-    key TEXT NOT NULL,
-    value,
-    id INTEGER NOT NULL,
-    PRIMARY KEY (app_id, key, value, id)
-) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS checkpoints (
     name TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -57,9 +49,14 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 # detail=none: the index keeps which records hold a trigram, not where (a third of the size and cost);
 # a search ANDs the needle's trigrams and checks the candidates' text. columnsize=0: no per-row sizes.
+# fields_fts holds one token per (key, value) of a JSON record's top-level scalars, and one per (key,
+# magnitude bucket) of its numbers (see sql.field_tokens): an LSM index, far cheaper to fill than a
+# b-tree ordered by (key, value, id), whose inserts land all over the file.
 _FTS_SCHEMA = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS logs_fts USING fts5(line, content='logs', content_rowid='id',"
-    " tokenize='trigram case_sensitive 0', detail=none, columnsize=0)"
+    " tokenize='trigram case_sensitive 0', detail=none, columnsize=0)",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS fields_fts USING fts5(tokens, content='', detail=none,"
+    " columnsize=0, tokenize='unicode61')",
 )
 
 
@@ -173,8 +170,10 @@ def _ensure_full_text(conn: sqlite3.Connection, full_text: bool | None) -> bool:
         return False
     conn.execute("SAVEPOINT fts")
     try:
-        conn.execute(_FTS_SCHEMA)
-        conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 8)")  # fewer, larger merges
+        for statement in _FTS_SCHEMA:
+            conn.execute(statement)
+        for table in ("logs_fts", "fields_fts"):  # fewer, larger merges
+            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', 8)")  # noqa: S608
     except sqlite3.OperationalError:  # no FTS5 or no trigram tokenizer (SQLite < 3.34)
         conn.execute("ROLLBACK TO fts")
         conn.execute("RELEASE fts")

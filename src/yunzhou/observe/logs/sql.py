@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from yunzhou.observe.logs import fieldindex
 from yunzhou.observe.logs.records import split_address
 from yunzhou.observe.logs.where import FieldFilter, sql_condition
 
@@ -29,18 +30,13 @@ _INSERT_ROW = (
     "  CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN substr(ltrim(?7), 1, 1) = '{' AND json_valid(?7) THEN 1 END)"
 )
 FIELDS_JSON = "CASE WHEN l.fields = 1 THEN l.line ELSE l.fields END"
-_INDEX_FIELDS = (
-    "INSERT OR IGNORE INTO fields_index (app_id, key, value, id)"  # noqa: S608 - fixed fragments only
-    f" SELECT l.app_id, j.key, j.value, l.id FROM logs AS l, json_each({FIELDS_JSON}) AS j"
-    " WHERE l.id > ? AND l.fields IS NOT NULL AND j.type IN ('integer', 'real', 'text', 'true', 'false')"
-    f" AND (j.type != 'text' OR length(j.value) <= {MAX_INDEXED_TEXT})"
-)
 _INSERT_CHECKPOINT = (
     "INSERT INTO checkpoints (name, value) VALUES (?, ?)"
     " ON CONFLICT (name) DO UPDATE SET value = excluded.value"
 )
 # What one bad row can raise; it must not cost the rest of its batch.
 ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError)
+_INDEX_FIELDS = fieldindex.insert_sql(FIELDS_JSON)
 _COLUMNS = f"l.id, l.time, l.instance, l.release, l.stream, l.line, {FIELDS_JSON}"
 
 
@@ -105,7 +101,7 @@ def _insert(
                     conn.execute(
                         "INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id > ?", (before,)
                     )
-                conn.execute(_INDEX_FIELDS, (before,))
+                    conn.execute(_INDEX_FIELDS, (before,))
                 times = [row[2] for row in stored]
                 conn.execute(
                     "UPDATE meta SET min_time = min(coalesce(min_time, ?1), ?1),"
@@ -157,26 +153,22 @@ def select(
     params: list[Any] = [app[0]]
     source = "logs AS l"
     order_key = "l.id"
-    checks = list(filters.where)
+    fields_query = fieldindex.match_expression(list(filters.where)) if full_text else None
     if filters.grep and full_text and len(filters.grep) >= TRIGRAM:
         # Drive the query from the index, in rowid order, so that LIMIT stops it early.
         source = "logs_fts AS f CROSS JOIN logs AS l ON l.id = f.rowid"
         order_key = "f.rowid"
         where.append("logs_fts MATCH ?")
         params.append(trigram_query(filters.grep))
-    elif checks:
-        driver = _field_driver(conn, app[0], checks)
-        if driver is not None:
-            checks.remove(driver)
-            source = "fields_index AS d CROSS JOIN logs AS l ON l.id = d.id"
-            order_key = "d.id"
-            condition, values = sql_condition("d.value", driver)
-            where += ["d.app_id = ?", "d.key = ?", condition]
-            params += [app[0], driver.key, *values]
+    elif fields_query is not None:
+        source = "fields_fts AS d CROSS JOIN logs AS l ON l.id = d.rowid"
+        order_key = "d.rowid"
+        where.append("fields_fts MATCH ?")
+        params.append(fields_query)
     if filters.grep:
         where.append("l.line LIKE ? ESCAPE '\\'")
         params.append(like_pattern(filters.grep))
-    for check in checks:
+    for check in filters.where:  # the index only narrows: every filter is checked on the record itself
         condition, values = sql_condition(f"json_extract({FIELDS_JSON}, '{json_path(check.key)}')", check)
         where.append(condition)
         params += values
@@ -204,26 +196,6 @@ def select(
         rows.reverse()
     project, env, name = app[1].split("/", 2)
     return [_record(row, project, env, name) for row in rows]
-
-
-def _field_driver(conn: sqlite3.Connection, app: int, checks: list[FieldFilter]) -> FieldFilter | None:
-    """The filter whose index entries to walk: the most selective one the index answers in id order
-    (an equality) or that matches few records (a range); None: check every record of the app."""
-    best: tuple[int, FieldFilter] | None = None
-    for check in checks:
-        if check.op == "!=" or (
-            isinstance(check.value, str) and (check.op != "=" or len(check.value) > MAX_INDEXED_TEXT)
-        ):
-            continue  # the index lacks long text values, so it answers text equality only
-        condition, values = sql_condition("value", check)
-        count = conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM fields_index"  # noqa: S608 - fixed fragments only
-            f" WHERE app_id = ? AND key = ? AND {condition} LIMIT ?)",
-            (app, check.key, *values, FIELD_DRIVER_CAP),
-        ).fetchone()[0]
-        if (check.op == "=" or count < FIELD_DRIVER_CAP) and (best is None or count < best[0]):
-            best = (count, check)
-    return None if best is None else best[1]
 
 
 def _small_time_window(conn: sqlite3.Connection, app_id: int, filters: Filters) -> bool:

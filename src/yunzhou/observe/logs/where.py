@@ -92,7 +92,7 @@ def _unreadable(text: str, field: str) -> Exception:
     return invalid(
         field,
         f"{text!r} is not KEY OP VALUE: KEY is a field name (letters, digits, _ . - @ $), OP one of "
-        f"{' '.join(OPERATORS)}; e.g. level=error, user_id=42, status>=500, msg=\"two words\"",
+        f'{" ".join(OPERATORS)}; e.g. level=error, user_id=42, status>=500, msg="two words"',
     )
 
 
