@@ -23,6 +23,7 @@ from yunzhou.cli.common import (
     note,
     out_console,
     print_json,
+    print_object,
     print_yaml,
 )
 from yunzhou.client import admin_token_path
@@ -176,12 +177,7 @@ def query_command(
     """Evaluate a PromQL expression at one time (the server's engine, or its Prometheus)."""
     t = parse_when(at, time.time(), "--time")
     data = connect(ctx).metrics_query(query, t)
-    if output is ShowFormat.json:
-        print_json(data)
-    elif output is ShowFormat.yaml:
-        print_yaml(data)
-    else:
-        _print_instant(data)
+    print_object(data, output, lambda: _print_instant(data))
 
 
 @observe_app.command("query-range")
@@ -208,12 +204,7 @@ def query_range_command(
         raise typer.BadParameter("must be a positive number of seconds", param_hint="--step")
     resolution = step if step is not None else max(1.0, round((end_t - start_t) / 60))
     data = connect(ctx).metrics_query_range(query, start_t, end_t, resolution)
-    if output is ShowFormat.json:
-        print_json(data)
-    elif output is ShowFormat.yaml:
-        print_yaml(data)
-    else:
-        _print_range(data)
+    print_object(data, output, lambda: _print_range(data))
 
 
 def _latest(series: dict[str, Any]) -> str:
@@ -247,17 +238,16 @@ def app_command(
     data = connect(ctx, not_found=app_hint(address)).app_metrics(
         address.project, address.env, address.app, window, end_t
     )
-    if output is ShowFormat.json:
-        print_json(data)
-    elif output is ShowFormat.yaml:
-        print_yaml(data)
-    else:
-        table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-        table.add_column("SERIES")
-        table.add_column("LATEST", justify="right")
-        table.add_column("POINTS", justify="right")
-        for series in data.get("series", []):
-            table.add_row(
-                escape(str(series.get("title"))), escape(_latest(series)), str(len(series.get("points", [])))
-            )
-        out_console().print(table)
+    print_object(data, output, lambda: _print_charts(data))
+
+
+def _print_charts(data: dict[str, Any]) -> None:
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    table.add_column("SERIES")
+    table.add_column("LATEST", justify="right")
+    table.add_column("POINTS", justify="right")
+    for series in data.get("series", []):
+        table.add_row(
+            escape(str(series.get("title"))), escape(_latest(series)), str(len(series.get("points", [])))
+        )
+    out_console().print(table)
