@@ -5,8 +5,9 @@ queries with the Prometheus HTTP API's ``data`` object. See docs/metrics-query.m
 """
 
 from yunzhou.observe.metrics.engine import MAX_POINTS, QueryEngine, format_value
-from yunzhou.observe.metrics.store import STALE_NAN, CompactResult, MetricStore, SeriesSamples, is_stale
+from yunzhou.observe.metrics.store import CompactResult, MetricStore, SeriesSamples
 from yunzhou.observe.metrics.tsdb_index import Matcher
+from yunzhou.observe.metrics.tsdb_stale import STALE_NAN, is_stale
 
 __all__ = [
     "MAX_POINTS",

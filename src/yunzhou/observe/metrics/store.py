@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import sqlite3
-import struct
 import threading
 import time
 from array import array
@@ -35,15 +34,13 @@ from yunzhou.observe.metrics.chunks import (
 )
 from yunzhou.observe.metrics.tsdb_index import METRIC_NAME, LabelIndex, Labels, Matcher, labels_key
 from yunzhou.observe.metrics.tsdb_index import validate_series as _validate
+from yunzhou.observe.metrics.tsdb_rollups import build_rollups, expand_rollups, is_counter_name, rollup_slice
+from yunzhou.observe.metrics.tsdb_stale import STALE_NAN, is_stale
 
 log = logging.getLogger("yunzhou.observe.metrics")
 
 DAY = 86_400.0
 RAW, ROLLUP = 0, 1
-# Prometheus' staleness marker: a NaN with this exact bit pattern ends a series at its timestamp.
-STALE_NAN: float = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000002))[0]
-_STALE_BITS = 0x7FF0000000000002
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (id INTEGER PRIMARY KEY, name TEXT NOT NULL, labels TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS head (
@@ -53,30 +50,6 @@ CREATE TABLE IF NOT EXISTS chunks (
   n INTEGER NOT NULL, data BLOB NOT NULL, PRIMARY KEY (series_id, kind, min_t)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS chunks_by_age ON chunks (kind, max_t);
 """
-
-
-_STALE_BYTES = struct.pack("<Q", _STALE_BITS)
-
-
-def has_stale(vs: array[float]) -> bool:
-    """Whether any value is a staleness marker (a fast scan of the raw bytes, then an exact check)."""
-    raw = vs.tobytes()
-    i = raw.find(_STALE_BYTES)
-    while i >= 0:
-        if i % 8 == 0:
-            return True
-        i = raw.find(_STALE_BYTES, i + 1)
-    return False
-
-
-def is_stale(v: float) -> bool:
-    """True for the staleness marker (and only for it, not for other NaNs)."""
-    return v != v and struct.unpack("<Q", struct.pack("<d", v))[0] == _STALE_BITS
-
-
-def is_counter_name(name: str) -> bool:
-    """Counters by naming convention; only they get reset-preserving samples from rollups."""
-    return name.endswith(("_total", "_count", "_sum", "_bucket"))
 
 
 @dataclass
@@ -473,7 +446,7 @@ class MetricStore:
             if kind == ROLLUP:
                 r: Rollups = self._cached((sid, ROLLUP, min_t), data, decode_rollups, len)
                 lo, hi = bisect_left(r.t, mint), bisect_right(r.t, maxt)
-                part = _rollup_slice(r, lo, hi)
+                part = rollup_slice(r, lo, hi)
                 if rollups is None:
                     rollups = part
                 else:
@@ -580,73 +553,3 @@ def _size(value: Any) -> int:
 def _slice(ts: array[int], vs: array[float], mint: int, maxt: int) -> tuple[array[int], array[float]]:
     lo, hi = bisect_left(ts, mint), bisect_right(ts, maxt)
     return ts[lo:hi], vs[lo:hi]
-
-
-def _rollup_slice(r: Rollups, lo: int, hi: int) -> Rollups:
-    return Rollups(
-        r.t[lo:hi],
-        r.last[lo:hi],
-        r.min[lo:hi],
-        r.max[lo:hi],
-        r.sum[lo:hi],
-        r.count[lo:hi],
-        r.reset_t[lo:hi],
-        r.reset_pre[lo:hi],
-    )
-
-
-def build_rollups(ts: array[int], vs: array[float], step: int, prev: float | None) -> Rollups:
-    """Aggregate samples into buckets of ``step`` ms; ``prev`` is the value before the first sample."""
-    r = Rollups.empty()
-    bucket = None
-    last = mn = mx = sm = 0.0
-    cnt = 0
-    t_last = 0
-    reset_t = -1
-    reset_pre = math.nan
-
-    def emit() -> None:
-        r.t.append(t_last)
-        r.last.append(last)
-        r.min.append(mn)
-        r.max.append(mx)
-        r.sum.append(sm)
-        r.count.append(float(cnt))
-        r.reset_t.append(reset_t)
-        r.reset_pre.append(reset_pre)
-
-    for t, v in zip(ts, vs, strict=True):
-        if is_stale(v):
-            continue
-        b = t // step
-        if b != bucket:
-            if bucket is not None:
-                emit()
-            bucket, mn, mx, sm, cnt, reset_t, reset_pre = b, v, v, 0.0, 0, -1, math.nan
-        if prev is not None and v < prev:
-            if reset_t < 0:
-                reset_t, reset_pre = t, 0.0
-            reset_pre += prev
-        mn, mx = min(mn, v), max(mx, v)
-        sm += v
-        cnt += 1
-        last, t_last, prev = v, t, v
-    if bucket is not None:
-        emit()
-    return r
-
-
-def expand_rollups(r: Rollups, counter: bool) -> tuple[array[int], array[float]]:
-    """The samples a selector sees over rollups: each bucket's last value; for counters, a bucket with
-    resets first shows the summed pre-reset value and a drop to 0, so rate() counts the same increase."""
-    ts, vs = array("q"), array("d")
-    for i in range(len(r.t)):
-        if counter and r.reset_t[i] >= 0:
-            ts.append(r.reset_t[i] - 1)
-            vs.append(r.reset_pre[i])
-            if r.reset_t[i] < r.t[i]:
-                ts.append(r.reset_t[i])
-                vs.append(0.0)
-        ts.append(r.t[i])
-        vs.append(r.last[i])
-    return ts, vs

@@ -27,8 +27,9 @@ from yunzhou.observe.metrics.promql.values import (
     drop_name,
     eval_error,
 )
-from yunzhou.observe.metrics.store import SeriesSamples, has_stale, is_stale
+from yunzhou.observe.metrics.store import SeriesSamples
 from yunzhou.observe.metrics.tsdb_index import Labels, Matcher
+from yunzhou.observe.metrics.tsdb_stale import has_stale, is_stale
 
 LOOKBACK_MS = 300_000
 MAX_SAMPLES = 50_000_000  # loaded by one query, as Prometheus' --query.max-samples
