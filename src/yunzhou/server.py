@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from yunzhou.api import create_app
-from yunzhou.observe import AccessLogTailer, LogRecord, LogStore
+from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import MetricsWiring
@@ -203,8 +203,9 @@ def _configure_logging() -> None:
 
 
 def open_log_store(config: ServerConfig) -> LogStore:
-    """Logs live in their own SQLite file, so logging never blocks control-plane writes."""
-    return LogStore(config.data_dir / "logs.db")
+    """Logs live in their own SQLite files (<data dir>/logs/), so logging never blocks control-plane
+    writes; retention from YUNZHOU_LOGS_MAX_AGE / YUNZHOU_LOGS_MAX_BYTES."""
+    return LogStore(config.data_dir / "logs", retention=LogRetention.from_env(os.environ))
 
 
 def make_uvicorn(
