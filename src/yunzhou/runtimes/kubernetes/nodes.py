@@ -124,21 +124,41 @@ def pod_request(pod: Mapping[str, Any]) -> PodRequest:
     return PodRequest(cpu, memory)
 
 
-def nodes_needed(requests: Iterable[PodRequest], shape: NodeShape) -> tuple[int, int]:
-    """(new nodes of ``shape`` that hold these pods, pods no such node can hold) — first fit, decreasing."""
+def nodes_needed(
+    requests: Iterable[PodRequest], shape: NodeShape, free: Iterable[tuple[float, float, int]] = ()
+) -> tuple[int, int]:
+    """(new nodes of ``shape`` that hold these pods, pods no such node can hold) — first fit, decreasing.
+
+    ``free`` is the room (cpu, memory, pods) left on nodes already there: pods that fit it need no new
+    node (the scheduler has not placed them there yet)."""
+    room = [[float(c), float(m), float(n)] for c, m, n in free]
     bins: list[list[float]] = []  # free cpu, memory, pods per new node
     too_big = 0
     for r in sorted(requests, key=lambda r: (r.cpu / max(shape.cpu, 1e-9), r.memory), reverse=True):
-        if r.cpu > shape.cpu or r.memory > shape.memory:
-            too_big += 1
-            continue
-        for b in bins:
+        for b in room + bins:
             if b[0] >= r.cpu and b[1] >= r.memory and b[2] >= 1:
                 b[0], b[1], b[2] = b[0] - r.cpu, b[1] - r.memory, b[2] - 1
                 break
         else:
-            bins.append([shape.cpu - r.cpu, shape.memory - r.memory, shape.pods - 1])
+            if r.cpu > shape.cpu or r.memory > shape.memory:
+                too_big += 1
+            else:
+                bins.append([shape.cpu - r.cpu, shape.memory - r.memory, shape.pods - 1])
     return len(bins), too_big
+
+
+def free_room(node: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> tuple[float, float, int]:
+    """What ``node`` can still take: allocatable minus the requests of the pods bound to it."""
+    allocatable = (node.get("status") or {}).get("allocatable") or {}
+    name = node["metadata"]["name"]
+    bound = [
+        pod_request(p) for p in pods if (p.get("spec") or {}).get("nodeName") == name and _counts_on_node(p)
+    ]
+    return (
+        quantity(allocatable.get("cpu", 0)) - sum(r.cpu for r in bound),
+        quantity(allocatable.get("memory", 0)) - sum(r.memory for r in bound),
+        int(quantity(allocatable.get("pods", 0))) - len(bound),
+    )
 
 
 def unschedulable(pod: Mapping[str, Any]) -> bool:
@@ -211,8 +231,11 @@ class NodeAutoscaler:
         ]
         if not due or state.joining:
             return []
-        count, too_big = nodes_needed((pod_request(p) for p in due), self.provider.shape)
+        free = [free_room(nodes[n], pods) for n in provided if _ready(nodes.get(n))]
+        count, too_big = nodes_needed((pod_request(p) for p in due), self.provider.shape, free)
         room = cfg.max_nodes - len(provided)
+        if count == 0 and too_big == 0:  # they fit where there is room already: the scheduler's turn
+            return []
         if count == 0 or room <= 0:
             why = (
                 f"{too_big} unschedulable pod(s) do not fit a {self.provider.name} node"

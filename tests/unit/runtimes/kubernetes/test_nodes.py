@@ -51,7 +51,11 @@ def pod(uid: str, cpu: str = "1", *, node: str | None = None, phase: str = "Pend
 
 def node(name: str, ready: bool = True) -> dict[str, Any]:
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}]
-    return {"metadata": {"name": name, "labels": {}}, "status": {"conditions": conditions}}
+    allocatable = {"cpu": "4", "memory": "8Gi", "pods": "10"}
+    return {
+        "metadata": {"name": name, "labels": {}},
+        "status": {"conditions": conditions, "allocatable": allocatable},
+    }
 
 
 class World:
@@ -104,7 +108,7 @@ def test_adds_only_after_pods_stay_unschedulable_and_waits_for_joining_nodes() -
     w.ready_nodes = True
     assert w.at(31) == []  # joined now: the scheduler gets 10 s to use them
     assert w.at(40.9) == []
-    assert [a for a, _ in w.at(41)] == ["add", "add"]  # still unschedulable 10 s later: more
+    assert w.at(41) == []  # still unschedulable, but they fit the new nodes' room: the scheduler's turn
 
 
 def test_scheduled_pods_are_forgotten_and_max_nodes_holds() -> None:
@@ -155,3 +159,16 @@ def test_node_autoscalers_spec_names_the_allowed_providers() -> None:
     assert node_autoscalers("", lambda c: (None, "")) == []
     with pytest.raises(ValueError, match="provider must be one of kwok"):
         node_autoscalers("prod=aws", lambda c: (None, ""))
+
+
+def test_pods_that_fit_the_room_on_provider_nodes_add_nothing() -> None:
+    w = World(unschedulable_after=0)
+    w.pods = [pod("a", "1")]
+    assert [a for a, _ in w.at(0)] == ["add"]  # one 4-core node
+    name = next(iter(w.provider.made))
+    # the node joined with 3 cores left after a; three more 1-core pods fit there: no new node
+    w.pods = [pod("a", "1", node=name, phase="Running"), pod("b", "1"), pod("c", "1"), pod("d", "1")]
+    assert w.at(1) == []
+    assert w.at(2) == []
+    w.pods.append(pod("e", "1"))  # the fifth does not fit: one more node
+    assert [a for a, _ in w.at(3)] == ["add"]
