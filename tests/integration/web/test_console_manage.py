@@ -52,6 +52,10 @@ def test_owner_creates_project_and_environment_and_manages_members(browser: Brow
     r = browser.post(MEMBERS, {"principal": "dana", "role": "developer"})
     assert r.status_code == 303, r.text
     assert members(web_api)["dana"] == "developer"
+    assert "change-role" in browser.http.get(MEMBERS).text
+    r = browser.post(MEMBERS, {"principal": "dana", "role": "maintainer"})  # a row's role form
+    assert r.status_code == 303
+    assert members(web_api)["dana"] == "maintainer"
     r = browser.post(MEMBERS + "/remove", {"principal": "dana"})
     assert r.status_code == 303, r.text
     assert "dana" not in members(web_api)
@@ -101,6 +105,7 @@ def test_viewer_sees_no_mutating_controls_and_forged_posts_are_refused(
     assert "vera" in page
     assert "member-form" not in page
     assert "remove-member" not in page
+    assert "change-role" not in page
     r = browser.post(MEMBERS, {"principal": "vera", "role": "owner"})
     assert r.status_code == 403
     r = browser.post("/projects/shop/-/environments", {"name": "evil", "target": "local"})
