@@ -61,8 +61,10 @@ class Exchange:
     retries_left = 0
     retained: list[bytes] | None = None  # request body kept for retries (None: not kept / too large)
     retained_size = 0
-    try_timer: asyncio.TimerHandle | None = None
-    deadline_timer: asyncio.TimerHandle | None = None
+    per_try: float | None = None  # seconds one attempt may take until response headers
+    deadline = 0.0  # loop time by which the whole response must be complete (0: none)
+    attempt_started = 0.0
+    deadline_timer: asyncio.TimerHandle | None = None  # only while queued for a pool slot
     holds_slot = False
     queued = False
     error_extra: dict[str, object] | None = None
@@ -218,22 +220,33 @@ class Exchange:
             self.router.metrics.backend_started(self.backend.id)
         if self.client.write_paused:
             conn.pause_reading(True)
-        self.last_upstream_activity = self.loop.time()
-        self.timer = self.loop.call_later(self.router.settings.upstream_timeout, self.check_timeout)
-        if self.decision is not None and self.decision.timeouts is not None:
-            per_try = self.decision.timeouts.per_try
-            if per_try is not None:
-                self.try_timer = self.loop.call_later(per_try, self._per_try_expired)
+        now = self.last_upstream_activity = self.loop.time()
+        wait = self.router.settings.upstream_timeout
+        if self.decision is not None:  # one timer covers the idle, per-try and overall timeouts
+            self.attempt_started = now
+            wait = self._policy_wait(wait, now)
+        self.timer = self.loop.call_later(wait, self.check_timeout)
 
     def check_timeout(self) -> None:
         self.timer = None
         if self.done:
             return
         timeout = self.router.settings.upstream_timeout
+        now = self.loop.time()
+        if self.decision is not None:
+            if self.deadline and now >= self.deadline:
+                self._overall_expired()
+                return
+            per_try = self.per_try
+            if per_try is not None and not self.response_started and now - self.attempt_started >= per_try:
+                self._per_try_expired()
+                return
         if self.client.write_paused:  # the client is the slow side; the backend is waiting on us
-            self.last_upstream_activity = self.loop.time()
-        remaining = self.last_upstream_activity + timeout - self.loop.time()
+            self.last_upstream_activity = now
+        remaining = self.last_upstream_activity + timeout - now
         if remaining > 0:
+            if self.decision is not None:
+                remaining = self._policy_wait(remaining, now)
             self.timer = self.loop.call_later(remaining, self.check_timeout)
             return
         backend = self.backend.id if self.backend else "?"
@@ -407,9 +420,11 @@ class Exchange:
             return False
         now = self.loop.time()
         wanted = policy.wanted_headers
-        headers = {
-            n: v.decode("latin-1") for n, v in ((n.lower(), v) for n, v in self.headers) if n in wanted
-        }
+        headers: dict[bytes, str] = {}
+        for raw_name, raw_value in self.headers:
+            lname = raw_name.lower()
+            if lname in wanted:
+                headers[lname] = raw_value.decode("latin-1")
         peer = self.client.peer_ip.decode("ascii", "replace")
         decision = policy.decide(self.host, self.path, headers, peer)
         wait, limit = policy.rate_limit(decision.route, self.caller or peer, now)
@@ -431,8 +446,11 @@ class Exchange:
             self.retries_left = decision.retries.attempts
             self.retained = []
         policy.state.budget.note_request(now)
-        if decision.timeouts is not None and decision.timeouts.overall is not None:
-            self.deadline_timer = self.loop.call_later(decision.timeouts.overall, self._overall_expired)
+        timeouts = decision.timeouts
+        if timeouts is not None:
+            self.per_try = timeouts.per_try
+            if timeouts.overall is not None:
+                self.deadline = now + timeouts.overall
         if policy.max_active is not None:
             state = policy.state
             if state.active >= policy.max_active:
@@ -443,6 +461,8 @@ class Exchange:
                     return False
                 state.pending.append(self)
                 self.queued = True
+                if self.deadline:
+                    self.deadline_timer = self.loop.call_later(self.deadline - now, self._overall_expired)
                 return True
             state.active += 1
             self.holds_slot = True
@@ -459,7 +479,14 @@ class Exchange:
         return order
 
     def dequeued(self) -> None:
-        """A pool slot freed up for this queued request."""
+        """A pool slot freed up for this queued request (it is counted as this request's already)."""
+        if self.done:
+            if self.policy is not None:
+                self._hand_on_slot()
+            return
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
         self.queued = False
         self.holds_slot = True
         assert self.decision is not None
@@ -472,24 +499,23 @@ class Exchange:
         self.try_next_backend()
 
     def _release_policy(self) -> None:
-        for timer in (self.try_timer, self.deadline_timer):
-            if timer is not None:
-                timer.cancel()
-        self.try_timer = self.deadline_timer = None
-        policy = self.policy
-        assert policy is not None
-        if not self.holds_slot:
-            return
-        self.holds_slot = False
-        state = policy.state
-        state.active -= 1
+        if self.deadline_timer is not None:
+            self.deadline_timer.cancel()
+            self.deadline_timer = None
+        if self.holds_slot:
+            self.holds_slot = False
+            self._hand_on_slot()
+
+    def _hand_on_slot(self) -> None:
+        """A pool slot is free: the first live queued request gets it, else it is given back."""
+        assert self.policy is not None
+        state = self.policy.state
         while state.pending:
-            nxt = state.pending.popleft()
-            if nxt.done:
-                continue
-            state.active += 1
-            self.loop.call_soon(nxt.dequeued)
-            break
+            waiting = state.pending.popleft()
+            if not waiting.done:
+                self.loop.call_soon(waiting.dequeued)
+                return
+        state.active -= 1
 
     def _outcome(self, backend: Backend, status: int, *, gateway_error: bool) -> None:
         policy = self.policy
@@ -503,9 +529,6 @@ class Exchange:
 
     def after_status(self, status: int) -> bool:
         """The backend answered with ``status``; True when the policy retries instead of forwarding it."""
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
         backend = self.backend
         if backend is None:
             return False
@@ -544,17 +567,21 @@ class Exchange:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.try_timer is not None:
-            self.try_timer.cancel()
-            self.try_timer = None
         self.sent = False
         self.body = list(self.retained) or None
         self.candidates = self._order(decision, avoid=self.backend)
         self.try_next_backend()
         return True
 
+    def _policy_wait(self, wait: float, now: float) -> float:
+        """``wait`` shortened to when the per-try or overall timeout would expire."""
+        if self.per_try is not None and not self.response_started:
+            wait = min(wait, self.attempt_started + self.per_try - now)
+        if self.deadline:
+            wait = min(wait, self.deadline - now)
+        return max(wait, 0.0)
+
     def _per_try_expired(self) -> None:
-        self.try_timer = None
         if self.done or self.response_started:
             return
         if self.backend is not None:

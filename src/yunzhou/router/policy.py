@@ -173,7 +173,10 @@ class CompiledRoute:
             return False
         if m.path_kind == "prefix" and m.path is not None and not _prefix(m.path, path):
             return False
-        return all(h.ok(headers.get(h.name)) for h in self.headers)
+        for test in self.headers:  # noqa: SIM110 -- a plain loop: no generator per request
+            if not test.ok(headers.get(test.name)):
+                return False
+        return True
 
 
 def _prefix(prefix: str, path: str) -> bool:
@@ -183,7 +186,7 @@ def _prefix(prefix: str, path: str) -> bool:
     return path.startswith(trimmed) and (len(path) == len(trimmed) or path[len(trimmed)] == "/")
 
 
-@dataclass
+@dataclass(slots=True)
 class Decision:
     """What the policy decided for one request before any backend is tried."""
 
@@ -325,8 +328,11 @@ class AppPolicy:
         if len(chosen) <= 1:
             return chosen
         lb = self.traffic.load_balancer
-        if lb.policy == "least-requests":
-            a, b = random.sample(chosen, 2)
+        if lb.policy == "least-requests":  # power of two choices
+            n = len(chosen)
+            i = int(random.random() * n)  # noqa: S311 -- load balancing, not security
+            j = int(random.random() * (n - 1))  # noqa: S311
+            a, b = chosen[i], chosen[j + 1 if j >= i else j]
             first = a if load(a.id) <= load(b.id) else b
             return [first, *(x for x in chosen if x is not first)]
         if lb.policy == "consistent-hash" and decision.hash_key is not None:
