@@ -151,6 +151,8 @@ def exposition(request: Request) -> PlainTextResponse:
 
 # ---- per-app charts ----------------------------------------------------------------------------------------
 def chart_queries(project: str, env: str, app: str, rate_range: str) -> dict[str, str]:
+    """The PromQL behind each chart. The names are those of an existing app (DNS labels), so they cannot
+    change the structure of the expressions they are put into."""
     sel = f'project="{project}",env="{env}",app="{app}"'
     by_code = f"sum by (code) (rate(yunzhou_router_requests_total{{{sel}}}[{rate_range}]))"
     buckets = f"sum by (le) (rate(yunzhou_router_request_duration_seconds_bucket{{{sel}}}[{rate_range}]))"

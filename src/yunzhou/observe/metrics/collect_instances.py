@@ -219,7 +219,12 @@ class AppScrapeCollector:
         exposition = parse(body.decode("utf-8", errors="replace"))
         if len(exposition.samples) > MAX_APP_SAMPLES:
             raise ValueError(f"{len(exposition.samples)} samples; at most {MAX_APP_SAMPLES} are kept")
-        return [Sample(s.name, {**s.labels, **labels}, s.value) for s in exposition.samples], exposition.types
+        # an app's own job label would win over the scraping Prometheus's (honor_labels): it is dropped
+        own = [{k: v for k, v in s.labels.items() if k != "job"} for s in exposition.samples]
+        return [
+            Sample(s.name, {**mine, **labels}, s.value)
+            for s, mine in zip(exposition.samples, own, strict=True)
+        ], exposition.types
 
     def collect(self, now: float) -> Iterable[Sample]:
         targets = []

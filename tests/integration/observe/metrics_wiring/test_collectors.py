@@ -18,7 +18,11 @@ from yunzhou.observe.metrics.collect_instances import (
     cgroup_memory,
 )
 
-GOOD = b'# TYPE orders_total counter\norders_total{kind="book",instance="app-set"} 7\nqueue_depth 3\n'
+GOOD = (
+    b"# TYPE orders_total counter\n"
+    b'orders_total{kind="book",instance="app-set",job="spoof"} 7\n'
+    b"queue_depth 3\n"
+)
 BAD = b"orders_total{kind=book} 7\n"
 
 
