@@ -18,7 +18,7 @@ from typing import Protocol
 from yunzhou.observe.metrics.promql import ast, stats
 from yunzhou.observe.metrics.promql.aggregate import aggregate
 from yunzhou.observe.metrics.promql.binary import binary
-from yunzhou.observe.metrics.promql.functions import KEEPS_NAME, extrapolated_rate
+from yunzhou.observe.metrics.promql.functions import KEEPS_NAME
 from yunzhou.observe.metrics.promql.values import (
     Scalar,
     Series,
@@ -247,8 +247,10 @@ _FAST_RATES = {"rate": (True, True), "increase": (True, False), "delta": (False,
 def _rate_values(
     rs: _RangeSeries, steps: list[int], off: int, rng: int, is_counter: bool, is_rate: bool
 ) -> list[float | None]:
-    """rate/increase/delta at every step: the same arithmetic as ``extrapolated_rate``, inlined, with
-    windows found by two pointers (steps only move forward)."""
+    """rate/increase/delta at every step, as Prometheus 2.x ``extrapolatedRate``: counter resets add
+    the value before the drop, and the result is extrapolated towards the window's edges (not beyond
+    half an average sample interval, nor below zero for counters). Windows are bisected from the
+    previous step's (steps only move forward)."""
     ts, vs = rs.ts, rs.vs
     resets = rs.resets_prefix() if is_counter and rs.has_resets() else None
     lo = hi = 0
@@ -292,32 +294,6 @@ def _unparen(e: ast.Expr) -> ast.Expr:
 
 # ---- window kernels: (series, lo, hi, range_start, range_end, range_ms, param) → value or None ----
 Kernel = Callable[[_RangeSeries, int, int, int, int, int, float], "float | None"]
-
-
-def _rate(is_counter: bool, is_rate: bool) -> Kernel:
-    def kernel(rs: _RangeSeries, lo: int, hi: int, start: int, end: int, rng: int, _p: float) -> float | None:
-        n = hi - lo
-        if n < 2:
-            return None
-        resets = 0.0
-        if is_counter:
-            r = rs.resets_prefix()
-            resets = r[hi - 1] - r[lo]
-        return extrapolated_rate(
-            rs.ts[lo],
-            rs.vs[lo],
-            rs.ts[hi - 1],
-            rs.vs[hi - 1],
-            n,
-            resets,
-            start,
-            end,
-            rng,
-            is_counter,
-            is_rate,
-        )
-
-    return kernel
 
 
 def _instant_rate(is_rate: bool) -> Kernel:
@@ -398,9 +374,6 @@ def _quantile_kernel(
 
 
 _KERNELS: dict[str, Kernel] = {
-    "rate": _rate(True, True),
-    "increase": _rate(True, False),
-    "delta": _rate(False, False),
     "irate": _instant_rate(True),
     "idelta": _instant_rate(False),
     "deriv": _deriv,

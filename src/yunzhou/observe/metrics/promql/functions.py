@@ -1,9 +1,4 @@
-"""Function signatures, and the kernels of the range-vector functions (one window of samples → value).
-
-The rate family follows Prometheus 2.x ``extrapolatedRate``: counter resets add the value before the
-drop, and the result is extrapolated towards the window edges (not beyond half an average sample
-interval, nor below zero for counters).
-"""
+"""The functions of the PromQL subset: argument and result types (the evaluator implements them)."""
 
 from __future__ import annotations
 
@@ -68,41 +63,3 @@ FUNCTIONS: dict[str, Function] = _fns(
 
 # Functions whose result keeps the input's metric name (all others drop it).
 KEEPS_NAME = {"last_over_time", "sort", "sort_desc", "label_replace"}
-
-
-def extrapolated_rate(
-    first_t: int,
-    first_v: float,
-    last_t: int,
-    last_v: float,
-    n: int,
-    resets: float,
-    range_start: int,
-    range_end: int,
-    range_ms: int,
-    is_counter: bool,
-    is_rate: bool,
-) -> float | None:
-    """Prometheus' extrapolatedRate over a window of ``n`` ≥ 2 samples (``resets``: the sum of the
-    values just before each counter reset inside the window)."""
-    if n < 2:
-        return None
-    result = last_v - first_v
-    if is_counter:
-        result += resets
-    duration_to_start = (first_t - range_start) / 1000
-    duration_to_end = (range_end - last_t) / 1000
-    sampled = (last_t - first_t) / 1000
-    avg_between = sampled / (n - 1)
-    if is_counter and result > 0 and first_v >= 0:
-        duration_to_zero = sampled * (first_v / result)
-        if duration_to_zero < duration_to_start:
-            duration_to_start = duration_to_zero
-    threshold = avg_between * 1.1
-    extrapolate_to = sampled
-    extrapolate_to += duration_to_start if duration_to_start < threshold else avg_between / 2
-    extrapolate_to += duration_to_end if duration_to_end < threshold else avg_between / 2
-    result = result * (extrapolate_to / sampled)
-    if is_rate:
-        result /= range_ms / 1000
-    return result
