@@ -54,7 +54,8 @@ class World:
     def get(self, name: str) -> dict[str, Any]:
         r = self.api.http.get(f"{V1}/projects/shop/environments/dev/apps/{name}", headers=self.api.admin)
         assert r.status_code == 200, r.text
-        return r.json()
+        body: dict[str, Any] = r.json()
+        return body
 
     def deploy(self, score: dict[str, Any], settings: dict[str, Any] | None = None) -> dict[str, Any]:
         r = self.api.http.post(
@@ -62,7 +63,8 @@ class World:
             json={"score": score, "settings": settings}, headers=self.api.admin,
         )  # fmt: skip
         assert r.status_code == 201, r.text
-        return r.json()
+        body: dict[str, Any] = r.json()
+        return body
 
     def kube(self, path: str) -> Any:
         r = self.k8s.get(path)
@@ -205,7 +207,7 @@ def test_deploy_scale_update_rollback_and_prune(world: World) -> None:
     billing_before = world.kube(f"/apis/apps/v1/namespaces/{ns}/deployments/billing")["metadata"][
         "resourceVersion"
     ]
-    patch = {"settings": {"routes": []}}
+    patch: dict[str, Any] = {"settings": {"routes": []}}
     r = world.api.http.patch(f"{V1}/projects/shop/environments/dev/apps/orders/settings", json=patch,
                              headers=world.api.admin)  # fmt: skip
     assert r.status_code == 201, r.text

@@ -64,13 +64,25 @@ def test_without_the_crds_nothing_is_rendered_and_the_workload_says_why(
     client = lightkube_client(bare_k8s_env)
     try:
         runtime = KubernetesRuntime(lambda cluster: (client, "apps.test"))
-        intent = make_intent(namespace, settings=METRICS)
+        zero = {
+            "minReplicas": 0,
+            "maxReplicas": 3,
+            "scaleToZero": {"enabled": True},
+            "metrics": [{"type": "cpu", "target": {"type": "Utilization", "averageUtilization": 60}}],
+        }
+        access = {"access": {"default": "deny", "allow": ["frontend"]}}
+        intent = make_intent(namespace, settings={**METRICS, "autoscaling": zero, "traffic": access})
         kinds = {m["kind"] for m in runtime.render(intent)}
-        assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+        assert not kinds & {"ServiceMonitor", "PrometheusRule", "ScaledObject", "VirtualService", "HTTPRoute"}
+        assert {"HorizontalPodAutoscaler", "NetworkPolicy"} <= kinds  # core kinds every cluster serves
         runtime.apply(intent)
         note = client.get(Deployment, "orders", namespace=namespace).metadata.annotations[NOT_RENDERED]
         assert "ServiceMonitor not rendered: the cluster does not serve monitoring.coreos.com/v1" in note
         assert "install the prometheus-operator CRDs" in note
         assert "PrometheusRule not rendered" in note
+        assert "ScaledObject not rendered: scale to zero needs KEDA" in note
+        assert (
+            "traffic policy not rendered: the cluster does not serve Istio's or the Gateway API CRDs" in note
+        )
     finally:
         client.close()

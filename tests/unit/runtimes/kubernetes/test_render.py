@@ -108,7 +108,10 @@ def test_rendering_is_deterministic_and_config_changes_roll_pods() -> None:
     a = render(intent(web(variables={"MODE": "fast"})), TARGET)
     assert render(intent(web(variables={"MODE": "fast"})), TARGET) == a
     b = render(intent(web(variables={"MODE": "slow"})), TARGET)
-    checksum = lambda objs: one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"][CHECKSUM]  # noqa: E731
+
+    def checksum(objs: list[dict[str, Any]]) -> str:
+        return str(one(objs, "Deployment")["spec"]["template"]["metadata"]["annotations"][CHECKSUM])
+
     assert checksum(a) != checksum(b)
 
 
