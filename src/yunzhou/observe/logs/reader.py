@@ -10,7 +10,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,10 @@ def read_page(
             try:
                 horizon = segments.last_id(conn)
                 found = sql.app_id(conn, app)
+                if filters.grep and full_text and len(filters.grep) >= sql.TRIGRAM:
+                    # chosen once, in the newest segment: which trigrams are rare changes slowly
+                    choice = sql.rare_trigram_query(conn, filters.grep)
+                    filters = replace(filters, grep_match=choice)
                 items: list[dict[str, Any]] = []
                 if found is not None:
                     items = _collect(readers, conn, spans, (found, app), filters, after_id, limit, full_text)

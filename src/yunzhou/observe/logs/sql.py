@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,8 @@ from yunzhou.observe.logs.where import FieldFilter, sql_condition
 
 SMALL_TIME_WINDOW = 100_000  # records in a since/until window that are sorted rather than walked
 TRIGRAM = 3  # the trigram index finds substrings of at least this many characters
+RARE_TRIGRAM = 5000  # how far a trigram's records are counted when choosing the rarest
+RARE_TRIGRAMS_USED = 3
 FIELD_DRIVER_CAP = 20_000  # a range filter matching more than this is checked per record, not walked
 MAX_INDEXED_TEXT = 128  # longer string values are not put in the field index (still filterable)
 
@@ -136,6 +138,7 @@ class Filters:
     instance: str | None = None
     stream: str | None = None
     where: tuple[FieldFilter, ...] = ()
+    grep_match: str | None = None  # the FTS5 query for grep, chosen once for every segment searched
 
 
 def select(
@@ -159,7 +162,7 @@ def select(
         source = "logs_fts AS f CROSS JOIN logs AS l ON l.id = f.rowid"
         order_key = "f.rowid"
         where.append("logs_fts MATCH ?")
-        params.append(trigram_query(filters.grep))
+        params.append(filters.grep_match or trigram_query(filters.grep))
     elif fields_query is not None:
         source = "fields_fts AS d CROSS JOIN logs AS l ON l.id = d.rowid"
         order_key = "d.rowid"
@@ -217,8 +220,31 @@ def trigram_query(text: str) -> str:
     """An FTS5 query for the records holding every trigram ``text`` is made of — enough of them to cover
     it: every third one and the last (the caller checks the text itself). Every character is literal."""
     starts = sorted({*range(0, len(text) - TRIGRAM + 1, TRIGRAM), len(text) - TRIGRAM})
-    grams = dict.fromkeys(text[i : i + TRIGRAM] for i in starts)
-    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in grams)
+    return _all_of(text[i : i + TRIGRAM] for i in starts)
+
+
+def rare_trigram_query(conn: sqlite3.Connection, text: str) -> str:
+    """Like ``trigram_query``, but with the needle's rarest trigrams (as counted in ``conn``'s segment).
+
+    Intersecting a trigram most lines hold (``ORD`` or ``000`` of ``ORD-000123456``) costs more than the
+    rest of the search, and candidates are checked anyway, so a few rare trigrams are the better filter.
+    Counting stops at RARE_TRIGRAM, so a common trigram costs little to rule out.
+    """
+    grams = list(dict.fromkeys(text[i : i + TRIGRAM].lower() for i in range(len(text) - TRIGRAM + 1)))
+    if len(grams) <= RARE_TRIGRAMS_USED:
+        return _all_of(grams)
+    counted = []
+    for gram in grams:
+        count = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM logs_fts WHERE logs_fts MATCH ? LIMIT ?)",
+            (_all_of([gram]), RARE_TRIGRAM),
+        ).fetchone()[0]
+        counted.append((count, gram))
+    return _all_of(gram for _, gram in sorted(counted)[:RARE_TRIGRAMS_USED])
+
+
+def _all_of(grams: Iterable[str]) -> str:
+    return " AND ".join('"' + gram.replace('"', '""') + '"' for gram in dict.fromkeys(grams))
 
 
 def like_pattern(text: str) -> str:
