@@ -17,7 +17,7 @@ from yunzhou.api import create_app
 from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
-from yunzhou.observe.metrics.collect_setup import MetricsWiring
+from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.store import Database, sqlite_url, upgrade
@@ -83,11 +83,12 @@ class Runner:
         controller = self.controller if metrics is None else metrics.own.timed(self.controller)
         self.worker = Worker(
             cp.ctx.db, {self.controller.kind: controller}, cp.ctx.clock, idle_poll=0.2,
-            on_idle=self.platform.ensure_router,
+            on_idle=self._ensure_router,
             concurrency=8,
             batch=32,
         )  # fmt: skip
         self.cp = cp
+        self._router_admin = ""  # what _publish_router_admin last wrote
         if metrics is not None:  # this process runs the local target: its router and instances are here
             metrics.attach_local(
                 router_metrics=lambda: self.platform.router.metrics_text(),
@@ -124,6 +125,7 @@ class Runner:
                 f"another yunzhou server or worker already runs the local target for {self.platform.data_dir}"
             ) from None
         self.platform.start()
+        self._publish_router_admin()
         self.tailer.start()
         # after a restart every app is looked at again, so the machine converges back to desired state
         with self.cp.ctx.db.transaction() as s:
@@ -134,11 +136,26 @@ class Runner:
             self.alerts.start()
         return self
 
+    def _ensure_router(self) -> None:
+        self.platform.ensure_router()
+        self._publish_router_admin()
+
+    def _publish_router_admin(self) -> None:
+        """Say where the router's admin API is, for a --no-runtime control plane's scrape loop."""
+        where = self.platform.data_dir / ROUTER_ADMIN_FILE
+        admin = self.platform.router.admin
+        if self._router_admin != admin:
+            tmp = where.with_suffix(".tmp")
+            tmp.write_text(admin)
+            tmp.replace(where)
+            self._router_admin = admin
+
     def stop(self) -> None:
         if self.alerts is not None:
             self.alerts.stop()
         self.worker.stop()
         self.platform.stop()
+        (self.platform.data_dir / ROUTER_ADMIN_FILE).unlink(missing_ok=True)
         self.tailer.stop()
         self.clusters.close()
         self._lock.close()

@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from yunzhou.domain.errors import TemporaryError
 from yunzhou.observe.metrics.collect import Collector, ScrapeLoop, scrape_interval
 from yunzhou.observe.metrics.collect_db import StateReader
 from yunzhou.observe.metrics.collect_host import HostCollector
@@ -30,6 +33,9 @@ from yunzhou.store import Database
 
 log = logging.getLogger("yunzhou.observe.metrics")
 LOCAL_TARGET = "local"  # an environment's target when it runs on this machine
+# Where the process running the local target says where its router's admin API listens (host:port), so
+# a control plane started with --no-runtime on the same data dir can scrape the router too.
+ROUTER_ADMIN_FILE = "router-admin"
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -86,7 +92,7 @@ class MetricsWiring:
         self.own = ControlPlaneMetrics()
         self.own.watch_queue(self.state.queue_depth)
         self._instances: InstanceSource = self.state.reported_instances
-        self._router: Callable[[], str] | None = None
+        self._router: Callable[[], str] = self._router_of_worker
         self._cached: tuple[float, list[InstanceSample]] | None = None
         self.apps = AppScrapeCollector(self._this_tick, timeout=min(2.0, max(0.5, self.interval)))
         self.loop: ScrapeLoop | None = None
@@ -101,6 +107,19 @@ class MetricsWiring:
 
         self._instances = local_and_clusters
 
+    def _router_of_worker(self) -> str:
+        """The router's metrics when another process (``yunzhou worker``) runs the local target here."""
+        try:
+            admin = (self.data_dir / ROUTER_ADMIN_FILE).read_text().strip()
+        except FileNotFoundError:
+            return ""  # no local target on this data dir: nothing to scrape
+        try:
+            response = httpx.get(f"http://{admin}/metrics", timeout=2.0, trust_env=False)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise TemporaryError(f"router admin API at {admin} (from {ROUTER_ADMIN_FILE}): {exc}") from None
+        return response.text
+
     def _this_tick(self) -> list[InstanceSample]:
         """The instances with their declared endpoints, read once per tick for both collectors that use
         them (reading an instance's usage walks /proc when it has no cgroup)."""
@@ -114,9 +133,8 @@ class MetricsWiring:
             HostCollector((Path("/"), self.data_dir)),
             InstanceCollector(self._this_tick, self.state.replicas),
             self.apps,
+            RouterCollector(self._router),
         ]
-        if self._router is not None:
-            found.append(RouterCollector(self._router))
         return found
 
     def install(self, app: Any) -> None:
