@@ -44,6 +44,7 @@ class NodeShape:
     cpu: float
     memory: int
     pods: int = 110
+    labels: Mapping[str, str] = field(default_factory=dict)  # a new node's labels (for nodeSelector)
 
 
 @dataclass(frozen=True)
@@ -161,6 +162,12 @@ def free_room(node: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> tup
     )
 
 
+def selects(pod: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Whether the pod's nodeSelector allows a node with these labels."""
+    wanted = (pod.get("spec") or {}).get("nodeSelector") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
 def unschedulable(pod: Mapping[str, Any]) -> bool:
     status = pod.get("status") or {}
     if status.get("phase") != "Pending" or (pod.get("spec") or {}).get("nodeName"):
@@ -231,14 +238,19 @@ class NodeAutoscaler:
         ]
         if not due or state.joining:
             return []
+        shape = self.provider.shape
+        elsewhere = [p for p in due if not selects(p, shape.labels)]  # a new node would not take them
+        due = [p for p in due if selects(p, shape.labels)]
         free = [free_room(nodes[n], pods) for n in provided if _ready(nodes.get(n))]
-        count, too_big = nodes_needed((pod_request(p) for p in due), self.provider.shape, free)
+        count, too_big = nodes_needed((pod_request(p) for p in due), shape, free)
+        too_big += len(elsewhere)
         room = cfg.max_nodes - len(provided)
         if count == 0 and too_big == 0:  # they fit where there is room already: the scheduler's turn
             return []
         if count == 0 or room <= 0:
             why = (
-                f"{too_big} unschedulable pod(s) do not fit a {self.provider.name} node"
+                f"{too_big} unschedulable pod(s) do not fit a {self.provider.name} node "
+                "(too big, or their nodeSelector does not match its labels)"
                 if count == 0
                 else f"{len(due)} pod(s) unschedulable; {self.provider.name} is at max_nodes={cfg.max_nodes}"
             )
@@ -315,7 +327,14 @@ class KwokNodeProvider:
         self.client = client
         self.cluster = cluster
         self.pool = pool
-        self.shape = shape or NodeShape(cpu=32, memory=256 * 2**30, pods=110)
+        base = shape or NodeShape(cpu=32, memory=256 * 2**30, pods=110)
+        labels = {
+            "kubernetes.io/os": "linux",
+            "kubernetes.io/arch": "amd64",
+            "type": "kwok",
+            POOL_LABEL: pool,
+        }
+        self.shape = NodeShape(base.cpu, base.memory, base.pods, {**labels, **base.labels})
         self._seq = itertools.count()
 
     def nodes(self) -> list[ProvidedNode]:
@@ -352,8 +371,7 @@ class KwokNodeProvider:
             "memory": str(int(self.shape.memory)),
             "pods": str(self.shape.pods),
         }
-        labels = {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
-        labels |= {"type": "kwok", POOL_LABEL: self.pool}
+        labels = {**self.shape.labels, "kubernetes.io/hostname": name}
         return {
             "apiVersion": "v1",
             "kind": "Node",

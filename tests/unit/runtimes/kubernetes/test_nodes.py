@@ -172,3 +172,13 @@ def test_pods_that_fit_the_room_on_provider_nodes_add_nothing() -> None:
     assert w.at(2) == []
     w.pods.append(pod("e", "1"))  # the fifth does not fit: one more node
     assert [a for a, _ in w.at(3)] == ["add"]
+
+
+def test_a_pod_whose_node_selector_a_new_node_would_not_match_is_reported() -> None:
+    w = World(unschedulable_after=0)
+    picky = pod("gpu", "1")
+    picky["spec"]["nodeSelector"] = {"accelerator": "gpu"}
+    w.pods = [picky]
+    assert w.at(0) == [("blocked", "")]
+    assert "nodeSelector" in w.scaler.history[-1].reason
+    assert w.provider.made == {}
