@@ -4,12 +4,13 @@ unsetting a secret after a confirmation, and a viewer who sees none of the mutat
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.web.conftest import deploy_web, login
+from tests.e2e.web.conftest import deploy_web, login, screenshot_dir
 from yunzhou.client import YunzhouClient
 from yunzhou.testing import ControlPlaneProcess
 
@@ -144,4 +145,29 @@ def test_viewer_sees_no_mutating_controls_on_the_management_pages(
     with YunzhouClient(server.url, server.admin_token) as admin:
         assert {m["principal"]: m["role"] for m in admin.list_members("shop")}["vera"] == "viewer"
         assert [s["version"] for s in admin.list_secrets("shop", "dev") if s["name"] == "API_KEY"] == [1]
+    context.close()
+
+
+def test_management_pages_in_chinese_on_a_phone(
+    server: ControlPlaneProcess, browser: Browser, tokens: dict[str, str], tmp_path: Path
+) -> None:
+    with YunzhouClient(server.url, server.admin_token) as admin:
+        admin.set_member("shop", "olga", "owner")
+        olga = admin.create_token("olga-console", ["read", "write"], None, "olga")["token"]
+    context = browser.new_context(locale="zh-CN", viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.goto(f"{server.url}/")
+    page.get_by_label("API 令牌").fill(olga)
+    page.get_by_role("button", name="登录").click()
+    shots = screenshot_dir(tmp_path)
+    for path, heading, name in (
+        ("/projects/shop", "新建环境", "environments-phone-zh-CN.png"),
+        ("/projects/shop/-/members", "添加成员", "members-phone-zh-CN.png"),
+        ("/tokens", "新建令牌", "tokens-phone-zh-CN.png"),
+    ):
+        page.goto(f"{server.url}{path}")
+        expect(page.get_by_role("heading", name=heading)).to_be_visible()
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, (path, width)
+        page.screenshot(path=str(shots / name), full_page=True)
     context.close()
