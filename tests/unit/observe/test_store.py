@@ -337,10 +337,17 @@ def test_a_segment_is_sealed_when_old_enough_and_queries_span_segments(make_stor
     everything = store.query(APP, after_id=0, limit=100)
     assert lines_of(everything) == [f"day {d} line {i}" for d in range(4) for i in range(3)]
     assert [r["id"] for r in everything] == list(range(1, 13))  # ids continue across segments
-    assert lines_of(store.query(APP, limit=4)) == ["day 2 line 2", "day 3 line 0", "day 3 line 1", "day 3 line 2"]
+    assert lines_of(store.query(APP, limit=4)) == [
+        "day 2 line 2",
+        "day 3 line 0",
+        "day 3 line 1",
+        "day 3 line 2",
+    ]
     assert lines_of(store.query(APP, grep="LINE 1", limit=2)) == ["day 2 line 1", "day 3 line 1"]
     assert lines_of(store.query(APP, after_id=5, limit=2)) == ["day 1 line 2", "day 2 line 0"]
-    assert lines_of(store.query(APP, since=T0 + DAY, until=T0 + 2 * DAY)) == [f"day 1 line {i}" for i in range(3)]
+    assert lines_of(store.query(APP, since=T0 + DAY, until=T0 + 2 * DAY)) == [
+        f"day 1 line {i}" for i in range(3)
+    ]
     page = store.page(APP, grep="nowhere", after_id=0)
     assert (page.items, page.next_after_id) == ([], 12)
 

@@ -93,6 +93,7 @@ class SegmentWriter:
         self.next_id = segments.last_id(self.conn) + 1
         self.opened_at = clock()
         self.app_ids = sql.AppIds()
+        self._described: dict[Path, tuple[float | None, int]] = {}  # sealed segments never change
 
     def close(self) -> None:
         self.conn.close()
@@ -174,7 +175,7 @@ class SegmentWriter:
             if active_newest is not None and active_newest < cutoff:
                 self.seal()  # every record of the active segment is too old: it goes as a whole too
             for segment in self._sealed():
-                newest, count = _describe(segment)
+                newest, count = self._describe(segment)
                 if newest is None or newest < cutoff:
                     deleted += count
                     segments.delete_segment(segment)
@@ -188,11 +189,19 @@ class SegmentWriter:
                 if total <= policy.max_bytes:
                     break
                 size = segments.segment_bytes(segment)
-                deleted += _describe(segment)[1]
+                deleted += self._describe(segment)[1]
                 segments.delete_segment(segment)
                 total -= size
         segments.remove_orphans(self.directory)
+        listed = {segment.path for segment in segments.list_segments(self.directory)}
+        self._described = {path: known for path, known in self._described.items() if path in listed}
         return deleted
+
+    def _describe(self, segment: segments.Segment) -> tuple[float | None, int]:
+        known = self._described.get(segment.path)
+        if known is None:
+            known = self._described[segment.path] = _describe(segment)
+        return known
 
     def _sealed(self) -> list[segments.Segment]:
         return [s for s in segments.list_segments(self.directory) if s.first_id < self.active.first_id]
