@@ -5,7 +5,7 @@ with the app's alert rules. Pure: plain data in, plain data out.
 On a Kubernetes target there is no Yunzhou router, so the default rules are written against what such a
 cluster measures: kube-state-metrics (replicas, restarts), cAdvisor (memory) and — when Istio is there —
 the mesh's request metrics (error rate, p95 latency). Thresholds, windows and ``for`` match the local
-target's default rules.
+target's default rules (domain/alerts.py), taken from there.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from yunzhou.domain.alerts import DEFAULTS_BY_NAME, format_duration
 from yunzhou.runtimes.kubernetes.shape import AppShape, Manifest
 
 SERVICE_MONITOR = "monitoring.coreos.com/v1/ServiceMonitor"
@@ -72,64 +73,57 @@ def service_monitor(w: AppShape, metrics: Mapping[str, Any]) -> tuple[Manifest |
 
 
 def default_rules(w: AppShape, *, mesh: bool) -> list[dict[str, Any]]:
-    """The default app rules in Prometheus' alerting-rule format, on Kubernetes' own metrics."""
+    """The default app rules in Prometheus' alerting-rule format, on Kubernetes' own metrics; threshold,
+    window, ``for`` and severity are the local target's defaults (domain/alerts.py DEFAULT_RULES)."""
     ns, app = _q(w.namespace), _q(w.app)
     pods = f"kube_pod_labels{{namespace={ns},label_yunzhou_io_app={_q(w.key)}}}"
     workload = "deployment" if w.kind == "Deployment" else "statefulset"
     available = "status_replicas_available" if w.kind == "Deployment" else "status_replicas_ready"
     who = f"{w.project}/{w.env}/{w.app}"
-    rules: list[dict[str, Any]] = [
-        _rule(
-            "AppCrashLooping",
+    pod = "{{ $labels.pod }}"
+    # name → (expression with $THRESHOLD and $WINDOW, summary)
+    exprs: dict[str, tuple[str, str]] = {
+        "AppCrashLooping": (
             "sum by (namespace, pod) (increase(kube_pod_container_status_restarts_total"
-            f"{{namespace={ns}}}[10m]) * on (namespace, pod) group_left() {pods}) > 2",
-            "0s", "critical", f"{who}: pod {{{{ $labels.pod }}}} restarted {{{{ $value }}}} times",
+            f"{{namespace={ns}}}[$WINDOW]) * on (namespace, pod) group_left() {pods}) > $THRESHOLD",
+            f"{who}: pod {pod} restarted {{{{ $value }}}} times",
         ),
-        _rule(
-            "AppInstanceDown",
+        "AppInstanceDown": (
             f"kube_{workload}_spec_replicas{{namespace={ns},{workload}={app}}}"
-            f" - kube_{workload}_{available}{{namespace={ns},{workload}={app}}} > 0",
-            "2m", "warning", f"{who}: {{{{ $value }}}} instance(s) not ready",
+            f" - kube_{workload}_{available}{{namespace={ns},{workload}={app}}} > $THRESHOLD",
+            f"{who}: {{{{ $value }}}} instance(s) not ready",
         ),
-        _rule(
-            "AppMemoryNearLimit",
+        "AppMemoryNearLimit": (
             "max by (namespace, pod, container) (container_memory_working_set_bytes"
             f'{{namespace={ns},container!=""}} / on (namespace, pod, container) '
             f'kube_pod_container_resource_limits{{namespace={ns},resource="memory"}}'
-            f" * on (namespace, pod) group_left() {pods}) > 0.9",
-            "5m", "warning",
-            f"{who}: pod {{{{ $labels.pod }}}} uses {{{{ $value | humanizePercentage }}}} of memory limit",
+            f" * on (namespace, pod) group_left() {pods}) > $THRESHOLD",
+            f"{who}: pod {pod} uses {{{{ $value | humanizePercentage }}}} of its memory limit",
         ),
-    ]  # fmt: skip
-    if mesh:
-        dest = f"destination_workload_namespace={ns},destination_app={app}"
-        rules += [
-            _rule(
-                "AppErrorRateHigh",
-                f'sum(rate(istio_requests_total{{reporter="destination",{dest},response_code=~"5.."}}[1m]))'
-                f' / sum(rate(istio_requests_total{{reporter="destination",{dest}}}[1m])) > 0.05',
-                "2m", "critical", f"{who}: {{{{ $value | humanizePercentage }}}} of requests fail",
-            ),
-            _rule(
-                "AppLatencyHigh",
-                "histogram_quantile(0.95, sum by (le) (rate(istio_request_duration_milliseconds_bucket"
-                f'{{reporter="destination",{dest}}}[5m]))) > 1000',
-                "3m", "warning", f"{who}: p95 latency {{{{ $value }}}} ms",
-            ),
-        ]  # fmt: skip
-    for r in rules:
-        r["labels"] |= {"project": w.project, "env": w.env, "app": w.app}
-    return rules
-
-
-def _rule(alert: str, expr: str, for_: str, severity: str, summary: str) -> dict[str, Any]:
-    return {
-        "alert": alert,
-        "expr": expr,
-        "for": for_,
-        "labels": {"severity": severity},
-        "annotations": {"summary": summary},
     }
+    if mesh:
+        dest = f'reporter="destination",destination_workload_namespace={ns},destination_app={app}'
+        exprs["AppErrorRateHigh"] = (
+            f'sum(rate(istio_requests_total{{{dest},response_code=~"5.."}}[$WINDOW]))'
+            f" / sum(rate(istio_requests_total{{{dest}}}[$WINDOW])) > $THRESHOLD",
+            f"{who}: {{{{ $value | humanizePercentage }}}} of requests fail",
+        )
+        exprs["AppLatencyHigh"] = (  # Istio measures milliseconds; the threshold is in seconds
+            "histogram_quantile(0.95, sum by (le) (rate(istio_request_duration_milliseconds_bucket"
+            f"{{{dest}}}[$WINDOW]))) > $THRESHOLD * 1000",
+            f"{who}: p95 latency {{{{ $value }}}} ms",
+        )
+    rules = []
+    for name, (expr, summary) in exprs.items():
+        d = DEFAULTS_BY_NAME[name]
+        rules.append({
+            "alert": name,
+            "expr": expr.replace("$THRESHOLD", f"{d.threshold:g}").replace("$WINDOW", d.window),
+            "for": format_duration(d.for_s),
+            "labels": {"severity": d.severity, "project": w.project, "env": w.env, "app": w.app},
+            "annotations": {"summary": summary, "description": d.description},
+        })  # fmt: skip
+    return rules
 
 
 def prometheus_rule(w: AppShape, rules: Sequence[Mapping[str, Any]]) -> Manifest | None:
