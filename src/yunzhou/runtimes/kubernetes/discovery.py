@@ -73,15 +73,22 @@ class Discovery:
         self.clock = clock
         self._cache: dict[str, tuple[float, dict[str, ResourceInfo]]] = {}
         self._lock = threading.Lock()
+        self._cluster_locks: dict[str, threading.Lock] = {}
 
     def resources(self, cluster: str, client: Any) -> dict[str, ResourceInfo]:
         now = self.clock()
-        with self._lock:
+        with self._lock:  # held briefly; a slow or unreachable cluster only holds up its own passes
             cached = self._cache.get(cluster)
             if cached is not None and now - cached[0] < self.ttl:
                 return cached[1]
+            lock = self._cluster_locks.setdefault(cluster, threading.Lock())
+        with lock:
+            cached = self._cache.get(cluster)
+            if cached is not None and now - cached[0] < self.ttl:  # another pass just discovered it
+                return cached[1]
             found = _discover(cluster, client, OPTIONAL_APIS)
-            self._cache[cluster] = (now, found)
+            with self._lock:
+                self._cache[cluster] = (now, found)
             return found
 
     def apis(self, cluster: str, client: Any) -> frozenset[str]:
