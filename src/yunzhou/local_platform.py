@@ -56,7 +56,12 @@ class LocalPlatform:
         # How an instance reaches other apps by internal name: through the router, with their Host.
         base_env["YUNZHOU_ROUTER"] = self.router_listen
         self.runtime = LocalRuntime(
-            self.supervisor, data_dir, self._push, base_env=base_env, inflight=self._inflight
+            self.supervisor,
+            data_dir,
+            self._push,
+            base_env=base_env,
+            inflight=self._inflight,
+            router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
         )
 
     def _push(self, snapshot: dict[str, object]) -> None:

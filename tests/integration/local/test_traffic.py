@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,3 +85,97 @@ def test_a_may_call_b_and_b_may_not_call_a(server: ControlPlaneProcess, client: 
     )
     assert outside.status_code == 200
     assert outside.json()["caller"] is None
+
+
+class Load:
+    """A steady stream of requests through the router, recording (status, version) of every answer."""
+
+    def __init__(self, router_port: int, host: str) -> None:
+        self.url, self.host = f"http://127.0.0.1:{router_port}/", host
+        self.results: list[tuple[int, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(headers={"Host": self.host}, timeout=10, trust_env=False) as c:
+            while not self._stop.is_set():
+                try:
+                    r = c.get(self.url)
+                    self.results.append((r.status_code, r.json().get("version", "?")))
+                except (httpx.HTTPError, ValueError) as exc:
+                    self.results.append((0, f"error {type(exc).__name__}"))
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+def test_a_failing_canary_is_aborted_and_a_healthy_one_promoted(
+    server: ControlPlaneProcess, client: YunzhouClient
+) -> None:
+    canary = {
+        "replicas": 2,
+        "rollout": {
+            "strategy": "canary",
+            "steps": [
+                {"weight": 20, "analysis": {"window": "2s", "maxErrorRate": 0.05, "minRequests": 20}},
+                {"weight": 50, "pause": "1s"},
+            ],
+        },
+    }
+    deploy(client, "shopfront", canary, "v1")  # the first release has nothing to compare with: rolling
+    host = "shopfront.dev.shop.localhost"
+    with Load(server.router_port, host) as load:
+        bad = client.deploy(
+            "shop",
+            "dev",
+            mesh_score("shopfront", "v2", ERROR_RATE="0.5"),
+            canary,
+            client.upload_artifact(APPS / "mesh"),
+        )
+        done = client.wait_for_rollout(
+            "shop", "dev", "shopfront", bad["rollout"]["id"], timeout=DEADLINE, interval=0.1
+        )
+        assert done["state"] == "failed", done
+        assert "canary aborted at step 1 (20%): error rate" in done["message"], done
+        mark = len(load.results)
+
+        def only_stable() -> bool:
+            recent = load.results[mark:]
+            return len(recent) > 50 and all(r == (200, "v1") for r in recent[-50:])
+
+        wait_until("all traffic back on the stable release", only_stable)
+        during = list(load.results)
+    served = Counter(during)
+    assert served[(500, "v2")] > 0  # the canary really got traffic and failed
+    assert all(status == 200 for status, version in during if version == "v1"), served  # stable never failed
+    assert {version for _, version in during} <= {"v1", "v2"}, served  # no connection errors, no 502/503
+
+    with Load(server.router_port, host) as load:
+        good = client.deploy(
+            "shop", "dev", mesh_score("shopfront", "v3"), canary, client.upload_artifact(APPS / "mesh")
+        )
+        done = client.wait_for_rollout(
+            "shop", "dev", "shopfront", good["rollout"]["id"], timeout=DEADLINE, interval=0.1
+        )
+        assert done["state"] == "succeeded", done
+        mark = len(load.results)
+        wait_until("requests after the promotion", lambda: len(load.results) > mark + 50)
+    assert Counter(load.results[mark:]) == {(200, "v3"): len(load.results) - mark}
+    assert (200, "v3") in load.results[:mark]
+    assert (200, "v1") in load.results[:mark]
+    assert all(status == 200 for status, _ in load.results)
+
+
+def wait_until(what: str, check: Any, timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.05)  # polling interval, bounded by the deadline
+    raise AssertionError(f"timed out waiting for {what}")

@@ -7,6 +7,7 @@ TERM) and start → publish the route table if it changed → report. With nothi
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 import threading
 import time
@@ -19,6 +20,7 @@ from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.local.canary import CanaryRun, judge, release_counts
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
@@ -65,6 +67,7 @@ class LocalRuntime:
         publish_routes: PublishRoutes,
         *,
         inflight: InFlight | None = None,
+        router_metrics: Callable[[], str] | None = None,
         base_env: Mapping[str, str] | None = None,
         drain_min: float = 0.2,
         drain_max: float = 30.0,
@@ -82,6 +85,9 @@ class LocalRuntime:
         self._routes: dict[int, tuple[str, tuple[RouteSpec, ...]]] = {}  # app id → (address, routes)
         self._traffic: dict[int, tuple[str, Mapping[str, Any]]] = {}  # app id → (address, traffic policy)
         self._token_key = load_token_key(data_dir)
+        self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
+        self._canaries: dict[int, CanaryRun] = {}  # app id → its canary run
+        self._canary_split: dict[str, tuple[int, int]] = {}  # address → (canary release, weight %)
         self._app_of: dict[str, int] = {}  # instance id → app id
         self._draining: dict[str, _Draining] = {}
         self._version = 0
@@ -109,6 +115,12 @@ class LocalRuntime:
             for s in mine
         ]
         strategy = intent.settings.get("rollout") or {}
+        if strategy.get("strategy") == "canary" and not intent.removing:
+            canary = self._canary_pass(intent, mine, actions)
+            if canary is not None:
+                return canary
+        else:
+            self._end_canary(intent)
         surge, unavailable = RolloutStrategy(
             "rolling", strategy.get("maxSurge", 1), strategy.get("maxUnavailable", 0)
         ).resolve(intent.replicas)
@@ -169,6 +181,120 @@ class LocalRuntime:
             waiting_for=plan.waiting_for,
             failure=failure,
         )
+
+    def _end_canary(self, intent: AppIntent) -> None:
+        self._canaries.pop(intent.app_id, None)
+        self._clear_split(intent.address)
+
+    def _clear_split(self, address: str) -> None:
+        if self._canary_split.pop(address, None) is not None:
+            self._needs_publish = True
+
+    def _canary_pass(
+        self, intent: AppIntent, mine: list[InstanceStatus], actions: int
+    ) -> AppObservation | None:
+        """One pass of a canary rollout; None when the plain rolling plan should run instead."""
+        steps = list((intent.settings.get("rollout") or {}).get("steps") or [])
+        live = [
+            s
+            for s in mine
+            if s.instance_id not in self._draining and s.state not in ("terminating", "stopped")
+        ]
+        now = self.clock()
+        run = self._canaries.get(intent.app_id)
+        if run is None or run.canary != intent.release:
+            older = [s.release for s in live if s.release != intent.release]
+            if not older:
+                self._end_canary(intent)
+                return None  # first release, or already replaced: nothing to compare with
+            run = CanaryRun(stable=max(older), canary=intent.release, step_started=now)
+            run.baseline = self._counts(intent.address, run.canary) or run.baseline
+            self._canaries[intent.app_id] = run
+        if run.step >= len(steps):
+            self._clear_split(intent.address)
+            return None  # promoted: the rolling plan replaces the stable instances
+        canaries = [s for s in live if s.release == run.canary]
+        if run.aborted:
+            want = 0
+        else:
+            weight = run.weight(steps)
+            want = max(1, math.ceil(intent.replicas * weight / 100))
+            ready = [s for s in canaries if s.ready]
+            if len(ready) < want:
+                run.step_started = now  # the step's clock starts once its instances serve
+                run.baseline = self._counts(intent.address, run.canary) or run.baseline
+            else:
+                counts = self._counts(intent.address, run.canary)
+                verdict, reason = judge(steps[run.step], run, now, counts)
+                if verdict == "next":
+                    run.step += 1
+                    run.step_started = now
+                    run.baseline = counts or run.baseline
+                    if run.step >= len(steps):
+                        self._clear_split(intent.address)
+                        return None
+                elif verdict == "abort":
+                    run.aborted = f"canary aborted at step {run.step + 1} ({weight}%): {reason}"
+                    log.warning("%s: %s; traffic back to release %d", intent.address, run.aborted, run.stable)
+                    want = 0
+        split = (run.canary, run.weight(steps)) if want and any(s.ready for s in canaries) else None
+        if split != self._canary_split.get(intent.address):
+            if split is None:
+                self._canary_split.pop(intent.address, None)
+            else:
+                self._canary_split[intent.address] = split
+            self._needs_publish = True
+        for s in canaries[want:]:
+            self._begin_drain(intent.app_id, s.instance_id)
+            actions += 1
+        if len(canaries) < want:
+            try:
+                rendered = render(intent, self.base_env)
+            except PermanentError as exc:
+                run.aborted = f"canary aborted: {exc.message}"
+                rendered = None
+            if rendered is not None:
+                cwd = self._workdir(intent)
+                token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
+                for _ in range(want - len(canaries)):
+                    instance_id = (
+                        f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+                    )
+                    spec = rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
+                    self.supervisor.ensure(spec)
+                    self._app_of[instance_id] = intent.app_id
+                    actions += 1
+        self._routes[intent.app_id] = (intent.address, intent.routes)
+        self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
+        everything = self.supervisor.statuses()
+        actions += self._publish(everything)
+        now_mine = sorted(
+            (st for st in everything if st.app == intent.address), key=lambda st: st.instance_id
+        )
+        ready = [s for s in now_mine if s.ready and s.instance_id not in self._draining]
+        where = (
+            f"step {min(run.step + 1, len(steps))}/{len(steps)}: {run.weight(steps)}% to release {run.canary}"
+        )
+        return AppObservation(
+            instances=tuple(now_mine),
+            ready=len(ready),
+            ready_current=sum(1 for s in ready if s.release == intent.release),
+            converged=False,
+            gone=False,
+            actions=actions,
+            waiting_for=f"canary {where}",
+            failure=run.aborted,
+        )
+
+    def _counts(self, address: str, release: int) -> Any:
+        if self.router_metrics is None:
+            return None
+        try:
+            text = self.router_metrics()
+        except Exception:  # the router not answering: judged as "no metrics" by the analysis
+            log.warning("reading the router's metrics for canary analysis failed", exc_info=True)
+            return None
+        return release_counts(text, address).get(release)
 
     def render(self, intent: AppIntent) -> list[dict[str, Any]]:
         r = render(intent, self.base_env)
@@ -263,9 +389,15 @@ class LocalRuntime:
         statuses = self.supervisor.statuses() if statuses is None else statuses
         for s in statuses:
             if s.ready and s.instance_id not in self._draining:
-                ready_by_app.setdefault(s.app, []).append(
-                    {"id": s.instance_id, "address": f"127.0.0.1:{s.port}", "release": s.release}
-                )
+                entry: dict[str, Any] = {
+                    "id": s.instance_id,
+                    "address": f"127.0.0.1:{s.port}",
+                    "release": s.release,
+                }
+                split = self._canary_split.get(s.app)
+                if split is not None and split[0] == s.release:
+                    entry["track"] = "canary"
+                ready_by_app.setdefault(s.app, []).append(entry)
         routes: list[dict[str, Any]] = []
         for address, specs in sorted(self._routes.values()):
             for r in specs:
@@ -278,7 +410,9 @@ class LocalRuntime:
                     }
                 )
         body: dict[str, Any] = {"routes": routes}
-        policies = router_policies(dict(self._traffic.values()))
+        policies = router_policies(
+            dict(self._traffic.values()), {app: weight for app, (_, weight) in self._canary_split.items()}
+        )
         if policies:
             body["policies"] = policies
         callers = callers_table(

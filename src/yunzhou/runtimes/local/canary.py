@@ -1,0 +1,115 @@
+"""Canary rollouts on the local target: step state, and analysis of the router's per-release counters.
+
+A canary run keeps the stable release's instances, starts instances of the new release beside them, and
+moves traffic weight step by step (``rollout.steps``). A step with a pause waits; a step with an analysis
+compares the canary's requests in the step's window (read from the router's ``/metrics``, counters
+differenced against the step's start) with the thresholds and decides continue / promote / abort. The
+analysis also runs while the window is open, so a clearly failing canary is aborted early.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from yunzhou.domain.traffic import parse_duration
+
+_SAMPLE_RE = re.compile(
+    r"^(yunzhou_router_requests_total|yunzhou_router_request_duration_seconds_bucket)\{([^}]*)\} (\S+)$"
+)
+_LABEL_RE = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+@dataclass
+class ReleaseCounts:
+    total: float = 0.0
+    errors: float = 0.0  # 5xx
+    buckets: dict[float, float] = field(default_factory=dict)  # le → cumulative count
+
+
+def release_counts(metrics_text: str, app: str) -> dict[int, ReleaseCounts]:
+    """Per-release request counters of one app from the router's Prometheus text."""
+    out: dict[int, ReleaseCounts] = {}
+    for line in metrics_text.splitlines():
+        m = _SAMPLE_RE.match(line)
+        if m is None:
+            continue
+        labels = dict(_LABEL_RE.findall(m.group(2)))
+        if labels.get("app") != app or not labels.get("release", "").isdigit():
+            continue
+        counts = out.setdefault(int(labels["release"]), ReleaseCounts())
+        value = float(m.group(3))
+        if m.group(1) == "yunzhou_router_requests_total":
+            counts.total += value
+            if labels.get("code") == "5xx":
+                counts.errors += value
+        else:
+            le = math.inf if labels.get("le") == "+Inf" else float(labels.get("le", "inf"))
+            counts.buckets[le] = value
+    return out
+
+
+def p99_ms(before: ReleaseCounts, after: ReleaseCounts) -> float | None:
+    """The 99th percentile latency (bucket upper bound) of the requests between two readings."""
+    bounds = sorted(after.buckets)
+    if not bounds:
+        return None
+    total = after.buckets[bounds[-1]] - before.buckets.get(bounds[-1], 0.0)
+    if total <= 0:
+        return None
+    for le in bounds:
+        if after.buckets[le] - before.buckets.get(le, 0.0) >= 0.99 * total:
+            return le * 1000.0
+    return math.inf
+
+
+@dataclass
+class CanaryRun:
+    stable: int  # release
+    canary: int  # release
+    step: int = 0
+    step_started: float = 0.0
+    baseline: ReleaseCounts = field(default_factory=ReleaseCounts)  # canary counters at the step's start
+    aborted: str = ""
+
+    def weight(self, steps: list[Mapping[str, Any]]) -> int:
+        if self.aborted or self.step >= len(steps):
+            return 0
+        return int(steps[self.step]["weight"])
+
+
+def judge(
+    step: Mapping[str, Any], run: CanaryRun, now: float, counts: ReleaseCounts | None
+) -> tuple[str, str]:
+    """("continue" | "next" | "abort", reason) for the current step."""
+    elapsed = now - run.step_started
+    analysis = step.get("analysis")
+    if analysis is None:
+        pause = _seconds(step.get("pause", "0s"))
+        return ("next", "") if elapsed >= pause else ("continue", "")
+    window = _seconds(analysis.get("window", "1m"))
+    if counts is None:
+        return ("continue", "") if elapsed < window else ("abort", "analysis: no router metrics")
+    total = counts.total - run.baseline.total
+    errors = counts.errors - run.baseline.errors
+    minimum = int(analysis.get("minRequests", 20))
+    max_rate = analysis.get("maxErrorRate")
+    if max_rate is not None and total >= minimum and errors / total > float(max_rate):
+        return "abort", f"error rate {errors / total:.3f} > {float(max_rate):g} over {int(total)} requests"
+    max_p99 = analysis.get("maxP99Ms")
+    if elapsed < window:
+        return "continue", ""
+    if total < minimum:
+        return "continue", ""  # not enough traffic yet to judge: keep the step
+    if max_p99 is not None:
+        p99 = p99_ms(run.baseline, counts)
+        if p99 is not None and p99 > float(max_p99):
+            return "abort", f"p99 latency {p99:g} ms > {float(max_p99):g} ms over {int(total)} requests"
+    return "next", ""
+
+
+def _seconds(text: object) -> float:
+    return parse_duration(text, "", []) or 0.0
