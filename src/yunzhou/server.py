@@ -105,6 +105,12 @@ class Runner:
             if metrics is not None
             else None
         )
+        # the local autoscaler reads the same metrics and scales through the services (reconcile/autoscale.py)
+        from yunzhou.reconcile.autoscale import AutoscaleLoop, autoscale_interval
+
+        self.autoscaler = (
+            AutoscaleLoop(cp, metrics.engine, interval=autoscale_interval()) if metrics is not None else None
+        )
 
     def start(self) -> Runner:
         import fcntl
@@ -134,6 +140,8 @@ class Runner:
         self.worker.start()
         if self.alerts is not None:
             self.alerts.start()
+        if self.autoscaler is not None:
+            self.autoscaler.start()
         return self
 
     def _ensure_router(self) -> None:
@@ -151,6 +159,8 @@ class Runner:
             self._router_admin = admin
 
     def stop(self) -> None:
+        if self.autoscaler is not None:
+            self.autoscaler.stop()
         if self.alerts is not None:
             self.alerts.stop()
         self.worker.stop()

@@ -387,3 +387,19 @@ class AlertRuleHealth(Base):
     health: Mapped[str] = mapped_column(String(10))
     last_error: Mapped[str] = mapped_column(Text, default="")
     changed_at: Mapped[datetime]
+
+
+# --- autoscaling ---
+class AutoscaleDecision(Base):
+    """One autoscaler cycle that changed the count, or whose mode or reason changed (not every cycle)."""
+
+    __tablename__ = "autoscale_decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    time: Mapped[datetime] = mapped_column(index=True)
+    current: Mapped[int] = mapped_column(Integer)
+    desired: Mapped[int] = mapped_column(Integer)
+    applied: Mapped[bool] = mapped_column(Boolean)
+    mode: Mapped[str] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text)
+    inputs: Mapped[dict[str, Any]]

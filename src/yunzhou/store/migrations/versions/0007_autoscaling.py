@@ -7,6 +7,9 @@ Create Date: 2026-11-25 15:45:00
 
 from collections.abc import Sequence
 
+import sqlalchemy as sa
+from alembic import op
+
 revision: str = "0007"
 down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
@@ -14,8 +17,29 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass  # reserved; filled in by the change that adds these tables
+    op.create_table(
+        "autoscale_decisions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("app_id", sa.Integer(), nullable=False),
+        sa.Column("time", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("current", sa.Integer(), nullable=False),
+        sa.Column("desired", sa.Integer(), nullable=False),
+        sa.Column("applied", sa.Boolean(), nullable=False),
+        sa.Column("mode", sa.String(length=80), nullable=False),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("inputs", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["app_id"], ["apps.id"], name=op.f("fk_autoscale_decisions_app_id_apps"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_autoscale_decisions")),
+    )
+    with op.batch_alter_table("autoscale_decisions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_autoscale_decisions_app_id"), ["app_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_autoscale_decisions_time"), ["time"], unique=False)
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("autoscale_decisions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_autoscale_decisions_time"))
+        batch_op.drop_index(batch_op.f("ix_autoscale_decisions_app_id"))
+    op.drop_table("autoscale_decisions")

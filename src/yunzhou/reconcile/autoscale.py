@@ -1,0 +1,178 @@
+"""The local autoscaler: every interval, for each app on the local target with an ``autoscaling:`` policy,
+read its metrics through the query engine, run the policy (``domain.autoscale.Autoscaler``, which keeps
+the HPA's memory and the forecaster per app), and apply a new count through the services (desired
+replicas + audit), so the reconciler does the work. Decisions are recorded when the count changes or
+the mode or reason does.
+
+Metrics read (the shared metrics contract), per app ``{project, env, app}``:
+
+- rps: ``sum(rate(yunzhou_router_requests_total[30s]))`` (a total; no series = no traffic = 0)
+- inflight: ``sum(yunzhou_router_requests_in_flight)``
+- cpu: ``rate(yunzhou_instance_cpu_seconds_total[1m])`` per instance (cores); Utilization needs each
+  instance's CPU request, which the local target does not have: use AverageValue (cores) here
+- memory: ``yunzhou_instance_memory_bytes`` per instance, Utilization relative to
+  ``yunzhou_instance_memory_limit_bytes`` (the local target's limit stands in for the request)
+- custom: ``query`` as given (summed), else the app's own series of that name per instance
+- instances and readiness: ``yunzhou_instance_ready``
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec
+from yunzhou.domain.autoscale.controller import Autoscaler
+from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
+from yunzhou.domain.errors import YunzhouError
+from yunzhou.services import ControlPlane
+from yunzhou.services.autoscaling import AutoscaleTarget, AutoscalingService
+
+log = logging.getLogger("yunzhou.reconcile.autoscale")
+DEFAULT_INTERVAL = 15.0
+
+
+class InstantQuery(Protocol):
+    def instant(self, expr: str, t: float) -> dict[str, Any]: ...
+
+
+def autoscale_interval(environ: Mapping[str, str] | None = None) -> float:
+    """``YUNZHOU_AUTOSCALE_INTERVAL`` seconds (default 15, HPA's sync period); 0.05-3600."""
+    raw = (os.environ if environ is None else environ).get("YUNZHOU_AUTOSCALE_INTERVAL", "")
+    try:
+        value = float(raw) if raw else DEFAULT_INTERVAL
+    except ValueError:
+        value = -1.0
+    if 0.05 <= value <= 3600:
+        return value
+    raise ValueError(f"YUNZHOU_AUTOSCALE_INTERVAL={raw!r}: must be a number of seconds from 0.05 to 3600")
+
+
+def _vector(result: dict[str, Any]) -> list[tuple[dict[str, str], float]]:
+    if result.get("resultType") == "scalar":
+        return [({}, float(result["result"][1]))]
+    return [(item.get("metric", {}), float(item["value"][1])) for item in result.get("result", [])]
+
+
+class AutoscaleLoop:
+    def __init__(self, cp: ControlPlane, engine: InstantQuery, *, interval: float = DEFAULT_INTERVAL) -> None:
+        self.cp = cp
+        self.engine = engine
+        self.interval = interval
+        self.service = AutoscalingService(cp.ctx)
+        self._scalers: dict[int, tuple[AutoscalingPolicy, Autoscaler]] = {}
+        self._last: dict[int, tuple[str, str]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def now(self) -> float:
+        return self.cp.ctx.clock().timestamp()
+
+    def _scaler(self, target: AutoscaleTarget) -> Autoscaler:
+        known = self._scalers.get(target.app_id)
+        if known is None or known[0] != target.policy:
+            known = (target.policy, Autoscaler(target.policy))  # a new policy starts a fresh memory
+            self._scalers[target.app_id] = known
+        return known[1]
+
+    def _query(self, expr: str, now: float) -> list[tuple[dict[str, str], float]]:
+        return _vector(self.engine.instant(expr, now))
+
+    def observe(self, target: AutoscaleTarget, now: float) -> Observation:
+        sel = f'project="{target.project}",env="{target.env}",app="{target.app}"'
+        ready = self._query(f"yunzhou_instance_ready{{{sel}}}", now)
+        pods = tuple(PodState(m.get("instance", str(i)), ready=v >= 1) for i, (m, v) in enumerate(ready))
+        readings: dict[str, MetricReading] = {}
+        for spec in target.policy.metrics:
+            try:
+                reading = self._reading(spec, sel, now)
+            except YunzhouError as exc:
+                log.warning(
+                    "autoscaling %s/%s/%s: %s: %s", target.project, target.env, target.app, spec.label, exc
+                )
+                continue
+            if reading is not None:
+                readings[spec.label] = reading
+        if any(s.kind == "memory" and s.target.type == "Utilization" for s in target.policy.metrics):
+            limits = {
+                m.get("instance", ""): v
+                for m, v in self._query(f"yunzhou_instance_memory_limit_bytes{{{sel}}}", now)
+            }
+            pods = tuple(
+                PodState(p.name, ready=p.ready, requests={"memory": limits.get(p.name, 0.0)}) for p in pods
+            )
+        return Observation(target.replicas, pods, readings)
+
+    def _reading(self, spec: MetricSpec, sel: str, now: float) -> MetricReading | None:
+        if spec.kind == "rps":
+            rows = self._query(f"sum(rate(yunzhou_router_requests_total{{{sel}}}[30s]))", now)
+            return MetricReading(total=sum(v for _, v in rows), timestamp=now)
+        if spec.kind == "inflight":
+            rows = self._query(f"sum(yunzhou_router_requests_in_flight{{{sel}}})", now)
+            return MetricReading(total=sum(v for _, v in rows), timestamp=now)
+        if spec.kind == "custom" and spec.query:
+            rows = self._query(spec.query, now)
+            return MetricReading(total=sum(v for _, v in rows), timestamp=now) if rows else None
+        expr = {
+            "cpu": f"rate(yunzhou_instance_cpu_seconds_total{{{sel}}}[1m])",
+            "memory": f"yunzhou_instance_memory_bytes{{{sel}}}",
+        }.get(spec.kind, f"{spec.name}{{{sel}}}")
+        rows = self._query(expr, now)
+        if not rows:
+            return None
+        per_pod: dict[str, float] = {}
+        for metric, value in rows:
+            name = metric.get("instance", "")
+            per_pod[name] = per_pod.get(name, 0.0) + value
+        return MetricReading(per_pod=per_pod, timestamp=now)
+
+    def run_once(self, now: float | None = None) -> list[dict[str, Any]]:
+        """One pass over every autoscaled app; returns the decisions made (recorded or not)."""
+        now = self.now() if now is None else now
+        made: list[dict[str, Any]] = []
+        targets = self.service.targets()
+        for gone in set(self._scalers) - {t.app_id for t in targets}:
+            self._scalers.pop(gone, None)
+            self._last.pop(gone, None)
+        for target in targets:
+            try:
+                decision = self._decide(target, now)
+            except Exception:  # one app's failure never stops the others
+                log.exception("autoscaling %s/%s/%s failed", target.project, target.env, target.app)
+                continue
+            made.append(decision)
+        return made
+
+    def _decide(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        scaler = self._scaler(target)
+        obs = self.observe(target, now)
+        if "rps" in obs.readings and obs.readings["rps"].total is not None:
+            scaler.observe_demand(now, obs.readings["rps"].total)
+        decision = scaler.decide(now, obs).to_dict()
+        changed = decision["desired"] != decision["current"]
+        key = (decision["mode"], decision["reason"])
+        if changed or self._last.get(target.app_id) != key:
+            self._last[target.app_id] = key
+            decision["applied"] = self.service.record(target, decision, apply=changed)
+        return decision
+
+    # ---- the thread
+    def start(self) -> AutoscaleLoop:
+        self._thread = threading.Thread(target=self._run, name="yunzhou-autoscale", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("autoscaling pass failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
