@@ -84,6 +84,14 @@ def deploy(
             help="Override a setting, dotted keys: rollout.maxSurge=2 (repeatable).",
         ),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            help="rolling or canary (steps from rollout.steps, default 10% then 50%, each with a 1 m "
+            "error-rate analysis); see docs/traffic.md.",
+        ),
+    ] = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = 300.0,
 ) -> None:
@@ -100,6 +108,8 @@ def deploy(
         raise UserError(f"--env-name {env_name} needs a settings file (--settings or yunzhou.yaml beside -f)")
     if assignments:
         settings = apply_overrides(settings or {}, assignments, address.env)
+    if strategy is not None:
+        settings = _with_strategy(settings, strategy)
     client = connect(ctx, not_found=env_hint(address))
     artifact: str | None = None
     if source is not None:
@@ -112,6 +122,27 @@ def deploy(
         follow_rollout(
             client, AppAddress(address.project, address.env, app_name), deployment.get("rollout"), timeout
         )
+
+
+DEFAULT_CANARY_STEPS = [
+    {"weight": 10, "analysis": {"window": "1m", "maxErrorRate": 0.01}},
+    {"weight": 50, "analysis": {"window": "1m", "maxErrorRate": 0.01}},
+]
+
+
+def _with_strategy(settings: Json | None, strategy: str) -> Json:
+    """Settings with ``rollout.strategy`` set (canary gets default steps unless the settings have some)."""
+    if strategy not in ("rolling", "canary"):
+        raise UserError(f"--strategy: {strategy!r} is not supported; allowed: rolling, canary")
+    doc = dict(settings or {})
+    rollout = dict(doc.get("rollout") or {})
+    rollout["strategy"] = strategy
+    if strategy == "canary":
+        rollout.setdefault("steps", DEFAULT_CANARY_STEPS)
+    else:
+        rollout.pop("steps", None)
+    doc["rollout"] = rollout
+    return doc
 
 
 @settings_app.command("show")
