@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from yunzhou import __version__
 from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
 from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
+from yunzhou.api.routes import autoscaling as autoscaling_routes
 from yunzhou.api.routes import metrics as metrics_routes
 from yunzhou.observe.metrics.collect_self import ControlPlaneMetrics, HttpMetricsMiddleware
 from yunzhou.services import ControlPlane
@@ -29,6 +30,7 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
     for module in (platform, projects, apps, logs, config, alerts):
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.router, prefix=API_PREFIX)
+    app.include_router(autoscaling_routes.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.exposition_router)  # GET /metrics, where Prometheus looks
     app.state.metrics_self = own_metrics or ControlPlaneMetrics()
     mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token

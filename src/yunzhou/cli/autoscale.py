@@ -14,14 +14,26 @@ from typing import Annotated
 import typer
 import yaml
 
-from yunzhou.cli.common import ShowFormat, ShowOutput, print_fields, print_object
+from yunzhou.cli.common import (
+    AppArg,
+    ListFormat,
+    ListOutput,
+    ShowFormat,
+    ShowOutput,
+    app_hint,
+    connect,
+    print_fields,
+    print_list,
+    print_object,
+    short_time,
+)
 from yunzhou.domain.autoscale import AutoscalingPolicy
 from yunzhou.domain.autoscale.simulate import builtin_policy, parse_trace_csv, simulate
 from yunzhou.domain.errors import FieldProblem, UserError
 from yunzhou.domain.settings import parse_settings
 
 autoscale_app = typer.Typer(
-    help="Autoscaling: simulate a policy over a demand trace.",
+    help="Autoscaling: the autoscaler's decisions, and policy simulation over a demand trace.",
     no_args_is_help=True,
 )
 
@@ -133,3 +145,25 @@ def simulate_command(
         )
 
     print_object(data, output, render_text)
+
+
+@autoscale_app.command("decisions")
+def decisions_command(
+    ctx: typer.Context,
+    address: AppArg,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000)] = 50,
+    output: ListOutput = ListFormat.table,
+) -> None:
+    """The autoscaler's recorded decisions for an app, newest first."""
+    items = connect(ctx, not_found=app_hint(address)).autoscale_decisions(
+        address.project, address.env, address.app, limit
+    )
+    columns = [
+        ("TIME", lambda d: short_time(d.get("time"))),
+        ("CURRENT", lambda d: d.get("current")),
+        ("DESIRED", lambda d: d.get("desired")),
+        ("APPLIED", lambda d: "yes" if d.get("applied") else "no"),
+        ("MODE", lambda d: d.get("mode")),
+        ("REASON", lambda d: d.get("reason")),
+    ]
+    print_list(items, output, columns, empty=f"{address} has no autoscaling decisions yet.")

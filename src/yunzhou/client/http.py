@@ -636,6 +636,10 @@ class YunzhouClient:
             raise ApiError(0, "transport", message) from exc
 
 
+    def autoscale_decisions(self, project: str, env: str, app: str, limit: int = 100) -> list[Json]:
+        """An app's autoscaler decisions, newest first."""
+        return self._items(self._app_path(project, env, app) + "/autoscaling/decisions", {"limit": limit})
+
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         return None

@@ -10,6 +10,7 @@ from yunzhou.services.alerts import AlertService
 from yunzhou.services.apps import AppService
 from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
+from yunzhou.services.autoscaling import AutoscalingService
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
@@ -77,6 +78,10 @@ class ControlPlane:
     @property
     def alerts(self) -> AlertService:
         return AlertService(self.ctx)
+
+    @property
+    def autoscaling(self) -> AutoscalingService:
+        return AutoscalingService(self.ctx)
 
 
 __all__ = [

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import Api
 from tests.helpers import score
 from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.reconcile.autoscale import AutoscaleLoop, autoscale_interval
@@ -95,6 +96,17 @@ def test_traffic_scales_out_then_back_in_after_the_window(
     assert [h["desired"] for h in history if h["applied"]] == [1, 2, 4, 3]  # newest first
     assert history[0]["reason"]
     assert history[0]["mode"] == "reactive"
+    # the API lists the same, newest first; viewers may read it
+    api = Api(cp)
+    r = api.http.get(
+        "/api/v1/projects/shop/environments/dev/apps/orders/autoscaling/decisions", headers=api.admin
+    )
+    assert r.status_code == 200
+    assert r.json()["items"][0]["desired"] == 1
+    r = api.http.get(
+        "/api/v1/projects/shop/environments/dev/apps/orders/autoscaling/decisions?limit=0", headers=api.admin
+    )
+    assert r.status_code == 422
 
 
 def test_interval_setting() -> None:
