@@ -139,6 +139,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlP
         assert rollout["state"] == "succeeded", rollout
         doc["metadata"]["name"] = "broken"  # the same app, serving text that is not the exposition format
         doc["containers"]["web"]["variables"] = {"METRICS_BROKEN": "1"}
+        doc["containers"]["web"]["resources"] = {"limits": {"memory": "128Mi"}}  # read back from its cgroup
         result = client.deploy("shop", "dev", doc, settings, client.upload_artifact(APP_DIR))
         rollout = client.wait_for_rollout("shop", "dev", "broken", result["rollout"]["id"], timeout=DEADLINE)
         assert rollout["state"] == "succeeded", rollout
@@ -205,6 +206,11 @@ def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus
     deploys = 'yunzhou_http_requests_total{route="/api/v1/projects/{project}/environments/{env}/deployments"}'
     assert [s["metric"]["code"] for s in prometheus.query(deploys)] == ["201"]
     # instance and host series are there too
+    limit = wait_until(
+        "a memory limit", lambda: prometheus.query('yunzhou_instance_memory_limit_bytes{app="broken"}')
+    )
+    assert float(limit[0]["value"][1]) == 128 << 20
+    assert not prometheus.query('yunzhou_instance_memory_limit_bytes{app="orders"}')  # no limit, no series
     assert prometheus.query('yunzhou_instance_ready{app="orders"} == 1')
     assert prometheus.query('yunzhou_host_memory_bytes{kind="total"} > 0')
 

@@ -8,22 +8,28 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, case, func, or_, select
 
 from yunzhou.domain.errors import UserError
 from yunzhou.domain.metrics import parse_metrics_endpoint
+from yunzhou.domain.score import parse_score
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.store import Database
 from yunzhou.store.models import App, Environment, Instance, Project, Release, WorkItem
+
+
+class ReleaseFacts(NamedTuple):
+    metrics_path: str | None
+    memory_limit_bytes: int | None
 
 
 class StateReader:
     def __init__(self, db: Database, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self.db = db
         self.clock = clock
-        self._endpoints: dict[tuple[str, int], str | None] = {}
+        self._facts: dict[tuple[str, int], ReleaseFacts] = {}
         self._lock = threading.Lock()
 
     def replicas(self) -> list[tuple[str, int, int]]:
@@ -36,34 +42,44 @@ class StateReader:
             )
             return [(f"{p}/{e}/{a}", desired, ready) for p, e, a, desired, ready in rows]
 
-    def metrics_path(self, app: str, release: int) -> str | None:
-        """The path of the endpoint ``app``'s release ``release`` declares, or None."""
+    def release_facts(self, app: str, release: int) -> ReleaseFacts:
+        """What ``app``'s release ``release`` declares: its metrics endpoint path and memory limit."""
         key = (app, release)
         with self._lock:
-            if key in self._endpoints:
-                return self._endpoints[key]
+            if key in self._facts:
+                return self._facts[key]
         project, env, name = app.split("/")
         with self.db.transaction() as s:
-            settings = s.scalar(
-                select(Release.settings)
+            row = s.execute(
+                select(Release.settings, Release.score)
                 .join(App, Release.app_id == App.id)
                 .join(Environment, App.environment_id == Environment.id)
                 .join(Project, Environment.project_id == Project.id)
                 .where(Project.name == project, Environment.name == env, App.name == name)
                 .where(Release.number == release)
-            )
-        path = _declared_path(settings)
-        if settings is not None:  # releases never change once written; one not yet written may come
-            with self._lock:
-                self._endpoints[key] = path
-        return path
+            ).first()
+        if row is None:  # not written yet (or gone): ask again next time
+            return ReleaseFacts(None, None)
+        facts = ReleaseFacts(_declared_path(row.settings), _memory_limit(row.score))
+        with self._lock:  # releases never change once written
+            self._facts[key] = facts
+        return facts
+
+    def metrics_path(self, app: str, release: int) -> str | None:
+        return self.release_facts(app, release).metrics_path
 
     def with_endpoints(self, instances: Iterable[InstanceSample]) -> list[InstanceSample]:
-        """The instances with ``metrics_path`` filled in from their release's settings."""
+        """The instances with what their release declares filled in (endpoint path, memory limit)."""
         out = []
         for inst in instances:
-            path = inst.metrics_path or self.metrics_path(inst.app, inst.release)
-            out.append(inst if path == inst.metrics_path else _replace_path(inst, path))
+            facts = self.release_facts(inst.app, inst.release)
+            out.append(
+                replace(
+                    inst,
+                    metrics_path=inst.metrics_path or facts.metrics_path,
+                    memory_limit_bytes=inst.memory_limit_bytes or facts.memory_limit_bytes,
+                )
+            )
         return out
 
     def reported_instances(self, *, except_target: str | None = None) -> list[InstanceSample]:
@@ -119,5 +135,12 @@ def _declared_path(settings: Any) -> str | None:
     return None if endpoint is None else endpoint.path
 
 
-def _replace_path(inst: InstanceSample, path: str | None) -> InstanceSample:
-    return replace(inst, metrics_path=path)
+def _memory_limit(score: Any) -> int | None:
+    """The declared memory limit of a release's (single) container; None without one."""
+    try:
+        workload = parse_score(score)
+    except UserError:
+        return None
+    limits = [c.resources.limits.memory_bytes for c in workload.containers.values() if c.resources.limits]
+    known = [limit for limit in limits if limit is not None]
+    return sum(known) if known else None

@@ -130,7 +130,10 @@ def test_state_store_sources(api: Api) -> None:
     assert api.http.post(
         "/api/v1/projects/shop/environments", json={"name": "dev"}, headers=api.admin
     ).is_success
-    body = {"score": score(), "settings": {"replicas": 2, "metrics": {"port": "web", "path": "/prom"}}}
+    body = {
+        "score": score(resources={"limits": {"memory": "64Mi"}}),
+        "settings": {"replicas": 2, "metrics": {"port": "web", "path": "/prom"}},
+    }
     r = api.http.post("/api/v1/projects/shop/environments/dev/deployments", json=body, headers=api.admin)
     assert r.status_code == 201, r.text
     state = StateReader(api.cp.ctx.db)
@@ -138,9 +141,11 @@ def test_state_store_sources(api: Api) -> None:
     assert state.metrics_path("shop/dev/orders", 1) == "/prom"
     assert state.metrics_path("shop/dev/orders", 2) is None  # no such release (yet): nothing to scrape
     body["settings"] = {"metrics": {"path": "/v2"}}
+    body["score"] = score()
     r = api.http.post("/api/v1/projects/shop/environments/dev/deployments", json=body, headers=api.admin)
     assert r.status_code == 201, r.text
     assert state.metrics_path("shop/dev/orders", 2) == "/v2"  # a release that did not exist is not cached
+    assert state.release_facts("shop/dev/orders", 2).memory_limit_bytes is None
     assert sum(state.queue_depth().values()) == 1  # the deploy's work item, due and not leased
     with api.cp.ctx.db.transaction() as s:
         s.execute(update(WorkItem).values(due_at=datetime.now(UTC) + timedelta(hours=1)))
@@ -148,7 +153,8 @@ def test_state_store_sources(api: Api) -> None:
     assert list(depth.values()) == [0]  # nothing waits now, and the kind is still reported
     reported = InstanceSample(app="shop/dev/orders", instance="i-1", release=1, ready=True, cpu_seconds=0,
                               memory_bytes=0, restarts=0, port=4000)  # fmt: skip
-    assert [i.metrics_path for i in state.with_endpoints([reported])] == ["/prom"]
+    [declared] = state.with_endpoints([reported])
+    assert (declared.metrics_path, declared.memory_limit_bytes) == ("/prom", 64 << 20)
     assert state.reported_instances() == []  # nothing ran them: no reconciler in this test
     with api.cp.ctx.db.transaction() as s:  # what a reconcile pass records
         app_id = s.scalar(select(App.id))
