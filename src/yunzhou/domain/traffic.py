@@ -113,16 +113,6 @@ class HeaderMatch:
     kind: str
     value: str
 
-    def matches(self, actual: str | None) -> bool:
-        """Pure reference semantics (the router compiles regexes once; this is for tests and tools)."""
-        if actual is None:
-            return False
-        if self.kind == "exact":
-            return actual == self.value
-        if self.kind == "prefix":
-            return actual.startswith(self.value)
-        return compile_header_regex(self.value).search(actual) is not None
-
 
 @dataclass(frozen=True)
 class RouteMatch:
