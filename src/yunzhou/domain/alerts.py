@@ -450,14 +450,16 @@ class AlertState:
     state: str  # pending | firing
     active_at: float  # when the expression first returned it
     fired_at: float | None
-    last_seen: float  # the last evaluation that returned it (keep_firing_for counts from here)
+    last_seen: float  # the last evaluation that returned it
     value: float
+    keep_firing_since: float | None = None  # the first evaluation that missed it (keep_firing_for counts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint, "labels": dict(self.labels),
             "annotations": dict(self.annotations), "state": self.state, "active_at": self.active_at,
             "fired_at": self.fired_at, "last_seen": self.last_seen, "value": self.value,
+            "keep_firing_since": self.keep_firing_since,
         }  # fmt: skip
 
     @classmethod
@@ -466,6 +468,7 @@ class AlertState:
             d["fingerprint"], dict(d["labels"]), dict(d["annotations"]), d["state"], float(d["active_at"]),
             None if d.get("fired_at") is None else float(d["fired_at"]), float(d["last_seen"]),
             float(d["value"]),
+            None if d.get("keep_firing_since") is None else float(d["keep_firing_since"]),
         )  # fmt: skip
 
 
@@ -520,7 +523,10 @@ def evaluate(
             state = AlertState(fp, labels, annotations, "pending", now, None, now, sample.value)
             changes.append(Transition("pending", state, now))
         else:
-            state = replace(before, labels=labels, annotations=annotations, last_seen=now, value=sample.value)
+            state = replace(
+                before, labels=labels, annotations=annotations, last_seen=now, value=sample.value,
+                keep_firing_since=None,
+            )  # fmt: skip
         if state.state == "pending" and now - state.active_at >= rule.for_s:
             state = replace(state, state="firing", fired_at=now)
             changes.append(Transition("firing", state, now))
@@ -528,9 +534,12 @@ def evaluate(
     for fp, before in previous.items():
         if fp in nxt:
             continue
-        if before.state == "firing" and now - before.last_seen < rule.keep_firing_for_s:
-            nxt[fp] = before
-            continue
+        if before.state == "firing" and rule.keep_firing_for_s > 0:
+            # as Prometheus: the grace counts from the first evaluation that missed the alert
+            since = now if before.keep_firing_since is None else before.keep_firing_since
+            if now - since < rule.keep_firing_for_s:
+                nxt[fp] = replace(before, keep_firing_since=since)
+                continue
         changes.append(Transition("resolved" if before.state == "firing" else "inactive", before, now))
     return nxt, changes
 

@@ -113,10 +113,28 @@ def test_pending_that_clears_goes_inactive_and_keep_firing_for_holds() -> None:
     assert gone == {}
     assert [c.to for c in changes] == ["inactive"]
     states, _ = evaluate(rule, states, [Sample({}, 1)], now=10)
-    held, changes = evaluate(rule, states, [], now=20)
+    held, changes = evaluate(rule, states, [], now=20)  # the first miss: keep_firing_for counts from here
     assert changes == []
     assert next(iter(held.values())).state == "firing"
-    _, changes = evaluate(rule, held, [], now=40)
+    held, changes = evaluate(rule, held, [], now=40)
+    assert changes == []
+    _, changes = evaluate(rule, held, [], now=50)
+    assert [c.to for c in changes] == ["resolved"]
+
+
+def test_keep_firing_for_one_interval_holds_one_missed_evaluation() -> None:
+    """Prometheus stamps KeepFiringSince at the first evaluation that misses the alert, so a grace of one
+    evaluation interval forgives one miss (counted from the last hit it would forgive none)."""
+    rule = AlertRule("E", "x", keep_firing_for_s=15)
+    states, _ = evaluate(rule, {}, [Sample({}, 1)], now=0)
+    held, changes = evaluate(rule, states, [], now=15)
+    assert changes == []
+    assert next(iter(held.values())).state == "firing"
+    back, _ = evaluate(rule, held, [Sample({}, 1)], now=30)  # seen again: the grace starts over
+    assert next(iter(back.values())).keep_firing_since is None
+    held, changes = evaluate(rule, back, [], now=45)
+    assert changes == []
+    _, changes = evaluate(rule, held, [], now=60)
     assert [c.to for c in changes] == ["resolved"]
 
 
