@@ -24,6 +24,7 @@ from yunzhou.cli.environments import env_app
 from yunzhou.cli.observe import observe_app
 from yunzhou.cli.projects import project_app
 from yunzhou.cli.secrets import secret_app
+from yunzhou.cli.traffic import traffic_app
 
 
 class YunzhouGroup(TyperGroup):
@@ -65,6 +66,7 @@ app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
 app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
 app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 app.add_typer(autoscale_app, name="autoscale", rich_help_panel=PANEL_APPS)
+app.add_typer(traffic_app, name="traffic", rich_help_panel=PANEL_APPS)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

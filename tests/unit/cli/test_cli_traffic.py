@@ -31,3 +31,16 @@ def test_unknown_strategy_is_refused(shop: Run, score_file: Path) -> None:
     result = shop("deploy", "shop/dev", "-f", str(score_file), "--strategy", "big-bang")
     assert result.exit_code != 0
     assert "--strategy" in result.output
+
+
+def test_traffic_check_validates_a_settings_file_offline(shop: Run, tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("traffic: {rateLimit: {rps: 5}}\n")
+    result = shop("traffic", "check", str(good))
+    assert result.exit_code == 0, result.output
+    assert "burst: 5" in result.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("traffic: {routes: [{name: x, to: [{release: stable, weight: 50}]}]}\n")
+    result = shop("traffic", "check", str(bad))
+    assert result.exit_code != 0
+    assert "settings.traffic.routes.0.to: weights must sum to 100" in result.output
