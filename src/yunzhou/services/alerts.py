@@ -751,12 +751,18 @@ def _instances_for_app(rows: Iterable[AlertRuleRow], project: str, env: str, app
 
 def where_of(scope: RuleScope, labels: Mapping[str, str]) -> tuple[str, str, str]:
     """Which app an alert is about: the rule's scope wins over labels, so a project's rule never names (or
-    acts on) another project's app."""
-    return (
-        scope.project or labels.get("project", ""),
-        scope.env or labels.get("env", ""),
-        scope.app or labels.get("app", ""),
-    )
+    acts on) another project's app. Labels fill in only below a scope they agree with: a series of
+    shop/prod/web seen by a rule of project ``bank`` is about no app of bank (not bank/prod/web)."""
+    out: list[str] = []
+    agrees = True
+    for mine, key in ((scope.project, "project"), (scope.env, "env"), (scope.app, "app")):
+        theirs = labels.get(key, "")
+        if mine:
+            agrees = agrees and theirs in ("", mine)
+            out.append(mine)
+        else:
+            out.append(theirs if agrees else "")
+    return out[0], out[1], out[2]
 
 
 def _desired_release(s: Session, project: str, env: str, app: str) -> int | None:

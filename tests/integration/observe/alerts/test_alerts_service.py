@@ -233,3 +233,26 @@ def test_environment_knobs_name_themselves() -> None:
     assert history_days({}) == 30
     with pytest.raises(ValueError, match="YUNZHOU_ALERT_HISTORY_DAYS"):
         history_days({"YUNZHOU_ALERT_HISTORY_DAYS": "0"})
+
+
+def test_a_projects_rule_never_acts_on_its_namesake_app_for_another_projects_series(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    """bank's rule reads every series (known limitation); shop/dev/orders failing must not scale
+    bank/dev/orders just because the env and app names coincide."""
+    cp, store, clock = world
+    cp.projects.create(SYSTEM, "bank")
+    cp.projects.create_environment(SYSTEM, "bank", "dev", "local", None)
+    cp.apps.deploy(SYSTEM, "bank", "dev", score(), None, None)
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("bank"), "AnyServerError",
+        {"expr": 'yunzhou_router_requests_total{code="5xx"} > 0', "actions": [{"type": "scale", "by": 1}]},
+    )  # fmt: skip
+    traffic(store, T0, 10, 1)  # shop's series only
+    clock.t = T0
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    assert cp.apps.get("bank", "dev", "orders")["replicas"] == 1
+    assert cp.alerts.history(SYSTEM, "bank", kind="action") == []
+    firing = cp.alerts.active(SYSTEM, "bank")
+    assert [(a["state"], a["env"], a["app"]) for a in firing] == [("firing", "", "")]
+    assert cp.alerts.timeline(SYSTEM, "bank", "dev", "orders") == []
