@@ -120,3 +120,24 @@ def test_email_subject_and_body() -> None:
     assert msg["Subject"] == "[FIRING:1] E (app=web env=dev project=shop)"
     assert msg["To"] == "b@x.test, c@x.test"
     assert "web fails" in msg.get_content()
+
+
+def test_an_alert_no_longer_observed_resolves_once_stale_and_is_not_repeated() -> None:
+    """Its rule was deleted (or its app removed): nobody observes it again. As Alertmanager does with an
+    alert Prometheus stopped sending, it resolves when its endsAt passes, instead of repeating forever."""
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out, stale_after=240), [receiver()]
+    n.observe(r, alert(), 0)
+    for t in range(10, 7300, 60):
+        n.flush(t, [])
+    assert [p["status"] for p in out.sent] == ["firing", "resolved"]
+    assert out.sent[1]["alerts"][0]["endsAt"] == "1970-01-01T00:04:00.000Z"
+
+
+def test_an_alert_still_observed_never_goes_stale() -> None:
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out, stale_after=240), [receiver()]
+    for t in range(0, 3700, 60):
+        n.observe(r, alert(), t)
+        n.flush(t + 10, [])
+    assert [p["status"] for p in out.sent] == ["firing", "firing"]  # the first and the repeat after 1h

@@ -82,7 +82,8 @@ class AlertEvaluator:
         self.interval = interval
         self.history_days = history_days()
         self.external_url = external_url
-        self.notifier = notifier or Notifier(external_url)
+        # an alert not observed for 4 evaluations (at least 4 min) resolves, as Prometheus' endsAt makes it
+        self.notifier = notifier or Notifier(external_url, stale_after=4 * max(interval, 60.0))
         self.healer = Healer(cp)
         self.health: dict[str, RuleHealth] = {}
         self._stop = threading.Event()

@@ -4,6 +4,10 @@ then look again every group_interval and send only when something changed (a new
 resolved one that was announced) or repeat_interval passed. Silenced alerts are left out of every message,
 so an alert silenced before it was announced is never sent, firing or resolved.
 
+A firing alert that stops being observed (its rule deleted or switched off, its app removed, its
+expression failing) is resolved ``stale_after`` seconds after it was last observed, as Alertmanager resolves
+an alert Prometheus stopped sending once its endsAt passes.
+
 State lives in memory: a restart of the control plane may send a group once more (Alertmanager without
 its notification log does the same)."""
 
@@ -22,6 +26,7 @@ from yunzhou.services.alerts import Receiver
 log = logging.getLogger("yunzhou.observe.alerts")
 Deliver = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
 Silences = Sequence[tuple[str, tuple[Matcher, ...]]]
+STALE_AFTER = 240.0  # Prometheus' endsAt: 4 × its resend delay (1m) after the last evaluation that sent it
 
 
 @dataclass
@@ -30,6 +35,7 @@ class _Group:
     labels: dict[str, str]
     next_flush: float
     alerts: dict[str, NotifiedAlert] = field(default_factory=dict)
+    seen: dict[str, float] = field(default_factory=dict)  # fingerprint → when last observed
     last_sent: float | None = None
     sent_firing: frozenset[str] = frozenset()
 
@@ -71,8 +77,11 @@ class Notifier:
     """Thread-safe: the evaluator observes alerts while another thread flushes; deliveries (which can take
     a receiver's whole timeout) happen outside the lock, so a slow receiver never holds up evaluation."""
 
-    def __init__(self, external_url: str = "", deliver_fn: Deliver = deliver) -> None:
+    def __init__(
+        self, external_url: str = "", deliver_fn: Deliver = deliver, *, stale_after: float = STALE_AFTER
+    ) -> None:
         self.external_url = external_url
+        self.stale_after = stale_after
         self._deliver = deliver_fn
         self._groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Group] = {}
         self._lock = threading.Lock()
@@ -96,11 +105,13 @@ class Notifier:
                     self._groups[key] = group
                 group.receiver = r  # a receiver edited in place keeps its groups
                 group.alerts[alert.fingerprint] = alert
+                group.seen[alert.fingerprint] = now
 
     def flush(self, now: float, silences: Silences) -> list[Sent]:
         with self._lock:
             outgoing = []
             for group in self._groups.values():
+                self._resolve_stale(group, now)
                 if now >= group.next_flush:
                     group.next_flush = now + group.receiver.route.group_interval_s
                     message = self._decide(group, now, silences)
@@ -130,6 +141,12 @@ class Notifier:
             for key in [k for k in self._groups if k[0] not in ids]:
                 del self._groups[key]
 
+    def _resolve_stale(self, g: _Group, now: float) -> None:
+        for fp, alert in list(g.alerts.items()):
+            seen = g.seen.get(fp, now)
+            if alert.ends_at is None and now - seen > self.stale_after:
+                g.alerts[fp] = replace(alert, ends_at=seen + self.stale_after)
+
     def _drop_empty(self) -> None:
         for key in [k for k, g in self._groups.items() if not g.alerts]:
             del self._groups[key]
@@ -141,6 +158,7 @@ class Notifier:
             alert = g.alerts.get(fp)
             if alert is not None and alert.ends_at is not None:
                 del g.alerts[fp]
+                g.seen.pop(fp, None)
 
     def _decide(self, g: _Group, now: float, silences: Silences) -> _Outgoing | None:
         visible = {fp: a for fp, a in g.alerts.items() if not silenced(a.labels, silences)}
