@@ -7,7 +7,7 @@ from typing import Any
 
 from yunzhou.domain.alert_routing import parse_route
 from yunzhou.domain.alerts import parse_matchers
-from yunzhou.observe.alerts import DeliveryError, NotifiedAlert, Notifier
+from yunzhou.observe.alerts import DeliveryError, NotifiedAlert, Notifier, webhook_payload
 from yunzhou.observe.alerts.delivery import email_message
 from yunzhou.services.alerts import Receiver
 
@@ -141,3 +141,15 @@ def test_an_alert_still_observed_never_goes_stale() -> None:
         n.observe(r, alert(), t)
         n.flush(t + 10, [])
     assert [p["status"] for p in out.sent] == ["firing", "firing"]  # the first and the repeat after 1h
+
+
+def test_max_alerts_truncates_and_the_summary_fields_describe_what_is_carried() -> None:
+    """Alertmanager's webhook notifier truncates first, then computes status and the common labels and
+    annotations from the alerts it sends."""
+    alerts = [alert("web", ends_at=5), alert("api"), alert("db")]
+    payload = webhook_payload("hook", "{}:{}", {"alertname": "E"}, alerts, "", max_alerts=1)
+    assert payload["truncatedAlerts"] == 2
+    assert [a["labels"]["app"] for a in payload["alerts"]] == ["web"]
+    assert payload["status"] == "resolved"
+    assert payload["commonLabels"]["app"] == "web"
+    assert payload["commonAnnotations"] == {"summary": "web fails"}

@@ -65,17 +65,18 @@ def webhook_payload(
     external_url: str,
     max_alerts: int = 0,
 ) -> dict[str, Any]:
-    """Alertmanager's webhook JSON (version 4), field for field."""
+    """Alertmanager's webhook JSON (version 4), field for field. As Alertmanager's webhook notifier does,
+    status and the common labels/annotations describe the alerts the message carries (after max_alerts)."""
     shown = list(alerts[:max_alerts]) if max_alerts else list(alerts)
     return {
         "version": "4",
         "groupKey": group_key,
         "truncatedAlerts": len(alerts) - len(shown),
-        "status": "firing" if any(a.ends_at is None for a in alerts) else "resolved",
+        "status": "firing" if any(a.ends_at is None for a in shown) else "resolved",
         "receiver": receiver,
         "groupLabels": dict(group_labels),
-        "commonLabels": _common([a.labels for a in alerts]),
-        "commonAnnotations": _common([a.annotations for a in alerts]),
+        "commonLabels": _common([a.labels for a in shown]),
+        "commonAnnotations": _common([a.annotations for a in shown]),
         "externalURL": external_url,
         "alerts": [a.to_payload() for a in shown],
     }
