@@ -179,3 +179,41 @@ def wait_until(what: str, check: Any, timeout: float = DEADLINE) -> Any:
             return result
         time.sleep(0.05)  # polling interval, bounded by the deadline
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_blue_green_serves_the_new_release_only_on_the_preview_host_then_switches_at_once(
+    server: ControlPlaneProcess, client: YunzhouClient
+) -> None:
+    host, preview = "tills.dev.shop.localhost", "preview.tills.dev.shop.localhost"
+    settings = {
+        "replicas": 2,
+        "rollout": {
+            "strategy": "blue-green",
+            "previewHost": preview,
+            "analysis": {"window": "1s", "maxErrorRate": 0.01, "minRequests": 10},
+        },
+    }
+    deploy(client, "tills", settings, "v1")
+    with Load(server.router_port, host) as load:
+        green = client.deploy(
+            "shop", "dev", mesh_score("tills", "v2"), settings, client.upload_artifact(APPS / "mesh")
+        )
+        wait_until("the preview host to serve the new release", lambda: _version(server, preview) == "v2")
+        assert {_version(server, host) for _ in range(20)} == {"v1"}  # everyone else still gets blue
+        smoke = [_version(server, preview) for _ in range(12)]  # the smoke test the analysis waits for
+        assert smoke[:9] == ["v2"] * 9, smoke  # (after 10 requests and 1 s it may switch: then 404 → None)
+        assert set(smoke) <= {"v2", None}, smoke
+        done = client.wait_for_rollout(
+            "shop", "dev", "tills", green["rollout"]["id"], timeout=DEADLINE, interval=0.1
+        )
+        assert done["state"] == "succeeded", done
+        mark = len(load.results)
+        wait_until("requests after the switch", lambda: len(load.results) > mark + 30)
+    assert all(status == 200 for status, _ in load.results), Counter(load.results)
+    assert set(load.results[mark:]) == {(200, "v2")}
+    assert call(server, preview).status_code == 404  # the preview host is gone with the switch
+
+
+def _version(server: ControlPlaneProcess, host: str) -> str | None:
+    response = call(server, host)
+    return response.json().get("version") if response.status_code == 200 else None

@@ -88,6 +88,7 @@ class LocalRuntime:
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
         self._canaries: dict[int, CanaryRun] = {}  # app id → its canary run
         self._canary_split: dict[str, tuple[int, int]] = {}  # address → (canary release, weight %)
+        self._preview_hosts: dict[str, list[str]] = {}  # address → hosts that reach only the new release
         self._app_of: dict[str, int] = {}  # instance id → app id
         self._draining: dict[str, _Draining] = {}
         self._version = 0
@@ -115,7 +116,7 @@ class LocalRuntime:
             for s in mine
         ]
         strategy = intent.settings.get("rollout") or {}
-        if strategy.get("strategy") == "canary" and not intent.removing:
+        if strategy.get("strategy") in ("canary", "blue-green") and not intent.removing:
             canary = self._canary_pass(intent, mine, actions)
             if canary is not None:
                 return canary
@@ -189,12 +190,19 @@ class LocalRuntime:
     def _clear_split(self, address: str) -> None:
         if self._canary_split.pop(address, None) is not None:
             self._needs_publish = True
+        if self._preview_hosts.pop(address, None) is not None:
+            self._needs_publish = True
 
     def _canary_pass(
         self, intent: AppIntent, mine: list[InstanceStatus], actions: int
     ) -> AppObservation | None:
         """One pass of a canary rollout; None when the plain rolling plan should run instead."""
-        steps = list((intent.settings.get("rollout") or {}).get("steps") or [])
+        rollout = intent.settings.get("rollout") or {}
+        blue_green = rollout.get("strategy") == "blue-green"
+        steps = list(rollout.get("steps") or [])
+        if blue_green:  # one step: the whole new release at 0%, checked (analysis) through the preview host
+            analysis = rollout.get("analysis")
+            steps = [{"weight": 0, "analysis": analysis} if analysis else {"weight": 0, "pause": "0s"}]
         live = [
             s
             for s in mine
@@ -218,7 +226,7 @@ class LocalRuntime:
             want = 0
         else:
             weight = run.weight(steps)
-            want = max(1, math.ceil(intent.replicas * weight / 100))
+            want = intent.replicas if blue_green else max(1, math.ceil(intent.replicas * weight / 100))
             ready = [s for s in canaries if s.ready]
             if len(ready) < want:
                 run.step_started = now  # the step's clock starts once its instances serve
@@ -237,7 +245,10 @@ class LocalRuntime:
                     run.aborted = f"canary aborted at step {run.step + 1} ({weight}%): {reason}"
                     log.warning("%s: %s; traffic back to release %d", intent.address, run.aborted, run.stable)
                     want = 0
-        split = (run.canary, run.weight(steps)) if want and any(s.ready for s in canaries) else None
+        # While the run lasts, the new release's instances are "canary" in the router from the moment they
+        # turn ready (even between this read and the publish below); weight only once some serve.
+        weight = run.weight(steps) if want and any(s.ready for s in canaries) else 0
+        split: tuple[int, int] | None = (run.canary, weight)
         if split != self._canary_split.get(intent.address):
             if split is None:
                 self._canary_split.pop(intent.address, None)
@@ -264,7 +275,15 @@ class LocalRuntime:
                     self.supervisor.ensure(spec)
                     self._app_of[instance_id] = intent.app_id
                     actions += 1
-        self._routes[intent.app_id] = (intent.address, intent.routes)
+        preview = rollout.get("previewHost")
+        extra = (RouteSpec(str(preview)),) if preview and not run.aborted else ()
+        if extra:
+            if self._preview_hosts.get(intent.address) != [str(preview)]:
+                self._preview_hosts[intent.address] = [str(preview)]
+                self._needs_publish = True
+        elif self._preview_hosts.pop(intent.address, None) is not None:
+            self._needs_publish = True
+        self._routes[intent.app_id] = (intent.address, intent.routes + extra)
         self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
         everything = self.supervisor.statuses()
         actions += self._publish(everything)
@@ -411,7 +430,9 @@ class LocalRuntime:
                 )
         body: dict[str, Any] = {"routes": routes}
         policies = router_policies(
-            dict(self._traffic.values()), {app: weight for app, (_, weight) in self._canary_split.items()}
+            dict(self._traffic.values()),
+            {app: weight for app, (_, weight) in self._canary_split.items()},
+            self._preview_hosts,
         )
         if policies:
             body["policies"] = policies
