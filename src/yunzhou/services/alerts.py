@@ -610,8 +610,10 @@ class AlertService:
             return [(r.project, parse_matchers(r.matchers)) for r in rows]
 
     # ---- healing
-    def action_budget(self, rule_key: str, project: str, env: str, app: str, rule: AlertRule) -> str | None:
-        """Why an action may not run now (cool-down, hourly cap), or None when it may."""
+    def action_budget(
+        self, rule_key: str, project: str, env: str, app: str, rule: AlertRule
+    ) -> tuple[int, str]:
+        """How many actions may run now, and why not (more): the cool-down, or what is left of the cap."""
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             where = and_(
@@ -624,13 +626,12 @@ class AlertService:
             )
             last = s.scalar(select(func.max(AlertEvent.time)).where(where))
             if last is not None and (now - last).total_seconds() < rule.cooldown_s:
-                return f"cooling down until {iso(last + timedelta(seconds=rule.cooldown_s))}"
+                return 0, f"cooling down until {iso(last + timedelta(seconds=rule.cooldown_s))}"
             hour = (
                 s.scalar(select(func.count()).where(where, AlertEvent.time > now - timedelta(hours=1))) or 0
             )
-            if hour >= rule.max_actions_per_hour:
-                return f"{hour} action(s) in the last hour reached the cap of {rule.max_actions_per_hour}"
-        return None
+        left = max(0, rule.max_actions_per_hour - hour)
+        return left, f"the cap of {rule.max_actions_per_hour} action(s) per hour is reached"
 
     def rollback_target(self, project: str, env: str, app: str) -> tuple[int | None, str]:
         """The newest release, other than the desired one, whose rollout succeeded and during whose life

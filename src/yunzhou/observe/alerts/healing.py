@@ -33,22 +33,18 @@ class Healer:
                 log.warning("alert %s names no app (labels project, env, app): no action", inst.rule.alert)
             return
         alerts = self.cp.alerts
-        refusal = alerts.action_budget(inst.key, project, env, app, inst.rule)
-        if refusal is not None:
-            if just_fired:
-                for action in inst.rule.actions:
-                    alerts.record_action(
-                        _caller(alert),
-                        inst.key,
-                        alert,
-                        (project, env, app),
-                        action.type,
-                        "skipped",
-                        {"reason": refusal},
-                    )
-            return
+        left, why_not = alerts.action_budget(inst.key, project, env, app, inst.rule)
         for action in inst.rule.actions:
+            if left <= 0:  # every action of the pass counts against the hourly cap, not only the first
+                if just_fired:
+                    alerts.record_action(
+                        _caller(alert), inst.key, alert, (project, env, app), action.type, "skipped",
+                        {"reason": why_not},
+                    )  # fmt: skip
+                continue
             outcome, detail = self._run(action, alert, project, env, app)
+            if outcome != "skipped":
+                left -= 1
             if outcome == "skipped" and not just_fired:
                 continue  # said once when the alert fired; a long-firing alert does not fill the timeline
             detail["because"] = alert.annotations.get("summary") or alert.labels.get("alertname", "")

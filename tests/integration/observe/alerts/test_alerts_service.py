@@ -256,3 +256,23 @@ def test_a_projects_rule_never_acts_on_its_namesake_app_for_another_projects_ser
     firing = cp.alerts.active(SYSTEM, "bank")
     assert [(a["state"], a["env"], a["app"]) for a in firing] == [("firing", "", "")]
     assert cp.alerts.timeline(SYSTEM, "bank", "dev", "orders") == []
+
+
+def test_the_hourly_cap_counts_every_action_of_a_pass(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
+    """Two actions per firing and a cap of 3 an hour: the second pass may run only one more."""
+    cp, store, clock = world
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop", "dev", "orders"), "AnyServerError",
+        {"expr": 'yunzhou_router_requests_total{code="5xx"} > 0', "cooldown": "0s",
+         "max_actions_per_hour": 3,
+         "actions": [{"type": "scale", "by": 1, "max": 10}, {"type": "scale", "by": 1, "max": 10}]},
+    )  # fmt: skip
+    evaluator = AlertEvaluator(cp, QueryEngine(store))
+    for i in range(4):
+        t = T0 + 15 * i
+        traffic(store, t, 10 + i, 1 + i)
+        clock.t = t
+        evaluator.evaluate_once(t)
+    done = [a for a in cp.alerts.history(SYSTEM, "shop", kind="action") if a["state"] == "done"]
+    assert len(done) == 3
+    assert cp.apps.get("shop", "dev", "orders")["replicas"] == 4
