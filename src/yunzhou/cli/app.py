@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 from yunzhou.cli import admin, apps, deploy, logs, server
 from yunzhou.cli.alerts import alerts_app
-from yunzhou.cli.autoscale import autoscale_app
+from yunzhou.cli.autoscale import autoscale_app, scale_hook_app
 from yunzhou.cli.clusters import cluster_app
 from yunzhou.cli.common import (
     EXPECTED_ERRORS,
@@ -66,6 +66,7 @@ app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
 app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
 app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 app.add_typer(autoscale_app, name="autoscale", rich_help_panel=PANEL_APPS)
+app.add_typer(scale_hook_app, name="scale-hook", rich_help_panel=PANEL_APPS)
 app.add_typer(traffic_app, name="traffic", rich_help_panel=PANEL_APPS)
 deploy.register(app)
 apps.register(app)

@@ -167,3 +167,66 @@ def decisions_command(
         ("REASON", lambda d: d.get("reason")),
     ]
     print_list(items, output, columns, empty=f"{address} has no autoscaling decisions yet.")
+
+
+scale_hook_app = typer.Typer(
+    help="Secret URLs that scale an app when POSTed to (for CI, alerting tools, chat-ops).",
+    no_args_is_help=True,
+)
+
+
+class HookAction(StrEnum):
+    up = "up"
+    down = "down"
+    set = "set"
+
+
+@scale_hook_app.command("create")
+def hook_create(
+    ctx: typer.Context,
+    address: AppArg,
+    action: Annotated[HookAction, typer.Option("--action", help="up/down by --step, or set to --replicas.")],
+    step: Annotated[int, typer.Option("--step", min=1, max=100)] = 1,
+    replicas: Annotated[int | None, typer.Option("--replicas", min=0, help="For --action set.")] = None,
+    min_interval: Annotated[
+        int, typer.Option("--min-interval", min=1, max=3600, help="Seconds between two accepted calls.")
+    ] = 10,
+    output: ShowOutput = ShowFormat.text,
+) -> None:
+    """Create a hook; prints its secret URL once (POST to it, no token needed; revoke to disable)."""
+    client = connect(ctx, not_found=app_hint(address))
+    hook = client.create_scale_hook(
+        address.project, address.env, address.app, action.value, step=step, replicas=replicas,
+        min_interval_seconds=min_interval,
+    )  # fmt: skip
+    hook["url"] = client.url + hook["path"]
+    print_object(hook, output, lambda: typer.echo(f"{hook['url']}\n(hook {hook['id']}: keep the URL secret)"))
+
+
+@scale_hook_app.command("list")
+def hook_list(ctx: typer.Context, address: AppArg, output: ListOutput = ListFormat.table) -> None:
+    """An app's scale hooks (never their URLs)."""
+    items = connect(ctx, not_found=app_hint(address)).list_scale_hooks(
+        address.project, address.env, address.app
+    )
+    columns = [
+        ("ID", lambda h: h.get("id")),
+        ("ACTION", lambda h: h.get("action") if h.get("action") != "set" else f"set {h.get('replicas')}"),
+        ("STEP", lambda h: h.get("step")),
+        ("CREATED", lambda h: short_time(h.get("created_at"))),
+        ("BY", lambda h: h.get("created_by")),
+        ("LAST USED", lambda h: short_time(h.get("last_used_at"))),
+        ("REVOKED", lambda h: "yes" if h.get("revoked") else "no"),
+    ]
+    print_list(items, output, columns, empty=f"{address} has no scale hooks.")
+
+
+@scale_hook_app.command("revoke")
+def hook_revoke(
+    ctx: typer.Context, address: AppArg, hook_id: Annotated[str, typer.Argument(metavar="HOOK_ID")]
+) -> None:
+    """Revoke a hook: its URL is refused from now on."""
+    connect(ctx, not_found=app_hint(address)).revoke_scale_hook(
+        address.project, address.env, address.app, hook_id
+    )
+    typer.echo(f"revoked scale hook {hook_id} of {address}")

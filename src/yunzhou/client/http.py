@@ -250,6 +250,10 @@ class YunzhouClient:
     def remove_cluster(self, name: str) -> None:
         self._request("DELETE", f"/clusters/{_segment(name)}")
 
+    def node_events(self, cluster: str, limit: int = 100) -> list[Json]:
+        """What the node autoscaler did on a cluster (add / remove / blocked), newest first."""
+        return self._items(f"/clusters/{_segment(cluster)}/node-events", {"limit": limit})
+
     def render(
         self, project: str, env: str, app: str, release: int | None = None, *, show_secrets: bool = False
     ) -> list[Json]:
@@ -639,6 +643,25 @@ class YunzhouClient:
     def autoscale_decisions(self, project: str, env: str, app: str, limit: int = 100) -> list[Json]:
         """An app's autoscaler decisions, newest first."""
         return self._items(self._app_path(project, env, app) + "/autoscaling/decisions", {"limit": limit})
+
+    def create_scale_hook(
+        self, project: str, env: str, app: str, action: str, *, step: int = 1, replicas: int | None = None,
+        min_interval_seconds: int = 10,
+    ) -> Json:  # fmt: skip
+        """A new scale hook; the answer's ``path`` (with the secret) is shown only this once."""
+        body = {"action": action, "step": step, "replicas": replicas}
+        body["min_interval_seconds"] = min_interval_seconds
+        path = self._app_path(project, env, app) + "/scale-hooks"
+        result: Json = self._request("POST", path, json=body)
+        return result
+
+    def list_scale_hooks(self, project: str, env: str, app: str) -> list[Json]:
+        return self._items(self._app_path(project, env, app) + "/scale-hooks")
+
+    def revoke_scale_hook(self, project: str, env: str, app: str, hook_id: str) -> Json:
+        path = self._app_path(project, env, app) + f"/scale-hooks/{_segment(hook_id)}"
+        result: Json = self._request("DELETE", path)
+        return result
 
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:

@@ -403,3 +403,20 @@ class AutoscaleDecision(Base):
     mode: Mapped[str] = mapped_column(String(80))
     reason: Mapped[str] = mapped_column(Text)
     inputs: Mapped[dict[str, Any]]
+
+
+class ScaleHook(Base):
+    """A secret URL that scales one app (up/down by ``step``, or to ``replicas``); only the hash is kept."""
+
+    __tablename__ = "scale_hooks"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(10))
+    step: Mapped[int] = mapped_column(Integer, default=1)
+    replicas: Mapped[int | None] = mapped_column(Integer)
+    min_interval_seconds: Mapped[int] = mapped_column(Integer, default=10)
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
