@@ -445,7 +445,8 @@ class Exchange:
         if decision.retries is not None and decision.retries.attempts:
             self.retries_left = decision.retries.attempts
             self.retained = []
-        policy.state.budget.note_request(now)
+        if self.retries_left:
+            policy.state.budget.note_request(now)
         timeouts = decision.timeouts
         if timeouts is not None:
             self.per_try = timeouts.per_try
@@ -473,7 +474,7 @@ class Exchange:
         assert self.policy is not None
         assert self.route is not None
         load = self.router.metrics.backend_in_flight
-        order = self.policy.order(self.route.backends, decision, self.loop.time(), lambda i: load.get(i, 0))
+        order = self.policy.order(self.route.backends, decision, self.loop.time(), load)
         if avoid is not None and len(order) > 1 and order[0] is avoid:
             order.append(order.pop(0))  # a retry goes to another backend when there is one
         return order
@@ -523,8 +524,7 @@ class Exchange:
         assert self.route is not None
         if policy.traffic.outlier_detection is None:
             return
-        ids = [b.id for b in self.route.backends]
-        if policy.record(backend, status, gateway_error, self.loop.time(), ids):
+        if policy.record(backend, status, gateway_error, self.loop.time(), self.route.backends):
             self.router.metrics.policy_event("ejections", policy.app, backend.id)
 
     def after_status(self, status: int) -> bool:

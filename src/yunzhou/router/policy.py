@@ -15,7 +15,7 @@ import math
 import random
 import zlib
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -318,7 +318,7 @@ class AppPolicy:
 
     # --- backend choice ------------------------------------------------------------------------
     def order(
-        self, backends: tuple[Backend, ...], decision: Decision, now: float, load: Callable[[str], int]
+        self, backends: tuple[Backend, ...], decision: Decision, now: float, load: Mapping[str, int]
     ) -> list[Backend]:
         """Backends of the chosen track (the other track when it has none), ejected ones left out."""
         chosen = [b for b in backends if b.track == decision.track]
@@ -333,7 +333,7 @@ class AppPolicy:
             i = int(random.random() * n)  # noqa: S311 -- load balancing, not security
             j = int(random.random() * (n - 1))  # noqa: S311
             a, b = chosen[i], chosen[j + 1 if j >= i else j]
-            first = a if load(a.id) <= load(b.id) else b
+            first = a if load.get(a.id, 0) <= load.get(b.id, 0) else b
             return [first, *(x for x in chosen if x is not first)]
         if lb.policy == "consistent-hash" and decision.hash_key is not None:
             key = decision.hash_key.encode("utf-8", "replace")
@@ -356,7 +356,7 @@ class AppPolicy:
 
     # --- outcomes --------------------------------------------------------------------------------
     def record(
-        self, backend: Backend, status: int, gateway_error: bool, now: float, all_ids: list[str]
+        self, backend: Backend, status: int, gateway_error: bool, now: float, backends: tuple[Backend, ...]
     ) -> bool:
         """Feed one attempt's outcome to outlier detection; True when it ejected the backend."""
         od = self.traffic.outlier_detection
@@ -381,8 +381,8 @@ class AppPolicy:
         )
         if not tripped:
             return False
-        ejected = sum(1 for i in all_ids if i in health and health[i].ejected_until > now)
-        if ejected + 1 > math.floor(len(all_ids) * od.max_ejection_percent / 100):
+        ejected = sum(1 for b in backends if b.id in health and health[b.id].ejected_until > now)
+        if ejected + 1 > math.floor(len(backends) * od.max_ejection_percent / 100):
             return False  # never above maxEjectionPercent
         h.ejections += 1
         h.ejected_until = now + od.base_ejection_time * h.ejections

@@ -34,7 +34,7 @@ def test_outlier_ejection_grows_with_each_ejection_and_respects_max_percent() ->
     )
     policy = AppPolicy("shop/dev/a", traffic, (("stable", 100),), frozenset(), PolicyState(doc=None), 0.0)
     a, b = backend("a"), backend("b")
-    ids = ["a", "b"]
+    ids = (a, b)
     assert not policy.record(a, 500, False, 0.0, ids)
     assert policy.record(a, 500, False, 0.0, ids)
     assert policy.state.health["a"].ejected_until == 10.0
@@ -44,7 +44,7 @@ def test_outlier_ejection_grows_with_each_ejection_and_respects_max_percent() ->
     assert not policy.record(a, 503, True, 11.0, ids)
     assert policy.record(a, 503, True, 11.0, ids)
     assert policy.state.health["a"].ejected_until == 31.0
-    assert [x.id for x in policy.order((a, b), policy.decide("h", "/", {}, ""), 12.0, lambda _: 0)] == ["b"]
+    assert [x.id for x in policy.order((a, b), policy.decide("h", "/", {}, ""), 12.0, {})] == ["b"]
 
 
 def test_snapshot_with_policies_and_callers_round_trips() -> None:
