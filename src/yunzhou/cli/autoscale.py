@@ -6,16 +6,20 @@ Runs locally (no server): the same policy code the control plane runs, driven by
 from __future__ import annotations
 
 import math
+import re
+import time
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import typer
 import yaml
 
 from yunzhou.cli.common import (
     AppArg,
+    CommandFailed,
     ListFormat,
     ListOutput,
     ShowFormat,
@@ -29,7 +33,8 @@ from yunzhou.cli.common import (
 )
 from yunzhou.domain.autoscale import AutoscalingPolicy
 from yunzhou.domain.autoscale.simulate import builtin_policy, parse_trace_csv, simulate
-from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.domain.errors import FieldProblem, UserError, YunzhouError
+from yunzhou.domain.names import parse_app_address
 from yunzhou.domain.settings import parse_settings
 
 autoscale_app = typer.Typer(
@@ -66,12 +71,54 @@ def _settings_policy(path: Path, env: str | None) -> AutoscalingPolicy:
     return replace(policy, metrics=(rps[0],))
 
 
+_SINCE_RE = re.compile(r"^(\d+)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _recorded_demand(ctx: typer.Context, address_text: str, since: str) -> tuple[float, np.ndarray]:
+    """The app's request rate over ``since`` from the server's metrics (needs a platform-admin token:
+    raw PromQL sees every project), held per second between samples."""
+    try:
+        address = parse_app_address(address_text)
+    except YunzhouError as exc:
+        raise typer.BadParameter(exc.message, param_hint="--app") from None
+    m = _SINCE_RE.match(since)
+    if not m or int(m.group(1)) == 0:
+        raise typer.BadParameter("a duration like 30m, 6h or 7d", param_hint="--since")
+    span = int(m.group(1)) * _UNIT[m.group(2)]
+    step = max(10, math.ceil(span / 10_000))  # Prometheus answers at most 11,000 points a series
+    end = time.time()
+    sel = f'project="{address.project}",env="{address.env}",app="{address.app}"'
+    data = connect(ctx, not_found=app_hint(address)).metrics_query_range(
+        f"sum(rate(yunzhou_router_requests_total{{{sel}}}[1m]))", end - span, end, step
+    )
+    values = [(float(t), float(v)) for series in data.get("result", []) for t, v in series.get("values", [])]
+    if not values:
+        raise CommandFailed(f"no request metrics for {address} in the last {since}")
+    values.sort()
+    t0 = values[0][0]
+    demand = np.zeros(int(values[-1][0] - t0) + step)
+    for t, v in values:
+        demand[int(t - t0) : int(t - t0) + step] = v
+    return t0, demand
+
+
 @autoscale_app.command("simulate")
 def simulate_command(
+    ctx: typer.Context,
     trace: Annotated[
-        Path,
+        Path | None,
         typer.Option("--trace", metavar="FILE.csv", help="timestamp,demand rows (unix seconds or ISO 8601)."),
-    ],
+    ] = None,
+    app_address: Annotated[
+        str | None,
+        typer.Option(
+            "--app",
+            metavar="PROJECT/ENV/APP",
+            help="Replay the app's recorded request rate instead of a file.",
+        ),
+    ] = None,
+    since: Annotated[str, typer.Option("--since", help="With --app: how far back, e.g. 6h, 7d.")] = "1d",
     policy: Annotated[PolicyName, typer.Option("--policy", help="A built-in policy, or 'settings'.")] = (
         PolicyName.hpa
     ),
@@ -103,12 +150,17 @@ def simulate_command(
     ] = 1,
     output: ShowOutput = ShowFormat.text,
 ) -> None:
-    """Replay a demand trace through a policy; prints instance-seconds, under-provisioned seconds,
-    scaling actions and the timeline (with -o json)."""
-    try:
-        start, demand = parse_trace_csv(trace.read_text())
-    except OSError as exc:
-        raise typer.BadParameter(f"cannot read {trace}: {exc.strerror}", param_hint="--trace") from None
+    """Replay a demand trace (a CSV, or an app's recorded request rate) through a policy; prints
+    instance-seconds, under-provisioned seconds, scaling actions and the timeline (with -o json)."""
+    if (trace is None) == (app_address is None):
+        raise typer.BadParameter("give --trace FILE.csv or --app PROJECT/ENV/APP", param_hint="--trace")
+    if trace is not None:
+        try:
+            start, demand = parse_trace_csv(trace.read_text())
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read {trace}: {exc.strerror}", param_hint="--trace") from None
+    else:
+        start, demand = _recorded_demand(ctx, str(app_address), since)
     aim = target if target is not None else 0.8 * capacity
     if policy is PolicyName.settings:
         if settings_file is None:
