@@ -150,7 +150,8 @@ def _per_pod_replicas(
     ready, unready, missing, ignored = group_pods(pods, samples, reading, spec.kind)
     for name in ignored | unready:
         samples.pop(name, None)
-    samples = {n: v for n, v in samples.items() if any(p.name == n for p in pods)}
+    known = {p.name for p in pods}
+    samples = {n: v for n, v in samples.items() if n in known}
     if not samples:
         raise MetricUnavailable("no samples for ready instances")
     utilization = spec.target.type == "Utilization"

@@ -150,3 +150,20 @@ def test_predictive_floor_raises_min_replicas_and_says_so() -> None:
     assert decision.min_replicas == expected
     assert decision.desired == expected  # below min: raised at once, as an HPA's raised minReplicas does
     assert decision.reason.startswith(("PredictiveFloor", "TooFewReplicas"))
+
+
+def test_a_scheduled_window_raises_min_replicas_in_the_autoscaler() -> None:
+    window = ScheduleWindow("launch", "0 9 * * *", 3600, "Asia/Shanghai", min_replicas=5)
+    policy = AutoscalingPolicy(
+        min_replicas=1,
+        max_replicas=10,
+        metrics=(MetricSpec("rps", MetricTarget("AverageValue", 10)),),
+        schedules=(window,),
+    )
+    scaler = Autoscaler(policy)
+    observation = Observation(1, (PodState("a"),), {"rps": MetricReading(total=5)})
+    before = scaler.decide(ts("2026-11-25T00:59:00+00:00"), observation)  # 08:59 in Shanghai
+    assert (before.desired, before.mode) == (1, "reactive")
+    during = scaler.decide(ts("2026-11-25T01:00:00+00:00"), observation)  # 09:00
+    assert (during.desired, during.mode, during.min_replicas) == (5, "scheduled:launch", 5)
+    assert during.reason.startswith("TooFewReplicas")
