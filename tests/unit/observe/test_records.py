@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -36,8 +37,11 @@ def test_a_captured_line_becomes_a_record() -> None:
         stream="stderr",
         line='{"a": 1}',
         release=4,
-        fields={},  # the store reads them from the line itself (in SQLite), no second encoding
+        fields={"a": 1},
+        fields_json='{"a": 1}',  # the line is their encoding: the store keeps it once, encodes nothing
     )
+    nan = SupervisorLine(NOW, "shop/dev/orders", "orders-1", 4, "stdout", '{"a": NaN}', {"a": math.nan})
+    assert LogRecord.from_captured(nan).fields_json is None  # the store makes it strict JSON
     plain = SupervisorLine(NOW, "shop/dev/orders", "orders-1", 4, "stdout", "plain", {"user": "a"})
     assert LogRecord.from_captured(plain).fields == {"user": "a"}
 

@@ -3,12 +3,15 @@
 Each field gives an equality token ``e<hex key>x<s|n><hex value>``, and each number also a bucket token
 ``b<hex key>x<p|m><digits><first digit>`` (sign, number of digits and first digit of its integer part),
 so ``status>=500`` is the OR of the buckets at or above 500's (``p35``, ``p36`` … ``p4*`` …). Tokens are
-letters and digits only, so the plain ``unicode61`` tokenizer keeps each whole. The index only narrows
-the candidates: every filter is then checked on the record's own JSON, so a bucket's coarseness or a
-value the index left out (long text) never changes an answer.
+letters and digits only, so the plain ``unicode61`` tokenizer keeps each whole (folding the hex digits'
+case). The index only narrows the candidates: every filter is then checked on the record's own JSON,
+so a bucket's coarseness or a value the index left out (long text) never changes an answer.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Mapping
 
 from yunzhou.observe.logs.where import FieldFilter
 
@@ -19,34 +22,50 @@ UNINDEXED_KEYS = ("time", "app")  # answered by since/until and the app itself: 
 UNINDEXED_ACCESS_KEYS = ("backend", "release", "host", "request_id")
 _MAX_DIGITS = 19  # int64
 
-_NUMBER_TEXT = (
-    "CASE WHEN j.type = 'real' AND j.value = CAST(j.value AS INTEGER)"
-    " THEN CAST(CAST(j.value AS INTEGER) AS TEXT) ELSE CAST(j.value AS TEXT) END"
-)
-_MAGNITUDE = "CAST(CAST(abs(CAST(j.value AS REAL)) AS INTEGER) AS TEXT)"
-_TOKENS = (
-    "'e' || hex(j.key) || 'x' || CASE WHEN j.type = 'text' THEN 's' || hex(j.value)"
-    f" ELSE 'n' || hex({_NUMBER_TEXT}) || ' b' || hex(j.key) || 'x'"
-    f" || CASE WHEN j.value < 0 THEN 'm' ELSE 'p' END || length({_MAGNITUDE}) || substr({_MAGNITUDE}, 1, 1)"
-    " END"
-)
+_INT64_MAX = 2**63 - 1
+_SKIP = frozenset(UNINDEXED_KEYS)
+_SKIP_ACCESS = frozenset(UNINDEXED_ACCESS_KEYS)
+_SCALARS = frozenset((str, int, float, bool))
+_cache: dict[tuple[str, object, type], str] = {}  # (key, value, type) → its tokens: values repeat a lot
+_CACHE_SIZE = 100_000
 
 
-def insert_sql(fields_json: str) -> str:
-    """Index the fields of the records with ``id > ?`` (one statement per batch; a subquery per record
-    rather than a GROUP BY, which would sort)."""
-    unindexed = ", ".join(f"'{key}'" for key in UNINDEXED_KEYS)
-    access = ", ".join(f"'{key}'" for key in UNINDEXED_ACCESS_KEYS)
-    tokens = (
-        f"SELECT group_concat({_TOKENS}, ' ') FROM json_each({fields_json}) AS j"  # noqa: S608 - fixed
-        " WHERE j.type IN ('integer', 'real', 'text', 'true', 'false')"
-        f" AND (j.type != 'text' OR length(j.value) <= {MAX_INDEXED_TEXT}) AND j.key NOT IN ({unindexed})"
-        f" AND NOT (l.stream = 'access' AND j.key IN ({access}))"
-    )
-    return (
-        "INSERT INTO fields_fts (rowid, tokens)"  # noqa: S608 - fixed fragments only
-        f" SELECT l.id, ({tokens}) FROM logs AS l WHERE l.id > ? AND l.fields IS NOT NULL"
-    )
+def field_tokens(fields: Mapping[str, object], *, access: bool) -> str | None:
+    """The index tokens of a record's fields (its top-level scalars), or None when there are none.
+
+    Built from the fields the producer already parsed (the supervisor and the tailer parse JSON lines
+    anyway), so indexing costs no JSON parsing of its own.
+    """
+    tokens = []
+    for key, value in fields.items():
+        kind = type(value)
+        if kind not in _SCALARS or key in _SKIP or (access and key in _SKIP_ACCESS):
+            continue
+        cached = (key, value, kind)
+        token = _cache.get(cached)
+        if token is None:
+            token = _tokens(key, value) if isinstance(key, str) else ""
+            if len(_cache) >= _CACHE_SIZE:
+                _cache.clear()
+            _cache[cached] = token
+        if token:
+            tokens.append(token)
+    return " ".join(tokens) or None
+
+
+def _tokens(key: str, value: object) -> str:
+    hex_key = key.encode("utf-8", "replace").hex()
+    if isinstance(value, str):
+        if len(value) > MAX_INDEXED_TEXT:
+            return ""
+        return f"e{hex_key}xs{value.encode('utf-8', 'replace').hex()}"
+    number = float(value) if isinstance(value, float) else int(value)  # type: ignore[call-overload]
+    if isinstance(number, float) and not math.isfinite(number):
+        return ""
+    text = repr(number) if isinstance(number, float) and not number.is_integer() else str(int(number))
+    magnitude = str(min(int(abs(number)), _INT64_MAX))
+    bucket = f"{'m' if number < 0 else 'p'}{len(magnitude)}{magnitude[0]}"
+    return f"e{hex_key}xn{text.encode().hex()} b{hex_key}x{bucket}"
 
 
 def indexable(check: FieldFilter) -> bool:
@@ -80,13 +99,10 @@ def _hex(text: str) -> str:
 
 
 def _number_texts(value: int | float) -> list[str]:
-    """How SQLite writes ``value`` as text, for an integer and for an integral real (42 and 42.0 index
-    alike, as ``42``)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**63:
-        return [str(int(value))]
-    if isinstance(value, float):
-        return [repr(value), f"{value:.15g}"]  # SQLite prints reals with 15 significant digits
-    return [str(value)]
+    """How ``field_tokens`` writes ``value`` (42 and 42.0 index alike, as ``42``)."""
+    if isinstance(value, float) and not value.is_integer():
+        return [repr(value)]
+    return [str(int(value))]
 
 
 def _all_magnitudes() -> list[tuple[int, str]]:

@@ -32,17 +32,26 @@ class LogRecord:
 
     @classmethod
     def from_captured(cls, captured: CapturedLine) -> LogRecord:
-        """A record from a line the process supervisor captured (its ``LogLine``). Fields the supervisor
-        parsed from a JSON line are left to the store, which reads them from the line itself."""
+        """A record from a line the process supervisor captured (its ``LogLine``). When the supervisor
+        parsed the fields from a JSON line, that line is their encoding: the store keeps it once and
+        indexes the parsed fields, never parsing or encoding them again."""
+        line, fields = captured.line, captured.fields
+        from_line = bool(fields) and line.startswith("{") and not _non_finite(line)
         return cls(
             time=captured.time,
             app=captured.app,
             instance=captured.instance_id,
             stream=captured.stream,
-            line=captured.line,
+            line=line,
             release=captured.release,
-            fields={} if captured.line.startswith("{") else captured.fields,
+            fields=fields,
+            fields_json=line if from_line else None,
         )
+
+
+def _non_finite(text: str) -> bool:
+    """Whether JSON ``text`` may hold NaN/Infinity (Python reads them; strict JSON cannot carry them)."""
+    return "NaN" in text or "Infinity" in text
 
 
 class CapturedLine(Protocol):
@@ -125,7 +134,7 @@ def access_record(line: str, *, now: float) -> LogRecord | None:
         line=_access_summary(entry),
         release=release if isinstance(release, int) and not isinstance(release, bool) else None,
         fields=entry,
-        fields_json=None if "NaN" in line or "Infinity" in line else line.strip(),  # else made strict
+        fields_json=None if _non_finite(line) else line.strip(),  # else the store makes it strict
     )
 
 

@@ -24,12 +24,12 @@ RARE_TRIGRAMS_USED = 3
 FIELD_DRIVER_CAP = 20_000  # a range filter matching more than this is checked per record, not walked
 MAX_INDEXED_TEXT = 128  # longer string values are not put in the field index (still filterable)
 
-Row = tuple[int, int, float, str | None, int | None, str, str, str | None]  # id, app_id, time, …
+Row = tuple[int, int, float, str | None, int | None, str, str, str | int | None]  # id, app_id, time, …
+Tokens = tuple[int, str]  # id, the field index tokens of its record
 
 _INSERT_ROW = (
-    "INSERT INTO logs (id, app_id, time, instance, release, stream, line, fields) VALUES"
-    " (?1, ?2, ?3, ?4, ?5, ?6, ?7,"
-    "  CASE WHEN ?8 IS NOT NULL THEN ?8 WHEN substr(ltrim(?7), 1, 1) = '{' AND json_valid(?7) THEN 1 END)"
+    "INSERT INTO logs (id, app_id, time, instance, release, stream, line, fields)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 FIELDS_JSON = "CASE WHEN l.fields = 1 THEN l.line ELSE l.fields END"
 _INSERT_CHECKPOINT = (
@@ -38,7 +38,6 @@ _INSERT_CHECKPOINT = (
 )
 # What one bad row can raise; it must not cost the rest of its batch.
 ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.DataError, OverflowError)
-_INDEX_FIELDS = fieldindex.insert_sql(FIELDS_JSON)
 _COLUMNS = f"l.id, l.time, l.instance, l.release, l.stream, l.line, {FIELDS_JSON}"
 
 
@@ -64,20 +63,26 @@ class AppIds:
 
 
 def insert(
-    conn: sqlite3.Connection, rows: Sequence[Row], checkpoints: dict[str, str], *, full_text: bool
+    conn: sqlite3.Connection,
+    rows: Sequence[Row],
+    tokens: Sequence[Tokens],
+    checkpoints: dict[str, str],
+    *,
+    full_text: bool,
 ) -> list[Row]:
     """One transaction: the rows, their index entries, the checkpoints that say how far their sources
     were read, and the segment's time range. Returns the rows stored: one the database refuses is left
     out, the others stay."""
     try:
-        return _insert(conn, rows, checkpoints, full_text=full_text, row_by_row=False)
+        return _insert(conn, rows, tokens, checkpoints, full_text=full_text, row_by_row=False)
     except ROW_ERRORS:
-        return _insert(conn, rows, checkpoints, full_text=full_text, row_by_row=True)
+        return _insert(conn, rows, tokens, checkpoints, full_text=full_text, row_by_row=True)
 
 
 def _insert(
     conn: sqlite3.Connection,
     rows: Sequence[Row],
+    tokens: Sequence[Tokens],
     checkpoints: dict[str, str],
     *,
     full_text: bool,
@@ -98,12 +103,14 @@ def _insert(
                         stored.append(row)
                     except ROW_ERRORS:
                         pass
+                kept = {row[0] for row in stored}
+                tokens = [entry for entry in tokens if entry[0] in kept]
             if stored:
                 if full_text:
                     conn.execute(
                         "INSERT INTO logs_fts (rowid, line) SELECT id, line FROM logs WHERE id > ?", (before,)
                     )
-                    conn.execute(_INDEX_FIELDS, (before,))
+                    conn.executemany("INSERT INTO fields_fts (rowid, tokens) VALUES (?, ?)", tokens)
                 times = [row[2] for row in stored]
                 conn.execute(
                     "UPDATE meta SET min_time = min(coalesce(min_time, ?1), ?1),"

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from yunzhou.domain.errors import invalid
-from yunzhou.observe.logs import segments, sql
+from yunzhou.observe.logs import fieldindex, segments, sql
 from yunzhou.observe.logs.records import STREAMS, LogRecord, json_fields
 
 log = logging.getLogger("yunzhou.observe.logs")
@@ -103,21 +103,23 @@ class SegmentWriter:
     def write(self, records: Iterable[LogRecord], checkpoints: dict[str, str]) -> tuple[int, int]:
         """One transaction; returns (stored, refused)."""
         rows: list[sql.Row] = []
+        tokens: list[sql.Tokens] = []
         given = 0
         next_id = self.next_id
         for record in records:
             given += 1
-            row = self._row(record, next_id)
+            row = self._row(record, next_id, tokens)
             if row is not None:
                 rows.append(row)
                 next_id += 1
-        stored = sql.insert(self.conn, rows, checkpoints, full_text=self.full_text)
+        stored = sql.insert(self.conn, rows, tokens, checkpoints, full_text=self.full_text)
         if rows:
             self.next_id = max(self.next_id, rows[-1][0] + 1)
         return len(stored), given - len(stored)
 
-    def _row(self, record: LogRecord, record_id: int) -> sql.Row | None:
-        """The database row for ``record``, or None when it is not a valid record."""
+    def _row(self, record: LogRecord, record_id: int, tokens: list[sql.Tokens]) -> sql.Row | None:
+        """The database row for ``record`` (its field index tokens go to ``tokens``), or None when it is
+        not a valid record."""
         if record.stream not in STREAMS:
             return None
         try:
@@ -125,7 +127,12 @@ class SegmentWriter:
             when = float(record.time)
             if app_id is None or not math.isfinite(when):
                 return None
-            line = str(record.line)
+            line = record.line if type(record.line) is str else str(record.line)
+            column, fields = _fields(record, line)
+            if fields:
+                found = fieldindex.field_tokens(fields, access=record.stream == "access")
+                if found is not None:
+                    tokens.append((record_id, found))
             return (
                 record_id,
                 app_id,
@@ -134,7 +141,7 @@ class SegmentWriter:
                 record.release if isinstance(record.release, int) else None,
                 record.stream,
                 line,
-                record.fields_json or _fields(record.fields, line),
+                column,
             )
         except Exception:  # whatever a caller put in a record, it must not stop the writer
             return None
@@ -224,16 +231,24 @@ def _describe(segment: segments.Segment) -> tuple[float | None, int]:
         conn.close()
 
 
-def _fields(given: Mapping[str, object], line: str) -> str | None:
-    """The record's fields as JSON: those given; else None, and the insert itself checks whether the line
-    is a JSON object (in C). Only a JSON line with NaN/Infinity, which SQLite's JSON refuses, is parsed
-    here."""
+def _fields(record: LogRecord, line: str) -> tuple[str | int | None, Mapping[str, object] | None]:
+    """What to store in the fields column (None; 1: the line itself is their JSON; else JSON text) and
+    the fields to index. The hot paths (the supervisor's JSON lines, the tailer's access records) come
+    with both the parsed fields and their JSON text: nothing is parsed or encoded here."""
+    given = record.fields
+    if record.fields_json is not None:
+        parsed = given or json_fields(record.fields_json)
+        return (1 if record.fields_json == line else record.fields_json), parsed
     if given:
-        return _json(dict(given))
-    if ("NaN" in line or "Infinity" in line) and line.lstrip()[:1] == "{":
-        parsed = json_fields(line)
-        return None if parsed is None else _json(parsed)
-    return None
+        return _json(dict(given)), given
+    if line[:1] != "{" and line.lstrip()[:1] != "{":
+        return None, None
+    parsed = json_fields(line)  # a JSON line nobody parsed yet
+    if parsed is None:
+        return None, None
+    if "NaN" in line or "Infinity" in line:
+        return _json(parsed), parsed
+    return 1, parsed
 
 
 def _json(fields: dict[str, Any]) -> str:
