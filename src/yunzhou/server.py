@@ -111,6 +111,11 @@ class Runner:
         self.autoscaler = (
             AutoscaleLoop(cp, metrics.engine, interval=autoscale_interval()) if metrics is not None else None
         )
+        # node autoscaling of the clusters YUNZHOU_NODE_AUTOSCALING names (reconcile/nodes.py)
+        from yunzhou.reconcile.nodes import NodeAutoscaling, node_autoscaling_settings
+
+        node_settings = node_autoscaling_settings(os.environ)
+        self.nodes = NodeAutoscaling(cp, self.clusters.connect, node_settings) if node_settings else None
 
     def start(self) -> Runner:
         import fcntl
@@ -142,6 +147,8 @@ class Runner:
             self.alerts.start()
         if self.autoscaler is not None:
             self.autoscaler.start()
+        if self.nodes is not None:
+            self.nodes.start()
         return self
 
     def _ensure_router(self) -> None:
@@ -159,6 +166,8 @@ class Runner:
             self._router_admin = admin
 
     def stop(self) -> None:
+        if self.nodes is not None:
+            self.nodes.stop()
         if self.autoscaler is not None:
             self.autoscaler.stop()
         if self.alerts is not None:

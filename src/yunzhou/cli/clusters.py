@@ -118,3 +118,21 @@ def remove(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Cluster
     """Forget a cluster (refused while environments target it)."""
     connect(ctx).remove_cluster(name)
     say(f"Removed cluster {name}")
+
+
+@cluster_app.command("node-events")
+def node_events(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    limit: Annotated[int, typer.Option("--limit", help="How many, newest first.")] = 50,
+    output: ListOutput = ListFormat.table,
+) -> None:
+    """What node autoscaling did on the cluster: nodes added, removed, or not added and why."""
+    items = connect(ctx).node_events(name, limit)
+    columns = [
+        ("TIME", lambda e: short_time(e.get("time"))),
+        ("ACTION", lambda e: e.get("action")),
+        ("NODE", lambda e: e.get("node") or "-"),
+        ("REASON", lambda e: e.get("reason")),
+    ]
+    print_list(items, output, columns, empty=f"No node events on {name} (see YUNZHOU_NODE_AUTOSCALING).")
