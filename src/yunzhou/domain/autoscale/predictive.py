@@ -37,10 +37,12 @@ WEEK = 7 * DAY
 @dataclass(frozen=True)
 class Forecast:
     mode: str  # learning | reactive | predictive
-    value: float | None  # forecast demand (None unless there is a model to ask)
+    value: float | None  # demand to provision for: the point forecast × the error quantile
     error: float | None  # recent sMAPE
     history_seconds: float
     reason: str
+    point: float | None = None  # the point forecast
+    factor: float = 1.0  # the spec's quantile of (what happened / what was forecast), recently
 
 
 @dataclass
@@ -68,6 +70,11 @@ class Forecaster:
     max_seasons: int = 48  # past seasons looked at per period (48 hours, 14 days, 2 weeks at most)
     _cache: dict[tuple[int, int], float | None] = field(default_factory=dict)
     _prefix_sums: list[float] = field(default_factory=lambda: [0.0])
+    ratio_window: int = 1440  # forecasts remembered for the error quantile (6 h at 15 s)
+    _said: deque[tuple[float, float]] = field(default_factory=deque)  # (for time, point forecast)
+    _ratios: deque[float] = field(default_factory=deque)
+    _factor_cache: tuple[int, float] | None = None
+    _scored: int = 0
 
     @property
     def periods(self) -> list[int]:
@@ -90,6 +97,14 @@ class Forecaster:
         while b > self._cur_bin:
             self._close_bin()
         self._trend_update(t, value)
+        actual = value if peak is None else peak
+        while self._said and self._said[0][0] <= t:
+            _, said = self._said.popleft()
+            if said > 0:
+                self._scored += 1
+                self._ratios.append(actual / said)
+                if len(self._ratios) > self.ratio_window:
+                    self._ratios.popleft()
         self._cur_sum += value * count
         self._cur_n += count
         self._cur_peak = max(self._cur_peak, value if peak is None else peak)
@@ -202,7 +217,7 @@ class Forecaster:
                 ratios.extend(v / level_then for v in series[lo:hi])
         value = None
         if ratios:
-            value = level_now * float(np.quantile(np.asarray(ratios), self.spec.quantile))
+            value = level_now * float(np.median(np.asarray(ratios)))
         self._cache[key] = value
         return value
 
@@ -229,7 +244,11 @@ class Forecaster:
         if self.trend:
             values.append(self.trend_forecast(now + horizon))
         known = [v for v in values if v is not None]
-        value = max(known) if known else None
+        point = max(known) if known else None
+        factor = self._error_factor()
+        value = None if point is None else point * factor
+        if point is not None:
+            self._said.append((now + horizon, point))
         error = self._error_sum / len(self._errors) if self._errors else None
         if history < self.spec.min_history_seconds or value is None:
             return Forecast(
@@ -238,14 +257,28 @@ class Forecaster:
                 error,
                 history,
                 f"{history:.0f}s of history < {self.spec.min_history_seconds}s",
+                point,
+                factor,
             )
         if error is None or len(self._errors) < min(self.error_bins, 30):
-            return Forecast("reactive", value, error, history, "not enough scored forecasts yet")
-        if error > self.spec.max_error:
             return Forecast(
-                "reactive", value, error, history, f"forecast error {error:.2f} > {self.spec.max_error}"
+                "reactive", value, error, history, "not enough scored forecasts yet", point, factor
             )
-        return Forecast("predictive", value, error, history, f"forecast error {error:.2f}")
+        if error > self.spec.max_error:
+            why = f"forecast error {error:.2f} > {self.spec.max_error}"
+            return Forecast("reactive", value, error, history, why, point, factor)
+        return Forecast("predictive", value, error, history, f"forecast error {error:.2f}", point, factor)
+
+    def _error_factor(self) -> float:
+        """The spec's quantile of (what happened / what was forecast) over the recent forecasts, in
+        [0.5, 3]; 1 until 20 forecasts were scored."""
+        if len(self._ratios) < 20:
+            return 1.0
+        # recomputed every 10 scored forecasts: a quantile of a few thousand numbers is not free
+        if self._factor_cache is None or self._scored - self._factor_cache[0] >= 10:
+            q = float(np.quantile(np.fromiter(self._ratios, float, len(self._ratios)), self.spec.quantile))
+            self._factor_cache = (self._scored, min(3.0, max(0.5, q)))
+        return self._factor_cache[1]
 
 
 def replicas_for_forecast(value: float, target_per_instance: float) -> int:
