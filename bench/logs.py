@@ -30,7 +30,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,7 @@ from yunzhou.observe import (  # noqa: E402
     format_rfc3339,
     parse_filters,
 )
+from yunzhou.runtimes.local import LogLine  # noqa: E402 - what the supervisor hands the store
 
 APPS = ["shop/prod/orders", "shop/prod/inventory", "shop/dev/orders", "blog/prod/web"]
 MAIN = APPS[0]
@@ -62,19 +62,6 @@ MESSAGES = [
     "rate limited by upstream",
 ]
 LEVELS = ["debug"] * 20 + ["info"] * 70 + ["warn"] * 8 + ["error"] * 2
-
-
-@dataclass(frozen=True)
-class Captured:
-    """The shape of the supervisor's LogLine."""
-
-    time: float
-    app: str
-    instance_id: str
-    release: int
-    stream: str
-    line: str
-    fields: dict[str, object]
 
 
 def mix(i: int) -> int:
@@ -95,7 +82,7 @@ def make_record(i: int, start: float, step: float) -> LogRecord:
             "order": f"ORD-{i:09d}", "took_ms": h % 900,
         })  # fmt: skip
         # as the supervisor hands it over: it parsed the JSON line already (its cost, not the store's)
-        return LogRecord.from_captured(Captured(when, app, instance, 3, "stdout", line, json.loads(line)))
+        return LogRecord.from_captured(LogLine(when, app, instance, 3, "stdout", line, json.loads(line)))
     if kind < 7:
         level = "ERROR" if h % 50 == 0 else "INFO"
         line = (

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import pytest
 
 from tests.unit.observe.conftest import APP, T0, MakeStore, record
+from tests.unit.observe.test_records import SupervisorLine
 from yunzhou.domain.errors import UserError
 from yunzhou.observe import FieldFilter, LogRecord, LogStore, access_record, json_fields, parse_filters
 from yunzhou.observe.logs import fieldindex
@@ -163,18 +163,9 @@ def test_long_text_values_are_not_indexed_but_still_match(store: LogStore) -> No
 
 
 def test_captured_json_lines_and_access_records_are_indexed_from_their_parsed_fields(store: LogStore) -> None:
-    @dataclass(frozen=True)
-    class Captured:  # the shape of the supervisor's LogLine
-        time: float
-        app: str
-        instance_id: str
-        release: int
-        stream: str
-        line: str
-        fields: dict[str, object]
-
     line = '{"level": "error", "user_id": 42, "took": 1.5}'
-    store.append(LogRecord.from_captured(Captured(T0, APP, "orders-1", 1, "stdout", line, json.loads(line))))
+    captured = SupervisorLine(T0, APP, "orders-1", 1, "stdout", line, json.loads(line))
+    store.append(LogRecord.from_captured(captured))
     access = json.dumps(
         {"app": APP, "time": "2023-11-14T22:13:20Z", "status": 503, "path": "/x", "method": "GET"}
     )
