@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, select
@@ -548,7 +548,7 @@ class AlertService:
                 project, env, app = where_of(inst.scope, c.alert.labels)
                 s.add(
                     AlertEvent(
-                        time=now,
+                        time=datetime.fromtimestamp(c.at, UTC),  # the evaluation's time, not this write's
                         kind="alert",
                         project=project,
                         env=env,

@@ -276,3 +276,22 @@ def test_the_hourly_cap_counts_every_action_of_a_pass(world: tuple[ControlPlane,
     done = [a for a in cp.alerts.history(SYSTEM, "shop", kind="action") if a["state"] == "done"]
     assert len(done) == 3
     assert cp.apps.get("shop", "dev", "orders")["replicas"] == 4
+
+
+def test_history_records_the_evaluations_time_not_when_it_was_written(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    """pending → firing in the history is exactly the rule's `for`, however long the writes took."""
+    cp, store, clock = world
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop"), "AnyServerError",
+        {"expr": 'yunzhou_router_requests_total{code="5xx"} > 0', "for": "30s"},
+    )  # fmt: skip
+    evaluator = AlertEvaluator(cp, QueryEngine(store))
+    for t, lag in ((T0, 0.7), (T0 + 30, 0.1)):
+        traffic(store, t, 10, 1)
+        clock.t = t + lag  # the store's write happens a while after the evaluation instant
+        evaluator.evaluate_once(t)
+    history = {h["state"]: h["time"] for h in cp.alerts.history(SYSTEM, "shop", kind="alert")}
+    held = datetime.fromisoformat(history["firing"]) - datetime.fromisoformat(history["pending"])
+    assert held == timedelta(seconds=30)
