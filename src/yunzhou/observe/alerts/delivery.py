@@ -29,6 +29,11 @@ class NotifiedAlert:
     starts_at: float
     ends_at: float | None  # None while firing
     generator_url: str = ""
+    project: str = ""  # the project whose receivers and silences it belongs to ("" → its project label)
+
+    @property
+    def owner(self) -> str:
+        return self.project or self.labels.get("project", "")
 
     @property
     def status(self) -> str:

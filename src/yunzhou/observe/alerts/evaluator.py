@@ -19,7 +19,7 @@ from yunzhou.observe.alerts.delivery import NotifiedAlert
 from yunzhou.observe.alerts.healing import Healer
 from yunzhou.observe.alerts.notifier import Notifier, Sent, silenced
 from yunzhou.services import ControlPlane
-from yunzhou.services.alerts import RuleInstance
+from yunzhou.services.alerts import RuleInstance, where_of
 
 log = logging.getLogger("yunzhou.observe.alerts")
 DEFAULT_INTERVAL = 15.0
@@ -131,7 +131,7 @@ class AlertEvaluator:
                 if st.state != "firing":
                     continue
                 self.notifier.observe(receivers, self._notified(inst, st), now)
-                if not silenced(st.labels, silences):
+                if not silenced(st.labels, silences, where_of(inst.scope, st.labels)[0]):
                     self.healer.consider(inst, st, just_fired=st.fingerprint in fired_now)
         alerts.record_health(health_changes)
         alerts.forget({i.key for i in plan})
@@ -141,10 +141,10 @@ class AlertEvaluator:
         return self.notifier.flush(now, self.cp.alerts.active_silences(self.cp.ctx.clock()))
 
     def _notified(self, inst: RuleInstance, st: AlertState, ended: float | None = None) -> NotifiedAlert:
-        project = st.labels.get("project") or inst.scope.project
+        project = where_of(inst.scope, st.labels)[0]  # a project's rule notifies that project only
         url = f"{self.external_url}/api/v1/projects/{project}/alerts" if self.external_url and project else ""
         return NotifiedAlert(
-            st.fingerprint, st.labels, st.annotations, st.fired_at or st.active_at, ended, url
+            st.fingerprint, st.labels, st.annotations, st.fired_at or st.active_at, ended, url, project
         )
 
     # ---- the loops: evaluation every interval; notifications on a finer tick, in their own thread so a

@@ -57,8 +57,8 @@ class Sent:
     error: str | None = None
 
 
-def silenced(labels: Mapping[str, str], silences: Silences) -> bool:
-    project = labels.get("project", "")
+def silenced(labels: Mapping[str, str], silences: Silences, project: str) -> bool:
+    """``project`` owns the alert (its rule's scope, else its label): its silences and global ones apply."""
     return any((scope in ("", project)) and matches_all(ms, labels) for scope, ms in silences)
 
 
@@ -91,7 +91,7 @@ class Notifier:
         """A firing alert (ends_at None) or one that just resolved."""
         with self._lock:
             for r in receivers:
-                if r.project not in ("", alert.labels.get("project", "")):
+                if r.project not in ("", alert.owner):  # the owner, not a label the expression returned
                     continue
                 if not matches_all(r.route.matchers, alert.labels):
                     continue
@@ -161,7 +161,7 @@ class Notifier:
                 g.seen.pop(fp, None)
 
     def _decide(self, g: _Group, now: float, silences: Silences) -> _Outgoing | None:
-        visible = {fp: a for fp, a in g.alerts.items() if not silenced(a.labels, silences)}
+        visible = {fp: a for fp, a in g.alerts.items() if not silenced(a.labels, silences, a.owner)}
         firing = frozenset(fp for fp, a in visible.items() if a.ends_at is None)
         resolved = [fp for fp, a in g.alerts.items() if a.ends_at is not None]
         announced_resolved = {fp for fp in resolved if fp in visible and fp in g.sent_firing}

@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import Api
 from tests.helpers import score
 from yunzhou.domain.errors import UserError
-from yunzhou.observe.alerts import AlertEvaluator, alert_interval
+from yunzhou.observe.alerts import AlertEvaluator, Notifier, alert_interval
 from yunzhou.observe.alerts.evaluator import history_days
 from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.services import SYSTEM, ControlPlane
@@ -276,6 +276,33 @@ def test_the_hourly_cap_counts_every_action_of_a_pass(world: tuple[ControlPlane,
     done = [a for a in cp.alerts.history(SYSTEM, "shop", kind="action") if a["state"] == "done"]
     assert len(done) == 3
     assert cp.apps.get("shop", "dev", "orders")["replicas"] == 4
+
+
+def test_a_projects_rule_notifies_its_own_receivers_whatever_labels_it_returns(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    """An aggregate without a project label still reaches shop's receivers; bank's rule reading shop's
+    series reaches bank's receivers, never shop's."""
+    cp, store, clock = world
+    cp.projects.create(SYSTEM, "bank")
+    exprs = {
+        "shop": 'sum(yunzhou_router_requests_total{project="shop",code="5xx"}) > 0',  # no project label
+        "bank": 'yunzhou_router_requests_total{project="shop",code="5xx"} > 0',  # project="shop" label
+    }
+    for project, expr in exprs.items():
+        cp.alerts.put_receiver(
+            SYSTEM, project, "hook", "webhook", {"url": f"http://{project}.test/hook"}, {"group_wait": "0s"}
+        )
+        cp.alerts.put_rule(SYSTEM, RuleScope(project), f"{project.title()}Errors", {"expr": expr})
+    sent: list[tuple[str, dict[str, object]]] = []
+    notifier = Notifier(deliver_fn=lambda kind, config, payload: sent.append((config["url"], dict(payload))))
+    evaluator = AlertEvaluator(cp, QueryEngine(store), notifier=notifier)
+    traffic(store, T0, 10, 1)
+    clock.t = T0
+    evaluator.evaluate_once(T0)
+    evaluator.flush(T0)
+    got = sorted((url, p["commonLabels"]["alertname"]) for url, p in sent)  # type: ignore[index]
+    assert got == [("http://bank.test/hook", "BankErrors"), ("http://shop.test/hook", "ShopErrors")]
 
 
 def test_history_records_the_evaluations_time_not_when_it_was_written(
