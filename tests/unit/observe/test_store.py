@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.unit.observe.conftest import APP, T0, MakeStore, record
+from yunzhou.domain.errors import UserError
 from yunzhou.observe import LogRecord, LogRetention, LogStore
 from yunzhou.observe.logs import sql as logs_sql
 
@@ -478,3 +479,16 @@ def test_close_writes_what_is_queued_and_later_appends_are_dropped(make_store: M
 def test_limit_is_bounded(store: LogStore) -> None:
     with pytest.raises(ValueError, match="limit"):
         store.query(APP, limit=0)
+
+
+def test_retention_bounds_come_from_the_environment() -> None:
+    assert LogRetention.from_env({}) == LogRetention()
+    policy = LogRetention.from_env({"YUNZHOU_LOGS_MAX_AGE": "36h", "YUNZHOU_LOGS_MAX_BYTES": "500MB"})
+    assert (policy.max_age_days, policy.max_bytes) == (1.5, 500_000_000)
+    assert LogRetention.from_env({"YUNZHOU_LOGS_MAX_BYTES": "2GiB"}).max_bytes == 2 << 30
+    unbounded = LogRetention.from_env({"YUNZHOU_LOGS_MAX_AGE": "none", "YUNZHOU_LOGS_MAX_BYTES": "0"})
+    assert (unbounded.max_age_days, unbounded.max_bytes) == (None, None)
+    for name, value in (("YUNZHOU_LOGS_MAX_AGE", "a week"), ("YUNZHOU_LOGS_MAX_BYTES", "2 parsecs")):
+        with pytest.raises(UserError) as caught:
+            LogRetention.from_env({name: value})
+        assert [p.path for p in caught.value.problems] == [name]
