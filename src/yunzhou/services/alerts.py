@@ -27,6 +27,7 @@ from yunzhou.domain.alerts import (
     parse_rule,
     render_default,
 )
+from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import Conflict, Forbidden, NotFound, invalid
 from yunzhou.services.apps import AppService
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
@@ -317,7 +318,12 @@ class AlertService:
             rows = s.scalars(
                 select(AlertReceiver).where(AlertReceiver.project == project).order_by(AlertReceiver.name)
             )
-            return [receiver_view(r) for r in rows]
+            views = [receiver_view(r) for r in rows]
+        if not _may_write(caller, project):  # a webhook URL is a credential (Slack, DingTalk …)
+            for v in views:
+                if "url" in v["config"]:
+                    v["config"] = {**v["config"], "url": SECRET}
+        return views
 
     def put_receiver(
         self, caller: Caller, project: str, name: str, kind: object, config: object, route: object
@@ -722,6 +728,14 @@ class AlertService:
                 outcome="success" if outcome == "done" else outcome,
                 detail=full,
             )
+
+
+SECRET = "<secret>"  # what Alertmanager shows for a secret URL
+
+
+def _may_write(caller: Caller, project: str) -> bool:
+    role, needed = caller.roles.get(project), Permission.ALERT_WRITE.role
+    return caller.is_admin or (role is not None and needed is not None and role.includes(needed))
 
 
 def _rule_query(scope: RuleScope, name: str) -> Any:

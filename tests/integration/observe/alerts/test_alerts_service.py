@@ -322,3 +322,19 @@ def test_history_records_the_evaluations_time_not_when_it_was_written(
     history = {h["state"]: h["time"] for h in cp.alerts.history(SYSTEM, "shop", kind="alert")}
     held = datetime.fromisoformat(history["firing"]) - datetime.fromisoformat(history["pending"])
     assert held == timedelta(seconds=30)
+
+
+def test_webhook_urls_are_shown_only_to_who_may_change_receivers(api: Api) -> None:
+    """A webhook URL is a credential: viewers and developers see that a receiver exists, not its URL."""
+    http, admin = api.http, api.admin
+    assert http.post("/api/v1/projects", json={"name": "shop"}, headers=admin).status_code == 201
+    url = "https://hooks.example.test/services/T000/B000/s3cr3t"
+    put = http.put(
+        "/api/v1/projects/shop/alerts/receivers/chat", json={"kind": "webhook", "config": {"url": url}},
+        headers=admin,
+    )  # fmt: skip
+    assert put.status_code == 200, put.text
+    for role, shown in (("viewer", "<secret>"), ("developer", "<secret>"), ("maintainer", url)):
+        who = api.member("shop", f"u-{role}", role)
+        items = http.get("/api/v1/projects/shop/alerts/receivers", headers=who).json()["items"]
+        assert [(r["name"], r["config"]["url"]) for r in items] == [("chat", shown)], role
