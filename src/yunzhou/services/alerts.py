@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.orm import Session
 
+from yunzhou.domain.access import Permission
 from yunzhou.domain.alert_routing import Route, is_receiver_name, parse_receiver_config, parse_route
 from yunzhou.domain.alerts import (
     ALERT_NAME,
@@ -27,7 +28,6 @@ from yunzhou.domain.alerts import (
     parse_rule,
     render_default,
 )
-from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import Conflict, Forbidden, NotFound, invalid
 from yunzhou.services.apps import AppService
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
@@ -322,7 +322,7 @@ class AlertService:
         if not _may_write(caller, project):  # a webhook URL is a credential (Slack, DingTalk …)
             for v in views:
                 if "url" in v["config"]:
-                    v["config"] = {**v["config"], "url": SECRET}
+                    v["config"] = {**v["config"], "url": REDACTED}
         return views
 
     def put_receiver(
@@ -730,7 +730,7 @@ class AlertService:
             )
 
 
-SECRET = "<secret>"  # what Alertmanager shows for a secret URL
+REDACTED = "<secret>"  # what Alertmanager shows in place of a secret URL
 
 
 def _may_write(caller: Caller, project: str) -> bool:
