@@ -287,7 +287,7 @@ def _tuning(doc: Mapping[str, Any], path: str, problems: list[FieldProblem]) -> 
         expr="",
         for_s=duration("for", 0.0),
         keep_firing_for_s=duration("keep_firing_for", 0.0),
-        labels=_str_map(doc.get("labels"), f"{path}.labels", problems, templates=False),
+        labels=_str_map(doc.get("labels"), f"{path}.labels", problems, templates=True),
         annotations=_str_map(doc.get("annotations"), f"{path}.annotations", problems, templates=True),
         actions=parse_actions(doc.get("actions"), f"{path}.actions", problems),
         cooldown_s=duration("cooldown", DEFAULT_COOLDOWN),
@@ -513,7 +513,11 @@ def evaluate(
     nxt: dict[str, AlertState] = {}
     changes: list[Transition] = []
     for sample in result:
-        labels = {**sample.labels, **rule.labels, "alertname": rule.alert}
+        # as Prometheus: rule labels are templates over the sample's labels; an empty one removes the label
+        labels = dict(sample.labels)
+        for k, v in rule.labels.items():
+            labels[k] = expand(v, sample.labels, sample.value, external)
+        labels = {k: v for k, v in labels.items() if v} | {"alertname": rule.alert}
         fp = fingerprint(labels)
         if fp in nxt:  # the expression returned the same label set twice: Prometheus errors; keep first
             continue

@@ -169,3 +169,19 @@ def test_matcher_text_round_trips_quotes_and_escapes() -> None:
     matcher = parse_matchers(['msg="say \\"hi\\" \\\\d"'])[0]
     assert matcher.value == 'say "hi" \\d'
     assert parse_matchers([str(matcher)])[0] == matcher
+
+
+def test_rule_labels_are_templates_as_in_prometheus() -> None:
+    rule = parse_rule(
+        {"alert": "E", "expr": "x", "labels": {"owner": "team-{{ $labels.team }}", "team": "", "sev": "page"}}
+    )
+    states, _ = evaluate(rule, {}, [Sample({"team": "pay", "app": "web"}, 1)], now=0)
+    assert next(iter(states.values())).labels == {
+        "app": "web",
+        "owner": "team-pay",
+        "sev": "page",
+        "alertname": "E",
+    }
+    with pytest.raises(UserError) as err:
+        parse_rule({"alert": "E", "expr": "x", "labels": {"owner": "{{ .Foo }}"}})
+    assert err.value.problems[0].path == "rule.labels.owner"
