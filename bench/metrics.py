@@ -130,12 +130,13 @@ def run(
             "series": stats["series"],
             "simulated_hours": hours,
             "samples": n_samples,
-            "append_us_per_sample": round(append_cpu / n_samples * 1e6, 3),
+            "append_measured_hours": measured * INTERVAL / 3600,
+            "append_us_per_sample": round(append_cpu / measured_samples * 1e6, 3),
             "append_cpu_s_per_series_per_day": round(
-                append_cpu / stats["series"] * 86_400 / (hours * 3600), 4
+                append_cpu / stats["series"] * 86_400 / (measured * INTERVAL), 4
             ),
-            "append_cpu_s_per_day": round(append_cpu * 86_400 / (hours * 3600), 1),
-            "share_of_one_core": round(append_cpu / (hours * 3600), 5),
+            "append_cpu_s_per_day": round(append_cpu * 86_400 / (measured * INTERVAL), 1),
+            "share_of_one_core": round(append_cpu / (measured * INTERVAL), 5),
             "disk_bytes": db_bytes,
             "disk_bytes_per_sample": round(db_bytes / n_samples, 2),
             "chunk_bytes_per_sample": round(stats["chunk_bytes"] / max(1, stats["chunk_samples"]), 2),
