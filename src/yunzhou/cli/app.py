@@ -24,7 +24,7 @@ from yunzhou.cli.environments import env_app
 from yunzhou.cli.observe import observe_app
 from yunzhou.cli.projects import project_app
 from yunzhou.cli.secrets import secret_app
-from yunzhou.cli.traffic import traffic_app
+from yunzhou.cli.traffic import rollout_app, traffic_app
 
 
 class YunzhouGroup(TyperGroup):
@@ -68,6 +68,7 @@ app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 app.add_typer(autoscale_app, name="autoscale", rich_help_panel=PANEL_APPS)
 app.add_typer(scale_hook_app, name="scale-hook", rich_help_panel=PANEL_APPS)
 app.add_typer(traffic_app, name="traffic", rich_help_panel=PANEL_APPS)
+app.add_typer(rollout_app, name="rollout", rich_help_panel=PANEL_APPS)
 deploy.register(app)
 apps.register(app)
 logs.register(app)

@@ -39,3 +39,27 @@ def show(ctx: typer.Context, address: AppArg) -> None:
     typer.echo(
         dump_yaml({"rollout": settings.get("rollout", {}), "traffic": settings.get("traffic", {})}), nl=False
     )
+
+
+rollout_app = typer.Typer(help="Steer a canary or blue-green rollout in progress.", no_args_is_help=True)
+
+
+@rollout_app.command("promote")
+def promote(ctx: typer.Context, address: AppArg) -> None:
+    """Skip the remaining canary steps (blue-green: switch now); the new release takes all traffic."""
+    _command(ctx, address, "promote")
+
+
+@rollout_app.command("abort")
+def abort(ctx: typer.Context, address: AppArg) -> None:
+    """Send all traffic back to the stable release and mark the rollout failed."""
+    _command(ctx, address, "abort")
+
+
+def _command(ctx: typer.Context, address: Any, command: str) -> None:
+    client = connect(ctx, not_found=app_hint(address))
+    rollout = client.rollout_command(address.project, address.env, address.app, command)
+    say(
+        f"Asked rollout {rollout.get('id')} of {address} to {command}; "
+        f"follow it with `yunzhou rollouts {address}`"
+    )

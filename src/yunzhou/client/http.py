@@ -663,6 +663,12 @@ class YunzhouClient:
         result: Json = self._request("DELETE", path)
         return result
 
+    def rollout_command(self, project: str, env: str, app: str, command: str) -> Json:
+        """``promote`` or ``abort`` the canary/blue-green rollout in progress; returns the rollout."""
+        path = self._app_path(project, env, app) + f"/rollout/{_segment(command)}"
+        result: Json = self._request("POST", path)
+        return result
+
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:
         return None

@@ -160,7 +160,15 @@ class AppController:
                 address=f"{project.name}/{env.name}/{app.name}",
                 release=release.number,
                 score=release.score,
-                settings=release.settings,
+                # a manual promote/abort of the rollout in progress travels with the settings it steers
+                settings=(
+                    {
+                        **release.settings,
+                        "rollout": {**release.settings.get("rollout", {}), "command": command},
+                    }
+                    if rollout is not None and (command := (rollout.strategy or {}).get("command"))
+                    else release.settings
+                ),
                 artifact=artifact_path(self.data_dir, release.artifact) if release.artifact else None,
                 artifact_digest=release.artifact,
                 replicas=app.replicas,

@@ -17,6 +17,7 @@ from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
 from yunzhou.services.projects import ProjectService
 from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
+from yunzhou.services.traffic import TrafficService
 from yunzhou.store import Database
 from yunzhou.store.crypto import LazyKeyProvider, SecretBox, load_key_provider
 
@@ -82,6 +83,10 @@ class ControlPlane:
     @property
     def autoscaling(self) -> AutoscalingService:
         return AutoscalingService(self.ctx)
+
+    @property
+    def traffic(self) -> TrafficService:
+        return TrafficService(self.ctx)
 
 
 __all__ = [

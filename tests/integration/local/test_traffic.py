@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from yunzhou.client import YunzhouClient
+from yunzhou.client.errors import ApiError
 from yunzhou.testing import ControlPlaneProcess
 
 APPS = Path(__file__).parent / "apps"
@@ -217,3 +218,47 @@ def test_blue_green_serves_the_new_release_only_on_the_preview_host_then_switche
 def _version(server: ControlPlaneProcess, host: str) -> str | None:
     response = call(server, host)
     return response.json().get("version") if response.status_code == 200 else None
+
+
+def test_manual_promote_and_abort(server: ControlPlaneProcess, client: YunzhouClient) -> None:
+
+    settings = {"replicas": 1, "rollout": {"strategy": "canary", "steps": [{"weight": 50, "pause": "10m"}]}}
+    deploy(client, "kiosk", settings, "v1")
+    host = "kiosk.dev.shop.localhost"
+    with pytest.raises(ApiError) as info:
+        client.rollout_command("shop", "dev", "kiosk", "promote")
+    assert info.value.status == 409
+
+    def canary_serves(version: str) -> bool:
+        r = httpx.get(
+            f"http://127.0.0.1:{server.router_port}/",
+            headers={"Host": host, "x-canary": "always"},
+            timeout=10,
+        )
+        return r.status_code == 200 and r.json()["version"] == version
+
+    v2 = client.deploy(
+        "shop", "dev", mesh_score("kiosk", "v2"), settings, client.upload_artifact(APPS / "mesh")
+    )
+    wait_until("the canary to serve", lambda: canary_serves("v2"))
+    client.rollout_command("shop", "dev", "kiosk", "promote")
+    done = client.wait_for_rollout(
+        "shop", "dev", "kiosk", v2["rollout"]["id"], timeout=DEADLINE, interval=0.1
+    )
+    assert done["state"] == "succeeded", done
+    assert {call(server, host).json()["version"] for _ in range(10)} == {"v2"}
+
+    v3 = client.deploy(
+        "shop", "dev", mesh_score("kiosk", "v3"), settings, client.upload_artifact(APPS / "mesh")
+    )
+    wait_until("the canary to serve", lambda: canary_serves("v3"))
+    client.rollout_command("shop", "dev", "kiosk", "abort")
+    done = client.wait_for_rollout(
+        "shop", "dev", "kiosk", v3["rollout"]["id"], timeout=DEADLINE, interval=0.1
+    )
+    assert done["state"] == "failed", done
+    assert "aborted by a user" in done["message"]
+    wait_until(
+        "traffic back on v2", lambda: all(call(server, host).json()["version"] == "v2" for _ in range(10))
+    )
+    assert any(e["action"] == "rollout.abort" for e in client.list_audit(project="shop"))

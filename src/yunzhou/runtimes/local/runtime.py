@@ -218,6 +218,12 @@ class LocalRuntime:
             run = CanaryRun(stable=max(older), canary=intent.release, step_started=now)
             run.baseline = self._counts(intent.address, run.canary) or run.baseline
             self._canaries[intent.app_id] = run
+        command = rollout.get("command")  # from `yunzhou rollout promote|abort`
+        if command == "promote" and not run.aborted:
+            run.step = len(steps)
+        elif command == "abort" and not run.aborted:
+            run.aborted = f"rollout aborted by a user at step {min(run.step + 1, len(steps))}"
+            log.warning("%s: %s; traffic back to release %d", intent.address, run.aborted, run.stable)
         if run.step >= len(steps):
             self._clear_split(intent.address)
             return None  # promoted: the rolling plan replaces the stable instances
