@@ -367,4 +367,15 @@ def _conditions(
     else:
         progressing = ("True", "RolloutInProgress", obs.waiting_for)
     out = _set_condition(current, now, "Available", *available)
-    return _set_condition(out, now, "Progressing", *progressing)
+    out = _set_condition(out, now, "Progressing", *progressing)
+    if obs.not_rendered or any(c.get("type") == "Rendered" for c in out):
+        out = _set_condition(out, now, "Rendered", *_rendered(obs.not_rendered))
+    return out
+
+
+def _rendered(notes: tuple[str, ...]) -> tuple[str, str, str]:
+    """The Rendered condition: False while the target leaves objects out, message "Kind → why; …"."""
+    if not notes:
+        return ("True", "AllRendered", "every object the release asks for was rendered")
+    reason = "MissingAPIs" if any("does not serve" in n for n in notes) else "NotSupported"
+    return ("False", reason, "; ".join(n.replace(" not rendered: ", " → ", 1) for n in notes))

@@ -63,6 +63,8 @@ class AppObservation:
     actions: int  # how many start/stop/route changes this pass made (0 = a no-op pass)
     waiting_for: str = ""
     failure: str = ""  # non-empty when the release cannot run (bad spec, crash loop): the reason
+    # objects the release asks for that the target cannot serve, each "Kind not rendered: why"
+    not_rendered: tuple[str, ...] = ()
 
 
 class Runtime(Protocol):

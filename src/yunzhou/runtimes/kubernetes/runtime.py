@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 from lightkube import ApiError
@@ -27,7 +28,15 @@ from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.kubernetes.cluster import translated
 from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
-from yunzhou.runtimes.kubernetes.render import APP_LABEL, Manifest, Target, app_key, render, render_canary
+from yunzhou.runtimes.kubernetes.render import (
+    APP_LABEL,
+    NOT_RENDERED,
+    Manifest,
+    Target,
+    app_key,
+    render,
+    render_canary,
+)
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
 # lightkube's overloads are typed per resource class; objects here are built from rendered data, so
@@ -179,7 +188,8 @@ class KubernetesRuntime:
             self._applied[intent.app_id] = (digest, time.monotonic())
             self._objects[intent.app_id] = keep
         autoscaled = any(m["kind"] in AUTOSCALERS for m in manifests)
-        return self._observe(client, cluster, namespace, key, intent, actions, autoscaled=autoscaled)
+        observed = self._observe(client, cluster, namespace, key, intent, actions, autoscaled=autoscaled)
+        return replace(observed, not_rendered=not_rendered(manifests, intent))
 
     def logs(
         self, intent: AppIntent, *, since_seconds: int | None, instance: str | None, limit: int
@@ -338,6 +348,22 @@ class KubernetesRuntime:
             )
         waiting = "" if converged else f"{updated}/{want} updated, {ready}/{want} ready"
         return AppObservation(instances, ready, current, converged, False, actions, waiting, failure)
+
+
+def not_rendered(manifests: list[Manifest], intent: AppIntent) -> tuple[str, ...]:
+    """What the app's workload notes as left out (``yunzhou.io/not-rendered``), one entry per note."""
+    name = intent.address.split("/")[2]
+    for m in manifests:
+        if m["kind"] in ("Deployment", "StatefulSet") and m["metadata"]["name"] == name:
+            note = (m["metadata"].get("annotations") or {}).get(NOT_RENDERED, "")
+            notes: list[str] = []
+            for part in filter(None, note.split("; ")):
+                if notes and "rendered" not in part:  # a note's own "; …" (e.g. what happens instead)
+                    notes[-1] += "; " + part
+                else:
+                    notes.append(part)
+            return tuple(notes)
+    return ()
 
 
 def _pod_status(pod: Any, address: str) -> InstanceStatus:
