@@ -88,8 +88,9 @@ def judge(
     elapsed = now - run.step_started
     analysis = step.get("analysis")
     if analysis is None:
-        pause = _seconds(step.get("pause", "0s"))
-        return ("next", "") if elapsed >= pause else ("continue", "")
+        if "pause" not in step:
+            return "continue", ""  # neither pause nor analysis: wait for `yunzhou rollout promote`
+        return ("next", "") if elapsed >= _seconds(step["pause"]) else ("continue", "")
     window = _seconds(analysis.get("window", "1m"))
     if counts is None:
         return ("continue", "") if elapsed < window else ("abort", "analysis: no router metrics")

@@ -47,6 +47,7 @@ def test_pauses_and_latency() -> None:
     run = CanaryRun(stable=1, canary=2, step_started=100.0)
     assert judge({"weight": 10, "pause": "30s"}, run, 129.0, None) == ("continue", "")
     assert judge({"weight": 10, "pause": "30s"}, run, 130.0, None) == ("next", "")
+    assert judge({"weight": 10}, run, 1e9, None) == ("continue", "")  # waits for a manual promote
     slow = {"weight": 10, "analysis": {"window": "1s", "maxP99Ms": 100, "minRequests": 1}}
     counts = release_counts(METRICS, "shop/dev/web")[2]
     verdict, reason = judge(slow, run, 101.0, counts)
