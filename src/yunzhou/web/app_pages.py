@@ -123,8 +123,14 @@ def rollback_confirm(ctx: PageCtx, project: str, env: str, app: str, to: int) ->
 @router.post(BASE + "/rollback")
 def rollback(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Response:
     ctx.require_session()
-    to = int(str(form.get("to") or "0"))
-    result = ctx.client().rollback(project, env, app, to)
+    raw = str(form.get("to") or "").strip()
+    if not raw.isdigit():  # a forged or mangled form: say which field, never a 500
+        message = ctx.t("form.whole_number")
+        return ctx.render(
+            "error.html", 422, title=ctx.t("error.status.422"), message=message,
+            problems=[FieldProblem("to", message)],
+        )  # fmt: skip
+    result = ctx.client().rollback(project, env, app, int(raw))
     number = result["release"]["number"]
     return ctx.redirect(_base(project, env, app) + f"/overview?done=rollback&release={number}")
 

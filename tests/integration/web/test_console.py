@@ -111,6 +111,14 @@ def test_scale_rollback_and_diff(browser: Browser, web_api: Api) -> None:
         "/api/v1/projects/shop/environments/dev/apps/web/releases", headers=web_api.admin
     ).json()["items"]
     assert releases[0]["cause"] == "rollback to 1"
+    mangled = browser.post("/projects/shop/dev/apps/web/rollback", {"to": "one"})
+    assert mangled.status_code == 422
+    assert "<code>to</code>" in mangled.text
+    assert "Enter a whole number." in mangled.text
+    after = web_api.http.get(
+        "/api/v1/projects/shop/environments/dev/apps/web/releases", headers=web_api.admin
+    ).json()["items"]
+    assert len(after) == len(releases)  # refused: nothing written
 
 
 def test_viewer_sees_no_controls_and_a_forged_post_is_refused(browser: Browser, web_api: Api) -> None:
