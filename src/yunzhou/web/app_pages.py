@@ -124,7 +124,7 @@ def rollback_confirm(ctx: PageCtx, project: str, env: str, app: str, to: int) ->
 def rollback(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Response:
     ctx.require_session()
     raw = str(form.get("to") or "").strip()
-    if not raw.isdigit():  # a forged or mangled form: say which field, never a 500
+    if not raw.isdecimal():  # a forged or mangled form: say which field, never a 500
         message = ctx.t("form.whole_number")
         return ctx.render(
             "error.html", 422, title=ctx.t("error.status.422"), message=message,
@@ -139,7 +139,7 @@ def rollback(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Resp
 def scale(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Response:
     ctx.require_session()
     raw = str(form.get("replicas") or "").strip()
-    if not raw.isdigit():
+    if not raw.isdecimal():
         errors = field_errors([FieldProblem("replicas", ctx.t("form.whole_number"))], ["replicas"])
         return _settings_page(ctx, project, env, app, errors=errors, status=422)
     ctx.client().scale(project, env, app, int(raw))
@@ -197,7 +197,7 @@ def update_routes(ctx: PageCtx, form: Form, project: str, env: str, app: str) ->
             continue
         route: Json = {"host": host, "path": path}
         if port:
-            route["port"] = int(port) if port.isdigit() else port
+            route["port"] = int(port) if port.isdecimal() else port
         routes.append(route)
     try:
         ctx.client().update_settings(project, env, app, {"routes": routes})

@@ -182,7 +182,7 @@ def create_token(ctx: PageCtx, form: Form) -> Response:
     expires: int | None = None
     if entered["expires_days"]:
         days = entered["expires_days"]
-        if not days.isdigit() or not 1 <= int(days) <= MAX_EXPIRY_DAYS:
+        if not days.isdecimal() or not 1 <= int(days) <= MAX_EXPIRY_DAYS:
             problems.append(FieldProblem("expires_days", ctx.t("tokens.expiry_range", max=MAX_EXPIRY_DAYS)))
         else:
             expires = int(days) * 86400

@@ -111,7 +111,9 @@ def test_scale_rollback_and_diff(browser: Browser, web_api: Api) -> None:
         "/api/v1/projects/shop/environments/dev/apps/web/releases", headers=web_api.admin
     ).json()["items"]
     assert releases[0]["cause"] == "rollback to 1"
-    mangled = browser.post("/projects/shop/dev/apps/web/rollback", {"to": "one"})
+    superscript = browser.post("/projects/shop/dev/apps/web/scale", {"replicas": "²"})  # isdigit(), not int()
+    assert superscript.status_code == 422
+    mangled = browser.post("/projects/shop/dev/apps/web/rollback", {"to": "²"})
     assert mangled.status_code == 422
     assert "<code>to</code>" in mangled.text
     assert "Enter a whole number." in mangled.text
