@@ -39,7 +39,8 @@ class Route:
     def group_key(self, labels: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
         if self.group_by == ("...",):
             return tuple(sorted(labels.items()))
-        return tuple((k, labels.get(k, "")) for k in self.group_by)
+        # as Alertmanager: groupLabels hold only the group_by labels the alert has (no empty values)
+        return tuple((k, labels[k]) for k in self.group_by if labels.get(k))
 
 
 ROUTE_FIELDS = {"matchers", "group_by", "group_wait", "group_interval", "repeat_interval"}

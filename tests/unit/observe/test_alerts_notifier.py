@@ -153,3 +153,14 @@ def test_max_alerts_truncates_and_the_summary_fields_describe_what_is_carried() 
     assert payload["status"] == "resolved"
     assert payload["commonLabels"]["app"] == "web"
     assert payload["commonAnnotations"] == {"summary": "web fails"}
+
+
+def test_group_labels_hold_only_the_labels_the_alerts_have() -> None:
+    """A project-wide aggregate has no env or app label: Alertmanager leaves them out of groupLabels."""
+    out = Outbox()
+    n, r = Notifier(deliver_fn=out), [receiver()]
+    labels = {"alertname": "ShopDown", "project": "shop"}
+    n.observe(r, NotifiedAlert("fp", labels, {}, 0.0, None), 0)
+    n.flush(10, [])
+    assert out.sent[0]["groupLabels"] == {"alertname": "ShopDown", "project": "shop"}
+    assert out.sent[0]["groupKey"].endswith(':{alertname="ShopDown",project="shop"}')
