@@ -67,6 +67,8 @@ def parse_route(doc: object, path: str = "route") -> Route:
     ):
         problems.append(FieldProblem(f"{path}.group_by", 'must be a list of label names, or ["..."]'))
         group_by = list(DEFAULT_GROUP_BY)
+    elif "..." in group_by and len(group_by) > 1:  # Alertmanager refuses the mix too
+        problems.append(FieldProblem(f"{path}.group_by", '"..." (every label) stands alone'))
     times: dict[str, float] = {}
     for key, default in (("group_wait", 30.0), ("group_interval", 300.0), ("repeat_interval", 14400.0)):
         try:
