@@ -120,6 +120,19 @@ def test_server_adds_nodes_for_pods_that_do_not_fit_and_removes_them_after_the_c
         removed = [e for e in client.node_events("kwok") if e["action"] == "remove"]
         assert {e["node"] for e in removed} == nodes
         assert all("empty" in e["reason"] for e in removed)
+
+        # a pod no new node could hold (100 cores > 64) is said once, as "blocked", and no node is added
+        client.deploy("shop", "big", big("huge", "100"), {"replicas": 1})
+
+        def blocked() -> list[dict[str, Any]]:
+            return [e for e in client.node_events("kwok") if e["action"] == "blocked"]
+
+        until("a blocked event", lambda: bool(blocked()))
+        assert "do not fit a kwok node" in blocked()[0]["reason"]
+        assert pool_nodes() == []
+        client.remove_app("shop", "big", "huge")
+        until("the huge pod gone", lambda: not list(kube.list(Pod, namespace=namespace)))
+        assert len(blocked()) == 1
     finally:
         for name in [n.metadata.name for n in kube.list(Node, labels={POOL_LABEL: pool})]:
             kube.delete(Node, name)
