@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _JSON = b"application/json"
-_ENDPOINTS = {"/config": ("GET", "PUT"), "/healthz": ("GET",), "/metrics": ("GET",), "/inflight": ("GET",)}
+_ENDPOINTS = {
+    "/config": ("GET", "PUT"),
+    "/healthz": ("GET",),
+    "/metrics": ("GET",),
+    "/inflight": ("GET",),
+    "/activations": ("GET",),
+}
 
 
 def _json(doc: Any) -> bytes:
@@ -107,8 +113,11 @@ class AdminConnection(asyncio.Protocol):
         if path == "/inflight":
             busy = {"apps": router.metrics.in_flight, "backends": router.metrics.backend_in_flight}
             return 200, _json(busy), _JSON
+        if path == "/activations":  # held demand of apps scaled to zero: the wake signal
+            return 200, _json({"apps": router.held.demand()}), _JSON
         if path == "/metrics":
-            return 200, router.metrics.render().encode("utf-8"), METRICS_CONTENT_TYPE.encode("ascii")
+            text = router.metrics.render() + router.held.render_metrics()
+            return 200, text.encode("utf-8"), METRICS_CONTENT_TYPE.encode("ascii")
         if method == "GET":
             return 200, _json(router.table.snapshot.to_json()), _JSON
         return self._put_config(body)

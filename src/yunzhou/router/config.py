@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.router.hold import Activation, parse_activation
 from yunzhou.router.policy import AppPolicy, PolicySpec, parse_policy
 
 _HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _APP_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _BACKEND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _SNAPSHOT_KEYS = frozenset({"version", "routes", "policies", "callers"})
-_ROUTE_KEYS = frozenset({"host", "path_prefix", "app", "backends"})
+_ROUTE_KEYS = frozenset({"host", "path_prefix", "app", "backends", "activation"})
 _BACKEND_KEYS = frozenset({"id", "address", "release", "track"})
 _TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_ROUTES = 10_000
@@ -53,6 +54,7 @@ class Route:
     app: str
     backends: tuple[Backend, ...]
     policy: AppPolicy | None = field(default=None, compare=False)  # set when the table is built
+    activation: Activation | None = None  # scale to zero: hold requests while there is no backend
     # Round-robin position; lives with the snapshot, so a new snapshot starts from its first backend.
     next_index: int = field(default=0, compare=False)
 
@@ -66,12 +68,15 @@ class Route:
         return [*self.backends[start:], *self.backends[:start]]
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "host": self.host,
             "path_prefix": self.path_prefix,
             "app": self.app,
             "backends": [b.to_json() for b in self.backends],
         }
+        if self.activation is not None:
+            doc["activation"] = self.activation.to_json()
+        return doc
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,9 +244,14 @@ def _check_route(doc: object, path: str, problems: _Problems) -> Route | None:
                 problems.add(f"{path}.backends[{i}].id", f"duplicate backend id {backend.id!r}")
             seen.add(backend.id)
             backends.append(backend)
+    activation = None
+    if "activation" in doc:
+        found: list[FieldProblem] = []
+        activation = parse_activation(doc["activation"], f"{path}.activation", found)
+        problems.items.extend(found)
     if host is None or prefix is None or app is None:
         return None
-    return Route(host=host, path_prefix=prefix, app=app, backends=tuple(backends))
+    return Route(host=host, path_prefix=prefix, app=app, backends=tuple(backends), activation=activation)
 
 
 def parse_snapshot(doc: object) -> Snapshot:

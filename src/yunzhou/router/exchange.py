@@ -126,6 +126,13 @@ class Exchange:
                     self.candidates = route.pick_order()
                 if self.router.pools.down_until:
                     self.candidates = self.router.pools.healthy_first(self.candidates)
+                if (
+                    not self.candidates
+                    and route.activation is not None
+                    and self.local_error is None
+                    and self.router.held.hold(self, route)
+                ):
+                    return  # scaled to zero: waits for a snapshot with a backend (router/hold.py)
                 if not self.candidates and self.local_error is None:
                     self.local_error = (503, "no_ready_backends", f"app {route.app!r} has no ready backends")
         if self.local_error is not None:

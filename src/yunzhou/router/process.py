@@ -187,6 +187,11 @@ class RouterProcess:
     def metrics_text(self) -> str:
         return self._request("GET", "/metrics").text
 
+    def activations(self) -> dict[str, dict[str, Any]]:
+        """Held demand of apps scaled to zero, by app: ``held`` now, ``held_total`` ever (router/hold.py)."""
+        apps: dict[str, dict[str, Any]] = self._request("GET", "/activations").json()["apps"]
+        return apps
+
     def healthy(self) -> bool:
         try:
             return self._request("GET", "/healthz").status_code == 200

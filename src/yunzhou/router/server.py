@@ -17,6 +17,7 @@ from yunzhou.domain.errors import Conflict
 from yunzhou.router.accesslog import AccessLog
 from yunzhou.router.admin import AdminConnection
 from yunzhou.router.config import EMPTY_SNAPSHOT, Backend, RoutingTable, Snapshot, parse_snapshot
+from yunzhou.router.hold import HeldRequests
 from yunzhou.router.http import RequestIds
 from yunzhou.router.metrics import RouterMetrics
 from yunzhou.router.policy import AppPolicy, PolicyState
@@ -57,6 +58,7 @@ class Router:
         self.pools = Pools(self)
         self.metrics = RouterMetrics()
         self.request_ids = RequestIds()
+        self.held = HeldRequests(loop)  # requests waiting for an app scaled to zero
         self.access_log = AccessLog(settings.access_log, loop) if settings.access_log else None
         self.clients: set[ClientConnection] = set()
         self.draining = False
@@ -87,6 +89,7 @@ class Router:
         self.table = RoutingTable(snapshot, self._compile_policies(snapshot))
         self.configured = True
         self.pools.keep_only(snapshot.backend_addresses())
+        self.held.release(self.table)
         self.metrics.config_version = snapshot.version
         self.metrics.config_applied += 1
         backends = sum(len(r.backends) for r in snapshot.routes)
@@ -188,6 +191,7 @@ class Router:
 
     def begin_drain(self) -> None:
         self.draining = True
+        self.held.abandon_all("the router is shutting down")  # no instance will start for them here
         for client in list(self.clients):
             if client.is_idle():
                 client.close()
