@@ -111,6 +111,14 @@ class Runner:
         self.autoscaler = (
             AutoscaleLoop(cp, metrics.engine, interval=autoscale_interval()) if metrics is not None else None
         )
+        # scale from zero: an app at zero wakes once the router holds a request for it (reconcile/wake.py)
+        from yunzhou.reconcile.wake import WakeOnDemand
+
+        self.wake = (
+            WakeOnDemand(self.autoscaler, lambda: self.platform.router.activations())
+            if self.autoscaler is not None
+            else None
+        )
         # node autoscaling of the clusters YUNZHOU_NODE_AUTOSCALING names (reconcile/nodes.py)
         from yunzhou.reconcile.nodes import NodeAutoscaling, node_autoscaling_settings
 
@@ -147,6 +155,8 @@ class Runner:
             self.alerts.start()
         if self.autoscaler is not None:
             self.autoscaler.start()
+        if self.wake is not None:
+            self.wake.start()
         if self.nodes is not None:
             self.nodes.start()
         return self
@@ -168,6 +178,8 @@ class Runner:
     def stop(self) -> None:
         if self.nodes is not None:
             self.nodes.stop()
+        if self.wake is not None:
+            self.wake.stop()
         if self.autoscaler is not None:
             self.autoscaler.stop()
         if self.alerts is not None:

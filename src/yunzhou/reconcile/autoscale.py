@@ -67,6 +67,7 @@ class AutoscaleLoop:
         self._last: dict[int, tuple[str, str]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # the loop's thread and the wake path (reconcile/wake.py) share memory
 
     def now(self) -> float:
         return self.cp.ctx.clock().timestamp()
@@ -146,7 +147,32 @@ class AutoscaleLoop:
             made.append(decision)
         return made
 
+    def wake(
+        self, target: AutoscaleTarget, held: Mapping[str, Any], now: float | None = None
+    ) -> dict[str, Any]:
+        """Scale an app at zero to one now because the router holds a request for it (scale from zero);
+        the idle window starts again, so the next cycle does not send it straight back to zero."""
+        now = self.now() if now is None else now
+        with self._lock:
+            self._scaler(target).last_request_at = now
+            desired = max(1, target.policy.min_replicas)
+            decision: dict[str, Any] = {
+                "time": now,
+                "current": target.replicas,
+                "desired": desired,
+                "mode": "wake",
+                "reason": f"ScaleFromZero: request arrived while scaled to zero ({held.get('held', 0)} held)",
+                "inputs": {"router": dict(held)},
+            }
+            self._last[target.app_id] = (decision["mode"], decision["reason"])
+            decision["applied"] = self.service.record(target, decision, apply=True)
+        return decision
+
     def _decide(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        with self._lock:
+            return self._decide_locked(target, now)
+
+    def _decide_locked(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
         scaler = self._scaler(target)
         obs = self.observe(target, now)
         if "rps" in obs.readings and obs.readings["rps"].total is not None:

@@ -20,6 +20,7 @@ from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import CanaryRun, judge, release_counts
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import render
@@ -84,6 +85,8 @@ class LocalRuntime:
         self._lock = threading.RLock()
         self._routes: dict[int, tuple[str, tuple[RouteSpec, ...]]] = {}  # app id → (address, routes)
         self._traffic: dict[int, tuple[str, Mapping[str, Any]]] = {}  # app id → (address, traffic policy)
+        # app id → (address, the route's scale-to-zero activation or None)
+        self._activation: dict[int, tuple[str, dict[str, Any] | None]] = {}
         self._token_key = load_token_key(data_dir)
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
         self._canaries: dict[int, CanaryRun] = {}  # app id → its canary run
@@ -151,9 +154,11 @@ class LocalRuntime:
         if intent.removing:
             self._routes.pop(intent.app_id, None)
             self._traffic.pop(intent.app_id, None)
+            self._activation.pop(intent.app_id, None)
         else:
             self._routes[intent.app_id] = (intent.address, intent.routes)
             self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
+            self._activation[intent.app_id] = (intent.address, route_activation(intent.settings))
         # One read of the instances both for the route table and for what is reported: an instance that
         # became ready after the push must not be reported ready before the router routes to it.
         everything = self.supervisor.statuses()
@@ -291,6 +296,7 @@ class LocalRuntime:
             self._needs_publish = True
         self._routes[intent.app_id] = (intent.address, intent.routes + extra)
         self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
+        self._activation[intent.app_id] = (intent.address, route_activation(intent.settings))
         everything = self.supervisor.statuses()
         actions += self._publish(everything)
         now_mine = sorted(
@@ -355,6 +361,7 @@ class LocalRuntime:
             actions = 0
             self._routes.pop(app_id, None)
             self._traffic.pop(app_id, None)
+            self._activation.pop(app_id, None)
             for instance_id, owner in list(self._app_of.items()):
                 if owner == app_id and instance_id not in self._draining:
                     self._begin_drain(app_id, instance_id)
@@ -424,6 +431,7 @@ class LocalRuntime:
                     entry["track"] = "canary"
                 ready_by_app.setdefault(s.app, []).append(entry)
         routes: list[dict[str, Any]] = []
+        activation = {address: doc for address, doc in self._activation.values() if doc}
         for address, specs in sorted(self._routes.values()):
             for r in specs:
                 routes.append(
@@ -434,6 +442,8 @@ class LocalRuntime:
                         "backends": sorted(ready_by_app.get(address, []), key=_by_id),
                     }
                 )
+                if address in activation:  # scaled to zero, the route stays: the router holds requests
+                    routes[-1]["activation"] = activation[address]
         body: dict[str, Any] = {"routes": routes}
         policies = router_policies(
             dict(self._traffic.values()),
