@@ -18,6 +18,7 @@ from yunzhou.domain.errors import YunzhouError
 from yunzhou.observe.alerts.delivery import NotifiedAlert
 from yunzhou.observe.alerts.healing import Healer
 from yunzhou.observe.alerts.notifier import Notifier, Sent, silenced
+from yunzhou.observe.alerts.scoped import scoped_engine
 from yunzhou.services import ControlPlane
 from yunzhou.services.alerts import RuleInstance, where_of
 
@@ -107,7 +108,8 @@ class AlertEvaluator:
             health = self.health.setdefault(inst.key, RuleHealth())
             health.last_evaluation = now
             try:
-                samples = samples_of(self.engine.instant(inst.rule.expr, now))
+                engine = scoped_engine(self.engine, inst.scope)
+                samples = samples_of(engine.instant(inst.rule.expr, now))
             except Exception as exc:  # a bad expression, or a remote Prometheus away: the other rules run
                 reason = exc.message if isinstance(exc, YunzhouError) else f"{type(exc).__name__}: {exc}"
                 if health.last_error != reason:  # logged and stored when it starts failing (or differently)

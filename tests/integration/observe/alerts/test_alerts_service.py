@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,16 @@ def world(database: Database, tmp_path: Path) -> Iterator[tuple[ControlPlane, Me
     store = MetricStore.open(None)
     yield cp, store, clock
     store.close()
+
+
+class LikeRemotePrometheus:
+    """An engine the evaluator cannot restrict to a scope's series, as a remote Prometheus."""
+
+    def __init__(self, store: MetricStore) -> None:
+        self.engine = QueryEngine(store)
+
+    def instant(self, expr: str, t: float) -> dict[str, Any]:
+        return self.engine.instant(expr, t)
 
 
 def traffic(store: MetricStore, t: float, ok: float, failed: float) -> None:
@@ -238,7 +249,7 @@ def test_environment_knobs_name_themselves() -> None:
 def test_a_projects_rule_never_acts_on_its_namesake_app_for_another_projects_series(
     world: tuple[ControlPlane, MetricStore, Clock],
 ) -> None:
-    """bank's rule reads every series (known limitation); shop/dev/orders failing must not scale
+    """On a remote Prometheus bank's rule reads every series; shop/dev/orders failing must not scale
     bank/dev/orders just because the env and app names coincide."""
     cp, store, clock = world
     cp.projects.create(SYSTEM, "bank")
@@ -250,7 +261,7 @@ def test_a_projects_rule_never_acts_on_its_namesake_app_for_another_projects_ser
     )  # fmt: skip
     traffic(store, T0, 10, 1)  # shop's series only
     clock.t = T0
-    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    AlertEvaluator(cp, LikeRemotePrometheus(store)).evaluate_once(T0)
     assert cp.apps.get("bank", "dev", "orders")["replicas"] == 1
     assert cp.alerts.history(SYSTEM, "bank", kind="action") == []
     firing = cp.alerts.active(SYSTEM, "bank")
@@ -282,7 +293,7 @@ def test_a_projects_rule_notifies_its_own_receivers_whatever_labels_it_returns(
     world: tuple[ControlPlane, MetricStore, Clock],
 ) -> None:
     """An aggregate without a project label still reaches shop's receivers; bank's rule reading shop's
-    series reaches bank's receivers, never shop's."""
+    series (on a remote Prometheus) reaches bank's receivers, never shop's."""
     cp, store, clock = world
     cp.projects.create(SYSTEM, "bank")
     exprs = {
@@ -296,7 +307,7 @@ def test_a_projects_rule_notifies_its_own_receivers_whatever_labels_it_returns(
         cp.alerts.put_rule(SYSTEM, RuleScope(project), f"{project.title()}Errors", {"expr": expr})
     sent: list[tuple[str, dict[str, object]]] = []
     notifier = Notifier(deliver_fn=lambda kind, config, payload: sent.append((config["url"], dict(payload))))
-    evaluator = AlertEvaluator(cp, QueryEngine(store), notifier=notifier)
+    evaluator = AlertEvaluator(cp, LikeRemotePrometheus(store), notifier=notifier)
     traffic(store, T0, 10, 1)
     clock.t = T0
     evaluator.evaluate_once(T0)
@@ -338,3 +349,21 @@ def test_webhook_urls_are_shown_only_to_who_may_change_receivers(api: Api) -> No
         who = api.member("shop", f"u-{role}", role)
         items = http.get("/api/v1/projects/shop/alerts/receivers", headers=who).json()["items"]
         assert [(r["name"], r["config"]["url"]) for r in items] == [("chat", shown)], role
+
+
+def test_a_projects_rule_reads_only_its_projects_series(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    """On the embedded store every selector of a scoped rule gets the scope's labels: bank's rule cannot
+    read shop's request counts (nor their sum), shop's own rule can, an app's rule sees only its app."""
+    cp, store, clock = world
+    cp.projects.create(SYSTEM, "bank")
+    expr = "sum(yunzhou_router_requests_total) > 0"
+    cp.alerts.put_rule(SYSTEM, RuleScope("bank"), "Peek", {"expr": expr})
+    cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "Own", {"expr": expr})
+    cp.alerts.put_rule(SYSTEM, RuleScope("shop", "dev", "other"), "OtherApp", {"expr": expr})
+    traffic(store, T0, 10, 1)
+    clock.t = T0
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    assert cp.alerts.active(SYSTEM, "bank") == []
+    assert [(a["alertname"], a["value"]) for a in cp.alerts.active(SYSTEM, "shop")] == [("Own", 11.0)]
