@@ -164,3 +164,11 @@ def test_group_labels_hold_only_the_labels_the_alerts_have() -> None:
     n.flush(10, [])
     assert out.sent[0]["groupLabels"] == {"alertname": "ShopDown", "project": "shop"}
     assert out.sent[0]["groupKey"].endswith(':{alertname="ShopDown",project="shop"}')
+
+
+def test_a_label_value_with_a_line_break_still_makes_a_one_line_subject() -> None:
+    labels = {"alertname": "E", "project": "shop", "env": "dev", "app": "web\nBcc: x@evil.test"}
+    payload = webhook_payload("mail", "{}:{}", labels, [NotifiedAlert("fp", labels, {}, 0.0, None)], "")
+    msg = email_message({"from": "a@x.test", "to": ["b@x.test"]}, payload)
+    assert msg["Subject"] == "[FIRING:1] E (app=web Bcc: x@evil.test env=dev project=shop)"
+    assert msg["Bcc"] is None

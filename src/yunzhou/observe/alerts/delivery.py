@@ -106,7 +106,8 @@ def email_message(config: Mapping[str, Any], payload: Mapping[str, Any]) -> Emai
     group = " ".join(f"{k}={v}" for k, v in sorted(payload["groupLabels"].items()) if k != "alertname")
     name = payload["groupLabels"].get("alertname") or payload["commonLabels"].get("alertname", "alerts")
     msg = EmailMessage()
-    msg["Subject"] = f"[{status}{count}] {name}" + (f" ({group})" if group else "")
+    subject = f"[{status}{count}] {name}" + (f" ({group})" if group else "")
+    msg["Subject"] = " ".join(subject.split())  # label values may hold line breaks; a header may not
     msg["From"] = config["from"]
     msg["To"] = ", ".join(config["to"])
     lines: list[str] = []
