@@ -78,6 +78,30 @@ def _humanize(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _humanize_duration(v: float) -> str:
+    """Prometheus' humanizeDuration: 1.5 → "1.5s", 90 → "1m 30s", 0.25 → "250ms"."""
+    if not math.isfinite(v):
+        return f"{v:.4g}"
+    if v == 0:
+        return "0s"
+    if abs(v) >= 1:
+        sign, total = ("-" if v < 0 else ""), int(abs(v))
+        days, hours, minutes, seconds = total // 86400, total // 3600 % 24, total // 60 % 60, total % 60
+        if days:
+            return f"{sign}{days}d {hours}h {minutes}m {seconds}s"
+        if hours:
+            return f"{sign}{hours}h {minutes}m {seconds}s"
+        if minutes:
+            return f"{sign}{minutes}m {seconds}s"
+        return f"{sign}{abs(v):.4g}s"
+    prefix = ""
+    for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+        if abs(v) >= 1:
+            break
+        prefix, v = p, v * 1000
+    return f"{v:.4g}{prefix}s"
+
+
 def _apply(func: str, value: str, arg: str | None) -> str:
     try:
         number = float(value)
@@ -88,7 +112,7 @@ def _apply(func: str, value: str, arg: str | None) -> str:
     if func == "humanizePercentage":
         return f"{number * 100:.4g}%"
     if func == "humanizeDuration":
-        return format_duration(round(number)) if number >= 1 else f"{number * 1000:.4g}ms"
+        return _humanize_duration(number)
     if func == "printf" and arg:
         go = arg.strip('"')
         py = re.sub(r"%(\.\d+)?[fgd]", lambda m: "{:" + (m.group(1) or "") + "f}", go)

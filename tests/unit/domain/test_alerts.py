@@ -185,3 +185,10 @@ def test_rule_labels_are_templates_as_in_prometheus() -> None:
     with pytest.raises(UserError) as err:
         parse_rule({"alert": "E", "expr": "x", "labels": {"owner": "{{ .Foo }}"}})
     assert err.value.problems[0].path == "rule.labels.owner"
+
+
+def test_humanize_duration_as_prometheus_writes_it() -> None:
+    """A p95 of 1.4 s must not read "1s" next to a 1 s threshold."""
+    cases = {1.4: "1.4s", 90: "1m 30s", 3725: "1h 2m 5s", 0.25: "250ms", 0.0005: "500us", 0: "0s"}
+    for value, text in cases.items():
+        assert expand("{{ $value | humanizeDuration }}", {}, value) == text, value
