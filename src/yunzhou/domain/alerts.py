@@ -69,13 +69,22 @@ _REF = re.compile(r"^\$(labels|externalLabels)\.([A-Za-z_][A-Za-z0-9_]*)$|^\$(va
 _PIPE_FUNCS = ("humanize", "humanizePercentage", "humanizeDuration", "printf")
 
 
-def _humanize(value: float) -> str:
-    if value == 0 or not math.isfinite(value):
-        return str(value)
-    for factor, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.4g}{suffix}"
-    return f"{value:.4g}"
+def _humanize(v: float) -> str:
+    """Prometheus' humanize: 1234 → "1.234k", 0.5 → "500m", 0 → "0"."""
+    if v == 0 or not math.isfinite(v):
+        return f"{v:.4g}"
+    prefix = ""
+    if abs(v) >= 1:
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
+            if abs(v) < 1000:
+                break
+            prefix, v = p, v / 1000
+    else:
+        for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+            if abs(v) >= 1:
+                break
+            prefix, v = p, v * 1000
+    return f"{v:.4g}{prefix}"
 
 
 def _humanize_duration(v: float) -> str:

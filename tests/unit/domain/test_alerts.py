@@ -192,3 +192,9 @@ def test_humanize_duration_as_prometheus_writes_it() -> None:
     cases = {1.4: "1.4s", 90: "1m 30s", 3725: "1h 2m 5s", 0.25: "250ms", 0.0005: "500us", 0: "0s"}
     for value, text in cases.items():
         assert expand("{{ $value | humanizeDuration }}", {}, value) == text, value
+
+
+def test_humanize_as_prometheus_writes_it() -> None:
+    cases = {1234: "1.234k", 2.5e15: "2.5P", 0.5: "500m", 0: "0", 12: "12"}
+    for value, text in cases.items():
+        assert expand("{{ $value | humanize }}", {}, value) == text, value
