@@ -7,8 +7,9 @@ Each cycle (:meth:`Autoscaler.decide`, clock injected as ``now``):
    were all zero for ``idleSeconds`` goes to 0; at 0, any request (the router holds it) or a
    positive forecast brings it to ``max(1, min)``. Otherwise an app at 0 stays there.
 3. **Forecast** — in ``predictive`` mode the forecast demand divided by the forecast metric's
-   per-instance target becomes a floor: it raises minReplicas (capped at maxReplicas), as the
-   Kubernetes runtime raises the HPA's minReplicas, so the HPA itself never fights it.
+   per-instance target × ``forecast_target_scale`` becomes a floor: it raises minReplicas (capped
+   at maxReplicas), as the Kubernetes runtime raises the HPA's minReplicas, so the HPA itself
+   never fights it.
 4. **HPA** — :class:`~yunzhou.domain.autoscale.hpa.HpaController` with those bounds.
 
 The :class:`Decision` records time, inputs, current and desired counts, the reason and the mode
@@ -62,6 +63,11 @@ class Autoscaler:
     hpa: HpaController = field(init=False)
     forecaster: Forecaster | None = field(init=False)
     last_request_at: float | None = None
+    # The forecast floor sizes instances at target × this. The forecast value is already an upper
+    # bound (the point forecast times a quantile of recent actual/forecast ratios), so it needs none of
+    # the headroom the target keeps for what the HPA cannot foresee: with the usual target of 0.8 × an
+    # instance's capacity, 1.25 sizes the floor at full capacity. 1 sizes it at the target.
+    forecast_target_scale: float = 1.0
 
     def __post_init__(self) -> None:
         self.hpa = HpaController(self.policy)
@@ -99,7 +105,7 @@ class Autoscaler:
             target = self._forecast_target()
             inputs["forecast"] = {"mode": fc.mode, "value": fc.value, "error": fc.error, "reason": fc.reason}
             if fc.mode == "predictive" and fc.value is not None and target:
-                predicted = min(hi, replicas_for_forecast(fc.value, target))
+                predicted = min(hi, replicas_for_forecast(fc.value, target * self.forecast_target_scale))
                 inputs["forecast"]["replicas"] = predicted
                 lo = max(lo, predicted)
             if not window:

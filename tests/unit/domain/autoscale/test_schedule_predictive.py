@@ -167,3 +167,24 @@ def test_a_scheduled_window_raises_min_replicas_in_the_autoscaler() -> None:
     during = scaler.decide(ts("2026-11-25T01:00:00+00:00"), observation)  # 09:00
     assert (during.desired, during.mode, during.min_replicas) == (5, "scheduled:launch", 5)
     assert during.reason.startswith("TooFewReplicas")
+
+
+@pytest.mark.parametrize(("scale", "floor"), [(1.0, 10), (1.25, 8)])
+def test_forecast_target_scale_sizes_the_floor(scale: float, floor: int) -> None:
+    policy = AutoscalingPolicy(
+        min_replicas=1,
+        max_replicas=50,
+        metrics=(MetricSpec("rps", MetricTarget("AverageValue", 10)),),
+        predictive=spec(),
+    )
+    scaler = Autoscaler(policy, forecast_target_scale=scale)
+    now = 3 * 86400
+    for t in range(0, now, 60):
+        scaler.observe_demand(t, 100.0)
+    observation = Observation(2, (PodState("a"), PodState("b")), {"rps": MetricReading(total=20)})
+    decision = scaler.decide(now, observation)
+    # a flat 100 rps: the forecast is 100 (every actual/forecast ratio is 1); the floor sizes it at
+    # 10 rps per instance (ceil(100 / 10) = 10) or, at scale 1.25, at 12.5 (ceil(100 / 12.5) = 8)
+    assert decision.mode == "predictive"
+    assert decision.inputs["forecast"]["value"] == pytest.approx(100.0)
+    assert (decision.min_replicas, decision.desired) == (floor, floor)

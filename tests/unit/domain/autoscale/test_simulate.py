@@ -8,7 +8,12 @@ import pytest
 from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec, MetricTarget, ScaleToZero
 from yunzhou.domain.autoscale.controller import Autoscaler
 from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
-from yunzhou.domain.autoscale.simulate import builtin_policy, parse_trace_csv, simulate
+from yunzhou.domain.autoscale.simulate import (
+    builtin_policy,
+    builtin_run_options,
+    parse_trace_csv,
+    simulate,
+)
 from yunzhou.domain.errors import UserError
 
 
@@ -70,3 +75,33 @@ def test_scale_to_zero_after_the_idle_window_and_back_on_a_request() -> None:
     assert cycle(600, 1, 0) == (0, "idle")  # 600 s without requests
     assert cycle(615, 0, 0) == (0, "idle")
     assert cycle(630, 0, 0.1)[0] == 1  # a held request wakes it
+
+
+def test_builtin_run_options_keep_kubernetes_sampling_for_hpa() -> None:
+    assert builtin_run_options("hpa") == {"sync_seconds": 15, "metric_window": 30}
+    assert builtin_run_options("hpa-fast") == {"sync_seconds": 15, "metric_window": 30}
+    assert builtin_run_options("hpa-5s") == {"sync_seconds": 5, "metric_window": 10}
+    assert builtin_run_options("predictive") == {
+        "sync_seconds": 5,
+        "metric_window": 10,
+        "forecast_target_scale": 1.25,
+    }
+    # hpa-5s is the Kubernetes-default policy, only sampled faster
+    hpa = builtin_policy("hpa", target=10, max_replicas=10, startup_seconds=30)
+    assert builtin_policy("hpa-5s", target=10, max_replicas=10, startup_seconds=30) == hpa
+
+
+def test_faster_sampling_reacts_sooner_to_a_step() -> None:
+    # 100 s at 5 rps (1 instance at target 10), then 25 rps (3 instances); instances serve 10 rps and
+    # start in 10 s. Every 15 s on a 30 s rate: at t=105 the rate is (25·5 + 5·25)/30 = 8.33 → stays
+    # at 1; at t=120 it is (25·20 + 5·10)/30 = 18.3 → ceil(1 × 18.3/10) = 2 instances, ready at 130;
+    # at t=135, (25·30)/30 = 25 → 3 (ready at 145). Under-provisioned: [100, 130) 30 s + [130, 145)
+    # 15 s = 45 s. Every 5 s on a 10 s rate: at t=105 the rate is (25·5 + 5·5)/10 = 15 → 2 (ready at
+    # 115); at t=110 it is 25 → ceil(2 × 25 / 20) = 3, ready at 120. Under-provisioned: [100, 120) =
+    # 20 s.
+    demand = np.array([5.0] * 100 + [25.0] * 100)
+    policy = builtin_policy("hpa", target=10, max_replicas=10, startup_seconds=10)
+    slow = simulate(demand, policy, capacity=10, startup_seconds=10, sync_seconds=15, metric_window=30)
+    fast = simulate(demand, policy, capacity=10, startup_seconds=10, sync_seconds=5, metric_window=10)
+    assert slow.underprovisioned_seconds == 45
+    assert fast.underprovisioned_seconds == 20
