@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.local.test_local_runtime import client
+from tests.integration.local.test_local_runtime import client, score
 from tests.integration.router.conftest import wait_for
 from yunzhou.client import YunzhouClient
 from yunzhou.testing import ControlPlaneProcess
@@ -23,21 +23,6 @@ __all__ = ["client"]  # the project "shop" with its environment "dev", on this m
 
 APPS = Path(__file__).parent / "apps"
 IDLE_SECONDS = 10  # the policy's minimum idle window
-
-
-def sleepy_score(name: str, **variables: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "score.dev/v1b1",
-        "metadata": {"name": name},
-        "containers": {
-            "web": {
-                "image": "python:3.11-slim",
-                "command": ["python3", "app.py"],
-                "variables": {"APP_VERSION": "v1", **variables},
-                "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
-            }
-        },
-    }
 
 
 def policy(hold_timeout: int) -> dict[str, Any]:
@@ -65,7 +50,7 @@ def router_admin(server: ControlPlaneProcess) -> httpx.Client:
 
 def deploy(client: YunzhouClient, name: str, hold_timeout: int, **env: str) -> None:
     artifact = client.upload_artifact(APPS / "sleepy")
-    result = client.deploy("shop", "dev", sleepy_score(name, **env), policy(hold_timeout), artifact)
+    result = client.deploy("shop", "dev", score(name, "v1", **env), policy(hold_timeout), artifact)
     done = client.wait_for_rollout("shop", "dev", name, result["rollout"]["id"], timeout=60, interval=0.1)
     assert done["state"] == "succeeded", done
 
