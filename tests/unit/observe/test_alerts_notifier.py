@@ -172,3 +172,18 @@ def test_a_label_value_with_a_line_break_still_makes_a_one_line_subject() -> Non
     msg = email_message({"from": "a@x.test", "to": ["b@x.test"]}, payload)
     assert msg["Subject"] == "[FIRING:1] E (app=web Bcc: x@evil.test env=dev project=shop)"
     assert msg["Bcc"] is None
+
+
+def test_a_route_change_rebuilds_the_groups_instead_of_resolving_firing_alerts() -> None:
+    out = Outbox()
+    n = Notifier(deliver_fn=out, stale_after=240)
+    before = [receiver()]
+    n.observe(before, alert(), 0)
+    n.flush(10, [])
+    after = [receiver({**ROUTE, "group_by": ["alertname"]})]  # the same receiver, edited
+    for t in range(60, 600, 60):
+        n.sync_receivers(after)
+        n.observe(after, alert(), t)
+        n.flush(t, [])
+    assert [p["status"] for p in out.sent] == ["firing", "firing"]  # never a false "resolved"
+    assert out.sent[1]["groupLabels"] == {"alertname": "E"}

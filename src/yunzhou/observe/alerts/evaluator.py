@@ -101,7 +101,7 @@ class AlertEvaluator:
         states = alerts.load_states()
         receivers = alerts.receivers()
         silences = alerts.active_silences(self.cp.ctx.clock())
-        self.notifier.drop_receivers_not_in({r.id for r in receivers})
+        self.notifier.sync_receivers(receivers)
         health_changes: dict[str, tuple[str, str]] = {}
         for inst in plan:
             previous = states.get(inst.key, {})

@@ -136,9 +136,13 @@ class Notifier:
         self.sent = sent
         return sent
 
-    def drop_receivers_not_in(self, ids: set[int]) -> None:
+    def sync_receivers(self, receivers: Iterable[Receiver]) -> None:
+        """Drop the groups of receivers deleted, or whose route changed (its groups are rebuilt from the next
+        observation, as Alertmanager rebuilds them on a reload; the old ones would go stale and announce
+        still-firing alerts as resolved)."""
+        routes = {r.id: r.route for r in receivers}
         with self._lock:
-            for key in [k for k in self._groups if k[0] not in ids]:
+            for key in [k for k, g in self._groups.items() if routes.get(k[0]) != g.receiver.route]:
                 del self._groups[key]
 
     def _resolve_stale(self, g: _Group, now: float) -> None:
