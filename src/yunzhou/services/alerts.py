@@ -276,6 +276,8 @@ class AlertService:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             self._check_scope(s, caller, scope)
+            if scope.app:  # a typo'd app would hold a rule that never runs (deleting one stays possible)
+                get_app(s, scope.project, scope.env, scope.app)
             row = s.scalar(_rule_query(scope, name))
             if row is None:
                 if version is not None:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import Api
 from tests.helpers import score
-from yunzhou.domain.errors import UserError
+from yunzhou.domain.errors import NotFound, UserError
 from yunzhou.observe.alerts import AlertEvaluator, Notifier, alert_interval
 from yunzhou.observe.alerts.evaluator import history_days
 from yunzhou.observe.metrics import MetricStore, QueryEngine
@@ -361,7 +361,11 @@ def test_a_projects_rule_reads_only_its_projects_series(
     expr = "sum(yunzhou_router_requests_total) > 0"
     cp.alerts.put_rule(SYSTEM, RuleScope("bank"), "Peek", {"expr": expr})
     cp.alerts.put_rule(SYSTEM, RuleScope("shop"), "Own", {"expr": expr})
+    cp.apps.deploy(SYSTEM, "shop", "dev", score("other"), None, None)
     cp.alerts.put_rule(SYSTEM, RuleScope("shop", "dev", "other"), "OtherApp", {"expr": expr})
+    with pytest.raises(NotFound):  # no such app: refused, nothing stored
+        cp.alerts.put_rule(SYSTEM, RuleScope("shop", "dev", "typo"), "Typo", {"expr": expr})
+    assert cp.alerts.list_rules(SYSTEM, RuleScope("shop", "dev", "typo")) == []
     traffic(store, T0, 10, 1)
     clock.t = T0
     AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
