@@ -282,9 +282,15 @@ class Instance:
             await asyncio.sleep(min(period, probe.period))
 
     async def _liveness(self, probe: Probe) -> str:
-        """Returns (the reason) once the probe failed ``failure_threshold`` times in a row."""
+        """Returns (the reason) once the probe failed ``failure_threshold`` times in a row.
+
+        Counting starts once the instance has been ready (an implicit startup probe, what Kubernetes
+        users add by hand): a start slowed down by a busy machine is not killed before it could listen.
+        An instance that never gets ready fails its rollout's progress deadline instead."""
         spec = self.spec
         await asyncio.sleep(probe.initial_delay)
+        while not self.ready:
+            await asyncio.sleep(min(probe.period, FAST_PROBE_PERIOD))
         failures = 0
         while True:
             ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
