@@ -133,6 +133,11 @@ def test_viewer_sees_no_controls_and_a_forged_post_is_refused(browser: Browser, 
     assert "scale-form" not in overview
     assert "update-button" not in overview
     assert "Roll back to" not in browser.http.get("/projects/shop/dev/apps/web/releases").text
+    for confirm in ("rollback?to=1", "secrets/unset?name=TOKEN", "secrets/reveal?name=TOKEN"):
+        page = browser.http.get(f"/projects/shop/dev/apps/web/{confirm}")  # reached by URL, not by a button
+        assert page.status_code == 200, confirm
+        assert 'method="post"' not in page.text.split("<main", 1)[1], confirm
+        assert 'id="not-allowed"' in page.text, confirm
     r = browser.post("/projects/shop/dev/apps/web/scale", {"replicas": "5"})
     assert r.status_code == 403
     r = browser.post("/projects/shop/dev/deploy", {"mode": "form", "name": "evil", "image": "x"})
