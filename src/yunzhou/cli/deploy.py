@@ -88,8 +88,9 @@ def deploy(
         str | None,
         typer.Option(
             "--strategy",
-            help="rolling or canary (steps from rollout.steps, default 10% then 50%, each with a 1 m "
-            "error-rate analysis); see docs/traffic.md.",
+            help="rolling, canary (steps from rollout.steps, default 10% then 50%, each with a 1 m "
+            "error-rate analysis) or blue-green (new release at 0% beside the old one, then switched at "
+            "once; previewHost and analysis from the settings); see docs/traffic.md.",
         ),
     ] = None,
     wait: WaitOption = False,
@@ -124,6 +125,7 @@ def deploy(
         )
 
 
+STRATEGIES = ("rolling", "canary", "blue-green")
 DEFAULT_CANARY_STEPS = [
     {"weight": 10, "analysis": {"window": "1m", "maxErrorRate": 0.01}},
     {"weight": 50, "analysis": {"window": "1m", "maxErrorRate": 0.01}},
@@ -131,9 +133,13 @@ DEFAULT_CANARY_STEPS = [
 
 
 def _with_strategy(settings: Json | None, strategy: str) -> Json:
-    """Settings with ``rollout.strategy`` set (canary gets default steps unless the settings have some)."""
-    if strategy not in ("rolling", "canary"):
-        raise UserError(f"--strategy: {strategy!r} is not supported; allowed: rolling, canary")
+    """Settings with ``rollout.strategy`` set (canary gets default steps unless the settings have some).
+
+    Keys only one strategy takes are dropped for the others (steps: canary; analysis: blue-green), so a
+    settings file written for one strategy can be deployed with another.
+    """
+    if strategy not in STRATEGIES:
+        raise UserError(f"--strategy: {strategy!r} is not supported; allowed: {', '.join(STRATEGIES)}")
     doc = dict(settings or {})
     rollout = dict(doc.get("rollout") or {})
     rollout["strategy"] = strategy
@@ -141,6 +147,10 @@ def _with_strategy(settings: Json | None, strategy: str) -> Json:
         rollout.setdefault("steps", DEFAULT_CANARY_STEPS)
     else:
         rollout.pop("steps", None)
+    if strategy != "blue-green":
+        rollout.pop("analysis", None)
+    if strategy == "rolling":
+        rollout.pop("previewHost", None)
     doc["rollout"] = rollout
     return doc
 

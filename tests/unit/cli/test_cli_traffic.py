@@ -44,3 +44,25 @@ def test_traffic_check_validates_a_settings_file_offline(shop: Run, tmp_path: Pa
     result = shop("traffic", "check", str(bad))
     assert result.exit_code != 0
     assert "settings.traffic.routes.0.to: weights must sum to 100" in result.output
+
+
+def test_strategy_blue_green(shop: Run, fake: FakeApi, score_file: Path) -> None:
+    # A settings file written for a canary still deploys blue-green: the steps are dropped, the preview
+    # host kept.
+    (score_file.parent / "yunzhou.yaml").write_text(
+        "rollout: {strategy: canary, previewHost: preview.orders.example.test,"
+        " steps: [{weight: 30, pause: 5s}]}\n"
+    )
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--strategy", "blue-green")
+    assert result.exit_code == 0, result.output
+    body = fake.bodies("POST", "/deployments")[-1]
+    assert isinstance(body, dict)
+    assert body["settings"]["rollout"] == {
+        "strategy": "blue-green",
+        "previewHost": "preview.orders.example.test",
+    }
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--strategy", "rolling")
+    assert result.exit_code == 0, result.output
+    body = fake.bodies("POST", "/deployments")[-1]
+    assert isinstance(body, dict)
+    assert body["settings"]["rollout"] == {"strategy": "rolling"}
