@@ -94,6 +94,10 @@ class Runner:
                 router_metrics=lambda: self.platform.router.metrics_text(),
                 instances=lambda: instance_samples(self.platform.supervisor),
             )
+            from yunzhou.runtimes.local.canary import engine_query
+
+            # a canary analysis' custom query is evaluated on the same engine (docs/traffic.md)
+            self.platform.runtime.metric_query = engine_query(metrics.engine)
         # alert rules are evaluated where reconciliation runs: their healing actions need the reconciler
         self.alerts = (
             AlertEvaluator(

@@ -264,8 +264,9 @@ class Analysis:
     window: float = 60.0
     max_error_rate: float | None = 0.01
     max_p99_ms: float | None = None
-    query: str | None = None  # PromQL returning one number; the step fails when it is > 0
+    query: str | None = None  # PromQL; the step fails when its value (the highest sample) is > max_value
     min_requests: int = 20
+    max_value: float | None = None  # required with query
 
 
 @dataclass(frozen=True)
@@ -764,7 +765,7 @@ def _access(raw: object, path: str, problems: list[FieldProblem]) -> AccessPolic
 
 
 _PROGRESSIVE_STRATEGIES = ("canary", "blue-green")
-_ANALYSIS_KEYS = ("window", "maxErrorRate", "maxP99Ms", "query", "minRequests")
+_ANALYSIS_KEYS = ("window", "maxErrorRate", "maxP99Ms", "query", "maxValue", "minRequests")
 
 
 def parse_progressive(raw: Mapping[str, Any], path: str, problems: list[FieldProblem]) -> Progressive | None:
@@ -843,9 +844,23 @@ def _analysis(raw: object, path: str, problems: list[FieldProblem]) -> Analysis 
             FieldProblem(f"{path}.query", "must be a PromQL expression (at most 4000 characters)")
         )
         query = None
+    max_value = _number(doc, "maxValue", path, problems, -1e15, 1e15, None)
+    if "query" in doc and "maxValue" not in doc:
+        problems.append(
+            FieldProblem(
+                f"{path}.maxValue", "required with query: the step fails when the query's value is above it"
+            )
+        )
+    elif "maxValue" in doc and "query" not in doc:
+        problems.append(FieldProblem(f"{path}.maxValue", "only with query"))
     min_req = _int(doc, "minRequests", path, problems, 0, 1_000_000, 20)
     return Analysis(
-        window=window or 60.0, max_error_rate=err, max_p99_ms=p99, query=query, min_requests=min_req or 0
+        window=window or 60.0,
+        max_error_rate=err,
+        max_p99_ms=p99,
+        query=query,
+        min_requests=min_req or 0,
+        max_value=max_value,
     )
 
 
@@ -957,6 +972,8 @@ def _analysis_to_dict(a: Analysis) -> dict[str, Any]:
         out["maxP99Ms"] = a.max_p99_ms
     if a.query:
         out["query"] = a.query
+    if a.max_value is not None:
+        out["maxValue"] = a.max_value
     return out
 
 

@@ -187,6 +187,15 @@ def test_every_problem_is_reported_at_once() -> None:
             {"strategy": "canary", "steps": [{"weight": 10, "analysis": {"maxErrorRate": 2}}]},
             "settings.rollout.steps.0.analysis.maxErrorRate",
         ),
+        (
+            {"strategy": "canary", "steps": [{"weight": 10, "analysis": {"query": "sum(x)"}}]},
+            "settings.rollout.steps.0.analysis.maxValue",
+        ),
+        (
+            {"strategy": "canary", "steps": [{"weight": 10, "analysis": {"maxValue": 1}}]},
+            "settings.rollout.steps.0.analysis.maxValue",
+        ),
+        ({"strategy": "blue-green", "analysis": {"query": "sum(x)"}}, "settings.rollout.analysis.maxValue"),
         ({"strategy": "blue-green", "steps": [{"weight": 10}]}, "settings.rollout.steps"),
         ({"strategy": "blue-green", "previewHost": "Not A Host"}, "settings.rollout.previewHost"),
         ({"strategy": "big-bang"}, "settings.rollout.strategy"),
@@ -220,3 +229,21 @@ def test_durations_and_regexes() -> None:
     assert [format_duration(s) for s in (0.5, 30, 1.5, 0.001)] == ["500ms", "30s", "1.5s", "1ms"]
     assert regex_problem("^Mozilla/.*Mobile") is None
     assert regex_problem("(?=x)") is not None
+
+
+def test_analysis_query_with_its_max_value_round_trips() -> None:
+    query = 'sum(rate(my_errors_total{release="2"}[1m]))'
+    settings = parse_settings(
+        {
+            "rollout": {
+                "strategy": "canary",
+                "steps": [{"weight": 10, "analysis": {"window": "30s", "query": query, "maxValue": 0.05}}],
+            }
+        }
+    )
+    assert settings.progressive is not None
+    analysis = settings.progressive.steps[0].analysis
+    assert analysis is not None
+    assert (analysis.query, analysis.max_value, analysis.max_error_rate) == (query, 0.05, None)
+    assert settings.to_dict()["rollout"]["steps"][0]["analysis"]["maxValue"] == 0.05
+    assert parse_settings(settings.to_dict()) == settings

@@ -21,7 +21,7 @@ from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
-from yunzhou.runtimes.local.canary import CanaryRun, judge, release_counts
+from yunzhou.runtimes.local.canary import CanaryRun, MetricQuery, judge, release_counts
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
@@ -69,6 +69,7 @@ class LocalRuntime:
         *,
         inflight: InFlight | None = None,
         router_metrics: Callable[[], str] | None = None,
+        metric_query: MetricQuery | None = None,
         base_env: Mapping[str, str] | None = None,
         drain_min: float = 0.2,
         drain_max: float = 30.0,
@@ -89,6 +90,8 @@ class LocalRuntime:
         self._activation: dict[int, tuple[str, dict[str, Any] | None]] = {}
         self._token_key = load_token_key(data_dir)
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
+        # PromQL → value, for an analysis' custom query; the server sets it from its metrics engine
+        self.metric_query = metric_query
         self._canaries: dict[int, CanaryRun] = {}  # app id → its canary run
         self._canary_split: dict[str, tuple[int, int]] = {}  # address → (canary release, weight %)
         self._preview_hosts: dict[str, list[str]] = {}  # address → hosts that reach only the new release
@@ -244,7 +247,7 @@ class LocalRuntime:
                 run.baseline = self._counts(intent.address, run.canary) or run.baseline
             else:
                 counts = self._counts(intent.address, run.canary)
-                verdict, reason = judge(steps[run.step], run, now, counts)
+                verdict, reason = judge(steps[run.step], run, now, counts, self.metric_query)
                 if verdict == "next":
                     run.step += 1
                     run.step_started = now

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from yunzhou.runtimes.local.canary import CanaryRun, ReleaseCounts, judge, p99_ms, release_counts
+from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.runtimes.local.canary import (
+    CanaryRun,
+    ReleaseCounts,
+    judge,
+    p99_ms,
+    query_value,
+    release_counts,
+)
 
 METRICS = """\
 # TYPE yunzhou_router_requests_total counter
@@ -54,3 +62,48 @@ def test_pauses_and_latency() -> None:
     assert verdict == "abort"
     assert reason.startswith("p99 latency 500 ms > 100 ms")
     assert judge(slow, run, 101.0, None)[0] == "abort"  # no metrics after the window: not promoted blindly
+
+
+QUERY_STEP = {"weight": 20, "analysis": {"window": "10s", "query": "sum(errors)", "maxValue": 0.05}}
+
+
+def test_a_query_above_its_max_value_aborts_at_once() -> None:
+    run = CanaryRun(stable=1, canary=2, step_started=0.0)
+    assert judge(QUERY_STEP, run, 1.0, None, lambda expr: 0.2) == (
+        "abort",
+        "query 'sum(errors)' = 0.2 > maxValue 0.05",
+    )
+    # at or below it, the step moves on when the window ends (no router counters needed)
+    assert judge(QUERY_STEP, run, 1.0, None, lambda expr: 0.05) == ("continue", "")
+    assert judge(QUERY_STEP, run, 10.0, None, lambda expr: 0.05) == ("next", "")
+
+
+def test_no_data_for_the_query_waits_then_aborts() -> None:
+    run = CanaryRun(stable=1, canary=2, step_started=0.0)
+    assert judge(QUERY_STEP, run, 9.0, None, lambda expr: None) == ("continue", "")
+    assert judge(QUERY_STEP, run, 10.0, None, lambda expr: None) == (
+        "abort",
+        "no data for query 'sum(errors)'",
+    )
+    assert judge(QUERY_STEP, run, 10.0, None, None) == ("abort", "no data for query 'sum(errors)'")
+
+
+def test_a_query_the_engine_refuses_aborts_with_its_message() -> None:
+    def refuse(expr: str) -> float | None:
+        raise UserError("bad query", problems=[FieldProblem("query", "unexpected end of input")])
+
+    assert judge(QUERY_STEP, CanaryRun(stable=1, canary=2), 1.0, None, refuse) == (
+        "abort",
+        "query 'sum(errors)': unexpected end of input",
+    )
+
+
+def test_query_value_takes_the_highest_sample() -> None:
+    vector = {
+        "resultType": "vector",
+        "result": [{"metric": {}, "value": [1, "0.5"]}, {"metric": {}, "value": [1, "2"]}],
+    }
+    assert query_value(vector) == 2.0
+    assert query_value({"resultType": "vector", "result": []}) is None
+    assert query_value({"resultType": "scalar", "result": [1, "NaN"]}) is None
+    assert query_value({"resultType": "scalar", "result": [1, "3"]}) == 3.0
