@@ -151,17 +151,20 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlP
 def prometheus(
     running: tuple[ControlPlaneProcess, YunzhouClient], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrometheusProcess]:
-    server, _ = running
+    server, client = running
+    # Prometheus holds a read-only `metrics` token of its own, as docs/metrics.md advises
+    token_file = tmp_path_factory.mktemp("prometheus-token") / "token"
+    token_file.write_text(client.create_token("prometheus", ["metrics"])["token"])
     printed = subprocess.run(
         [sys.executable, "-m", "yunzhou", "observe", "prometheus-config", "--interval", "1s",
-         "--credentials-file", str(server.data_dir / "admin-token")],
+         "--credentials-file", str(token_file)],
         env=server.client_env(), capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     config = yaml.safe_load(printed)
     job = config["scrape_configs"][0]
     assert job["static_configs"] == [{"targets": [f"127.0.0.1:{server.api_port}"]}]
     assert job["metrics_path"] == "/metrics"
-    assert job["authorization"]["credentials_file"] == str((server.data_dir / "admin-token").resolve())
+    assert job["authorization"]["credentials_file"] == str(token_file.resolve())
     with PrometheusProcess(tmp_path_factory.mktemp("prometheus"), printed) as prom:
         yield prom
 

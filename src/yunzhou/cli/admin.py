@@ -103,7 +103,7 @@ def token_create(
     """Create a token. Only the token goes to stdout, so it can be captured: T=$(yunzhou token create …)."""
     if not scopes:
         raise typer.BadParameter(
-            "give at least one --scope (read, write, admin)", ctx=ctx, param_hint="--scope"
+            "give at least one --scope (read, write, admin, metrics)", ctx=ctx, param_hint="--scope"
         )
     try:
         expires_in = parse_expires(expires)

@@ -70,7 +70,7 @@ def prometheus_config_command(
         Path | None,
         typer.Option(
             "--credentials-file",
-            help="File holding the token Prometheus sends (needs the admin scope); "
+            help="File holding the token Prometheus sends (the metrics or admin scope); "
             "default: the admin-token file of the data dir.",
         ),
     ] = None,

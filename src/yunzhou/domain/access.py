@@ -11,6 +11,8 @@ class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
     ADMIN = "admin"
+    # read-only and only for raw PromQL and /metrics: what a Prometheus scraping Yunzhou holds
+    METRICS = "metrics"
 
 
 class Role(StrEnum):
@@ -40,13 +42,14 @@ def parse_role(value: object, path: str = "role") -> Role:
 
 def parse_scopes(values: object, path: str = "scopes") -> frozenset[Scope]:
     if not isinstance(values, list | tuple | set | frozenset) or not values:
-        raise invalid(path, "must be a non-empty list of: read, write, admin")
+        raise invalid(path, "must be a non-empty list of: read, write, admin, metrics")
     scopes: set[Scope] = set()
     for i, v in enumerate(values):
         try:
             scopes.add(Scope(str(v)))
         except ValueError:
-            raise invalid(f"{path}.{i}", f"{v!r} is not a scope; allowed: read, write, admin") from None
+            allowed = ", ".join(s.value for s in Scope)
+            raise invalid(f"{path}.{i}", f"{v!r} is not a scope; allowed: {allowed}") from None
     return frozenset(scopes)
 
 
@@ -77,8 +80,8 @@ class Permission(Enum):
     AUDIT_READ = ("audit.read", Scope.READ, None)
     TOKEN_SELF = ("token.self", Scope.READ, None)
     PLATFORM_ADMIN = ("platform.admin", Scope.ADMIN, None)
-    # raw PromQL and /metrics see every project's series, so only platform-wide (admin) tokens
-    METRICS_READ = ("metrics.read", Scope.ADMIN, None)
+    # raw PromQL and /metrics see every project's series: admin tokens, or read-only `metrics` tokens
+    METRICS_READ = ("metrics.read", Scope.METRICS, None)
 
     @property
     def scope(self) -> Scope:
@@ -90,7 +93,7 @@ class Permission(Enum):
 
 
 def scope_allows(scopes: frozenset[Scope], needed: Scope) -> bool:
-    """admin implies write implies read."""
+    """admin implies write implies read; ``metrics`` stands alone (admin implies it too)."""
     if Scope.ADMIN in scopes:
         return True
     if needed is Scope.READ:

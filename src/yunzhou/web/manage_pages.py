@@ -20,7 +20,7 @@ from yunzhou.web.pages import environments_page, projects_page
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 ROLES = ("viewer", "developer", "maintainer", "owner")
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "admin", "metrics")
 # "-" is no valid project or environment name, so these paths never shadow /projects/{p}/{env}
 MEMBERS = "/projects/{project}/-/members"
 ENVIRONMENTS = "/projects/{project}/-/environments"

@@ -319,9 +319,9 @@ class FakeApi(FakeApps):
 
     def create_token(self, caller: Caller, _req: Any, body: Json) -> tuple[int, Any]:
         scopes = body.get("scopes") or []
-        bad = [s for s in scopes if s not in {"read", "write", "admin"}]
+        bad = [s for s in scopes if s not in {"read", "write", "admin", "metrics"}]
         if bad or not scopes:
-            raise invalid("scopes", "must be a non-empty list of read, write, admin")
+            raise invalid("scopes", "must be a non-empty list of read, write, admin, metrics")
         number = self._next_id()
         secret = f"yz_secret_{number}"
         principal = body.get("principal") or caller.principal
