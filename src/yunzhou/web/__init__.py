@@ -24,11 +24,19 @@ def static_dir() -> Path:
 
 def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
     """Add the console's pages and static assets to the API app; returns its state (``app.state.console``)."""
-    from yunzhou.web import app_pages, config_pages, deploy, manage_pages, metrics_pages, pages
+    from yunzhou.web import (
+        app_pages,
+        autoscaling_pages,
+        config_pages,
+        deploy,
+        manage_pages,
+        metrics_pages,
+        pages,
+    )
 
     state = ConsoleState(box)
     app.state.console = state
-    for module in (pages, deploy, app_pages, config_pages, manage_pages, metrics_pages):
+    for module in (pages, deploy, app_pages, config_pages, manage_pages, metrics_pages, autoscaling_pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir(), check_dir=False), name="console-static")
     return state
