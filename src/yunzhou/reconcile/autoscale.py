@@ -19,7 +19,6 @@ Metrics read (the shared metrics contract), per app ``{project, env, app}``:
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -28,6 +27,7 @@ from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec
 from yunzhou.domain.autoscale.controller import Autoscaler
 from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
 from yunzhou.domain.errors import YunzhouError
+from yunzhou.envnumbers import seconds_from_env
 from yunzhou.services import ControlPlane
 from yunzhou.services.autoscaling import AutoscaleTarget, AutoscalingService
 
@@ -41,14 +41,7 @@ class InstantQuery(Protocol):
 
 def autoscale_interval(environ: Mapping[str, str] | None = None) -> float:
     """``YUNZHOU_AUTOSCALE_INTERVAL`` seconds (default 15, HPA's sync period); 0.05-3600."""
-    raw = (os.environ if environ is None else environ).get("YUNZHOU_AUTOSCALE_INTERVAL", "")
-    try:
-        value = float(raw) if raw else DEFAULT_INTERVAL
-    except ValueError:
-        value = -1.0
-    if 0.05 <= value <= 3600:
-        return value
-    raise ValueError(f"YUNZHOU_AUTOSCALE_INTERVAL={raw!r}: must be a number of seconds from 0.05 to 3600")
+    return seconds_from_env("YUNZHOU_AUTOSCALE_INTERVAL", DEFAULT_INTERVAL, environ)
 
 
 def _vector(result: dict[str, Any]) -> list[tuple[dict[str, str], float]]:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from yunzhou.envnumbers import number_from_env
 from yunzhou.runtimes.kubernetes.nodes import (
     PROVIDERS,
     KwokNodeProvider,
@@ -52,14 +53,7 @@ class NodeAutoscalingSettings:
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = env.get(name, "")
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise ValueError(f"{name}={raw!r}: must be a number from {low:g} to {high:g}")
-    return value
+    return number_from_env(name, default, low, high, environ=env)
 
 
 def _shape(raw: str) -> NodeShape | None:

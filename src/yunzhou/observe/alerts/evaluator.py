@@ -5,7 +5,6 @@ on a finer tick so group_wait/group_interval hold between evaluations."""
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping
@@ -15,6 +14,7 @@ from typing import Any, Protocol
 
 from yunzhou.domain.alerts import AlertState, evaluate, samples_of
 from yunzhou.domain.errors import YunzhouError
+from yunzhou.envnumbers import number_from_env, seconds_from_env
 from yunzhou.observe.alerts.delivery import NotifiedAlert
 from yunzhou.observe.alerts.healing import Healer
 from yunzhou.observe.alerts.notifier import Notifier, Sent, silenced
@@ -29,30 +29,12 @@ HISTORY_DAYS = 30.0  # YUNZHOU_ALERT_HISTORY_DAYS: alert and action history olde
 
 def alert_interval(environ: Mapping[str, str] | None = None) -> float:
     """``YUNZHOU_ALERT_INTERVAL`` in seconds (default 15); refuses what is not a number from 0.05 to 3600."""
-    raw = (os.environ if environ is None else environ).get("YUNZHOU_ALERT_INTERVAL", "")
-    if not raw:
-        return DEFAULT_INTERVAL
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0.05 <= value <= 3600:
-        raise ValueError(f"YUNZHOU_ALERT_INTERVAL={raw!r}: must be a number of seconds from 0.05 to 3600")
-    return value
+    return seconds_from_env("YUNZHOU_ALERT_INTERVAL", DEFAULT_INTERVAL, environ)
 
 
 def history_days(environ: Mapping[str, str] | None = None) -> float:
     """``YUNZHOU_ALERT_HISTORY_DAYS`` (default 30); refuses what is not a number from 1 to 3650."""
-    raw = (os.environ if environ is None else environ).get("YUNZHOU_ALERT_HISTORY_DAYS", "")
-    if not raw:
-        return HISTORY_DAYS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 1 <= value <= 3650:
-        raise ValueError(f"YUNZHOU_ALERT_HISTORY_DAYS={raw!r}: must be a number of days from 1 to 3650")
-    return value
+    return number_from_env("YUNZHOU_ALERT_HISTORY_DAYS", HISTORY_DAYS, 1, 3650, unit="days", environ=environ)
 
 
 class InstantQuery(Protocol):

@@ -9,13 +9,13 @@ logged, and the loop goes on. Tests drive ``run_once(now)`` with their own clock
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 from yunzhou.domain.errors import YunzhouError
+from yunzhou.envnumbers import seconds_from_env
 from yunzhou.observe.metrics.exposition import Sample, render
 
 log = logging.getLogger("yunzhou.observe.metrics")
@@ -38,16 +38,7 @@ class Collector(Protocol):
 
 def interval_from_env(variable: str, default: float, environ: Mapping[str, str] | None = None) -> float:
     """Seconds from an environment variable; refuses what is not a number from 0.05 to 3600."""
-    raw = (os.environ if environ is None else environ).get(variable, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0.05 <= value <= 3600:
-        raise ValueError(f"{variable}={raw!r}: must be a number of seconds from 0.05 to 3600")
-    return value
+    return seconds_from_env(variable, default, environ)
 
 
 def scrape_interval(environ: Mapping[str, str] | None = None) -> float:
