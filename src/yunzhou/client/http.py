@@ -639,7 +639,6 @@ class YunzhouClient:
             message = f"Could not talk to the Yunzhou server at {self.url}: {exc}"
             raise ApiError(0, "transport", message) from exc
 
-
     def autoscale_decisions(self, project: str, env: str, app: str, limit: int = 100) -> list[Json]:
         """An app's autoscaler decisions, newest first."""
         return self._items(self._app_path(project, env, app) + "/autoscaling/decisions", {"limit": limit})
@@ -668,6 +667,17 @@ class YunzhouClient:
         path = self._app_path(project, env, app) + f"/rollout/{_segment(command)}"
         result: Json = self._request("POST", path)
         return result
+
+    def get_preferences(self) -> Json:
+        """The caller's own preferences, e.g. ``{"language": "zh-CN"}`` (``None`` when never chosen)."""
+        result: Json = self._request("GET", "/whoami/preferences")
+        return result
+
+    def update_preferences(self, **fields: Any) -> Json:
+        """Set some of the caller's preferences (``language="en"``); returns all of them."""
+        result: Json = self._request("PUT", "/whoami/preferences", json=fields)
+        return result
+
 
 def _json_or_none(response: httpx.Response) -> Any:
     if response.status_code == 204 or not response.content:

@@ -15,6 +15,7 @@ from yunzhou.services.base import ServiceContext
 from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
+from yunzhou.services.preferences import PreferenceService
 from yunzhou.services.projects import ProjectService
 from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
 from yunzhou.services.traffic import TrafficService
@@ -87,6 +88,10 @@ class ControlPlane:
     @property
     def traffic(self) -> TrafficService:
         return TrafficService(self.ctx)
+
+    @property
+    def preferences(self) -> PreferenceService:
+        return PreferenceService(self.ctx)
 
 
 __all__ = [

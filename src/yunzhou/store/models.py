@@ -420,3 +420,13 @@ class ScaleHook(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+# --- preferences ---
+class UserPreference(Base):
+    """A principal's console preferences (one row per principal; a NULL field means "not chosen")."""
+
+    __tablename__ = "user_preferences"
+    principal: Mapped[str] = mapped_column(String(100), primary_key=True)
+    language: Mapped[str | None] = mapped_column(String(10))
+    updated_at: Mapped[datetime]
