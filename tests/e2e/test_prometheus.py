@@ -22,7 +22,7 @@ import yaml
 from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import UserError
 from yunzhou.observe.metrics.remote import PrometheusQueryEngine
-from yunzhou.testing import ControlPlaneProcess, free_port
+from yunzhou.testing import ControlPlaneProcess, free_port, polling
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 APP_DIR = Path(__file__).parent / "metrics_app"
@@ -32,14 +32,7 @@ DEADLINE = 90.0
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)  # polling interval, bounded by the deadline
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return polling.wait_until(what, check, timeout, interval=0.2)
 
 
 class PrometheusProcess:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ import httpx
 import pytest
 
 from yunzhou.client import YunzhouClient
-from yunzhou.testing import ControlPlaneProcess
+from yunzhou.testing import ControlPlaneProcess, polling
 
 APPS = Path(__file__).parent / "apps"
 DEADLINE = 60.0
@@ -39,14 +38,7 @@ def score(name: str, version: str, **variables: str) -> dict[str, Any]:
 
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)  # polling interval, bounded by the deadline
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return polling.wait_until(what, check, timeout)
 
 
 class Load:

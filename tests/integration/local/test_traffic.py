@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +13,7 @@ import pytest
 
 from yunzhou.client import YunzhouClient
 from yunzhou.client.errors import ApiError
-from yunzhou.testing import ControlPlaneProcess
+from yunzhou.testing import ControlPlaneProcess, polling
 
 APPS = Path(__file__).parent / "apps"
 DEADLINE = 60.0
@@ -173,13 +172,7 @@ def test_a_failing_canary_is_aborted_and_a_healthy_one_promoted(
 
 
 def wait_until(what: str, check: Any, timeout: float = DEADLINE) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.05)  # polling interval, bounded by the deadline
-    raise AssertionError(f"timed out waiting for {what}")
+    return polling.wait_until(what, check, timeout, interval=0.05)
 
 
 def test_blue_green_serves_the_new_release_only_on_the_preview_host_then_switches_at_once(

@@ -7,7 +7,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from yunzhou.client import YunzhouClient
-from yunzhou.testing import ControlPlaneProcess
+from yunzhou.testing import ControlPlaneProcess, polling
 
 pytestmark = pytest.mark.slow
 APP_DIR = Path(__file__).resolve().parents[3] / "e2e" / "metrics_app"
@@ -25,14 +24,7 @@ DEADLINE = 90.0
 
 
 def wait_until(what: str, check: Callable[[], Any]) -> Any:
-    deadline = time.monotonic() + DEADLINE
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)  # polling interval, bounded by the deadline
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return polling.wait_until(what, check, DEADLINE, interval=0.2)
 
 
 def test_split_mode_collects_router_instances_and_app_endpoints(tmp_path: Path) -> None:
