@@ -186,6 +186,12 @@ class Ctx:
         value = self.state.box.seal(token, principal)
         response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="lax", secure=self._secure())
 
+    def remember_language(self, response: Response, lang: str) -> None:
+        """Cache the language in this browser for a year (the user's saved preference is the source)."""
+        response.set_cookie(
+            LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True, secure=self._secure()
+        )
+
     @staticmethod
     def end_session(response: Response) -> None:
         response.delete_cookie(SESSION_COOKIE)

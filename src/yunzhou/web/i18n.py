@@ -7,7 +7,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-LANGUAGES = ("en", "zh-CN")
+from yunzhou.domain.preferences import LANGUAGES as LANGUAGES
+
 DEFAULT_LANGUAGE = "en"
 LANG_COOKIE = "yz_lang"
 

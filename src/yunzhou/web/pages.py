@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi import APIRouter, Response
 
-from yunzhou.client import ApiError
-from yunzhou.web.context import MAINTAINER_ROLES, ConsoleRoute, Ctx, Form, Json, PageCtx, safe_next
+from yunzhou.client import ApiError, YunzhouClient
+from yunzhou.web.context import (
+    MAINTAINER_ROLES,
+    ConsoleRoute,
+    Ctx,
+    Form,
+    Json,
+    PageCtx,
+    safe_next,
+)
 from yunzhou.web.forms import FieldErrors
-from yunzhou.web.i18n import LANG_COOKIE, LANGUAGES
+from yunzhou.web.i18n import LANGUAGES
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -44,9 +51,21 @@ def login(ctx: PageCtx, form: Form) -> Response:
             return ctx.render(
                 "login.html", 401, next=target, expired=False, errors=[ctx.t("login.bad_token")]
             )
+        language = _saved_language(client)
     response = ctx.redirect(target)
     ctx.start_session(response, token, str(who.get("principal", "")))
+    if language is not None:  # the user's choice, kept on the server, wins over this browser's guess
+        ctx.remember_language(response, language)
     return response
+
+
+def _saved_language(client: YunzhouClient) -> str | None:
+    """The language this user chose before (in any browser), or None (never chosen, or not readable)."""
+    try:
+        language = client.get_preferences().get("language")
+    except ApiError:
+        return None
+    return str(language) if language in LANGUAGES else None
 
 
 @router.post("/logout")
@@ -57,11 +76,20 @@ def logout(ctx: PageCtx, form: Form) -> Response:
 
 
 @router.get("/lang/{lang}")
-def switch_language(lang: str, request: Request, next: str = "/projects") -> Response:
-    """A plain link (it only sets a preference); remembered in a cookie for a year."""
-    response = RedirectResponse(safe_next(next), status_code=303)
-    if lang in LANGUAGES:
-        response.set_cookie(LANG_COOKIE, lang, max_age=365 * 86400, samesite="lax", httponly=True)
+def switch_language(ctx: PageCtx, lang: str, next: str = "/projects", csrf: str = "") -> Response:
+    """A plain link. Signed in, it also saves the choice for the user on the server (``PUT
+    /whoami/preferences``) when the link carries this browser's CSRF token, so another site cannot;
+    the cookie (a year) is the cache that every page reads."""
+    response = ctx.redirect(safe_next(next))
+    if lang not in LANGUAGES:
+        return response
+    ctx.remember_language(response, lang)
+    if ctx.session is not None and ctx.state.box.csrf_valid(ctx.csrf_seed, csrf):
+        try:
+            ctx.client().update_preferences(language=lang)
+        except ApiError as exc:
+            if exc.status == 401:
+                raise
     return response
 
 

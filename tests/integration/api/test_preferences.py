@@ -16,7 +16,9 @@ def test_preferences_are_kept_per_principal_and_audited(api: Api) -> None:
     assert r.status_code == 200, r.text
     assert r.json() == {"language": "zh-CN"}
     # another token of the same principal sees it; another principal does not
-    assert api.http.get(PATH, headers=api.token_for("dana", ("read", "write"))).json() == {"language": "zh-CN"}
+    assert api.http.get(PATH, headers=api.token_for("dana", ("read", "write"))).json() == {
+        "language": "zh-CN"
+    }
     assert api.http.get(PATH, headers=api.admin).json() == {"language": None}
 
     r = api.http.put(PATH, json={"language": "en"}, headers=dana)
