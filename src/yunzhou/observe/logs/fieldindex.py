@@ -24,8 +24,9 @@ _MAX_DIGITS = 19  # int64
 
 _INT64_MAX = 2**63 - 1
 _SKIP = frozenset(UNINDEXED_KEYS)
-_SKIP_ACCESS = frozenset(UNINDEXED_ACCESS_KEYS)
-_SCALARS = frozenset((str, int, float, bool))
+_SKIP_ACCESS = frozenset(UNINDEXED_KEYS + UNINDEXED_ACCESS_KEYS)
+_NUMBERS = frozenset((int, float, bool))
+_hex_keys: dict[str, str] = {}
 _cache: dict[tuple[str, object, type], str] = {}  # (key, value, type) → its tokens: values repeat a lot
 _CACHE_SIZE = 100_000
 
@@ -34,12 +35,26 @@ def field_tokens(fields: Mapping[str, object], *, access: bool) -> str | None:
     """The index tokens of a record's fields (its top-level scalars), or None when there are none.
 
     Built from the fields the producer already parsed (the supervisor and the tailer parse JSON lines
-    anyway), so indexing costs no JSON parsing of its own.
+    anyway), so indexing costs no JSON parsing of its own. Text tokens are made directly (a hex encoding:
+    cheaper than a cache lookup, and most text values — ids — never repeat); numbers and booleans are
+    cached by (key, value), as their bucket tokens take more work and their values repeat a lot.
     """
+    skip = _SKIP_ACCESS if access else _SKIP
     tokens = []
     for key, value in fields.items():
+        if key in skip:
+            continue
         kind = type(value)
-        if kind not in _SCALARS or key in _SKIP or (access and key in _SKIP_ACCESS):
+        if kind is str:
+            if len(value) > MAX_INDEXED_TEXT:  # type: ignore[arg-type]
+                continue
+            hex_key = _hex_keys.get(key)
+            if hex_key is None:
+                hex_key = _hex_key(key)
+            if hex_key:
+                tokens.append(f"e{hex_key}xs{value.encode('utf-8', 'replace').hex()}")  # type: ignore[attr-defined]
+            continue
+        if kind not in _NUMBERS:
             continue
         cached = (key, value, kind)
         token = _cache.get(cached)
@@ -51,6 +66,14 @@ def field_tokens(fields: Mapping[str, object], *, access: bool) -> str | None:
         if token:
             tokens.append(token)
     return " ".join(tokens) or None
+
+
+def _hex_key(key: object) -> str:
+    """A key's hex spelling in tokens, remembered (keys repeat); "" for what is not a text key."""
+    hex_key = key.encode("utf-8", "replace").hex() if isinstance(key, str) else ""
+    if len(_hex_keys) < _CACHE_SIZE and isinstance(key, str):
+        _hex_keys[key] = hex_key
+    return hex_key
 
 
 def _tokens(key: str, value: object) -> str:

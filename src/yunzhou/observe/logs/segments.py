@@ -60,6 +60,13 @@ _FTS_SCHEMA = (
 )
 
 
+# Fewer, larger merges of the FTS5 b-trees: a level is merged once it holds 16 segments (default 4), and
+# a writer only stops to merge everything at 32 (default 16). Each batch's commit adds a segment, so at
+# the default settings merging was half the trigram index's cost; a query reads a few more (small,
+# detail=none) segments per term instead, which measured no slower at 1M lines.
+FTS_MERGE_OPTIONS = (("automerge", 16), ("crisismerge", 32))
+
+
 class SchemaTooNew(Exception):
     """A segment was written by a newer Yunzhou."""
 
@@ -172,8 +179,9 @@ def _ensure_full_text(conn: sqlite3.Connection, full_text: bool | None) -> bool:
     try:
         for statement in _FTS_SCHEMA:
             conn.execute(statement)
-        for table in ("logs_fts", "fields_fts"):  # fewer, larger merges
-            conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('automerge', 8)")  # noqa: S608
+        for table in ("logs_fts", "fields_fts"):
+            for option, value in FTS_MERGE_OPTIONS:
+                conn.execute(f"INSERT INTO {table} ({table}, rank) VALUES ('{option}', {value})")  # noqa: S608
     except sqlite3.OperationalError:  # no FTS5 or no trigram tokenizer (SQLite < 3.34)
         conn.execute("ROLLBACK TO fts")
         conn.execute("RELEASE fts")
