@@ -185,6 +185,11 @@ def select(
     time_column = "+l.time"  # unary plus: walk the app's records in id order, so that LIMIT stops early
     if source == "logs AS l" and _small_time_window(conn, app[0], filters):
         source, time_column = "logs AS l INDEXED BY logs_by_app_time", "l.time"
+    elif source == "logs AS l" and filters.grep:
+        # A needle no index can find (shorter than a trigram, or no FTS5): every line of the app gets
+        # checked, so read the table itself newest first (one sequential pass that stops at the page
+        # limit) instead of a lookup into it per entry of the app's index — half the CPU at 1M lines.
+        where[0] = "+l.app_id = ?"
     for column, op, value in (
         (time_column, ">=", filters.since),
         (time_column, "<", filters.until),
