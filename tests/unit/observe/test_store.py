@@ -353,6 +353,32 @@ def test_a_segment_is_sealed_when_old_enough_and_queries_span_segments(make_stor
     assert (page.items, page.next_after_id) == ([], 12)
 
 
+def test_a_short_needle_scans_segments_newest_first_and_skips_other_apps(make_store: MakeStore) -> None:
+    clock = Clock(T0)
+    retention = LogRetention(max_age_days=None, max_bytes=None, segment_seconds=DAY, interval_s=3600)
+    store = make_store(retention=retention, clock=clock)
+    for day in range(3):
+        fill(store, [f"d{day} Qz {i}" for i in range(2)], app="shop/prod/other", time=clock.now)
+        fill(store, [f"d{day} qZ {i}" if i % 2 else f"d{day} x_{i}" for i in range(4)], time=clock.now)
+        clock.now += DAY
+    assert len(segment_files(store)) == 3
+    assert lines_of(store.query(APP, grep="QZ", limit=3)) == ["d1 qZ 3", "d2 qZ 1", "d2 qZ 3"]
+    assert lines_of(store.query(APP, grep="QZ", after_id=0, limit=2)) == ["d0 qZ 1", "d0 qZ 3"]
+    assert lines_of(store.query(APP, grep="_", limit=2)) == ["d2 x_0", "d2 x_2"]  # literal, not LIKE's
+
+
+def test_new_segments_merge_their_full_text_indexes_lazily(make_store: MakeStore) -> None:
+    store = make_store(full_text=True)
+    fill(store, ["one line"])
+    conn = sqlite3.connect(segment_files(store)[-1])
+    try:
+        for table in ("logs_fts", "fields_fts"):
+            config = dict(conn.execute(f"SELECT k, v FROM {table}_config"))  # noqa: S608 - fixed names
+            assert (config["automerge"], config["crisismerge"]) == (16, 32), table
+    finally:
+        conn.close()
+
+
 def test_retention_by_age_deletes_whole_segments_past_the_limit(make_store: MakeStore) -> None:
     clock = Clock(T0)
     retention = LogRetention(max_age_days=2, max_bytes=None, segment_seconds=DAY, interval_s=3600)
