@@ -114,7 +114,9 @@ def setup(demand: np.ndarray) -> dict[str, Any]:
     }
 
 
-def run_one(name: str, quick: bool, policy_name: str, startup: int, timeline: bool) -> tuple[dict[str, Any], Any]:
+def run_one(
+    name: str, quick: bool, policy_name: str, startup: int, timeline: bool
+) -> tuple[dict[str, Any], Any]:
     """One policy on one trace at one startup time (runs in a worker process)."""
     demand = _trace(name, quick)
     s = setup(demand)

@@ -45,13 +45,13 @@ def builtin_policy(
     """The policies the simulator and the benchmark compare (all on ``rps`` AverageValue ``target``):
 
     - ``hpa``: Kubernetes defaults (scale-down stabilization 300 s).
-    - ``hpa-fast``: as hpa with a 60 s scale-down window (what the predictive ones use; isolates the
+    - ``hpa-fast``: as hpa with a 45 s scale-down window (what the predictive ones use; isolates the
       forecast's effect from the shorter window's).
     - ``hpa-5s``: Kubernetes defaults, but run as the predictive ones are (see
       :func:`builtin_run_options`: every 5 s on a 10 s rate). Not Kubernetes: it isolates what the
       faster sampling alone buys.
     - ``predictive``: seasonal-quantile forecast (hourly + daily + weekly) + short-term trend as a
-      floor sized at full capacity, 60 s scale-down window, run every 5 s on a 10 s rate.
+      floor sized at full capacity, 45 s scale-down window, run every 5 s on a 10 s rate.
     - ``predictive-hw``: the same with Holt-Winters.
     """
     if name not in BUILTIN_POLICIES:
@@ -66,7 +66,7 @@ def builtin_policy(
     )
     if name in ("hpa", "hpa-5s"):
         return base
-    fast = Behavior(scale_down=replace(base.behavior.scale_down, stabilization_window_seconds=60))
+    fast = Behavior(scale_down=replace(base.behavior.scale_down, stabilization_window_seconds=45))
     if name == "hpa-fast":
         return replace(base, behavior=fast)
     predictive = PredictiveSpec(
