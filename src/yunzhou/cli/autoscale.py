@@ -11,7 +11,7 @@ import time
 from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import typer
@@ -32,7 +32,7 @@ from yunzhou.cli.common import (
     short_time,
 )
 from yunzhou.domain.autoscale import AutoscalingPolicy
-from yunzhou.domain.autoscale.simulate import builtin_policy, parse_trace_csv, simulate
+from yunzhou.domain.autoscale.simulate import builtin_policy, builtin_run_options, parse_trace_csv, simulate
 from yunzhou.domain.errors import FieldProblem, UserError, YunzhouError
 from yunzhou.domain.names import parse_app_address
 from yunzhou.domain.settings import parse_settings
@@ -46,6 +46,7 @@ autoscale_app = typer.Typer(
 class PolicyName(StrEnum):
     hpa = "hpa"
     hpa_fast = "hpa-fast"
+    hpa_5s = "hpa-5s"
     predictive = "predictive"
     predictive_hw = "predictive-hw"
     settings = "settings"
@@ -168,11 +169,13 @@ def simulate_command(
                 "--policy settings needs --settings yunzhou.yaml", param_hint="--settings"
             )
         chosen = _settings_policy(settings_file, env)
+        run_options: dict[str, Any] = {}
     else:
         ceiling = max_replicas or max(min_replicas, 2 * math.ceil(float(demand.max()) / aim), 1)
         chosen = builtin_policy(
             policy.value, target=aim, max_replicas=ceiling, startup_seconds=startup, min_replicas=min_replicas
         )
+        run_options = builtin_run_options(policy.value)  # sampled as bench/autoscale.py runs it
     result = simulate(
         demand,
         chosen,
@@ -181,6 +184,7 @@ def simulate_command(
         start_time=start,
         score_from=warmup,
         timeline_every=timeline_every,
+        **run_options,
     )
     data = result.to_dict(timeline=True)
     data["policy"] = chosen.to_dict()

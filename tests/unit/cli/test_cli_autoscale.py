@@ -52,3 +52,15 @@ def test_a_bad_trace_names_the_row(run: Run, tmp_path: Path) -> None:
     result = run("autoscale", "simulate", "--trace", str(trace))
     assert result.exit_code == 1
     assert "trace.row.2" in result.output
+
+
+def test_simulate_runs_a_builtin_policy_as_the_benchmark_does(run: Run, tmp_path: Path) -> None:
+    # hpa-5s samples every 5 s on a 10 s rate (builtin_run_options): the step at 300 s is seen one
+    # 5 s cycle after it, not at the next 15 s cycle as hpa sees it
+    trace = write_trace(tmp_path / "trace.csv")
+    args = ["--capacity-per-instance", "10", "--target", "10", "--startup-seconds", "30", "-o", "json"]
+    slow = json.loads(run("autoscale", "simulate", "--trace", str(trace), "--policy", "hpa", *args).stdout)
+    fast = json.loads(run("autoscale", "simulate", "--trace", str(trace), "--policy", "hpa-5s", *args).stdout)
+    assert fast["timeline"][1]["t"] - fast["timeline"][0]["t"] == 5.0
+    assert slow["timeline"][1]["t"] - slow["timeline"][0]["t"] == 15.0
+    assert fast["underprovisioned_seconds"] < slow["underprovisioned_seconds"]
