@@ -100,6 +100,27 @@ def cgroup_memory(
     return limit, kills
 
 
+def cgroup_cpu_throttling(
+    pid: int, proc: Path = Path("/proc"), root: Path = Path("/sys/fs/cgroup")
+) -> tuple[int, float] | None:
+    """(CPU periods throttled, seconds throttled) of a process's cgroup from ``cpu.stat`` — v2
+    ``nr_throttled``/``throttled_usec``, v1 ``nr_throttled``/``throttled_time`` (ns) — or None when
+    unknown (no cgroup, no CPU controller)."""
+    where = _cgroup_dir(pid, "cpu", proc, root)
+    if where is None:
+        return None
+    try:
+        lines = (where / "cpu.stat").read_text().splitlines()
+    except OSError:
+        return None
+    stat = {key: int(value) for key, _, value in (line.partition(" ") for line in lines) if value.isdecimal()}
+    if "nr_throttled" not in stat:
+        return None
+    if "throttled_usec" in stat:
+        return stat["nr_throttled"], stat["throttled_usec"] / 1e6
+    return stat["nr_throttled"], stat.get("throttled_time", 0) / 1e9
+
+
 class InstanceCollector:
     name = "instances"
     types: ClassVar[dict[str, str]] = {
@@ -109,6 +130,8 @@ class InstanceCollector:
         "yunzhou_instance_restarts_total": "counter",
         "yunzhou_instance_ready": "gauge",
         "yunzhou_instance_oom_kills_total": "counter",
+        "yunzhou_instance_cpu_throttled_periods_total": "counter",
+        "yunzhou_instance_cpu_throttled_seconds_total": "counter",
         "yunzhou_app_replicas_desired": "gauge",
         "yunzhou_app_replicas_ready": "gauge",
     }
@@ -119,6 +142,8 @@ class InstanceCollector:
         "yunzhou_instance_restarts_total": "Times the runtime restarted an instance.",
         "yunzhou_instance_ready": "1 when the instance passes its readiness check, else 0.",
         "yunzhou_instance_oom_kills_total": "Times an instance was killed for running out of memory.",
+        "yunzhou_instance_cpu_throttled_periods_total": "CPU quota periods with the instance throttled.",
+        "yunzhou_instance_cpu_throttled_seconds_total": "Time the instance waited because of its CPU limit.",
         "yunzhou_app_replicas_desired": "Replicas the app should have.",
         "yunzhou_app_replicas_ready": "Replicas that were ready at the last reconcile pass.",
     }
@@ -129,10 +154,12 @@ class InstanceCollector:
         replicas: ReplicaSource | None = None,
         *,
         cgroup_reader: Callable[[int], tuple[int | None, int | None]] = cgroup_memory,
+        throttling_reader: Callable[[int], tuple[int, float] | None] = cgroup_cpu_throttling,
     ) -> None:
         self.instances = instances
         self.replicas = replicas
         self.cgroup_reader = cgroup_reader
+        self.throttling_reader = throttling_reader
         # OOM kills seen through exits, for instances whose cgroup cannot be read: id → (last seen, count)
         self._exits: dict[str, tuple[tuple[int, str | None], int]] = {}
 
@@ -152,10 +179,11 @@ class InstanceCollector:
             if labels is None:
                 continue
             alive.add(inst.instance)
-            limit, kills = inst.memory_limit_bytes, None
+            limit, kills, throttled = inst.memory_limit_bytes, None, None
             if inst.pid is not None:
                 cg_limit, kills = self.cgroup_reader(inst.pid)
                 limit = limit if limit is not None else cg_limit
+                throttled = self.throttling_reader(inst.pid)
             oom = max(kills or 0, self._oom_from_exits(inst))
             samples += [
                 Sample("yunzhou_instance_cpu_seconds_total", labels, inst.cpu_seconds),
@@ -166,6 +194,10 @@ class InstanceCollector:
             ]
             if limit is not None:
                 samples.append(Sample("yunzhou_instance_memory_limit_bytes", labels, float(limit)))
+            if throttled is not None:
+                periods, seconds = throttled
+                samples.append(Sample("yunzhou_instance_cpu_throttled_periods_total", labels, float(periods)))
+                samples.append(Sample("yunzhou_instance_cpu_throttled_seconds_total", labels, seconds))
         for gone in set(self._exits) - alive:
             del self._exits[gone]
         for address, desired, ready in self.replicas() if self.replicas else ():

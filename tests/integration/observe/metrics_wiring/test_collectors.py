@@ -15,6 +15,7 @@ from yunzhou.observe.metrics.collect_instances import (
     AppScrapeCollector,
     InstanceCollector,
     InstanceSample,
+    cgroup_cpu_throttling,
     cgroup_memory,
 )
 
@@ -153,3 +154,26 @@ def test_cgroup_memory_limit_and_oom_kills(tmp_path: Path, version: str) -> None
     )
     assert cgroup_memory(42, proc, root) == (None, 3)
     assert cgroup_memory(43, proc, root) == (None, None)
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_cgroup_cpu_throttling(tmp_path: Path, version: str) -> None:
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "42").mkdir(parents=True)
+    if version == "v1":
+        (proc / "42" / "cgroup").write_text("5:cpu,cpuacct:/yz/inst\n4:memory:/yz/inst\n")
+        group = root / "cpu" / "yz" / "inst"
+        group.mkdir(parents=True)
+        (group / "cpu.stat").write_text("nr_periods 90\nnr_throttled 12\nthrottled_time 1500000000\n")
+    else:
+        (proc / "42" / "cgroup").write_text("0::/yz/inst\n")
+        group = root / "yz" / "inst"
+        group.mkdir(parents=True)
+        (group / "cpu.stat").write_text(
+            "usage_usec 90\nuser_usec 80\nsystem_usec 10\n"
+            "nr_periods 90\nnr_throttled 12\nthrottled_usec 1500000\n"
+        )
+    assert cgroup_cpu_throttling(42, proc, root) == (12, 1.5)
+    (group / "cpu.stat").write_text("usage_usec 90\n")  # no CPU controller enabled: nothing to report
+    assert cgroup_cpu_throttling(42, proc, root) is None
+    assert cgroup_cpu_throttling(43, proc, root) is None

@@ -7,6 +7,7 @@ Modes:
   family  like serve, but first starts a grandchild (same process group) and prints its pid.
   exit    prints to stderr and exits with status 1 at once.
   hog     allocates memory in 8 MiB pages until killed.
+  spin    like serve, with a thread that keeps one CPU busy.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -60,6 +62,11 @@ def serve() -> None:
     server.serve_forever()
 
 
+def _spin() -> None:
+    while True:
+        pass
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "serve":
@@ -71,6 +78,9 @@ def main() -> None:
     elif mode == "exit":
         print("failing on purpose", file=sys.stderr, flush=True)
         sys.exit(1)
+    elif mode == "spin":
+        threading.Thread(target=_spin, daemon=True).start()
+        serve()
     elif mode == "hog":
         hoard = []
         while True:

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.runtimes.local.harness import Harness, app_spec, by_id, proc_start_ticks, where
+from yunzhou.observe.metrics.collect_instances import cgroup_cpu_throttling
 from yunzhou.runtimes.local import LocalSupervisor
+from yunzhou.testing.polling import wait_until
 
 HOST = Path(__file__).with_name("host.py")
 ROOT = Path(__file__).resolve().parents[4]
@@ -92,6 +94,23 @@ def test_memory_hog_is_oomkilled(harness: Harness, tmp_path: Path) -> None:
     assert status is not None
     assert "cgroups unavailable" not in status.reason
     assert "not applied" not in status.reason  # the CPU limit was written too
+
+
+def test_cpu_limit_throttles_and_the_metric_sees_it(harness: Harness, tmp_path: Path) -> None:
+    _require_cgroups()
+    harness.supervisor.ensure(app_spec("spin", "spin", cwd=tmp_path, cpu_limit_millis=100))
+    status = by_id(harness.wait(where("spin", lambda s: s.ready)), "spin")
+    assert status is not None
+    assert status.pid is not None
+    pid = status.pid
+
+    def throttled() -> tuple[int, float] | None:
+        seen = cgroup_cpu_throttling(pid)
+        return seen if seen is not None and seen[0] > 0 and seen[1] > 0 else None
+
+    periods, seconds = wait_until("the spinning instance to be throttled", throttled, timeout=20)
+    assert periods > 0
+    assert seconds > 0
 
 
 def test_cgroup_support_explains_itself() -> None:
