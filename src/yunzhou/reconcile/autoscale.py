@@ -14,6 +14,12 @@ Metrics read (the shared metrics contract), per app ``{project, env, app}``:
   ``yunzhou_instance_memory_limit_bytes`` (the local target's limit stands in for the request)
 - custom: ``query`` as given (summed), else the app's own series of that name per instance
 - instances and readiness: ``yunzhou_instance_ready``
+
+On Kubernetes targets the real HPA does the reactive part; the loop keeps only the floor of a policy with
+schedules and/or a predictive forecast (:meth:`AutoscaleLoop.floor`): the active window's minReplicas and
+the forecast's instances, clamped like the HPA's minReplicas (``render_autoscale.hpa_min_replicas``). It
+is stored as the app's desired replicas through AppService.scale — only when the floor changes, so a
+steady floor makes no rollouts — and the renderer puts it in the HPA's ``minReplicas``.
 """
 
 from __future__ import annotations
@@ -26,8 +32,11 @@ from typing import Any, Protocol
 from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec
 from yunzhou.domain.autoscale.controller import Autoscaler
 from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
+from yunzhou.domain.autoscale.predictive import replicas_for_forecast
+from yunzhou.domain.autoscale.schedule import bounds_at
 from yunzhou.domain.errors import YunzhouError
 from yunzhou.envnumbers import seconds_from_env
+from yunzhou.runtimes.kubernetes.render_autoscale import has_floor, hpa_min_replicas
 from yunzhou.services import ControlPlane
 from yunzhou.services.autoscaling import AutoscaleTarget, AutoscalingService
 
@@ -128,12 +137,13 @@ class AutoscaleLoop:
         now = self.now() if now is None else now
         made: list[dict[str, Any]] = []
         targets = self.service.targets()
-        for gone in set(self._scalers) - {t.app_id for t in targets}:
+        floors = [t for t in self.service.targets("cluster") if has_floor(t.policy)]
+        for gone in set(self._scalers) - {t.app_id for t in [*targets, *floors]}:
             self._scalers.pop(gone, None)
             self._last.pop(gone, None)
-        for target in targets:
+        for target in [*targets, *floors]:
             try:
-                decision = self._decide(target, now)
+                decision = self._decide(target, now) if target in targets else self._floor(target, now)
             except Exception:  # one app's failure never stops the others
                 log.exception("autoscaling %s/%s/%s failed", target.project, target.env, target.app)
                 continue
@@ -161,6 +171,68 @@ class AutoscaleLoop:
             decision["applied"] = self.service.record(target, decision, apply=True)
         return decision
 
+    def floor(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        """The floor under a Kubernetes app's HPA at ``now`` as a decision (not recorded): the active
+        window's minReplicas and/or the forecast's instances, clamped as the HPA's minReplicas is."""
+        policy = target.policy
+        scaler = self._scaler(target)
+        lo, _, window = bounds_at(policy.schedules, now, policy.min_replicas, policy.max_replicas)
+        inputs: dict[str, Any] = {
+            "policyMinReplicas": policy.min_replicas,
+            "maxReplicas": policy.max_replicas,
+        }
+        floor, mode = policy.min_replicas, "reactive"
+        reason = f"HpaMinReplicas: policy minReplicas {policy.min_replicas}, no window or forecast above it"
+        if window:
+            inputs["schedule"] = {"window": window, "minReplicas": lo}
+            mode = f"scheduled:{window}"
+            if lo > floor:
+                floor = lo
+                reason = f"ScheduledFloor: window {window!r} is active, minReplicas {lo}"
+        if scaler.forecaster is not None:
+            sel = f'project="{target.project}",env="{target.env}",app="{target.app}"'
+            rows = self._query(f"sum(rate(yunzhou_router_requests_total{{{sel}}}[30s]))", now)
+            if rows:  # on a cluster no series means not collected, not "no traffic": learn nothing
+                scaler.observe_demand(now, sum(v for _, v in rows))
+            fc = scaler.forecaster.forecast(now)
+            inputs["forecast"] = {"mode": fc.mode, "value": fc.value, "error": fc.error, "reason": fc.reason}
+            per_instance = scaler._forecast_target()  # the one definition of the forecast metric's target
+            if fc.mode == "predictive" and fc.value is not None and per_instance:
+                predicted = replicas_for_forecast(fc.value, per_instance * scaler.forecast_target_scale)
+                inputs["forecast"]["replicas"] = predicted
+                if predicted > floor:
+                    floor = predicted
+                    reason = f"PredictiveFloor: forecast demand {fc.value:.2f} needs {predicted} instances"
+            if not window:
+                mode = fc.mode
+        desired = hpa_min_replicas(policy, floor)
+        if desired < floor:
+            reason = f"{reason} (capped at maxReplicas {policy.max_replicas})"
+        return {
+            "time": now,
+            "current": target.replicas,
+            "desired": desired,
+            "mode": mode,
+            "reason": reason,
+            "minReplicas": desired,
+            "maxReplicas": policy.max_replicas,
+            "inputs": inputs,
+        }
+
+    def _floor(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        """Store a new floor (desired replicas → the HPA's minReplicas) only when it changes."""
+        with self._lock:
+            return self._store(target, self.floor(target, now))
+
+    def _store(self, target: AutoscaleTarget, decision: dict[str, Any]) -> dict[str, Any]:
+        """Record a decision when the count, mode or reason changes; apply a new count."""
+        changed = decision["desired"] != decision["current"]
+        key = (decision["mode"], decision["reason"])
+        if changed or self._last.get(target.app_id) != key:
+            self._last[target.app_id] = key
+            decision["applied"] = self.service.record(target, decision, apply=changed)
+        return decision
+
     def _decide(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
         with self._lock:
             return self._decide_locked(target, now)
@@ -170,13 +242,7 @@ class AutoscaleLoop:
         obs = self.observe(target, now)
         if "rps" in obs.readings and obs.readings["rps"].total is not None:
             scaler.observe_demand(now, obs.readings["rps"].total)
-        decision = scaler.decide(now, obs).to_dict()
-        changed = decision["desired"] != decision["current"]
-        key = (decision["mode"], decision["reason"])
-        if changed or self._last.get(target.app_id) != key:
-            self._last[target.app_id] = key
-            decision["applied"] = self.service.record(target, decision, apply=changed)
-        return decision
+        return self._store(target, scaler.decide(now, obs).to_dict())
 
     # ---- the thread
     def start(self) -> AutoscaleLoop:

@@ -43,7 +43,8 @@ class AutoscalingService:
         self.ctx = ctx
 
     def targets(self, target_kind: str = "local") -> list[AutoscaleTarget]:
-        """Apps on ``target_kind`` environments whose desired release has an ``autoscaling:`` policy."""
+        """Apps on ``target_kind`` environments whose desired release has an ``autoscaling:`` policy
+        (``cluster``: any ``cluster:NAME`` target)."""
         out: list[AutoscaleTarget] = []
         with self.ctx.db.transaction() as s:
             rows = s.execute(
@@ -54,7 +55,8 @@ class AutoscalingService:
                 .where(App.removing.is_(False))
             ).all()
             for a, e, p, r in rows:
-                if e.target != target_kind or not (r.settings or {}).get("autoscaling"):
+                on_target = e.target == target_kind or e.target.startswith(f"{target_kind}:")
+                if not on_target or not (r.settings or {}).get("autoscaling"):
                     continue
                 try:
                     policy = parse_settings(r.settings).autoscaling

@@ -299,7 +299,9 @@ def _optional_objects(
 ) -> list[Manifest]:
     """Objects of kinds the cluster may not serve (target.apis); what is left out is noted on the workload."""
     objects, notes = render_observe(shape, intent.settings, target.apis)
-    scalers, scale_notes = render_autoscale(shape, intent.settings, target.apis, target.prometheus_url)
+    scalers, scale_notes = render_autoscale(
+        shape, intent.settings, target.apis, target.prometheus_url, floor=intent.replicas
+    )
     if scalers:  # the autoscaler owns the replica count: the workload leaves it alone
         del workload["spec"]["replicas"]
     objects += scalers

@@ -12,6 +12,11 @@
 
 The Deployment then carries no ``replicas`` of its own (the autoscaler's number stands; re-applying the
 Deployment never resets it).
+
+A policy with schedules or a predictive forecast has a floor kept by Yunzhou's autoscale loop
+(reconcile/autoscale.py) as the app's desired replicas (``intent.replicas``): the HPA's ``minReplicas``
+becomes ``clamp(max(policy.minReplicas, floor), 1, maxReplicas)`` (:func:`hpa_min_replicas`), so the HPA
+is raised ahead of demand instead of being fought, and still scales above the floor on its own metrics.
 """
 
 from __future__ import annotations
@@ -88,14 +93,26 @@ def _behavior(policy: AutoscalingPolicy) -> dict[str, Any]:
     return out
 
 
-def render_hpa(policy: AutoscalingPolicy, t: AppShape) -> Manifest:
+def has_floor(policy: AutoscalingPolicy) -> bool:
+    """Whether Yunzhou keeps a floor under the HPA (schedules or an enabled forecast; not scale to zero)."""
+    predictive = policy.predictive is not None and policy.predictive.enabled
+    return (predictive or bool(policy.schedules)) and not policy.scale_to_zero.enabled
+
+
+def hpa_min_replicas(policy: AutoscalingPolicy, floor: int | None = None) -> int:
+    """``clamp(max(policy.minReplicas, floor), 1, maxReplicas)``; ``floor`` None: the policy's min."""
+    wanted = max(policy.min_replicas, floor or 0)
+    return max(1, min(wanted, policy.max_replicas))
+
+
+def render_hpa(policy: AutoscalingPolicy, t: AppShape, floor: int | None = None) -> Manifest:
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": dict(t.metadata),
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": t.kind, "name": t.app},
-            "minReplicas": max(1, policy.min_replicas),
+            "minReplicas": hpa_min_replicas(policy, floor if has_floor(policy) else None),
             "maxReplicas": policy.max_replicas,
             "metrics": [hpa_metric(m, t) for m in policy.metrics],
             "behavior": _behavior(policy),
@@ -153,9 +170,14 @@ def render_scaled_object(policy: AutoscalingPolicy, t: AppShape, prometheus_url:
 
 
 def render_autoscale(
-    t: AppShape, settings: Mapping[str, Any], apis: frozenset[str], prometheus_url: str = DEFAULT_PROMETHEUS
+    t: AppShape,
+    settings: Mapping[str, Any],
+    apis: frozenset[str],
+    prometheus_url: str = DEFAULT_PROMETHEUS,
+    floor: int | None = None,
 ) -> tuple[list[Manifest], list[str]]:
-    """(objects, notes). An empty object list with no notes means the app is not autoscaled."""
+    """(objects, notes). An empty object list with no notes means the app is not autoscaled. ``floor``:
+    the app's desired replicas, the HPA's minReplicas floor when the policy has schedules/predictive."""
     policy = policy_of(settings)
     if policy is None:
         return [], []
@@ -171,4 +193,4 @@ def render_autoscale(
     if HPA not in apis:
         return [], [*([note] if note else []), "HorizontalPodAutoscaler not rendered: the cluster does not "
                     "serve autoscaling/v2"]  # fmt: skip
-    return [render_hpa(policy, t)], [note] if note else []
+    return [render_hpa(policy, t, floor)], [note] if note else []
