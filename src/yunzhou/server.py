@@ -72,9 +72,10 @@ class Runner:
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
+        kubernetes = KubernetesRuntime(self.clusters.connect)
         self.controller = AppController(
             cp.ctx.db,
-            {"local": self.platform.runtime, "cluster": KubernetesRuntime(self.clusters.connect)},
+            {"local": self.platform.runtime, "cluster": kubernetes},
             config.data_dir, cp.ctx.clock,
             base_domain=config.base_domain, secret_box=cp.ctx.secret_box,
         )  # fmt: skip
@@ -98,6 +99,7 @@ class Runner:
 
             # a canary analysis' custom query is evaluated on the same engine (docs/traffic.md)
             self.platform.runtime.metric_query = engine_query(metrics.engine)
+            kubernetes.canaries.metric_query = engine_query(metrics.engine)  # canary steps on clusters
         # alert rules are evaluated where reconciliation runs: their healing actions need the reconciler
         self.alerts = (
             AlertEvaluator(

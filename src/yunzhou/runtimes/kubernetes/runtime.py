@@ -24,8 +24,10 @@ from lightkube.resources.core_v1 import ConfigMap, Namespace, Pod, Secret, Servi
 from lightkube.resources.networking_v1 import Ingress, NetworkPolicy
 from lightkube.resources.policy_v1 import PodDisruptionBudget
 
+from yunzhou.domain.canary import MetricQuery
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.kubernetes.canary import CanaryDriver
 from yunzhou.runtimes.kubernetes.cluster import translated
 from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
 from yunzhou.runtimes.kubernetes.render import (
@@ -110,8 +112,12 @@ class KubernetesRuntime:
         reapply_every: float = REAPPLY_EVERY,
         discovery: Discovery | None = None,
         traffic_modes: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        metric_query: MetricQuery | None = None,
     ) -> None:
         self.connect = connect
+        # canary rollouts' step driver; metric_query evaluates a step analysis' custom query
+        self.canaries = CanaryDriver(clock, metric_query)
         self.traffic_modes = dict(traffic_modes or {})  # cluster → "istio" | "gateway" (else: auto)
         self.reapply_every = reapply_every
         self.discovery = discovery or Discovery()
@@ -147,7 +153,26 @@ class KubernetesRuntime:
     ) -> AppObservation:
         """Converge the app to ``intent``. With ``canary``, that release runs beside it as
         ``<app>-canary`` and the route objects send it ``canary_weight`` %; the next apply without one
-        prunes the canary's objects (promotion applies the canary's intent, abort the stable's)."""
+        prunes the canary's objects (promotion applies the canary's intent, abort the stable's).
+        Without ``canary``, an intent whose settings say ``rollout.strategy: canary`` is driven step by
+        step by ``self.canaries`` (``canary.py``) while an older release runs."""
+        if canary is not None:
+            return self._apply(intent, canary, canary_weight)
+        step = self.canaries.plan(intent)
+        if step is None:
+            observed = self._apply(intent, None, 0)
+            if intent.removing:
+                self.canaries.forget(intent.app_id)
+            else:
+                self.canaries.applied(intent)
+            return observed
+        self._pods.pop(intent.app_id, None)  # the canary's pods' readiness decides the step's clock
+        observed = self._apply(step.stable, step.canary, step.weight)
+        if step.canary is None:  # aborted: the stable release is what runs
+            self.canaries.applied(step.stable)
+        return self.canaries.observed(intent, step, observed)
+
+    def _apply(self, intent: AppIntent, canary: AppIntent | None, canary_weight: int) -> AppObservation:
         cluster, namespace = self._placement(intent)
         client, base_domain = self.connect(cluster)
         key = app_key(intent.address)
@@ -226,6 +251,7 @@ class KubernetesRuntime:
         return sorted(records, key=lambda r: str(r["time"]))
 
     def forget(self, app_id: int) -> int:
+        self.canaries.forget(app_id)
         where = self._where.pop(app_id, None)
         self._applied.pop(app_id, None)
         self._objects.pop(app_id, None)
