@@ -4,7 +4,9 @@ A canary run keeps the stable release's instances, starts instances of the new r
 moves traffic weight step by step (``rollout.steps``). A step with a pause waits; a step with an analysis
 compares the canary's requests in the step's window (read from the router's ``/metrics``, counters
 differenced against the step's start) with the thresholds and decides continue / promote / abort. The
-analysis also runs while the window is open, so a clearly failing canary is aborted early.
+analysis also runs while the window is open, so a clearly failing canary is aborted early. The step
+state and the judge live in ``yunzhou.domain.canary`` (shared with the Kubernetes step driver); what is
+here reads the router's counters.
 """
 
 from __future__ import annotations
