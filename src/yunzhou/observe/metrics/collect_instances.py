@@ -71,6 +71,16 @@ def _cgroup_dir(pid: int, controller: str, proc: Path, root: Path) -> Path | Non
     return unified
 
 
+def _counters(path: Path) -> dict[str, int] | None:
+    """A cgroup ``key value`` file (memory.events, cpu.stat …) as integers; None when it cannot be read.
+    (runtimes/local/cgroups.py reads the same format; observe.metrics may not import runtimes.)"""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return None
+    return {key: int(value) for key, _, value in (line.partition(" ") for line in lines) if value.isdecimal()}
+
+
 def cgroup_memory(
     pid: int, proc: Path = Path("/proc"), root: Path = Path("/sys/fs/cgroup")
 ) -> tuple[int | None, int | None]:
@@ -88,14 +98,10 @@ def cgroup_memory(
         break
     kills: int | None = None
     for name in ("memory.events", "memory.oom_control"):
-        try:
-            lines = (where / name).read_text().splitlines()
-        except OSError:
+        counters = _counters(where / name)
+        if counters is None:
             continue
-        for line in lines:
-            key, _, value = line.partition(" ")
-            if key == "oom_kill":
-                kills = int(value)
+        kills = counters.get("oom_kill")
         break
     return limit, kills
 
@@ -109,12 +115,8 @@ def cgroup_cpu_throttling(
     where = _cgroup_dir(pid, "cpu", proc, root)
     if where is None:
         return None
-    try:
-        lines = (where / "cpu.stat").read_text().splitlines()
-    except OSError:
-        return None
-    stat = {key: int(value) for key, _, value in (line.partition(" ") for line in lines) if value.isdecimal()}
-    if "nr_throttled" not in stat:
+    stat = _counters(where / "cpu.stat")
+    if stat is None or "nr_throttled" not in stat:
         return None
     if "throttled_usec" in stat:
         return stat["nr_throttled"], stat["throttled_usec"] / 1e6
