@@ -6,7 +6,6 @@ YUNZHOU_PROMETHEUS_URL path) talking to that Prometheus."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import threading
@@ -22,7 +21,8 @@ import yaml
 from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import UserError
 from yunzhou.observe.metrics.remote import PrometheusQueryEngine
-from yunzhou.testing import ControlPlaneProcess, free_port, polling
+from yunzhou.testing import ControlPlaneProcess, polling
+from yunzhou.testing.prometheus import PrometheusServer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 APP_DIR = Path(__file__).parent / "metrics_app"
@@ -33,61 +33,6 @@ DEADLINE = 90.0
 
 def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -> Any:
     return polling.wait_until(what, check, timeout, interval=0.2)
-
-
-class PrometheusProcess:
-    """Debian's prometheus binary on a free loopback port with its own config and data dir."""
-
-    def __init__(self, workdir: Path, config: str) -> None:
-        self.workdir = workdir
-        self.config = config
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log_path = workdir / "prometheus.log"
-
-    def __enter__(self) -> PrometheusProcess:
-        binary = shutil.which("prometheus")
-        assert binary, "Debian's prometheus package is needed (apt-get install prometheus)"
-        (self.workdir / "prometheus.yml").write_text(self.config)
-        with self.log_path.open("wb") as log:
-            argv = [
-                binary,
-                f"--config.file={self.workdir / 'prometheus.yml'}",
-                f"--storage.tsdb.path={self.workdir / 'data'}",
-                f"--web.listen-address=127.0.0.1:{self.port}",
-            ]
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            wait_until("prometheus ready", self._ready, 60)
-        except BaseException:
-            self.__exit__()
-            raise
-        return self
-
-    def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"prometheus exited: {self.log_path.read_text()[-2000:]}")
-        try:
-            return httpx.get(f"{self.url}/-/ready", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        body = httpx.get(f"{self.url}/api/v1/query", params={"query": expr}, timeout=10).json()
-        assert body["status"] == "success", body
-        result: list[dict[str, Any]] = body["data"]["result"]
-        return result
-
-    def __exit__(self, *exc: object) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 class Load:
@@ -143,7 +88,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlP
 @pytest.fixture(scope="module")
 def prometheus(
     running: tuple[ControlPlaneProcess, YunzhouClient], tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[PrometheusProcess]:
+) -> Iterator[PrometheusServer]:
     server, client = running
     # Prometheus holds a read-only `metrics` token of its own, as docs/metrics.md advises
     token_file = tmp_path_factory.mktemp("prometheus-token") / "token"
@@ -158,11 +103,11 @@ def prometheus(
     assert job["static_configs"] == [{"targets": [f"127.0.0.1:{server.api_port}"]}]
     assert job["metrics_path"] == "/metrics"
     assert job["authorization"]["credentials_file"] == str(token_file.resolve())
-    with PrometheusProcess(tmp_path_factory.mktemp("prometheus"), printed) as prom:
+    with PrometheusServer(tmp_path_factory.mktemp("prometheus"), printed) as prom:
         yield prom
 
 
-def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus: PrometheusProcess) -> None:
+def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus: PrometheusServer) -> None:
     up = wait_until("the scrape to succeed", lambda: [s for s in prometheus.query('up{job="yunzhou"}')
                                                       if s["value"][1] == "1"])  # fmt: skip
     assert len(up) == 1
@@ -212,7 +157,7 @@ def test_prometheus_scrapes_yunzhou_and_returns_the_apps_request_rate(prometheus
 
 
 def test_embedded_engine_and_remote_engine_agree_in_shape(
-    running: tuple[ControlPlaneProcess, YunzhouClient], prometheus: PrometheusProcess
+    running: tuple[ControlPlaneProcess, YunzhouClient], prometheus: PrometheusServer
 ) -> None:
     _, client = running
 
@@ -249,7 +194,7 @@ def test_embedded_engine_and_remote_engine_agree_in_shape(
 
 
 def test_a_server_with_yunzhou_prometheus_url_queries_that_prometheus(
-    prometheus: PrometheusProcess, tmp_path: Path
+    prometheus: PrometheusServer, tmp_path: Path
 ) -> None:
     """A second control plane (API only) pointed at the Prometheus: its query API answers from there,
     which the target labels Prometheus adds (job) show."""
