@@ -5,13 +5,12 @@ scale-down stabilization window holds it, then it scales back in; decisions are 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import Api
-from tests.helpers import score
+from tests.helpers import UnixClock, control_plane_with_app
 from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.reconcile.autoscale import AutoscaleLoop, autoscale_interval
 from yunzhou.services import SYSTEM, ControlPlane
@@ -29,22 +28,13 @@ POLICY = {
 }
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
+Clock = UnixClock  # starts at T0
 
 
 @pytest.fixture
 def world(database: Database, tmp_path: Path) -> Iterator[tuple[ControlPlane, MetricStore, Clock]]:
     clock = Clock()
-    (tmp_path / "data").mkdir()
-    cp = ControlPlane.create(database, tmp_path / "data", clock=clock)
-    cp.projects.create(SYSTEM, "shop")
-    cp.projects.create_environment(SYSTEM, "shop", "dev", "local", None)
-    cp.apps.deploy(SYSTEM, "shop", "dev", score(), POLICY, None)
+    cp = control_plane_with_app(database, tmp_path / "data", clock, POLICY)
     store = MetricStore.open(None)
     yield cp, store, clock
     store.close()

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import score
-from tests.integration.reconcile.test_autoscale_loop import Clock
+from tests.helpers import UnixClock as Clock
+from tests.helpers import control_plane_with_app
 from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.reconcile.autoscale import AutoscaleLoop
 from yunzhou.reconcile.wake import WakeOnDemand
@@ -45,11 +45,7 @@ class Router:
 @pytest.fixture
 def world(database: Database, tmp_path: Path) -> Iterator[tuple[ControlPlane, AutoscaleLoop, Clock]]:
     clock = Clock()
-    (tmp_path / "data").mkdir()
-    cp = ControlPlane.create(database, tmp_path / "data", clock=clock)
-    cp.projects.create(SYSTEM, "shop")
-    cp.projects.create_environment(SYSTEM, "shop", "dev", "local", None)
-    cp.apps.deploy(SYSTEM, "shop", "dev", score(), POLICY, None)
+    cp = control_plane_with_app(database, tmp_path / "data", clock, POLICY)
     store = MetricStore.open(None)
     yield cp, AutoscaleLoop(cp, QueryEngine(store), interval=15), clock
     store.close()

@@ -5,14 +5,14 @@ cool-down and hourly cap; and the API's validation, audit and access rules."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Api
-from tests.helpers import score
+from tests.helpers import UnixClock, control_plane_with_app, score
 from yunzhou.domain.errors import NotFound, UserError
 from yunzhou.observe.alerts import AlertEvaluator, Notifier, alert_interval
 from yunzhou.observe.alerts.evaluator import history_days
@@ -25,22 +25,13 @@ T0 = 1_800_000_000.0
 LABELS = {"project": "shop", "env": "dev", "app": "orders", "release": "1"}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = T0
-
-    def __call__(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
+Clock = UnixClock  # starts at T0
 
 
 @pytest.fixture
 def world(database: Database, tmp_path: Path) -> Iterator[tuple[ControlPlane, MetricStore, Clock]]:
     clock = Clock()
-    (tmp_path / "data").mkdir()
-    cp = ControlPlane.create(database, tmp_path / "data", clock=clock)
-    cp.projects.create(SYSTEM, "shop")
-    cp.projects.create_environment(SYSTEM, "shop", "dev", "local", None)
-    cp.apps.deploy(SYSTEM, "shop", "dev", score(), None, None)
+    cp = control_plane_with_app(database, tmp_path / "data", clock, None)
     store = MetricStore.open(None)
     yield cp, store, clock
     store.close()
