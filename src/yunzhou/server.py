@@ -95,7 +95,7 @@ class Runner:
                 router_metrics=lambda: self.platform.router.metrics_text(),
                 instances=lambda: instance_samples(self.platform.supervisor),
             )
-            from yunzhou.runtimes.local.canary import engine_query
+            from yunzhou.domain.canary import engine_query
 
             # a canary analysis' custom query is evaluated on the same engine (docs/traffic.md)
             self.platform.runtime.metric_query = engine_query(metrics.engine)

@@ -14,26 +14,7 @@ from __future__ import annotations
 import math
 import re
 
-from yunzhou.domain.canary import (
-    CanaryRun,
-    MetricQuery,
-    ReleaseCounts,
-    engine_query,
-    judge,
-    p99_ms,
-    query_value,
-)
-
-__all__ = [
-    "CanaryRun",
-    "MetricQuery",
-    "ReleaseCounts",
-    "engine_query",
-    "judge",
-    "p99_ms",
-    "query_value",
-    "release_counts",
-]
+from yunzhou.domain.canary import ReleaseCounts
 
 _SAMPLE_RE = re.compile(
     r"^(yunzhou_router_requests_total|yunzhou_router_request_duration_seconds_bucket)\{([^}]*)\} (\S+)$"

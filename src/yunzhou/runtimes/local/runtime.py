@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yunzhou.domain.canary import CanaryRun, MetricQuery, judge
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
-from yunzhou.runtimes.local.canary import CanaryRun, MetricQuery, judge, release_counts
+from yunzhou.runtimes.local.canary import release_counts
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot

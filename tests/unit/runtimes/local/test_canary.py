@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
+from yunzhou.domain.canary import CanaryRun, ReleaseCounts, judge, p99_ms, query_value
 from yunzhou.domain.errors import FieldProblem, UserError
-from yunzhou.runtimes.local.canary import (
-    CanaryRun,
-    ReleaseCounts,
-    judge,
-    p99_ms,
-    query_value,
-    release_counts,
-)
+from yunzhou.runtimes.local.canary import release_counts
 
 METRICS = """\
 # TYPE yunzhou_router_requests_total counter
