@@ -26,9 +26,9 @@ $(WEB_DIST): $(WEB)/frontend/node_modules/.package-lock.json $(WEB)/frontend/bui
 
 web: $(WEB_DIST)
 
-# Console screenshots (en, zh-CN, phone) from the browser tests, into build/screenshots/.
+# Console screenshots for docs/console.md (main pages in en, zh-CN and at phone width), into docs/console/.
 screenshots: $(STAMP) web
-	YUNZHOU_SCREENSHOT_DIR=$(CURDIR)/build/screenshots $(BIN)/python -m pytest tests/e2e/web -k chinese
+	YUNZHOU_SCREENSHOT_DIR=$(CURDIR)/docs/console $(BIN)/python -m pytest tests/e2e/web/test_console_screenshots.py -q
 
 up: $(STAMP) web
 	$(BIN)/yunzhou up

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
 
@@ -87,3 +90,24 @@ def deploy_web(server: ControlPlaneProcess, token: str) -> None:
         deployment = dana.deploy("shop", "dev", score, None, dana.upload_artifact(APP_SOURCE))
         rollout = dana.wait_for_rollout("shop", "dev", "web", deployment["rollout"]["id"], timeout=60)
         assert rollout["state"] == "succeeded", rollout
+
+
+@contextmanager
+def traffic(server: ControlPlaneProcess, *, limit: int = 2000) -> Iterator[list[int]]:
+    """Requests through the router, as the app's users would send them, from a thread: about 20 a second,
+    at most ``limit``, until the block ends. Yields the status codes seen so far."""
+    stop, codes = threading.Event(), list[int]()
+
+    def run() -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.router_port}", timeout=10) as http:
+            while not stop.is_set() and len(codes) < limit:
+                codes.append(http.get("/", headers={"Host": "web.dev.shop.localhost"}).status_code)
+                stop.wait(0.05)
+
+    sender = threading.Thread(target=run, daemon=True)
+    sender.start()
+    try:
+        yield codes
+    finally:
+        stop.set()
+        sender.join(timeout=15)

@@ -5,16 +5,14 @@ refresh brings new points in without a reload. Screenshots in English, Chinese a
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, expect
 
-from tests.e2e.web.conftest import DEADLINE_MS, deploy_web, login, screenshot_dir
+from tests.e2e.web.conftest import DEADLINE_MS, deploy_web, login, screenshot_dir, traffic
 from yunzhou.testing import ControlPlaneProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -28,27 +26,6 @@ def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     """A server that scrapes every second, so a test sees its traffic in the charts within seconds."""
     with ControlPlaneProcess(tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}) as cp:
         yield cp
-
-
-@contextmanager
-def traffic(server: ControlPlaneProcess, *, limit: int = 2000) -> Iterator[list[int]]:
-    """Requests through the router, as the app's users would send them, from a thread: about 20 a second,
-    at most ``limit``, until the block ends. Yields the status codes seen so far."""
-    stop, codes = threading.Event(), list[int]()
-
-    def run() -> None:
-        with httpx.Client(base_url=f"http://127.0.0.1:{server.router_port}", timeout=10) as http:
-            while not stop.is_set() and len(codes) < limit:
-                codes.append(http.get("/", headers={"Host": "web.dev.shop.localhost"}).status_code)
-                stop.wait(0.05)
-
-    sender = threading.Thread(target=run, daemon=True)
-    sender.start()
-    try:
-        yield codes
-    finally:
-        stop.set()
-        sender.join(timeout=15)
 
 
 def test_metrics_charts_draw_real_traffic_refresh_and_chinese(
