@@ -432,7 +432,7 @@ class Exchange:
             lname = raw_name.lower()
             if lname in wanted:
                 headers[lname] = raw_value.decode("latin-1")
-        peer = self.client.peer_ip.decode("ascii", "replace")
+        peer = self.client.peer
         decision = policy.decide(self.host, self.path, headers, peer)
         wait, limit = policy.rate_limit(decision.route, self.caller or peer, now)
         if wait:
@@ -474,14 +474,14 @@ class Exchange:
                 return True
             state.active += 1
             self.holds_slot = True
-        self.candidates = self._order(decision)
+        self.candidates = self._order(decision, now)
         return False
 
-    def _order(self, decision: Decision, avoid: Backend | None = None) -> list[Backend]:
+    def _order(self, decision: Decision, now: float, avoid: Backend | None = None) -> list[Backend]:
         assert self.policy is not None
         assert self.route is not None
         load = self.router.metrics.backend_in_flight
-        order = self.policy.order(self.route.backends, decision, self.loop.time(), load)
+        order = self.policy.order(self.route.backends, decision, now, load)
         if avoid is not None and len(order) > 1 and order[0] is avoid:
             order.append(order.pop(0))  # a retry goes to another backend when there is one
         return order
@@ -498,7 +498,7 @@ class Exchange:
         self.queued = False
         self.holds_slot = True
         assert self.decision is not None
-        self.candidates = self._order(self.decision)
+        self.candidates = self._order(self.decision, self.loop.time())
         if not self.candidates:
             self.local_error = (503, "no_ready_backends", f"app {self.app!r} has no ready backends")
             if self.request_complete:
@@ -536,9 +536,11 @@ class Exchange:
 
     def after_status(self, status: int) -> bool:
         """The backend answered with ``status``; True when the policy retries instead of forwarding it."""
-        backend = self.backend
-        if backend is None:
+        backend, policy = self.backend, self.policy
+        if backend is None or policy is None:
             return False
+        if status < 500 and not policy.state.health:
+            return False  # a success with no outlier state to reset: nothing to record, nothing to retry
         self._outcome(backend, status, gateway_error=status in (502, 503, 504))
         if status < 500:
             return False
@@ -576,7 +578,7 @@ class Exchange:
             self.timer = None
         self.sent = False
         self.body = list(self.retained) or None
-        self.candidates = self._order(decision, avoid=self.backend)
+        self.candidates = self._order(decision, self.loop.time(), avoid=self.backend)
         self.try_next_backend()
         return True
 

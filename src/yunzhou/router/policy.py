@@ -53,7 +53,9 @@ class TokenBucket:
 
     def take(self, now: float) -> float:
         """0 when a token was taken; otherwise the seconds until one is available."""
-        tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
+        tokens = self.tokens + (now - self.last) * self.rate
+        if tokens > self.burst:
+            tokens = self.burst
         self.last = now
         if tokens >= 1.0:
             self.tokens = tokens - 1.0
@@ -160,18 +162,34 @@ class _HeaderTest:
         return self.regex.search(actual) is not None
 
 
-@dataclass(frozen=True)
 class CompiledRoute:
-    rule: TrafficRoute
-    headers: tuple[_HeaderTest, ...]
+    """A traffic route's match, flattened for the request path, with its decisions made in advance."""
+
+    __slots__ = ("decisions", "exact", "headers", "host", "path", "prefix", "rule", "to")
+
+    def __init__(self, rule: TrafficRoute, headers: tuple[_HeaderTest, ...]) -> None:
+        m = rule.match
+        self.rule = rule
+        self.headers = headers
+        self.host = m.host
+        self.exact = m.path_kind == "exact"
+        self.path = m.path
+        # segment-wise prefix, "/" stripped at the end; None when every path matches
+        self.prefix = (
+            m.path.rstrip("/") if m.path_kind == "prefix" and m.path is not None and m.path != "/" else None
+        )
+        self.to = tuple((d.release, d.weight) for d in rule.to)
+        self.decisions: dict[str, Decision] = {}  # by track, when no hash key varies per request
 
     def matches(self, host: str, path: str, headers: Mapping[bytes, str]) -> bool:
-        m = self.rule.match
-        if m.host is not None and m.host != host:
+        if self.host is not None and self.host != host:
             return False
-        if m.path_kind == "exact" and path != m.path:
+        if self.exact and path != self.path:
             return False
-        if m.path_kind == "prefix" and m.path is not None and not _prefix(m.path, path):
+        prefix = self.prefix
+        if prefix is not None and not (
+            path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/")
+        ):
             return False
         for test in self.headers:  # noqa: SIM110 -- a plain loop: no generator per request
             if not test.ok(headers.get(test.name)):
@@ -179,16 +197,9 @@ class CompiledRoute:
         return True
 
 
-def _prefix(prefix: str, path: str) -> bool:
-    if prefix == "/":
-        return True
-    trimmed = prefix.rstrip("/")
-    return path.startswith(trimmed) and (len(path) == len(trimmed) or path[len(trimmed)] == "/")
-
-
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Decision:
-    """What the policy decided for one request before any backend is tried."""
+    """What the policy decided for one request before any backend is tried (shared, never changed)."""
 
     route: str  # traffic route name, or "" (the app's defaults)
     track: str
@@ -247,6 +258,17 @@ class AppPolicy:
         self.max_active = pool.max_connections if pool and pool.max_connections else None
         self.max_pending = pool.max_pending if pool and pool.max_pending is not None else 1_000_000
         self.max_requests_per_connection = pool.max_requests_per_connection if pool else None
+        self.outlier_detection = traffic.outlier_detection
+        # Per request only the track (and a hash key) varies, so decisions are made once per route and track.
+        self._hashing = lb.policy == "consistent-hash"
+        self._default_decisions: dict[str, Decision] = {}  # decisions of requests no route matched
+        self._app_limit = (state.limiter, "rateLimit") if state.limiter is not None else None
+        self._route_limits = {
+            r.name: (state.route_limiters[r.name], f"routes.{r.name}.rateLimit")
+            for r in traffic.routes
+            if r.rate_limit is not None
+        }
+        self._access: dict[tuple[str, str, str] | None, tuple[bool, str]] = {}
 
     def connection_spent(self, served: int) -> bool:
         """True when a backend connection has served maxRequestsPerConnection (this one included)."""
@@ -255,27 +277,44 @@ class AppPolicy:
 
     # --- admission ---------------------------------------------------------------------------
     def access(self, caller: tuple[str, str, str] | None) -> tuple[bool, str]:
-        return self.traffic.access.decide(caller, own_project=self.project, own_env=self.env)
+        """The access decision for a caller, remembered: callers are the snapshot's apps (or None)."""
+        known = self._access.get(caller)
+        if known is None:
+            known = self._access[caller] = self.traffic.access.decide(
+                caller, own_project=self.project, own_env=self.env
+            )
+        return known
 
     def decide(self, host: str, path: str, headers: Mapping[bytes, str], peer: str) -> Decision:
-        traffic = self.traffic
         for compiled in self.routes:
             if compiled.matches(host, path, headers):
-                rule = compiled.rule
-                track = _weighted(rule.to) if rule.to else self._default_track(host, headers)
-                return Decision(
-                    rule.name,
-                    track,
-                    rule.timeouts or traffic.timeouts,
-                    rule.retries or traffic.retries,
-                    self._hash_key(headers, peer),
-                )
+                to = compiled.to
+                if not to:
+                    track = self._default_track(host, headers)
+                elif len(to) == 1:
+                    track = to[0][0]
+                else:
+                    track = _weighted_pairs(to)
+                rule: TrafficRoute | None = compiled.rule
+                made = compiled.decisions
+                break
+        else:
+            track = self._default_track(host, headers)
+            rule = None
+            made = self._default_decisions
+        if self._hashing:
+            return self._decision(rule, track, self._hash_key(headers, peer))
+        decision = made.get(track)
+        if decision is None:
+            decision = made[track] = self._decision(rule, track, None)
+        return decision
+
+    def _decision(self, rule: TrafficRoute | None, track: str, hash_key: str | None) -> Decision:
+        traffic = self.traffic
+        if rule is None:
+            return Decision("", track, traffic.timeouts, traffic.retries, hash_key)
         return Decision(
-            "",
-            self._default_track(host, headers),
-            traffic.timeouts,
-            traffic.retries,
-            self._hash_key(headers, peer),
+            rule.name, track, rule.timeouts or traffic.timeouts, rule.retries or traffic.retries, hash_key
         )
 
     def _default_track(self, host: str, headers: Mapping[bytes, str]) -> str:
@@ -305,16 +344,15 @@ class AppPolicy:
         return None
 
     def rate_limit(self, route: str, caller_key: str, now: float) -> tuple[float, str]:
-        limiter = self.state.route_limiters.get(route) if route else None
-        prefix = f"routes.{route}.rateLimit" if limiter is not None else "rateLimit"
-        if limiter is None:
-            limiter = self.state.limiter
-        if limiter is None:
+        """(seconds to wait, limit field path), (0, "") when admitted; a route's limit replaces the app's."""
+        limit = self._route_limits.get(route) or self._app_limit
+        if limit is None:
             return 0.0, ""
+        limiter, path = limit
         wait, which = limiter.take(caller_key, now)
         if not wait:
             return 0.0, ""
-        return wait, f"{prefix}.{which}" if which == "perCaller" else prefix
+        return wait, f"{path}.{which}" if which == "perCaller" else path
 
     # --- backend choice ------------------------------------------------------------------------
     def order(
@@ -324,7 +362,8 @@ class AppPolicy:
         chosen = [b for b in backends if b.track == decision.track]
         if not chosen:
             chosen = list(backends)
-        chosen = self._not_ejected(chosen, now) or chosen  # all ejected: panic, use them all (as Envoy)
+        if self.state.health:
+            chosen = self._not_ejected(chosen, now) or chosen  # all ejected: panic, use them all (as Envoy)
         if len(chosen) <= 1:
             return chosen
         lb = self.traffic.load_balancer
@@ -344,8 +383,6 @@ class AppPolicy:
 
     def _not_ejected(self, backends: list[Backend], now: float) -> list[Backend]:
         health = self.state.health
-        if not health:
-            return backends
         out = []
         for b in backends:
             h = health.get(b.id)
@@ -391,10 +428,6 @@ class AppPolicy:
 
     def ejected_count(self, now: float) -> int:
         return sum(1 for h in self.state.health.values() if h.ejected_until > now)
-
-
-def _weighted(dests: Any) -> str:
-    return _weighted_pairs(tuple((d.release, d.weight) for d in dests))
 
 
 def _weighted_pairs(pairs: tuple[tuple[str, int], ...]) -> str:

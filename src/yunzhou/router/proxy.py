@@ -55,7 +55,8 @@ class ClientConnection(asyncio.Protocol):
         self.loop = router.loop
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
-        self.peer_ip = b""
+        self.peer = ""  # the client's IP address (rate-limit key, source hash)
+        self.peer_ip = b""  # the same, for X-Forwarded-For
         self.closed = False
         self.write_paused = False
         self.read_pauses = 0
@@ -73,7 +74,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         peer = transport.get_extra_info("peername")
-        self.peer_ip = peer[0].encode("ascii") if peer else b""
+        self.peer = peer[0] if peer else ""
+        self.peer_ip = self.peer.encode("ascii")
         self.router.client_opened(self)
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -67,3 +67,41 @@ def test_snapshot_with_policies_and_callers_round_trips() -> None:
     assert snap.to_json() == doc
     assert snap.routes[0].backends[0].track == "canary"
     assert snap.policies["shop/dev/a"].split == (("stable", 90), ("canary", 10))
+
+
+def test_decisions_follow_the_matching_route_and_only_hash_keys_vary_per_request() -> None:
+    traffic = parse_traffic(
+        {
+            "timeouts": {"perTry": "2s"},
+            "routes": [
+                {
+                    "name": "beta",
+                    "match": {"path": {"prefix": "/beta/"}, "headers": {"x-user": {"regex": "^beta-[0-9]+"}}},
+                    "to": [{"release": "canary"}],
+                    "timeouts": {"perTry": "1s"},
+                }
+            ],
+        }
+    )
+    policy = AppPolicy("shop/dev/a", traffic, (("stable", 100),), frozenset(), PolicyState(doc=None), 0.0)
+    beta = policy.decide("h", "/beta", {b"x-user": "beta-7"}, "10.0.0.1")
+    assert (beta.route, beta.track, beta.timeouts and beta.timeouts.per_try) == ("beta", "canary", 1.0)
+    assert policy.decide("h", "/beta/x", {b"x-user": "beta-8"}, "10.0.0.2") is beta  # made once, shared
+    for path, headers in (("/betas", {b"x-user": "beta-7"}), ("/beta", {b"x-user": "beta-x"}), ("/", {})):
+        other = policy.decide("h", path, headers, "10.0.0.1")
+        assert (other.route, other.track, other.timeouts and other.timeouts.per_try) == ("", "stable", 2.0)
+    pinned = policy.decide("h", "/", {b"x-canary": "always"}, "")
+    assert (pinned.route, pinned.track, pinned.timeouts and pinned.timeouts.per_try) == ("", "canary", 2.0)
+
+    hashing = parse_traffic({"loadBalancer": {"policy": "consistent-hash", "hashOn": {"source": True}}})
+    by_source = AppPolicy("shop/dev/a", hashing, (("stable", 100),), frozenset(), PolicyState(doc=None), 0.0)
+    keys = [by_source.decide("h", "/", {}, peer).hash_key for peer in ("10.0.0.1", "10.0.0.2")]
+    assert keys == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_access_decisions_are_remembered_per_caller() -> None:
+    traffic = parse_traffic({"access": {"default": "deny", "allow": ["web"]}})
+    policy = AppPolicy("shop/dev/a", traffic, (("stable", 100),), frozenset(), PolicyState(doc=None), 0.0)
+    assert policy.access(("shop", "dev", "web")) == (True, "access.allow.0")
+    assert policy.access(("shop", "dev", "batch")) == (False, "access.default")
+    assert policy.access(("shop", "dev", "web")) == (True, "access.allow.0")
