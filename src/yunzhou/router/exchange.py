@@ -231,7 +231,10 @@ class Exchange:
         wait = self.router.settings.upstream_timeout
         if self.decision is not None:  # one timer covers the idle, per-try and overall timeouts
             self.attempt_started = now
-            wait = self._policy_wait(wait, now)
+            if self.per_try is not None and self.per_try < wait:
+                wait = self.per_try
+            if self.deadline and self.deadline - now < wait:
+                wait = max(self.deadline - now, 0.0)
         self.timer = self.loop.call_later(wait, self.check_timeout)
 
     def check_timeout(self) -> None:
@@ -449,16 +452,13 @@ class Exchange:
             return False
         self.policy = policy
         self.decision = decision
-        if decision.retries is not None and decision.retries.attempts:
-            self.retries_left = decision.retries.attempts
+        if decision.attempts:
+            self.retries_left = decision.attempts
             self.retained = []
-        if self.retries_left:
             policy.state.budget.note_request(now)
-        timeouts = decision.timeouts
-        if timeouts is not None:
-            self.per_try = timeouts.per_try
-            if timeouts.overall is not None:
-                self.deadline = now + timeouts.overall
+        self.per_try = decision.per_try
+        if decision.overall is not None:
+            self.deadline = now + decision.overall
         if policy.max_active is not None:
             state = policy.state
             if state.active >= policy.max_active:

@@ -206,6 +206,15 @@ class Decision:
     timeouts: Timeouts | None
     retries: Retries | None
     hash_key: str | None
+    # flattened from the above for the request path
+    attempts: int = field(init=False)  # retries allowed (0: none)
+    per_try: float | None = field(init=False)
+    overall: float | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "attempts", self.retries.attempts if self.retries is not None else 0)
+        object.__setattr__(self, "per_try", self.timeouts.per_try if self.timeouts is not None else None)
+        object.__setattr__(self, "overall", self.timeouts.overall if self.timeouts is not None else None)
 
 
 class AppPolicy:
