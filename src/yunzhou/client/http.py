@@ -213,7 +213,7 @@ class YunzhouClient:
     def update_settings(
         self, project: str, env: str, app: str, settings: Json, version: int | None = None
     ) -> Json:
-        """PATCH a partial settings document; returns the Deployment of the new release."""
+        """PATCH a partial settings document (null removes a key); returns the new release's Deployment."""
         body: Json = {"settings": settings}
         if version is not None:
             body["version"] = version

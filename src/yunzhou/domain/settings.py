@@ -110,6 +110,24 @@ def deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def merge_patch(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON merge patch (RFC 7396): like ``deep_merge``, but a ``None`` in ``patch`` removes the key.
+
+    How a settings PATCH can drop what a form clears, e.g. ``rollout.steps`` when canary becomes rolling.
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge_patch(out[key], value)
+        elif isinstance(value, Mapping):
+            out[key] = merge_patch({}, value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
 def for_environment(doc: Mapping[str, Any] | None, env: str) -> dict[str, Any]:
     """The settings document with ``environments.<env>`` applied and the environments map dropped."""
     if not doc:

@@ -19,7 +19,7 @@ from yunzhou.domain.errors import (
 )
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import parse_score
-from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, deep_merge, parse_settings
+from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, merge_patch, parse_settings
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
@@ -198,7 +198,7 @@ class AppService:
             _, e, a = get_app(s, project, env, app)
             check_version(version, a.version, f"app {a.name!r}")
             current = _release(s, a, a.desired_release)
-            merged = parse_settings(deep_merge(current.settings, partial))
+            merged = parse_settings(merge_patch(current.settings, partial))  # null removes a key
             return self._new_release(
                 s,
                 caller,

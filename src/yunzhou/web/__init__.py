@@ -32,11 +32,22 @@ def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
         manage_pages,
         metrics_pages,
         pages,
+        traffic_pages,
     )
 
     state = ConsoleState(box)
     app.state.console = state
-    for module in (pages, deploy, app_pages, config_pages, manage_pages, metrics_pages, autoscaling_pages):
+    modules = (
+        pages,
+        deploy,
+        app_pages,
+        config_pages,
+        manage_pages,
+        metrics_pages,
+        autoscaling_pages,
+        traffic_pages,
+    )
+    for module in modules:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=static_dir(), check_dir=False), name="console-static")
     return state

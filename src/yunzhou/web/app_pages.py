@@ -1,5 +1,5 @@
-"""An app's detail page: Overview, Instances, Releases, Logs, Metrics, Autoscaling and Settings tabs, and
-the actions (scale, rollback, routes). Live parts are htmx fragments the page polls."""
+"""An app's detail page: Overview, Instances, Releases, Logs, Metrics, Traffic, Autoscaling and Settings
+tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments the page polls."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from yunzhou.web.forms import field_errors, spec_diff, to_yaml
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
-TABS = ("overview", "instances", "releases", "logs", "metrics", "autoscaling", "settings")
+TABS = ("overview", "instances", "releases", "logs", "metrics", "traffic", "autoscaling", "settings")
 LOG_STREAMS = ("stdout", "stderr", "access")
 LOG_PAGE = 200
 BASE = "/projects/{project}/{env}/apps/{app}"

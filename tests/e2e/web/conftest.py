@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
 
 from yunzhou.client import YunzhouClient
 from yunzhou.testing import ControlPlaneProcess
@@ -111,3 +112,12 @@ def traffic(server: ControlPlaneProcess, *, limit: int = 2000) -> Iterator[list[
     finally:
         stop.set()
         sender.join(timeout=15)
+
+
+def reload_until_visible(page: Page, locator: Locator, timeout_s: float = DEADLINE_MS / 1000) -> None:
+    """For pages that do not update themselves: reload until ``locator`` shows, within a deadline."""
+    deadline = time.monotonic() + timeout_s
+    while not locator.is_visible():
+        assert time.monotonic() < deadline, f"{locator} did not appear within {timeout_s} s"
+        page.wait_for_timeout(500)  # the polling interval between reloads
+        page.reload()

@@ -15,7 +15,14 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.e2e.web.conftest import APP_SOURCE, DEADLINE_MS, login, screenshot_dir, traffic
+from tests.e2e.web.conftest import (
+    APP_SOURCE,
+    DEADLINE_MS,
+    login,
+    reload_until_visible,
+    screenshot_dir,
+    traffic,
+)
 from yunzhou.client import YunzhouClient
 from yunzhou.testing import ControlPlaneProcess
 
@@ -119,6 +126,24 @@ def test_screenshots_of_the_main_pages(
     expect(page.get_by_label("App name")).to_have_value("web")
     expect(page.locator("#preview-yaml")).to_contain_text("APP_VERSION: v2")
     shoot(page, shots, "deploy-form")
+
+    # the Traffic tab while a canary (set through the API, as `yunzhou settings set` does) waits at its step
+    canary = {
+        "rollout": {"strategy": "canary", "steps": [{"weight": 50}]},
+        "traffic": {
+            "retries": {"attempts": 2, "retryOn": ["gateway-error", "5xx"]},
+            "timeouts": {"perTry": "2s"},
+        },
+    }
+    with YunzhouClient(server.url, tokens["dana"]) as dana:
+        rollout = dana.update_settings("shop", "dev", "web", canary)["rollout"]
+        page.goto(f"{server.url}{APP}/traffic")
+        reload_until_visible(page, page.locator("#canary-step"))
+        expect(page.locator("#promote-link")).to_be_visible()
+        shoot(page, shots, "app-traffic")
+        dana.rollout_command("shop", "dev", "web", "promote")
+        done = dana.wait_for_rollout("shop", "dev", "web", rollout["id"], timeout=DEADLINE_MS / 1000)
+        assert done["state"] == "succeeded", done
 
     # the same overview in Chinese (legible only with a CJK font: fonts-noto-cjk), then on a phone
     page.goto(f"{server.url}{APP}/overview")
