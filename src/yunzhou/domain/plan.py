@@ -3,12 +3,16 @@
 It follows the Kubernetes Deployment controller's rolling update: at most ``replicas + maxSurge``
 instances exist, at least ``replicas - maxUnavailable`` are ready, old instances go only when new ones
 are ready. A release whose instances never become ready therefore never takes the old ones down.
+An instance marked ``replace`` (a restart of that instance) counts as old: it is replaced the same way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+
+#: The kind of a rollout that replaces named instances of the desired release (``strategy.instances``).
+INSTANCE_RESTART = "restart-instances"
 
 
 @dataclass(frozen=True)
@@ -20,6 +24,7 @@ class Observed:
     ready: bool
     terminating: bool = False
     crashlooping: bool = False
+    replace: bool = False  # asked to be replaced (an instance restart): handled like an old release's
 
 
 @dataclass(frozen=True)
@@ -56,8 +61,8 @@ def plan_rollout(desired: Desired, observed: Sequence[Observed]) -> Plan:
     if desired.removing:
         return Plan(stop=tuple(i.instance_id for i in live), done=not observed)
 
-    new = [i for i in live if i.release == desired.release]
-    old = [i for i in live if i.release != desired.release]
+    new = [i for i in live if i.release == desired.release and not i.replace]
+    old = [i for i in live if i.release != desired.release or i.replace]
     n = desired.replicas
     surge = max(desired.max_surge, 0)
     unavailable = max(desired.max_unavailable, 0)

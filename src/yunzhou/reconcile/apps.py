@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
 from yunzhou.domain.names import default_host
+from yunzhou.domain.plan import INSTANCE_RESTART
 from yunzhou.reconcile.config import resource_outputs
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
@@ -176,6 +177,7 @@ class AppController:
                 routes=tuple(routes),
                 target=env.target,
                 namespace=env.namespace,
+                replace_instances=_replacing(rollout),
                 resource_outputs={}
                 if app.removing
                 else resource_outputs(s, self.secret_box, env.id, app.name, release.score, release.config),
@@ -314,6 +316,13 @@ class AppController:
             conditions = _set_condition(app.conditions, now, ctype, status, reason, message)
             if conditions != app.conditions:
                 s.execute(update(App).where(App.id == app_id).values(conditions=conditions))
+
+
+def _replacing(rollout: Rollout | None) -> tuple[str, ...]:
+    """The instances a restart of instances in progress (rollout kind ``restart-instances``) replaces."""
+    if rollout is None or rollout.kind != INSTANCE_RESTART:
+        return ()
+    return tuple(str(i) for i in (rollout.strategy or {}).get("instances", ()))
 
 
 def _set_condition(

@@ -37,6 +37,9 @@ class AppIntent:
     target: str = "local"  # "local" or "cluster:NAME"
     namespace: str | None = None  # the environment's namespace on a cluster target
     variables: Mapping[str, str] = field(default_factory=dict)  # platform-provided, e.g. config (later)
+    # instances (ids) the rollout in progress asks to be replaced by fresh ones of the same release: a
+    # restart of those instances only (an alert's healing action); ids no longer running are ignored
+    replace_instances: tuple[str, ...] = ()
     # Score resource outputs: ``environment`` resources → config variables, ``secret`` resources →
     # decrypted secret values. Never in a repr (so never in a log line or an error message).
     resource_outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)

@@ -29,9 +29,11 @@ from yunzhou.domain.alerts import (
     render_default,
 )
 from yunzhou.domain.errors import Conflict, Forbidden, NotFound, invalid
-from yunzhou.services.apps import AppService
+from yunzhou.domain.plan import INSTANCE_RESTART
+from yunzhou.services.apps import ACTIVE_STATES, AppService
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
 from yunzhou.services.context import Caller, iso, record_audit
+from yunzhou.services.views import rollout_view
 from yunzhou.store.models import (
     ActiveAlert,
     AlertEvent,
@@ -41,6 +43,7 @@ from yunzhou.store.models import (
     AlertSilence,
     App,
     Environment,
+    Instance,
     Project,
     Release,
     Rollout,
@@ -689,6 +692,45 @@ class AlertService:
                 artifact=current.artifact, config=current.config, cause=f"restart: {reason}"[:100],
                 action="app.restart", replicas=None,
             )  # fmt: skip
+
+    def restart_instances(
+        self, caller: Caller, project: str, env: str, app: str, named: Iterable[str], reason: str
+    ) -> tuple[dict[str, Any] | None, str]:
+        """Replace only the ``named`` instances by fresh ones of the desired release: a rollout of kind
+        ``restart-instances`` (the reconciler replaces them under the app's rollout strategy, so readiness
+        and maxUnavailable hold). Returns the rollout — or None and why not: none of them runs any more,
+        or another rollout is under way (it replaces instances itself)."""
+        named = sorted(set(named))
+        address = f"{project}/{env}/{app}"
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, _, a = get_app(s, project, env, app)
+            if a.removing:
+                raise Conflict(f"app {address} is being removed")
+            running = set(s.scalars(select(Instance.instance_id).where(Instance.app_id == a.id)))
+            wanted = set(named) & running
+            if not wanted:
+                return None, f"no instance of {address} is named {', '.join(named)} any more"
+            active = s.scalar(
+                select(Rollout)
+                .where(Rollout.app_id == a.id, Rollout.state.in_(ACTIVE_STATES))
+                .order_by(Rollout.id.desc())
+            )
+            if active is not None and active.kind != INSTANCE_RESTART:
+                return None, f"rollout {active.id} ({active.kind}) of {address} is under way"
+            if active is not None:  # it is superseded below: what it had left to replace carries over
+                wanted |= set((active.strategy or {}).get("instances", ())) & running
+            rollout = AppService(self.ctx)._start_rollout(
+                s, caller, a, kind=INSTANCE_RESTART, to_release=a.desired_release,
+                strategy={"instances": sorted(wanted)},
+            )  # fmt: skip
+            record_audit(
+                s, caller, now, action="app.restart", target=address, project=project,
+                detail={"instances": sorted(wanted), "release": a.desired_release,
+                        "cause": f"restart: {reason}"[:100]},
+            )  # fmt: skip
+            s.flush()
+            return rollout_view(rollout, address), ""
 
     def record_action(
         self,

@@ -71,6 +71,22 @@ def test_crashlooping_release_never_takes_down_the_old_ones() -> None:
     assert "crash-looping" in plan_rollout(Desired(2, 3, 1, 0), crashing).waiting_for
 
 
+def test_instances_marked_replace_alone_are_replaced_without_losing_readiness() -> None:
+    """A restart of chosen instances: only those go, after a fresh one of the same release is ready."""
+    keep, failing = inst(1), inst(1)
+    marked = [keep, Observed(failing.instance_id, 1, True, replace=True)]
+    final, history, done = simulate(Desired(1, 2, 1, 0), marked)
+    assert done
+    ids = {i.instance_id for i in final}
+    assert keep.instance_id in ids
+    assert failing.instance_id not in ids
+    assert len(final) == 2
+    assert all(ready >= 2 for _, ready in history)  # maxUnavailable 0 holds for a restart too
+    unready = [keep, Observed(failing.instance_id, 1, False, crashlooping=True, replace=True)]
+    assert plan_rollout(Desired(1, 2, 1, 0), unready).stop == (failing.instance_id,)  # serves nothing
+    assert plan_rollout(Desired(1, 2, 1, 0), [keep, failing]).done  # unmarked: nothing to do
+
+
 def test_scale_down_stops_unready_first() -> None:
     a, b, c = inst(1), inst(1, ready=False), inst(1)
     plan = plan_rollout(Desired(1, 2, 1, 0), [a, b, c])

@@ -111,12 +111,15 @@ class AlertEvaluator:
             for c in changes:
                 if c.to == "resolved":
                     self.notifier.observe(receivers, self._notified(inst, c.alert, ended=now), now)
+            healing: list[AlertState] = []
             for st in current.values():
                 if st.state != "firing":
                     continue
                 self.notifier.observe(receivers, self._notified(inst, st), now)
                 if not silenced(st.labels, silences, where_of(inst.scope, st.labels)[0]):
-                    self.healer.consider(inst, st, just_fired=st.fingerprint in fired_now)
+                    healing.append(st)
+            if healing:  # together: one budget and one action per app for all the rule's firing alerts
+                self.healer.consider(inst, healing, fired_now)
         alerts.record_health(health_changes)
         alerts.forget({i.key for i in plan})
 

@@ -127,6 +127,7 @@ class KubernetesRuntime:
             int, tuple[tuple[Any, ...], tuple[InstanceStatus, ...], float]
         ] = {}  # app id → last pod list
         self._namespaces: set[tuple[str, str]] = set()
+        self._replaced: dict[int, set[str]] = {}  # app id → pods deleted for the restart of instances
         self._where: dict[int, tuple[str, str, str]] = {}  # app id → (cluster, namespace, app key)
         self._lock = threading.Lock()
 
@@ -212,8 +213,12 @@ class KubernetesRuntime:
             actions = len(manifests) + pruned
             self._applied[intent.app_id] = (digest, time.monotonic())
             self._objects[intent.app_id] = keep
+        deleted = self._replace_pods(client, cluster, namespace, intent)
+        actions += deleted
         autoscaled = any(m["kind"] in AUTOSCALERS for m in manifests)
         observed = self._observe(client, cluster, namespace, key, intent, actions, autoscaled=autoscaled)
+        if deleted:  # the workload's status has not seen the deletion yet: not converged on this pass
+            observed = replace(observed, converged=False, waiting_for=f"replacing {deleted} pod(s)")
         return replace(observed, not_rendered=not_rendered(manifests, intent))
 
     def logs(
@@ -256,6 +261,7 @@ class KubernetesRuntime:
         self._applied.pop(app_id, None)
         self._objects.pop(app_id, None)
         self._pods.pop(app_id, None)
+        self._replaced.pop(app_id, None)
         if where is None:
             return 0
         cluster, namespace, key = where
@@ -263,6 +269,26 @@ class KubernetesRuntime:
         return self._prune(client, cluster, namespace, key, keep=set())
 
     # ---- pieces
+    def _replace_pods(self, client: Any, cluster: str, namespace: str, intent: AppIntent) -> int:
+        """Delete, once each, the pods a restart of instances names; the Deployment's (StatefulSet's)
+        controller starts their replacements. Returns how many deletions were sent."""
+        with self._lock:
+            if not intent.replace_instances:
+                self._replaced.pop(intent.app_id, None)
+                return 0
+            done = self._replaced.setdefault(intent.app_id, set())
+            todo = sorted(set(intent.replace_instances) - done)
+        for pod in todo:
+            with FIRST_USE("delete", "Pod"), translated(cluster, f"deleting pod {pod}"):
+                try:
+                    client.delete(Pod, pod, namespace=namespace)
+                except ApiError as exc:
+                    if exc.status.code != 404:  # already gone is what we wanted
+                        raise
+            with self._lock:
+                done.add(pod)  # after it went: a failed deletion is tried again on the next pass
+        return len(todo)
+
     def _ensure_namespace(self, client: Any, cluster: str, namespace: str) -> None:
         if (cluster, namespace) in self._namespaces:
             return

@@ -119,6 +119,7 @@ class LocalRuntime:
                 s.ready and s.instance_id not in self._draining,
                 terminating=s.state in ("terminating", "stopped") or s.instance_id in self._draining,
                 crashlooping=s.state == "crashloop",
+                replace=s.instance_id in intent.replace_instances,
             )
             for s in mine
         ]
@@ -168,7 +169,13 @@ class LocalRuntime:
         everything = self.supervisor.statuses()
         actions += self._publish(everything)
         mine = sorted((st for st in everything if st.app == intent.address), key=lambda st: st.instance_id)
-        new = [s for s in mine if s.release == intent.release and s.instance_id not in self._draining]
+        new = [
+            s
+            for s in mine
+            if s.release == intent.release
+            and s.instance_id not in self._draining
+            and s.instance_id not in intent.replace_instances  # being restarted: not the new release's
+        ]
         crashing = [
             s
             for s in new

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 
 from tests.conftest import Api
 from tests.helpers import UnixClock, control_plane_with_app, score
@@ -20,6 +21,7 @@ from yunzhou.observe.metrics import MetricStore, QueryEngine
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.services.alerts import RuleScope
 from yunzhou.store import Database
+from yunzhou.store.models import App, Instance, Rollout
 
 T0 = 1_800_000_000.0
 LABELS = {"project": "shop", "env": "dev", "app": "orders", "release": "1"}
@@ -215,6 +217,89 @@ def test_restart_action_is_a_rolling_restart_release(world: tuple[ControlPlane, 
     releases = cp.apps.releases("shop", "dev", "orders")
     assert releases[0]["cause"] == "restart: AnyServerError"
     assert cp.apps.rollouts("shop", "dev", "orders")[0]["kind"] == "restart"
+
+
+def running(cp: ControlPlane, *instance_ids: str, rollout_done: bool = True) -> None:
+    """Instances of shop/dev/orders release 1 as the app reconciler records what the runtime reports
+    (and, with ``rollout_done``, the deploy's rollout succeeded)."""
+    with cp.ctx.db.transaction() as s:
+        app_id = s.scalar(select(App.id).where(App.name == "orders"))
+        if rollout_done:
+            s.execute(update(Rollout).where(Rollout.app_id == app_id).values(state="succeeded"))
+        for i in instance_ids:
+            s.add(Instance(
+                app_id=app_id, instance_id=i, release=1, pid=None, port=0, state="ready", ready=True,
+                restarts=0, last_exit=None, reason="", cpu_seconds=0.0, memory_bytes=0, started_at=None,
+                observed_at=cp.ctx.clock(),
+            ))  # fmt: skip
+
+
+def restarts(store: MetricStore, t: float, **by_instance: float) -> None:
+    store.append_many(
+        [("yunzhou_instance_restarts_total", {**LABELS, "instance": i}, n, t) for i, n in by_instance.items()]
+    )
+
+
+def test_restart_action_restarts_only_the_instances_the_alerts_name(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    """Two instances of three restarting: one action for both (one budget per rule and app), a rollout
+    that replaces those two and no new release; cool-down and cap as for any action."""
+    cp, store, clock = world
+    running(cp, "orders-a", "orders-b", "orders-c")
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop", "dev", "orders"), "Restarting",
+        {"expr": "yunzhou_instance_restarts_total > 2", "actions": [{"type": "restart"}], "cooldown": "1m",
+         "max_actions_per_hour": 2},
+    )  # fmt: skip
+    evaluator = AlertEvaluator(cp, QueryEngine(store), interval=15)
+    for i in range(8):  # 2 minutes firing: acts at 0s and after the 1m cool-down, then the cap holds
+        t = T0 + 15 * i
+        restarts(store, t, **{"orders-a": 5.0 + i, "orders-b": 3.0 + i, "orders-c": 0.0})
+        clock.t = t
+        evaluator.evaluate_once(t)
+        if i == 0:
+            assert len(cp.alerts.active(SYSTEM, "shop")) == 2
+            rollout = cp.apps.rollouts("shop", "dev", "orders")[0]
+            assert rollout["kind"] == "restart-instances"
+            assert rollout["strategy"] == {"instances": ["orders-a", "orders-b"]}
+            assert rollout["to_release"] == 1
+    done = [a for a in cp.alerts.history(SYSTEM, "shop", kind="action") if a["state"] == "done"]
+    assert len(done) == 2  # at 0s and 60s; then 2 an hour is the cap
+    assert done[0]["instances"] == ["orders-a", "orders-b"]
+    assert [r["number"] for r in cp.apps.releases("shop", "dev", "orders")] == [1]  # no new release
+    audit = cp.audit.query(SYSTEM, action="app.restart")
+    assert audit[0]["actor"] == "alert:Restarting"
+    assert audit[0]["detail"]["instances"] == ["orders-a", "orders-b"]
+    assert cp.audit.query(SYSTEM, action="alert.action.restart")[0]["detail"]["instances"] == [
+        "orders-a",
+        "orders-b",
+    ]
+
+
+def test_restart_of_instances_that_no_longer_run_or_during_a_rollout_is_skipped(
+    world: tuple[ControlPlane, MetricStore, Clock],
+) -> None:
+    cp, store, clock = world
+    cp.alerts.put_rule(
+        SYSTEM, RuleScope("shop", "dev", "orders"), "Restarting",
+        {"expr": "yunzhou_instance_restarts_total > 2", "actions": [{"type": "restart"}]},
+    )  # fmt: skip
+    restarts(store, T0, **{"orders-gone": 5.0})
+    clock.t = T0
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0)
+    skipped = cp.alerts.history(SYSTEM, "shop", kind="action")
+    assert [a["state"] for a in skipped] == ["skipped"]
+    assert "orders-gone" in skipped[0]["reason"]
+    assert cp.apps.rollouts("shop", "dev", "orders")[0]["kind"] == "deploy"  # nothing started
+
+    running(cp, "orders-a", rollout_done=False)  # the deploy's rollout, still pending, replaces instances
+    restarts(store, T0 + 15, **{"orders-a": 5.0})
+    clock.t = T0 + 15
+    AlertEvaluator(cp, QueryEngine(store)).evaluate_once(T0 + 15)
+    latest = cp.alerts.history(SYSTEM, "shop", kind="action")[0]
+    assert latest["state"] == "skipped"
+    assert "is under way" in latest["reason"]
 
 
 def test_history_is_pruned_by_age(world: tuple[ControlPlane, MetricStore, Clock]) -> None:
