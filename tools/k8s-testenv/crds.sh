@@ -7,7 +7,8 @@
 #
 # <key> hashes this script, so changing a version fetches a fresh bundle and a second run does nothing.
 # `go mod download` verifies every module against the checksum database, so the YAML is what upstream
-# tagged. The bundle appears all at once (written to a temporary file, then renamed).
+# tagged. The bundle appears all at once (written to a temporary file of its own, then renamed), so two
+# fetches at once both succeed.
 #
 #   crds.sh              fetch if needed, then print the bundle's path on stdout
 #   crds.sh --print-path print the bundle's path without fetching (it may not exist yet)
@@ -55,6 +56,9 @@ keep_crds() {
   ' "$2"
 }
 
+# a file of this run's own: two builds at once (a test fixture beside `make k8s-build`) must not share it
+partial="$(mktemp "$out/crds.yaml.XXXXXX")"
+trap 'rm -rf "$scratch" "$partial"' EXIT
 {
   for i in "${!modules[@]}"; do
     module="${modules[$i]}"
@@ -71,6 +75,7 @@ keep_crds() {
       fi
     done
   done
-} >"$bundle.partial"
-mv "$bundle.partial" "$bundle"
+} >"$partial"
+chmod 0644 "$partial"
+mv -f "$partial" "$bundle"
 echo "$bundle"
