@@ -1,5 +1,6 @@
-"""An app's Autoscaling tab: the policy in force (from the app's settings) and its recent decisions
-(time, mode, current → desired, applied, reason, inputs) from ``GET …/autoscaling/decisions``."""
+"""An app's Autoscaling tab: the policy in force (from the app's settings), a form that changes it (a
+partial settings PATCH, as ``yunzhou settings set`` sends), and its recent decisions (time, mode, current →
+desired, applied, reason, inputs) from ``GET …/autoscaling/decisions``."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from yunzhou.web.app_pages import BASE, _page
-from yunzhou.web.context import ConsoleRoute, Json, PageCtx
+from yunzhou.client import ApiError
+from yunzhou.domain.errors import FieldProblem
+from yunzhou.web.app_pages import BASE, _base, _page
+from yunzhou.web.autoscaling_form import METRIC_TYPES, AutoscalingForm, autoscaling_errors
+from yunzhou.web.context import ConsoleRoute, Ctx, Form, Json, PageCtx
+from yunzhou.web.forms import FieldErrors
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -63,12 +68,50 @@ def _inputs(inputs: Any) -> str:
 @router.get(BASE + "/autoscaling")
 def autoscaling(ctx: PageCtx, project: str, env: str, app: str) -> Response:
     ctx.require_session()
+    return _autoscaling_page(ctx, project, env, app)
+
+
+def _autoscaling_page(
+    ctx: Ctx,
+    project: str,
+    env: str,
+    app: str,
+    *,
+    form: AutoscalingForm | None = None,
+    errors: FieldErrors | None = None,
+    status: int = 200,
+) -> Response:
     client = ctx.client()
     policy = client.get_settings(project, env, app)["settings"].get("autoscaling")
     decisions = [
         {**d, "inputs_text": _inputs(d.get("inputs"))}
         for d in client.autoscale_decisions(project, env, app, limit=DECISIONS_SHOWN)
     ]
-    return _page(
-        ctx, "autoscaling", project, env, app, policy=policy_summary(policy, ctx.t), decisions=decisions
-    )
+    form = form or AutoscalingForm.from_policy(policy)
+    response = _page(
+        ctx, "autoscaling", project, env, app, policy=policy_summary(policy, ctx.t), decisions=decisions,
+        form=form, errors=errors or FieldErrors(), metric_types=METRIC_TYPES,
+        kept=[_metric(m) for m in form.kept],
+    )  # fmt: skip
+    response.status_code = status
+    return response
+
+
+@router.post(BASE + "/autoscaling")
+def update_autoscaling(ctx: PageCtx, form: Form, project: str, env: str, app: str) -> Response:
+    ctx.require_session()
+    client = ctx.client()
+    current = client.get_settings(project, env, app)
+    entered = AutoscalingForm.from_form(form, current["settings"].get("autoscaling"))
+    partial, problems = entered.build()
+    if problems:  # found in the form itself: nothing is sent
+        errors = autoscaling_errors(problems)
+        return _autoscaling_page(ctx, project, env, app, form=entered, errors=errors, status=422)
+    try:
+        client.update_settings(project, env, app, partial, current.get("version"))
+    except ApiError as exc:
+        if exc.status not in (409, 422):
+            raise
+        errors = autoscaling_errors(exc.problems or [FieldProblem("", exc.message)])
+        return _autoscaling_page(ctx, project, env, app, form=entered, errors=errors, status=exc.status)
+    return ctx.redirect(_base(project, env, app) + "/autoscaling?done=autoscaling")

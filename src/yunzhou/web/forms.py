@@ -18,6 +18,7 @@ Json = dict[str, Any]
 CONTAINER = "web"
 _VARIABLE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 
 # API problem paths (after dropping a leading ``score.``/``settings.``) → the form field they concern.
 _FIELD_PREFIXES: tuple[tuple[str, str], ...] = (
@@ -147,6 +148,34 @@ def field_errors(problems: Iterable[FieldProblem], known_fields: Iterable[str]) 
             errors.by_field.setdefault(name, []).append(detail)
         else:
             errors.general.append(f"{problem.path}: {problem.message}" if problem.path else problem.message)
+    return errors
+
+
+def number_or_text(text: str) -> int | float | str:
+    """A number when the text reads as one (so the API judges its range), else the text as typed."""
+    if _NUMBER_RE.match(text):
+        return float(text) if "." in text else int(text)
+    return text
+
+
+def errors_by_prefix(
+    problems: Iterable[FieldProblem], fields: Iterable[str], prefixes: Iterable[tuple[str, str]]
+) -> FieldErrors:
+    """Problems sorted to form fields: a problem already named by its field, or an API path (``settings.``
+    dropped) under one of ``prefixes`` (prefix → field, first match wins); the rest go above the form."""
+    known, table = set(fields), list(prefixes)
+    errors = FieldErrors()
+    for problem in problems:
+        if problem.path in known:
+            errors.by_field.setdefault(problem.path, []).append(problem.message)
+            continue
+        path = problem.path.removeprefix("body.").removeprefix("settings.")
+        name = next((n for prefix, n in table if path == prefix or path.startswith(prefix + ".")), None)
+        detail = f"{problem.path}: {problem.message}" if problem.path else problem.message
+        if name is None:
+            errors.general.append(detail)
+        else:
+            errors.by_field.setdefault(name, []).append(detail)
     return errors
 
 

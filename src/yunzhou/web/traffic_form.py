@@ -16,14 +16,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem
-from yunzhou.web.forms import FieldErrors
+from yunzhou.web.forms import FieldErrors, errors_by_prefix, number_or_text
 
 Json = dict[str, Any]
 STRATEGIES = ("rolling", "canary", "blue-green")
 RETRY_CONDITIONS = ("connect-failure", "reset", "gateway-error", "5xx")  # domain.traffic.RETRY_CONDITIONS
 ACCESS_DEFAULTS = ("allow-environment", "deny")
 ANALYSIS_KEYS = ("window", "maxErrorRate", "maxP99Ms", "minRequests", "query", "maxValue")
-_NUMBER_RE = re.compile(r"^-?\d+(\.\d+)?$")
 _LIST_SPLIT_RE = re.compile(r"[\s,]+")
 _STEP_RE = re.compile(r"step (\d+)/(\d+): (\d+)% to release (\d+)")
 PROGRESSIVE = frozenset({"canary", "blue-green"})
@@ -44,13 +43,6 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("traffic.access.deny", "access_deny"),
     ("traffic.access", "access_default"),
 )
-
-
-def _scalar(text: str) -> int | float | str:
-    """A number when it reads as one (so the API judges its range), else the text as typed."""
-    if _NUMBER_RE.match(text):
-        return float(text) if "." in text else int(text)
-    return text
 
 
 def _names(text: str) -> list[str]:
@@ -92,7 +84,7 @@ def parse_steps(text: str, problems: list[FieldProblem]) -> list[Json]:
             elif key == "pause":
                 step["pause"] = value
             else:
-                analysis[key] = value if key in ("window", "query") else _scalar(value)
+                analysis[key] = value if key in ("window", "query") else number_or_text(value)
         if analysis:
             step["analysis"] = analysis
         steps.append(step)
@@ -186,13 +178,13 @@ class TrafficForm:
     def _retries(self) -> Json | None:
         if not self.retries_attempts:
             return None  # no retries (a budget without attempts is not a policy)
-        return {"attempts": _scalar(self.retries_attempts), "retryOn": self.retry_on or None}
+        return {"attempts": number_or_text(self.retries_attempts), "retryOn": self.retry_on or None}
 
     def _rate_limit(self, current: Mapping[str, Any]) -> Json | None:
         if self.rate_rps or self.rate_burst:
             return {
-                "rps": _scalar(self.rate_rps) if self.rate_rps else None,
-                "burst": _scalar(self.rate_burst) if self.rate_burst else None,
+                "rps": number_or_text(self.rate_rps) if self.rate_rps else None,
+                "burst": number_or_text(self.rate_burst) if self.rate_burst else None,
             }
         per_caller = ((current.get("traffic") or {}).get("rateLimit") or {}).get("perCaller")
         return {"rps": None, "burst": None} if per_caller else None  # keep a perCaller limit set in YAML
@@ -206,20 +198,7 @@ def _number_text(value: object) -> str:
 
 def traffic_errors(problems: Iterable[FieldProblem]) -> FieldErrors:
     """Problems (the form's own, or the API's with ``settings.…`` paths) sorted to the fields they concern."""
-    errors = FieldErrors()
-    known = set(TrafficForm.field_names())
-    for problem in problems:
-        if problem.path in known:
-            errors.by_field.setdefault(problem.path, []).append(problem.message)
-            continue
-        path = problem.path.removeprefix("body.").removeprefix("settings.")
-        name = next((n for prefix, n in _FIELDS if path == prefix or path.startswith(prefix + ".")), None)
-        detail = f"{problem.path}: {problem.message}" if problem.path else problem.message
-        if name is None:
-            errors.general.append(detail)
-        else:
-            errors.by_field.setdefault(name, []).append(detail)
-    return errors
+    return errors_by_prefix(problems, TrafficForm.field_names(), _FIELDS)
 
 
 def canary_progress(rollout: Mapping[str, Any] | None) -> Json | None:

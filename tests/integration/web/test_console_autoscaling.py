@@ -84,3 +84,158 @@ def test_tab_without_policy_or_decisions_shows_empty_states(web_api: Api, browse
     assert translate("en", "autoscale.no_policy") in page.text
     assert translate("en", "autoscale.empty") in page.text
     assert 'id="autoscale-decisions"' not in page.text
+
+
+SETTINGS = "/api/v1/projects/shop/environments/dev/apps/web/settings"
+
+
+def autoscaling_of(api: Api) -> dict[str, object] | None:
+    policy: dict[str, object] | None = (
+        api.http.get(SETTINGS, headers=api.admin).json()["settings"].get("autoscaling")
+    )
+    return policy
+
+
+def test_form_sets_the_policy_then_changes_and_removes_it(web_api: Api, browser: Browser) -> None:
+    deploy(web_api)
+    browser.login(web_api.admin_token)
+    page = browser.http.get(TAB).text
+    assert 'id="autoscale-form"' in page
+    assert '<label for="a-metric-value-1">' in page  # every input has its label
+
+    r = browser.post(
+        TAB,
+        {
+            "enabled": "on",
+            "min_replicas": "0",
+            "max_replicas": "6",
+            "metric_type": ["cpu", "rps", "inflight"],
+            "metric_value": ["70", "40", ""],
+            "idle_seconds": "300",
+            "predictive": "on",
+        },
+    )
+    assert r.status_code == 303, r.text
+    assert r.headers["location"].endswith("/autoscaling?done=autoscaling")
+    policy = autoscaling_of(web_api)
+    assert policy is not None
+    assert policy["minReplicas"] == 0
+    assert policy["maxReplicas"] == 6
+    assert policy["metrics"] == [
+        {"type": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}},
+        {"type": "rps", "target": {"type": "AverageValue", "averageValue": 40.0}},
+    ]
+    assert policy["scaleToZero"] == {
+        "enabled": True,
+        "idleSeconds": 300,
+        "holdTimeoutSeconds": 30,
+        "queueLimit": 1000,
+    }
+    assert isinstance(policy["predictive"], dict)
+    assert policy["predictive"]["metric"] == "rps"
+
+    # the summary and the form now show it
+    page = browser.http.get(TAB).text
+    assert translate("en", "autoscale.range_value", min=0, max=6) in page
+    assert translate("en", "autoscale.scale_to_zero_value", idle=300) in page
+    assert 'id="a-metric-value-2" name="metric_value" type="number" step="any" value="40"' in page
+
+    # predictive and scale to zero off, one metric: those keys are removed
+    r = browser.post(
+        TAB,
+        {
+            "enabled": "on",
+            "min_replicas": "1",
+            "max_replicas": "3",
+            "metric_type": "rps",
+            "metric_value": "25",
+        },
+    )
+    assert r.status_code == 303, r.text
+    policy = autoscaling_of(web_api)
+    assert policy is not None
+    assert "predictive" not in policy
+    assert policy["scaleToZero"]["enabled"] is False
+    assert policy["metrics"] == [{"type": "rps", "target": {"type": "AverageValue", "averageValue": 25.0}}]
+
+    # unchecked: no policy at all
+    assert browser.post(TAB, {"min_replicas": "1", "max_replicas": "3"}).status_code == 303
+    assert autoscaling_of(web_api) is None
+    assert translate("en", "autoscale.no_policy") in browser.http.get(TAB).text
+
+
+def test_custom_metrics_are_kept_and_problems_shown_next_to_their_field(
+    web_api: Api, browser: Browser
+) -> None:
+    custom = {
+        "type": "custom",
+        "name": "orders_per_second",
+        "target": {"type": "AverageValue", "averageValue": 100},
+    }
+    deploy(web_api, {"autoscaling": {**POLICY, "metrics": [*POLICY["metrics"], custom]}})
+    browser.login(web_api.admin_token)
+    page = browser.http.get(TAB).text
+    assert 'id="a-kept"' in page
+    assert "custom orders_per_second AverageValue 100" in page
+    before = autoscaling_of(web_api)
+
+    # max below min, a negative target and scale to zero too soon: each next to its field, nothing written
+    r = browser.post(
+        TAB,
+        {
+            "enabled": "on",
+            "min_replicas": "3",
+            "max_replicas": "2",
+            "metric_type": "rps",
+            "metric_value": "-5",
+            "idle_seconds": "5",
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert 'id="a-max_replicas-error"' in r.text
+    assert "must be at least minReplicas (3)" in r.text
+    assert 'id="a-metrics-error"' in r.text
+    assert 'id="a-idle_seconds-error"' in r.text
+    assert 'id="a-max_replicas" name="max_replicas" type="number" value="2" aria-invalid="true"' in r.text
+    assert autoscaling_of(web_api) == before
+
+    # a valid change keeps the custom metric the form cannot show
+    r = browser.post(
+        TAB,
+        {
+            "enabled": "on",
+            "min_replicas": "1",
+            "max_replicas": "8",
+            "metric_type": "cpu",
+            "metric_value": "60",
+        },
+    )
+    assert r.status_code == 303, r.text
+    policy = autoscaling_of(web_api)
+    assert policy is not None
+    assert policy["maxReplicas"] == 8
+    assert [m["type"] for m in policy["metrics"]] == ["cpu", "custom"]
+
+
+def test_viewer_sees_no_form_and_a_forged_post_is_refused(web_api: Api, browser: Browser) -> None:
+    deploy(web_api, {"autoscaling": POLICY})
+    viewer = web_api.member("shop", "vera", "viewer")["Authorization"].removeprefix("Bearer ")
+    browser.login(viewer)
+    page = browser.http.get(TAB).text
+    assert 'id="autoscale-policy"' in page
+    assert 'id="autoscale-form"' not in page
+    before = autoscaling_of(web_api)
+    r = browser.post(
+        TAB,
+        {
+            "enabled": "on",
+            "min_replicas": "1",
+            "max_replicas": "9",
+            "metric_type": "cpu",
+            "metric_value": "50",
+        },
+    )
+    assert r.status_code == 403
+    assert autoscaling_of(web_api) == before
+    browser.http.cookies.set("yz_lang", "zh-CN")
+    assert translate("zh-CN", "autoscale.change") not in browser.http.get(TAB).text
