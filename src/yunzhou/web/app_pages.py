@@ -3,6 +3,7 @@ tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments t
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -212,13 +213,24 @@ def update_routes(ctx: PageCtx, form: Form, project: str, env: str, app: str) ->
 # -- logs -----------------------------------------------------------------------------------------
 
 
-def _log_filters(grep: str, since: str, instance: str, stream: str) -> dict[str, Any]:
+def _log_filters(grep: str, since: str, instance: str, stream: str, where: str = "", until: str = "") -> Json:
+    """The API's log query, as ``yunzhou logs`` sends it; ``where`` is the CLI's ``--where`` items, space
+    separated (quoted shell-style when a value holds a space): ``level=error user_id=42``."""
+    try:
+        conditions = shlex.split(where)
+    except ValueError:
+        conditions = [where]  # an unclosed quote: the API says what is wrong with it
     return {
         "grep": grep or None,
         "since": since or None,
+        "until": until or None,
         "instance": instance or None,
         "stream": stream if stream in LOG_STREAMS else None,
+        "where": conditions or None,
     }
+
+
+LOG_FIELDS = ("grep", "since", "until", "where", "instance", "stream")
 
 
 @router.get(BASE + "/logs")
@@ -229,21 +241,42 @@ def logs(
     app: str,
     grep: str = "",
     since: str = "",
+    until: str = "",
+    where: str = "",
     instance: str = "",
     stream: str = "",
     follow: bool = True,
 ) -> Response:
     ctx.require_session()
     client = ctx.client()
-    filters = _log_filters(grep, since, instance, stream)
-    page = client.get_logs(project, env, app, limit=LOG_PAGE, **filters)
+    filters = _log_filters(grep, since, instance, stream, where, until)
+    form = {
+        "grep": grep,
+        "since": since,
+        "until": until,
+        "where": where,
+        "instance": instance,
+        "stream": stream,
+    }
+    status, errors = 200, field_errors([], LOG_FIELDS)
+    try:
+        page = client.get_logs(project, env, app, limit=LOG_PAGE, **filters)
+    except ApiError as exc:
+        if exc.status != 422:
+            raise
+        # a filter the API cannot read (``--where`` syntax, a time): said next to its field
+        problems = [FieldProblem(p.path.removeprefix("query."), p.message) for p in exc.problems]
+        status, errors = 422, field_errors(problems or [FieldProblem("", exc.message)], LOG_FIELDS)
+        page = {"items": [], "next_after_id": 0}
     instance_ids = [item["id"] for item in client.list_instances(project, env, app)]
-    return _page(
+    response = _page(
         ctx, "logs", project, env, app,
-        records=page["items"], next_after_id=page["next_after_id"], filters=filters,
-        form={"grep": grep, "since": since, "instance": instance, "stream": stream},
-        streams=LOG_STREAMS, instance_ids=instance_ids, follow=follow,
+        records=page["items"], next_after_id=page["next_after_id"], filters=filters, form=form,
+        streams=LOG_STREAMS, instance_ids=instance_ids, errors=errors,
+        follow=follow and not until and not errors,  # lines before a fixed end never grow
     )  # fmt: skip
+    response.status_code = status
+    return response
 
 
 @router.get(BASE + "/logs/more")
@@ -254,17 +287,18 @@ def logs_more(
     app: str,
     after_id: int,
     grep: str = "",
+    where: str = "",
     instance: str = "",
     stream: str = "",
 ) -> Response:
     """New records after ``after_id`` plus the poller that asks for the next ones (appended by htmx)."""
     ctx.require_session()
-    filters = _log_filters(grep, "", instance, stream)
+    filters = _log_filters(grep, "", instance, stream, where)
     page = ctx.client().get_logs(project, env, app, after_id=after_id, limit=LOG_PAGE, **filters)
     return ctx.render(
         "fragments/log_more.html",
         records=page["items"],
         next_after_id=page["next_after_id"],
         base=_base(project, env, app),
-        form={"grep": grep, "instance": instance, "stream": stream},
+        form={"grep": grep, "where": where, "instance": instance, "stream": stream},
     )
