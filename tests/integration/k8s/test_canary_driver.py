@@ -159,3 +159,46 @@ def test_a_failing_query_aborts_and_router_thresholds_are_refused(kube: Any, nam
     assert "maxErrorRate needs the local router's per-release counters" in obs.failure
     assert deployments(kube, namespace) == {"orders": "1"}
     assert weights(kube, namespace) == (("stable", 100),)
+
+
+def test_blue_green_previews_the_new_release_at_full_size_then_switches_at_once(
+    kube: Any, namespace: str
+) -> None:
+    clock = Clock()
+    runtime = KubernetesRuntime(lambda cluster: (kube, "apps.test"), clock=clock)
+    rollout = {"strategy": "blue-green"}
+    v1 = release(namespace, 1, rollout)
+    deadline = time.monotonic() + 90
+    while not runtime.apply(v1).converged:
+        assert time.monotonic() < deadline, "release 1 did not converge"
+        time.sleep(0.2)
+    v2 = release(namespace, 2, rollout)
+    obs = runtime.apply(v2)
+    assert obs.waiting_for == "blue-green: release 2 beside release 1, preview only"
+    assert not obs.converged
+    # the new release at full size beside the old one; all traffic still to release 1, the preview header
+    # (x-canary: always) to release 2
+    replicas = {d.metadata.name: d.spec.replicas for d in kube.list(Deployment, namespace=namespace)}
+    assert replicas == {"orders": 2, "orders-canary": 2}
+    assert weights(kube, namespace) == (("stable", 100), ("canary", 0))
+    assert subsets(kube, namespace) == {"stable": "1", "canary": "2"}
+    vs = kube.get(OPTIONAL_KINDS["VirtualService"], "orders", namespace=namespace).to_dict()
+    preview = vs["spec"]["http"][0]
+    assert preview["match"] == [{"headers": {"x-canary": {"exact": "always"}}}]
+    assert [(r["destination"]["subset"], r["weight"]) for r in preview["route"]] == [("canary", 100)]
+    seen = [weights(kube, namespace)]
+    deadline = time.monotonic() + 90
+    while not (obs := runtime.apply(v2)).converged:  # kwok makes the new pods Ready: then the switch
+        assert time.monotonic() < deadline, f"release 2 was not switched to: {obs.waiting_for}"
+        if seen[-1] != (got := weights(kube, namespace)):
+            seen.append(got)
+        assert not obs.failure
+        clock.now += 0.5
+        time.sleep(0.1)
+    seen.append(weights(kube, namespace))
+    assert seen[0] == (("stable", 100), ("canary", 0))
+    assert seen[-1] == (("stable", 100),)
+    assert (("stable", 50), ("canary", 50)) not in seen  # no step between: all at once
+    assert deployments(kube, namespace) == {"orders": "2"}
+    assert subsets(kube, namespace) == {"stable": "2"}
+    assert obs.ready_current == 2

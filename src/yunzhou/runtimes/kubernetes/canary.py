@@ -8,6 +8,11 @@ A step's clock starts when the canary's pods for that step are Ready. Promotion 
 plainly (the ``-canary`` objects are pruned); an abort applies the stable release plainly and reports the
 rollout failed with the reason.
 
+Blue-green is the same run with one step at 0 %: the new release runs at full size as ``<app>-canary``
+beside the old one, reachable only with the ``x-canary: always`` header (the preview); once its pods are
+Ready and its ``analysis`` (if any) passed, or on ``promote``, the new release is applied plainly — all
+traffic switches in one apply of the route object and the old pods go.
+
 Analysis on a cluster: there is no Yunzhou router in front of the pods, so the router's per-release
 counters (``maxErrorRate``, ``maxP99Ms``) do not exist. A run whose steps ask for them is aborted before any
 traffic moves, with a reason naming the field; a custom ``query`` + ``maxValue`` (evaluated by the injected
@@ -17,13 +22,13 @@ traffic moves, with a reason naming the field; a custom ``query`` + ``maxValue``
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from yunzhou.domain.canary import CanaryRun, MetricQuery, judge
+from yunzhou.runtimes.kubernetes.render_traffic import canary_replicas
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
 log = logging.getLogger("yunzhou.runtimes.kubernetes.canary")
@@ -50,17 +55,27 @@ class CanaryPass:
     failure: str = ""
 
 
-def unsupported_analysis(steps: Sequence[Mapping[str, Any]]) -> str:
+def unsupported_analysis(steps: Sequence[Mapping[str, Any]], blue_green: bool = False) -> str:
     """Why a step's analysis cannot be judged on a cluster ('' when every step can)."""
     for i, step in enumerate(steps):
         analysis = step.get("analysis") or {}
         for key in ROUTER_THRESHOLDS:
             if key in analysis:
+                where = "rollout.analysis" if blue_green else f"rollout.steps[{i}].analysis"
                 return (
-                    f"rollout.steps[{i}].analysis.{key} needs the local router's per-release counters, which"
-                    " a Kubernetes target does not have; judge the step with a query and maxValue instead"
+                    f"{where}.{key} needs the local router's per-release counters, which a Kubernetes"
+                    " target does not have; judge the step with a query and maxValue instead"
                 )
     return ""
+
+
+def rollout_steps(rollout: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The steps a run goes through: a canary's own, or blue-green's one step at 0 % that ends when the
+    new release is Ready (and its analysis, if any, passed)."""
+    if rollout.get("strategy") == "blue-green":
+        analysis = rollout.get("analysis")
+        return [{"weight": 0, "analysis": analysis} if analysis else {"weight": 0, "pause": "0s"}]
+    return list(rollout.get("steps") or [])
 
 
 @dataclass
@@ -82,10 +97,12 @@ class CanaryDriver:
         """This pass of a canary rollout; None when ``intent`` is to be applied plainly (no canary
         strategy, nothing older known to run, or the canary was promoted)."""
         rollout = intent.settings.get("rollout") or {}
-        if rollout.get("strategy") != "canary" or intent.removing:
+        kind = rollout.get("strategy")
+        if kind not in ("canary", "blue-green") or intent.removing:
             self._runs.pop(intent.app_id, None)
             return None
-        steps = list(rollout.get("steps") or [])
+        blue_green = kind == "blue-green"
+        steps = rollout_steps(rollout)
         now = self.clock()
         run = self._runs.get(intent.app_id)
         if run is None or run.state.canary != intent.release:
@@ -97,16 +114,18 @@ class CanaryDriver:
                 self._runs.pop(intent.app_id, None)
                 return None
             run = KubeCanaryRun(CanaryRun(stable.release, intent.release, step_started=now), stable)
-            run.state.aborted = unsupported_analysis(steps)
+            run.state.aborted = unsupported_analysis(steps, blue_green)
             if run.state.aborted:
-                run.state.aborted = f"canary aborted before any traffic moved: {run.state.aborted}"
+                run.state.aborted = f"{kind} aborted before any traffic moved: {run.state.aborted}"
             self._runs[intent.app_id] = run
         state = run.state
         command = rollout.get("command")  # from `yunzhou rollout promote|abort`
         if command == "promote" and not state.aborted:
             state.step = len(steps)
         elif command == "abort" and not state.aborted:
-            state.aborted = f"rollout aborted by a user at step {min(state.step + 1, len(steps))}"
+            state.aborted = "rollout aborted by a user " + (
+                "before the switch" if blue_green else f"at step {min(state.step + 1, len(steps))}"
+            )
         if not state.aborted and state.step < len(steps) and run.canary_ready:
             weight = state.weight(steps)
             verdict, reason = judge(steps[state.step], state, now, None, self.metric_query)
@@ -115,15 +134,19 @@ class CanaryDriver:
                 state.step_started = now
                 run.canary_ready = False  # the next step may need more canary pods
             elif verdict == "abort":
-                state.aborted = f"canary aborted at step {state.step + 1} ({weight}%): {reason}"
+                at = "before the switch" if blue_green else f"at step {state.step + 1} ({weight}%)"
+                state.aborted = f"{kind} aborted {at}: {reason}"
         if state.aborted and state.aborted != run.logged:
             log.warning("%s: %s; traffic back to release %d", intent.address, state.aborted, state.stable)
             run.logged = state.aborted
         if state.step >= len(steps) and not state.aborted:
             self._runs.pop(intent.app_id, None)
             return None  # promoted: the new release applied plainly prunes <app>-canary
-        where = f"canary step {min(state.step + 1, len(steps))}/{len(steps)}: {state.weight(steps)}%"
-        where += f" to release {state.canary}"
+        if blue_green:
+            where = f"blue-green: release {state.canary} beside release {state.stable}, preview only"
+        else:
+            where = f"canary step {min(state.step + 1, len(steps))}/{len(steps)}: {state.weight(steps)}%"
+            where += f" to release {state.canary}"
         if state.aborted:
             return CanaryPass(run.stable, None, 0, where, state.aborted)
         return CanaryPass(run.stable, intent, state.weight(steps), where)
@@ -133,7 +156,7 @@ class CanaryDriver:
         pass as the rollout's progress: never converged while the run lasts."""
         run = self._runs.get(intent.app_id)
         if run is not None and step.canary is not None:
-            want = max(1, math.ceil(run.stable.replicas * step.weight / 100))
+            want = canary_replicas(step.canary, run.stable.replicas, step.weight)
             ready = sum(1 for i in obs.instances if i.ready and i.release == run.state.canary)
             run.canary_ready = ready >= want
             if not run.canary_ready:
@@ -144,9 +167,15 @@ class CanaryDriver:
                 if i.release == run.state.canary and i.state == "crashloop" and i.restarts >= 3
             ]
             if crashing and not run.state.aborted:  # the next pass applies the stable release alone
+                blue_green = (step.canary.settings.get("rollout") or {}).get("strategy") == "blue-green"
+                at = (
+                    "blue-green aborted before the switch"
+                    if blue_green
+                    else (f"canary aborted at step {run.state.step + 1} ({step.weight}%)")
+                )
                 run.state.aborted = (
-                    f"canary aborted at step {run.state.step + 1} ({step.weight}%): CrashLoopBackOff: pod"
-                    f" {crashing[0].instance_id} keeps exiting ({crashing[0].last_exit})"
+                    f"{at}: CrashLoopBackOff: pod {crashing[0].instance_id} keeps exiting"
+                    f" ({crashing[0].last_exit})"
                 )
         return replace(
             obs,

@@ -21,7 +21,13 @@ from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
-from yunzhou.runtimes.kubernetes.render_traffic import Split, canary_objects, choose_mode, render_traffic
+from yunzhou.runtimes.kubernetes.render_traffic import (
+    Split,
+    canary_objects,
+    canary_replicas,
+    choose_mode,
+    render_traffic,
+)
 from yunzhou.runtimes.kubernetes.shape import AppShape
 from yunzhou.runtimes.protocol import AppIntent
 
@@ -328,7 +334,7 @@ def render_canary(stable: AppIntent, canary: AppIntent, weight: int, target: Tar
     extra = canary_objects(render(canary, target), app, canary.release)
     for o in extra:
         if o["kind"] == "Deployment":
-            o["spec"]["replicas"] = max(1, -(-stable.replicas * weight // 100))
+            o["spec"]["replicas"] = canary_replicas(canary, stable.replicas, weight)
     return sorted(objects + extra, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
 
 

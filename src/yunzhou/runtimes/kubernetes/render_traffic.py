@@ -27,16 +27,20 @@ from typing import Any
 
 from yunzhou.domain.errors import PermanentError, UserError
 from yunzhou.domain.traffic import (
+    CANARY_HEADER,
     AccessPolicy,
     CallerRef,
     Destination,
+    HeaderMatch,
     Retries,
+    RouteMatch,
     Timeouts,
     TrafficPolicy,
     TrafficRoute,
     parse_traffic,
 )
 from yunzhou.runtimes.kubernetes.shape import AppShape, Manifest
+from yunzhou.runtimes.protocol import AppIntent
 
 VIRTUAL_SERVICE = "networking.istio.io/v1/VirtualService"
 DESTINATION_RULE = "networking.istio.io/v1/DestinationRule"
@@ -50,6 +54,13 @@ INGRESS_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-servi
 INGRESS_NAMESPACE_LABEL = "yunzhou.io/ingress"
 MAX_HTTPROUTE_RULES = 16  # the Gateway API schema's limit
 _LB = {"round-robin": "ROUND_ROBIN", "least-requests": "LEAST_REQUEST"}
+# While a canary or blue-green release runs, ``x-canary: always`` reaches only it (as on the local router),
+# after the app's own routes (a route with destinations of its own wins, as there) and before the split.
+PREVIEW_ROUTE = TrafficRoute(
+    name="preview",
+    match=RouteMatch(headers=(HeaderMatch(CANARY_HEADER, "exact", "always"),)),
+    to=(Destination("canary", 100),),
+)
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,8 @@ def _istio_http_route(
 
 
 def virtual_service(w: AppShape, policy: TrafficPolicy, split: Split | None) -> Manifest:
-    http = [_istio_http_route(r.name, w, r, policy, split) for r in policy.routes]
+    routes = (*policy.routes, PREVIEW_ROUTE) if split else policy.routes
+    http = [_istio_http_route(r.name, w, r, policy, split) for r in routes]
     http.append(_istio_http_route("default", w, None, policy, split))
     return {
         "apiVersion": "networking.istio.io/v1",
@@ -303,7 +315,9 @@ def http_route(w: AppShape, policy: TrafficPolicy, split: Split | None) -> Manif
                 out["timeouts"]["backendRequest"] = gateway_duration(timeouts.per_try)
         return out
 
-    rules = [rule(r) for r in policy.routes[: MAX_HTTPROUTE_RULES - 1]] + [rule(None)]
+    room = MAX_HTTPROUTE_RULES - (2 if split else 1)  # the default rule and, in a rollout, the preview
+    own = list(policy.routes[:room]) + ([PREVIEW_ROUTE] if split else [])
+    rules = [rule(r) for r in own] + [rule(None)]
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
@@ -420,9 +434,17 @@ def render_traffic(
     ]
     if left_out:
         notes.append(f"{', '.join(left_out)} not rendered: Gateway API's standard channel has no such field")
-    if len(policy.routes) >= MAX_HTTPROUTE_RULES:
-        notes.append(f"only the first {MAX_HTTPROUTE_RULES - 1} traffic routes rendered (HTTPRoute limit)")
+    room = MAX_HTTPROUTE_RULES - (2 if split else 1)
+    if len(policy.routes) > room:
+        notes.append(f"only the first {room} traffic routes rendered (HTTPRoute limit)")
     return objects, notes
+
+
+def canary_replicas(canary: AppIntent, stable_replicas: int, weight: int) -> int:
+    """Pods of ``<app>-canary``: its share of the stable size, or the full size for blue-green."""
+    if (canary.settings.get("rollout") or {}).get("strategy") == "blue-green":
+        return max(1, canary.replicas)
+    return max(1, -(-stable_replicas * weight // 100))
 
 
 def canary_objects(canary_release_objects: list[Manifest], app: str, release: int) -> list[Manifest]:

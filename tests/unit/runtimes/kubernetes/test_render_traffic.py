@@ -55,11 +55,15 @@ def test_nothing_without_a_policy_and_a_note_without_the_crds() -> None:
 
 def test_istio_split_weights_and_subsets() -> None:
     got = objects({"retries": {"attempts": 2}}, split=Split(stable=3, canary=4, weight=10))
-    route = got["VirtualService"][0]["spec"]["http"][-1]
+    preview, route = got["VirtualService"][0]["spec"]["http"]
     assert [(r["destination"]["subset"], r["weight"]) for r in route["route"]] == [
         ("stable", 90),
         ("canary", 10),
     ]
+    assert preview["match"] == [{"headers": {"x-canary": {"exact": "always"}}}]
+    assert [(r["destination"]["subset"], r["weight"]) for r in preview["route"]] == [("canary", 100)]
+    no_split = objects({"retries": {"attempts": 2}})["VirtualService"][0]["spec"]["http"]
+    assert [r["name"] for r in no_split] == ["default"]  # no rollout: no preview route
     assert route["retries"] == {"attempts": 2, "retryOn": "connect-failure,reset,gateway-error"}
     subsets = got["DestinationRule"][0]["spec"]["subsets"]
     assert [s["labels"]["yunzhou.io/release"] for s in subsets] == ["3", "4"]
@@ -111,10 +115,14 @@ def test_gateway_route_and_what_it_cannot_say() -> None:
     rules = got["HTTPRoute"][0]["spec"]["rules"]
     header = {"type": "RegularExpression", "name": "ua", "value": r"^a\.b.*"}
     assert rules[0]["matches"] == [{"path": {"type": "Exact", "value": "/x"}, "headers": [header]}]
-    assert [(b["name"], b["weight"]) for b in rules[1]["backendRefs"]] == [
+    preview = {"type": "Exact", "name": "x-canary", "value": "always"}
+    assert rules[1]["matches"] == [{"headers": [preview]}]  # the pinned preview, before the split
+    assert [(b["name"], b["weight"]) for b in rules[1]["backendRefs"]] == [("orders-canary", 100)]
+    assert [(b["name"], b["weight"]) for b in rules[2]["backendRefs"]] == [
         ("orders-stable", 70),
         ("orders-canary", 30),
     ]
+    assert len(rules) == 3
     assert [s["metadata"]["name"] for s in got["Service"]] == ["orders-stable", "orders-canary"]
     notes = " | ".join(n["text"] for n in got["notes"])
     assert "rateLimit not rendered" in notes
