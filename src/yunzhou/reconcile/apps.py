@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -154,8 +154,8 @@ class AppController:
                 .where(Rollout.app_id == app.id, Rollout.state.in_(ACTIVE))
                 .order_by(Rollout.id.desc())
             )
-            routes = [RouteSpec(default_host(app.name, env.name, project.name, self.base_domain), "/")]
-            routes += [RouteSpec(r["host"], r.get("path", "/")) for r in release.settings.get("routes", [])]
+            default_route = RouteSpec(default_host(app.name, env.name, project.name, self.base_domain), "/")
+            routes = [default_route, *_routes(release)]
             intent = AppIntent(
                 app_id=app.id,
                 address=f"{project.name}/{env.name}/{app.name}",
@@ -182,12 +182,37 @@ class AppController:
                 if app.removing
                 else resource_outputs(s, self.secret_box, env.id, app.name, release.score, release.config),
             )
+            previous = _replaced(s, rollout, release)
+            if previous is not None and not app.removing:
+                config = (previous.score, previous.config)
+                outputs = resource_outputs(s, self.secret_box, env.id, app.name, *config)
+                intent = replace(intent, previous=self._intent_of(intent, previous, default_route, outputs))
             return (
                 intent,
                 env.target,
                 rollout.id if rollout else None,
                 rollout.created_at if rollout else None,
             )
+
+    def _intent_of(
+        self,
+        intent: AppIntent,
+        release: Release,
+        default_route: RouteSpec,
+        outputs: Mapping[str, Mapping[str, str]],
+    ) -> AppIntent:
+        """``intent`` (the app as it is now) with ``release``'s content instead of its own."""
+        return replace(
+            intent,
+            release=release.number,
+            score=release.score,
+            settings=release.settings,
+            artifact=artifact_path(self.data_dir, release.artifact) if release.artifact else None,
+            artifact_digest=release.artifact,
+            routes=(default_route, *_routes(release)),
+            replace_instances=(),
+            resource_outputs=outputs,
+        )
 
     # ---- record
     def _record(
@@ -316,6 +341,22 @@ class AppController:
             conditions = _set_condition(app.conditions, now, ctype, status, reason, message)
             if conditions != app.conditions:
                 s.execute(update(App).where(App.id == app_id).values(conditions=conditions))
+
+
+def _routes(release: Release) -> list[RouteSpec]:
+    return [RouteSpec(r["host"], r.get("path", "/")) for r in release.settings.get("routes", [])]
+
+
+def _replaced(s: Session, rollout: Rollout | None, release: Release) -> Release | None:
+    """The release a canary/blue-green rollout in progress replaces (None for any other rollout)."""
+    strategy = (release.settings.get("rollout") or {}).get("strategy")
+    if rollout is None or strategy not in ("canary", "blue-green") or rollout.to_release != release.number:
+        return None
+    if rollout.from_release is None or rollout.from_release == release.number:
+        return None
+    return s.scalar(
+        select(Release).where(Release.app_id == release.app_id, Release.number == rollout.from_release)
+    )
 
 
 def _replacing(rollout: Rollout | None) -> tuple[str, ...]:

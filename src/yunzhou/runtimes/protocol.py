@@ -43,6 +43,9 @@ class AppIntent:
     # Score resource outputs: ``environment`` resources → config variables, ``secret`` resources →
     # decrypted secret values. Never in a repr (so never in a log line or an error message).
     resource_outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
+    # the release a canary/blue-green rollout in progress replaces (from the store, so a runtime that did
+    # not apply it itself — a restarted control plane — can still run the rollout against it)
+    previous: AppIntent | None = field(default=None, repr=False)
 
     def secret_values(self) -> frozenset[str]:
         """The decrypted values of the intent's ``secret`` resources (for redaction)."""

@@ -6,6 +6,7 @@ release 1 and prunes the canary; a failing custom query aborts on its own."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -202,3 +203,22 @@ def test_blue_green_previews_the_new_release_at_full_size_then_switches_at_once(
     assert deployments(kube, namespace) == {"orders": "2"}
     assert subsets(kube, namespace) == {"stable": "2"}
     assert obs.ready_current == 2
+
+
+def test_a_restarted_control_plane_resumes_the_canary_against_the_release_it_replaces(
+    kube: Any, namespace: str
+) -> None:
+    clock = Clock()
+    before = KubernetesRuntime(lambda cluster: (kube, "apps.test"), clock=clock)
+    deploy_first(before, namespace)
+    v1 = release(namespace, 1, {"strategy": "canary", "steps": STEPS})
+    v2 = release(namespace, 2, {"strategy": "canary", "steps": STEPS})
+    before.apply(v2)
+    assert weights(kube, namespace) == (("stable", 80), ("canary", 20))
+    # a new process knows nothing of release 1 but what the store says: the rollout replaces it
+    after = KubernetesRuntime(lambda cluster: (kube, "apps.test"), clock=clock)
+    obs = after.apply(replace(v2, previous=v1))
+    assert obs.waiting_for == "canary step 1/2: 20% to release 2"
+    assert not obs.converged
+    assert weights(kube, namespace) == (("stable", 80), ("canary", 20))
+    assert deployments(kube, namespace) == {"orders": "1", "orders-canary": "2"}

@@ -107,8 +107,12 @@ class CanaryDriver:
         run = self._runs.get(intent.app_id)
         if run is None or run.state.canary != intent.release:
             stable = run.stable if run is not None else self._running.get(intent.app_id)
+            if stable is None and intent.previous is not None:  # e.g. this process restarted mid-rollout
+                stable = intent.previous
+                log.info("%s: %s of release %d against release %d (from the store) starts again",
+                         intent.address, kind, intent.release, stable.release)  # fmt: skip
             if stable is None or stable.release == intent.release:
-                if stable is None:  # a first release, or this process never applied the one running
+                if stable is None:  # a first release
                     log.info("%s: no older release known to run; release %d applied plainly",
                              intent.address, intent.release)  # fmt: skip
                 self._runs.pop(intent.app_id, None)
