@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -255,3 +257,62 @@ def test_manual_promote_and_abort(server: ControlPlaneProcess, client: YunzhouCl
         "traffic back on v2", lambda: all(call(server, host).json()["version"] == "v2" for _ in range(10))
     )
     assert any(e["action"] == "rollout.abort" for e in client.list_audit(project="shop"))
+
+
+def test_rollout_promote_and_abort_through_the_cli(
+    server: ControlPlaneProcess, client: YunzhouClient
+) -> None:
+    """`yunzhou rollout promote|abort shop/dev/kiosk` (the real CLI, a subprocess) steers a canary held at
+    a 10-minute pause: promote moves all traffic to it at once, abort sends it back to the stable release;
+    with no canary in progress the command fails and says why."""
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "yunzhou", *args], env=server.client_env() | {"COLUMNS": "200"},
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+
+    settings = {"replicas": 1, "rollout": {"strategy": "canary", "steps": [{"weight": 50, "pause": "10m"}]}}
+    deploy(client, "kiosk", settings, "v1")
+    host = "kiosk.dev.shop.localhost"
+    idle = cli("rollout", "promote", "shop/dev/kiosk")
+    assert idle.returncode != 0
+    assert "no rollout in progress" in idle.stdout + idle.stderr
+
+    def canary_serves(version: str) -> bool:
+        r = httpx.get(
+            f"http://127.0.0.1:{server.router_port}/",
+            headers={"Host": host, "x-canary": "always"},
+            timeout=10,
+        )
+        return r.status_code == 200 and r.json()["version"] == version
+
+    artifact = client.upload_artifact(APPS / "mesh")
+    v2 = client.deploy("shop", "dev", mesh_score("kiosk", "v2"), settings, artifact)
+    wait_until("the v2 canary to serve", lambda: canary_serves("v2"))
+    assert client.get_rollout("shop", "dev", "kiosk", v2["rollout"]["id"])["state"] == "progressing"
+    promoted = cli("rollout", "promote", "shop/dev/kiosk")
+    assert promoted.returncode == 0, promoted.stderr
+    assert f"Asked rollout {v2['rollout']['id']} of shop/dev/kiosk to promote" in promoted.stdout
+    done = client.wait_for_rollout(
+        "shop", "dev", "kiosk", v2["rollout"]["id"], timeout=DEADLINE, interval=0.1
+    )
+    assert done["state"] == "succeeded", done  # long before the 10-minute pause would have ended
+    assert {call(server, host).json()["version"] for _ in range(10)} == {"v2"}
+
+    v3 = client.deploy("shop", "dev", mesh_score("kiosk", "v3"), settings, artifact)
+    wait_until("the v3 canary to serve", lambda: canary_serves("v3"))
+    aborted = cli("rollout", "abort", "shop/dev/kiosk")
+    assert aborted.returncode == 0, aborted.stderr
+    assert f"Asked rollout {v3['rollout']['id']} of shop/dev/kiosk to abort" in aborted.stdout
+    done = client.wait_for_rollout(
+        "shop", "dev", "kiosk", v3["rollout"]["id"], timeout=DEADLINE, interval=0.1
+    )
+    assert done["state"] == "failed", done
+    assert "aborted by a user" in done["message"]
+    wait_until(
+        "traffic back on v2", lambda: all(call(server, host).json()["version"] == "v2" for _ in range(10))
+    )
+    actions = [e["action"] for e in client.list_audit(project="shop")]
+    assert "rollout.promote" in actions
+    assert "rollout.abort" in actions

@@ -70,6 +70,20 @@ def test_istio_split_weights_and_subsets() -> None:
     assert got["DestinationRule"][0]["spec"]["trafficPolicy"]["loadBalancer"] == {"simple": "ROUND_ROBIN"}
 
 
+def test_mtls_renders_a_strict_peer_authentication_and_istio_mutual_only_when_on() -> None:
+    got = objects({"mtls": True})
+    (peer,) = got["PeerAuthentication"]
+    assert peer["apiVersion"] == "security.istio.io/v1"
+    assert peer["metadata"]["name"] == "orders"
+    assert peer["metadata"]["namespace"] == "shop-dev"
+    assert peer["spec"] == {"selector": {"matchLabels": {"yunzhou.io/app": "shop.dev.orders"}},
+                            "mtls": {"mode": "STRICT"}}  # fmt: skip
+    assert got["DestinationRule"][0]["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
+    off = objects({"mtls": False, "timeouts": {"overall": "3s"}})
+    assert "PeerAuthentication" not in off
+    assert "tls" not in off["DestinationRule"][0]["spec"].get("trafficPolicy", {})
+
+
 def test_access_becomes_network_policy_and_authorization_policies() -> None:
     access = {
         "default": "allow-environment",
