@@ -8,10 +8,13 @@ Metrics read (the shared metrics contract), per app ``{project, env, app}``:
 
 - rps: ``sum(rate(yunzhou_router_requests_total[30s]))`` (a total; no series = no traffic = 0)
 - inflight: ``sum(yunzhou_router_requests_in_flight)``
-- cpu: ``rate(yunzhou_instance_cpu_seconds_total[1m])`` per instance (cores); Utilization needs each
-  instance's CPU request, which the local target does not have: use AverageValue (cores) here
+- cpu: ``rate(yunzhou_instance_cpu_seconds_total[1m])`` per instance (cores), Utilization relative to
+  ``yunzhou_instance_cpu_limit_cores``
 - memory: ``yunzhou_instance_memory_bytes`` per instance, Utilization relative to
-  ``yunzhou_instance_memory_limit_bytes`` (the local target's limit stands in for the request)
+  ``yunzhou_instance_memory_limit_bytes``
+
+(the local target's limits stand in for the requests; an instance without one makes a Utilization metric
+invalid, as a pod without a request does for the HPA, and the decision's ``inputs.requests`` shows which)
 - custom: ``query`` as given (summed), else the app's own series of that name per instance
 - instances and readiness: ``yunzhou_instance_ready``
 
@@ -27,6 +30,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Protocol
 
 from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec
@@ -42,6 +46,8 @@ from yunzhou.services.autoscaling import AutoscaleTarget, AutoscalingService
 
 log = logging.getLogger("yunzhou.reconcile.autoscale")
 DEFAULT_INTERVAL = 15.0
+# what stands in for an instance's request on the local target, per Utilization metric kind
+REQUEST_SERIES = {"cpu": "yunzhou_instance_cpu_limit_cores", "memory": "yunzhou_instance_memory_limit_bytes"}
 
 
 class InstantQuery(Protocol):
@@ -51,6 +57,12 @@ class InstantQuery(Protocol):
 def autoscale_interval(environ: Mapping[str, str] | None = None) -> float:
     """``YUNZHOU_AUTOSCALE_INTERVAL`` seconds (default 15, HPA's sync period); 0.05-3600."""
     return seconds_from_env("YUNZHOU_AUTOSCALE_INTERVAL", DEFAULT_INTERVAL, environ)
+
+
+def _utilization_kinds(policy: AutoscalingPolicy) -> list[str]:
+    """The resource kinds (cpu, memory) the policy targets by Utilization, i.e. that need requests."""
+    kinds = {m.kind for m in policy.metrics if m.target.type == "Utilization"}
+    return sorted(kinds & REQUEST_SERIES.keys())
 
 
 def _vector(result: dict[str, Any]) -> list[tuple[dict[str, str], float]]:
@@ -99,13 +111,14 @@ class AutoscaleLoop:
                 continue
             if reading is not None:
                 readings[spec.label] = reading
-        if any(s.kind == "memory" and s.target.type == "Utilization" for s in target.policy.metrics):
-            limits = {
-                m.get("instance", ""): v
-                for m, v in self._query(f"yunzhou_instance_memory_limit_bytes{{{sel}}}", now)
-            }
+        limits = {
+            kind: {m.get("instance", ""): v for m, v in self._query(f"{REQUEST_SERIES[kind]}{{{sel}}}", now)}
+            for kind in _utilization_kinds(target.policy)
+        }
+        if limits:
             pods = tuple(
-                PodState(p.name, ready=p.ready, requests={"memory": limits.get(p.name, 0.0)}) for p in pods
+                replace(p, requests={kind: of[p.name] for kind, of in limits.items() if of.get(p.name)})
+                for p in pods
             )
         return Observation(target.replicas, pods, readings)
 
@@ -238,11 +251,22 @@ class AutoscaleLoop:
             return self._decide_locked(target, now)
 
     def _decide_locked(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        return self._store(target, self.evaluate(target, now))
+
+    def evaluate(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:
+        """This cycle's decision for a local app (neither recorded nor applied). For Utilization metrics
+        ``inputs.requests`` holds each instance's request stand-in (its limit), None where it has none."""
         scaler = self._scaler(target)
         obs = self.observe(target, now)
         if "rps" in obs.readings and obs.readings["rps"].total is not None:
             scaler.observe_demand(now, obs.readings["rps"].total)
-        return self._store(target, scaler.decide(now, obs).to_dict())
+        decision = scaler.decide(now, obs).to_dict()
+        kinds = _utilization_kinds(target.policy)
+        if kinds:
+            decision["inputs"]["requests"] = {
+                kind: {p.name: p.requests.get(kind) for p in obs.pods} for kind in kinds
+            }
+        return decision
 
     # ---- the thread
     def start(self) -> AutoscaleLoop:

@@ -158,8 +158,12 @@ def _per_pod_replicas(
     requests: dict[str, float] = {}
     if utilization:
         requests = {p.name: p.requests[spec.kind] for p in pods if p.requests.get(spec.kind)}
-        if any(p.name not in requests for p in pods if not (p.deleting or p.phase == "Failed")):
-            raise MetricUnavailable(f"missing {spec.kind} request on an instance")
+        lacking = sorted(
+            p.name for p in pods if not (p.deleting or p.phase == "Failed") and p.name not in requests
+        )
+        if lacking:  # as calculatePodRequests: one pod without a request invalidates the metric
+            more = f" (and {len(lacking) - 1} more)" if len(lacking) > 1 else ""
+            raise MetricUnavailable(f"missing request for {spec.kind} on instance {lacking[0]}{more}")
 
     def ratio_of(values: Mapping[str, float]) -> float:
         if utilization:
@@ -313,20 +317,19 @@ class HpaController:
             return self._apply(now, current, lo, None, {}, f"TooFewReplicas: below minReplicas {lo}")
         per_metric: dict[str, int | str] = {}
         proposal = 0
-        invalid = 0
+        invalid: list[str] = []
         for spec in self.policy.metrics:
             try:
                 value = replicas_for_metric(spec, obs.readings.get(spec.label), obs, self.policy.tolerance)
             except MetricUnavailable as exc:
                 per_metric[spec.label] = f"invalid: {exc}"
-                invalid += 1
+                invalid.append(f"{spec.label}: {exc}")
                 continue
             per_metric[spec.label] = value
             proposal = max(proposal, value)
-        if invalid >= len(self.policy.metrics) or (invalid and proposal < current):
-            return HpaResult(
-                current, None, per_metric, "FailedGetMetrics: keeping the count (metrics invalid)"
-            )
+        if len(invalid) >= len(self.policy.metrics) or (invalid and proposal < current):
+            why = "; ".join(invalid)
+            return HpaResult(current, None, per_metric, f"FailedGetMetrics: keeping the count ({why})")
         stabilized, why = self._stabilize(now, current, proposal)
         desired, limit = self._rate_limit(now, current, stabilized, lo, hi)
         reason = limit or why or "DesiredWithinRange"

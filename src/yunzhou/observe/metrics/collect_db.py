@@ -23,6 +23,7 @@ from yunzhou.store.models import App, Environment, Instance, Project, Release, W
 class ReleaseFacts(NamedTuple):
     metrics_path: str | None
     memory_limit_bytes: int | None
+    cpu_limit_cores: float | None = None
 
 
 class StateReader:
@@ -43,7 +44,7 @@ class StateReader:
             return [(f"{p}/{e}/{a}", desired, ready) for p, e, a, desired, ready in rows]
 
     def release_facts(self, app: str, release: int) -> ReleaseFacts:
-        """What ``app``'s release ``release`` declares: its metrics endpoint path and memory limit."""
+        """What ``app``'s release ``release`` declares: its metrics endpoint path, memory and CPU limits."""
         key = (app, release)
         with self._lock:
             if key in self._facts:
@@ -60,7 +61,7 @@ class StateReader:
             ).first()
         if row is None:  # not written yet (or gone): ask again next time
             return ReleaseFacts(None, None)
-        facts = ReleaseFacts(_declared_path(row.settings), _memory_limit(row.score))
+        facts = ReleaseFacts(_declared_path(row.settings), *_limits(row.score))
         with self._lock:  # releases never change once written
             self._facts[key] = facts
         return facts
@@ -69,7 +70,8 @@ class StateReader:
         return self.release_facts(app, release).metrics_path
 
     def with_endpoints(self, instances: Iterable[InstanceSample]) -> list[InstanceSample]:
-        """The instances with what their release declares filled in (endpoint path, memory limit)."""
+        """The instances with what their release declares filled in (endpoint path, memory and CPU
+        limits)."""
         out = []
         for inst in instances:
             facts = self.release_facts(inst.app, inst.release)
@@ -78,6 +80,7 @@ class StateReader:
                     inst,
                     metrics_path=inst.metrics_path or facts.metrics_path,
                     memory_limit_bytes=inst.memory_limit_bytes or facts.memory_limit_bytes,
+                    cpu_limit_cores=inst.cpu_limit_cores or facts.cpu_limit_cores,
                 )
             )
         return out
@@ -135,12 +138,13 @@ def _declared_path(settings: Any) -> str | None:
     return None if endpoint is None else endpoint.path
 
 
-def _memory_limit(score: Any) -> int | None:
-    """The declared memory limit of a release's (single) container; None without one."""
+def _limits(score: Any) -> tuple[int | None, float | None]:
+    """The declared (memory bytes, CPU cores) limits of a release's (single) container; None without."""
     try:
         workload = parse_score(score)
     except UserError:
-        return None
-    limits = [c.resources.limits.memory_bytes for c in workload.containers.values() if c.resources.limits]
-    known = [limit for limit in limits if limit is not None]
-    return sum(known) if known else None
+        return None, None
+    limits = [c.resources.limits for c in workload.containers.values() if c.resources.limits]
+    memory = [m.memory_bytes for m in limits if m.memory_bytes is not None]
+    millicores = [m.millicores for m in limits if m.millicores is not None]
+    return (sum(memory) if memory else None), (sum(millicores) / 1000 if millicores else None)

@@ -1,5 +1,5 @@
-"""Per-instance metrics (CPU, memory, limit, restarts, readiness, OOM kills), replica counts, and each app's
-own Prometheus endpoint scraped per ready instance.
+"""Per-instance metrics (CPU, memory, their limits, restarts, readiness, OOM kills), replica counts, and
+each app's own Prometheus endpoint scraped per ready instance.
 
 Observe never reaches into a runtime: the composition root hands in callables that report instances
 (``InstanceSample``) and replica counts. An app's endpoint that is down or serves bad text is counted
@@ -43,6 +43,7 @@ class InstanceSample:
     port: int | None = None
     memory_limit_bytes: int | None = None
     metrics_path: str | None = None
+    cpu_limit_cores: float | None = None
 
     def labels(self) -> dict[str, str] | None:
         parts = split_app_key(self.app)
@@ -123,12 +124,35 @@ def cgroup_cpu_throttling(
     return stat["nr_throttled"], stat.get("throttled_time", 0) / 1e9
 
 
+def cgroup_cpu_limit(
+    pid: int, proc: Path = Path("/proc"), root: Path = Path("/sys/fs/cgroup")
+) -> float | None:
+    """The CPU limit in cores of a process's cgroup — v2 ``cpu.max`` ("quota period", "max" when
+    unlimited), v1 ``cpu.cfs_quota_us`` (-1 when unlimited) / ``cpu.cfs_period_us`` — or None when it
+    has none or it cannot be read."""
+    where = _cgroup_dir(pid, "cpu", proc, root)
+    if where is None:
+        return None
+    try:
+        quota, _, period = (where / "cpu.max").read_text().strip().partition(" ")
+    except OSError:
+        try:
+            quota = (where / "cpu.cfs_quota_us").read_text().strip()
+            period = (where / "cpu.cfs_period_us").read_text().strip()
+        except OSError:
+            return None
+    if not (quota.isdecimal() and period.isdecimal()) or int(period) == 0:
+        return None  # "max", -1: no limit
+    return int(quota) / int(period)
+
+
 class InstanceCollector:
     name = "instances"
     types: ClassVar[dict[str, str]] = {
         "yunzhou_instance_cpu_seconds_total": "counter",
         "yunzhou_instance_memory_bytes": "gauge",
         "yunzhou_instance_memory_limit_bytes": "gauge",
+        "yunzhou_instance_cpu_limit_cores": "gauge",
         "yunzhou_instance_restarts_total": "counter",
         "yunzhou_instance_ready": "gauge",
         "yunzhou_instance_oom_kills_total": "counter",
@@ -141,6 +165,7 @@ class InstanceCollector:
         "yunzhou_instance_cpu_seconds_total": "CPU time used by an instance (its process group or cgroup).",
         "yunzhou_instance_memory_bytes": "Resident memory of an instance.",
         "yunzhou_instance_memory_limit_bytes": "Memory limit of an instance (only when it has one).",
+        "yunzhou_instance_cpu_limit_cores": "CPU limit of an instance in cores (only when it has one).",
         "yunzhou_instance_restarts_total": "Times the runtime restarted an instance.",
         "yunzhou_instance_ready": "1 when the instance passes its readiness check, else 0.",
         "yunzhou_instance_oom_kills_total": "Times an instance was killed for running out of memory.",
@@ -157,11 +182,13 @@ class InstanceCollector:
         *,
         cgroup_reader: Callable[[int], tuple[int | None, int | None]] = cgroup_memory,
         throttling_reader: Callable[[int], tuple[int, float] | None] = cgroup_cpu_throttling,
+        cpu_limit_reader: Callable[[int], float | None] = cgroup_cpu_limit,
     ) -> None:
         self.instances = instances
         self.replicas = replicas
         self.cgroup_reader = cgroup_reader
         self.throttling_reader = throttling_reader
+        self.cpu_limit_reader = cpu_limit_reader
         # OOM kills seen through exits, for instances whose cgroup cannot be read: id → (last seen, count)
         self._exits: dict[str, tuple[tuple[int, str | None], int]] = {}
 
@@ -182,10 +209,13 @@ class InstanceCollector:
                 continue
             alive.add(inst.instance)
             limit, kills, throttled = inst.memory_limit_bytes, None, None
+            cpu_limit = inst.cpu_limit_cores
             if inst.pid is not None:
                 cg_limit, kills = self.cgroup_reader(inst.pid)
                 limit = limit if limit is not None else cg_limit
                 throttled = self.throttling_reader(inst.pid)
+                if cpu_limit is None:
+                    cpu_limit = self.cpu_limit_reader(inst.pid)
             oom = max(kills or 0, self._oom_from_exits(inst))
             samples += [
                 Sample("yunzhou_instance_cpu_seconds_total", labels, inst.cpu_seconds),
@@ -196,6 +226,8 @@ class InstanceCollector:
             ]
             if limit is not None:
                 samples.append(Sample("yunzhou_instance_memory_limit_bytes", labels, float(limit)))
+            if cpu_limit is not None:
+                samples.append(Sample("yunzhou_instance_cpu_limit_cores", labels, cpu_limit))
             if throttled is not None:
                 periods, seconds = throttled
                 samples.append(Sample("yunzhou_instance_cpu_throttled_periods_total", labels, float(periods)))

@@ -15,6 +15,7 @@ from yunzhou.observe.metrics.collect_instances import (
     AppScrapeCollector,
     InstanceCollector,
     InstanceSample,
+    cgroup_cpu_limit,
     cgroup_cpu_throttling,
     cgroup_memory,
 )
@@ -177,3 +178,64 @@ def test_cgroup_cpu_throttling(tmp_path: Path, version: str) -> None:
     (group / "cpu.stat").write_text("usage_usec 90\n")  # no CPU controller enabled: nothing to report
     assert cgroup_cpu_throttling(42, proc, root) is None
     assert cgroup_cpu_throttling(43, proc, root) is None
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_cgroup_cpu_limit(tmp_path: Path, version: str) -> None:
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "42").mkdir(parents=True)
+    if version == "v1":
+        (proc / "42" / "cgroup").write_text("5:cpu,cpuacct:/yz/inst\n4:memory:/yz/inst\n")
+        group = root / "cpu" / "yz" / "inst"
+        group.mkdir(parents=True)
+        (group / "cpu.cfs_period_us").write_text("100000\n")
+        limited, unlimited = {"cpu.cfs_quota_us": "25000\n"}, {"cpu.cfs_quota_us": "-1\n"}
+    else:
+        (proc / "42" / "cgroup").write_text("0::/yz/inst\n")
+        group = root / "yz" / "inst"
+        group.mkdir(parents=True)
+        limited, unlimited = {"cpu.max": "150000 100000\n"}, {"cpu.max": "max 100000\n"}
+    for name, text in limited.items():
+        (group / name).write_text(text)
+    assert cgroup_cpu_limit(42, proc, root) == (0.25 if version == "v1" else 1.5)
+    for name, text in unlimited.items():
+        (group / name).write_text(text)
+    assert cgroup_cpu_limit(42, proc, root) is None
+    assert cgroup_cpu_limit(43, proc, root) is None  # no such process
+
+
+def test_cgroup_cpu_limit_without_a_cpu_controller(tmp_path: Path) -> None:
+    proc, root = tmp_path / "proc", tmp_path / "cgroup"
+    (proc / "42").mkdir(parents=True)
+    (proc / "42" / "cgroup").write_text("0::/yz/inst\n")
+    (root / "yz" / "inst").mkdir(parents=True)  # v2 group without the cpu controller: no cpu.max
+    assert cgroup_cpu_limit(42, proc, root) is None
+
+
+def test_instance_cpu_limit_declared_else_from_the_cgroup() -> None:
+    reported = [
+        _instance("declared-1", 4000, None, pid=7, cpu_limit_cores=0.5),
+        _instance("cgroup-1", 4001, None, pid=8),
+        _instance("none-1", 4002, None, pid=9),
+        _instance("nopid-1", 4003, None, pid=None),
+    ]
+    asked: list[int] = []
+
+    def cpu_limit(pid: int) -> float | None:
+        asked.append(pid)
+        return {7: 2.0, 8: 0.25}.get(pid)
+
+    collector = InstanceCollector(
+        lambda: reported,
+        cgroup_reader=lambda pid: (None, None),
+        throttling_reader=lambda pid: None,
+        cpu_limit_reader=cpu_limit,
+    )
+    limits = {
+        s.labels["instance"]: s.value
+        for s in collector.collect(0.0)
+        if s.name == "yunzhou_instance_cpu_limit_cores"
+    }
+    assert limits == {"declared-1": 0.5, "cgroup-1": 0.25}  # the release's limit wins; none: no series
+    assert asked == [8, 9]
+    assert collector.types["yunzhou_instance_cpu_limit_cores"] == "gauge"

@@ -131,7 +131,7 @@ def test_state_store_sources(api: Api) -> None:
         "/api/v1/projects/shop/environments", json={"name": "dev"}, headers=api.admin
     ).is_success
     body = {
-        "score": score(resources={"limits": {"memory": "64Mi"}}),
+        "score": score(resources={"limits": {"memory": "64Mi", "cpu": "250m"}}),
         "settings": {"replicas": 2, "metrics": {"port": "web", "path": "/prom"}},
     }
     r = api.http.post("/api/v1/projects/shop/environments/dev/deployments", json=body, headers=api.admin)
@@ -146,6 +146,7 @@ def test_state_store_sources(api: Api) -> None:
     assert r.status_code == 201, r.text
     assert state.metrics_path("shop/dev/orders", 2) == "/v2"  # a release that did not exist is not cached
     assert state.release_facts("shop/dev/orders", 2).memory_limit_bytes is None
+    assert state.release_facts("shop/dev/orders", 2).cpu_limit_cores is None
     assert sum(state.queue_depth().values()) == 1  # the deploy's work item, due and not leased
     with api.cp.ctx.db.transaction() as s:
         s.execute(update(WorkItem).values(due_at=datetime.now(UTC) + timedelta(hours=1)))
@@ -155,6 +156,7 @@ def test_state_store_sources(api: Api) -> None:
                               memory_bytes=0, restarts=0, port=4000)  # fmt: skip
     [declared] = state.with_endpoints([reported])
     assert (declared.metrics_path, declared.memory_limit_bytes) == ("/prom", 64 << 20)
+    assert declared.cpu_limit_cores == 0.25
     assert state.reported_instances() == []  # nothing ran them: no reconciler in this test
     with api.cp.ctx.db.transaction() as s:  # what a reconcile pass records
         app_id = s.scalar(select(App.id))

@@ -192,6 +192,22 @@ def test_highest_metric_wins_and_invalid_metrics_block_scale_down() -> None:
     assert hpa.decide(NOW + 45, obs(12, None)).desired == 12
 
 
+def test_an_instance_without_a_request_invalidates_utilization() -> None:
+    # calculatePodRequests: one pod without a request makes the whole Resource metric unavailable
+    mixed = (*pods(2), PodState("p2"), PodState("p3"))
+    reading = per_pod({p.name: 1.0 for p in mixed})
+    hpa = HpaController(policy(metrics=(CPU50,), behavior=NO_WINDOWS))
+    result = hpa.decide(NOW, Observation(4, mixed, {"cpu": reading}))
+    assert result.desired == 4
+    assert result.per_metric == {"cpu": "invalid: missing request for cpu on instance p2 (and 1 more)"}
+    assert result.reason == (
+        "FailedGetMetrics: keeping the count (cpu: missing request for cpu on instance p2 (and 1 more))"
+    )
+    # a pod being deleted needs none; the rest have theirs: 100 % of target 50 % → ceil(2 × 2) = 4
+    leaving = (*pods(2), PodState("p2", deleting=True))
+    assert proposal(CPU50, per_pod({"p0": 1.0, "p1": 1.0}), leaving, 2) == 4
+
+
 def test_out_of_range_counts_are_brought_into_range_first() -> None:
     hpa = HpaController(policy(min_replicas=2, max_replicas=10))
     assert hpa.decide(NOW, obs(12, 500)).desired == 10
