@@ -80,7 +80,7 @@ def _require_cgroups() -> None:
     usable, why = LocalSupervisor.cgroup_support()
     if usable:
         return
-    if os.environ.get("CI") == "true":
+    if os.environ.get("CI", "").strip().lower() in ("true", "1", "yes"):
         pytest.fail(f"CI must be able to use cgroups: {why}")
     pytest.skip(why)
 
@@ -136,3 +136,18 @@ def test_without_cgroups_limited_instances_say_so(tmp_path: Path) -> None:
     finally:
         supervisor.close()
     assert harness.survivors() == []
+
+
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [("true", pytest.fail.Exception), ("1", pytest.fail.Exception), ("YES", pytest.fail.Exception),
+     ("", pytest.skip.Exception), ("false", pytest.skip.Exception)],
+)  # fmt: skip
+def test_without_cgroups_ci_fails_and_elsewhere_skips(
+    monkeypatch: pytest.MonkeyPatch, ci: str, outcome: type[BaseException]
+) -> None:
+    """Any usual spelling of CI (true, 1, yes) turns a missing cgroup controller into a failure."""
+    monkeypatch.setattr(LocalSupervisor, "cgroup_support", staticmethod(lambda: (False, "no cgroup v2 here")))
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="no cgroup v2 here"):
+        _require_cgroups()
