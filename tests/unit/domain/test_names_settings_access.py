@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from yunzhou.domain.access import Permission, Role, Scope, may, parse_role, parse_scopes
 from yunzhou.domain.errors import UserError
 from yunzhou.domain.names import check_label, is_dns_name, parse_app_address, parse_env_address
-from yunzhou.domain.settings import RolloutStrategy, for_environment, parse_settings, set_dotted
+from yunzhou.domain.settings import RolloutStrategy, for_environment, merge_patch, parse_settings, set_dotted
 
 
 @pytest.mark.parametrize("good", ["a", "shop", "my-app-2", "0", "a" * 63])
@@ -144,3 +146,26 @@ def test_permissions_are_distinct_members() -> None:
 )
 def test_dns_names(value: object, ok: bool) -> None:
     assert is_dns_name(value) is ok
+
+
+@pytest.mark.parametrize(
+    ("base", "patch", "merged"),
+    [  # the examples of RFC 7396, appendix A (those whose patch is an object)
+        ({"a": "b"}, {"a": "c"}, {"a": "c"}),
+        ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
+        ({"a": "b"}, {"a": None}, {}),
+        ({"a": "b", "b": "c"}, {"a": None}, {"b": "c"}),
+        ({"a": ["b"]}, {"a": "c"}, {"a": "c"}),
+        ({"a": "c"}, {"a": ["b"]}, {"a": ["b"]}),
+        ({"a": {"b": "c"}}, {"a": {"b": "d", "c": None}}, {"a": {"b": "d"}}),
+        ({"a": [{"b": "c"}]}, {"a": [1]}, {"a": [1]}),
+        ({"e": None}, {"a": 1}, {"e": None, "a": 1}),
+        ({}, {"a": {"bb": {"ccc": None}}}, {"a": {"bb": {}}}),
+    ],
+)
+def test_settings_patch_is_a_json_merge_patch(
+    base: dict[str, Any], patch: dict[str, Any], merged: dict[str, Any]
+) -> None:
+    before = repr(base)
+    assert merge_patch(base, patch) == merged
+    assert repr(base) == before  # the stored document is never changed in place
