@@ -15,6 +15,7 @@ from yunzhou.services.base import ServiceContext
 from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
+from yunzhou.services.healing import HealingService
 from yunzhou.services.preferences import PreferenceService
 from yunzhou.services.projects import ProjectService
 from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
@@ -80,6 +81,10 @@ class ControlPlane:
     @property
     def alerts(self) -> AlertService:
         return AlertService(self.ctx)
+
+    @property
+    def healing(self) -> HealingService:
+        return HealingService(self.ctx)
 
     @property
     def autoscaling(self) -> AutoscalingService:

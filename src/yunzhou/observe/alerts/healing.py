@@ -56,7 +56,7 @@ class Healer:
         """``alert`` is the one the timeline and audit rows name (the newest to fire); the action
         concerns all of ``alerts``."""
         project, env, app = where
-        book = self.cp.alerts
+        book = self.cp.healing
         left, why_not = book.action_budget(inst.key, project, env, app, inst.rule)
         for action in inst.rule.actions:
             if left <= 0:  # every action of the pass counts against the hourly cap, not only the first
@@ -95,7 +95,7 @@ class Healer:
         caller = _caller(alert)
         try:
             if action.type == "rollback":
-                target, why_not = self.cp.alerts.rollback_target(project, env, app)
+                target, why_not = self.cp.healing.rollback_target(project, env, app)
                 if target is None:
                     return "skipped", {"reason": why_not}
                 result = self.cp.apps.rollback(caller, project, env, app, target)
@@ -115,12 +115,12 @@ class Healer:
                 reason = alert.labels.get("alertname", "alert")
                 named = failing_instances(alerts)
                 if named is None:  # an app-wide alert: a rolling restart of every instance
-                    result = self.cp.alerts.restart(caller, project, env, app, reason)
+                    result = self.cp.healing.restart(caller, project, env, app, reason)
                     return "done", {
                         "release": result["release"]["number"],
                         "rollout": result["rollout"]["id"],
                     }
-                rollout, why_not = self.cp.alerts.restart_instances(caller, project, env, app, named, reason)
+                rollout, why_not = self.cp.healing.restart_instances(caller, project, env, app, named, reason)
                 if rollout is None:
                     return "skipped", {"reason": why_not, "instances": named}
                 return "done", {"instances": rollout["strategy"]["instances"], "rollout": rollout["id"]}
