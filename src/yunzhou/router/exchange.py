@@ -381,7 +381,7 @@ class Exchange:
             self.connect_task.cancel()
             self.connect_task = None
         if self.policy is not None:
-            self._release_policy()
+            self._release_policy(self.policy)
         conn = self.upstream
         if conn is not None:
             self.upstream = None
@@ -474,7 +474,7 @@ class Exchange:
                 return True
             state.active += 1
             self.holds_slot = True
-        self.candidates = self._order(decision, now)
+        self.candidates = policy.order(route.backends, decision, now, router.metrics.backend_in_flight)
         return False
 
     def _order(self, decision: Decision, now: float, avoid: Backend | None = None) -> list[Backend]:
@@ -506,13 +506,17 @@ class Exchange:
             return
         self.try_next_backend()
 
-    def _release_policy(self) -> None:
+    def _release_policy(self, policy: AppPolicy) -> None:
         if self.deadline_timer is not None:
             self.deadline_timer.cancel()
             self.deadline_timer = None
         if self.holds_slot:
             self.holds_slot = False
-            self._hand_on_slot()
+            state = policy.state
+            if state.pending:
+                self._hand_on_slot()
+            else:
+                state.active -= 1
 
     def _hand_on_slot(self) -> None:
         """A pool slot is free: the first live queued request gets it, else it is given back."""

@@ -112,7 +112,8 @@ class RetryBudget:
         return second % BUDGET_WINDOW_S
 
     def note_request(self, now: float) -> None:
-        self.requests[self._roll(now)] += 1
+        second = int(now)
+        self.requests[second % BUDGET_WINDOW_S if second == self.second else self._roll(now)] += 1
 
     def try_retry(self, percent: float, min_per_second: float, now: float) -> bool:
         slot = self._roll(now)
