@@ -12,11 +12,11 @@ Metrics read (the shared metrics contract), per app ``{project, env, app}``:
   ``yunzhou_instance_cpu_limit_cores``
 - memory: ``yunzhou_instance_memory_bytes`` per instance, Utilization relative to
   ``yunzhou_instance_memory_limit_bytes``
-
-(the local target's limits stand in for the requests; an instance without one makes a Utilization metric
-invalid, as a pod without a request does for the HPA, and the decision's ``inputs.requests`` shows which)
 - custom: ``query`` as given (summed), else the app's own series of that name per instance
 - instances and readiness: ``yunzhou_instance_ready``
+
+The local target's limits stand in for the requests: an instance without one makes a Utilization metric
+invalid, as a pod without a request does for the HPA, and the decision's ``inputs.requests`` shows which.
 
 On Kubernetes targets the real HPA does the reactive part; the loop keeps only the floor of a policy with
 schedules and/or a predictive forecast (:meth:`AutoscaleLoop.floor`): the active window's minReplicas and
