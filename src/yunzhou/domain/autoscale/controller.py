@@ -6,10 +6,12 @@ Each cycle (:meth:`Autoscaler.decide`, clock injected as ``now``):
 2. **Scale to zero** — with ``scaleToZero.enabled``, an app whose request metrics (rps, in-flight)
    were all zero for ``idleSeconds`` goes to 0; at 0, any request (the router holds it) or a
    positive forecast brings it to ``max(1, min)``. Otherwise an app at 0 stays there.
-3. **Forecast** — in ``predictive`` mode the forecast demand divided by the forecast metric's
-   per-instance target × ``forecast_target_scale`` becomes a floor: it raises minReplicas (capped
-   at maxReplicas), as the Kubernetes runtime raises the HPA's minReplicas, so the HPA itself
-   never fights it.
+3. **Forecast** — in ``predictive`` mode the forecast becomes a floor in instances of the forecast
+   metric's per-instance target × ``forecast_target_scale``: the forecast value over that, or, with
+   ``min_chance``, the marginal rule over the forecast's spread and, while it pays for this app, the
+   previous peak held (:class:`~yunzhou.domain.autoscale.predictive.PeakHold`). The floor raises
+   minReplicas (capped at maxReplicas), as the Kubernetes runtime raises the HPA's minReplicas, so
+   the HPA itself never fights it.
 4. **HPA** — :class:`~yunzhou.domain.autoscale.hpa.HpaController` with those bounds.
 
 The :class:`Decision` records time, inputs, current and desired counts, the reason and the mode
@@ -18,12 +20,19 @@ The :class:`Decision` records time, inputs, current and desired counts, the reas
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from yunzhou.domain.autoscale.hpa import HpaController, Observation
 from yunzhou.domain.autoscale.policy import AutoscalingPolicy
-from yunzhou.domain.autoscale.predictive import Forecaster, replicas_for_forecast
+from yunzhou.domain.autoscale.predictive import (
+    Forecast,
+    Forecaster,
+    PeakHold,
+    replicas_for_forecast,
+    replicas_worth_running,
+)
 from yunzhou.domain.autoscale.schedule import bounds_at
 
 _REQUEST_METRICS = ("rps", "inflight")
@@ -68,16 +77,26 @@ class Autoscaler:
     # the headroom the target keeps for what the HPA cannot foresee: with the usual target of 0.8 × an
     # instance's capacity, 1.25 sizes the floor at full capacity. 1 sizes it at the target.
     forecast_target_scale: float = 1.0
+    # The marginal rule for the floor (predictive.replicas_worth_running): an instance joins the floor
+    # while the chance that it is the one demand needs is at least this. None: the floor is the
+    # forecast value (point × the spec's quantile of recent ratios), rounded up.
+    min_chance: float | None = None
+    peak_hold: PeakHold | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.hpa = HpaController(self.policy)
         spec = self.policy.predictive
         self.forecaster = Forecaster(spec) if spec is not None and spec.enabled else None
+        self.peak_hold = PeakHold() if self.forecaster is not None and self.min_chance is not None else None
 
     def observe_demand(self, t: float, value: float, *, peak: float | None = None, count: int = 1) -> None:
         """Feed the forecaster one sample (or an aggregate of ``count`` samples) of the forecast metric."""
         if self.forecaster is not None:
             self.forecaster.observe(t, value, peak=peak, count=count)
+        target = self._forecast_target()
+        if self.peak_hold is not None and target:
+            demand = value if peak is None else peak
+            self.peak_hold.observe(t, demand / (target * self.forecast_target_scale))
 
     def _forecast_target(self) -> float | None:
         spec = self.policy.predictive
@@ -105,7 +124,7 @@ class Autoscaler:
             target = self._forecast_target()
             inputs["forecast"] = {"mode": fc.mode, "value": fc.value, "error": fc.error, "reason": fc.reason}
             if fc.mode == "predictive" and fc.value is not None and target:
-                predicted = min(hi, replicas_for_forecast(fc.value, target * self.forecast_target_scale))
+                predicted = min(hi, self._floor(now, fc, target, obs))
                 inputs["forecast"]["replicas"] = predicted
                 lo = max(lo, predicted)
             if not window:
@@ -133,6 +152,24 @@ class Autoscaler:
         if predicted and result.desired == predicted and result.desired > (result.proposal or 0):
             reason = f"PredictiveFloor: forecast needs {predicted}"
         return Decision(now, current, result.desired, reason, mode, lo, hi, inputs)
+
+    def _floor(self, now: float, fc: Forecast, target: float, obs: Observation) -> int:
+        """The forecast floor in instances (see the module docstring)."""
+        unit = target * self.forecast_target_scale
+        assert fc.value is not None
+        if self.min_chance is None or fc.spread is None:
+            return replicas_for_forecast(fc.value, unit)
+        floor = replicas_worth_running(fc.spread, unit, self.min_chance)
+        spec = self.policy.predictive
+        if self.peak_hold is None or spec is None:
+            return floor
+        reading = obs.readings.get(spec.metric)
+        total = None
+        if reading is not None:
+            total = reading.total if reading.total is not None else sum((reading.per_pod or {}).values())
+        reactive = math.ceil(total / target - 1e-9) if total else 0
+        due = now + spec.horizon_seconds
+        return max(floor, self.peak_hold.replicas(due, fc.peak, unit, max(floor, reactive)))
 
     @staticmethod
     def _requests_seen(obs: Observation) -> bool:

@@ -45,13 +45,14 @@ def builtin_policy(
     """The policies the simulator and the benchmark compare (all on ``rps`` AverageValue ``target``):
 
     - ``hpa``: Kubernetes defaults (scale-down stabilization 300 s).
-    - ``hpa-fast``: as hpa with a 45 s scale-down window (what the predictive ones use; isolates the
+    - ``hpa-fast``: as hpa with a 30 s scale-down window (what the predictive ones use; isolates the
       forecast's effect from the shorter window's).
     - ``hpa-5s``: Kubernetes defaults, but run as the predictive ones are (see
       :func:`builtin_run_options`: every 5 s on a 10 s rate). Not Kubernetes: it isolates what the
       faster sampling alone buys.
     - ``predictive``: seasonal-quantile forecast (hourly + daily + weekly) + short-term trend as a
-      floor sized at full capacity, 45 s scale-down window, run every 5 s on a 10 s rate.
+      floor sized at full capacity by the marginal rule, with the previous peak held while that pays
+      (see :func:`builtin_run_options`), 30 s scale-down window, run every 5 s on a 10 s rate.
     - ``predictive-hw``: the same with Holt-Winters.
     """
     if name not in BUILTIN_POLICIES:
@@ -66,7 +67,7 @@ def builtin_policy(
     )
     if name in ("hpa", "hpa-5s"):
         return base
-    fast = Behavior(scale_down=replace(base.behavior.scale_down, stabilization_window_seconds=45))
+    fast = Behavior(scale_down=replace(base.behavior.scale_down, stabilization_window_seconds=30))
     if name == "hpa-fast":
         return replace(base, behavior=fast)
     predictive = PredictiveSpec(
@@ -87,12 +88,13 @@ def builtin_run_options(name: str) -> dict[str, Any]:
     controller does (every 15 s on a 30 s rate); ``hpa-5s`` and the predictive ones every 5 s on a 10 s
     rate (our controller, not Kubernetes', so it may sample faster), the predictive ones with the
     forecast floor at full capacity (``forecast_target_scale`` 1.25 over the target of 0.8 × capacity
-    that every built-in policy uses)."""
+    that every built-in policy uses) and sized by the marginal rule: an instance joins the floor while
+    the chance it is the one demand needs is at least 3.5 % (``min_chance``)."""
     if name in ("hpa", "hpa-fast"):
         return {"sync_seconds": 15, "metric_window": 30}
     if name == "hpa-5s":
         return {"sync_seconds": 5, "metric_window": 10}
-    return {"sync_seconds": 5, "metric_window": 10, "forecast_target_scale": 1.25}
+    return {"sync_seconds": 5, "metric_window": 10, "forecast_target_scale": 1.25, "min_chance": 0.035}
 
 
 @dataclass
@@ -136,15 +138,16 @@ def simulate(
     initial_replicas: int | None = None,
     score_from: int = 0,
     forecast_target_scale: float = 1.0,
+    min_chance: float | None = None,
 ) -> SimResult:
     """Run ``policy`` over per-second ``demand`` (see the module docstring); ``timeline_every`` keeps
     every n-th controller cycle in the timeline (0: none). Seconds before ``score_from`` run (the
-    policies learn from them) but are not counted in the totals. ``forecast_target_scale``: see
-    :class:`~yunzhou.domain.autoscale.controller.Autoscaler`."""
+    policies learn from them) but are not counted in the totals. ``forecast_target_scale`` and
+    ``min_chance``: see :class:`~yunzhou.domain.autoscale.controller.Autoscaler`."""
     d = np.asarray(demand, dtype=float)
     n = len(d)
     prefix = np.concatenate(([0.0], np.cumsum(d)))
-    scaler = Autoscaler(policy, forecast_target_scale=forecast_target_scale)
+    scaler = Autoscaler(policy, forecast_target_scale=forecast_target_scale, min_chance=min_chance)
     label = policy.metrics[0].label
     first = float(d[:metric_window].mean()) if n else 0.0
     target = policy.metrics[0].target.value

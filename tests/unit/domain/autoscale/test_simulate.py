@@ -85,6 +85,7 @@ def test_builtin_run_options_keep_kubernetes_sampling_for_hpa() -> None:
         "sync_seconds": 5,
         "metric_window": 10,
         "forecast_target_scale": 1.25,
+        "min_chance": 0.035,
     }
     # hpa-5s is the Kubernetes-default policy, only sampled faster
     hpa = builtin_policy("hpa", target=10, max_replicas=10, startup_seconds=30)
