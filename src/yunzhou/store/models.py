@@ -367,6 +367,22 @@ class AlertReceiver(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+class AlertDelivery(Base):
+    """How notifications to one receiver went (kept apart from the receiver so its version is the user's):
+    attempts, consecutive failures, the last error and when the notifier tries again."""
+
+    __tablename__ = "alert_deliveries"
+    receiver_id: Mapped[int] = mapped_column(
+        ForeignKey("alert_receivers.id", ondelete="CASCADE"), primary_key=True
+    )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_attempt_at: Mapped[datetime | None]
+    last_success_at: Mapped[datetime | None]
+    next_retry_at: Mapped[datetime | None]
+
+
 class AlertSilence(Base):
     __tablename__ = "alert_silences"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
