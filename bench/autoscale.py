@@ -3,9 +3,9 @@
     .venv/bin/python bench/autoscale.py [--quick] [--no-plots] [--jobs 2] [--policies hpa,predictive]
                                         [--traces nasa,...]
 
-Traces (never copied into the repo):
-- ``nasa``, ``twitter``: per-second request counts from ``../shared/data/traces/*.tbz2`` (relative to the
-  repo; unpacked once into a temp cache). The demand in second *i* is the mean of the counts over the
+Traces:
+- ``nasa``, ``twitter``: per-second request counts from ``bench/data/traces/*.tbz2`` (origin in its
+  README; unpacked once into a temp cache). The demand in second *i* is the mean of the counts over the
   trailing 60 s: these are counts of a random arrival process (NASA averages 0.68 req/s), and a second's
   count is mostly noise no policy can foresee; a minute's queue absorbs it.
 - ``alibaba`` (10 s steps, 7.8 days), ``google`` (300 s, 28 days), ``azure`` (300 s, 30 days): the cluster
@@ -52,7 +52,7 @@ from yunzhou.domain.autoscale.simulate import (  # noqa: E402
     simulate,
 )
 
-TRACES_DIR = ROOT / ".." / "shared" / "data" / "traces"
+TRACES_DIR = ROOT / "bench" / "data" / "traces"
 REQUEST_TRACES = {
     "nasa": "nasa-http-1995-per-second.tbz2",
     "twitter": "twitter-stream-2021-08-per-second.tbz2",

@@ -9,8 +9,6 @@ from typing import Any
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.store import Database
 
-SHARED = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared"
-
 
 def score(name: str = "orders", image: str = "python:3.11", **container: Any) -> dict[str, Any]:
     return {

@@ -31,7 +31,7 @@ from yunzhou.domain.score import (
     parse_score,
 )
 
-SCORE_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "score"
+SCORE_DATA = Path(__file__).resolve().parents[2] / "data" / "score"
 VALIDATOR = jsonschema.Draft202012Validator(json.loads((SCORE_DATA / "score-v1b1.json").read_text()))
 
 

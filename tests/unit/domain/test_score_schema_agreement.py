@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from yunzhou.domain.errors import UserError
 from yunzhou.domain.score import parse_score
 
-SCORE_DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "score"
+SCORE_DATA = Path(__file__).resolve().parents[2] / "data" / "score"
 SCHEMA = json.loads((SCORE_DATA / "score-v1b1.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 
