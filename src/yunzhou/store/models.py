@@ -11,6 +11,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -19,6 +20,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -68,6 +70,8 @@ class Token(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+    # the token that created this one: its revocation or expiry ends this one too (None: bootstrap/legacy)
+    parent_id: Mapped[str | None] = mapped_column(String(32), index=True)
 
 
 class Project(Base):
@@ -93,7 +97,18 @@ class Member(Base):
 
 class Environment(Base):
     __tablename__ = "environments"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "name"),
+        # one environment per namespace of a cluster: two would overwrite and prune each other's objects
+        Index(
+            "uq_environments_cluster_namespace",
+            "target",
+            "namespace",
+            unique=True,
+            sqlite_where=text("target LIKE 'cluster:%'"),
+            postgresql_where=text("target LIKE 'cluster:%'"),
+        ),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="RESTRICT"), index=True)
     name: Mapped[str] = mapped_column(String(63))

@@ -20,16 +20,20 @@ _CLUSTER_TARGETS = sa.text("target LIKE 'cluster:%'")
 
 
 def _shared_namespaces() -> list[str]:
-    rows = op.get_bind().execute(
-        sa.text(
-            "SELECT e.target, e.namespace, p.name, e.name FROM environments e"
-            " JOIN projects p ON p.id = e.project_id"
-            " WHERE e.target LIKE 'cluster:%' AND e.namespace IN ("
-            "  SELECT namespace FROM environments WHERE target = e.target"
-            "  GROUP BY namespace HAVING COUNT(*) > 1)"
-            " ORDER BY e.target, e.namespace, p.name, e.name"
+    rows = (
+        op.get_bind()
+        .execute(
+            sa.text(
+                "SELECT e.target, e.namespace, p.name, e.name FROM environments e"
+                " JOIN projects p ON p.id = e.project_id"
+                " WHERE e.target LIKE 'cluster:%' AND e.namespace IN ("
+                "  SELECT namespace FROM environments WHERE target = e.target"
+                "  GROUP BY namespace HAVING COUNT(*) > 1)"
+                " ORDER BY e.target, e.namespace, p.name, e.name"
+            )
         )
-    ).all()
+        .all()
+    )
     return [f"{target} namespace {ns}: {project}/{env}" for target, ns, project, env in rows]
 
 
