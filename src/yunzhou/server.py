@@ -3,10 +3,13 @@ together and run them. It is the only module that knows every layer."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
 import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
+from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
 from yunzhou.store import Database, sqlite_url, upgrade
 
 log = logging.getLogger("yunzhou.server")
@@ -33,6 +37,8 @@ class ServerConfig:
     router_port: int = 8080
     database_url: str | None = None
     base_domain: str = "localhost"
+    # uploaded kubeconfigs may name exec credential plugins, which then run on this host (docs/kubernetes.md)
+    kubeconfig_exec: bool = False
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **overrides: object) -> ServerConfig:
@@ -44,9 +50,19 @@ class ServerConfig:
             "router_port": int(env.get("YUNZHOU_ROUTER_PORT", "8080")),
             "database_url": env.get("YUNZHOU_DATABASE_URL") or None,
             "base_domain": env.get("YUNZHOU_BASE_DOMAIN", "localhost"),
+            "kubeconfig_exec": _flag(env, "YUNZHOU_KUBECONFIG_EXEC"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if raw in ("", "0", "false", "no"):
+        return False
+    if raw in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"{name}={raw!r}: must be 1/true/yes or 0/false/no (empty: off)")
 
 
 class Runner:
@@ -70,7 +86,7 @@ class Runner:
 
         self.platform = LocalPlatform(config.data_dir, config.router_port, log_sink=capture)
         assert cp.ctx.secret_box is not None
-        self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box)
+        self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
         kubernetes = KubernetesRuntime(self.clusters.connect)
         self.controller = AppController(
@@ -149,22 +165,26 @@ class Runner:
             raise RuntimeError(
                 f"another yunzhou server or worker already runs the local target for {self.platform.data_dir}"
             ) from None
-        self.platform.start()
-        self._publish_router_admin()
-        self.tailer.start()
-        # after a restart every app is looked at again, so the machine converges back to desired state
-        with self.cp.ctx.db.transaction() as s:
-            for app_id in s.scalars(select(App.id)):
-                enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
-        self.worker.start()
-        if self.alerts is not None:
-            self.alerts.start()
-        if self.autoscaler is not None:
-            self.autoscaler.start()
-        if self.wake is not None:
-            self.wake.start()
-        if self.nodes is not None:
-            self.nodes.start()
+        try:
+            self.platform.start()
+            self._publish_router_admin()
+            self.tailer.start()
+            # after a restart every app is looked at again, so the machine converges back to desired state
+            with self.cp.ctx.db.transaction() as s:
+                for app_id in s.scalars(select(App.id)):
+                    enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
+            self.worker.start()
+            if self.alerts is not None:
+                self.alerts.start()
+            if self.autoscaler is not None:
+                self.autoscaler.start()
+            if self.wake is not None:
+                self.wake.start()
+            if self.nodes is not None:
+                self.nodes.start()
+        except BaseException:  # a half-started runner (or Ctrl-C) leaves no router or instance behind
+            self.stop()
+            raise
         return self
 
     def _ensure_router(self) -> None:
@@ -225,11 +245,13 @@ def instance_samples(supervisor: LocalSupervisor) -> list[InstanceSample]:
     ]
 
 
-def cluster_probe(name: str, kubeconfig: dict[str, Any], context: str | None) -> ProbeResult:
+def cluster_probe(
+    name: str, kubeconfig: dict[str, Any], context: str | None, *, allow_exec: bool = False
+) -> ProbeResult:
     """What `yunzhou cluster add` runs before storing anything: contact the API server."""
     from yunzhou.runtimes.kubernetes.cluster import probe
 
-    info = probe(name, kubeconfig, context)
+    info = probe(name, kubeconfig, context, allow_exec=allow_exec)
     return ProbeResult(server=info.server, version=info.version, context=info.context)
 
 
@@ -243,7 +265,8 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
         config.data_dir,
         base_domain=config.base_domain,
         router_port=config.router_port,
-        cluster_probe=cluster_probe,
+        cluster_probe=functools.partial(cluster_probe, allow_exec=config.kubeconfig_exec),
+        kubeconfig_exec=config.kubeconfig_exec,
     )
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)
@@ -317,21 +340,41 @@ def run_server(
     """Run the control plane in the foreground until SIGTERM/SIGINT (uvicorn drains and exits)."""
     _configure_logging()
     config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
-    cp = build_control_plane(config)
-    log.info("Yunzhou API on http://%s:%d (data dir %s)", config.api_host, config.api_port, config.data_dir)
-    _quiet_stop_signals()
-    log_store = open_log_store(config)
-    metrics = MetricsWiring(config.data_dir, cp.ctx.db)
-    runner = Runner(config, cp, log_store, metrics).start() if runtime else None
-    metrics.start()
+    with _guarded_start(config, router=runtime) as url:
+        cp = build_control_plane(config)
+        log.info("Yunzhou API on %s (data dir %s)", url, config.data_dir)
+        _quiet_stop_signals()
+        log_store = open_log_store(config)
+        metrics = MetricsWiring(config.data_dir, cp.ctx.db)
+        runner = Runner(config, cp, log_store, metrics).start() if runtime else None
+        metrics.start()
+        try:
+            make_uvicorn(config, cp, log_store, metrics).run()
+        finally:
+            metrics.stop()
+            if runner is not None:
+                runner.stop()
+            log_store.close()
+            cp.ctx.db.dispose()
+
+
+@contextmanager
+def _guarded_start(config: ServerConfig, *, router: bool) -> Iterator[str]:
+    """One server per data dir and free ports, checked before anything starts (each refused in one line);
+    while it runs, the CLI finds it from any folder (client/discovery.py). Yields the server's URL."""
+    url = reachable_url(config.api_host, config.api_port)
+    lock = ServerLock(config.data_dir, url)
     try:
-        make_uvicorn(config, cp, log_store, metrics).run()
+        check_port(config.api_host, config.api_port, "API and console", "--api-port", "YUNZHOU_API_PORT")
+        if router:
+            check_port("127.0.0.1", config.router_port, "router", "--router-port", "YUNZHOU_ROUTER_PORT")
+        published = Published(url, config.api_port, config.data_dir)
+        try:
+            yield url
+        finally:
+            published.withdraw()
     finally:
-        metrics.stop()
-        if runner is not None:
-            runner.stop()
-        log_store.close()
-        cp.ctx.db.dispose()
+        lock.release()
 
 
 class BackgroundServer:
@@ -356,67 +399,31 @@ class BackgroundServer:
 
     def start(self, timeout: float = 20.0) -> BackgroundServer:
         self.runner.start()
-        self.metrics.start()
-        self._thread.start()
-        deadline = threading.Event()
-        waited = 0.0
-        while not self._server.started:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the API server could not start on {self.url} (is the port in use?)")
-            if waited > timeout:
-                raise RuntimeError(f"the API server did not start within {timeout}s")
-            deadline.wait(0.02)
-            waited += 0.02
+        try:
+            self.metrics.start()
+            self._thread.start()
+            deadline = threading.Event()
+            waited = 0.0
+            while not self._server.started:
+                if not self._thread.is_alive():
+                    raise RuntimeError(f"the API server could not start on {self.url} (is the port in use?)")
+                if waited > timeout:
+                    raise RuntimeError(f"the API server did not start within {timeout}s")
+                deadline.wait(0.02)
+                waited += 0.02
+        except BaseException:  # nothing it started may outlive a failed start (or a Ctrl-C during it)
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
         self._server.should_exit = True
-        self._thread.join(timeout=15)
+        if self._thread.is_alive():
+            self._thread.join(timeout=15)
         self.metrics.stop()
         self.runner.stop()
         self.log_store.close()
         self.control_plane.ctx.db.dispose()
-
-
-EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples"
-DEMO_PROJECT, DEMO_ENV = "shop", "dev"
-
-
-def seed_demo(url: str, token: str, examples: Path = EXAMPLES_DIR) -> list[str]:
-    """Create shop/dev and deploy every examples/*/score.yaml with its source. Idempotent."""
-    import yaml
-
-    from yunzhou.client import ApiError, YunzhouClient
-
-    deployed: list[str] = []
-    with YunzhouClient(url, token) as client:
-        try:
-            client.create_project(DEMO_PROJECT, "Demo shop")
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-        try:
-            client.create_environment(DEMO_PROJECT, DEMO_ENV)
-        except ApiError as exc:
-            if exc.status != 409:
-                raise
-        started = []
-        for score_file in sorted(examples.glob("*/score.yaml")):
-            settings_file = score_file.with_name("yunzhou.yaml")
-            settings = yaml.safe_load(settings_file.read_text()) if settings_file.exists() else None
-            artifact = client.upload_artifact(score_file.parent)
-            score = yaml.safe_load(score_file.read_text())
-            started.append(client.deploy(DEMO_PROJECT, DEMO_ENV, score, settings, artifact))
-        for result in started:  # wait until each is serving before saying where it is
-            app = result["app"]
-            rollout = client.wait_for_rollout(
-                DEMO_PROJECT, DEMO_ENV, app["name"], result["rollout"]["id"], timeout=120, interval=0.2
-            )
-            state = "ready" if rollout["state"] == "succeeded" else f"NOT ready ({rollout['message']})"
-            deployed.append(
-                f"{app['address']} release {result['release']['number']}, {state}: {app['route']}"
-            )
-    return deployed
 
 
 def run_up(
@@ -425,23 +432,33 @@ def run_up(
     api_port: int | None = None,
     router_port: int | None = None,
 ) -> None:
-    """`make up`: run the control plane, seed the demo, print where everything is, wait for Ctrl-C."""
+    """`make up`: run the control plane, seed the demo where it is absent, say where everything is, and
+    wait for Ctrl-C — which stops everything this started, also while the demo is being deployed."""
+    from yunzhou.demo import banner, seed_demo
+
     _configure_logging()
     config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
-    server = BackgroundServer(config).start()
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        lines = seed_demo(server.url, server.admin_token)
-        token_file = config.data_dir / ADMIN_TOKEN_FILE
-        print("\nYunzhou is up.\n")
-        print(f"  API + console   {server.url}/  (OpenAPI: {server.url}/openapi.json)")
-        for line in lines:
-            print(f"  deployed        {line}")
-        print(f"\n  CLI: export YUNZHOU_URL={server.url} YUNZHOU_TOKEN=$(cat {token_file})")
-        print("       .venv/bin/yunzhou apps shop/dev")
-        print("\nPress Ctrl-C to stop everything.", flush=True)
-        stop.wait()
-    finally:
-        server.stop()
+    with _guarded_start(config, router=True) as url:
+        stopping = threading.Event()
+
+        def interrupt(*_: object) -> None:
+            if not stopping.is_set():  # a second Ctrl-C while stopping is ignored: cleanup must finish
+                stopping.set()
+                raise KeyboardInterrupt
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, interrupt)
+        server: BackgroundServer | None = None
+        try:
+            server = BackgroundServer(config).start()
+            apps = seed_demo(server.url, server.admin_token)
+            print(banner(url, apps, config.data_dir / ADMIN_TOKEN_FILE), flush=True)
+            stopping.wait()
+        except KeyboardInterrupt:
+            print("\nStopping…", flush=True)
+        except RuntimeError as exc:  # the API could not start after all (a port taken since the check)
+            raise StartRefused(str(exc)) from None
+        finally:
+            stopping.set()
+            if server is not None:
+                server.stop()

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from yunzhou.domain.errors import PermanentError
+from yunzhou.domain.errors import PermanentError, UserError
 from yunzhou.runtimes.kubernetes.cluster import client_for
 from yunzhou.services.clusters import Sealer
 from yunzhou.store import Database
@@ -16,9 +16,10 @@ from yunzhou.store.models import Cluster
 
 
 class ClusterDirectory:
-    def __init__(self, db: Database, sealer: Sealer) -> None:
+    def __init__(self, db: Database, sealer: Sealer, *, allow_exec: bool = False) -> None:
         self.db = db
         self.sealer = sealer
+        self.allow_exec = allow_exec  # the operator's YUNZHOU_KUBECONFIG_EXEC
         self._clients: dict[str, tuple[int, Any, str]] = {}  # name → (row version, client, base domain)
         self._lock = threading.Lock()
 
@@ -38,7 +39,13 @@ class ClusterDirectory:
             if cached is not None and cached[0] == version:
                 return cached[1], cached[2]
             kubeconfig = json.loads(self.sealer.open(ciphertext))
-            client = client_for(kubeconfig, context or None)
+            try:
+                client = client_for(kubeconfig, context or None, allow_exec=self.allow_exec)
+            except UserError as exc:  # stored before such kubeconfigs were refused, or exec turned off
+                raise PermanentError(
+                    f"cluster {name!r}: its stored kubeconfig is refused: {exc.message}",
+                    problems=exc.problems,
+                ) from exc
             self._clients[name] = (version, client, domain)
             return client, domain
 

@@ -31,6 +31,7 @@ class ControlPlane:
     ctx: ServiceContext
     data_dir: Path
     cluster_probe: ClusterProbe | None = None
+    kubeconfig_exec: bool = False  # whether uploaded kubeconfigs may name exec credential plugins
 
     @classmethod
     def create(
@@ -43,16 +44,19 @@ class ControlPlane:
         router_port: int = 8080,
         secret_box: SecretBox | None = None,
         cluster_probe: ClusterProbe | None = None,
+        kubeconfig_exec: bool = False,
     ) -> ControlPlane:
         """``secret_box`` defaults to YUNZHOU_SECRET_KEY, else the keyring file in ``data_dir``."""
         box = secret_box or SecretBox(LazyKeyProvider(lambda: load_key_provider(data_dir)))
         ctx = ServiceContext(db, clock, base_domain, f":{router_port}", secret_box=box)
-        return cls(ctx, data_dir, cluster_probe)
+        return cls(ctx, data_dir, cluster_probe, kubeconfig_exec=kubeconfig_exec)
 
     @property
     def clusters(self) -> ClusterService:
         # cluster credentials are sealed with the same keyring as secrets (rotated with them)
-        return ClusterService(self.ctx, self.cluster_probe, self.ctx.secret_box)
+        return ClusterService(
+            self.ctx, self.cluster_probe, self.ctx.secret_box, allow_exec=self.kubeconfig_exec
+        )
 
     @property
     def projects(self) -> ProjectService:

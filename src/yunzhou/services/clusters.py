@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from yunzhou.domain.errors import Conflict, NotFound, PermanentError, invalid
+from yunzhou.domain.kubeconfig import check_kubeconfig
 from yunzhou.domain.names import check_label, is_dns_name
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, iso, record_audit
@@ -49,22 +50,19 @@ def cluster_view(c: Cluster, environments: int) -> dict[str, Any]:
     }
 
 
-def _check_kubeconfig(doc: object) -> dict[str, Any]:
-    if not isinstance(doc, dict):
-        raise invalid(
-            "kubeconfig", "must be a kubeconfig document (a mapping with clusters, users, contexts)"
-        )
-    for key in ("clusters", "users", "contexts"):
-        if not isinstance(doc.get(key), list) or not doc[key]:
-            raise invalid(f"kubeconfig.{key}", "must be a non-empty list")
-    return doc
-
-
 class ClusterService:
-    def __init__(self, ctx: ServiceContext, probe: ClusterProbe | None, sealer: Sealer | None) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        probe: ClusterProbe | None,
+        sealer: Sealer | None,
+        *,
+        allow_exec: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.probe = probe
         self.sealer = sealer
+        self.allow_exec = allow_exec  # the operator's YUNZHOU_KUBECONFIG_EXEC
 
     def add(
         self,
@@ -75,7 +73,8 @@ class ClusterService:
         base_domain: str | None,
     ) -> dict[str, Any]:
         check_label(name, "name")
-        doc = _check_kubeconfig(kubeconfig)
+        # before anything connects: nothing in it may run a command or read a file on this host
+        doc = check_kubeconfig(kubeconfig, allow_exec=self.allow_exec)
         domain = base_domain or f"{name}.localhost"
         if not is_dns_name(domain):
             raise invalid("base_domain", "must be a lower-case DNS name such as apps.example.com")

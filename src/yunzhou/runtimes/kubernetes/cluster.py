@@ -11,6 +11,7 @@ import httpx2
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 
 from yunzhou.domain.errors import PermanentError, TemporaryError, UserError
+from yunzhou.domain.kubeconfig import check_kubeconfig
 
 T = TypeVar("T")
 MANAGER = "yunzhou"
@@ -23,7 +24,12 @@ class ClusterInfo:
     context: str
 
 
-def client_for(kubeconfig: dict[str, Any], context: str | None, *, timeout: float = 10.0) -> Client:
+def client_for(
+    kubeconfig: dict[str, Any], context: str | None, *, timeout: float = 10.0, allow_exec: bool = False
+) -> Client:
+    """A client that runs no command and reads no file on this host (unless ``allow_exec``: the
+    operator's choice) — checked here too, for kubeconfigs stored before the API refused them."""
+    check_kubeconfig(kubeconfig, allow_exec=allow_exec)
     try:
         config = KubeConfig.from_dict(kubeconfig).get(context_name=context)
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
@@ -62,9 +68,11 @@ def translated(cluster: str, what: str) -> Iterator[None]:
         ) from exc
 
 
-def probe(name: str, kubeconfig: dict[str, Any], context: str | None) -> ClusterInfo:
+def probe(
+    name: str, kubeconfig: dict[str, Any], context: str | None, *, allow_exec: bool = False
+) -> ClusterInfo:
     """Contact the API server: it must answer, accept the credentials, and let us list namespaces."""
-    client = client_for(kubeconfig, context, timeout=5.0)
+    client = client_for(kubeconfig, context, timeout=5.0, allow_exec=allow_exec)
     try:
         with translated(name, "contacting the API server"):
             http: httpx2.Client = client._client._client  # lightkube has no /version call; its transport does
