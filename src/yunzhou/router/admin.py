@@ -1,4 +1,4 @@
-"""Admin API on its own loopback port: ``PUT/GET /config``, ``GET /healthz``, ``GET /metrics``.
+"""Admin API on its own loopback port: ``PUT/GET /config``, ``GET /status``, ``/healthz``, ``/metrics``.
 
 Plain HTTP/1.1 with keep-alive, parsed with httptools like the proxy; requests are tiny and rare, so
 bodies are collected whole (up to ``MAX_BODY_BYTES``).
@@ -24,6 +24,7 @@ _JSON = b"application/json"
 _ENDPOINTS = {
     "/config": ("GET", "PUT"),
     "/healthz": ("GET",),
+    "/status": ("GET",),
     "/metrics": ("GET",),
     "/inflight": ("GET",),
     "/activations": ("GET",),
@@ -99,7 +100,7 @@ class AdminConnection(asyncio.Protocol):
         router = self.router
         allowed = _ENDPOINTS.get(path)
         if allowed is None:
-            message = f"no admin endpoint {path!r}; try /config, /healthz, /metrics or /inflight"
+            message = f"no admin endpoint {path!r}; try /config, /status, /healthz, /metrics or /inflight"
             return 404, _json({"error": {"code": "not_found", "message": message}}), _JSON
         if method not in allowed:
             message = f"{method} is not allowed on {path}; use {' or '.join(allowed)}"
@@ -110,6 +111,15 @@ class AdminConnection(asyncio.Protocol):
                 "config_version": router.table.snapshot.version,
             }
             return (503 if router.draining else 200), _json(doc), _JSON
+        if path == "/status":  # the active snapshot in numbers, and the routes it left out with why
+            active = router.table.snapshot
+            status = {
+                "status": "draining" if router.draining else "ok",
+                "config_version": active.version,
+                "routes": len(active.routes),
+                "dropped": [d.to_json() for d in active.dropped],
+            }
+            return 200, _json(status), _JSON
         if path == "/inflight":
             busy = {"apps": router.metrics.in_flight, "backends": router.metrics.backend_in_flight}
             return 200, _json(busy), _JSON
@@ -139,7 +149,12 @@ class AdminConnection(asyncio.Protocol):
             router.metrics.config_rejected += 1
             router.log.warning("config snapshot refused: %s", exc.message)
             return 422, _json(error_document(exc)), _JSON
-        doc = {"version": router.table.snapshot.version, "applied": applied}
+        active = router.table.snapshot
+        doc = {
+            "version": active.version,
+            "applied": applied,
+            "dropped": [d.to_json() for d in active.dropped],
+        }
         return 200, _json(doc), _JSON
 
     def _send(self, status: int, body: bytes, ctype: bytes = _JSON, *, keep_alive: bool = True) -> None:

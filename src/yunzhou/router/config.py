@@ -1,8 +1,10 @@
 """The router's configuration: a versioned snapshot, its validation, and the routing table built from it.
 
 A snapshot arrives as JSON from the control plane (``PUT /config``) or a file (``--config``). It is parsed
-into frozen dataclasses here; any problem raises a ``UserError`` whose ``problems`` name the field, so the
-admin API can answer 422 and keep the active snapshot.
+into frozen dataclasses here. A problem with the document as a whole raises a ``UserError`` whose
+``problems`` name the field, so the admin API can answer 422 and keep the active snapshot; a problem with
+one route (invalid, its app's policy invalid, or its host and path already routed) drops only that route,
+with the reason in ``Snapshot.dropped``: one bad route never keeps the others from being applied.
 """
 
 from __future__ import annotations
@@ -80,11 +82,33 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
+class DroppedRoute:
+    """A route of a snapshot that was left out, and why (shown by ``GET /status`` and logged)."""
+
+    index: int  # its position in the snapshot's ``routes``
+    host: object
+    path_prefix: object
+    app: object
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "host": self.host,
+            "path_prefix": self.path_prefix,
+            "app": self.app,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     version: int
     routes: tuple[Route, ...]
     policies: dict[str, PolicySpec] = field(default_factory=dict)  # app → its traffic policy
     callers: dict[str, str] = field(default_factory=dict)  # sha256(caller token) hex → app address
+    # routes of the document that were not applied; not part of to_json (the active config)
+    dropped: tuple[DroppedRoute, ...] = field(default=(), compare=False)
 
     def to_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"version": self.version, "routes": [r.to_json() for r in self.routes]}
@@ -254,8 +278,15 @@ def _check_route(doc: object, path: str, problems: _Problems) -> Route | None:
     return Route(host=host, path_prefix=prefix, app=app, backends=tuple(backends), activation=activation)
 
 
-def parse_snapshot(doc: object) -> Snapshot:
-    """Validate a decoded JSON snapshot. Raises ``UserError`` naming every bad field."""
+def parse_snapshot(doc: object, active: Snapshot | None = None) -> Snapshot:
+    """Validate a decoded JSON snapshot.
+
+    Raises ``UserError`` naming every bad field of the document as a whole (version, the routes list,
+    callers, unknown keys). Routes that are invalid, whose app's policy is invalid, or whose host and
+    path another route has are dropped (``Snapshot.dropped``, with the reason). Of two routes for one
+    host and path, the one ``active`` already routes to the same app keeps it, else the first listed:
+    a newcomer cannot take a host from the app that serves it.
+    """
     problems = _Problems()
     if not isinstance(doc, dict):
         problems.add("", "the snapshot must be a JSON object with 'version' and 'routes'")
@@ -266,48 +297,90 @@ def parse_snapshot(doc: object) -> Snapshot:
     if version is None:
         problems.add("version", "must be an integer >= 0")
     raw_routes = doc.get("routes")
-    routes: list[Route] = []
     if not isinstance(raw_routes, list):
         problems.add("routes", "must be a list of routes")
     elif len(raw_routes) > MAX_ROUTES:
         problems.add("routes", f"at most {MAX_ROUTES} routes")
-    else:
-        seen: dict[tuple[str, str], int] = {}
-        for i, raw in enumerate(raw_routes):
-            route = _check_route(raw, f"routes[{i}]", problems)
-            if route is None:
-                continue
-            key = (route.host, route.path_prefix.rstrip("/") or "/")
-            if key in seen:
-                problems.add(
-                    f"routes[{i}]",
-                    f"host {route.host!r} with path_prefix {route.path_prefix!r} "
-                    f"is already routed by routes[{seen[key]}]",
-                )
-            seen[key] = i
-            routes.append(route)
-    policies = _check_policies(doc.get("policies", {}), problems)
+    policies, bad_policies = _check_policies(doc.get("policies", {}), problems)
     callers = _check_callers(doc.get("callers", {}), problems)
     problems.raise_if_any()
     assert isinstance(version, int)
-    return Snapshot(version=version, routes=tuple(routes), policies=policies, callers=callers)
+    assert isinstance(raw_routes, list)
+    dropped: list[DroppedRoute] = []
+    candidates: list[tuple[int, Route]] = []
+    for i, raw in enumerate(raw_routes):
+        found = _Problems()
+        route = _check_route(raw, f"routes[{i}]", found)
+        if route is not None and route.app in bad_policies:
+            found.add(
+                f"policies.{route.app}", f"invalid, so the app is not routed: {bad_policies[route.app]}"
+            )
+        if route is None or found.items:
+            fields = raw if isinstance(raw, dict) else {}
+            reason = "; ".join(str(p) for p in found.items)
+            dropped.append(
+                DroppedRoute(i, fields.get("host"), fields.get("path_prefix", "/"), fields.get("app"), reason)
+            )
+            continue
+        candidates.append((i, route))
+    routes = _one_route_per_key(candidates, active, dropped)
+    dropped.sort(key=lambda d: d.index)
+    return Snapshot(
+        version=version, routes=tuple(routes), policies=policies, callers=callers, dropped=tuple(dropped)
+    )
 
 
-def _check_policies(raw: object, problems: _Problems) -> dict[str, PolicySpec]:
+def _route_key(route: Route) -> tuple[str, str]:
+    return route.host, route.path_prefix.rstrip("/") or "/"
+
+
+def _one_route_per_key(
+    candidates: list[tuple[int, Route]], active: Snapshot | None, dropped: list[DroppedRoute]
+) -> list[Route]:
+    """The routes to apply: one per host and path; the others go to ``dropped`` naming the one kept."""
+    incumbent = {_route_key(r): r.app for r in active.routes} if active is not None else {}
+    winner: dict[tuple[str, str], int] = {}  # key → position in candidates
+    losers: list[int] = []
+    for pos, (_, route) in enumerate(candidates):
+        key = _route_key(route)
+        first = winner.get(key)
+        if first is None:
+            winner[key] = pos
+        elif incumbent.get(key) == route.app != candidates[first][1].app:
+            winner[key] = pos
+            losers.append(first)
+        else:
+            losers.append(pos)
+    for pos in losers:
+        index, route = candidates[pos]
+        kept_index, kept = candidates[winner[_route_key(route)]]
+        reason = (
+            f"host {route.host!r} with path_prefix {route.path_prefix!r} is already routed by "
+            f"routes[{kept_index}] (app {kept.app})"
+        )
+        dropped.append(DroppedRoute(index, route.host, route.path_prefix, route.app, reason))
+    kept_positions = set(winner.values())
+    return [route for pos, (_, route) in enumerate(candidates) if pos in kept_positions]
+
+
+def _check_policies(raw: object, problems: _Problems) -> tuple[dict[str, PolicySpec], dict[str, str]]:
+    """Valid policies by app, and apps whose policy is invalid → the reason (their routes are dropped)."""
     if not isinstance(raw, dict):
         problems.add("policies", "must map app addresses to {traffic, split, preview_hosts}")
-        return {}
+        return {}, {}
     out: dict[str, PolicySpec] = {}
+    bad: dict[str, str] = {}
     for app, doc in raw.items():
         path = f"policies.{app}"
         if _check_app(app, path, problems) is None:
             continue
         found: list[FieldProblem] = []
         spec = parse_policy(app, doc, path, found)
-        problems.items.extend(found)
-        if spec is not None:
+        if found or spec is None:
+            bad[app] = "; ".join(str(p) for p in found) or "invalid"
+        else:
             out[app] = spec
-    return out
+    return out, bad
 
 
 def _check_callers(raw: object, problems: _Problems) -> dict[str, str]:

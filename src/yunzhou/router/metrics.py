@@ -77,6 +77,7 @@ class RouterMetrics:
         self.config_version: int = 0
         self.config_applied: int = 0
         self.config_rejected: int = 0
+        self.routes_dropped: int = 0  # routes of the active snapshot left out (GET /status says why)
         self.client_connections: int = 0
         self.upstream_connections: int = 0
         # traffic policy: (kind, app, detail) → count; kinds are the keys of POLICY_COUNTERS
@@ -194,6 +195,12 @@ class RouterMetrics:
                 "counter",
                 "Snapshots refused (409/422).",
                 self.config_rejected,
+            ),
+            (
+                "yunzhou_router_config_routes_dropped",
+                "gauge",
+                "Routes of the active snapshot not applied (invalid or host already routed).",
+                self.routes_dropped,
             ),
             (
                 "yunzhou_router_client_connections",

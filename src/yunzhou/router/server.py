@@ -70,16 +70,16 @@ class Router:
         """Validate and swap in a snapshot. True when it changed the active one, False when idempotent.
 
         Raises ``UserError`` (malformed) or ``Conflict`` (stale or reused version); the active snapshot
-        stays as it was in both cases.
+        stays as it was in both cases. Bad routes are dropped, logged and kept in ``snapshot.dropped``.
         """
-        snapshot = parse_snapshot(doc)
         active = self.table.snapshot
+        snapshot = parse_snapshot(doc, active if self.configured else None)
         if self.configured and snapshot.version < active.version:
             raise Conflict(
                 f"config version {snapshot.version} is older than the active version {active.version}"
             )
         if self.configured and snapshot.version == active.version:
-            if snapshot.to_json() == active.to_json():
+            if snapshot.to_json() == active.to_json() and snapshot.dropped == active.dropped:
                 return False
             raise Conflict(
                 f"config version {snapshot.version} is already active with different content; "
@@ -92,6 +92,15 @@ class Router:
         self.held.release(self.table)
         self.metrics.config_version = snapshot.version
         self.metrics.config_applied += 1
+        self.metrics.routes_dropped = len(snapshot.dropped)
+        for dropped in snapshot.dropped:
+            log.warning(
+                "config version %d: routes[%d] (app %s) not applied: %s",
+                snapshot.version,
+                dropped.index,
+                dropped.app,
+                dropped.reason,
+            )
         backends = sum(len(r.backends) for r in snapshot.routes)
         log.info(
             "config version %d applied: %d routes, %d backends",

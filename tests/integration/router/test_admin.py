@@ -19,8 +19,8 @@ def test_config_versions_stale_is_409_equal_is_idempotent(
     router: RouterProcess, backends: dict[str, Backend]
 ) -> None:
     first = snapshot(7, route(HOST, [backends["a1"].entry()]))
-    assert router.push_config(first) == {"version": 7, "applied": True}
-    assert router.push_config(first) == {"version": 7, "applied": False}
+    assert router.push_config(first) == {"version": 7, "applied": True, "dropped": []}
+    assert router.push_config(first) == {"version": 7, "applied": False, "dropped": []}
     assert router.get_config() == first
 
     with pytest.raises(Conflict, match="older than the active version 7"):
@@ -40,38 +40,6 @@ def test_config_versions_stale_is_409_equal_is_idempotent(
         ({"routes": []}, "version"),
         ({"version": "8", "routes": []}, "version"),
         ({"version": 8, "routes": {}}, "routes"),
-        ({"version": 8, "routes": [{"host": "bad host", "app": APP, "backends": []}]}, "routes[0].host"),
-        ({"version": 8, "routes": [{"host": HOST, "app": "orders", "backends": []}]}, "routes[0].app"),
-        (
-            {"version": 8, "routes": [{"host": HOST, "app": APP, "path_prefix": "api", "backends": []}]},
-            "routes[0].path_prefix",
-        ),
-        (
-            {
-                "version": 8,
-                "routes": [
-                    {
-                        "host": HOST,
-                        "app": APP,
-                        "backends": [{"id": "i-1", "address": "localhost", "release": 1}],
-                    }
-                ],
-            },
-            "routes[0].backends[0].address",
-        ),
-        (
-            {
-                "version": 8,
-                "routes": [
-                    {
-                        "host": HOST,
-                        "app": APP,
-                        "backends": [{"id": "i-1", "address": "127.0.0.1:1", "release": -1}],
-                    }
-                ],
-            },
-            "routes[0].backends[0].release",
-        ),
         ({"version": 8, "routes": [], "extra": True}, "extra"),
     ],
 )

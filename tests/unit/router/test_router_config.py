@@ -50,20 +50,30 @@ def test_path_prefix_defaults_to_root_and_hosts_are_lowercased() -> None:
     assert (route.host, route.path_prefix) == ("shop.example", "/")
 
 
-def test_every_problem_is_named_at_once() -> None:
+def test_every_problem_of_the_document_is_named_at_once() -> None:
+    doc = {**copy.deepcopy(GOOD), "version": -1, "routes": {}, "callers": {"nope": "a/b/c"}, "extra": 1}
+    assert problems_of(doc) == ["extra", "version", "routes", "callers"]
+
+
+def test_an_invalid_route_is_dropped_naming_every_problem_and_the_others_are_kept() -> None:
     doc = copy.deepcopy(GOOD)
-    doc["version"] = -1
-    doc["routes"][0]["app"] = "orders"
-    doc["routes"][0]["backends"][0]["address"] = "orders:80"
-    doc["routes"][0]["backends"][1]["release"] = True
-    doc["routes"][0]["weight"] = 3
-    assert problems_of(doc) == [
-        "version",
+    bad = copy.deepcopy(GOOD["routes"][0])
+    bad["app"] = "orders"
+    bad["backends"][0]["address"] = "orders:80"
+    bad["backends"][1]["release"] = True
+    bad["weight"] = 3
+    doc["routes"].insert(0, bad)
+    snapshot = parse_snapshot(doc)
+    assert [r.to_json() for r in snapshot.routes] == GOOD["routes"]
+    (dropped,) = snapshot.dropped
+    assert (dropped.index, dropped.host, dropped.app) == (0, "orders.dev.shop.localhost", "orders")
+    for path in (
         "routes[0].weight",
         "routes[0].app",
         "routes[0].backends[0].address",
         "routes[0].backends[1].release",
-    ]
+    ):
+        assert path in dropped.reason
 
 
 @pytest.mark.parametrize(
@@ -72,6 +82,15 @@ def test_every_problem_is_named_at_once() -> None:
         ([], ""),
         ({"version": 1}, "routes"),
         ({"version": 1.5, "routes": []}, "version"),
+    ],
+)
+def test_malformed_documents_name_the_field(doc: object, path: str) -> None:
+    assert path in problems_of(doc)
+
+
+@pytest.mark.parametrize(
+    ("doc", "path"),
+    [
         ({"version": 1, "routes": [None]}, "routes[0]"),
         (
             {"version": 1, "routes": [{"host": "-bad.localhost", "app": "a/b/c", "backends": []}]},
@@ -90,15 +109,55 @@ def test_every_problem_is_named_at_once() -> None:
         ),
     ],
 )
-def test_malformed_documents_name_the_field(doc: object, path: str) -> None:
-    assert path in problems_of(doc)
+def test_malformed_routes_are_dropped_naming_the_field(doc: dict[str, Any], path: str) -> None:
+    good = copy.deepcopy(GOOD["routes"][0])
+    snapshot = parse_snapshot({**doc, "routes": [*doc["routes"], good]})
+    assert [r.app for r in snapshot.routes] == ["shop/dev/orders"]
+    assert [d.index for d in snapshot.dropped] == [0]
+    assert path in snapshot.dropped[0].reason
 
 
-def test_duplicate_routes_and_backend_ids_are_refused() -> None:
+def test_a_route_with_a_duplicate_backend_id_is_dropped() -> None:
     doc = copy.deepcopy(GOOD)
     doc["routes"][0]["backends"][1]["id"] = "i-3f2a"
-    doc["routes"].append({**copy.deepcopy(GOOD["routes"][0]), "backends": []})
-    assert problems_of(doc) == ["routes[0].backends[1].id", "routes[1]"]
+    snapshot = parse_snapshot(doc)
+    assert snapshot.routes == ()
+    assert "routes[0].backends[1].id: duplicate backend id" in snapshot.dropped[0].reason
+
+
+def test_a_duplicate_host_and_path_is_dropped_the_first_listed_keeps_it() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["routes"].append(
+        {**copy.deepcopy(GOOD["routes"][0]), "app": "evil/x/y", "path_prefix": "/", "backends": []}
+    )
+    doc["routes"].append({"host": "other.localhost", "app": "evil/x/y", "backends": []})
+    snapshot = parse_snapshot(doc)
+    assert [(r.host, r.app) for r in snapshot.routes] == [
+        ("orders.dev.shop.localhost", "shop/dev/orders"),
+        ("other.localhost", "evil/x/y"),
+    ]
+    (dropped,) = snapshot.dropped
+    assert dropped.index == 1
+    assert "already routed by routes[0] (app shop/dev/orders)" in dropped.reason
+
+
+def test_the_app_that_already_serves_a_host_keeps_it_against_a_newcomer_listed_first() -> None:
+    active = parse_snapshot(GOOD)
+    newcomer = {"host": "orders.dev.shop.localhost", "path_prefix": "/", "app": "aaa/x/y", "backends": []}
+    doc = {**copy.deepcopy(GOOD), "version": 8, "routes": [newcomer, copy.deepcopy(GOOD["routes"][0])]}
+    snapshot = parse_snapshot(doc, active)
+    assert [r.app for r in snapshot.routes] == ["shop/dev/orders"]
+    assert [(d.index, d.app) for d in snapshot.dropped] == [(0, "aaa/x/y")]
+
+
+def test_an_app_whose_policy_is_invalid_is_not_routed_and_the_others_are() -> None:
+    doc = copy.deepcopy(GOOD)
+    doc["routes"].append({"host": "b.localhost", "app": "shop/dev/b", "backends": []})
+    doc["policies"] = {"shop/dev/b": {"traffic": {}, "split": {"stable": 50}}}
+    snapshot = parse_snapshot(doc)
+    assert [r.app for r in snapshot.routes] == ["shop/dev/orders"]
+    assert "policies.shop/dev/b" in snapshot.dropped[0].reason
+    assert snapshot.policies == {}
 
 
 @pytest.mark.parametrize(
@@ -198,6 +257,9 @@ def test_version_rules(router: Router) -> None:
         router.apply_config({**GOOD, "routes": []})  # same version, different content
     with pytest.raises(UserError):
         router.apply_config({"version": 8, "routes": "nope"})
+    bad_route = {"host": "-bad", "app": "a/b/c", "backends": []}
+    with pytest.raises(Conflict):  # a dropped route does not make a changed snapshot the same one
+        router.apply_config({**GOOD, "routes": [*GOOD["routes"], bad_route]})
     assert router.table.snapshot.to_json() == GOOD
     assert router.apply_config({"version": 8, "routes": []}) is True
     assert router.metrics.config_version == 8
