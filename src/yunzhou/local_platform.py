@@ -64,8 +64,8 @@ class LocalPlatform:
             router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
         )
 
-    def _push(self, snapshot: dict[str, object]) -> None:
-        self.router.push_config(snapshot)
+    def _push(self, snapshot: dict[str, object]) -> dict[str, object]:
+        return self.router.push_config(snapshot)
 
     def _inflight(self, backend_id: str) -> int | None:
         """Requests the router still has in flight to an instance that left the route table."""

@@ -420,6 +420,9 @@ def _conditions(
     out = _set_condition(out, now, "Progressing", *progressing)
     if obs.not_rendered or any(c.get("type") == "Rendered" for c in out):
         out = _set_condition(out, now, "Rendered", *_rendered(obs.not_rendered))
+    if obs.not_routed or any(c.get("type") == "Routed" for c in out):
+        routed = ("False", "RouteNotServed", "; ".join(obs.not_routed)) if obs.not_routed else None
+        out = _set_condition(out, now, "Routed", *(routed or ("True", "AllRouted", "every route is served")))
     return out
 
 

@@ -71,6 +71,8 @@ class AppObservation:
     failure: str = ""  # non-empty when the release cannot run (bad spec, crash loop): the reason
     # objects the release asks for that the target cannot serve, each "Kind not rendered: why"
     not_rendered: tuple[str, ...] = ()
+    # routes of the app the target's router left out (host taken, invalid), each "route … is not served: why"
+    not_routed: tuple[str, ...] = ()
 
 
 class Runtime(Protocol):

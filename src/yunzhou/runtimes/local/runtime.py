@@ -33,13 +33,16 @@ from yunzhou.runtimes.local.traffic import (
     caller_token,
     callers_table,
     load_token_key,
+    not_routed_by_app,
+    route_rank,
     router_policies,
 )
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec
 
 log = logging.getLogger("yunzhou.runtimes.local")
 
-PublishRoutes = Callable[[dict[str, Any]], None]
+# pushes a snapshot; returns the router's answer ({"version", "applied", "dropped"}) or None
+PublishRoutes = Callable[[dict[str, Any]], dict[str, Any] | None]
 InFlight = Callable[[str], int | None]  # backend id → requests in flight at the router (None: unknown)
 CRASHLOOP_FAILS_ROLLOUT_AFTER = 3  # restarts of a new instance before the rollout is reported failed
 
@@ -101,6 +104,7 @@ class LocalRuntime:
         self._version = 0
         self._published: dict[str, Any] | None = None
         self._needs_publish = True
+        self._not_routed: dict[str, tuple[str, ...]] = {}  # address → its routes the router left out, why
 
     # ---- the pass
     def apply(self, intent: AppIntent) -> AppObservation:
@@ -197,6 +201,7 @@ class LocalRuntime:
             actions=actions,
             waiting_for=plan.waiting_for,
             failure=failure,
+            not_routed=self._not_routed.get(intent.address, ()),
         )
 
     def _end_canary(self, intent: AppIntent) -> None:
@@ -326,6 +331,7 @@ class LocalRuntime:
             actions=actions,
             waiting_for=f"canary {where}",
             failure=run.aborted,
+            not_routed=self._not_routed.get(intent.address, ()),
         )
 
     def _counts(self, address: str, release: int) -> Any:
@@ -443,18 +449,22 @@ class LocalRuntime:
                 ready_by_app.setdefault(s.app, []).append(entry)
         routes: list[dict[str, Any]] = []
         activation = {address: doc for address, doc in self._activation.values() if doc}
-        for address, specs in sorted(self._routes.values()):
-            for r in specs:
-                routes.append(
-                    {
-                        "host": r.host,
-                        "path_prefix": r.path,
-                        "app": address,
-                        "backends": sorted(ready_by_app.get(address, []), key=_by_id),
-                    }
-                )
-                if address in activation:  # scaled to zero, the route stays: the router holds requests
-                    routes[-1]["activation"] = activation[address]
+        ranked = sorted(
+            (route_rank(i, app_id), address, r)
+            for app_id, (address, specs) in self._routes.items()
+            for i, r in enumerate(specs)
+        )
+        for _, address, r in ranked:
+            routes.append(
+                {
+                    "host": r.host,
+                    "path_prefix": r.path,
+                    "app": address,
+                    "backends": sorted(ready_by_app.get(address, []), key=_by_id),
+                }
+            )
+            if address in activation:  # scaled to zero, the route stays: the router holds requests
+                routes[-1]["activation"] = activation[address]
         body: dict[str, Any] = {"routes": routes}
         policies = router_policies(
             dict(self._traffic.values()),
@@ -477,10 +487,15 @@ class LocalRuntime:
             return 0
         self._version += 1
         try:
-            self.publish_routes({"version": self._version, **body})
+            answer = self.publish_routes({"version": self._version, **body})
         except TemporaryError:
             self._needs_publish = True
             raise
+        not_routed = not_routed_by_app(body["routes"], (answer or {}).get("dropped"))
+        for app, messages in sorted(not_routed.items()):
+            if self._not_routed.get(app) != messages:
+                log.warning("the router left out routes of %s: %s", app, "; ".join(messages))
+        self._not_routed = not_routed
         self._published = body
         self._needs_publish = False
         return 1

@@ -73,3 +73,45 @@ def router_policies(
             entry["preview_hosts"] = list(preview_hosts[app])
         out[app] = entry
     return out
+
+
+def route_rank(position: int, app_id: int) -> tuple[int, int, int]:
+    """Order of an app's route in the snapshot: every app's default route (its first) before any extra
+    route, then older apps first — of two routes for one host and path the router keeps the one listed
+    first (unless it already serves the other), so a default host or an older claim is never displaced."""
+    return (0 if position == 0 else 1, app_id, position)
+
+
+def not_routed_by_app(routes: list[dict[str, Any]], dropped: object) -> dict[str, tuple[str, ...]]:
+    """The routes the router left out (``dropped`` of its ``PUT /config`` answer), one message each, by app.
+
+    A route left out because another app has its host and path names that app only when it is of the same
+    project: an app's conditions are read by its developers, who may not know other projects' apps.
+    """
+    if not isinstance(dropped, list):
+        return {}
+    indexes = {d.get("index") for d in dropped if isinstance(d, dict)}
+    out: dict[str, list[str]] = {}
+    for d in dropped:
+        index = d.get("index") if isinstance(d, dict) else None
+        if not isinstance(index, int) or not 0 <= index < len(routes):
+            continue
+        mine = routes[index]
+        key = (mine["host"], mine["path_prefix"].rstrip("/") or "/")
+        holder = next(
+            (
+                r["app"]
+                for j, r in enumerate(routes)
+                if j not in indexes and (r["host"], r["path_prefix"].rstrip("/") or "/") == key
+            ),
+            None,
+        )
+        where = f"route {mine['host']}{mine['path_prefix']} is not served"
+        if holder is None:
+            message = f"{where}: {d.get('reason')}"
+        elif holder.split("/")[0] == mine["app"].split("/")[0]:
+            message = f"{where}: app {holder} has this host and path"
+        else:
+            message = f"{where}: an app of another project has this host and path"
+        out.setdefault(mine["app"], []).append(message)
+    return {app: tuple(messages) for app, messages in out.items()}
