@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +20,7 @@ from yunzhou.domain.errors import (
     FieldProblem,
     Forbidden,
     NotFound,
+    PayloadTooLarge,
     PermanentError,
     TemporaryError,
     Unauthenticated,
@@ -29,17 +32,18 @@ from yunzhou.services import Caller
 log = logging.getLogger("yunzhou.api")
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "patch", "head", "options"})
 _STATUS: list[tuple[type[YunzhouError], int, str]] = [
     (Unauthenticated, 401, "denied"),
     (Forbidden, 403, "denied"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
+    (PayloadTooLarge, 413, "invalid"),
     (UserError, 422, "invalid"),
     (TemporaryError, 503, "error"),
     (PermanentError, 422, "invalid"),
 ]
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-ANONYMOUS = Caller(principal="anonymous", token_id=None, scopes=frozenset())
 
 
 class RequestIdMiddleware:
@@ -75,6 +79,39 @@ def _body(code: str, message: str, problems: list[FieldProblem], request_id: str
     }
 
 
+# What a refused request may write: attacker-chosen path segments and messages are cut to these sizes
+# (the columns' own sizes), and unauthenticated refusals are rate-limited (docs/api.md, "Audit").
+_ACTION_MAX, _TARGET_MAX, _PROJECT_MAX, _MESSAGE_MAX, _ANON_MESSAGE_MAX = 60, 300, 63, 500, 120
+ANONYMOUS_AUDIT_PER_MINUTE = 60
+
+
+class AnonymousAuditBudget:
+    """At most ``per_window`` audit rows per window for refusals of callers with no valid token; the rest
+    are counted and written as one ``audit.suppressed`` row when the next window opens, so a flood of
+    unauthenticated requests grows the audit log by a bounded number of bounded rows."""
+
+    def __init__(self, per_window: int = ANONYMOUS_AUDIT_PER_MINUTE, window_seconds: float = 60.0) -> None:
+        self.per_window = per_window
+        self.window = timedelta(seconds=window_seconds)
+        self._lock = threading.Lock()
+        self._start: datetime | None = None
+        self._written = 0
+        self._suppressed = 0
+
+    def admit(self, now: datetime) -> tuple[bool, int, datetime | None]:
+        """(write this row?, rows suppressed in the window that just closed, when that window began)."""
+        with self._lock:
+            closed, since = 0, None
+            if self._start is None or now - self._start >= self.window:
+                closed, since = self._suppressed, self._start
+                self._start, self._written, self._suppressed = now, 0, 0
+            if self._written < self.per_window:
+                self._written += 1
+                return True, closed, since
+            self._suppressed += 1
+            return False, closed, since
+
+
 def _audit_refusal(request: Request, outcome: str, message: str) -> None:
     if request.method not in MUTATING:
         return
@@ -84,18 +121,42 @@ def _audit_refusal(request: Request, outcome: str, message: str) -> None:
     target = "/".join(params[k] for k in ("project", "env", "app") if k in params) or str(
         params.get("token_id") or params.get("principal") or request.url.path
     )
-    caller: Caller = getattr(request.state, "caller", None) or ANONYMOUS
+    project = params.get("project")
+    caller: Caller | None = getattr(request.state, "caller", None)
+    cp = request.app.state.control_plane
+    detail: dict[str, Any] = {"error": message[:_MESSAGE_MAX]}
+    if caller is None:  # no valid token: every field below is the stranger's choice; keep little of it
+        caller = Caller(principal="anonymous", token_id=None, scopes=frozenset(), request_id=_rid(request))
+        budget: AnonymousAuditBudget = request.app.state.anonymous_audit
+        write, suppressed, since = budget.admit(cp.ctx.clock())
+        if suppressed:
+            _write_refusal(
+                cp, caller, action="audit.suppressed", target="anonymous", project=None, outcome="denied",
+                detail={"suppressed": suppressed, "since": since.isoformat() if since else None},
+            )  # fmt: skip
+        if not write:
+            return
+        detail = {"error": message[:_ANON_MESSAGE_MAX]}
+    _write_refusal(
+        cp,
+        caller,
+        action=action[:_ACTION_MAX],
+        target=target[:_TARGET_MAX],
+        project=project if project and len(project) <= _PROJECT_MAX else None,
+        outcome=outcome,
+        detail=detail,
+    )
+
+
+def _write_refusal(cp: Any, caller: Caller, **row: Any) -> None:
     try:
-        request.app.state.control_plane.audit.record_failure(
-            caller,
-            action=action,
-            target=target,
-            project=params.get("project"),
-            outcome=outcome,
-            detail={"error": message[:500]},
-        )
+        cp.audit.record_failure(caller, **row)
     except Exception:  # the refusal itself must still reach the client
         log.exception("could not write the audit record for a refused request")
+
+
+def _rid(request: Request) -> str:
+    return str(getattr(request.state, "request_id", "-"))
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -132,31 +193,66 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first route of the path; list them all
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope))
         return JSONResponse(
             _body(code, str(exc.detail), [], request.state.request_id),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
 
-    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
-        log.exception(
-            "unhandled error in %s %s (request %s)",
-            request.method,
-            request.url.path,
-            request.state.request_id,
-        )
-        _audit_refusal(request, "error", f"internal error: {type(exc).__name__}")
-        return JSONResponse(
-            _body(
-                "internal",
-                "internal error; the server log has details under this request id",
-                [],
-                request.state.request_id,
-            ),
-            status_code=500,
-        )
-
+    app.state.anonymous_audit = AnonymousAuditBudget()
     app.add_exception_handler(YunzhouError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
-    app.add_exception_handler(Exception, unexpected)
+    # not an exception handler for Exception: Starlette re-raises after such a handler answers, and
+    # uvicorn then resets the keep-alive connection (the client's next request on it fails)
+    app.add_middleware(UnexpectedErrorMiddleware)
+
+
+def allowed_methods(app: Any, scope: Scope) -> list[str]:
+    """Every method the API documents at this path (HEAD with GET), for a 405's Allow header."""
+    table: list[tuple[re.Pattern[str], set[str]]] | None = getattr(app.state, "allow_table", None)
+    if table is None:
+        table = []
+        for template, operations in app.openapi().get("paths", {}).items():
+            pattern = re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template))
+            methods = {m.upper() for m in operations if m in _HTTP_METHODS}
+            table.append((re.compile(pattern + "$"), methods | ({"HEAD"} if "GET" in methods else set())))
+        app.state.allow_table = table
+    path = str(scope.get("path", ""))
+    return sorted({m for pattern, methods in table if pattern.match(path) for m in methods})
+
+
+class UnexpectedErrorMiddleware:
+    """The innermost middleware: an exception nothing else handled becomes a 500 JSON error (logged under
+    the request id, a mutation audited) and is not re-raised, so the connection stays usable."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:  # too late for an error response: the connection has to go
+                raise
+            request = Request(scope, receive)
+            log.exception(
+                "unhandled error in %s %s (request %s)", request.method, request.url.path, _rid(request)
+            )
+            _audit_refusal(request, "error", f"internal error: {type(exc).__name__}")
+            message = "internal error; the server log has details under this request id"
+            body = _body("internal", message, [], _rid(request))
+            await JSONResponse(body, status_code=500)(scope, receive, send)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
+from annotated_types import Ge, Le
 from pydantic import BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+INT64_MAX = 2**63 - 1  # what the store's integer columns hold (SQLite and PostgreSQL bigint)
+Id = Annotated[int, Ge(1), Le(INT64_MAX)]  # a row id / number in a path or query: larger ones are 422
+Count = Annotated[int, Ge(0), Le(INT64_MAX)]  # a version or count a client sends back
 
 
 class Body(BaseModel):
@@ -57,22 +61,22 @@ class DeploymentCreate(Body):
 
 class ReplicasSet(Body):
     replicas: Any
-    version: int | None = None
+    version: Count | None = None
 
 
 class SettingsPatch(Body):
     settings: Any
-    version: int | None = None
+    version: Count | None = None
 
 
 class RollbackCreate(Body):
-    to: int | None = None
+    to: Id | None = None
 
 
 class TokenCreate(Body):
     name: str
     scopes: list[str]
-    expires_in_seconds: int | None = None
+    expires_in_seconds: int | None = Field(default=None, ge=60, le=315_360_000)
     principal: str | None = None
 
 
@@ -193,6 +197,13 @@ class AuditEvent(BaseModel):
     detail: dict[str, Any]
 
 
+class AuditPage(BaseModel):
+    items: list[AuditEvent] = Field(description="Newest first")
+    next_before_id: int | None = Field(
+        description="Pass as before_id for the next (older) page; null when this page is the last"
+    )
+
+
 class Token(BaseModel):
     id: str
     name: str
@@ -203,6 +214,9 @@ class Token(BaseModel):
     expires_at: str | None
     revoked: bool
     last_used_at: str | None
+    parent_id: str | None = Field(
+        default=None, description="The token it was created with: its revocation or expiry ends this one"
+    )
 
 
 class NewToken(Token):
@@ -252,7 +266,7 @@ class LogPage(BaseModel):
 class ConfigPatch(Body):
     set: dict[str, Any] = Field(default_factory=dict, description="Variables to set (name → string)")
     unset: list[str] = Field(default_factory=list, description="Variable names to remove")
-    version: int | None = Field(default=None, description="Expected config version (409 when stale)")
+    version: Count | None = Field(default=None, description="Expected config version (409 when stale)")
 
 
 class ConfigVars(BaseModel):

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import invalid
@@ -76,7 +77,7 @@ def list_rules(project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = 
 @operation(router, "PUT", P + "/rules/{name}", name="alert.rule.put", permission=Permission.ALERT_WRITE)
 def put_rule(
     project: str, name: str, body: RuleDoc, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None,
-    version: int | None = None,
+    version: schemas.Count | None = None,
 ) -> Any:  # fmt: skip
     return cp.alerts.put_rule(caller, _scope(project, env, app), name, body, version)
 
@@ -104,7 +105,7 @@ def list_alerts(project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ =
 def history(
     project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None,
     kind: Annotated[str | None, Query(pattern="^(alert|action)$")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100, before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100, before_id: schemas.Id | None = None,
 ) -> Any:  # fmt: skip
     return {
         "items": cp.alerts.history(caller, project, env, app, kind=kind, limit=limit, before_id=before_id)
@@ -156,7 +157,7 @@ def create_silence(project: str, body: SilenceCreate, cp: CP, caller: Who) -> An
     router, "DELETE", P + "/silences/{silence_id}", name="alert.silence.expire",
     permission=Permission.ALERT_SILENCE,
 )  # fmt: skip
-def expire_silence(project: str, silence_id: int, cp: CP, caller: Who) -> Any:
+def expire_silence(project: str, silence_id: schemas.Id, cp: CP, caller: Who) -> Any:
     return cp.alerts.expire_silence(caller, project, silence_id)
 
 
@@ -172,7 +173,9 @@ def list_global_rules(cp: CP, caller: Who) -> Any:
 @operation(
     router, "PUT", G + "/rules/{name}", name="alert.global.rule.put", permission=Permission.PLATFORM_ADMIN
 )
-def put_global_rule(name: str, body: RuleDoc, cp: CP, caller: Who, version: int | None = None) -> Any:
+def put_global_rule(
+    name: str, body: RuleDoc, cp: CP, caller: Who, version: schemas.Count | None = None
+) -> Any:
     return cp.alerts.put_rule(caller, RuleScope(), name, body, version)
 
 
@@ -228,5 +231,5 @@ def create_global_silence(body: SilenceCreate, cp: CP, caller: Who) -> Any:
     router, "DELETE", G + "/silences/{silence_id}", name="alert.global.silence.expire",
     permission=Permission.PLATFORM_ADMIN,
 )  # fmt: skip
-def expire_global_silence(silence_id: int, cp: CP, caller: Who) -> Any:
+def expire_global_silence(silence_id: schemas.Id, cp: CP, caller: Who) -> Any:
     return cp.alerts.expire_silence(caller, "", silence_id)

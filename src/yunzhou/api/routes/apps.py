@@ -118,7 +118,7 @@ def list_releases(project: str, env: str, app: str, cp: CP) -> Any:
     permission=Permission.APP_READ,
     response_model=schemas.Release,
 )
-def get_release(project: str, env: str, app: str, number: int, cp: CP) -> Any:
+def get_release(project: str, env: str, app: str, number: schemas.Id, cp: CP) -> Any:
     return cp.apps.release(project, env, app, number)
 
 
@@ -155,7 +155,7 @@ def list_rollouts(project: str, env: str, app: str, cp: CP) -> Any:
     permission=Permission.APP_READ,
     response_model=schemas.Rollout,
 )
-def get_rollout(project: str, env: str, app: str, rollout_id: int, cp: CP) -> Any:
+def get_rollout(project: str, env: str, app: str, rollout_id: schemas.Id, cp: CP) -> Any:
     return cp.apps.rollout(project, env, app, rollout_id)
 
 
@@ -178,7 +178,7 @@ def render(
     app: str,
     cp: CP,
     caller: Who,
-    release: int | None = None,
+    release: schemas.Id | None = None,
     show_secrets: bool = False,
 ) -> Any:
     return {"items": cp.apps.render(caller, project, env, app, release, show_secrets)}

@@ -66,7 +66,8 @@ def list_logs(
     stream: Literal["stdout", "stderr", "access"] | None = None,
     where: Where = None,
     after_id: Annotated[
-        int | None, Query(ge=0, description="Only records after this id (paging forward, following)")
+        int | None,
+        Query(ge=0, le=schemas.INT64_MAX, description="Only records after this id (paging forward)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LIMIT)] = 100,
 ) -> Any:

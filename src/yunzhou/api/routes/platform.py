@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
 
 from yunzhou import __version__
 from yunzhou.api import schemas
@@ -12,6 +13,7 @@ from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import invalid
 from yunzhou.services import Caller, ControlPlane
+from yunzhou.services.audit import MAX_LIMIT as AUDIT_MAX_LIMIT
 
 router = APIRouter()
 CP = Annotated[ControlPlane, Depends(control_plane)]
@@ -52,7 +54,7 @@ def whoami(caller: Who) -> Any:
     "POST",
     "/tokens",
     name="token.create",
-    permission=Permission.TOKEN_SELF,
+    permission=Permission.TOKEN_CREATE,
     status_code=201,
     response_model=schemas.NewToken,
 )
@@ -102,8 +104,12 @@ async def upload_artifact(request: Request, cp: CP, caller: Who) -> Any:
     ctype = request.headers.get("content-type", "").split(";")[0].strip()
     if ctype not in ARCHIVE_TYPES:
         raise invalid("content-type", f"{ctype or 'none'} is not accepted; send application/gzip (a tar.gz)")
-    body = await request.body()
-    return cp.artifacts.upload(caller, body)
+    # streamed to a file under the upload limit (api/limits.py); checked and hashed in a worker thread
+    with cp.artifacts.receiving() as (received, handle):
+        async for chunk in request.stream():
+            handle.write(chunk)
+        handle.close()
+        return await run_in_threadpool(cp.artifacts.upload, caller, received)
 
 
 @operation(
@@ -112,7 +118,7 @@ async def upload_artifact(request: Request, cp: CP, caller: Who) -> Any:
     "/audit",
     name="audit.list",
     permission=Permission.AUDIT_READ,
-    response_model=schemas.Items[schemas.AuditEvent],
+    response_model=schemas.AuditPage,
 )
 def list_audit(
     cp: CP,
@@ -121,20 +127,21 @@ def list_audit(
     actor: str | None = None,
     action: str | None = None,
     outcome: str | None = None,
-    limit: int = 100,
-    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=AUDIT_MAX_LIMIT, description="Events per page")] = 100,
+    before_id: Annotated[
+        schemas.Id | None, Query(description="Only events older than this id (next_before_id pages on)")
+    ] = None,
 ) -> Any:
-    return {
-        "items": cp.audit.query(
-            caller,
-            project=project,
-            actor=actor,
-            action=action,
-            outcome=outcome,
-            limit=limit,
-            before_id=before_id,
-        )
-    }
+    items = cp.audit.query(
+        caller,
+        project=project,
+        actor=actor,
+        action=action,
+        outcome=outcome,
+        limit=limit,
+        before_id=before_id,
+    )
+    return {"items": items, "next_before_id": items[-1]["id"] if len(items) == limit else None}
 
 
 @operation(

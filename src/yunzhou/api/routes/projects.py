@@ -62,7 +62,7 @@ def get_project(project: str, cp: CP) -> Any:
     status_code=204,
     response_class=Response,
 )
-def delete_project(project: str, cp: CP, caller: Who, version: int | None = None) -> Response:
+def delete_project(project: str, cp: CP, caller: Who, version: schemas.Count | None = None) -> Response:
     cp.projects.delete(caller, project, version)
     return Response(status_code=204)
 
@@ -151,6 +151,8 @@ def get_environment(project: str, env: str, cp: CP) -> Any:
     status_code=204,
     response_class=Response,
 )
-def delete_environment(project: str, env: str, cp: CP, caller: Who, version: int | None = None) -> Response:
+def delete_environment(
+    project: str, env: str, cp: CP, caller: Who, version: schemas.Count | None = None
+) -> Response:
     cp.projects.delete_environment(caller, project, env, version)
     return Response(status_code=204)
