@@ -43,6 +43,7 @@ class Scope(StrEnum):
     read = "read"
     write = "write"
     admin = "admin"
+    metrics = "metrics"
 
 
 def parse_expires(value: str) -> int | None:
@@ -91,7 +92,7 @@ def token_create(
     ctx: typer.Context,
     name: Annotated[str, typer.Option("--name", help="What the token is for, e.g. ci.")],
     scopes: Annotated[
-        list[Scope] | None, typer.Option("--scope", help="read, write or admin; repeat for several.")
+        list[Scope] | None, typer.Option("--scope", help="read, write, admin or metrics; repeat for several.")
     ] = None,
     expires: Annotated[
         str, typer.Option("--expires", help="Lifetime: 30d, 12h, 90m, seconds, or never.")

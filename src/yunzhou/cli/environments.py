@@ -33,7 +33,8 @@ def create(
     ctx: typer.Context,
     address: EnvArg,
     target: Annotated[
-        str, typer.Option("--target", help="Where its apps run: local, or a registered cluster.")
+        str,
+        typer.Option("--target", help="Where its apps run: local, or cluster:NAME (a registered cluster)."),
     ] = "local",
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Kubernetes namespace (cluster targets).")
