@@ -14,6 +14,7 @@ from pathlib import Path
 from yunzhou.domain.errors import TemporaryError
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
+from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.runtime import LocalRuntime
 
@@ -55,11 +56,14 @@ class LocalPlatform:
         base_env = {k: v for k, v in os.environ.items() if k in _BASE_ENV_KEYS}
         # How an instance reaches other apps by internal name: through the router, with their Host.
         base_env["YUNZHOU_ROUTER"] = self.router_listen
+        # Each app runs as a user of its own (when root; YUNZHOU_ISOLATE_INSTANCES=0 turns it off)
+        self.isolation = Isolation.from_env(data_dir, os.environ)
         self.runtime = LocalRuntime(
             self.supervisor,
             data_dir,
             self._push,
             base_env=base_env,
+            isolation=self.isolation,
             inflight=self._inflight,
             router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
         )
@@ -79,6 +83,7 @@ class LocalPlatform:
         if killed:
             log.warning("stopped %d instance process(es) left by a previous run", len(killed))
         _kill_leftover_router(self.router_pid_file)
+        (log.info if self.isolation.enabled else log.warning)("instance isolation: %s", self.isolation.note)
         self.supervisor.start()
         self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))
         self.router_pid_file.write_text(str(self.router.pid))
@@ -97,5 +102,6 @@ class LocalPlatform:
 
     def stop(self) -> None:
         self.supervisor.close()
+        self.isolation.remove_all()
         self.router.stop()
         self.router_pid_file.unlink(missing_ok=True)

@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from yunzhou.runtimes.base import InstanceState, InstanceStatus
 
 from . import procfs
 from .cgroups import InstanceCgroup
+from .isolation import popen_identity
 from .logs import LineSplitter, LogPump
 from .probes import run_probe, wait_exit
 from .records import InstanceRecord, RecordStore
@@ -152,19 +155,22 @@ class Instance:
             self.kill_now()
         finally:
             await self._release_cgroup()
+            if self.spec.home is not None:
+                shutil.rmtree(self.spec.home, ignore_errors=True)
             self._set(state=final, ready=False, pid=None, next_restart_at=None, reason=final_reason)
 
     def _spawn(self) -> bool:
         spec = self.spec
-        env = dict(spec.env)
-        env["PORT"] = str(spec.port)
+        env = spec.child_env()
         join_fds = []
         try:
+            if spec.home is not None and spec.user is not None:
+                _make_home(spec.home, spec.user)
             if self.cgroup is not None:
                 join_fds = [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in self.cgroup.procs_files]
             self._oom_before = self.cgroup.oom_kills() if self.cgroup else -1
             self._failcnt_before = self.cgroup.memory_failures() if self.cgroup else 0
-            self._popen = subprocess.Popen(
+            self._popen = subprocess.Popen(  # type: ignore[call-overload]
                 spec.argv,
                 cwd=spec.cwd,
                 env=env,
@@ -172,7 +178,10 @@ class Instance:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                # the uid/gid switch happens before preexec_fn: PDEATHSIG (cleared by a credential change)
+                # is set after it, and the cgroup.procs fds were opened as root, which is what counts
                 preexec_fn=_child_setup(os.getpid(), join_fds),
+                **popen_identity(spec.user),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             self._set(last_exit="spawn error", reason=f"cannot start {spec.argv[0]!r}: {exc}")
@@ -263,7 +272,7 @@ class Instance:
         await asyncio.sleep(probe.initial_delay)
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
+            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.child_env(), spec.user)
             with self.cond:
                 if self.stop_requested:
                     return  # terminating: readiness no longer matters
@@ -293,7 +302,7 @@ class Instance:
             await asyncio.sleep(min(probe.period, FAST_PROBE_PERIOD))
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.env)
+            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.child_env(), spec.user)
             failures = 0 if ok else failures + 1
             if failures >= probe.failure_threshold:
                 return f"liveness probe failed {failures} times: {detail}"
@@ -318,6 +327,13 @@ class Instance:
             if self.cgroup.remove():
                 return
             await asyncio.sleep(0.02)
+
+
+def _make_home(home: Path, uid: int) -> None:
+    """The instance's private, writable HOME: 0700 and owned by its uid (kept across restarts)."""
+    home.mkdir(mode=0o700, exist_ok=True)
+    os.chown(home, uid, uid, follow_symlinks=False)
+    os.chmod(home, 0o700, follow_symlinks=False)
 
 
 def _child_setup(parent: int, join_fds: list[int]) -> Callable[[], None]:

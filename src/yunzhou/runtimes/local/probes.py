@@ -10,18 +10,22 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+from .isolation import popen_identity
 from .spec import Probe
 
 
-async def run_probe(probe: Probe, port: int, cwd: Path, env: Mapping[str, str]) -> tuple[bool, str]:
-    """(ok, detail). Never raises for a failing target; the detail says what went wrong."""
+async def run_probe(
+    probe: Probe, port: int, cwd: Path, env: Mapping[str, str], user: int | None = None
+) -> tuple[bool, str]:
+    """(ok, detail). Never raises for a failing target; the detail says what went wrong. An exec probe runs
+    as ``user`` (the instance's own) when given."""
     target = probe.port if probe.port is not None else port
     try:
         if probe.kind == "tcp":
             return await asyncio.wait_for(_tcp(target), probe.timeout)
         if probe.kind == "http":
             return await asyncio.wait_for(_http(probe, target), probe.timeout)
-        return await _exec(probe, cwd, env)
+        return await _exec(probe, cwd, env, user)
     except TimeoutError:
         return False, f"timed out after {probe.timeout:g}s"
     except OSError as exc:
@@ -62,8 +66,8 @@ async def _http(probe: Probe, port: int) -> tuple[bool, str]:
     return 200 <= code < 400, f"HTTP {code}"
 
 
-async def _exec(probe: Probe, cwd: Path, env: Mapping[str, str]) -> tuple[bool, str]:
-    proc = subprocess.Popen(
+async def _exec(probe: Probe, cwd: Path, env: Mapping[str, str], user: int | None) -> tuple[bool, str]:
+    proc = subprocess.Popen(  # type: ignore[call-overload]
         probe.argv,
         cwd=cwd,
         env=dict(env),
@@ -71,6 +75,7 @@ async def _exec(probe: Probe, cwd: Path, env: Mapping[str, str]) -> tuple[bool, 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
+        **popen_identity(user),
     )
     try:
         await asyncio.wait_for(wait_exit(proc.pid), probe.timeout)

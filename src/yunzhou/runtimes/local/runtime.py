@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from yunzhou.domain.canary import CanaryRun, MetricQuery, judge
+from yunzhou.domain.canary import CanaryRun, MetricQuery, ReleaseCounts, analysis_options, judge
 from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.domain.limits import Limits
 from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import release_counts
+from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
-from yunzhou.runtimes.local.render import render
+from yunzhou.runtimes.local.render import Rendered, render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
 from yunzhou.runtimes.local.spec import Probe
 from yunzhou.runtimes.local.supervisor import LocalSupervisor
@@ -75,6 +78,7 @@ class LocalRuntime:
         router_metrics: Callable[[], str] | None = None,
         metric_query: MetricQuery | None = None,
         base_env: Mapping[str, str] | None = None,
+        isolation: Isolation | None = None,
         drain_min: float = 0.2,
         drain_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -84,6 +88,8 @@ class LocalRuntime:
         self.publish_routes = publish_routes
         self.inflight = inflight
         self.base_env = dict(base_env or {})
+        # None: instances run as this process's user, as in unit tests and when not root
+        self.isolation = isolation or Isolation(False, "isolation not configured", data_dir)
         self.drain_min = drain_min
         self.drain_max = drain_max
         self.clock = clock
@@ -96,6 +102,7 @@ class LocalRuntime:
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
         # PromQL → value, for an analysis' custom query; the server sets it from its metrics engine
         self.metric_query = metric_query
+        self.archive_limits = Limits()  # what a snapshot may unpack to; the server sets its own
         self._canaries: dict[int, CanaryRun] = {}  # app id → its canary run
         self._canary_split: dict[str, tuple[int, int]] = {}  # address → (canary release, weight %)
         self._preview_hosts: dict[str, list[str]] = {}  # address → hosts that reach only the new release
@@ -151,15 +158,7 @@ class LocalRuntime:
             self._begin_drain(intent.app_id, instance_id)
             actions += 1
         if rendered is not None:
-            cwd = self._workdir(intent)
-            for _ in range(plan.start):
-                instance_id = f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
-                token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
-                self.supervisor.ensure(
-                    rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
-                )
-                self._app_of[instance_id] = intent.app_id
-                actions += 1
+            actions += self._start(intent, rendered, plan.start)
         if intent.removing:
             self._routes.pop(intent.app_id, None)
             self._traffic.pop(intent.app_id, None)
@@ -192,6 +191,8 @@ class LocalRuntime:
                 f" ({s.last_exit}){'; ' + s.reason if s.reason else ''}"
             )
         ready = [s for s in mine if s.ready and s.instance_id not in self._draining]
+        if intent.removing and not mine:
+            self.isolation.forget_app(intent.address)  # its releases and homes go with it
         return AppObservation(
             instances=tuple(mine),
             ready=len(ready),
@@ -258,9 +259,12 @@ class LocalRuntime:
             if len(ready) < want:
                 run.step_started = now  # the step's clock starts once its instances serve
                 run.baseline = self._counts(intent.address, run.canary) or run.baseline
+                run.note = ""
             else:
                 counts = self._counts(intent.address, run.canary)
-                verdict, reason = judge(steps[run.step], run, now, counts, self.metric_query)
+                options = analysis_options(intent.settings)
+                verdict, reason = judge(steps[run.step], run, now, counts, self.metric_query, **options)
+                run.judged(verdict, reason)
                 if verdict == "next":
                     run.step += 1
                     run.step_started = now
@@ -292,16 +296,7 @@ class LocalRuntime:
                 run.aborted = f"canary aborted: {exc.message}"
                 rendered = None
             if rendered is not None:
-                cwd = self._workdir(intent)
-                token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
-                for _ in range(want - len(canaries)):
-                    instance_id = (
-                        f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
-                    )
-                    spec = rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
-                    self.supervisor.ensure(spec)
-                    self._app_of[instance_id] = intent.app_id
-                    actions += 1
+                actions += self._start(intent, rendered, want - len(canaries))
         preview = rollout.get("previewHost")
         extra = (RouteSpec(str(preview)),) if preview and not run.aborted else ()
         if extra:
@@ -329,12 +324,14 @@ class LocalRuntime:
             converged=False,
             gone=False,
             actions=actions,
-            waiting_for=f"canary {where}",
+            waiting_for=f"canary {run.noted(where)}",
             failure=run.aborted,
             not_routed=self._not_routed.get(intent.address, ()),
         )
 
-    def _counts(self, address: str, release: int) -> Any:
+    def _counts(self, address: str, release: int) -> ReleaseCounts | None:
+        """The release's router counters; zeros when the router has none for it (no traffic yet), None
+        when its metrics cannot be read."""
         if self.router_metrics is None:
             return None
         try:
@@ -342,7 +339,7 @@ class LocalRuntime:
         except Exception:  # the router not answering: judged as "no metrics" by the analysis
             log.warning("reading the router's metrics for canary analysis failed", exc_info=True)
             return None
-        return release_counts(text, address).get(release)
+        return release_counts(text, address).get(release) or ReleaseCounts()
 
     def render(self, intent: AppIntent) -> list[dict[str, Any]]:
         r = render(intent, self.base_env)
@@ -391,16 +388,38 @@ class LocalRuntime:
             (s for s in self.supervisor.statuses() if s.app == address), key=lambda s: s.instance_id
         )
 
-    def _workdir(self, intent: AppIntent) -> Path:
+    def _start(self, intent: AppIntent, rendered: Rendered, count: int) -> int:
+        """Start ``count`` new instances of the intent's release, as the app's own user when isolated."""
+        if count <= 0:
+            return 0
+        uid = self.isolation.uid_for(intent.address)
+        cwd = self._workdir(intent, uid)
+        token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
+        for _ in range(count):
+            instance_id = f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+            spec = rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
+            if uid is not None:
+                spec = replace(spec, user=uid, home=self.isolation.home(uid, instance_id))
+            self.supervisor.ensure(spec)
+            self._app_of[instance_id] = intent.app_id
+        return count
+
+    def _workdir(self, intent: AppIntent, uid: int | None) -> Path:
+        root = self.isolation.release_root(uid) if uid is not None else self.data_dir / "snapshots"
         if intent.artifact is None or intent.artifact_digest is None:
-            empty = self.data_dir / "snapshots" / "empty"
+            empty = root / "empty"
             empty.mkdir(parents=True, exist_ok=True)
+            if uid is not None:
+                os.chown(empty, 0, uid)
+                empty.chmod(0o750)
             return empty
         if not intent.artifact.exists():
             raise PermanentError(
                 f"artifact {intent.artifact_digest} is missing from {intent.artifact.parent}"
             )
-        return ensure_snapshot(intent.artifact, intent.artifact_digest, self.data_dir / "snapshots")
+        return ensure_snapshot(
+            intent.artifact, intent.artifact_digest, root, group=uid, limits=self.archive_limits
+        )
 
     def _begin_drain(self, app_id: int, instance_id: str) -> None:
         """Leave the router now; the process is stopped once in-flight requests finished (or drain_max)."""

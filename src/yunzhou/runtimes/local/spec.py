@@ -43,6 +43,9 @@ class ProcessSpec:
 
     ``env`` is the whole environment (nothing is inherited from the supervisor). ``readiness`` None → TCP
     connect to ``port``; ``liveness`` None → no liveness check. Limits apply through cgroups when usable.
+    ``user`` set: the process (and its exec probes) runs as that uid with the same gid, no supplementary
+    groups and umask 077; ``home`` is then created for it (0700, owned by ``user``), given as ``HOME`` and
+    ``TMPDIR``, and removed when the instance stops.
     """
 
     instance_id: str
@@ -57,8 +60,12 @@ class ProcessSpec:
     memory_limit_bytes: int | None = None
     cpu_limit_millis: int | None = None
     grace_seconds: float = 10.0
+    user: int | None = None
+    home: Path | None = None
 
     def __post_init__(self) -> None:
+        if (self.user is None) != (self.home is None):
+            raise ValueError("user and home go together")
         if not self.instance_id:
             raise ValueError("instance_id must not be empty")
         if not self.argv:
@@ -69,6 +76,13 @@ class ProcessSpec:
     @property
     def limited(self) -> bool:
         return self.memory_limit_bytes is not None or self.cpu_limit_millis is not None
+
+    def child_env(self) -> dict[str, str]:
+        """What the process (and an exec probe) gets: ``env`` + ``PORT`` (+ ``HOME``/``TMPDIR``)."""
+        env = {**self.env, "PORT": str(self.port)}
+        if self.home is not None:
+            env["HOME"] = env["TMPDIR"] = str(self.home)
+        return env
 
 
 @dataclass(frozen=True)

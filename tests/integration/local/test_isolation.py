@@ -1,0 +1,137 @@
+"""Security (issue 14, item 1): an app on the local target runs as a user of its own and cannot read the
+control plane's data dir (admin token, keyring, database, router files), another app's environment or
+release, or the control plane's and router's /proc/<pid>/environ. A real server, router and processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from yunzhou.client import YunzhouClient
+from yunzhou.testing import ControlPlaneProcess, polling
+
+APPS = Path(__file__).parent / "apps"
+DEADLINE = 90.0
+SERVER_MARKER = "cp-environ-" + secrets.token_hex(8)  # only in the control plane's environment
+VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)  # only in the victim app's environment
+
+
+def score(name: str, variables: dict[str, str], resources: dict[str, Any] | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "apiVersion": "score.dev/v1b1",
+        "metadata": {"name": name},
+        "containers": {"main": {"image": "python:3.11-slim", "command": ["python3", "app.py"],
+                                "variables": variables}},
+    }  # fmt: skip
+    if resources:
+        doc["resources"] = resources
+    return doc
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
+    with ControlPlaneProcess(tmp_path / "data", env={"CONTROL_PLANE_MARKER": SERVER_MARKER}) as cp:
+        yield cp
+
+
+def deploy(client: YunzhouClient, project: str, doc: dict[str, Any], source: Path) -> None:
+    result = client.deploy(project, "dev", doc, None, client.upload_artifact(source))
+    rollout = client.wait_for_rollout(
+        project, "dev", doc["metadata"]["name"], result["rollout"]["id"], timeout=DEADLINE, interval=0.2
+    )
+    assert rollout["state"] == "succeeded", rollout
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def test_an_app_cannot_read_the_control_planes_secrets_or_another_projects_app(
+    server: ControlPlaneProcess,
+) -> None:
+    data = server.data_dir
+    with YunzhouClient(server.url, server.admin_token) as client:
+        for project in ("bank", "mallory"):
+            client.create_project(project)
+            client.create_environment(project, "dev")
+        client.set_secret("bank", "dev", "DB_PASSWORD", VICTIM_SECRET)
+        victim_doc = score("vault", {"DB_PASSWORD": "${resources.creds.DB_PASSWORD}", "APP_VERSION": "v1"},
+                           {"creds": {"type": "secret"}})  # fmt: skip
+        deploy(client, "bank", victim_doc, APPS / "web")
+        (victim,) = client.list_instances("bank", "dev", "vault")
+        victim_pid = int(victim["pid"])
+        assert VICTIM_SECRET.encode() in Path(f"/proc/{victim_pid}/environ").read_bytes()  # root reads it
+        victim_release = os.readlink(f"/proc/{victim_pid}/cwd")
+        victim_home = dict(
+            item.split("=", 1)
+            for item in Path(f"/proc/{victim_pid}/environ").read_bytes().decode().split("\0")
+            if "=" in item
+        )["HOME"]
+        router_pid = int((data / "router.pid").read_text())
+        files = {
+            "admin-token": data / "admin-token",
+            "keyring": data / "secret-keys",
+            "database": data / "state.db",
+            "caller-token-key": data / "caller-token.key",
+            "router-log": data / "router.log",
+            "router-access-log": data / "router-access.log",
+            "victim-environ": Path(f"/proc/{victim_pid}/environ"),
+            "control-plane-environ": Path(f"/proc/{server.process.pid}/environ"),  # type: ignore[union-attr]
+            "router-environ": Path(f"/proc/{router_pid}/environ"),
+        }
+        dirs = {
+            "data-dir": data,
+            "log-store": data / "logs",
+            "victim-release": Path(victim_release),
+            "victim-home": Path(victim_home),
+            "victim-cwd": Path(f"/proc/{victim_pid}/cwd"),
+        }
+        for path in [*files.values(), *dirs.values()]:
+            assert path.exists(), f"{path} must exist for the attempt to mean something"
+        attacker_doc = score("attacker", {
+            "PROBE_FILES": json.dumps({k: str(v) for k, v in files.items()}),
+            "PROBE_DIRS": json.dumps({k: str(v) for k, v in dirs.items()}),
+        })  # fmt: skip
+        deploy(client, "mallory", attacker_doc, APPS / "attacker")
+        (attacker,) = client.list_instances("mallory", "dev", "attacker")
+
+        def report() -> list[str]:
+            lines = [r["line"] for r in client.get_logs("mallory", "dev", "attacker", limit=500)["items"]]
+            return lines if any(line.startswith("HOME ") for line in lines) else []
+
+        lines = polling.wait_until("the attacker's report in its logs", report, DEADLINE)
+    text = "\n".join(lines)
+    for label in [*files, *dirs, "release-write"]:
+        (outcome,) = [line for line in lines if line.startswith(f"PROBE {label}: ")]
+        assert outcome.startswith(f"PROBE {label}: refused PermissionError"), outcome
+    assert "SCAN readable environ of other processes: []" in lines, text
+    secret_values = [
+        VICTIM_SECRET,
+        SERVER_MARKER,
+        server.admin_token,
+        (data / "caller-token.key").read_text().strip(),
+        *json.loads((data / "secret-keys").read_text())["keys"].values(),
+    ]
+    for value in secret_values:
+        assert value not in text
+
+    # who they ran as: not root, not each other, no groups; a private HOME with umask 077
+    victim_uid = proc_status(victim_pid)["Uid"].split()
+    attacker_uid = proc_status(int(attacker["pid"]))["Uid"].split()
+    assert len(set(victim_uid)) == len(set(attacker_uid)) == 1  # real, effective, saved, fs: all the same
+    assert victim_uid[0] != "0"
+    assert attacker_uid[0] != "0"
+    assert victim_uid[0] != attacker_uid[0]
+    assert proc_status(int(attacker["pid"]))["Groups"] == ""
+    (home,) = [line for line in lines if line.startswith("HOME ")]
+    assert home == f"HOME 0o600 uid={attacker_uid[0]} gid={attacker_uid[0]} groups=[]"
+
+    server.stop()
+    assert not Path(victim_release).exists()  # the instance root is removed with the server
