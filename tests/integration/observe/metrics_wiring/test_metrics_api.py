@@ -39,6 +39,7 @@ def test_range_query_and_rfc3339_times(shop: tuple[Api, ScrapeLoop]) -> None:
     [
         ("/api/v1/metrics/query", {"query": "sum(rate(x[5m]"}, ""),
         ("/api/v1/metrics/query", {"query": "up", "time": "yesterday"}, "time"),
+        ("/api/v1/metrics/query", {"query": "(" * 3000 + "1" + ")" * 3000}, "query: parse error"),
         ("/api/v1/metrics/query_range", {"query": "up", "start": "0", "end": "100000", "step": "1"}, "step"),
         ("/api/v1/metrics/query_range", {"query": "up", "start": "10", "end": "0", "step": "1"}, "end"),
         ("/api/v1/metrics/query_range", {"query": "up", "start": "0", "end": "10", "step": "-1s"}, "step"),

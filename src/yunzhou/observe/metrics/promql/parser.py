@@ -47,6 +47,9 @@ _PRECEDENCE = {
 COMPARISONS = {"==", "!=", ">", "<", ">=", "<="}
 SET_OPS = {"and", "or", "unless"}
 MAX_QUERY_LENGTH = 10_000
+# How deep the expression tree may grow (parentheses, calls, operands of operators): the parser, the type
+# check and the evaluator recurse over it, and no real query comes near this.
+MAX_DEPTH = 64
 
 
 def parse(query: str) -> ast.Expr:
@@ -55,13 +58,16 @@ def parse(query: str) -> ast.Expr:
     if not query.strip():
         raise query_error(0, "the query is empty: expected an expression")
     p = _Parser(tokenize(query))
-    expr = p.expr(0)
-    tok = p.peek()
-    if tok.kind != "EOF":
-        raise query_error(
-            tok.pos, f"unexpected {_describe(tok)}: expected an operator or the end of the query"
-        )
-    type_of(expr)  # type-check the whole tree once
+    try:
+        expr = p.expr(0)
+        tok = p.peek()
+        if tok.kind != "EOF":
+            raise query_error(
+                tok.pos, f"unexpected {_describe(tok)}: expected an operator or the end of the query"
+            )
+        type_of(expr)  # type-check the whole tree once
+    except RecursionError:  # MAX_DEPTH keeps far from this; should it still happen, it is the query's fault
+        raise query_error(p.peek().pos, f"the query nests too deeply (at most {MAX_DEPTH} levels)") from None
     return expr
 
 
@@ -79,6 +85,7 @@ class _Parser:
     def __init__(self, tokens: list[Token]) -> None:
         self.tokens = tokens
         self.i = 0
+        self.depth = 0  # of the tree being built at this point
 
     def peek(self, ahead: int = 0) -> Token:
         return self.tokens[min(self.i + ahead, len(self.tokens) - 1)]
@@ -102,7 +109,20 @@ class _Parser:
             return tok.text
         return None
 
+    def _descend(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise query_error(self.peek().pos, f"the query nests deeper than {MAX_DEPTH} levels")
+
     def expr(self, min_prec: int) -> ast.Expr:
+        saved = self.depth
+        self._descend()
+        try:
+            return self._expr(min_prec)
+        finally:
+            self.depth = saved
+
+    def _expr(self, min_prec: int) -> ast.Expr:
         lhs = self.unary()
         while True:
             op = self._binary_op()
@@ -125,6 +145,7 @@ class _Parser:
             rhs = self.expr(prec if op == "^" else prec + 1)
             lhs = ast.Binary(op, lhs, rhs, return_bool, matching)
             _check_binary(lhs, op_tok.pos)
+            self._descend()  # a chain a + b + c … deepens the tree without recursing here
 
     def _matching(self, op: str) -> ast.VectorMatching:
         tok = self.peek()
