@@ -142,9 +142,10 @@ class Autoscaler:
                 return Decision(now, 0, 0, "ScaledToZero: idle", "idle", lo, hi, inputs)
             idle_for = now - self.last_request_at
             if lo == 0 and not busy and idle_for >= stz.idle_seconds:
-                return Decision(
-                    now, current, 0, f"ScaleToZero: no requests for {idle_for:.0f}s", "idle", lo, hi, inputs
-                )
+                # idle_for counts from the last pass that still saw requests, so it is at least
+                # idleSeconds and can exceed it by up to one interval: say both numbers.
+                reason = f"ScaleToZero: no requests for {idle_for:.0f}s (idleSeconds {stz.idle_seconds})"
+                return Decision(now, current, 0, reason, "idle", lo, hi, inputs)
             lo = max(lo, 1)
         result = self.hpa.decide(now, obs, min_replicas=lo, max_replicas=hi)
         inputs["proposals"] = result.per_metric

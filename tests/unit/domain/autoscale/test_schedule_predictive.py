@@ -13,6 +13,7 @@ from yunzhou.domain.autoscale import (
     MetricSpec,
     MetricTarget,
     PredictiveSpec,
+    ScaleToZero,
     ScheduleWindow,
 )
 from yunzhou.domain.autoscale.controller import Autoscaler
@@ -188,3 +189,22 @@ def test_forecast_target_scale_sizes_the_floor(scale: float, floor: int) -> None
     assert decision.mode == "predictive"
     assert decision.inputs["forecast"]["value"] == pytest.approx(100.0)
     assert (decision.min_replicas, decision.desired) == (floor, floor)
+
+
+def test_scale_to_zero_waits_idle_seconds_at_15_s_passes_and_names_both_numbers() -> None:
+    """idleSeconds 20 at the default 15 s interval: the pass at +15 s is too early, the one at +30 s
+    scales to zero, and its reason says the 30 s it measured next to the 20 s asked for."""
+    policy = AutoscalingPolicy(
+        min_replicas=0,
+        max_replicas=3,
+        metrics=(MetricSpec("rps", MetricTarget("AverageValue", 10)),),
+        scale_to_zero=ScaleToZero(enabled=True, idle_seconds=20),
+    )
+    scaler = Autoscaler(policy)
+    pod = (PodState("a"),)
+    assert scaler.decide(0, Observation(1, pod, {"rps": MetricReading(total=3)})).desired == 1
+    quiet = Observation(1, pod, {"rps": MetricReading(total=0)})
+    assert scaler.decide(15, quiet).desired == 1
+    decision = scaler.decide(30, quiet)
+    assert (decision.desired, decision.mode) == (0, "idle")
+    assert decision.reason == "ScaleToZero: no requests for 30s (idleSeconds 20)"
