@@ -93,6 +93,14 @@ def deploy(
             "once; previewHost and analysis from the settings); see docs/traffic.md.",
         ),
     ] = None,
+    allow_no_traffic: Annotated[
+        bool,
+        typer.Option(
+            "--allow-no-traffic",
+            help="Canary/blue-green: promote a step whose analysis saw no request (rollout.allowNoTraffic); "
+            "without it such a step waits for traffic up to the progress deadline.",
+        ),
+    ] = False,
     wait: WaitOption = False,
     timeout: TimeoutOption = 300.0,
 ) -> None:
@@ -111,6 +119,11 @@ def deploy(
         settings = apply_overrides(settings or {}, assignments, address.env)
     if strategy is not None:
         settings = _with_strategy(settings, strategy)
+    if allow_no_traffic:
+        settings = {
+            **(settings or {}),
+            "rollout": {**((settings or {}).get("rollout") or {}), "allowNoTraffic": True},
+        }
     client = connect(ctx, not_found=env_hint(address))
     artifact: str | None = None
     if source is not None:

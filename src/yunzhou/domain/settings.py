@@ -30,7 +30,11 @@ from yunzhou.domain.traffic import Progressive, TrafficPolicy, collect_traffic, 
 MAX_REPLICAS = 1000
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
 _TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic", "metrics")
-_ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable")
+_ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable", "progressDeadlineSeconds")
+#: How long a rollout may go without reaching its end before it fails (``ProgressDeadlineExceeded``), as
+#: Kubernetes' Deployment default; ``rollout.progressDeadlineSeconds`` sets it per app.
+DEFAULT_PROGRESS_DEADLINE_S = 600
+PROGRESS_DEADLINE_RANGE = (10, 86_400)
 _ROUTE_KEYS = ("host", "path", "port")
 STRATEGIES = ("rolling", "canary", "blue-green")  # canary/blue-green: domain/traffic.py
 
@@ -40,6 +44,7 @@ class RolloutStrategy:
     strategy: str = "rolling"
     max_surge: int | str = 1
     max_unavailable: int | str = 0
+    progress_deadline_seconds: int | None = None  # None: DEFAULT_PROGRESS_DEADLINE_S
 
     def resolve(self, replicas: int) -> tuple[int, int]:
         """(maxSurge, maxUnavailable) as counts; Kubernetes rounds surge up, unavailable down."""
@@ -84,6 +89,8 @@ class PlatformSettings:
             "maxSurge": self.rollout.max_surge,
             "maxUnavailable": self.rollout.max_unavailable,
         }
+        if self.rollout.progress_deadline_seconds is not None:
+            out["rollout"]["progressDeadlineSeconds"] = self.rollout.progress_deadline_seconds
         out["routes"] = [
             {k: v for k, v in (("host", r.host), ("path", r.path), ("port", r.port)) if v is not None}
             for r in self.routes
@@ -210,12 +217,13 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
             unavail = _count_or_percent(
                 raw_rollout.get("maxUnavailable", 0), "settings.rollout.maxUnavailable", problems
             )
+            deadline = _progress_deadline(raw_rollout.get("progressDeadlineSeconds"), problems)
             if surge is not None and unavail is not None:
                 if surge in (0, "0%") and unavail in (0, "0%"):
                     problems.append(
                         FieldProblem("settings.rollout", "maxSurge and maxUnavailable cannot both be 0")
                     )
-                rollout = RolloutStrategy(str(strategy), surge, unavail)
+                rollout = RolloutStrategy(str(strategy), surge, unavail, deadline)
 
     routes: list[Route] = []
     raw_routes = effective.get("routes")
@@ -243,6 +251,32 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
         metrics=parse_metrics_endpoint(effective.get("metrics")),
         traffic=traffic,
         progressive=progressive,
+    )
+
+
+def _progress_deadline(value: object, problems: list[FieldProblem]) -> int | None:
+    low, high = PROGRESS_DEADLINE_RANGE
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        problems.append(
+            FieldProblem(
+                "settings.rollout.progressDeadlineSeconds",
+                f"must be an integer {low}-{high} (seconds; default {DEFAULT_PROGRESS_DEADLINE_S})",
+            )
+        )
+        return None
+    return value
+
+
+def progress_deadline(settings: Mapping[str, Any]) -> float:
+    """The rollout's progress deadline in seconds, from a release's effective settings."""
+    rollout = settings.get("rollout")
+    value = rollout.get("progressDeadlineSeconds") if isinstance(rollout, Mapping) else None
+    return (
+        float(value)
+        if isinstance(value, int) and not isinstance(value, bool)
+        else DEFAULT_PROGRESS_DEADLINE_S
     )
 
 

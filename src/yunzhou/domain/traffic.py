@@ -282,9 +282,12 @@ class Progressive:
     steps: tuple[CanaryStep, ...] = ()
     preview_host: str | None = None  # blue-green (and canary) preview: all of it goes to the new release
     analysis: Analysis | None = None  # blue-green: checked on preview traffic before switching
+    allow_no_traffic: bool = False  # an analysis with no data promotes instead of waiting (docs/traffic.md)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"strategy": self.strategy}
+        if self.allow_no_traffic:
+            out["allowNoTraffic"] = True
         if self.steps:
             out["steps"] = [_step_to_dict(s) for s in self.steps]
         if self.preview_host:
@@ -774,7 +777,8 @@ def parse_progressive(raw: Mapping[str, Any], path: str, problems: list[FieldPro
     if strategy not in _PROGRESSIVE_STRATEGIES:
         return None
     before = len(problems)
-    allowed = ("strategy", "steps", "previewHost", "analysis", "maxSurge", "maxUnavailable")
+    allowed = ("strategy", "steps", "previewHost", "analysis", "allowNoTraffic", "maxSurge", "maxUnavailable",
+               "progressDeadlineSeconds")  # fmt: skip
     problems += _unknown(raw, allowed, path)
     steps: list[CanaryStep] = []
     raw_steps = raw.get("steps")
@@ -818,9 +822,18 @@ def parse_progressive(raw: Mapping[str, Any], path: str, problems: list[FieldPro
     )
     if strategy == "canary" and raw.get("analysis") is not None:
         problems.append(FieldProblem(f"{path}.analysis", "for canary, give the analysis on each step"))
+    allow_no_traffic = raw.get("allowNoTraffic", False)
+    if not isinstance(allow_no_traffic, bool):
+        problems.append(FieldProblem(f"{path}.allowNoTraffic", "must be true or false"))
     if len(problems) > before:
         return None
-    return Progressive(strategy=str(strategy), steps=tuple(steps), preview_host=preview, analysis=analysis)
+    return Progressive(
+        strategy=str(strategy),
+        steps=tuple(steps),
+        preview_host=preview,
+        analysis=analysis,
+        allow_no_traffic=allow_no_traffic is True,
+    )
 
 
 def _analysis(raw: object, path: str, problems: list[FieldProblem]) -> Analysis | None:

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
 from yunzhou.domain.names import default_host
 from yunzhou.domain.plan import INSTANCE_RESTART
+from yunzhou.domain.settings import DEFAULT_PROGRESS_DEADLINE_S
 from yunzhou.reconcile.config import resource_outputs
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
@@ -35,7 +36,7 @@ KIND = "app"
 class Timing:
     progressing_requeue: float = 0.2
     steady_resync: float = 2.0
-    progress_deadline: float = 600.0
+    progress_deadline: float = float(DEFAULT_PROGRESS_DEADLINE_S)  # unless rollout.progressDeadlineSeconds
 
 
 class AppController:
@@ -237,7 +238,7 @@ class AppController:
                 rollout_started is not None
                 and intent.target == "local"
                 and not obs.converged
-                and now - rollout_started > timedelta(seconds=self.timing.progress_deadline)
+                and now - rollout_started > timedelta(seconds=self._progress_deadline(intent))
             )
             if obs.converged:
                 status = "running" if intent.replicas else "stopped"
@@ -268,6 +269,11 @@ class AppController:
             if rollout_id is not None:
                 self._advance_rollout(s, rollout_id, now, obs, overdue)
             self._sync_instances(s, app_id, obs, now)
+
+    def _progress_deadline(self, intent: AppIntent) -> float:
+        """The release's ``rollout.progressDeadlineSeconds``, else the controller's default."""
+        value = (intent.settings.get("rollout") or {}).get("progressDeadlineSeconds")
+        return float(value) if isinstance(value, int) else self.timing.progress_deadline
 
     @staticmethod
     def _advance_rollout(

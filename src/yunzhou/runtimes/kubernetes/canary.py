@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from yunzhou.domain.canary import CanaryRun, MetricQuery, judge
+from yunzhou.domain.canary import CanaryRun, MetricQuery, analysis_options, judge
 from yunzhou.runtimes.kubernetes.render_traffic import canary_replicas
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
@@ -132,7 +132,9 @@ class CanaryDriver:
             )
         if not state.aborted and state.step < len(steps) and run.canary_ready:
             weight = state.weight(steps)
-            verdict, reason = judge(steps[state.step], state, now, None, self.metric_query)
+            options = analysis_options(intent.settings)
+            verdict, reason = judge(steps[state.step], state, now, None, self.metric_query, **options)
+            state.judged(verdict, reason)
             if verdict == "next":
                 state.step += 1
                 state.step_started = now
@@ -153,7 +155,7 @@ class CanaryDriver:
             where += f" to release {state.canary}"
         if state.aborted:
             return CanaryPass(run.stable, None, 0, where, state.aborted)
-        return CanaryPass(run.stable, intent, state.weight(steps), where)
+        return CanaryPass(run.stable, intent, state.weight(steps), state.noted(where))
 
     def observed(self, intent: AppIntent, step: CanaryPass, obs: AppObservation) -> AppObservation:
         """Note whether the step's canary pods are Ready (the step's clock starts then) and report the
@@ -165,6 +167,7 @@ class CanaryDriver:
             run.canary_ready = ready >= want
             if not run.canary_ready:
                 run.state.step_started = self.clock()
+                run.state.note = ""
             crashing = [
                 i
                 for i in obs.instances

@@ -18,7 +18,7 @@ from typing import Any
 from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
-from yunzhou.domain.settings import RolloutStrategy
+from yunzhou.domain.settings import RolloutStrategy, progress_deadline
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
 from yunzhou.runtimes.kubernetes.render_traffic import (
@@ -105,7 +105,12 @@ def _checksum(*parts: object) -> str:
 def _container(
     intent: AppIntent, app: str, cname: str, c: Container, target: Target, objects: list[Manifest]
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    spec: dict[str, Any] = {"name": cname, "image": c.image}
+    # a crashed container's last log lines become its terminated state's message (read into status)
+    spec: dict[str, Any] = {
+        "name": cname,
+        "image": c.image,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+    }
     if c.command is not None:
         spec["command"] = list(c.command)
     if c.args is not None:
@@ -241,7 +246,8 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
     }
     if pod_volumes:
         pod["spec"]["volumes"] = pod_volumes
-    strategy = intent.settings.get("rollout") or {}
+    settings = intent.settings
+    strategy = settings.get("rollout") or {}
     rolling = RolloutStrategy("rolling", strategy.get("maxSurge", 1), strategy.get("maxUnavailable", 0))
     ports = workload.service.ports if workload.service else {}
     if ports:
@@ -277,7 +283,7 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
             "apiVersion": "apps/v1", "kind": "Deployment", "metadata": _meta(intent, app, target),
             "spec": {
                 "replicas": intent.replicas, "selector": {"matchLabels": selector}, "template": pod,
-                "revisionHistoryLimit": 10,
+                "revisionHistoryLimit": 10, "progressDeadlineSeconds": int(progress_deadline(settings)),
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {
                     "maxSurge": rolling.max_surge, "maxUnavailable": rolling.max_unavailable}},
             },

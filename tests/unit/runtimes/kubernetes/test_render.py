@@ -240,3 +240,14 @@ def test_secrets_in_arguments_are_refused_and_files_with_secrets_come_from_a_sec
     pod = one(objs, "Deployment")["spec"]["template"]["spec"]
     assert pod["volumes"][0]["secret"]["secretName"] == "orders-web-files"
     assert not [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "orders-web-files"]
+
+
+def test_the_progress_deadline_and_crash_messages_are_rendered() -> None:
+    plain = one(render(intent(web()), TARGET), "Deployment")["spec"]
+    assert plain["progressDeadlineSeconds"] == 600  # the default, as Kubernetes' own
+    short = intent(web(), settings={"rollout": {"strategy": "rolling", "progressDeadlineSeconds": 90}})
+    deployment = one(render(short, TARGET), "Deployment")["spec"]
+    assert deployment["progressDeadlineSeconds"] == 90
+    # a crashed container's last log lines become its terminated state's message (yunzhou status)
+    (container,) = deployment["template"]["spec"]["containers"]
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"

@@ -40,9 +40,9 @@ def test_a_healthy_canary_moves_on_after_the_window_only_with_enough_requests() 
     run = CanaryRun(stable=1, canary=2, step_started=0.0)
     assert judge(ANALYSIS, run, 5.0, healthy) == ("continue", "")
     assert judge(ANALYSIS, run, 10.0, healthy) == ("next", "")
-    assert judge(ANALYSIS, run, 10.0, ReleaseCounts(total=5)) == ("continue", "")
+    assert judge(ANALYSIS, run, 10.0, ReleaseCounts(total=5))[0] == "continue"  # too few requests: waits
     run.baseline = ReleaseCounts(total=90, errors=0)  # counters are differenced against the step's start
-    assert judge(ANALYSIS, run, 10.0, healthy) == ("continue", "")
+    assert judge(ANALYSIS, run, 10.0, healthy)[0] == "continue"
 
 
 def test_pauses_and_latency() -> None:
