@@ -10,13 +10,14 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 
 from yunzhou.api import create_app
+from yunzhou.domain.limits import Limits
 from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
@@ -24,7 +25,7 @@ from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiri
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
-from yunzhou.store import Database, sqlite_url, upgrade
+from yunzhou.store import Database, check_integrity, sqlite_url, upgrade
 
 log = logging.getLogger("yunzhou.server")
 
@@ -39,6 +40,8 @@ class ServerConfig:
     base_domain: str = "localhost"
     # uploaded kubeconfigs may name exec credential plugins, which then run on this host (docs/kubernetes.md)
     kubeconfig_exec: bool = False
+    # request bodies and uploaded archives: YUNZHOU_MAX_* (domain/limits.py, docs/api.md#limits)
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **overrides: object) -> ServerConfig:
@@ -51,6 +54,7 @@ class ServerConfig:
             "database_url": env.get("YUNZHOU_DATABASE_URL") or None,
             "base_domain": env.get("YUNZHOU_BASE_DOMAIN", "localhost"),
             "kubeconfig_exec": _flag(env, "YUNZHOU_KUBECONFIG_EXEC"),
+            "limits": Limits.from_env(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -85,6 +89,7 @@ class Runner:
         from yunzhou.runtimes.kubernetes.runtime import KubernetesRuntime
 
         self.platform = LocalPlatform(config.data_dir, config.router_port, log_sink=capture)
+        self.platform.runtime.archive_limits = config.limits
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
@@ -259,6 +264,7 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(config.data_dir, 0o700)
     db = Database(config.database_url or sqlite_url(config.data_dir))
+    log.info("state database: %s", check_integrity(db))  # a damaged file refuses to start, naming it
     upgrade(db.engine)
     cp = ControlPlane.create(
         db,
@@ -268,6 +274,7 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
         cluster_probe=functools.partial(cluster_probe, allow_exec=config.kubeconfig_exec),
         kubeconfig_exec=config.kubeconfig_exec,
     )
+    cp.ctx.limits = config.limits
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)
     return cp

@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from yunzhou.domain.errors import Conflict, TemporaryError
+from yunzhou.domain.errors import Conflict, PermanentError, TemporaryError
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -77,3 +77,26 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def check_integrity(db: Database) -> str:
+    """``PRAGMA quick_check`` of an SQLite database at start: what it found when all is well (for the log);
+    a PermanentError naming the file and how to recover when a page is damaged, so the server refuses to
+    start instead of failing later on whichever request touches the page."""
+    if db.dialect != "sqlite":
+        return f"{db.dialect}: integrity is the database server's own"
+    path = db.engine.url.database or ":memory:"
+    try:
+        with db.engine.connect() as conn:
+            rows = [str(r[0]) for r in conn.exec_driver_sql("PRAGMA quick_check").fetchall()]
+    except DatabaseError as exc:  # a damaged header or first page fails before the check can run
+        rows = [str(exc.orig or exc).splitlines()[0]]
+    if rows == ["ok"]:
+        return f"{path}: PRAGMA quick_check ok"
+    rows = [line for row in rows for line in row.splitlines() if not line.startswith("***")] or rows
+    raise PermanentError(
+        f"the state database {path} is damaged (PRAGMA quick_check: {rows[0]}"
+        f"{f' and {len(rows) - 1} more problems' if len(rows) > 1 else ''}); stop the server, keep a copy, "
+        f"then restore a backup or salvage it with `sqlite3 {path} .recover | sqlite3 recovered.db` and put "
+        f"recovered.db in its place (docs/architecture.md)"
+    )
