@@ -102,7 +102,7 @@ def scale(
         int | None, typer.Option("--version", help="Only if the app's version is this one (else 409).")
     ] = None,
     wait: WaitOption = False,
-    timeout: TimeoutOption = 300.0,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Set the number of instances of an app."""
     client = connect(ctx, not_found=app_hint(address))
@@ -170,7 +170,7 @@ def rollback(
         typer.Option("--to", min=1, help="Release to restore (default: the one before the current)."),
     ] = None,
     wait: WaitOption = False,
-    timeout: TimeoutOption = 300.0,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Restore an earlier release (as a new release that copies it)."""
     client = connect(ctx, not_found=app_hint(address))

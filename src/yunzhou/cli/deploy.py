@@ -102,7 +102,7 @@ def deploy(
         ),
     ] = False,
     wait: WaitOption = False,
-    timeout: TimeoutOption = 300.0,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Deploy a Score file to PROJECT/ENV as a new release."""
     assignments = _assignments(ctx, overrides or [], "--set")
@@ -191,7 +191,7 @@ def set_(
         int | None, typer.Option("--version", help="Only if the settings version is this one (else 409).")
     ] = None,
     wait: WaitOption = False,
-    timeout: TimeoutOption = 300.0,
+    timeout: TimeoutOption = None,
 ) -> None:
     """Change settings (a partial update); makes a new release."""
     partial = nested(_assignments(ctx, assignments, "KEY=VALUE"))

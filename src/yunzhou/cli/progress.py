@@ -8,15 +8,26 @@ import typer
 from rich.markup import escape
 
 from yunzhou.cli.common import CommandFailed, err_console, say
-from yunzhou.client import WaitTimeout, YunzhouClient
+from yunzhou.client import ClientError, WaitTimeout, YunzhouClient
 from yunzhou.domain.names import AppAddress
+from yunzhou.domain.settings import DEFAULT_PROGRESS_DEADLINE_S, progress_deadline
 
 Json = dict[str, Any]
 POLL_INTERVAL = 1.0
+#: Without --timeout, --wait gives up only when the rollout showed no change for its progress deadline
+#: plus this: by then the server has failed it (ProgressDeadlineExceeded) unless something is wrong there.
+WAIT_MARGIN = 60.0
 
 WaitOption = Annotated[bool, typer.Option("--wait", help="Follow the rollout until it succeeds or fails.")]
 TimeoutOption = Annotated[
-    float, typer.Option("--timeout", min=1, help="With --wait: give up after this many seconds (exit 1).")
+    float | None,
+    typer.Option(
+        "--timeout",
+        min=1,
+        help="With --wait: give up after this many seconds (exit 1). Default: wait for the rollout's own "
+        "outcome; give up only if it shows no change for its progress deadline "
+        f"(rollout.progressDeadlineSeconds, default {DEFAULT_PROGRESS_DEADLINE_S}) plus a minute.",
+    ),
 ]
 
 
@@ -39,10 +50,21 @@ def describe(rollout: Json) -> str:
     return f"{kind} {rollout.get('id')}{release}{strategy} — {rollout.get('state', '?')}{message}"
 
 
+def _idle_limit(client: YunzhouClient, address: AppAddress) -> float:
+    """How long --wait without --timeout accepts a rollout showing no change: its progress deadline
+    (from the app's settings) plus a margin."""
+    try:
+        settings = client.get_settings(address.project, address.env, address.app).get("settings") or {}
+    except ClientError:  # the deadline is a courtesy: the default one will do
+        settings = {}
+    return progress_deadline(settings) + WAIT_MARGIN
+
+
 def follow_rollout(
-    client: YunzhouClient, address: AppAddress, rollout: Json | None, timeout: float
+    client: YunzhouClient, address: AppAddress, rollout: Json | None, timeout: float | None
 ) -> Json | None:
-    """Wait for ``rollout``; exit 1 (CommandFailed / WaitTimeout) unless it succeeds."""
+    """Wait for ``rollout``; exit 1 (CommandFailed / WaitTimeout) unless it succeeds. With ``timeout``
+    None, wait for its outcome (see ``_idle_limit``)."""
     if not rollout or rollout.get("id") is None:
         say(f"Nothing to wait for: {address} has no rollout in progress")
         return None
@@ -60,6 +82,7 @@ def follow_rollout(
         else:
             console.print(escape(line), style="dim")
 
+    idle = _idle_limit(client, address) if timeout is None else None
     status = console.status(escape(describe(rollout))) if console.is_terminal else None
     if status is not None:
         status.start()
@@ -72,10 +95,16 @@ def follow_rollout(
             timeout=timeout,
             interval=POLL_INTERVAL,
             on_progress=show,
+            idle_timeout=idle,
         )
     except WaitTimeout as exc:
+        after = (
+            f"after {timeout:g}s"
+            if timeout is not None
+            else f"and unchanged for {exc.idle_for or 0:.0f}s (its progress deadline plus {WAIT_MARGIN:g}s)"
+        )
         raise CommandFailed(
-            f"rollout {rollout['id']} of {address} is still {exc.rollout.get('state')} after {timeout:g}s; "
+            f"rollout {rollout['id']} of {address} is still {exc.rollout.get('state')} {after}; "
             "it goes on on the server",
             hint=f"`yunzhou rollouts {address}` and `yunzhou status {address}` show how it is doing",
         ) from None

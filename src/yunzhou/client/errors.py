@@ -65,14 +65,16 @@ class ServerUnreachable(ApiError):
 class WaitTimeout(ClientError):
     """A rollout did not finish before the deadline; ``rollout`` is the last state seen."""
 
-    def __init__(self, rollout: dict[str, Any], timeout: float) -> None:
+    def __init__(self, rollout: dict[str, Any], timeout: float, idle_for: float | None = None) -> None:
         state = rollout.get("state", "unknown")
+        unchanged = f" and unchanged for {idle_for:.0f}s" if idle_for is not None else ""
         super().__init__(
-            f"rollout {rollout.get('id')} is still {state} after {timeout:g}s; "
+            f"rollout {rollout.get('id')} is still {state} after {timeout:.0f}s{unchanged}; "
             "it keeps going on the server — check it with `yunzhou rollouts`"
         )
         self.rollout = rollout
         self.timeout = timeout
+        self.idle_for = idle_for  # set when it gave up because nothing changed for that long
 
 
 def error_from_response(status: int, body: Any, text: str, header_request_id: str | None) -> ApiError:

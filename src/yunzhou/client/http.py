@@ -281,24 +281,36 @@ class YunzhouClient:
         app: str,
         rollout_id: str | int,
         *,
-        timeout: float = 300.0,
+        timeout: float | None = 300.0,
         interval: float = 1.0,
         on_progress: ProgressCallback | None = None,
+        idle_timeout: float | None = None,
     ) -> Json:
         """Poll until the rollout is succeeded, failed or superseded and return it.
 
-        ``on_progress`` gets every polled state. Raises WaitTimeout when ``timeout`` seconds pass first.
+        ``on_progress`` gets every polled state. Raises WaitTimeout when ``timeout`` seconds pass first
+        (None: no overall limit), or when the rollout's state and message stayed the same for
+        ``idle_timeout`` seconds (None: no such limit).
         """
-        deadline = self._clock() + timeout
+        start = self._clock()
+        changed_at, last = start, None
         while True:
             rollout = self.get_rollout(project, env, app, rollout_id)
             if on_progress is not None:
                 on_progress(rollout)
             if rollout.get("state") in TERMINAL_ROLLOUT_STATES:
                 return rollout
-            remaining = deadline - self._clock()
+            now = self._clock()
+            seen = (rollout.get("state"), rollout.get("message"))
+            if seen != last:
+                changed_at, last = now, seen
+            limits = [start + timeout] if timeout is not None else []
+            if idle_timeout is not None:
+                limits.append(changed_at + idle_timeout)
+            remaining = min(limits) - now if limits else interval
             if remaining <= 0:
-                raise WaitTimeout(rollout, timeout)
+                idle = idle_timeout is not None and now >= changed_at + idle_timeout
+                raise WaitTimeout(rollout, now - start, idle_for=now - changed_at if idle else None)
             self._sleep(min(interval, remaining))
 
     # -- artifacts -------------------------------------------------------------------------------

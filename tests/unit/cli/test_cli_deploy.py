@@ -198,3 +198,25 @@ def test_dates_in_yaml_stay_strings(shop: Run, fake: FakeApi, score_file: Path) 
     score_file.write_text(score_file.read_text().replace("  annotations", "metadata_extra:\n  annotations"))
     assert shop("deploy", "shop/dev", "-f", str(score_file)).exit_code == 0
     assert _sent(fake)["score"]["metadata_extra"]["annotations"]["released"] == "2024-05-01"
+
+
+def test_wait_without_timeout_waits_for_the_outcome_past_the_old_300s(
+    shop: Run, fake: FakeApi, score_file: Path
+) -> None:
+    fake.rollout_outcome = "progressing"  # it never ends: the wait gives up once it stops changing
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--wait")
+    assert result.exit_code == 1
+    # the default progress deadline (600 s) plus a minute without any change, not a fixed 300 s
+    assert "is still progressing and unchanged for 660s (its progress deadline plus 60s)" in result.stderr
+    assert 660 <= sum(fake.slept) <= 662
+
+
+def test_wait_follows_the_apps_own_progress_deadline(shop: Run, fake: FakeApi, score_file: Path) -> None:
+    fake.rollout_outcome = "progressing"
+    args = ("deploy", "shop/dev", "-f", str(score_file), "--set", "rollout.progressDeadlineSeconds=30")
+    result = shop(*args, "--wait")
+    assert result.exit_code == 1
+    assert "unchanged for 90s (its progress deadline plus 60s)" in result.stderr
+    fake.rollout_outcome = "failed"  # an outcome within the deadline is reported as it is
+    result = shop(*args, "--wait")
+    assert "Error: rollout ro-2 of shop/dev/orders failed: readiness probe failed" in result.stderr
