@@ -78,7 +78,9 @@ class Permission(Enum):
     ALERT_WRITE = ("alert.write", Scope.WRITE, Role.MAINTAINER)
     ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
     AUDIT_READ = ("audit.read", Scope.READ, None)
-    TOKEN_SELF = ("token.self", Scope.READ, None)
+    TOKEN_SELF = ("token.self", Scope.READ, None)  # list and revoke one's own tokens
+    # a new credential is a change: read-only tokens (dashboards, CI) cannot mint tokens
+    TOKEN_CREATE = ("token.create", Scope.WRITE, None)
     PLATFORM_ADMIN = ("platform.admin", Scope.ADMIN, None)
     # raw PromQL and /metrics see every project's series: admin tokens, or read-only `metrics` tokens
     METRICS_READ = ("metrics.read", Scope.METRICS, None)

@@ -1,18 +1,23 @@
-"""API tokens: stored hashed, scoped, expiring, revocable; and the bootstrap admin token."""
+"""API tokens: stored hashed, scoped, expiring, revocable; and the bootstrap admin token.
+
+A token created with a token is its child (``parent_id``): it gets at most its creator's scopes and
+expires no later; revoking a token revokes its descendants, and a token works only while every token
+above it is neither revoked nor expired (checked at authentication, so expiry needs no event)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select, update
+from sqlalchemy.orm import Session
 
-from yunzhou.domain.access import Role, Scope, parse_scopes
-from yunzhou.domain.errors import Forbidden, NotFound, Unauthenticated, invalid
+from yunzhou.domain.access import Role, Scope, parse_scopes, scope_allows
+from yunzhou.domain.errors import FieldProblem, Forbidden, NotFound, Unauthenticated, invalid
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.views import token_view
@@ -23,6 +28,8 @@ ADMIN_PRINCIPAL = "admin"
 ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 _MAX_EXPIRY = timedelta(days=3650)
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
+_MIN_EXPIRY_SECONDS = 60
+_MAX_CHAIN = 100  # a guard for the recursive queries; chains are acyclic by construction
 
 
 def hash_secret(token: str) -> str:
@@ -47,10 +54,7 @@ class TokenService:
             token = s.scalar(select(Token).where(Token.secret_hash == hash_secret(secret)))
             if token is None:
                 raise Unauthenticated("unknown token")
-            if token.revoked_at is not None:
-                raise Unauthenticated(f"token {token.id} was revoked")
-            if token.expires_at is not None and token.expires_at <= now:
-                raise Unauthenticated(f"token {token.id} expired at {token.expires_at.isoformat()}")
+            _check_lineage(token, _ancestors(s, token.parent_id), now)
             if token.last_used_at is None or now - token.last_used_at > _LAST_USED_GRANULARITY:
                 token.last_used_at = now
             roles = {
@@ -79,16 +83,18 @@ class TokenService:
         target = principal or caller.principal
         if target != caller.principal and not caller.is_admin:
             raise Forbidden("only an admin may create tokens for another principal")
-        if not caller.is_admin and not wanted <= caller.scopes | _implied(caller.scopes):
-            extra = ", ".join(sorted(s.value for s in wanted - caller.scopes))
-            raise Forbidden(f"a token cannot grant more than its creator has; not yours: {extra}")
-        if expires_in_seconds is not None and not 60 <= expires_in_seconds <= _MAX_EXPIRY.total_seconds():
+        _check_scopes(caller.scopes, wanted)
+        if expires_in_seconds is not None and not (
+            _MIN_EXPIRY_SECONDS <= expires_in_seconds <= _MAX_EXPIRY.total_seconds()
+        ):
             raise invalid(
                 "expires_in_seconds", "must be between 60 and 315360000 (10 years), or null for never"
             )
         now = self.ctx.clock()
         token_id, secret = _new_token()
         with self.ctx.db.transaction() as s:
+            if caller.token_id is not None:
+                _check_expiry(_ancestors(s, caller.token_id), now, expires_in_seconds)
             token = Token(
                 id=token_id,
                 name=name,
@@ -98,6 +104,7 @@ class TokenService:
                 created_at=now,
                 created_by=caller.principal,
                 expires_at=now + timedelta(seconds=expires_in_seconds) if expires_in_seconds else None,
+                parent_id=caller.token_id,
             )
             s.add(token)
             record_audit(
@@ -126,7 +133,15 @@ class TokenService:
                 raise NotFound(f"token {token_id} not found")
             if token.revoked_at is None:
                 token.revoked_at = now
-            record_audit(s, caller, now, action="token.revoke", target=token_id, project=None)
+            descendants = _descendants(s, token_id)
+            if descendants:  # authentication refuses them anyway; this keeps `token list` true
+                s.execute(
+                    update(Token)
+                    .where(Token.id.in_(descendants), Token.revoked_at.is_(None))
+                    .values(revoked_at=now)
+                )
+            detail = {"with_descendants": sorted(descendants)} if descendants else None
+            record_audit(s, caller, now, action="token.revoke", target=token_id, project=None, detail=detail)
 
     def ensure_admin_token(self, data_dir: Path) -> Path:
         """On first start: create the admin token and write it 0600 to the data dir. Never logged.
@@ -167,5 +182,76 @@ class TokenService:
         return path
 
 
-def _implied(scopes: frozenset[Scope]) -> frozenset[Scope]:
-    return frozenset({Scope.READ}) if Scope.WRITE in scopes else frozenset()
+def _check_lineage(token: Token, ancestors: list[Token], now: datetime) -> None:
+    """Refuse ``token`` when it or any token above it is revoked or expired; the topmost reason wins
+    (revoking a parent also marks its children revoked, and the message should name the parent)."""
+    for t in [*reversed(ancestors), token]:
+        via = "" if t is token else f" with {t.id}, the token it was created with (directly or not)"
+        if t.revoked_at is not None:
+            raise Unauthenticated(f"token {token.id} was revoked{via}")
+        if t.expires_at is not None and t.expires_at <= now:
+            raise Unauthenticated(f"token {token.id} expired at {t.expires_at.isoformat()}{via}")
+
+
+def _check_scopes(have: frozenset[Scope], wanted: frozenset[Scope]) -> None:
+    """A token grants at most what its creator has (admin implies write implies read)."""
+    extra = sorted(w.value for w in wanted if not scope_allows(have, w))
+    if extra:
+        allowed = sorted(s.value for s in Scope if scope_allows(have, s))
+        message = (
+            f"a token cannot grant more than the token creating it has; not yours: {', '.join(extra)}"
+            f" (allowed: {', '.join(allowed)})"
+        )
+        raise Forbidden(message, problems=[FieldProblem("scopes", message)])
+
+
+def _check_expiry(chain: list[Token], now: datetime, expires_in_seconds: int | None) -> None:
+    """A token expires no later than the token creating it (and every token above that)."""
+    limits = [t.expires_at for t in chain if t.expires_at is not None]
+    if not limits:
+        return
+    limit = min(limits)
+    seconds = int((limit - now).total_seconds())
+    if expires_in_seconds is not None and expires_in_seconds <= seconds:
+        return
+    if seconds < _MIN_EXPIRY_SECONDS:
+        raise invalid(
+            "expires_in_seconds",
+            f"the token creating it expires at {limit.isoformat()}, in under a minute, and a token "
+            "cannot outlive its creator; create it with a longer-lived token",
+        )
+    raise invalid(
+        "expires_in_seconds",
+        f"must be at most {seconds} (the token creating it expires at {limit.isoformat()} and a token "
+        "cannot outlive its creator); null (never) needs a creator that never expires",
+    )
+
+
+def _ancestors(s: Session, token_id: str | None) -> list[Token]:
+    """``token_id``'s token and every token above it, nearest first (one recursive query)."""
+    if token_id is None:
+        return []
+    chain = (
+        select(Token.id, Token.parent_id, literal(0).label("depth"))
+        .where(Token.id == token_id)
+        .cte("chain", recursive=True)
+    )
+    chain = chain.union_all(
+        select(Token.id, Token.parent_id, chain.c.depth + 1).where(
+            Token.id == chain.c.parent_id, chain.c.depth < _MAX_CHAIN
+        )
+    )
+    return list(s.scalars(select(Token).join(chain, Token.id == chain.c.id).order_by(chain.c.depth)))
+
+
+def _descendants(s: Session, token_id: str) -> list[str]:
+    """The ids of every token created, directly or not, with ``token_id``."""
+    below = (
+        select(Token.id, literal(1).label("depth"))
+        .where(Token.parent_id == token_id)
+        .cte("below", recursive=True)
+    )
+    below = below.union_all(
+        select(Token.id, below.c.depth + 1).where(Token.parent_id == below.c.id, below.c.depth < _MAX_CHAIN)
+    )
+    return list(s.scalars(select(below.c.id)))

@@ -113,6 +113,7 @@ def token_view(t: Token) -> dict[str, Any]:
         "expires_at": iso(t.expires_at),
         "revoked": t.revoked_at is not None,
         "last_used_at": iso(t.last_used_at),
+        "parent_id": t.parent_id,
     }
 
 
