@@ -6,6 +6,7 @@ from fastapi import FastAPI
 
 from yunzhou import __version__
 from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
+from yunzhou.api.limits import BodyLimitMiddleware
 from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
 from yunzhou.api.routes import autoscaling as autoscaling_routes
 from yunzhou.api.routes import metrics as metrics_routes
@@ -40,6 +41,8 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
     app.include_router(metrics_routes.exposition_router)  # GET /metrics, where Prometheus looks
     app.state.metrics_self = own_metrics or ControlPlaneMetrics()
     mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token
+    # bodies bounded by the server's limits (YUNZHOU_MAX_*), read lazily: routes authenticate first
+    app.add_middleware(BodyLimitMiddleware, limits=lambda: control_plane.ctx.limits)
     app.add_middleware(HttpMetricsMiddleware, metrics=app.state.metrics_self)
     app.add_middleware(RequestIdMiddleware)
     return app

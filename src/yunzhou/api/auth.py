@@ -4,16 +4,19 @@ is what the authorization-matrix tests read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from yunzhou.domain.access import Permission, Role, scope_allows
 from yunzhou.domain.errors import Forbidden, NotFound, Unauthenticated
 from yunzhou.services import Caller, ControlPlane
 
 PERMISSION_KEY = "x-yunzhou-permission"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def control_plane(request: Request) -> ControlPlane:
@@ -64,6 +67,25 @@ def caller_of(request: Request) -> Caller:
     return caller
 
 
+class AuthenticatedRoute(APIRoute):
+    """Authenticates before anything reads the body: FastAPI reads a route's body before it solves the
+    route's dependencies, so without this a stranger's body would be read (and parsed) before the 401.
+    The body itself is bounded by api/limits.py while it is read."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        body_parsed = self.body_field is not None  # else the route reads (streams) the body itself
+
+        async def handle(request: Request) -> Response:
+            if request.method in BODY_METHODS:
+                await run_in_threadpool(authenticate, request)  # the token look-up reads the store
+                if body_parsed:  # read it here, bounded, so a 413 is ours and not FastAPI's "parse error"
+                    await request.body()
+            return await handler(request)
+
+        return handle
+
+
 def operation(
     router: APIRouter,
     method: str,
@@ -83,6 +105,7 @@ def operation(
             operation_id=name.replace(".", "_"),
             status_code=status_code,
             dependencies=[Depends(_enforce(permission))],
+            route_class_override=AuthenticatedRoute,
             openapi_extra={**kwargs.pop("openapi_extra", {}), PERMISSION_KEY: permission.name},
             **kwargs,
         )

@@ -45,6 +45,13 @@ class UserError(YunzhouError):
 
 
 @dataclass
+class PayloadTooLarge(UserError):
+    """→ 413: a request body over a configured limit (the message names it and its setting)."""
+
+    code: str = "payload_too_large"
+
+
+@dataclass
 class NotFound(YunzhouError):
     code: str = "not_found"
 

@@ -1,40 +1,57 @@
-"""Uploaded source archives, content-addressed (sha256) under the data dir."""
+"""Uploaded source archives, content-addressed (sha256) under the data dir.
+
+An upload arrives as a file the API streamed to disk under the body limit (``receiving``); ``upload`` then
+checks it member by member while decompressing (domain/archive.py: paths, kinds, entry count and unpacked
+size), and only an archive that passes is moved into place and recorded. It reads and hashes the whole
+archive: the API runs it in a worker thread, never on the event loop.
+"""
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
 import os
 import tarfile
+import uuid
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
+from yunzhou.domain.archive import ArchiveChecker
 from yunzhou.domain.errors import invalid
+from yunzhou.domain.limits import Limits
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, record_audit
-from yunzhou.store.files import artifact_path
+from yunzhou.store.files import artifact_path, incoming_artifacts
 from yunzhou.store.models import Artifact
 
-MAX_ARTIFACT_BYTES = 200 * 1024 * 1024
+CHUNK = 1024 * 1024
 
 
-def _check_archive(body: bytes) -> None:
-    """A gzip'd tar whose members stay inside the archive root (no absolute paths, no '..', no devices)."""
+def check_archive(path: Path, limits: Limits) -> None:
+    """A gzip'd tar within ``limits`` whose members stay inside the archive root; UserError otherwise.
+
+    Streamed: content is decompressed and skipped, never held, and a header that alone exceeds the
+    unpacked-size limit is refused before its content is read.
+    """
+    checker = ArchiveChecker(limits)
     try:
-        with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as tar:
-            for member in tar.getmembers():
-                name = member.name
-                if name.startswith("/") or ".." in Path(name).parts:
-                    raise invalid("body", f"archive member {name!r} points outside the archive")
-                if not (member.isfile() or member.isdir() or member.issym()):
-                    raise invalid("body", f"archive member {name!r} is not a file, directory or symlink")
-                if member.issym() and (
-                    member.linkname.startswith("/") or ".." in Path(member.linkname).parts
-                ):
-                    raise invalid("body", f"symlink {name!r} points outside the archive")
-    except (tarfile.TarError, gzip.BadGzipFile, EOFError, OSError) as exc:
+        with tarfile.open(path, mode="r|gz") as tar:
+            for member in tar:
+                checker.admit(member)
+                if member.isfile():
+                    checker.count(member.size)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise invalid("body", f"not a gzip-compressed tar archive ({exc})") from exc
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return "sha256:" + digest.hexdigest()
 
 
 class ArtifactService:
@@ -42,22 +59,32 @@ class ArtifactService:
         self.ctx = ctx
         self.data_dir = data_dir
 
-    def upload(self, caller: Caller, body: bytes) -> dict[str, Any]:
-        if not body:
+    @contextmanager
+    def receiving(self) -> Iterator[tuple[Path, BinaryIO]]:
+        """A new file to stream an upload into (path, open handle); removed on exit unless ``upload``
+        moved it into place, so a refused or broken upload leaves nothing behind."""
+        folder = incoming_artifacts(self.data_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{uuid.uuid4().hex}.part"
+        try:
+            with path.open("xb") as handle:
+                yield path, handle
+        finally:
+            path.unlink(missing_ok=True)
+
+    def upload(self, caller: Caller, received: Path) -> dict[str, Any]:
+        size = received.stat().st_size
+        if not size:
             raise invalid("body", "empty upload; send a tar.gz of the source directory")
-        if len(body) > MAX_ARTIFACT_BYTES:
-            raise invalid("body", f"archive is {len(body)} bytes; the limit is {MAX_ARTIFACT_BYTES}")
-        _check_archive(body)
-        digest = "sha256:" + hashlib.sha256(body).hexdigest()
+        check_archive(received, self.ctx.limits)
+        digest = _sha256(received)
         path = artifact_path(self.data_dir, digest)
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             if s.get(Artifact, digest) is None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".{os.getpid()}.tmp")
-                tmp.write_bytes(body)
-                os.replace(tmp, path)  # the file exists before the row that names it commits
-                s.add(Artifact(digest=digest, size=len(body), created_at=now, created_by=caller.principal))
+                os.replace(received, path)  # the file exists before the row that names it commits
+                s.add(Artifact(digest=digest, size=size, created_at=now, created_by=caller.principal))
             record_audit(
                 s,
                 caller,
@@ -65,6 +92,6 @@ class ArtifactService:
                 action="artifact.upload",
                 target=digest,
                 project=None,
-                detail={"size": len(body)},
+                detail={"size": size},
             )
-        return {"digest": digest, "size": len(body)}
+        return {"digest": digest, "size": size}

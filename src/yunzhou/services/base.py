@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from yunzhou.domain.errors import Conflict, NotFound
+from yunzhou.domain.limits import Limits
 from yunzhou.services.context import Clock
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox
@@ -27,6 +28,8 @@ class ServiceContext:
     renderer: Callable[[int, int], list[dict[str, Any]]] | None = None
     # app id + filters → log lines read from the app's runtime (pod logs on a cluster target)
     runtime_logs: Callable[..., list[dict[str, Any]]] | None = None
+    # request bodies and uploaded archives (YUNZHOU_MAX_*); the composition root sets the server's
+    limits: Limits = field(default_factory=Limits)
 
 
 def check_version(expected: int | None, actual: int, what: str) -> None:

@@ -182,8 +182,10 @@ class Ctx:
         self.finish(response)
         return response
 
-    def start_session(self, response: Response, token: str, principal: str) -> None:
-        value = self.state.box.seal(token, principal)
+    def start_session(
+        self, response: Response, token: str, principal: str, token_id: str | None, ttl: float
+    ) -> None:
+        value = self.state.box.seal(token, principal, token_id, ttl)
         response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="lax", secure=self._secure())
 
     def remember_language(self, response: Response, lang: str) -> None:
@@ -205,11 +207,19 @@ def get_ctx(request: Request) -> Iterator[Ctx]:
         ctx.close()
 
 
+SESSIONLESS_FORMS = frozenset({"/login"})  # the one form sent before signing in
+
+
 async def checked_form(request: Request) -> FormData:
-    """The submitted form, after checking its CSRF token (a form field, or a header for htmx)."""
+    """The submitted form, after checking its CSRF token (a form field, or a header for htmx).
+
+    The session is checked before the body is read (but on the login form), so a stranger's upload is
+    refused unread; the API app bounds every body's size (api/limits.py, docs/api.md#limits)."""
+    box: SessionBox = request.app.state.console.box
+    if request.url.path not in SESSIONLESS_FORMS and box.open(request.cookies.get(SESSION_COOKIE)) is None:
+        raise NotLoggedIn
     form = await request.form()
     sent = form.get(CSRF_FIELD) or request.headers.get(CSRF_HEADER)
-    box: SessionBox = request.app.state.console.box
     if not box.csrf_valid(request.cookies.get(CSRF_COOKIE), sent if isinstance(sent, str) else None):
         raise CsrfRejected
     return form
