@@ -24,6 +24,7 @@ from yunzhou.services.base import ServiceContext, check_version, get_app, get_en
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
 from yunzhou.services.effective import release_config
+from yunzhou.services.routes import claim_routes
 from yunzhou.services.views import app_view, instance_view, release_view, rollout_view
 from yunzhou.store.leases import enqueue
 from yunzhou.store.models import App, Artifact, Environment, Instance, Release, Rollout
@@ -324,6 +325,7 @@ class AppService:
             if replicas is not None:
                 a.replicas = replicas
             a.updated_at = now
+        claim_routes(s, caller, e.project, e.name, a, settings, self.ctx.base_domain)  # 409 if taken
         release = Release(
             app_id=a.id,
             number=number,

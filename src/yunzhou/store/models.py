@@ -461,3 +461,18 @@ class UserPreference(Base):
     principal: Mapped[str] = mapped_column(String(100), primary_key=True)
     language: Mapped[str | None] = mapped_column(String(10))
     updated_at: Mapped[datetime]
+
+
+# --- route ownership ---
+class RouteClaim(Base):
+    """A host and path one app routes (its extra routes and canary preview host; default hosts are owned
+    by their shape). One app per host and path, one project per host; replaced with each desired release
+    in the release's transaction (services/routes.py), gone with the app."""
+
+    __tablename__ = "route_claims"
+    __table_args__ = (UniqueConstraint("host", "path"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(253))
+    path: Mapped[str] = mapped_column(String(2048))  # normalised: no trailing '/', '/' for the root
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
