@@ -182,10 +182,8 @@ class Ctx:
         self.finish(response)
         return response
 
-    def start_session(
-        self, response: Response, token: str, principal: str, token_id: str | None, ttl: float
-    ) -> None:
-        value = self.state.box.seal(token, principal, token_id, ttl)
+    def start_session(self, response: Response, token: str, principal: str) -> None:
+        value = self.state.box.seal(token, principal)
         response.set_cookie(SESSION_COOKIE, value, httponly=True, samesite="lax", secure=self._secure())
 
     def remember_language(self, response: Response, lang: str) -> None:

@@ -70,6 +70,9 @@ def _saved_language(client: YunzhouClient) -> str | None:
 
 @router.post("/logout")
 def logout(ctx: PageCtx, form: Form) -> Response:
+    """End the session on the server, then drop the cookie: a replayed copy gets the login page."""
+    if ctx.session is not None:
+        ctx.state.box.end(ctx.session)
     response = ctx.redirect("/login")
     ctx.end_session(response)
     return response

@@ -1,4 +1,9 @@
-"""Console sessions: the user's API token sealed in an HttpOnly cookie, and CSRF tokens for every form.
+"""Console sessions: an API token sealed in an HttpOnly cookie, and CSRF tokens for every form.
+
+Every session has an id; logout puts it on this process's list of ended sessions (kept until the session
+would have expired), so a copy of the cookie replayed after logout opens nothing. The list is in memory:
+a restart forgets it, which matters only when ``YUNZHOU_CONSOLE_KEY`` keeps sessions across restarts
+(docs/console.md).
 
 The cookie is AES-GCM encrypted and authenticated with a key the browser never sees, so page scripts
 cannot read the token and nobody can forge or alter a session. The key comes from
@@ -14,6 +19,7 @@ import hmac
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ class Session:
     token: str
     principal: str
     expires_at: float
+    sid: str = ""  # the session's id, for the list of ended sessions
 
 
 def _b64(data: bytes) -> str:
@@ -54,9 +61,11 @@ class SessionBox:
         self._aead = AESGCM(key)
         self._mac_key = hashlib.sha256(b"yunzhou-console-csrf" + key).digest()
         self._now = now
+        self._ended: dict[str, float] = {}  # session id → its expiry (no longer needed after it)
+        self._lock = threading.Lock()
 
     def seal(self, token: str, principal: str) -> str:
-        payload = {"t": token, "p": principal, "e": self._now() + SESSION_TTL}
+        payload = {"t": token, "p": principal, "e": self._now() + SESSION_TTL, "s": secrets.token_urlsafe(12)}
         nonce = secrets.token_bytes(12)
         sealed = self._aead.encrypt(nonce, json.dumps(payload).encode(), SESSION_COOKIE.encode())
         return _b64(nonce + sealed)
@@ -69,10 +78,20 @@ class SessionBox:
             raw = _unb64(value)
             plain = self._aead.decrypt(raw[:12], raw[12:], SESSION_COOKIE.encode())
             payload = json.loads(plain)
-            session = Session(str(payload["t"]), str(payload["p"]), float(payload["e"]))
+            session = Session(str(payload["t"]), str(payload["p"]), float(payload["e"]), str(payload["s"]))
         except (InvalidTag, ValueError, KeyError, TypeError, binascii.Error):
             return None
+        if session.sid in self._ended:
+            return None
         return session if session.expires_at > self._now() else None
+
+    def end(self, session: Session) -> None:
+        """Logout: this session's cookie opens nothing any more, whoever sends it."""
+        now = self._now()
+        with self._lock:
+            for sid in [sid for sid, expiry in self._ended.items() if expiry <= now]:
+                del self._ended[sid]
+            self._ended[session.sid] = session.expires_at
 
     @staticmethod
     def new_csrf_seed() -> str:
