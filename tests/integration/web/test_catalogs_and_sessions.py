@@ -36,6 +36,19 @@ def test_every_key_used_in_templates_exists() -> None:
         assert any(key.startswith(prefix) for key in keys), prefix
 
 
+def test_every_app_status_the_server_writes_has_a_message() -> None:
+    """The badge shows ``status.<status>``: a status with no message showed its raw key."""
+    src = TEMPLATES.parents[1]
+    written: set[str] = set()
+    for path in (src / "reconcile" / "apps.py", src / "services" / "apps.py"):
+        for line in path.read_text().splitlines():
+            if re.search(r"\bstatus\s*=", line):
+                written |= set(re.findall(r'"([a-z]+)"', line))
+    assert {"pending", "progressing", "running", "stopped", "degraded", "failed"} <= written
+    for lang in LANGUAGES:
+        assert {s for s in written if f"status.{s}" not in catalog(lang)} == set(), lang
+
+
 @pytest.mark.parametrize("path", templates(), ids=lambda p: p.name)
 def test_templates_have_no_hard_coded_text(path: Path) -> None:
     text = path.read_text()

@@ -256,6 +256,9 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
                 {"name": name, "containerPort": p.effective_target_port, "protocol": p.protocol or "TCP"}
                 for name, p in sorted(ports.items())
             ]
+            # PORT, as on the local target (the Heroku convention): the port the app must listen on
+            first = ports[min(ports)]
+            spec["env"] = [{"name": "PORT", "value": str(first.effective_target_port)}]
         service_ports = [
             {
                 "name": name,

@@ -94,6 +94,7 @@ def test_a_web_app_becomes_deployment_service_ingress_and_pdb() -> None:
     assert c["resources"] == {"limits": {"cpu": "250m", "memory": "128Mi"}}
     assert c["readinessProbe"] == {"httpGet": {"path": "/ready", "port": 8080}}
     assert c["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert c["env"] == [{"name": "PORT", "value": "8080"}]  # the port to listen on, as on the local target
     svc = one(objs, "Service")
     assert svc["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": 8080, "protocol": "TCP"}]
     ing = one(objs, "Ingress")
