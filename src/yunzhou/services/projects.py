@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from yunzhou.domain.access import Role, parse_role
-from yunzhou.domain.errors import Conflict, NotFound, invalid
+from yunzhou.domain.errors import Conflict, FieldProblem, NotFound, invalid
 from yunzhou.domain.names import check_label
 from yunzhou.services.base import ServiceContext, check_version, get_environment, get_project
 from yunzhou.services.context import Caller, record_audit
@@ -133,10 +133,11 @@ class ProjectService:
         cluster = target.removeprefix("cluster:") if target.startswith("cluster:") else None
         if target != TARGET_LOCAL and cluster is None:
             raise invalid("target", f"{target!r} is not a target; allowed: local, cluster:NAME")
+        defaulted = namespace is None and cluster is not None
         if namespace is not None:
             check_label(namespace, "namespace")
         elif cluster is not None:
-            namespace = f"{project}-{name}"[:63].rstrip("-")
+            namespace = default_namespace(project, name)
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             if cluster is not None and s.scalar(select(Cluster.id).where(Cluster.name == cluster)) is None:
@@ -147,9 +148,16 @@ class ProjectService:
             )
             if exists is not None:
                 raise Conflict(f"environment {project}/{name} already exists")
+            if cluster is not None and namespace is not None:
+                _check_namespace_free(s, caller, cluster, namespace, defaulted)
             env = Environment(project_id=p.id, name=name, target=target, namespace=namespace, created_at=now)
             s.add(env)
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError as exc:  # lost a race with a concurrent create (name or namespace)
+                if cluster is not None and _is_namespace_clash(exc):
+                    raise _namespace_taken(cluster, namespace or "", None, defaulted) from exc
+                raise Conflict(f"environment {project}/{name} already exists") from exc
             record_audit(
                 s,
                 caller,
@@ -184,3 +192,62 @@ class ProjectService:
                 raise Conflict(f"environment {project}/{env} still has {apps} app(s); remove them first")
             s.delete(e)
             record_audit(s, caller, now, action="env.delete", target=f"{project}/{env}", project=project)
+
+
+def default_namespace(project: str, env: str) -> str:
+    """``{project}-{env}``, cut to a DNS label. Not one-to-one (shop/prod-eu and shop-prod/eu give the
+    same): a collision is refused at creation, naming the namespace, and --namespace chooses another."""
+    return f"{project}-{env}"[:63].rstrip("-")
+
+
+def _check_namespace_free(s: Session, caller: Caller, cluster: str, namespace: str, defaulted: bool) -> None:
+    row = s.execute(
+        select(Project.name, Environment.name)
+        .join(Project, Project.id == Environment.project_id)
+        .where(Environment.target == f"cluster:{cluster}", Environment.namespace == namespace)
+    ).first()
+    if row is None:
+        return
+    other_project, other_env = row
+    # non-members of that project learn only that the namespace is taken, not by whom
+    visible = caller.is_admin or other_project in caller.roles
+    suggestion = _free_namespace(s, cluster, namespace)
+    raise _namespace_taken(
+        cluster, namespace, f"{other_project}/{other_env}" if visible else None, defaulted, suggestion
+    )
+
+
+def _free_namespace(s: Session, cluster: str, namespace: str) -> str | None:
+    used = set(
+        s.scalars(
+            select(Environment.namespace).where(
+                Environment.target == f"cluster:{cluster}", Environment.namespace.like(f"{namespace[:58]}%")
+            )
+        )
+    )
+    for n in range(2, 100):
+        candidate = f"{namespace[: 62 - len(str(n))].rstrip('-')}-{n}"
+        if candidate not in used:
+            return candidate
+    return None
+
+
+def _is_namespace_clash(exc: IntegrityError) -> bool:
+    text = str(exc.orig)  # PostgreSQL names the index; SQLite names its columns
+    return (
+        "uq_environments_cluster_namespace" in text or "environments.target, environments.namespace" in text
+    )
+
+
+def _namespace_taken(
+    cluster: str, namespace: str, owner: str | None, defaulted: bool, suggestion: str | None = None
+) -> Conflict:
+    by = f"environment {owner}" if owner else "another project"
+    default = " (the default, {project}-{env})" if defaulted else ""
+    instead = f", e.g. {suggestion}" if suggestion else ""
+    message = (
+        f"namespace {namespace!r}{default} on cluster {cluster!r} is already used by {by}; two environments"
+        f" in one namespace would overwrite and prune each other's objects: choose another with"
+        f" --namespace{instead}"
+    )
+    return Conflict(message, problems=[FieldProblem("namespace", message)])

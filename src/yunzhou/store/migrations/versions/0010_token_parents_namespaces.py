@@ -38,15 +38,15 @@ def _shared_namespaces() -> list[str]:
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("tokens", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("parent_id", sa.String(length=32), nullable=True))
-        batch_op.create_index(batch_op.f("ix_tokens_parent_id"), ["parent_id"], unique=False)
-    shared = _shared_namespaces()
+    shared = _shared_namespaces()  # first: nothing changes when the upgrade cannot finish
     if shared:  # they already overwrite each other's objects; an operator must choose which one moves
         raise RuntimeError(
             "environments share a Kubernetes namespace on the same cluster; delete all but one of each"
             " group (recreate it with --namespace) and upgrade again:\n  " + "\n  ".join(shared)
         )
+    with op.batch_alter_table("tokens", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("parent_id", sa.String(length=32), nullable=True))
+        batch_op.create_index(batch_op.f("ix_tokens_parent_id"), ["parent_id"], unique=False)
     with op.batch_alter_table("environments", schema=None) as batch_op:
         batch_op.create_index(
             "uq_environments_cluster_namespace",
