@@ -8,10 +8,10 @@ of one app share it (they run the same code with the same environment).
 What such a uid can reach lives under the *instance root* (not the data dir, which stays 0700 with the
 admin token, the keyring, the database, the logs and the router's files)::
 
-    <instance root>/                     root 0711   (default /var/lib/yunzhou/<data dir hash>)
-      <uid>/                             root:<uid> 0750   only this app (and root) may enter
-        releases/<sha256>/               root:<uid> 0750 dirs, 0640/0750 files: the release, read-only
-        homes/<instance id>/             <uid>:<uid> 0700   HOME and TMPDIR, removed when it stops
+    <instance root>/                root 0711   (default /var/lib/yunzhou-instances/<data dir hash>)
+      <uid>/                        root:<uid> 0750   only this app (and root) may enter
+        releases/<sha256>/          root:<uid> 0750 dirs, 0440/0550 files: the release, read-only
+        homes/<instance id>/        <uid>:<uid> 0700   HOME and TMPDIR, removed when it stops
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ UID_BASE = 2_000_000_000
 UID_SPAN = 2_000_000_000  # below 2**32 - 2 ("nobody" on some systems is 65534; -1 means "unchanged")
 ENV_ISOLATE = "YUNZHOU_ISOLATE_INSTANCES"
 ENV_INSTANCE_ROOT = "YUNZHOU_INSTANCE_ROOT"
-DEFAULT_INSTANCE_ROOT = Path("/var/lib/yunzhou")
+DEFAULT_INSTANCE_ROOT = Path("/var/lib/yunzhou-instances")
 UID_TABLE = "instance-uids.json"
 
 
@@ -155,8 +155,12 @@ class Isolation:
 
     def forget_app(self, address: str) -> None:
         """The app is gone: remove its releases and homes (a later app of the same name gets the uid)."""
-        uid = self._uids.get(address) if self.enabled else None
-        if uid is not None and self.root is not None:
+        if not self.enabled or self.root is None:
+            return
+        if not self._uids:
+            self._uids = self._load()
+        uid = self._uids.get(address)
+        if uid is not None:
             shutil.rmtree(self.root / str(uid), ignore_errors=True)
 
     def remove_all(self) -> None:
