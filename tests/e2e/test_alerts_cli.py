@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from tests.integration.local.test_local_runtime import wait_until
+from yunzhou.outbound import ALLOW_ENV
 from yunzhou.testing import ControlPlaneProcess
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ SCORE = {
 
 
 def test_alerts_through_the_cli(tmp_path: Path) -> None:
-    env = {"YUNZHOU_SCRAPE_INTERVAL": "0.5", "YUNZHOU_ALERT_INTERVAL": "0.5"}
+    env = {"YUNZHOU_SCRAPE_INTERVAL": "0.5", "YUNZHOU_ALERT_INTERVAL": "0.5", ALLOW_ENV: "127.0.0.1"}
     with ControlPlaneProcess(tmp_path / "data", env=env) as server:
 
         def cli(*args: str) -> str:

@@ -212,9 +212,21 @@ def receivers_list(ctx: typer.Context, scope: ScopeArg, output: ListOutput = Lis
             ("TO", lambda r: r["config"].get("url") or r["config"].get("to")),
             ("MATCHERS", lambda r: r["route"].get("matchers")),
             ("GROUP BY", lambda r: r["route"].get("group_by")),
+            ("DELIVERY", _delivery),
         ],
         empty="No receiver: alerts are recorded but nobody is notified.",
     )
+
+
+def _delivery(receiver: dict[str, Any]) -> str:
+    """``ok``, or ``failing (3×): <last error>; retry at <time>``; ``-`` before the first message."""
+    d = receiver.get("delivery")
+    if not d:
+        return "-"
+    if d["state"] == "ok":
+        return "ok"
+    retry = f"; retry at {d['next_retry_at']}" if d.get("next_retry_at") else ""
+    return f"failing ({d['failures']}×): {d.get('last_error') or ''}{retry}"
 
 
 @receivers_app.command("set")

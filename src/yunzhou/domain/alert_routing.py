@@ -14,8 +14,15 @@ from yunzhou.domain.errors import FieldProblem, UserError, invalid
 
 RECEIVER_KINDS = ("webhook", "email")
 RECEIVER_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
-_HOSTPORT = re.compile(r"^[A-Za-z0-9.\-]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$")
+_HOSTNAME = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+# an RFC 5321 mailbox as a dot-atom local part @ a host name: no display names, quotes or comments
+_ADDRESS = re.compile(rf"^{_ATOM}(\.{_ATOM})*@{_HOSTNAME}$")
+_HOST = re.compile(rf"^{_HOSTNAME}$")
+_HOSTPORT = re.compile(rf"^(?P<host>{_HOSTNAME}|\[[0-9a-fA-F:.]+\]):(?P<port>\d{{1,5}})$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # CR/LF would end an SMTP command or an HTTP header line
+MAX_URL = 2048
+MAX_ADDRESS = 254
 DEFAULT_GROUP_BY = ("alertname", "project", "env", "app")
 
 
@@ -54,7 +61,7 @@ def parse_route(doc: object, path: str = "route") -> Route:
     problems: list[FieldProblem] = [
         FieldProblem(f"{path}.{k}", f"unknown field; allowed: {', '.join(sorted(ROUTE_FIELDS))}")
         for k in sorted(set(map(str, doc)) - ROUTE_FIELDS)
-    ]
+    ] + control_characters(doc, path)
     matchers: tuple[Matcher, ...] = ()
     if doc.get("matchers"):
         try:
@@ -87,15 +94,63 @@ def parse_route(doc: object, path: str = "route") -> Route:
     )
 
 
+def control_characters(doc: object, path: str) -> list[FieldProblem]:
+    """Every string (key or value) in a document that holds a control character (CR/LF, NUL …)."""
+    if isinstance(doc, str):
+        found = _CONTROL.search(doc)
+        if found is None:
+            return []
+        return [FieldProblem(path, f"holds a control character ({found.group()!r}); none are allowed")]
+    problems: list[FieldProblem] = []
+    if isinstance(doc, Mapping):
+        for k, v in doc.items():
+            problems += control_characters(str(k), path) + control_characters(v, f"{path}.{k}")
+    elif isinstance(doc, list):
+        for i, v in enumerate(doc):
+            problems += control_characters(v, f"{path}[{i}]")
+    return problems
+
+
+def _webhook_url(url: object, path: str) -> list[FieldProblem]:
+    if not isinstance(url, str) or len(url) > MAX_URL:
+        return [FieldProblem(path, f"required: an http:// or https:// URL of at most {MAX_URL} characters")]
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # a port that is not a number from 0 to 65535 raises here
+    except ValueError as exc:
+        return [FieldProblem(path, f"not a valid URL ({exc})")]
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [FieldProblem(path, "required: an http:// or https:// URL with a host")]
+    if port == 0 or " " in url:
+        return [FieldProblem(path, "not a valid URL (port 0, or a space: encode it as %20)")]
+    return []
+
+
+def _smarthost(value: object, path: str) -> list[FieldProblem]:
+    m = _HOSTPORT.fullmatch(value) if isinstance(value, str) else None
+    if m is None or not 1 <= int(m["port"]) <= 65535:
+        return [
+            FieldProblem(path, "required: host:port of the SMTP server (port 1-65535, [v6 address]:port)")
+        ]
+    return []
+
+
+def is_address(value: object) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_ADDRESS and _ADDRESS.fullmatch(value) is not None
+
+
 def parse_receiver_config(kind: object, doc: object, path: str = "config") -> dict[str, Any]:
-    """Webhook: {url, send_resolved?, max_alerts?}. Email: {to, from, smarthost, starttls?, ca_file?,
+    """Webhook: {url, send_resolved?, max_alerts?}. Email: {to, from, smarthost, starttls?, ca_file?, hello?,
     send_resolved?} (ca_file: the CAs that sign the SMTP server's certificate, else the system's).
-    Returned normalised, as stored and as the notifier reads it."""
+    Returned normalised, as stored and as the notifier reads it. Strict, because each value ends up in an
+    HTTP request line or an SMTP command: no control characters anywhere, addresses are plain mailboxes."""
     if kind not in RECEIVER_KINDS:
         raise invalid("kind", f"must be one of: {', '.join(RECEIVER_KINDS)}")
     if not isinstance(doc, Mapping):
         raise invalid(path, "must be a mapping")
-    problems: list[FieldProblem] = []
+    problems: list[FieldProblem] = control_characters(doc, path)
+    if problems:
+        raise UserError("the receiver is invalid: nothing was changed", problems=problems)
     allowed = (
         {"url", "max_alerts"}
         if kind == "webhook"
@@ -112,9 +167,7 @@ def parse_receiver_config(kind: object, doc: object, path: str = "config") -> di
     out: dict[str, Any] = {"send_resolved": send_resolved}
     if kind == "webhook":
         url = doc.get("url")
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            problems.append(FieldProblem(f"{path}.url", "required: an http:// or https:// URL"))
+        problems += _webhook_url(url, f"{path}.url")
         max_alerts = doc.get("max_alerts", 0)
         if isinstance(max_alerts, bool) or not isinstance(max_alerts, int) or max_alerts < 0:
             problems.append(FieldProblem(f"{path}.max_alerts", "must be an integer >= 0 (0: no limit)"))
@@ -122,22 +175,22 @@ def parse_receiver_config(kind: object, doc: object, path: str = "config") -> di
     else:
         to = doc.get("to")
         to_list = [to] if isinstance(to, str) else to
-        if (
-            not isinstance(to_list, list)
-            or not to_list
-            or not all(isinstance(a, str) and _ADDRESS.match(a) for a in to_list)
-        ):
-            problems.append(FieldProblem(f"{path}.to", "required: an address or a list of addresses"))
-        sender = doc.get("from")
-        if not isinstance(sender, str) or not _ADDRESS.match(sender):
-            problems.append(FieldProblem(f"{path}.from", "required: the sender's address"))
-        smarthost = doc.get("smarthost")
-        if not isinstance(smarthost, str) or not _HOSTPORT.match(smarthost):
-            problems.append(FieldProblem(f"{path}.smarthost", "required: host:port of the SMTP server"))
+        if not isinstance(to_list, list) or not to_list or not all(is_address(a) for a in to_list):
+            problems.append(
+                FieldProblem(f"{path}.to", "required: an address or a list of addresses (name@host)")
+            )
+        if not is_address(doc.get("from")):
+            problems.append(FieldProblem(f"{path}.from", "required: the sender's address (name@host)"))
+        problems += _smarthost(doc.get("smarthost"), f"{path}.smarthost")
         starttls = doc.get("starttls", False)
         if not isinstance(starttls, bool):
             problems.append(FieldProblem(f"{path}.starttls", "must be true or false"))
-        out |= {"to": to_list, "from": sender, "smarthost": smarthost, "starttls": starttls}
+        out |= {
+            "to": to_list,
+            "from": doc.get("from"),
+            "smarthost": doc.get("smarthost"),
+            "starttls": starttls,
+        }
         ca_file = doc.get("ca_file")
         if ca_file is not None:
             if not isinstance(ca_file, str) or not ca_file.startswith("/"):
@@ -147,7 +200,10 @@ def parse_receiver_config(kind: object, doc: object, path: str = "config") -> di
             else:
                 out["ca_file"] = ca_file
         if "hello" in doc:
-            out["hello"] = str(doc["hello"])
+            hello = doc["hello"]
+            if not isinstance(hello, str) or len(hello) > 253 or not _HOST.fullmatch(hello):
+                problems.append(FieldProblem(f"{path}.hello", "a host name to greet the SMTP server with"))
+            out["hello"] = hello
     if problems:
         raise UserError("the receiver is invalid: nothing was changed", problems=problems)
     return out

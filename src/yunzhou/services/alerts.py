@@ -29,11 +29,20 @@ from yunzhou.domain.alerts import (
     parse_rule,
     render_default,
 )
-from yunzhou.domain.errors import Conflict, Forbidden, NotFound, invalid
+from yunzhou.domain.errors import Conflict, Forbidden, NotFound, UserError, invalid
+from yunzhou.services.alert_deliveries import (
+    DeliveryOutcome,
+    deliveries,
+    delivery_view,
+    record_outcomes,
+    refuse_webhook_to_self,
+    stored_problem,
+)
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
 from yunzhou.services.context import Caller, iso, record_audit
 from yunzhou.store.models import (
     ActiveAlert,
+    AlertDelivery,
     AlertEvent,
     AlertReceiver,
     AlertRuleHealth,
@@ -90,6 +99,7 @@ class Receiver:
     kind: str
     config: Mapping[str, Any]
     route: Route
+    problem: str = ""  # why the stored receiver cannot be used: each delivery fails with it, recorded
 
 
 def _scope_of(row: AlertRuleRow | AlertSilence | AlertReceiver) -> RuleScope:
@@ -146,7 +156,7 @@ def silence_view(s: AlertSilence, now: datetime) -> dict[str, Any]:
     }
 
 
-def receiver_view(r: AlertReceiver) -> dict[str, Any]:
+def receiver_view(r: AlertReceiver, delivery: AlertDelivery | None = None) -> dict[str, Any]:
     return {
         "name": r.name,
         "project": r.project or None,
@@ -156,6 +166,7 @@ def receiver_view(r: AlertReceiver) -> dict[str, Any]:
         "created_at": iso(r.created_at),
         "created_by": r.created_by,
         "version": r.version,
+        "delivery": delivery_view(delivery),
     }
 
 
@@ -314,14 +325,19 @@ class AlertService:
     def list_receivers(self, caller: Caller, project: str) -> list[dict[str, Any]]:
         with self.ctx.db.transaction() as s:
             self._check_readable(s, caller, RuleScope(project))
-            rows = s.scalars(
-                select(AlertReceiver).where(AlertReceiver.project == project).order_by(AlertReceiver.name)
+            rows = list(
+                s.scalars(
+                    select(AlertReceiver).where(AlertReceiver.project == project).order_by(AlertReceiver.name)
+                )
             )
-            views = [receiver_view(r) for r in rows]
+            outcome = deliveries(s, (r.id for r in rows))
+            views = [receiver_view(r, outcome.get(r.id)) for r in rows]
         if not _may_write(caller, project):  # a webhook URL is a credential (Slack, DingTalk …)
             for v in views:
                 if "url" in v["config"]:
-                    v["config"] = {**v["config"], "url": REDACTED}
+                    url, v["config"] = v["config"]["url"], {**v["config"], "url": REDACTED}
+                    if v["delivery"] and v["delivery"]["last_error"]:
+                        v["delivery"]["last_error"] = v["delivery"]["last_error"].replace(str(url), REDACTED)
         return views
 
     def put_receiver(
@@ -331,6 +347,7 @@ class AlertService:
             raise invalid("name", "a DNS label: lowercase letters, digits and -")
         cfg = parse_receiver_config(kind, config)
         parsed_route = parse_route(route)
+        refuse_webhook_to_self(str(kind), cfg)  # resolves the host: on the API's worker thread
         now = self.ctx.clock()
         scope = RuleScope(project)
         with self.ctx.db.transaction() as s:
@@ -351,6 +368,7 @@ class AlertService:
                 s.add(row)
             else:
                 row.kind, row.config, row.route = str(kind), cfg, parsed_route.to_dict()
+                s.execute(delete(AlertDelivery).where(AlertDelivery.receiver_id == row.id))  # a fresh start
             self._audit(s, caller, "alert.receiver.put", scope, {"name": name, "kind": kind})
             s.flush()
             return receiver_view(row)
@@ -601,11 +619,23 @@ class AlertService:
             return int(getattr(result, "rowcount", 0) or 0)
 
     def receivers(self) -> list[Receiver]:
+        """Every receiver, each checked as the API checks it: one stored invalid (before validation was
+        strict, or written around the API) is returned with its problem instead of failing them all."""
         with self.ctx.db.transaction() as s:
-            return [
-                Receiver(r.id, r.project, r.name, r.kind, r.config, parse_route(r.route))
-                for r in s.scalars(select(AlertReceiver).order_by(AlertReceiver.id))
-            ]
+            rows = list(s.scalars(select(AlertReceiver).order_by(AlertReceiver.id)))
+        out = []
+        for r in rows:
+            problem = stored_problem(r.kind, r.config, r.route)
+            try:
+                route = parse_route(r.route)
+            except UserError:  # unusable: fail (and say why) at once, not after the default group_wait
+                route = Route(group_wait_s=0.0)
+            out.append(Receiver(r.id, r.project, r.name, r.kind, r.config, route, problem))
+        return out
+
+    def record_deliveries(self, outcomes: Iterable[DeliveryOutcome]) -> None:
+        with self.ctx.db.transaction() as s:
+            record_outcomes(s, outcomes, self.ctx.clock())
 
     def active_silences(self, now: datetime) -> list[tuple[str, tuple[Matcher, ...]]]:
         with self.ctx.db.transaction() as s:

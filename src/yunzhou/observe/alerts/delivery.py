@@ -13,7 +13,10 @@ from typing import Any
 
 import httpx
 
+from yunzhou.outbound import OutboundPolicy, Refused, Unresolved, checked_addresses
+
 TIMEOUT = 10.0
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt for an alert that has not ended
 
 
@@ -87,13 +90,35 @@ def webhook_payload(
     }
 
 
-def send_webhook(url: str, payload: Mapping[str, Any]) -> None:
+def send_webhook(url: str, payload: Mapping[str, Any], policy: OutboundPolicy | None = None) -> None:
+    """POST to the address checked against the outbound policy, pinned (Host and TLS server name stay the
+    URL's), so a name that resolves elsewhere after the check still cannot reach the control plane."""
     try:
-        response = httpx.post(url, json=payload, timeout=TIMEOUT, headers={"User-Agent": "Yunzhou-Alerts"})
-    except httpx.HTTPError as exc:
-        raise DeliveryError(f"webhook {url}: {exc}") from exc
+        target = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise DeliveryError(f"webhook URL is not valid: {exc}") from exc
+    try:
+        addresses = checked_addresses(target.host, target.port or _DEFAULT_PORTS[target.scheme], policy)
+    except (Refused, Unresolved) as exc:
+        raise DeliveryError(f"webhook to {target.host}: {exc}") from exc
+    extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+    headers = {"User-Agent": "Yunzhou-Alerts", "Host": target.netloc.decode("ascii")}
+    with httpx.Client(timeout=TIMEOUT, headers=headers) as client:
+        for i, address in enumerate(addresses):
+            try:
+                response = client.post(
+                    target.copy_with(host=str(address)), json=payload, extensions=extensions
+                )
+                break
+            except httpx.ConnectError as exc:  # as a client resolving the name would: try the next address
+                if i == len(addresses) - 1:
+                    raise DeliveryError(f"webhook to {target.host}: {exc}") from exc
+            except httpx.HTTPError as exc:
+                raise DeliveryError(f"webhook to {target.host}: {exc}") from exc
     if response.status_code >= 300:
-        raise DeliveryError(f"webhook {url} answered {response.status_code}: {response.text[:200]}")
+        raise DeliveryError(
+            f"webhook to {target.host} answered {response.status_code}: {response.text[:200]}"
+        )
 
 
 def email_message(config: Mapping[str, Any], payload: Mapping[str, Any]) -> EmailMessage:
@@ -131,16 +156,16 @@ def email_message(config: Mapping[str, Any], payload: Mapping[str, Any]) -> Emai
 
 def send_email(config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
     host, _, port = str(config["smarthost"]).rpartition(":")
-    message = email_message(config, payload)
     try:
+        message = email_message(config, payload)
         with smtplib.SMTP(
             host.strip("[]"), int(port), local_hostname=config.get("hello"), timeout=TIMEOUT
         ) as smtp:
             if config.get("starttls"):
                 smtp.starttls(context=ssl.create_default_context(cafile=config.get("ca_file")))
             smtp.send_message(message)
-    except (OSError, smtplib.SMTPException) as exc:
-        raise DeliveryError(f"email via {config['smarthost']}: {exc}") from exc
+    except (OSError, ValueError, smtplib.SMTPException) as exc:  # ValueError: a header no message may hold
+        raise DeliveryError(f"email via {config['smarthost']!r}: {exc}") from exc
 
 
 def deliver(kind: str, config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:

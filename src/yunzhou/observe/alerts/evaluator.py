@@ -20,6 +20,7 @@ from yunzhou.observe.alerts.healing import Healer
 from yunzhou.observe.alerts.notifier import Notifier, Sent, silenced
 from yunzhou.observe.alerts.scoped import scoped_engine
 from yunzhou.services import ControlPlane
+from yunzhou.services.alert_deliveries import DeliveryOutcome
 from yunzhou.services.alerts import RuleInstance, where_of
 
 log = logging.getLogger("yunzhou.observe.alerts")
@@ -124,8 +125,13 @@ class AlertEvaluator:
         alerts.forget({i.key for i in plan})
 
     def flush(self, now: float | None = None) -> list[Sent]:
+        """Send what is due, and record how each receiver's messages went (shown with the receiver)."""
         now = self.now() if now is None else now
-        return self.notifier.flush(now, self.cp.alerts.active_silences(self.cp.ctx.clock()))
+        sent = self.notifier.flush(now, self.cp.alerts.active_silences(self.cp.ctx.clock()))
+        self.cp.alerts.record_deliveries(
+            DeliveryOutcome(m.receiver_id, m.error, m.next_retry) for m in sent if m.receiver_id
+        )
+        return sent
 
     def _notified(self, inst: RuleInstance, st: AlertState, ended: float | None = None) -> NotifiedAlert:
         project = where_of(inst.scope, st.labels)[0]  # a project's rule notifies that project only

@@ -27,6 +27,11 @@ log = logging.getLogger("yunzhou.observe.alerts")
 Deliver = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
 Silences = Sequence[tuple[str, tuple[Matcher, ...]]]
 STALE_AFTER = 240.0  # Prometheus' endsAt: 4 × its resend delay (1m) after the last evaluation that sent it
+RETRY_FIRST, RETRY_MAX = 2.0, 300.0  # a failed message is tried again after 2 s, 4 s, 8 s … at most 5 min
+
+
+def retry_delay(failures: int, first: float = RETRY_FIRST, most: float = RETRY_MAX) -> float:
+    return float(min(most, first * 2 ** min(max(failures - 1, 0), 30)))
 
 
 @dataclass
@@ -38,6 +43,7 @@ class _Group:
     seen: dict[str, float] = field(default_factory=dict)  # fingerprint → when last observed
     last_sent: float | None = None
     sent_firing: frozenset[str] = frozenset()
+    failures: int = 0  # consecutive failed deliveries: the next retry waits retry_delay(failures)
 
     @property
     def key(self) -> str:
@@ -55,6 +61,8 @@ class Sent:
     status: str
     fingerprints: tuple[str, ...]
     error: str | None = None
+    receiver_id: int = 0
+    next_retry: float | None = None  # when a failed message is tried again
 
 
 def silenced(labels: Mapping[str, str], silences: Silences, project: str) -> bool:
@@ -78,10 +86,16 @@ class Notifier:
     a receiver's whole timeout) happen outside the lock, so a slow receiver never holds up evaluation."""
 
     def __init__(
-        self, external_url: str = "", deliver_fn: Deliver = deliver, *, stale_after: float = STALE_AFTER
+        self,
+        external_url: str = "",
+        deliver_fn: Deliver = deliver,
+        *,
+        stale_after: float = STALE_AFTER,
+        retry_first: float = RETRY_FIRST,
     ) -> None:
         self.external_url = external_url
         self.stale_after = stale_after
+        self.retry_first = retry_first
         self._deliver = deliver_fn
         self._groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Group] = {}
         self._lock = threading.Lock()
@@ -103,38 +117,60 @@ class Notifier:
                         continue  # resolved before any group knew it: nothing to announce
                     group = _Group(r, dict(gk), next_flush=now + r.route.group_wait_s)
                     self._groups[key] = group
+                if (group.receiver.config, group.receiver.problem) != (r.config, r.problem):
+                    group.failures = 0  # edited (fixed?): what it still owes goes out now, not after backoff
+                    group.next_flush = min(group.next_flush, now)
                 group.receiver = r  # a receiver edited in place keeps its groups
                 group.alerts[alert.fingerprint] = alert
                 group.seen[alert.fingerprint] = now
 
     def flush(self, now: float, silences: Silences) -> list[Sent]:
+        """Each receiver's failure stays its own: whatever one message raises (a refused address, a value
+        stored before validation was strict) is recorded for that group, which retries with backoff."""
+        sent = []
         with self._lock:
             outgoing = []
             for group in self._groups.values():
                 self._resolve_stale(group, now)
                 if now >= group.next_flush:
                     group.next_flush = now + group.receiver.route.group_interval_s
-                    message = self._decide(group, now, silences)
+                    try:
+                        message = self._decide(group, now, silences)
+                    except Exception as exc:  # e.g. a stored max_alerts that is not a number
+                        sent.append(self._failed(group, now, "", (), exc))
+                        continue
                     if message is not None:
                         outgoing.append(message)
             self._drop_empty()
-        sent = []
         for m in outgoing:
             g = m.group
             try:
+                if g.receiver.problem:
+                    raise DeliveryError(g.receiver.problem)
                 self._deliver(g.receiver.kind, g.receiver.config, m.payload)
-            except DeliveryError as exc:  # state kept as is: the next group_interval tries again
-                log.warning("alert notification to %s failed: %s", g.receiver.name, exc)
-                sent.append(Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints, str(exc)))
+            except Exception as exc:  # state kept as is: the group tries again after its backoff
+                with self._lock:
+                    sent.append(self._failed(g, now, m.payload["status"], m.fingerprints, exc))
                 continue
-            sent.append(Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints))
+            sent.append(
+                Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints, None, g.receiver.id)
+            )
             with self._lock:
-                g.last_sent, g.sent_firing = now, m.firing
+                g.last_sent, g.sent_firing, g.failures = now, m.firing, 0
                 self._forget_resolved(g, m.resolved)
         with self._lock:
             self._drop_empty()
         self.sent = sent
         return sent
+
+    def _failed(
+        self, g: _Group, now: float, status: str, fingerprints: tuple[str, ...], exc: Exception
+    ) -> Sent:
+        reason = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+        g.failures += 1
+        g.next_flush = now + retry_delay(g.failures, self.retry_first)
+        log.warning("alert notification to %s failed (%d in a row): %s", g.receiver.name, g.failures, reason)
+        return Sent(g.receiver.name, g.key, status, fingerprints, reason, g.receiver.id, g.next_flush)
 
     def sync_receivers(self, receivers: Iterable[Receiver]) -> None:
         """Drop the groups of receivers deleted, or whose route changed (its groups are rebuilt from the next

@@ -5,10 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
 
 from tests.conftest import BACKENDS
+from tests.integration.observe.alerts.receivers import Mailbox
 from yunzhou.store import sqlite_url
 from yunzhou.testing import PostgresServer
+from yunzhou.testing.server import free_port
 
 
 @pytest.fixture(params=BACKENDS)
@@ -23,3 +26,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = server.create_database(name)
     yield url
     server.drop_database(name)
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Mailbox, int]]:
+    """A plain SMTP server (aiosmtpd) on loopback: its mailbox and port."""
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield box, controller.port
+    finally:
+        controller.stop()

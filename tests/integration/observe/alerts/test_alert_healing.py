@@ -6,24 +6,17 @@ the alert resolves and says so; a silenced alert sends nothing and takes no acti
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Iterator
 from datetime import datetime
-from email import message_from_bytes
-from email.message import Message
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import pytest
-from aiosmtpd.controller import Controller
-
 from tests.integration.local.test_local_runtime import wait_until
+from tests.integration.observe.alerts.receivers import Mailbox, Webhook
 from yunzhou.client import YunzhouClient
+from yunzhou.outbound import ALLOW_ENV
 from yunzhou.testing import ControlPlaneProcess
-from yunzhou.testing.server import free_port
 
 APP_DIR = Path(__file__).parent / "apps" / "flaky"
 ALERT_INTERVAL = 0.5
@@ -50,59 +43,6 @@ def score(fail: bool, version: str) -> dict[str, Any]:
         },
         "service": {"ports": {"web": {"port": 8080}}},
     }
-
-
-class Webhook:
-    """A real HTTP endpoint that keeps every JSON body POSTed to it."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, fmt: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> Webhook:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Mailbox:
-    """aiosmtpd's handler protocol: keep every delivered message."""
-
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 OK"
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[Mailbox, int]]:
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield box, controller.port
-    finally:
-        controller.stop()
 
 
 class Load:
@@ -149,6 +89,7 @@ def test_error_rate_alert_notifies_rolls_back_resolves_and_silence_mutes(
 ) -> None:
     mailbox, smtp_port = smtp
     env = {"YUNZHOU_SCRAPE_INTERVAL": str(SCRAPE_INTERVAL), "YUNZHOU_ALERT_INTERVAL": str(ALERT_INTERVAL)}
+    env[ALLOW_ENV] = "127.0.0.1"  # the webhook receiver listens on loopback
     with (
         ControlPlaneProcess(tmp_path / "data", env=env) as server,
         YunzhouClient(server.url, server.admin_token) as client,

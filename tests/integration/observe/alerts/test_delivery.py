@@ -16,6 +16,7 @@ from aiosmtpd.controller import Controller
 from yunzhou.domain.alert_routing import parse_receiver_config
 from yunzhou.observe.alerts import DeliveryError, NotifiedAlert, webhook_payload
 from yunzhou.observe.alerts.delivery import deliver
+from yunzhou.outbound import ALLOW_ENV
 from yunzhou.testing._k8s_pki import CertificateAuthority
 from yunzhou.testing.server import free_port
 
@@ -79,9 +80,10 @@ def test_untrusted_certificate_and_plain_text_are_refused(tls_smtp: tuple[Mailbo
     assert box.messages == []
 
 
-def test_unreachable_endpoints_are_delivery_errors() -> None:
+def test_unreachable_endpoints_are_delivery_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")  # loopback is refused unless allowed
     port = free_port()  # nothing listens there
-    with pytest.raises(DeliveryError, match="webhook"):
+    with pytest.raises(DeliveryError, match=r"webhook to 127\.0\.0\.1: .*refused"):
         deliver("webhook", {"url": f"http://127.0.0.1:{port}/hook"}, PAYLOAD)
     email = {"to": ["a@x.test"], "from": "b@x.test", "smarthost": f"127.0.0.1:{port}"}
     with pytest.raises(DeliveryError, match="email via"):
