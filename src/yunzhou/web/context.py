@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio.from_thread
 import httpx
 from fastapi import Depends, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -26,6 +27,7 @@ MAINTAINER_ROLES = frozenset({"maintainer", "owner"})  # Permission.SECRET_REVEA
 OWNER_ROLES = frozenset({"owner"})  # Permission.MEMBER_WRITE
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+INTERNAL_API_URL = "http://yunzhou-console.internal"  # a name for in-process calls; never resolved
 
 
 class ConsoleClient(YunzhouClient):
@@ -36,6 +38,27 @@ class ConsoleClient(YunzhouClient):
             "POST", "/artifacts", content=data, headers={"Content-Type": "application/gzip"}, timeout=300.0
         )
         return str(result["digest"])
+
+
+class InProcessApi(httpx.BaseTransport):
+    """Carries the console's API calls straight into the ASGI app it is mounted in, on that app's own event
+    loop — never over a network address (least of all one taken from the request's Host header, which
+    would send the user's token wherever a crafted Host points). Called from the worker threads sync
+    console handlers run in."""
+
+    def __init__(self, app: Any) -> None:
+        self._asgi = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500, as over a socket
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+
+        async def call() -> httpx.Response:
+            inner = httpx.Request(request.method, request.url, headers=request.headers, content=body)
+            answer = await self._asgi.handle_async_request(inner)
+            content = await answer.aread()
+            return httpx.Response(answer.status_code, headers=answer.headers, content=content)
+
+        return anyio.from_thread.run(call)
 
 
 class NotLoggedIn(Exception):
@@ -66,9 +89,9 @@ class ConsoleState:
     def __init__(self, box: SessionBox | None = None) -> None:
         self.box = box or SessionBox()
         self.templates = _templates()
-        # The API's own base URL; None = the URL this request came in on. A transport, when set, carries
-        # the console's API calls in-process (tests); the token is always the user's own.
-        self.api_url: str | None = None
+        # Where the console's API calls go, with the user's own token: by default into this same app in
+        # process (InProcessApi); tests may set another transport. Never derived from the request.
+        self.api_url = INTERNAL_API_URL
         self.transport: httpx.BaseTransport | None = None
 
 
@@ -101,8 +124,8 @@ class Ctx:
         return self._client
 
     def _make_client(self, token: str) -> ConsoleClient:
-        url = self.state.api_url or str(self.request.base_url)
-        return ConsoleClient(url, token, transport=self.state.transport, retries=0, timeout=60.0)
+        transport = self.state.transport or InProcessApi(self.request.app)
+        return ConsoleClient(self.state.api_url, token, transport=transport, retries=0, timeout=60.0)
 
     def close(self) -> None:
         if self._client is not None:
