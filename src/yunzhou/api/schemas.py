@@ -124,6 +124,31 @@ class Rollout(BaseModel):
     updated_at: str
 
 
+class ProbeReport(BaseModel):
+    probe: str = Field(description="readiness or liveness")
+    type: str = Field(description="http, tcp or exec")
+    target: str = Field(description="what it checks, e.g. GET /healthz")
+    ok: bool
+    result: str = Field(description="e.g. HTTP 503, connection refused, exit 1")
+    since: str | None = Field(description="when this outcome began")
+
+
+class Diagnosis(BaseModel):
+    """Why an app's instances do not serve: the most telling failing instance."""
+
+    reason: str = Field(
+        description="CrashLoopBackOff, Failed, LivenessProbeFailing, ReadinessProbeFailing, Restarted"
+    )
+    message: str
+    instance: str
+    release: int
+    state: str
+    restarts: int
+    last_exit: str | None
+    stderr: list[str] = Field(description="its last stderr lines (at most 10 / 2 KiB), secrets masked")
+    probe: ProbeReport | None = Field(description="its last probe result (a failing one first)")
+
+
 class App(BaseModel):
     project: str
     env: str
@@ -136,6 +161,7 @@ class App(BaseModel):
     status: str
     route: str
     conditions: list[dict[str, Any]]
+    diagnosis: Diagnosis | None = None
     rollout: Rollout | None
     created_at: str
     updated_at: str

@@ -31,7 +31,14 @@ from yunzhou.cli.common import (
     text,
 )
 from yunzhou.cli.deploy import release_line
-from yunzhou.cli.progress import TimeoutOption, WaitOption, describe, follow_rollout, strategy_text
+from yunzhou.cli.progress import (
+    TimeoutOption,
+    WaitOption,
+    describe,
+    diagnosis_lines,
+    follow_rollout,
+    strategy_text,
+)
 
 Json = dict[str, Any]
 release_app = typer.Typer(help="Inspect one release.", no_args_is_help=True)
@@ -92,6 +99,12 @@ def _print_status(app: Json) -> None:
             table.add_row(*(escape(text(cell)) for cell in cells))
         out_console().print()
         out_console().print(table)
+    why = diagnosis_lines(app.get("diagnosis"))
+    if why:
+        out_console().print()
+        out_console().print("[bold]Why it does not serve[/]")
+        for line in why:
+            out_console().print(escape(f"  {line}"), soft_wrap=True)
 
 
 def scale(

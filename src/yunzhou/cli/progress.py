@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from yunzhou.cli.common import CommandFailed, err_console, say
+from yunzhou.cli.common import CommandFailed, err_console, say, short_time
 from yunzhou.client import ClientError, WaitTimeout, YunzhouClient
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.settings import DEFAULT_PROGRESS_DEADLINE_S, progress_deadline
@@ -48,6 +48,48 @@ def describe(rollout: Json) -> str:
     strategy = f" ({name})" if name else ""
     message = f": {rollout['message']}" if rollout.get("message") else ""
     return f"{kind} {rollout.get('id')}{release}{strategy} — {rollout.get('state', '?')}{message}"
+
+
+def diagnosis_lines(diagnosis: Json | None) -> list[str]:
+    """An app's diagnosis (why its instances do not serve) as lines: the instance, its last probe result
+    and its last stderr lines."""
+    if not diagnosis:
+        return []
+    d = diagnosis
+    last_exit = f", last exit: {d['last_exit']}" if d.get("last_exit") else ""
+    lines = [
+        f"instance {d.get('instance')} (release {d.get('release')}): {d.get('reason')} ({d.get('state')})"
+        f"{last_exit}, {d.get('restarts', 0)} restarts"
+    ]
+    probe = d.get("probe")
+    if probe:
+        outcome = "ok" if probe.get("ok") else "failing"
+        since = f" ({outcome} since {short_time(probe['since'])})" if probe.get("since") else ""
+        lines.append(f"last probe: {probe.get('probe')} {probe.get('target')} → {probe.get('result')}{since}")
+    stderr = d.get("stderr") or []
+    if stderr:
+        lines.append("last stderr lines:")
+        lines += [f"  {line}" + (f" (×{count})" if count > 1 else "") for line, count in _folded(stderr)]
+    return lines
+
+
+def _folded(lines: list[str]) -> list[tuple[str, int]]:
+    """Consecutive repeats as one line and a count (a crash loop prints the same last words each run)."""
+    out: list[tuple[str, int]] = []
+    for line in lines:
+        if out and out[-1][0] == line:
+            out[-1] = (line, out[-1][1] + 1)
+        else:
+            out.append((line, 1))
+    return out
+
+
+def _diagnosis_of(client: YunzhouClient, address: AppAddress) -> list[str]:
+    try:
+        app = client.get_app(address.project, address.env, address.app)
+    except ClientError:  # the failure itself is reported either way
+        return []
+    return diagnosis_lines(app.get("diagnosis"))
 
 
 def _idle_limit(client: YunzhouClient, address: AppAddress) -> float:
@@ -121,8 +163,9 @@ def follow_rollout(
             hint=f"`yunzhou rollouts {address}` shows what replaced it",
         )
     reason = f": {final['message']}" if final.get("message") else ""
+    details = "".join(f"\n  {line}" for line in _diagnosis_of(client, address))
     raise CommandFailed(
-        f"rollout {final.get('id')} of {address} failed{reason}",
+        f"rollout {final.get('id')} of {address} failed{reason}{details}",
         hint=f"`yunzhou status {address}` shows its conditions; `yunzhou rollback {address}` restores the "
         "previous release",
     )

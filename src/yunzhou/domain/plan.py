@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 #: The kind of a rollout that replaces named instances of the desired release (``strategy.instances``).
 INSTANCE_RESTART = "restart-instances"
+#: The app condition that says why its instances do not serve (key ``diagnosis``: the failing instance's
+#: last stderr lines and probe result); written by the app controller, shown by the app's view.
+INSTANCE_HEALTH = "InstanceHealth"
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from yunzhou.domain.names import default_host
 from yunzhou.domain.plan import INSTANCE_RESTART
 from yunzhou.domain.settings import DEFAULT_PROGRESS_DEADLINE_S
 from yunzhou.reconcile.config import resource_outputs
+from yunzhou.reconcile.diagnosis import CONDITION as HEALTH
+from yunzhou.reconcile.diagnosis import diagnose, mask
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
 from yunzhou.services.context import iso
@@ -225,6 +227,10 @@ class AppController:
         rollout_started: datetime | None,
     ) -> None:
         now = self.clock()
+        secrets = intent.secret_values() | (intent.previous.secret_values() if intent.previous else set())
+        diagnosis = None if intent.removing else diagnose(obs.instances, intent.release, secrets)
+        if obs.failure:
+            obs = replace(obs, failure=_with_stderr(mask(obs.failure, secrets), diagnosis))
         with self.db.transaction() as s:
             if intent.removing and obs.gone:
                 s.execute(delete(App).where(App.id == app_id))
@@ -248,7 +254,7 @@ class AppController:
                 status = "progressing"
             else:
                 status = "degraded"
-            conditions = _conditions(app.conditions, now, intent, obs, overdue)
+            conditions = _conditions(app.conditions, now, intent, obs, overdue, diagnosis)
             values: dict[str, Any] = {}
             if app.ready_replicas != obs.ready:
                 values["ready_replicas"] = obs.ready
@@ -399,8 +405,34 @@ def _set_condition(
     return out
 
 
+def _with_stderr(failure: str, diagnosis: dict[str, Any] | None) -> str:
+    """A crash's failure message with the crashed instance's last stderr line (what `--wait` prints)."""
+    if diagnosis is None or not diagnosis["stderr"] or "last stderr:" in failure:
+        return failure
+    if diagnosis["reason"] not in ("CrashLoopBackOff", "Failed") or "CrashLoopBackOff" not in failure:
+        return failure
+    return f"{failure}; last stderr: {diagnosis['stderr'][-1]}"
+
+
+def _health(current: list[Any], now: datetime, diagnosis: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The InstanceHealth condition: False with the diagnosis while an instance fails; once there was
+    one, True again when none does (like Rendered, absent for an app that never had a problem)."""
+    if diagnosis is None:
+        if not any(c.get("type") == HEALTH for c in current):
+            return list(current)
+        return _set_condition(current, now, HEALTH, "True", "Healthy", "no instance is failing")
+    out = _set_condition(current, now, HEALTH, "False", diagnosis["reason"], diagnosis["message"])
+    detail = {k: v for k, v in diagnosis.items() if k not in ("reason", "message")}
+    return [{**c, "diagnosis": detail} if c.get("type") == HEALTH else c for c in out]
+
+
 def _conditions(
-    current: list[Any], now: datetime, intent: AppIntent, obs: AppObservation, overdue: bool
+    current: list[Any],
+    now: datetime,
+    intent: AppIntent,
+    obs: AppObservation,
+    overdue: bool,
+    diagnosis: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     want = intent.replicas
     if want == 0:
@@ -424,6 +456,7 @@ def _conditions(
         progressing = ("True", "RolloutInProgress", obs.waiting_for)
     out = _set_condition(current, now, "Available", *available)
     out = _set_condition(out, now, "Progressing", *progressing)
+    out = _health(out, now, diagnosis)
     if obs.not_rendered or any(c.get("type") == "Rendered" for c in out):
         out = _set_condition(out, now, "Rendered", *_rendered(obs.not_rendered))
     if obs.not_routed or any(c.get("type") == "Routed" for c in out):

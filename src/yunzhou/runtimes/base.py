@@ -22,6 +22,47 @@ INSTANCE_STATES: Final[tuple[InstanceState, ...]] = (
 )
 
 
+#: How much of an instance's stderr its status carries (the last lines, at most this many / bytes).
+STDERR_TAIL_LINES: Final = 10
+STDERR_TAIL_BYTES: Final = 2048
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """An instance's last readiness or liveness check: ``probe`` (``readiness``/``liveness``), ``kind``
+    (``http``/``tcp``/``exec``), ``target`` (``GET /healthz``, ``TCP port 8080``, ``exec ./check``),
+    ``ok`` and ``detail`` (``HTTP 503``, ``connection refused``, ``exit 1``). ``at`` is when it ran and
+    ``since`` when the current run of the same outcome began (wall-clock seconds since the epoch)."""
+
+    probe: str
+    kind: str
+    target: str
+    ok: bool
+    detail: str
+    at: float
+    since: float
+
+    def line(self) -> str:
+        """``readiness GET /healthz → HTTP 503``."""
+        return f"{self.probe} {self.target} → {self.detail}"
+
+
+def stderr_tail(lines: list[str] | tuple[str, ...]) -> tuple[str, ...]:
+    """The last lines that fit ``STDERR_TAIL_LINES`` and ``STDERR_TAIL_BYTES`` (a longer last line is cut)."""
+    kept: list[str] = []
+    size = 0
+    for line in reversed(lines[-STDERR_TAIL_LINES:]):
+        room = STDERR_TAIL_BYTES - size
+        if room <= 0:
+            break
+        encoded = line.encode()
+        if len(encoded) > room:
+            line = encoded[:room].decode(errors="ignore")
+        kept.append(line)
+        size += len(line.encode()) + 1
+    return tuple(reversed(kept))
+
+
 @dataclass(frozen=True)
 class InstanceStatus:
     """One running copy of an app as the runtime sees it (a process locally, a Pod on Kubernetes).
@@ -30,7 +71,10 @@ class InstanceStatus:
     ``crashloop`` (exited; waiting ``next_restart_at`` before the next start — CrashLoopBackOff),
     ``terminating``, ``stopped`` or ``failed`` (cannot be run; ``reason`` says why).
     ``last_exit`` is how the previous process ended: ``"exit 1"``, ``"signal 9"``, ``"OOMKilled"``.
-    Times (``started_at``, ``next_restart_at``) are on the driver's clock.
+    Times (``started_at``, ``next_restart_at``) are on the driver's clock. ``stderr_tail``: the last
+    lines the instance wrote to stderr (its previous run's, after a crash; see ``stderr_tail()``);
+    ``last_probe``: its last check that matters (a failing one first), None when none ran or the driver
+    cannot see them.
     """
 
     instance_id: str
@@ -47,6 +91,8 @@ class InstanceStatus:
     memory_bytes: int
     started_at: float | None
     next_restart_at: float | None
+    stderr_tail: tuple[str, ...] = ()
+    last_probe: ProbeResult | None = None
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

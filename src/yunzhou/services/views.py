@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from yunzhou.domain.names import default_host
+from yunzhou.domain.plan import INSTANCE_HEALTH
 from yunzhou.services.context import iso
 from yunzhou.store.models import App, AuditEvent, Environment, Instance, Project, Release, Rollout, Token
 
@@ -61,12 +62,21 @@ def app_view(
         "ready_replicas": a.ready_replicas,
         "status": "removing" if a.removing else a.status,
         "route": f"http://{default_host(a.name, env, project, base_domain)}{router_base}",
-        "conditions": a.conditions,
+        "conditions": [{k: v for k, v in c.items() if k != "diagnosis"} for c in a.conditions],
+        "diagnosis": _diagnosis(a.conditions),
         "rollout": rollout_view(rollout, address) if rollout else None,
         "created_at": iso(a.created_at),
         "updated_at": iso(a.updated_at),
         "version": a.version,
     }
+
+
+def _diagnosis(conditions: list[Any]) -> dict[str, Any] | None:
+    """Why the app's instances do not serve (the InstanceHealth condition's detail), None when they do."""
+    for c in conditions:
+        if c.get("type") == INSTANCE_HEALTH and c.get("status") == "False" and c.get("diagnosis"):
+            return {"reason": c.get("reason"), "message": c.get("message"), **c["diagnosis"]}
+    return None
 
 
 def release_view(r: Release, address: str, *, full: bool) -> dict[str, Any]:

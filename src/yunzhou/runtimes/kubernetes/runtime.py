@@ -26,7 +26,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from yunzhou.domain.canary import MetricQuery
 from yunzhou.domain.errors import PermanentError, TemporaryError
-from yunzhou.runtimes.base import InstanceStatus
+from yunzhou.runtimes.base import InstanceStatus, stderr_tail
 from yunzhou.runtimes.kubernetes.canary import CanaryDriver
 from yunzhou.runtimes.kubernetes.cluster import translated
 from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
@@ -427,11 +427,15 @@ def _pod_status(pod: Any, address: str) -> InstanceStatus:
     restarts = 0
     last_exit = None
     waiting_reason = ""
+    message = ""  # the crashed container's last log lines (terminationMessagePolicy FallbackToLogsOnError)
     for cs in (status.containerStatuses or []) if status else []:
         restarts += cs.restartCount or 0
         if cs.lastState and cs.lastState.terminated:
             t = cs.lastState.terminated
             last_exit = t.reason if t.reason == "OOMKilled" else f"exit {t.exitCode}"
+            message = t.message or message
+        if cs.state and cs.state.terminated and cs.state.terminated.message:
+            message = cs.state.terminated.message
         if cs.state and cs.state.waiting and cs.state.waiting.reason:
             waiting_reason = cs.state.waiting.reason
     phase = (status.phase if status else None) or "Pending"
@@ -463,4 +467,7 @@ def _pod_status(pod: Any, address: str) -> InstanceStatus:
         memory_bytes=0,
         started_at=None,
         next_restart_at=None,
+        # TODO(#14): the last probe result: the kubelet reports failing probes only as Events
+        # ("Readiness probe failed: HTTP probe failed with statuscode: 503"), which this does not read yet
+        stderr_tail=stderr_tail(message.splitlines()),
     )

@@ -10,11 +10,19 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from yunzhou.runtimes.base import InstanceState, InstanceStatus
+from yunzhou.runtimes.base import (
+    STDERR_TAIL_LINES,
+    InstanceState,
+    InstanceStatus,
+    ProbeResult,
+    stderr_tail,
+)
 
 from . import procfs
 from .cgroups import InstanceCgroup
@@ -83,6 +91,8 @@ class Instance:
         self._popen: subprocess.Popen[bytes] | None = None
         self._oom_before = -1  # the group's OOM-kill counter when the current process started
         self._failcnt_before = 0
+        self._stderr: deque[str] = deque(maxlen=STDERR_TAIL_LINES)  # across restarts: why it crashed
+        self._probes: dict[str, ProbeResult] = {}  # "readiness"/"liveness" → its last result
 
     # ---- reading (any thread, caller holds cond) ---------------------------------------------------
     def status(self) -> InstanceStatus:
@@ -109,7 +119,30 @@ class Instance:
             memory_bytes=memory,
             started_at=self.started_at,
             next_restart_at=self.next_restart_at,
+            stderr_tail=stderr_tail(list(self._stderr)),
+            last_probe=self._last_probe(),
         )
+
+    def _last_probe(self) -> ProbeResult | None:
+        """A failing liveness check, else a failing readiness check, else the latest (caller holds cond)."""
+        found = [p for p in (self._probes.get("liveness"), self._probes.get("readiness")) if p is not None]
+        failing = [p for p in found if not p.ok]
+        if failing:
+            return failing[0]
+        return max(found, key=lambda p: p.at) if found else None
+
+    def note_stderr(self, raw: bytes) -> None:
+        """Keep a stderr line for the status (any thread)."""
+        with self.cond:
+            self._stderr.append(raw.decode("utf-8", errors="replace").rstrip("\r"))
+
+    def _note_probe(self, which: str, probe: Probe, ok: bool, detail: str) -> None:
+        """Record a check's result (caller holds cond); ``since`` moves only when the outcome changes."""
+        now = time.time()
+        before = self._probes.get(which)
+        since = before.since if before is not None and before.ok == ok else now
+        self._probes[which] = ProbeResult(which, probe.kind, _probe_target(probe, self.spec.port), ok,
+                                          detail, now, since)  # fmt: skip
 
     def _set(self, **changes: object) -> None:
         with self.cond:
@@ -276,6 +309,7 @@ class Instance:
             with self.cond:
                 if self.stop_requested:
                     return  # terminating: readiness no longer matters
+                self._note_probe("readiness", probe, ok, detail)
                 if ok:
                     failures = 0
                     if not self.ready:
@@ -303,6 +337,8 @@ class Instance:
         failures = 0
         while True:
             ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.child_env(), spec.user)
+            with self.cond:
+                self._note_probe("liveness", probe, ok, detail)
             failures = 0 if ok else failures + 1
             if failures >= probe.failure_threshold:
                 return f"liveness probe failed {failures} times: {detail}"
@@ -327,6 +363,15 @@ class Instance:
             if self.cgroup.remove():
                 return
             await asyncio.sleep(0.02)
+
+
+def _probe_target(probe: Probe, port: int) -> str:
+    """What a check looks at, as a person would say it: ``GET /healthz``, ``TCP port 8080``."""
+    if probe.kind == "http":
+        return f"GET {probe.path}" + (f" on port {probe.port}" if probe.port is not None else "")
+    if probe.kind == "tcp":
+        return f"TCP port {probe.port if probe.port is not None else port}"
+    return "exec " + " ".join(probe.argv)[:200]
 
 
 def _make_home(home: Path, uid: int) -> None:
@@ -370,6 +415,8 @@ def _read_lines(
     def emit(lines: list[bytes]) -> None:
         for line in lines:
             inst.pump.offer(spec.app, spec.instance_id, spec.release, name, line)
+            if name == "stderr":
+                inst.note_stderr(line)
 
     def readable() -> None:
         for _ in range(8):  # bounded, so one chatty child cannot starve the loop
