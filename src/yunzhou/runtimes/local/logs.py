@@ -8,9 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+from yunzhou.domain.masking import NO_MASK, SecretMask
+
 from .spec import LogLine, LogStream
 
-_Raw = tuple[float, str, str, int, LogStream, bytes]
+_Raw = tuple[float, str, str, int, LogStream, bytes, SecretMask]
 
 
 def parse_fields(line: str) -> Mapping[str, object]:
@@ -78,11 +80,20 @@ class LogPump:
             self._thread = threading.Thread(target=self._run, name="yunzhou-log-sink", daemon=True)
             self._thread.start()
 
-    def offer(self, app: str, instance_id: str, release: int, stream: LogStream, raw: bytes) -> None:
+    def offer(
+        self,
+        app: str,
+        instance_id: str,
+        release: int,
+        stream: LogStream,
+        raw: bytes,
+        mask: SecretMask = NO_MASK,
+    ) -> None:
+        """``mask``: the instance's secret values, replaced by *** before the line reaches the sink."""
         if self._sink is None:
             return
-        try:  # decoding and JSON parsing happen on the sink thread, off the event loop
-            self._queue.put_nowait((time.time(), app, instance_id, release, stream, raw))
+        try:  # decoding, masking and JSON parsing happen on the sink thread, off the event loop
+            self._queue.put_nowait((time.time(), app, instance_id, release, stream, raw, mask))
         except queue.Full:
             with self._lock:
                 self.dropped += 1
@@ -93,8 +104,8 @@ class LogPump:
             item = self._queue.get()
             if item is None:
                 return
-            at, app, instance_id, release, stream, raw = item
-            text = raw.decode("utf-8", errors="replace").rstrip("\r")
+            at, app, instance_id, release, stream, raw, mask = item
+            text = mask.apply(raw.decode("utf-8", errors="replace").rstrip("\r"))
             try:
                 self._sink(LogLine(at, app, instance_id, release, stream, text, parse_fields(text)))
             except Exception:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
+from yunzhou.domain.masking import NO_MASK, SecretMask
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.runtimes.local.spec import Probe, ProcessSpec
@@ -24,6 +25,7 @@ class Rendered:
     memory_limit_bytes: int | None
     cpu_limit_millis: int | None
     warnings: tuple[str, ...]
+    log_mask: SecretMask = field(default=NO_MASK, repr=False)
 
     def spec(
         self,
@@ -46,6 +48,7 @@ class Rendered:
             liveness=self.liveness,
             memory_limit_bytes=self.memory_limit_bytes,
             cpu_limit_millis=self.cpu_limit_millis,
+            log_mask=self.log_mask,
         )
 
 
@@ -100,4 +103,5 @@ def render(intent: AppIntent, base_env: Mapping[str, str]) -> Rendered:
         memory_limit_bytes=limits.memory_bytes if limits else None,
         cpu_limit_millis=limits.millicores if limits else None,
         warnings=tuple(warnings),
+        log_mask=SecretMask.of(intent.secret_values()),
     )

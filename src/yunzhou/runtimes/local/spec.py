@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from yunzhou.domain.masking import NO_MASK, SecretMask
+
 LogStream = Literal["stdout", "stderr"]
 
 
@@ -62,6 +64,8 @@ class ProcessSpec:
     grace_seconds: float = 10.0
     user: int | None = None
     home: Path | None = None
+    # the release's secret values (and their encodings), masked as *** in every line it logs
+    log_mask: SecretMask = field(default=NO_MASK, repr=False)
 
     def __post_init__(self) -> None:
         if (self.user is None) != (self.home is None):

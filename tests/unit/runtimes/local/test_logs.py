@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from yunzhou.domain.masking import SecretMask
 from yunzhou.runtimes.local.logs import LineSplitter, LogPump, parse_fields
 from yunzhou.runtimes.local.spec import LogLine
 
@@ -63,3 +64,16 @@ def test_a_failing_sink_does_not_stop_delivery() -> None:
     pump.close()
     assert got == ["a", "b"]
     assert pump.sink_errors == 1
+
+
+def test_the_pump_masks_the_instances_secrets_before_the_sink_sees_the_line() -> None:
+    got: list[LogLine] = []
+    pump = LogPump(got.append)
+    mask = SecretMask.of(["hunter2-hunter2"])
+    pump.offer("shop/dev/web", "web-1", 1, "stdout", b'{"msg": "login", "password": "hunter2-hunter2"}', mask)
+    pump.offer("shop/dev/web", "web-1", 1, "stderr", b"KEY=hunter2-hunter2", mask)
+    pump.close()
+    assert [(g.line, dict(g.fields)) for g in got] == [
+        ('{"msg": "login", "password": "***"}', {"msg": "login", "password": "***"}),
+        ("KEY=***", {}),
+    ]
