@@ -414,7 +414,7 @@ def _read_lines(
 
     def emit(lines: list[bytes]) -> None:
         for line in lines:
-            inst.pump.offer(spec.app, spec.instance_id, spec.release, name, line)
+            inst.pump.offer(spec.app, spec.instance_id, spec.release, name, line, spec.log_mask)
             if name == "stderr":
                 inst.note_stderr(line)
 
