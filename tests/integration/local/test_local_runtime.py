@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from yunzhou.client import YunzhouClient
+from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.testing import ControlPlaneProcess, polling
 
 APPS = Path(__file__).parent / "apps"
@@ -239,6 +240,9 @@ def _alive(pid: int) -> bool:
 
 
 def _count_app_processes(data: Path) -> int:
+    """Live processes working in this data dir's releases (under the instance root when isolated)."""
+    root = Isolation.from_env(data, {}).root  # as the test server sees it: no YUNZHOU_* variables
+    places = (str(data), str(root)) if root is not None else (str(data),)
     count = 0
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -248,7 +252,7 @@ def _count_app_processes(data: Path) -> int:
             stat = (proc / "stat").read_text()
         except OSError:
             continue
-        if cwd.startswith(str(data)) and ") Z" not in stat:
+        if cwd.startswith(places) and ") Z" not in stat:
             count += 1
     return count
 
