@@ -26,6 +26,7 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 
 from yunzhou.domain.canary import MetricQuery
 from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.domain.masking import SecretMask
 from yunzhou.runtimes.base import InstanceStatus, stderr_tail
 from yunzhou.runtimes.kubernetes.canary import CanaryDriver
 from yunzhou.runtimes.kubernetes.cluster import translated
@@ -224,8 +225,11 @@ class KubernetesRuntime:
     def logs(
         self, intent: AppIntent, *, since_seconds: int | None, instance: str | None, limit: int
     ) -> list[dict[str, Any]]:
-        """Pod logs through the API server (which asks each node's kubelet), newest ``limit`` per pod."""
+        """Pod logs through the API server (which asks each node's kubelet), newest ``limit`` per pod; the
+        release's secret values masked as on the local target (docs/logs.md)."""
         cluster, namespace = self._placement(intent)
+        previous = intent.previous.secret_values() if intent.previous else frozenset()
+        mask = SecretMask.of(intent.secret_values() | previous)
         client, _ = self.connect(cluster)
         with FIRST_USE("list", "Pod"), translated(cluster, "listing pods"):
             pods = list(client.list(Pod, namespace=namespace, labels={APP_LABEL: app_key(intent.address)}))
@@ -251,8 +255,9 @@ class KubernetesRuntime:
             for line in lines:
                 stamp, _, text = line.partition(" ")
                 records.append(
-                    {"instance": name, "time": stamp, "stream": "stdout", "line": text, "release": release}
-                )
+                    {"instance": name, "time": stamp, "stream": "stdout", "line": mask.apply(text),
+                     "release": release}
+                )  # fmt: skip
         return sorted(records, key=lambda r: str(r["time"]))
 
     def forget(self, app_id: int) -> int:
