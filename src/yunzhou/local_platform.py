@@ -83,6 +83,7 @@ class LocalPlatform:
         if killed:
             log.warning("stopped %d instance process(es) left by a previous run", len(killed))
         _kill_leftover_router(self.router_pid_file)
+        self.isolation.remove_all()  # homes a kill -9 left behind; releases are unpacked again as needed
         (log.info if self.isolation.enabled else log.warning)("instance isolation: %s", self.isolation.note)
         self.supervisor.start()
         self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))

@@ -8,7 +8,8 @@ of one app share it (they run the same code with the same environment).
 What such a uid can reach lives under the *instance root* (not the data dir, which stays 0700 with the
 admin token, the keyring, the database, the logs and the router's files)::
 
-    <instance root>/                root 0711   (default /var/lib/yunzhou-instances/<data dir hash>)
+    <instance root>/                root 0711   ($YUNZHOU_INSTANCE_ROOT or /var/lib/yunzhou-instances,
+                                                 then /<data dir hash>)
       <uid>/                        root:<uid> 0750   only this app (and root) may enter
         releases/<sha256>/          root:<uid> 0750 dirs, 0440/0550 files: the release, read-only
         homes/<instance id>/        <uid>:<uid> 0700   HOME and TMPDIR, removed when it stops
@@ -88,12 +89,13 @@ class Isolation:
                 " (run the server as root to give each app a user of its own)",
                 data_dir,
             )
-        root = Path(env.get(ENV_INSTANCE_ROOT) or DEFAULT_INSTANCE_ROOT / scope).resolve()
+        # always a directory of our own below the configured one: it is removed at every start and stop
+        root = Path(env.get(ENV_INSTANCE_ROOT) or DEFAULT_INSTANCE_ROOT).resolve() / scope
         blocked = _untraversable(root.parent)
         if blocked is not None:
             raise RuntimeError(
-                f"{ENV_INSTANCE_ROOT}={root}: other users cannot pass through {blocked}, so instances could"
-                " not reach their files; choose a directory below world-traversable parents"
+                f"instance root {root} ({ENV_INSTANCE_ROOT}): other users cannot pass through {blocked}, so"
+                " instances could not reach their files; choose a directory below world-traversable parents"
             )
         return cls(True, f"instances run as a user of their own per app, files under {root}", data_dir, root)
 
