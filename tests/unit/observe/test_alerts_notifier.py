@@ -90,15 +90,49 @@ def test_silenced_alerts_are_never_sent_firing_or_resolved() -> None:
     assert out.sent == []
 
 
-def test_failed_delivery_is_retried_at_the_next_interval() -> None:
+def test_failed_delivery_is_retried_with_backoff_until_it_goes_through() -> None:
     out = Outbox()
     n, r = Notifier(deliver_fn=out), [receiver()]
     n.observe(r, alert(), 0)
     out.fail = True
-    assert n.flush(10, [])[0].error == "connection refused"
+    failed = n.flush(10, [])
+    assert [(m.error, m.next_retry) for m in failed] == [("connection refused", 12.0)]
+    assert n.flush(11, []) == []  # not before its backoff
+    assert [m.next_retry for m in n.flush(12, [])] == [16.0]  # 2 s, then 4 s, 8 s … at most 5 min
+    assert [m.next_retry for m in n.flush(16, [])] == [24.0]
     out.fail = False
-    n.flush(70, [])
+    assert [m.error for m in n.flush(24, [])] == [None]
     assert len(out.sent) == 1
+    assert n.flush(30, []) == []  # delivered: back to the group's own intervals
+
+
+def test_whatever_one_receiver_raises_the_others_are_sent() -> None:
+    """A receiver whose delivery raises something unexpected (a stored value from before validation) or
+    whose stored configuration is known to be invalid fails alone, recorded with its reason."""
+    out = Outbox()
+
+    def deliver(kind: str, config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        if config["url"] == "bad":
+            raise ValueError("Invalid non-printable ASCII character in URL")
+        out(kind, config, payload)
+
+    route = parse_route({"group_wait": "0s"})
+    receivers = [
+        Receiver(1, "shop", "bad", "webhook", {"url": "bad"}, route),
+        Receiver(
+            2, "shop", "stored-bad", "webhook", {"url": "http://x"}, route, "config.url: holds a control"
+        ),
+        Receiver(3, "shop", "good", "webhook", {"url": "http://x"}, route),
+    ]
+    n = Notifier(deliver_fn=deliver)
+    n.observe(receivers, alert(), 0)
+    sent = {m.receiver: m.error for m in n.flush(0, [])}
+    assert sent == {
+        "bad": "ValueError: Invalid non-printable ASCII character in URL",
+        "stored-bad": "config.url: holds a control",
+        "good": None,
+    }
+    assert [p["receiver"] for p in out.sent] == ["good"]
 
 
 def test_send_resolved_false_keeps_quiet_on_resolution() -> None:
