@@ -282,7 +282,10 @@ def _auth_hint(config: ClientConfig | None) -> str:
             f"the admin token from {config.auth_source} was refused; "
             f"is YUNZHOU_URL ({config.url}) the server that wrote it? Otherwise {base}"
         )
-    return f"{base} (no token: YUNZHOU_TOKEN is unset and {admin_token_path(config.data_dir)} does not exist)"
+    return (
+        f"{base} (no token: YUNZHOU_TOKEN is unset, no server started on this machine listens at "
+        f"{config.url}, and {admin_token_path(config.data_dir)} does not exist)"
+    )
 
 
 def _hint_for(error: ApiError, state: CliState | None) -> str | None:

@@ -1,4 +1,4 @@
-"""Where the client finds its server and its token: environment variables, then the admin token file."""
+"""Where the client finds its server and its token: environment variables, then an admin token file."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from yunzhou.client.discovery import find_server
 
 DEFAULT_URL = "http://127.0.0.1:7070"
 DEFAULT_DATA_DIR = ".yunzhou"
@@ -43,12 +45,18 @@ def read_admin_token(data_dir: Path) -> str | None:
 
 
 def load_config(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> ClientConfig:
+    """``YUNZHOU_TOKEN``; else the admin token of ``YUNZHOU_DATA_DIR``; else that of the server running on
+    this machine at the URL (client/discovery.py), from any folder; else that of ``./.yunzhou``."""
     environ = os.environ if environ is None else environ
     url = environ.get("YUNZHOU_URL", "").strip() or DEFAULT_URL
     data_dir = default_data_dir(environ, cwd)
     token = environ.get("YUNZHOU_TOKEN", "").strip()
     if token:
         return ClientConfig(url=url, token=token, auth_source="YUNZHOU_TOKEN", data_dir=data_dir)
+    running = None if environ.get("YUNZHOU_DATA_DIR", "").strip() else find_server(url, environ)
+    if running is not None and (running_token := read_admin_token(running.data_dir)):
+        source = str(admin_token_path(running.data_dir))
+        return ClientConfig(url=url, token=running_token, auth_source=source, data_dir=running.data_dir)
     file_token = read_admin_token(data_dir)
     if file_token:
         return ClientConfig(

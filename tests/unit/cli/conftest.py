@@ -28,6 +28,7 @@ CLEAN_ENV = {
     "YUNZHOU_API_PORT": None,
     "YUNZHOU_API_HOST": None,
     "YUNZHOU_ROUTER_PORT": None,
+    "XDG_CONFIG_HOME": "/nonexistent/yunzhou-tests",  # a server running on this machine is not found
 }
 
 
