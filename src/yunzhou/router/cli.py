@@ -40,6 +40,12 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _connections(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 1_000_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of connections 1-1000000")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m yunzhou.router",
@@ -54,6 +60,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--upstream-timeout", type=_seconds, default=defaults.upstream_timeout)
     parser.add_argument("--connect-timeout", type=_seconds, default=defaults.connect_timeout)
     parser.add_argument("--client-idle-timeout", type=_seconds, default=defaults.client_idle_timeout)
+    parser.add_argument(
+        "--header-timeout", type=_seconds, default=defaults.header_timeout, help="whole request head → 408"
+    )
+    parser.add_argument(
+        "--body-timeout", type=_seconds, default=defaults.body_timeout, help="idle between body bytes → 408"
+    )
+    parser.add_argument(
+        "--max-connections-per-client",
+        type=_connections,
+        default=defaults.max_connections_per_client,
+        help="open connections from one client address; more are answered 429 and closed",
+    )
     parser.add_argument("--grace", type=_seconds, default=defaults.grace, help="SIGTERM drain limit")
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
@@ -90,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         upstream_timeout=args.upstream_timeout,
         connect_timeout=args.connect_timeout,
         client_idle_timeout=args.client_idle_timeout,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        max_connections_per_client=args.max_connections_per_client,
         grace=args.grace,
     )
     try:

@@ -79,6 +79,10 @@ class RouterMetrics:
         self.config_rejected: int = 0
         self.routes_dropped: int = 0  # routes of the active snapshot left out (GET /status says why)
         self.client_connections: int = 0
+        # slow or greedy clients: heads/bodies not received in time, connections over the per-address bound
+        self.header_timeouts: int = 0
+        self.body_timeouts: int = 0
+        self.connections_refused: int = 0
         self.upstream_connections: int = 0
         # traffic policy: (kind, app, detail) → count; kinds are the keys of POLICY_COUNTERS
         self.policy_events: dict[tuple[str, str, str], int] = {}
@@ -201,6 +205,24 @@ class RouterMetrics:
                 "gauge",
                 "Routes of the active snapshot not applied (invalid or host already routed).",
                 self.routes_dropped,
+            ),
+            (
+                "yunzhou_router_client_header_timeouts_total",
+                "counter",
+                "Connections answered 408 and closed: no whole request head within --header-timeout.",
+                self.header_timeouts,
+            ),
+            (
+                "yunzhou_router_client_body_timeouts_total",
+                "counter",
+                "Requests answered 408 (or cut): no request body byte for --body-timeout.",
+                self.body_timeouts,
+            ),
+            (
+                "yunzhou_router_client_connections_refused_total",
+                "counter",
+                "Connections answered 429 and closed: the address had --max-connections-per-client open.",
+                self.connections_refused,
             ),
             (
                 "yunzhou_router_client_connections",

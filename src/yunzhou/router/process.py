@@ -63,6 +63,9 @@ class RouterProcess:
         upstream_timeout: float | None = None,
         connect_timeout: float | None = None,
         grace: float | None = None,
+        header_timeout: float | None = None,
+        body_timeout: float | None = None,
+        max_connections_per_client: int | None = None,
         ready_timeout: float = 15.0,
     ) -> None:
         if self._proc is not None:
@@ -82,6 +85,9 @@ class RouterProcess:
             ("--upstream-timeout", upstream_timeout),
             ("--connect-timeout", connect_timeout),
             ("--grace", grace),
+            ("--header-timeout", header_timeout),
+            ("--body-timeout", body_timeout),
+            ("--max-connections-per-client", max_connections_per_client),
         ):
             if value is not None:
                 args += [flag, str(value)]

@@ -61,6 +61,9 @@ class ClientConnection(asyncio.Protocol):
         self.write_paused = False
         self.read_pauses = 0
         self.last_activity = self.loop.time()
+        # when the request head being read began (its first byte; the connection for the first request);
+        # 0 while no head is in progress. The router's sweep answers 408 to heads older than header_timeout.
+        self.head_started = self.last_activity
         self.active: Exchange | None = None  # the exchange being answered
         self.parsing: Exchange | None = None  # the exchange whose request body is being read
         self.queue: deque[Exchange] = deque()
@@ -76,7 +79,13 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
         self.peer_ip = self.peer.encode("ascii")
-        self.router.client_opened(self)
+        if not self.router.client_opened(self):  # over the per-address bound: answered at once, closed
+            self.head_started = 0.0
+            limit = self.router.settings.max_connections_per_client
+            message = f"too many connections from {self.peer}: at most {limit} at once"
+            body = json_error_body(429, "too_many_connections", message)
+            self.write(simple_response(429, body, keep_alive=False, extra=[(b"Retry-After", b"1")]))
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -122,6 +131,8 @@ class ClientConnection(asyncio.Protocol):
         self.url = b""
         self.headers = []
         self.header_bytes = 0
+        if not self.head_started:
+            self.head_started = self.last_activity  # set by data_received for these bytes: no clock read
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -135,6 +146,7 @@ class ClientConnection(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        self.head_started = 0.0
         parser = self.parser
         method = parser.get_method()
         url = self.url
@@ -272,6 +284,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         self.last_activity = self.loop.time()
+        if self.head_started:  # a next head begun while this request was answered: its time starts now
+            self.head_started = self.last_activity
         self._start_next()
 
     def write(self, data: bytes) -> None:
@@ -296,16 +310,19 @@ class ClientConnection(asyncio.Protocol):
         self._set_read_pause(_PAUSE_UPSTREAM, paused)
 
     def reject(self, status: int, message: str) -> None:
-        """Answer a request the router cannot parse or accept, then close: the byte stream is unusable."""
+        """Answer a request the router cannot parse or accept (or not in time), then close: the byte
+        stream is unusable."""
         self._set_read_pause(_PAUSE_PIPELINE, True)
         self.queue.clear()
+        self.head_started = 0.0
+        code = "request_timeout" if status == 408 else "bad_request"
         if self.active is None:
-            body = json_error_body(status, "bad_request", message)
+            body = json_error_body(status, code, message)
             self.write(simple_response(status, body, keep_alive=False))
             self.router.protocol_error(status, message)
             self.close()
         elif not self.active.request_complete:
-            self.active.fail(status, "bad_request", message)
+            self.active.fail(status, code, message)
         else:
             self.active.close_client = True
 

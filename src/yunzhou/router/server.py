@@ -41,6 +41,9 @@ class Settings:
     upstream_timeout: float = 60.0  # no response byte from the backend for this long → 504
     connect_timeout: float = 5.0  # per backend; a timed-out connect falls through to the next one
     client_idle_timeout: float = 60.0  # keep-alive client connections with no request are closed
+    header_timeout: float = 10.0  # a request head (line and headers) must arrive whole within this → 408
+    body_timeout: float = 30.0  # no request body byte for this long while the router reads one → 408
+    max_connections_per_client: int = 256  # open connections from one client address; more → 429
     pool_idle_timeout: float = 4.0  # below common backend keep-alive timeouts (uvicorn: 5 s)
     grace: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
 
@@ -61,6 +64,7 @@ class Router:
         self.held = HeldRequests(loop)  # requests waiting for an app scaled to zero
         self.access_log = AccessLog(settings.access_log, loop) if settings.access_log else None
         self.clients: set[ClientConnection] = set()
+        self.connections_of: dict[str, int] = {}  # client address → its open connections
         self.draining = False
         self.drained = asyncio.Event()
         self._connect_logged: dict[str, float] = {}
@@ -136,13 +140,25 @@ class Router:
         return self.table.snapshot.callers.get(hashlib.sha256(token).hexdigest())
 
     # connection bookkeeping -----------------------------------------------------------------
-    def client_opened(self, client: ClientConnection) -> None:
+    def client_opened(self, client: ClientConnection) -> bool:
+        """Count a new connection; False (not counted) when its address already has as many as allowed."""
+        count = self.connections_of.get(client.peer, 0)
+        if count >= self.settings.max_connections_per_client:
+            self.metrics.connections_refused += 1
+            return False
+        self.connections_of[client.peer] = count + 1
         self.clients.add(client)
         self.metrics.client_connections += 1
+        return True
 
     def client_closed(self, client: ClientConnection) -> None:
+        if client not in self.clients:
+            return  # refused at connect: never counted
         self.clients.discard(client)
         self.metrics.client_connections -= 1
+        count = self.connections_of.pop(client.peer, 1) - 1
+        if count:
+            self.connections_of[client.peer] = count
         if self.draining and not self.clients:
             self.drained.set()
 
@@ -191,12 +207,26 @@ class Router:
 
     # housekeeping and shutdown ----------------------------------------------------------------
     def sweep(self) -> None:
+        """Once a tick: close idle clients, answer slow heads and stalled bodies 408, close idle pools.
+
+        Deadlines are checked here rather than with a timer per request, so the request path stays as it
+        was; a deadline is met to within one tick (``sweep_every``).
+        """
         now = self.loop.time()
-        idle_before = now - self.settings.client_idle_timeout
+        settings = self.settings
+        idle_before = now - settings.client_idle_timeout
+        head_before = now - settings.header_timeout
+        body_before = now - settings.body_timeout
         for client in list(self.clients):
-            if client.is_idle() and client.last_activity < idle_before:
+            if client.head_started and client.head_started < head_before and client.active is None:
+                self.metrics.header_timeouts += 1
+                client.reject(408, f"the request head did not arrive within {settings.header_timeout:g} s")
+            elif client.parsing is not None and not client.read_pauses and client.last_activity < body_before:
+                self.metrics.body_timeouts += 1
+                client.reject(408, f"no request body received for {settings.body_timeout:g} s")
+            elif client.is_idle() and client.last_activity < idle_before:
                 client.close()
-        self.pools.close_idle(older_than=now - self.settings.pool_idle_timeout)
+        self.pools.close_idle(older_than=now - settings.pool_idle_timeout)
 
     def begin_drain(self) -> None:
         self.draining = True
@@ -245,7 +275,13 @@ async def serve(settings: Settings) -> int:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    sweep_every = min(1.0, settings.client_idle_timeout / 4, settings.pool_idle_timeout / 4)
+    timeouts = (
+        settings.client_idle_timeout,
+        settings.pool_idle_timeout,
+        settings.header_timeout,
+        settings.body_timeout,
+    )
+    sweep_every = min(1.0, *(t / 4 for t in timeouts))
 
     async def housekeeping() -> None:
         while True:
