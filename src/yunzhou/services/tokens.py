@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import literal, select, update
+from sqlalchemy import Select, bindparam, literal, select, update
 from sqlalchemy.orm import Session
 
 from yunzhou.domain.access import Role, Scope, parse_scopes, scope_allows
@@ -222,18 +222,15 @@ def _check_expiry(chain: list[Token], now: datetime, expires_in_seconds: int | N
         )
     raise invalid(
         "expires_in_seconds",
-        f"must be at most {seconds} (the token creating it expires at {limit.isoformat()} and a token "
-        "cannot outlive its creator); null (never) needs a creator that never expires",
+        f"must be at most {seconds} seconds (the token creating it expires at {limit.isoformat()} and a"
+        " token cannot outlive its creator); null (never) needs a creator that never expires",
     )
 
 
-def _ancestors(s: Session, token_id: str | None) -> list[Token]:
-    """``token_id``'s token and every token above it, nearest first (one recursive query)."""
-    if token_id is None:
-        return []
+def _ancestors_query() -> Select[Token]:
     chain = (
         select(Token.id, Token.parent_id, literal(0).label("depth"))
-        .where(Token.id == token_id)
+        .where(Token.id == bindparam("token_id"))
         .cte("chain", recursive=True)
     )
     chain = chain.union_all(
@@ -241,17 +238,31 @@ def _ancestors(s: Session, token_id: str | None) -> list[Token]:
             Token.id == chain.c.parent_id, chain.c.depth < _MAX_CHAIN
         )
     )
-    return list(s.scalars(select(Token).join(chain, Token.id == chain.c.id).order_by(chain.c.depth)))
+    return select(Token).join(chain, Token.id == chain.c.id).order_by(chain.c.depth)
 
 
-def _descendants(s: Session, token_id: str) -> list[str]:
-    """The ids of every token created, directly or not, with ``token_id``."""
+def _descendants_query() -> Select[tuple[str]]:
     below = (
         select(Token.id, literal(1).label("depth"))
-        .where(Token.parent_id == token_id)
+        .where(Token.parent_id == bindparam("token_id"))
         .cte("below", recursive=True)
     )
     below = below.union_all(
         select(Token.id, below.c.depth + 1).where(Token.parent_id == below.c.id, below.c.depth < _MAX_CHAIN)
     )
-    return list(s.scalars(select(below.c.id)))
+    return select(below.c.id)
+
+
+# built once: authentication runs the first on every request of a token that has a parent
+_ANCESTORS = _ancestors_query()
+_DESCENDANTS = _descendants_query()
+
+
+def _ancestors(s: Session, token_id: str | None) -> list[Token]:
+    """``token_id``'s token and every token above it, nearest first (one recursive query)."""
+    return [] if token_id is None else list(s.scalars(_ANCESTORS, {"token_id": token_id}))
+
+
+def _descendants(s: Session, token_id: str) -> list[str]:
+    """The ids of every token created, directly or not, with ``token_id``."""
+    return list(s.scalars(_DESCENDANTS, {"token_id": token_id}))
