@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from annotated_types import Ge, Le
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+
+from yunzhou.domain.names import DNS_LABEL_RE, label_problem
 
 T = TypeVar("T")
-INT64_MAX = 2**63 - 1  # what the store's integer columns hold (SQLite and PostgreSQL bigint)
-Id = Annotated[int, Ge(1), Le(INT64_MAX)]  # a row id / number in a path or query: larger ones are 422
-Count = Annotated[int, Ge(0), Le(INT64_MAX)]  # a version or count a client sends back
+# Numbers a client sends (ids, versions): at most 2^53 - 1, the integers JSON and JavaScript hold exactly
+# (and far inside the store's 64-bit columns); larger ones are refused with 422 naming the parameter.
+INT_MAX = 2**53 - 1
+Id = Annotated[int, Ge(1), Le(INT_MAX)]
+Count = Annotated[int, Ge(0), Le(INT_MAX)]
+
+
+def _label(value: str) -> str:
+    problem = label_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+# A project, environment, app or cluster name: the domain's rule, checked with its message, published
+# as the equivalent pattern.
+Label = Annotated[
+    str,
+    AfterValidator(_label),
+    WithJsonSchema({"type": "string", "pattern": DNS_LABEL_RE.pattern, "minLength": 1, "maxLength": 63}),
+]
 
 
 class Body(BaseModel):
@@ -18,16 +38,16 @@ class Body(BaseModel):
 
 
 class ProjectCreate(Body):
-    name: str = Field(description="DNS label: a-z, 0-9, '-'")
+    name: Label = Field(description="DNS label: a-z, 0-9, '-'")
     display_name: str | None = None
 
 
 class MemberSet(Body):
-    role: str = Field(description="owner | maintainer | developer | viewer")
+    role: Literal["owner", "maintainer", "developer", "viewer"]
 
 
 class ClusterCreate(Body):
-    name: str
+    name: Label
     kubeconfig: Any = Field(description="A kubeconfig document (inline credentials; the CLI flattens files)")
     context: str | None = None
     base_domain: str | None = Field(
@@ -48,9 +68,9 @@ class ClusterInfo(BaseModel):
 
 
 class EnvironmentCreate(Body):
-    name: str
+    name: Label
     target: str = "local"
-    namespace: str | None = None
+    namespace: Label | None = None
 
 
 class DeploymentCreate(Body):
@@ -60,7 +80,7 @@ class DeploymentCreate(Body):
 
 
 class ReplicasSet(Body):
-    replicas: Any
+    replicas: int = Field(ge=0, le=1000)
     version: Count | None = None
 
 
@@ -74,8 +94,8 @@ class RollbackCreate(Body):
 
 
 class TokenCreate(Body):
-    name: str
-    scopes: list[str]
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[Literal["read", "write", "admin", "metrics"]] = Field(min_length=1)
     expires_in_seconds: int | None = Field(default=None, ge=60, le=315_360_000)
     principal: str | None = None
 
@@ -199,10 +219,18 @@ class InstanceReport(BaseModel):
     observed_at: str
 
 
+class DeployWarning(BaseModel):
+    path: str = Field(description="The field, e.g. containers.web.command")
+    message: str = Field(description="What will go wrong and how to fix it")
+
+
 class Deployment(BaseModel):
     app: App
     release: Release
     rollout: Rollout
+    warnings: list[DeployWarning] = Field(
+        default_factory=list, description="Why this release will not start on its target (docs/cli.md)"
+    )
 
 
 class AppSettings(BaseModel):
@@ -307,7 +335,9 @@ class ConfigVars(BaseModel):
 
 
 class SecretSet(Body):
-    value: str = Field(description="The secret value. Encrypted at once; never returned by any call.")
+    value: str = Field(
+        min_length=1, description="The secret value. Encrypted at once; never returned by any call."
+    )
 
 
 class SecretMeta(BaseModel):

@@ -109,6 +109,11 @@ def note(message: str) -> None:
     err_console().print(escape(message), style="dim")
 
 
+def warn(message: str) -> None:
+    """Something the user must act on, on stderr (the command itself went through)."""
+    err_console().print(f"Warning: {escape(message)}", style="bold yellow")
+
+
 class ListFormat(StrEnum):
     table = "table"
     json = "json"

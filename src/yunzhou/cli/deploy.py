@@ -20,6 +20,7 @@ from yunzhou.cli.common import (
     note,
     print_object,
     say,
+    warn,
 )
 from yunzhou.cli.documents import (
     Assignment,
@@ -131,6 +132,8 @@ def deploy(
         note(f"Uploaded {source} as {artifact}")
     deployment = client.deploy(address.project, address.env, score, settings, artifact)
     say(f"Deployed {release_line(address, deployment)}")
+    for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout
+        warn(f"this release will not start: {warning.get('path')}: {warning.get('message')}")
     app_name = (deployment.get("app") or {}).get("name")
     if wait and app_name:
         follow_rollout(

@@ -17,6 +17,7 @@ from yunzhou.domain.errors import (
     UserError,
     invalid,
 )
+from yunzhou.domain.local_target import local_run_warnings
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, merge_patch, parse_settings
@@ -24,6 +25,7 @@ from yunzhou.services.base import ServiceContext, check_version, get_app, get_en
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
 from yunzhou.services.effective import release_config
+from yunzhou.services.projects import TARGET_LOCAL
 from yunzhou.services.routes import claim_routes
 from yunzhou.services.views import app_view, instance_view, release_view, rollout_view
 from yunzhou.store.leases import enqueue
@@ -174,7 +176,7 @@ class AppService:
             if a is not None and a.removing:
                 raise Conflict(f"app {project}/{env}/{name} is being removed; wait until it is gone")
             config = release_config(s, e, project, name, workload)
-            return self._new_release(
+            result = self._new_release(
                 s,
                 caller,
                 project,
@@ -189,6 +191,11 @@ class AppService:
                 action="app.deploy",
                 replicas=effective.replicas,
             )
+            # said now rather than as a failed rollout later (domain/local_target.py)
+            local = e.target == TARGET_LOCAL
+            cannot_run = local_run_warnings(workload, artifact is not None) if local else []
+            result["warnings"] = [{"path": p.path, "message": p.message} for p in cannot_run]
+            return result
 
     def update_settings(
         self, caller: Caller, project: str, env: str, app: str, partial: object, version: int | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from typing import Any
 
@@ -118,7 +119,7 @@ def test_an_undeclared_resource_is_reported_where_it_is_used() -> None:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("${HOME}", "placeholders start with 'metadata.' or 'resources.'; write $${ for a literal ${"),
+        ("${HOME/x}", "placeholders start with 'metadata.' or 'resources.'; write $${ for a literal ${"),
         ("${}", "placeholders start with 'metadata.' or 'resources.'; write $${ for a literal ${"),
         ("${metadata}", "name a metadata key, e.g. ${metadata.name}"),
         ("${metadata.nope}", "metadata has no key 'nope'"),
@@ -254,3 +255,21 @@ def test_parse_time_checks_agree_with_substitute(text: str) -> None:
         return
     if "${resources." not in text.replace("$${", ""):
         substitute(hand_built, {})  # only resource outputs are unknown at parse time
+
+
+def test_an_environment_variable_in_a_command_gets_a_suggestion_that_works() -> None:
+    """${PORT} is the app's environment, not Score's: the hint is a shell command reading $PORT, which Score
+    leaves alone and a shell expands (deployed and served in tests/e2e/test_first_hour_deploys.py)."""
+    [(path, message)] = parse_problems(score({"command": ["python3", "app.py", "--port", "${PORT}"]}))
+    assert path == "containers.web.command.3"
+    suggestion = '["sh", "-c", "exec python3 app.py --port $PORT"]'
+    assert suggestion in message
+    assert "the app's port is in PORT" in message
+    parse_score(score({"command": json.loads(suggestion)}))  # valid as suggested
+    assert substitute(parse_score(score({"command": json.loads(suggestion)})), {}).containers[
+        "web"
+    ].command == (
+        "sh",
+        "-c",
+        "exec python3 app.py --port $PORT",
+    )

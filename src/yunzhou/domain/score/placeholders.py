@@ -138,9 +138,24 @@ class Resolver:
             if name not in self.outputs:
                 raise PlaceholderError(f"resource {name!r} has no outputs yet")
             return _as_text(_walk(self.outputs[name], output_keys, f"resource {name!r}"))
+        if _ENV_NAME_RE.fullmatch(ref):
+            raise PlaceholderError(_env_hint(ref))
         raise PlaceholderError(
             "placeholders start with 'metadata.' or 'resources.'; write $${ for a literal ${"
         )
+
+
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _env_hint(name: str) -> str:
+    """``${PORT}`` is an environment variable, read when the app runs: only a shell expands it there."""
+    return (
+        f"Score expands only metadata and resources; {name} is an environment variable of the running app "
+        f"(the app's port is in PORT). Read it in the app, or run the command through a shell and write "
+        f'${name} without braces, which Score leaves as it is: ["sh", "-c", "exec python3 app.py '
+        f'--port ${name}"]. $${{{name}}} gives the literal text ${{{name}}}, which only a shell expands'
+    )
 
 
 def check(text: str, path: str, resolver: Resolver, problems: list[FieldProblem]) -> None:

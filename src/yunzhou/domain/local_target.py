@@ -1,0 +1,75 @@
+"""What the local target can run, said at deploy time instead of as a failed rollout later.
+
+The local target runs one process per instance from the uploaded source (an empty folder without one):
+no ``command`` cannot start, several containers cannot run, and a command that runs a file of the app's
+own source (``python3 app.py``) fails without ``--source``. A command on PATH (``python3 -m
+http.server``) or an absolute path needs no source.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from yunzhou.domain.errors import FieldProblem
+from yunzhou.domain.score.model import Workload
+
+# interpreters whose first non-option argument is a script file
+_INTERPRETER_RE = re.compile(r"(python[0-9.]*|node|nodejs|ruby|perl|php|bash|sh|dash|deno|bun|java)")
+_SCRIPT_RE = re.compile(r"[^\s=]+\.(py|pyz|js|mjs|cjs|ts|rb|pl|php|sh|jar)")
+_CODE_FLAGS = frozenset({"-m", "-c", "-e", "--eval", "-p", "--print", "-"})  # code or a module, not a file
+
+
+def source_file(argv: Sequence[str]) -> str | None:
+    """The file of the app's own source that ``argv`` runs (a relative path), or None."""
+    if not argv:
+        return None
+    first = argv[0]
+    if first.startswith(("./", "../")):
+        return first
+    if "/" in first and not first.startswith("/"):
+        return first
+    if not _INTERPRETER_RE.fullmatch(first.rsplit("/", 1)[-1]):
+        return None
+    for arg in argv[1:]:
+        if arg in _CODE_FLAGS:
+            return None
+        if arg.startswith("-"):
+            continue
+        if arg.startswith("/") or not _SCRIPT_RE.fullmatch(arg):
+            return None
+        return arg
+    return None
+
+
+def local_run_warnings(workload: Workload, has_source: bool) -> list[FieldProblem]:
+    """Why this workload will not start on the local target, each naming the field and the fix."""
+    if len(workload.containers) != 1:
+        names = ", ".join(workload.containers)
+        return [
+            FieldProblem(
+                "containers",
+                f"the local target runs one process per instance, so {len(workload.containers)} containers "
+                f"({names}) will not start: deploy each as its own app, or use a Kubernetes environment",
+            )
+        ]
+    name, container = next(iter(workload.containers.items()))
+    path = f"containers.{name}.command"
+    if not container.command:
+        return [
+            FieldProblem(
+                path,
+                "the local target runs processes, not images: without a command this release will not "
+                'start; give one, e.g. ["python3", "app.py"] with --source (the folder holding app.py)',
+            )
+        ]
+    script = source_file(tuple(container.command) + tuple(container.args or ()))
+    if script is not None and not has_source:
+        return [
+            FieldProblem(
+                path,
+                f"runs {script} from the app's source, but no source was uploaded, so it will not be "
+                f"found: deploy with --source DIR (the folder holding {script})",
+            )
+        ]
+    return []

@@ -1,0 +1,64 @@
+"""What the local target cannot run is said at deploy time (issue 14, first hour 6); commands on PATH and
+absolute paths need no source, so valid deploys are not flagged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from yunzhou.domain.local_target import local_run_warnings, source_file
+from yunzhou.domain.score import parse_score
+
+
+@pytest.mark.parametrize(
+    ("argv", "script"),
+    [
+        (["python3", "app.py"], "app.py"),
+        (["python", "-u", "src/server.py", "--port", "8080"], "src/server.py"),
+        (["/usr/bin/node", "index.js"], "index.js"),
+        (["java", "-jar", "app.jar"], "app.jar"),
+        (["./run.sh"], "./run.sh"),
+        (["bin/serve"], "bin/serve"),
+        (["python3", "-m", "http.server"], None),
+        (["python3", "-c", "print(1)"], None),
+        (["sh", "-c", "exec python3 app.py --port $PORT"], None),
+        (["python3", "/opt/app/app.py"], None),
+        (
+            ["python3", "-W", "ignore", "app.py"],
+            None,
+        ),  # an option's value first: not flagged rather than guessed
+        (["gunicorn", "app:app"], None),
+        (["/usr/bin/env"], None),
+        ([], None),
+    ],
+)
+def test_source_file(argv: list[str], script: str | None) -> None:
+    assert source_file(argv) == script
+
+
+def workload(containers: dict[str, Any]) -> Any:
+    return parse_score(
+        {"apiVersion": "score.dev/v1b1", "metadata": {"name": "orders"}, "containers": containers}
+    )
+
+
+def test_what_will_not_start_names_the_field_and_the_fix() -> None:
+    [no_command] = local_run_warnings(workload({"web": {"image": "python:3.11"}}), has_source=True)
+    assert no_command.path == "containers.web.command"
+    assert "runs processes, not images" in no_command.message
+    [two] = local_run_warnings(workload({"web": {"image": "x"}, "sidecar": {"image": "y"}}), has_source=True)
+    assert two.path == "containers"
+    assert "deploy each as its own app" in two.message
+    [no_source] = local_run_warnings(
+        workload({"web": {"image": "x", "command": ["python3", "app.py"]}}), False
+    )
+    assert no_source.path == "containers.web.command"
+    assert "deploy with --source DIR (the folder holding app.py)" in no_source.message
+
+
+def test_what_will_start_is_not_flagged() -> None:
+    with_source = workload({"web": {"image": "x", "command": ["python3", "app.py"]}})
+    assert local_run_warnings(with_source, has_source=True) == []
+    on_path = workload({"web": {"image": "x", "command": ["python3", "-m", "http.server"]}})
+    assert local_run_warnings(on_path, has_source=False) == []
