@@ -151,8 +151,11 @@ def _tokens_page(
 ) -> Response:
     who = ctx.whoami()
     mine = set(who.get("scopes", []))
-    # a token never grants more than its creator has (admin implies write implies read)
+    # a token never grants more than its creator has (admin implies write implies read); creating one
+    # needs write, so a read-only session is offered no form
     grantable = [s for s in SCOPES if "admin" in mine or s in mine or (s == "read" and "write" in mine)]
+    if not mine & {"admin", "write"}:
+        grantable = []
     return ctx.render(
         "tokens.html", status, tokens=ctx.client().list_tokens(), who=who, scopes=grantable,
         errors=errors or FieldErrors(), form=form or {"scopes": ["read"]}, created=created,

@@ -160,3 +160,16 @@ def test_token_created_shown_once_then_revoked(browser: Browser, web_api: Api) -
     )
     assert r.status_code == 403
     assert 'id="f-scopes-error"' in r.text
+
+
+def test_a_read_only_session_is_offered_no_token_form(browser: Browser, web_api: Api) -> None:
+    """Creating a token needs write (issue 14, item 7): a read-only session sees why instead of a form."""
+    browser.login(web_api.token_for("rita", ("read",))["Authorization"].removeprefix("Bearer "))
+    page = browser.http.get("/tokens").text
+    assert 'id="token-form"' not in page
+    assert 'id="token-read-only"' in page
+    r = browser.http.post(
+        "/tokens", data={"name": "x", "scopes": ["read"], "csrf_token": browser.csrf("/tokens")}
+    )
+    assert r.status_code == 403  # refused by the API; the page says why again
+    assert 'id="token-read-only"' in r.text
