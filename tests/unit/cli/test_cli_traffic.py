@@ -66,3 +66,10 @@ def test_strategy_blue_green(shop: Run, fake: FakeApi, score_file: Path) -> None
     body = fake.bodies("POST", "/deployments")[-1]
     assert isinstance(body, dict)
     assert body["settings"]["rollout"] == {"strategy": "rolling"}
+
+
+def test_allow_no_traffic_sets_it_in_the_rollout(shop: Run, fake: FakeApi, score_file: Path) -> None:
+    args = ("deploy", "shop/dev", "-f", str(score_file), "--strategy", "canary", "--allow-no-traffic")
+    assert shop(*args).exit_code == 0
+    rollout = fake.bodies("POST", "/deployments")[-1]["settings"]["rollout"]
+    assert (rollout["strategy"], rollout["allowNoTraffic"]) == ("canary", True)

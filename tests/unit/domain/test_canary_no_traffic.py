@@ -91,3 +91,15 @@ def test_the_settings_carry_allow_no_traffic_and_the_progress_deadline() -> None
     with pytest.raises(UserError) as err:
         parse_settings({"rollout": {"strategy": "canary", "steps": [STEP], "allowNoTraffic": "yes"}})
     assert [p.path for p in err.value.problems] == ["settings.rollout.allowNoTraffic"]
+
+
+def test_the_progress_deadline_is_validated_for_every_strategy() -> None:
+    rolling = parse_settings({"rollout": {"strategy": "rolling", "progressDeadlineSeconds": 300}})
+    assert rolling.to_dict()["rollout"]["progressDeadlineSeconds"] == 300
+    assert "progressDeadlineSeconds" not in parse_settings({}).to_dict()["rollout"]  # the default: 600
+    for bad in (5, 86_401, "10m", True, 1.5):
+        with pytest.raises(UserError) as err:
+            parse_settings({"rollout": {"progressDeadlineSeconds": bad}})
+        (problem,) = err.value.problems
+        assert problem.path == "settings.rollout.progressDeadlineSeconds"
+        assert problem.message == "must be an integer 10-86400 (seconds; default 600)"
