@@ -247,7 +247,7 @@ def _namespace_taken(
     instead = f", e.g. {suggestion}" if suggestion else ""
     message = (
         f"namespace {namespace!r}{default} on cluster {cluster!r} is already used by {by}; two environments"
-        f" in one namespace would overwrite and prune each other's objects: choose another with"
-        f" --namespace{instead}"
+        f" in one namespace would overwrite and prune each other's objects: choose another namespace"
+        f" (--namespace){instead}"
     )
     return Conflict(message, problems=[FieldProblem("namespace", message)])

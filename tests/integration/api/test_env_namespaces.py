@@ -69,7 +69,7 @@ def test_a_default_namespace_another_project_uses_is_refused(
     assert "'shop-prod-eu' (the default, {project}-{env})" in problem["message"]
     assert "used by another project" in problem["message"]  # bob is not in shop: not told who
     assert "shop/prod-eu" not in r.text
-    assert "--namespace, e.g. shop-prod-eu-2" in problem["message"]
+    assert "choose another namespace (--namespace), e.g. shop-prod-eu-2" in problem["message"]
     assert api.http.get(f"{V1}/projects/shop-prod/environments", headers=bob).json()["items"] == []
 
     # an admin (or a member of shop) is told which environment holds it
