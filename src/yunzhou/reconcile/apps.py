@@ -446,9 +446,12 @@ def _conditions(
     if obs.converged:
         progressing = ("True", "ReleaseAvailable", f"release {intent.release} is serving")
     elif obs.failure:
-        reason = (
-            obs.failure.split(":", 1)[0] if obs.failure.startswith("CrashLoopBackOff") else "InvalidRelease"
-        )
+        if obs.failure.startswith("CrashLoopBackOff"):
+            reason = "CrashLoopBackOff"
+        elif obs.failure.startswith(("canary aborted", "blue-green aborted")):
+            reason = "RolloutAborted"  # the release may be fine: its analysis (or a user) stopped it
+        else:
+            reason = "InvalidRelease"
         progressing = ("False", reason, obs.failure)
     elif overdue:
         progressing = ("False", "ProgressDeadlineExceeded", obs.waiting_for)

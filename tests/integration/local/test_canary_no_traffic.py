@@ -72,6 +72,8 @@ def test_a_canary_without_traffic_waits_with_the_reason_then_fails_at_its_progre
     app = polling.wait_until("the canary to be aborted", aborted, DEADLINE, interval=0.2)
     assert "no traffic to analyse within the progress deadline (20 s)" in str(app["conditions"]), app
     assert app["ready_replicas"] == 1, app  # release 1 serves on
+    progressing = {c["type"]: c for c in app["conditions"]}["Progressing"]
+    assert progressing["reason"] == "RolloutAborted", progressing  # not InvalidRelease
 
 
 def test_allow_no_traffic_promotes_a_canary_nobody_calls(

@@ -82,3 +82,9 @@ def test_the_stderr_tail_keeps_the_last_ten_lines_within_2_kib() -> None:
     kept = stderr_tail(["a" * 1500, "b" * 1500])
     assert kept[-1] == "b" * 1500
     assert len("\n".join(kept).encode()) <= 2048 + 1
+
+
+def test_an_aborted_canary_is_not_called_an_invalid_release() -> None:
+    aborted = AppObservation((READY,), 1, 0, False, False, 0, failure="canary aborted at step 1 (10%): …")
+    progressing = next(c for c in _conditions([], T0, INTENT, aborted, False) if c["type"] == "Progressing")
+    assert (progressing["status"], progressing["reason"]) == ("False", "RolloutAborted")
