@@ -13,24 +13,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.e2e.test_readme_first_hour import alive, descendants
 from yunzhou.testing import free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def _processes_in(directory: Path) -> list[int]:
-    found = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if (
-                    os.readlink(proc / "cwd").startswith(str(directory))
-                    and ") Z" not in (proc / "stat").read_text()
-                ):
-                    found.append(int(proc.name))
-            except OSError:
-                continue
-    return found
 
 
 def test_up_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
@@ -55,10 +41,11 @@ def test_up_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
         body = r.json()
         assert body["accepted"] is True
         assert body["inventory"]["item"] == "apple"  # orders reached inventory by its internal name
-        assert _processes_in(tmp_path / "data")  # the apps run from their snapshots under the data dir
+        started = descendants(up.pid)  # the router and the apps' instances
+        assert started
     finally:
         up.send_signal(signal.SIGINT)
         code = up.wait(60)
         log.close()
     assert code == 0
-    assert _processes_in(tmp_path / "data") == []
+    assert alive(started) == set()
