@@ -218,11 +218,12 @@ def test_control_plane_kill_9_converges_without_orphans(tmp_path: Path) -> None:
     second.api_port, second.router_port = first.api_port, first.router_port
     with second:
         with YunzhouClient(second.url, second.admin_token) as c:
-            wait_until(
+            wait_until(  # the store still lists the dead run's instances until the first pass replaces them
                 "convergence after restart",
                 lambda: (
                     c.get_app("shop", "dev", "web")["ready_replicas"] == 2
-                    and len(c.list_instances("shop", "dev", "web")) == 2
+                    and len(now := c.list_instances("shop", "dev", "web")) == 2
+                    and not {i["pid"] for i in now} & old_pids
                 ),
             )
             pids = {i["pid"] for i in c.list_instances("shop", "dev", "web")}
