@@ -8,6 +8,7 @@ archive: the API runs it in a worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import os
 import tarfile
@@ -37,7 +38,9 @@ def check_archive(path: Path, limits: Limits) -> None:
     """
     checker = ArchiveChecker(limits)
     try:
-        with tarfile.open(path, mode="r|gz") as tar:
+        # GzipFile inflates only what is asked for; tarfile's own "r|gz" inflates a whole compressed block
+        # and slices it, so a bomb cost memory and quadratic copying before any limit could apply
+        with gzip.open(path, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
             for member in tar:
                 checker.admit(member)
                 if member.isfile():

@@ -8,11 +8,13 @@ fill the disk. Runs in the reconcile worker's thread, never on the API's event l
 
 from __future__ import annotations
 
+import gzip
 import os
 import tarfile
+import zlib
 from pathlib import Path
 
-from yunzhou.domain.archive import ArchiveChecker
+from yunzhou.domain.archive import ArchiveChecker, refused
 from yunzhou.domain.limits import Limits
 
 CHUNK = 1024 * 1024
@@ -27,9 +29,19 @@ def unpack_archive(archive: Path, into: Path, limits: Limits) -> None:
     server's Last-Modified/ETag change with the content instead of all being 1970 (which made clients
     holding the old release's validators get 304 for the new one).
     """
-    checker = ArchiveChecker(limits)
     stamp = archive.stat().st_mtime
-    with tarfile.open(archive, mode="r|gz") as tar:
+    try:
+        _unpack(archive, into, ArchiveChecker(limits))
+    except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not disk errors: those stay
+        raise refused(f"not a gzip-compressed tar archive ({exc})") from exc
+    for dirpath, dirnames, filenames in os.walk(into):
+        for name in (*dirnames, *filenames):
+            os.utime(Path(dirpath, name), (stamp, stamp), follow_symlinks=False)
+    os.utime(into, (stamp, stamp))
+
+
+def _unpack(archive: Path, into: Path, checker: ArchiveChecker) -> None:
+    with gzip.open(archive, "rb") as stream, tarfile.open(fileobj=stream, mode="r|") as tar:  # as the upload
         for member in tar:
             path = checker.admit(member)
             target = into if path == "." else into.joinpath(*path.split("/"))
@@ -41,10 +53,6 @@ def unpack_archive(archive: Path, into: Path, limits: Limits) -> None:
                     os.symlink(member.linkname, target)
                 else:
                     _write_file(tar, member, target, checker)
-    for dirpath, dirnames, filenames in os.walk(into):
-        for name in (*dirnames, *filenames):
-            os.utime(Path(dirpath, name), (stamp, stamp), follow_symlinks=False)
-    os.utime(into, (stamp, stamp))
 
 
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, checker: ArchiveChecker) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from yunzhou.domain.errors import PermanentError
 from yunzhou.runtimes.local import ensure_snapshot
 
 DIGEST = "sha256:" + "ab" * 32
@@ -66,7 +67,7 @@ def test_a_broken_archive_leaves_nothing_behind(tmp_path: Path) -> None:
     bad = tmp_path / "bad.tgz"
     bad.write_bytes(b"not a tarball")
     root = tmp_path / "snapshots"
-    with pytest.raises(tarfile.TarError):
+    with pytest.raises(PermanentError, match="not a gzip-compressed tar archive"):
         ensure_snapshot(bad, DIGEST, root)
     assert list(root.iterdir()) == []
 
