@@ -1,0 +1,180 @@
+"""Every settings, policy, rule and receiver example in the docs is what the server's own parser accepts.
+
+Each ```yaml block of the pages below goes through the pure parser the server uses on it:
+
+- docs/settings.md, traffic.md, autoscaling.md (and cli.md's settings file): ``parse_settings``, once per
+  environment the document names and once without one (``traffic:``, ``rollout:`` and ``autoscaling:``
+  blocks are settings documents too);
+- docs/alerts.md: a document with ``alert`` is a rule (``parse_rule``), one with ``kind`` a receiver
+  (``parse_receiver_config`` + ``parse_route``), any other a tuning of a default rule (``parse_override``).
+
+A block may be preceded by a marker line:
+
+- ``<!-- invalid -->``: the parser must refuse it, and the next ```text block lists the problems, one
+  ``path: message`` per line, exactly;
+- ``<!-- fragment -->``: only a part of a document; it must still be YAML.
+
+In ```console blocks of alerts.md, the lines after ``$ cat FILE.yaml`` are that file: checked the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from yunzhou.domain.alert_routing import DEFAULT_GROUP_BY, parse_receiver_config, parse_route
+from yunzhou.domain.alerts import (
+    DEFAULT_COOLDOWN,
+    DEFAULT_MAX_ACTIONS_PER_HOUR,
+    parse_override,
+    parse_rule,
+)
+from yunzhou.domain.autoscale.policy import parse_autoscaling
+from yunzhou.domain.errors import UserError
+from yunzhou.domain.score.text import load_yaml12
+from yunzhou.domain.settings import parse_settings
+
+DOCS = Path(__file__).resolve().parents[3] / "docs"
+SETTINGS_PAGES = ("settings.md", "traffic.md", "autoscaling.md", "cli.md")
+ALERT_PAGES = ("alerts.md",)
+BLOCK_RE = re.compile(
+    r"^(?:<!-- (?P<marker>[^\n]*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```", re.DOTALL | re.MULTILINE
+)
+CAT_RE = re.compile(r"^\$ cat (\S+\.ya?ml)\n(?P<body>(?:(?!\$ ).*\n)+)", re.MULTILINE)
+MARKERS = {"", "invalid", "fragment"}
+
+
+@dataclass(frozen=True)
+class Example:
+    page: str
+    line: int
+    marker: str
+    body: str
+    error: str | None  # the ```text block after an invalid example
+
+    def __str__(self) -> str:
+        return f"docs/{self.page}:{self.line}"
+
+
+def _examples(page: str) -> list[Example]:
+    text = (DOCS / page).read_text()
+    blocks = list(BLOCK_RE.finditer(text))
+    found = []
+    for i, m in enumerate(blocks):
+        line = text.count("\n", 0, m.start("body"))
+        if m["lang"] == "yaml":
+            after = blocks[i + 1] if i + 1 < len(blocks) else None
+            error = after["body"].rstrip("\n") if after is not None and after["lang"] == "text" else None
+            found.append(Example(page, line, m["marker"] or "", m["body"], error))
+        elif m["lang"] == "console" and page in ALERT_PAGES:
+            for cat in CAT_RE.finditer(m["body"]):
+                cat_line = line + m["body"].count("\n", 0, cat.start("body")) + 1
+                found.append(Example(page, cat_line, "", cat["body"], None))
+    return found
+
+
+EXAMPLES = [e for page in (*SETTINGS_PAGES, *ALERT_PAGES) for e in _examples(page)]
+
+
+def _check_settings(doc: Any) -> None:
+    envs = doc.get("environments") if isinstance(doc, dict) else None
+    for env in [None, *(envs or {})]:
+        parse_settings(doc, env)
+
+
+def _check_alerting(doc: Any) -> None:
+    if isinstance(doc, dict) and "alert" in doc:
+        parse_rule(doc)
+    elif isinstance(doc, dict) and "kind" in doc:
+        unknown = set(doc) - {"kind", "config", "route"}
+        if unknown:
+            raise UserError("the receiver is invalid", problems=[])
+        parse_receiver_config(doc["kind"], doc.get("config"))
+        parse_route(doc.get("route"))
+    else:
+        parse_override(doc)
+
+
+def _checker(page: str) -> Callable[[Any], None]:
+    return _check_alerting if page in ALERT_PAGES else _check_settings
+
+
+def test_the_pages_have_examples() -> None:
+    pages = {e.page for e in EXAMPLES}
+    assert pages == {*SETTINGS_PAGES, *ALERT_PAGES}
+    assert len(EXAMPLES) >= 12
+    assert any(e.marker == "invalid" for e in EXAMPLES)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=str)
+def test_example(example: Example) -> None:
+    assert example.marker in MARKERS, f"{example}: unknown marker <!-- {example.marker} -->"
+    # read as the CLI reads each: settings files with YAML 1.2 (`on` stays a string), rule files with PyYAML
+    doc = yaml.safe_load(example.body) if example.page in ALERT_PAGES else load_yaml12(example.body)
+    if example.marker == "fragment":
+        return
+    check = _checker(example.page)
+    if example.marker == "invalid":
+        with pytest.raises(UserError) as caught:
+            check(doc)
+        assert example.error is not None, f"{example}: an invalid example is followed by a ```text block"
+        assert "\n".join(map(str, caught.value.problems)) == example.error
+        return
+    try:
+        check(doc)
+    except UserError as exc:
+        pytest.fail(f"{example}: the server would refuse this example: {exc}: {list(map(str, exc.problems))}")
+
+
+def _one(page: str, needle: str) -> dict[str, Any]:
+    (doc,) = [yaml.safe_load(e.body) for e in EXAMPLES if e.page == page and needle in e.body]
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _seconds(duration: str) -> float:
+    return parse_rule({"alert": "A", "expr": "up", "cooldown": duration}).cooldown_s
+
+
+def test_the_autoscaling_behavior_shown_as_the_defaults_is_the_default() -> None:
+    shown = parse_autoscaling(_one("autoscaling.md", "these are the defaults")["autoscaling"])
+    bare = parse_autoscaling(
+        {
+            "maxReplicas": 10,
+            "metrics": [{"type": "rps", "target": {"type": "AverageValue", "averageValue": 5}}],
+        }
+    )
+    assert shown.to_dict()["behavior"] == bare.to_dict()["behavior"]
+
+
+def test_the_rule_and_receiver_defaults_named_in_alerts_md_are_the_parsers() -> None:
+    rule = _one("alerts.md", "alert: CheckoutSlow")
+    assert _seconds(rule["cooldown"]) == DEFAULT_COOLDOWN
+    assert rule["max_actions_per_hour"] == DEFAULT_MAX_ACTIONS_PER_HOUR
+    receiver = _one("alerts.md", "kind: email")
+    assert tuple(receiver["route"]["group_by"]) == DEFAULT_GROUP_BY
+    assert parse_route(receiver["route"]).to_dict() | {"matchers": []} == parse_route(None).to_dict()
+
+
+def test_a_broken_example_is_caught() -> None:
+    """The checkers themselves: a wrong key, a wrong value and a wrong kind each fail."""
+    with pytest.raises(UserError):
+        _check_settings(
+            {"autoscaling": {"minReplicas": 1, "maxReplicas": 3, "scaleToZero": {"idleSeconds": 5}}}
+        )
+    with pytest.raises(UserError):
+        _check_settings({"replicas": 1, "environments": {"prod": {"rollout": {"strategy": "recreate"}}}})
+    with pytest.raises(UserError):
+        _check_settings({"traffic": {"retries": {"on": ["5xx"]}}})
+    with pytest.raises(UserError):
+        _check_alerting({"alert": "A", "expr": "up", "for": "soon"})
+    with pytest.raises(UserError):
+        _check_alerting({"kind": "webhook", "config": {"url": "ftp://x"}})
+    with pytest.raises(UserError):
+        _check_alerting({"threshold": "high"})
