@@ -66,7 +66,7 @@ def apps(ctx: typer.Context, address: EnvArg, output: ListOutput = ListFormat.ta
 
 
 def status(ctx: typer.Context, address: AppArg, output: ShowOutput = ShowFormat.text) -> None:
-    """An app's status: release, replicas, route, rollout and conditions."""
+    """An app's status: release, replicas, route, rollout, conditions and why it does not serve."""
     app = connect(ctx, not_found=app_hint(address)).get_app(address.project, address.env, address.app)
     print_object(app, output, lambda: _print_status(app))
 
