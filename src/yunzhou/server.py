@@ -25,7 +25,7 @@ from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiri
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
-from yunzhou.store import Database, check_integrity, sqlite_url, upgrade
+from yunzhou.store import Database, check_integrity, keep_private, sqlite_url, upgrade
 
 log = logging.getLogger("yunzhou.server")
 
@@ -262,7 +262,9 @@ def cluster_probe(
 
 def build_control_plane(config: ServerConfig) -> ControlPlane:
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(config.data_dir, 0o700)
+    tightened = keep_private(config.data_dir)  # 0700, and nothing in it for group/other
+    if tightened:
+        log.info("data dir %s: took group/other permissions off %d entries", config.data_dir, tightened)
     db = Database(config.database_url or sqlite_url(config.data_dir))
     log.info("state database: %s", check_integrity(db))  # a damaged file refuses to start, naming it
     upgrade(db.engine)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 
@@ -12,3 +14,20 @@ def artifact_path(data_dir: Path, digest: str) -> Path:
 def incoming_artifacts(data_dir: Path) -> Path:
     """Uploads being received: on the same file system as their final place, so moving one in is atomic."""
     return data_dir / "artifacts" / "incoming"
+
+
+def keep_private(data_dir: Path) -> int:
+    """Make the data dir 0700 and take group/other permissions off everything in it; returns how many
+    entries changed. The dir's mode is what keeps app instances (other users) out; the files' modes make
+    sure a data dir copied or opened up by hand does not expose the admin token, keys or database."""
+    data_dir.chmod(0o700)
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(data_dir):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode) or not st.st_mode & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+            changed += 1
+    return changed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,7 @@ def test_an_app_cannot_read_the_control_planes_secrets_or_another_projects_app(
     ]
     for value in secret_values:
         assert value not in text
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700  # nothing below it is reachable by another user
 
     # who they ran as: not root, not each other, no groups; a private HOME with umask 077
     victim_uid = proc_status(victim_pid)["Uid"].split()
