@@ -6,12 +6,15 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import Api
 from tests.integration.web.conftest import CSRF_RE
+from yunzhou.testing import ControlPlaneProcess
 
 FORGED = (
     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 45\r\nConnection: close\r\n\r\n"
@@ -83,4 +86,23 @@ def test_a_crafted_host_header_gets_neither_the_token_nor_trust(console: Api, at
     assert status == 303, body[:300]
     status, body = _login(console, f"127.0.0.1:{attacker.port}", console.admin_token)
     assert status == 303, body[:300]
+    assert bytes(attacker.received) == b""
+
+
+def test_a_real_server_signs_in_under_a_crafted_host_without_calling_it(
+    tmp_path: Path, attacker: FakeAttacker
+) -> None:
+    """The same through uvicorn (`yunzhou server`): the in-process calls run on the server's own loop."""
+    with ControlPlaneProcess(tmp_path / "data", extra_args=("--no-runtime",)) as server:
+        for host, token, expected in (
+            (f"127.0.0.1:{attacker.port}", "yzt_forged-by-the-attacker", 401),
+            (f"127.0.0.1:{attacker.port}", server.admin_token, 303),
+        ):
+            with httpx.Client(base_url=server.url, headers={"Host": host}, timeout=30) as browser:
+                match = CSRF_RE.search(browser.get("/login").text)
+                assert match
+                form = {"token": token, "csrf_token": match.group(1), "next": "/projects"}
+                assert browser.post("/login", data=form).status_code == expected
+                if expected == 303:
+                    assert browser.get("/projects").status_code == 200
     assert bytes(attacker.received) == b""
