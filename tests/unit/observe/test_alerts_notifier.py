@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -221,3 +223,43 @@ def test_a_route_change_rebuilds_the_groups_instead_of_resolving_firing_alerts()
         n.flush(t, [])
     assert [p["status"] for p in out.sent] == ["firing", "firing"]  # never a false "resolved"
     assert out.sent[1]["groupLabels"] == {"alertname": "E"}
+
+
+def test_a_receiver_that_never_finishes_fails_alone_within_the_deadline() -> None:
+    """A webhook server trickling its answer a byte at a time never trips a per-read timeout: it held the
+    notifier's thread, so no receiver of any project got another message. Now each message has a deadline:
+    the stuck one fails (recorded, retried later, never twice at once) while the others are sent."""
+    release = threading.Event()
+    calls: list[str] = []
+    out = Outbox()
+
+    def deliver(kind: str, config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
+        calls.append(str(config["url"]))
+        if config["url"] == "http://stuck":
+            release.wait(60)
+        else:
+            out(kind, config, payload)
+
+    stuck = Receiver(1, "evil", "hook", "webhook", {"url": "http://stuck"}, parse_route(ROUTE))
+    fine = Receiver(2, "shop", "hook", "webhook", {"url": "http://x"}, parse_route(ROUTE))
+    n = Notifier(deliver_fn=deliver, deadline=0.5)
+    evil = NotifiedAlert("fp-evil", {"alertname": "E", "project": "evil"}, {}, 0.0, None)
+    try:
+        n.observe([stuck, fine], evil, 0)
+        n.observe([stuck, fine], alert(), 0)
+        started = time.monotonic()
+        sent = n.flush(10, [])
+        assert time.monotonic() - started < 10
+        assert {m.receiver_id: m.error is None for m in sent} == {1: False, 2: True}
+        assert "did not finish within 0.5 s" in str(next(m.error for m in sent if m.receiver_id == 1))
+        assert len(out.sent) == 1
+        n.observe([stuck, fine], evil, 20)
+        assert n.flush(20, []) == []  # the stuck delivery still runs: no second one on top of it
+        assert calls.count("http://stuck") == 1
+    finally:
+        release.set()
+    deadline = time.monotonic() + 10
+    while any(t.name == "yunzhou-alert-send" for t in threading.enumerate()):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert [m.receiver_id for m in n.flush(30, [])] == [1]  # retried once the first attempt ended

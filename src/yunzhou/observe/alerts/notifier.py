@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -28,6 +29,9 @@ Deliver = Callable[[str, Mapping[str, Any], Mapping[str, Any]], None]
 Silences = Sequence[tuple[str, tuple[Matcher, ...]]]
 STALE_AFTER = 240.0  # Prometheus' endsAt: 4 × its resend delay (1m) after the last evaluation that sent it
 RETRY_FIRST, RETRY_MAX = 2.0, 300.0  # a failed message is tried again after 2 s, 4 s, 8 s … at most 5 min
+# a whole message, however slowly the receiver answers: a client's timeouts bound each read, not the sum,
+# so a server trickling a byte every few seconds would otherwise hold every receiver's notifications
+DELIVERY_DEADLINE = 30.0
 
 
 def retry_delay(failures: int, first: float = RETRY_FIRST, most: float = RETRY_MAX) -> float:
@@ -44,6 +48,7 @@ class _Group:
     last_sent: float | None = None
     sent_firing: frozenset[str] = frozenset()
     failures: int = 0  # consecutive failed deliveries: the next retry waits retry_delay(failures)
+    in_flight: bool = False  # a delivery past its deadline still runs: no second one meanwhile
 
     @property
     def key(self) -> str:
@@ -92,10 +97,12 @@ class Notifier:
         *,
         stale_after: float = STALE_AFTER,
         retry_first: float = RETRY_FIRST,
+        deadline: float = DELIVERY_DEADLINE,
     ) -> None:
         self.external_url = external_url
         self.stale_after = stale_after
         self.retry_first = retry_first
+        self.deadline = deadline
         self._deliver = deliver_fn
         self._groups: dict[tuple[int, tuple[tuple[str, str], ...]], _Group] = {}
         self._lock = threading.Lock()
@@ -132,7 +139,7 @@ class Notifier:
             outgoing = []
             for group in self._groups.values():
                 self._resolve_stale(group, now)
-                if now >= group.next_flush:
+                if now >= group.next_flush and not group.in_flight:
                     group.next_flush = now + group.receiver.route.group_interval_s
                     try:
                         message = self._decide(group, now, silences)
@@ -142,15 +149,11 @@ class Notifier:
                     if message is not None:
                         outgoing.append(message)
             self._drop_empty()
-        for m in outgoing:
+        for m, error in self._send_all(outgoing):
             g = m.group
-            try:
-                if g.receiver.problem:
-                    raise DeliveryError(g.receiver.problem)
-                self._deliver(g.receiver.kind, g.receiver.config, m.payload)
-            except Exception as exc:  # state kept as is: the group tries again after its backoff
+            if error is not None:  # state kept as is: the group tries again after its backoff
                 with self._lock:
-                    sent.append(self._failed(g, now, m.payload["status"], m.fingerprints, exc))
+                    sent.append(self._failed(g, now, m.payload["status"], m.fingerprints, error))
                 continue
             sent.append(
                 Sent(g.receiver.name, g.key, m.payload["status"], m.fingerprints, None, g.receiver.id)
@@ -162,6 +165,39 @@ class Notifier:
             self._drop_empty()
         self.sent = sent
         return sent
+
+    def _send_all(self, outgoing: list[_Outgoing]) -> list[tuple[_Outgoing, Exception | None]]:
+        """Every message at once, each on a thread of its own, all within one deadline: a receiver that
+        never finishes fails alone (its group sends nothing more until that thread ends)."""
+        errors: dict[int, Exception | None] = {}
+        threads = []
+        for m in outgoing:
+            m.group.in_flight = True
+            t = threading.Thread(target=self._send, args=(m, errors), name="yunzhou-alert-send", daemon=True)
+            t.start()
+            threads.append((m, t))
+        end = time.monotonic() + self.deadline
+        for _, t in threads:
+            t.join(max(0.0, end - time.monotonic()))
+        late = DeliveryError(
+            f"the receiver did not finish within {self.deadline:g} s (each read has its own timeout; the"
+            " whole message must be sent within this deadline)"
+        )
+        with self._lock:
+            return [(m, errors.get(id(m), late)) for m, _ in threads]  # absent: still running
+
+    def _send(self, m: _Outgoing, errors: dict[int, Exception | None]) -> None:
+        g = m.group
+        error: Exception | None = None
+        try:
+            if g.receiver.problem:
+                raise DeliveryError(g.receiver.problem)
+            self._deliver(g.receiver.kind, g.receiver.config, m.payload)
+        except Exception as exc:  # whatever one receiver raises stays its own
+            error = exc
+        with self._lock:
+            errors[id(m)] = error
+            g.in_flight = False
 
     def _failed(
         self, g: _Group, now: float, status: str, fingerprints: tuple[str, ...], exc: Exception
