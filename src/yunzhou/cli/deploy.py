@@ -32,6 +32,8 @@ from yunzhou.cli.documents import (
     select_environment,
 )
 from yunzhou.cli.progress import TimeoutOption, WaitOption, follow_rollout
+from yunzhou.cli.source import IncludeOption, left_out_line
+from yunzhou.client import pack_source
 from yunzhou.domain.errors import UserError
 from yunzhou.domain.names import AppAddress
 
@@ -102,6 +104,7 @@ def deploy(
             "without it such a step waits for traffic up to the progress deadline.",
         ),
     ] = False,
+    include: IncludeOption = None,
     wait: WaitOption = False,
     timeout: TimeoutOption = None,
 ) -> None:
@@ -128,8 +131,12 @@ def deploy(
     client = connect(ctx, not_found=env_hint(address))
     artifact: str | None = None
     if source is not None:
-        artifact = client.upload_artifact(source)
+        deploy_files = [path for path in (score_file, settings_path) if path is not None]
+        archive = pack_source(source, leave_out=deploy_files, include=include or ())
+        artifact = client.upload_source(archive)
         note(f"Uploaded {source} as {artifact}")
+        if (left_out := left_out_line(archive.left_out)) is not None:
+            note(left_out)
     deployment = client.deploy(address.project, address.env, score, settings, artifact)
     say(f"Deployed {release_line(address, deployment)}")
     for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout

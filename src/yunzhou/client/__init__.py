@@ -1,6 +1,13 @@
 """Typed HTTP client for the Yunzhou API, used by the CLI, the console's tests and e2e tests."""
 
-from yunzhou.client.artifact import SKIPPED_NAMES, artifact_digest, build_artifact
+from yunzhou.client.artifact import (
+    SKIPPED_NAMES,
+    LeftOut,
+    SourceArchive,
+    artifact_digest,
+    build_artifact,
+    pack_source,
+)
 from yunzhou.client.config import (
     DEFAULT_URL,
     ClientConfig,
@@ -19,7 +26,9 @@ __all__ = [
     "ApiError",
     "ClientConfig",
     "ClientError",
+    "LeftOut",
     "ServerUnreachable",
+    "SourceArchive",
     "WaitTimeout",
     "YunzhouClient",
     "admin_token_path",
@@ -27,5 +36,6 @@ __all__ = [
     "build_artifact",
     "default_data_dir",
     "load_config",
+    "pack_source",
     "read_admin_token",
 ]

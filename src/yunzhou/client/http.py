@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import httpx
 
-from yunzhou.client.artifact import build_artifact
+from yunzhou.client.artifact import SourceArchive, pack_source
 from yunzhou.client.config import DEFAULT_URL, ClientConfig, load_config
 from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, error_from_response
 from yunzhou.domain.errors import FieldProblem
@@ -317,11 +317,14 @@ class YunzhouClient:
 
     def upload_artifact(self, source_dir: Path) -> str:
         """Archive ``source_dir`` deterministically, upload it and return its digest (``sha256:…``)."""
-        data = build_artifact(source_dir)
+        return self.upload_source(pack_source(source_dir))
+
+    def upload_source(self, archive: SourceArchive) -> str:
+        """Upload an archive ``pack_source`` made (which also says what it left out); its digest."""
         result = self._request(
             "POST",
             "/artifacts",
-            content=data,
+            content=archive.data,
             headers={"Content-Type": "application/gzip"},
             timeout=max(self._http.timeout.read or 0.0, 300.0),
         )
