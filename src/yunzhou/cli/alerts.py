@@ -272,7 +272,8 @@ def silence_create(
     """Mute matching alerts: no notification and no healing action while the silence lasts."""
     project, _, _ = _scope(scope)
     s = connect(ctx).create_silence(project, list(matchers), duration, comment)
-    say(f"Silence {s['id']} until {s['ends_at']}: {', '.join(_matcher_text(m) for m in s['matchers'])}")
+    matched = ", ".join(_matcher_text(m) for m in s["matchers"])
+    say(f"Silence {s['id']} until {short_time(s['ends_at'])}: {matched}")
 
 
 def _matcher_text(m: Json) -> str:

@@ -40,3 +40,18 @@ def test_receivers_list_shows_failing_deliveries_with_error_and_next_retry() -> 
     )
     assert rows["mail"].rstrip().endswith("-")
     assert rows["ok"].rstrip().endswith("ok")
+
+
+def test_silence_create_prints_its_end_to_the_second_as_docs_alerts_md_shows() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/projects/shop/alerts/silences"
+        matchers = [{"name": "app", "value": "web", "isRegex": False, "isEqual": True}]
+        silence = {"id": 4, "ends_at": "2026-11-25T18:00:00.464178Z", "matchers": matchers}
+        return httpx.Response(201, json=silence)
+
+    state = CliState(transport=httpx.MockTransport(answer))
+    state.config = ClientConfig(url=URL, token="t", auth_source="YUNZHOU_TOKEN")
+    args = ["alerts", "silence", "create", "shop", "-m", 'app="web"', "-d", "2h", "-c", "migrating"]
+    result = CliRunner().invoke(app, args, obj=state, env=CLEAN_ENV)
+    assert result.exit_code == 0, result.output
+    assert 'Silence 4 until 2026-11-25T18:00:00Z: app="web"' in result.output
