@@ -97,7 +97,7 @@ def test_the_api_answers_while_a_large_archive_is_checked(tmp_path: Path) -> Non
     # within the default limits (5 001 entries, 400 MiB), and seconds of work for the check
     archive = _large_archive(files=5_000, zeros_mib=400)
     latencies: list[float] = []
-    with ControlPlaneProcess(tmp_path / "data", extra_args=("--no-runtime",)) as server:
+    with ControlPlaneProcess(tmp_path / "data", extra_args=("--no-runtime",), startup_timeout=120) as server:
         headers = {"Authorization": f"Bearer {server.admin_token}"} | GZIP
         result: dict[str, object] = {}
 

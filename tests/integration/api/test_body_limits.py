@@ -28,7 +28,7 @@ MAX_GROWTH = 20 * 1024 * 1024
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
     data = tmp_path_factory.mktemp("limits") / "data"
-    with ControlPlaneProcess(data, extra_args=("--no-runtime",)) as cp:
+    with ControlPlaneProcess(data, extra_args=("--no-runtime",), startup_timeout=120) as cp:
         yield cp
 
 
