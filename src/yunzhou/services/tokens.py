@@ -29,7 +29,7 @@ ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 - a file name
 _MAX_EXPIRY = timedelta(days=3650)
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 _MIN_EXPIRY_SECONDS = 60
-_MAX_CHAIN = 100  # a guard for the recursive queries; chains are acyclic by construction
+_MAX_CHAIN = 100  # tokens in a chain, its creator's creators included: deeper ones are never created
 
 
 def hash_secret(token: str) -> str:
@@ -94,7 +94,9 @@ class TokenService:
         token_id, secret = _new_token()
         with self.ctx.db.transaction() as s:
             if caller.token_id is not None:
-                _check_expiry(_ancestors(s, caller.token_id), now, expires_in_seconds)
+                chain = _ancestors(s, caller.token_id)
+                _check_depth(chain)
+                _check_expiry(chain, now, expires_in_seconds)
             token = Token(
                 id=token_id,
                 name=name,
@@ -203,6 +205,16 @@ def _check_scopes(have: frozenset[Scope], wanted: frozenset[Scope]) -> None:
             f" (allowed: {', '.join(allowed)})"
         )
         raise Forbidden(message, problems=[FieldProblem("scopes", message)])
+
+
+def _check_depth(chain: list[Token]) -> None:
+    """Authentication and revocation walk at most _MAX_CHAIN tokens: a token further down would outlive
+    the revocation of the tokens above it, so it is never created."""
+    if len(chain) >= _MAX_CHAIN:
+        raise Forbidden(
+            f"this token is the last of a chain of {_MAX_CHAIN} tokens, each created with the one above;"
+            " it cannot create more: create the token with one nearer the top (e.g. from `yunzhou login`)"
+        )
 
 
 def _check_expiry(chain: list[Token], now: datetime, expires_in_seconds: int | None) -> None:

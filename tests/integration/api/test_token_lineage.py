@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import update
 
 from tests.conftest import Api
+from yunzhou.services.tokens import _MAX_CHAIN
 from yunzhou.store.models import Token
 
 V1 = "/api/v1"
@@ -122,3 +123,24 @@ def test_tokens_without_a_parent_keep_working(api: Api) -> None:
         s.execute(update(Token).where(Token.principal == "alice").values(parent_id=None))
     assert whoami(api, legacy).status_code == 200
     assert whoami(api, api.admin).status_code == 200
+
+
+def test_a_chain_too_deep_for_the_walk_cannot_outlive_its_revoked_root(api: Api) -> None:
+    """Authentication and revocation walk at most _MAX_CHAIN tokens: a holder who minted a chain deeper
+    than that kept a token past its root's revocation (neither walk reached it). Creating a token that far
+    down is refused now, so every token is within both walks."""
+    root_id, holder = created(api, api.admin, principal="alice")
+    chain = [holder]
+    refused = None
+    for _ in range(2 * _MAX_CHAIN + 10):
+        r = mint(api, chain[-1])
+        if r.status_code != 201:
+            refused = r
+            break
+        chain.append(api.headers(r.json()["token"]))
+    assert refused is not None, "a chain deeper than the walks was minted"
+    assert refused.status_code == 403, refused.text
+    assert f"{_MAX_CHAIN} tokens" in refused.json()["error"]["message"]
+    assert len(chain) == _MAX_CHAIN - 1  # below the admin token, which counts too
+    assert api.http.delete(f"{V1}/tokens/{root_id}", headers=api.admin).status_code == 204
+    assert [whoami(api, h).status_code for h in chain] == [401] * len(chain)
