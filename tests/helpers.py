@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import uvicorn
+
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.store import Database
+from yunzhou.testing import free_port
+from yunzhou.testing.polling import wait_until
 
 
 def score(name: str = "orders", image: str = "python:3.11", **container: Any) -> dict[str, Any]:
@@ -40,3 +47,18 @@ def control_plane_with_app(
     cp.projects.create_environment(SYSTEM, "shop", "dev", "local", None)
     cp.apps.deploy(SYSTEM, "shop", "dev", score(), settings, None)
     return cp
+
+
+@contextmanager
+def served(app: Any, timeout: float = 60.0) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port in a thread of this process: its base URL."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_until("uvicorn to start", lambda: server.started, timeout=timeout)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)

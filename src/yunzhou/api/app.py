@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from yunzhou import __version__
-from yunzhou.api.errors import RequestIdMiddleware, install_error_handlers
+from yunzhou.api.errors import ERROR_RESPONSES, RequestIdMiddleware, install_error_handlers
 from yunzhou.api.limits import BodyLimitMiddleware
 from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
 from yunzhou.api.routes import autoscaling as autoscaling_routes
@@ -28,6 +28,7 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
         openapi_url="/openapi.json",
         docs_url="/api/docs",
         redoc_url=None,
+        responses=ERROR_RESPONSES,  # every operation documents the error handler's answers
     )
     app.state.control_plane = control_plane
     install_error_handlers(app)

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -66,6 +67,64 @@ class RequestIdMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_id)
+
+
+class ErrorProblem(BaseModel):
+    path: str = Field(description="Where in the request, e.g. containers.web.image or query.limit")
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="invalid, not_found, conflict, unauthenticated, forbidden, …")
+    message: str
+    problems: list[ErrorProblem]
+    request_id: str = Field(description="Also in the X-Request-Id header; the server log uses it")
+
+
+class ErrorBody(BaseModel):
+    """What every error answer of the API carries (docs/api.md, "Errors")."""
+
+    error: ErrorDetail
+
+
+def _error(description: str, **headers: str) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": ErrorBody, "description": description}
+    if headers:
+        answer["headers"] = {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+        }
+    return answer
+
+
+# The one error handler's answers, documented on every operation (the app factory passes them to FastAPI);
+# a route whose errors look different (the Prometheus-style metrics queries) documents its own.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error("The request could not be read (e.g. a body that is not what its Content-Type says)"),
+    401: _error("No token, or an unknown, revoked or expired one", **{"WWW-Authenticate": "Bearer"}),
+    403: _error("The token's scope or the caller's project role does not allow this"),
+    404: _error("No such thing, or the caller may not know that it exists"),
+    405: _error("The path exists but not with this method", Allow="The methods it has"),
+    409: _error("A duplicate name, a stale version, or a state that does not allow this"),
+    413: _error("The body is larger than the configured limit (named in the message)"),
+    422: _error("The request is invalid: problems name each field"),
+    500: _error("A bug: the server log has the details under the request id"),
+    503: _error("Temporarily unavailable: retry after Retry-After seconds", **{"Retry-After": "Seconds"}),
+}
+
+
+def _validation_message(err: Any, request: Request) -> str:
+    """pydantic's message in the words the domain's own checks use (what is allowed, named)."""
+    message = str(err.get("msg", "invalid"))
+    if err.get("type") == "literal_error":
+        allowed = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        return f"{err.get('input')!r} is not allowed; allowed: {', '.join(allowed)}"
+    if err.get("type") == "extra_forbidden" and tuple(err.get("loc", ()))[:1] == ("body",):
+        body = getattr(getattr(request.scope.get("route"), "body_field", None), "field_info", None)
+        model = getattr(body, "annotation", None)
+        fields = getattr(model, "model_fields", None)
+        if fields and len(err["loc"]) == 2:
+            return f"unknown field; allowed: {', '.join(fields)}"
+    return message.removeprefix("Value error, ")
 
 
 def _body(code: str, message: str, problems: list[FieldProblem], request_id: str) -> dict[str, Any]:
@@ -184,7 +243,7 @@ def install_error_handlers(app: FastAPI) -> None:
         problems = []
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-            problems.append(FieldProblem(".".join(loc), str(err.get("msg", "invalid"))))
+            problems.append(FieldProblem(".".join(loc), _validation_message(err, request)))
         _audit_refusal(request, "invalid", "request body is invalid")
         return JSONResponse(
             _body("invalid", "request is invalid", problems, request.state.request_id), status_code=422

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from annotated_types import Ge, Le
+from fastapi import Path
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from yunzhou.domain.names import DNS_LABEL_RE, label_problem
@@ -24,6 +25,12 @@ def _label(value: str) -> str:
     return value
 
 
+# A principal (a member's name): 1-100 characters, none of them white space (as str.isspace says)
+Principal = Annotated[
+    str,
+    Path(pattern=r"^[^\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]{1,100}$"),
+]
+TARGET_PATTERN = "^(local|cluster:" + DNS_LABEL_RE.pattern.strip("^$") + ")$"
 # A project, environment, app or cluster name: the domain's rule, checked with its message, published
 # as the equivalent pattern.
 Label = Annotated[
@@ -69,7 +76,7 @@ class ClusterInfo(BaseModel):
 
 class EnvironmentCreate(Body):
     name: Label
-    target: str = "local"
+    target: str = Field(default="local", pattern=TARGET_PATTERN, description="local or cluster:NAME")
     namespace: Label | None = None
 
 
@@ -343,7 +350,7 @@ class SecretSet(Body):
 class SecretMeta(BaseModel):
     name: str
     scope: str = Field(description="env | app")
-    app: str | None
+    app: str | None = None
     version: int | None
     versions: int
     updated_at: str | None

@@ -3,23 +3,19 @@ audit list, 64-bit numbers, 405 with Allow, and a 500 that leaves the keep-alive
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 from sqlalchemy import select
 
 from tests.conftest import Api
-from tests.helpers import UnixClock
+from tests.helpers import UnixClock, served
 from yunzhou.api import create_app
 from yunzhou.api.errors import ANONYMOUS_AUDIT_PER_MINUTE, AnonymousAuditBudget
 from yunzhou.services import ControlPlane
 from yunzhou.store.models import AuditEvent
-from yunzhou.testing import free_port
-from yunzhou.testing.polling import wait_until
 
 V1 = "/api/v1"
 TOO_BIG = str(2**64)
@@ -121,16 +117,8 @@ def real_server(control_plane: ControlPlane) -> Iterator[str]:
     def boom() -> None:
         raise RuntimeError("a bug")
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_until("uvicorn to start", lambda: server.started, timeout=30)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
+    with served(app) as url:
+        yield url
 
 
 def test_after_a_500_the_keep_alive_connection_still_serves(real_server: str) -> None:

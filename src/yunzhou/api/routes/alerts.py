@@ -4,14 +4,15 @@ receivers; silences; active alerts, history and an app's timeline. See docs/aler
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Body, Depends, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
+from yunzhou.domain.alerts import ALERT_NAME
 from yunzhou.domain.errors import invalid
 from yunzhou.services import Caller, ControlPlane
 from yunzhou.services.alerts import RuleScope
@@ -19,8 +20,11 @@ from yunzhou.services.alerts import RuleScope
 router = APIRouter(tags=["alerts"])
 CP = Annotated[ControlPlane, Depends(control_plane)]
 Who = Annotated[Caller, Depends(caller_of)]
-EnvQ = Annotated[str | None, Query(description="Environment scope (with the project)")]
-AppQ = Annotated[str | None, Query(description="App scope (with the environment)")]
+EnvQ = Annotated[schemas.Label | None, Query(description="Environment scope (with the project)")]
+AppQ = Annotated[schemas.Label | None, Query(description="App scope (needs env)")]
+RuleName = Annotated[
+    str, Path(pattern=ALERT_NAME.pattern, description="Letters, digits and _ (e.g. HighErrorRate)")
+]
 RuleDoc = Annotated[
     dict[str, Any],
     Body(description="A Prometheus alerting rule (expr, for, labels, annotations, actions …), or for a "
@@ -35,7 +39,7 @@ class _Body(BaseModel):
 
 
 class ReceiverPut(_Body):
-    kind: str = Field(description="webhook or email")
+    kind: Literal["webhook", "email"]
     config: dict[str, Any] = Field(description="webhook: {url}; email: {to, from, smarthost, starttls}")
     route: dict[str, Any] | None = Field(
         default=None, description="{matchers, group_by, group_wait, group_interval, repeat_interval}"
@@ -43,8 +47,8 @@ class ReceiverPut(_Body):
 
 
 class SilenceCreate(_Body):
-    matchers: list[Any] = Field(
-        description='Alertmanager matchers, e.g. ["app=\\"web\\"", "severity=~crit.*"]'
+    matchers: list[str] = Field(
+        min_length=1, description='Alertmanager matchers, e.g. ["app=\\"web\\"", "severity=~crit.*"]'
     )
     duration: str | None = Field(default=None, description="How long from starts_at, e.g. 2h")
     starts_at: datetime | None = None
@@ -52,13 +56,13 @@ class SilenceCreate(_Body):
     comment: str = ""
 
 
-def _scope(project: str, env: str | None, app: str | None) -> RuleScope:
+def _scope(project: schemas.Label, env: str | None, app: str | None) -> RuleScope:
     if app and not env:
         raise invalid("app", "an app scope needs env too")
     return RuleScope(project, env or "", app or "")
 
 
-def _silence(cp: ControlPlane, caller: Caller, project: str, body: SilenceCreate) -> Any:
+def _silence(cp: ControlPlane, caller: Caller, project: schemas.Label, body: SilenceCreate) -> Any:
     for name, value in (("starts_at", body.starts_at), ("ends_at", body.ends_at)):
         if value is not None and value.tzinfo is None:
             raise invalid(name, "must carry a time zone (e.g. 2026-01-02T03:04:05Z)")
@@ -70,13 +74,14 @@ def _silence(cp: ControlPlane, caller: Caller, project: str, body: SilenceCreate
 
 # ---- project scope
 @operation(router, "GET", P + "/rules", name="alert.rule.list", permission=Permission.ALERT_READ)
-def list_rules(project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None) -> Any:
+def list_rules(project: schemas.Label, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None) -> Any:
     return {"items": cp.alerts.list_rules(caller, _scope(project, env, app))}
 
 
 @operation(router, "PUT", P + "/rules/{name}", name="alert.rule.put", permission=Permission.ALERT_WRITE)
 def put_rule(
-    project: str, name: str, body: RuleDoc, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None,
+    project: schemas.Label, name: RuleName, body: RuleDoc, cp: CP, caller: Who, env: EnvQ = None,
+    app: AppQ = None,
     version: schemas.Count | None = None,
 ) -> Any:  # fmt: skip
     return cp.alerts.put_rule(caller, _scope(project, env, app), name, body, version)
@@ -86,24 +91,26 @@ def put_rule(
     router, "DELETE", P + "/rules/{name}", name="alert.rule.delete", permission=Permission.ALERT_WRITE,
     status_code=204, response_class=Response,
 )  # fmt: skip
-def delete_rule(project: str, name: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None) -> Response:
+def delete_rule(
+    project: schemas.Label, name: RuleName, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None
+) -> Response:
     cp.alerts.delete_rule(caller, _scope(project, env, app), name)
     return Response(status_code=204)
 
 
 @operation(router, "GET", APP + "/alert-rules", name="alert.rule.effective", permission=Permission.ALERT_READ)
-def effective_rules(project: str, env: str, app: str, cp: CP) -> Any:
+def effective_rules(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": cp.alerts.effective_rules(project, env, app)}
 
 
 @operation(router, "GET", P, name="alert.list", permission=Permission.ALERT_READ)
-def list_alerts(project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None) -> Any:
+def list_alerts(project: schemas.Label, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None) -> Any:
     return {"items": cp.alerts.active(caller, project, env, app)}
 
 
 @operation(router, "GET", P + "/history", name="alert.history", permission=Permission.ALERT_READ)
 def history(
-    project: str, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None,
+    project: schemas.Label, cp: CP, caller: Who, env: EnvQ = None, app: AppQ = None,
     kind: Annotated[str | None, Query(pattern="^(alert|action)$")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100, before_id: schemas.Id | None = None,
 ) -> Any:  # fmt: skip
@@ -114,20 +121,25 @@ def history(
 
 @operation(router, "GET", APP + "/events", name="app.events", permission=Permission.ALERT_READ)
 def app_events(
-    project: str, env: str, app: str, cp: CP, caller: Who, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
+    cp: CP,
+    caller: Who,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     return {"items": cp.alerts.timeline(caller, project, env, app, limit)}
 
 
 @operation(router, "GET", P + "/receivers", name="alert.receiver.list", permission=Permission.ALERT_READ)
-def list_receivers(project: str, cp: CP, caller: Who) -> Any:
+def list_receivers(project: schemas.Label, cp: CP, caller: Who) -> Any:
     return {"items": cp.alerts.list_receivers(caller, project)}
 
 
 @operation(
     router, "PUT", P + "/receivers/{name}", name="alert.receiver.put", permission=Permission.ALERT_WRITE
 )
-def put_receiver(project: str, name: str, body: ReceiverPut, cp: CP, caller: Who) -> Any:
+def put_receiver(project: schemas.Label, name: str, body: ReceiverPut, cp: CP, caller: Who) -> Any:
     return cp.alerts.put_receiver(caller, project, name, body.kind, body.config, body.route)
 
 
@@ -135,13 +147,13 @@ def put_receiver(project: str, name: str, body: ReceiverPut, cp: CP, caller: Who
     router, "DELETE", P + "/receivers/{name}", name="alert.receiver.delete",
     permission=Permission.ALERT_WRITE, status_code=204, response_class=Response,
 )  # fmt: skip
-def delete_receiver(project: str, name: str, cp: CP, caller: Who) -> Response:
+def delete_receiver(project: schemas.Label, name: str, cp: CP, caller: Who) -> Response:
     cp.alerts.delete_receiver(caller, project, name)
     return Response(status_code=204)
 
 
 @operation(router, "GET", P + "/silences", name="alert.silence.list", permission=Permission.ALERT_READ)
-def list_silences(project: str, cp: CP, caller: Who, expired: bool = False) -> Any:
+def list_silences(project: schemas.Label, cp: CP, caller: Who, expired: bool = False) -> Any:
     return {"items": cp.alerts.list_silences(caller, project, include_expired=expired)}
 
 
@@ -149,7 +161,7 @@ def list_silences(project: str, cp: CP, caller: Who, expired: bool = False) -> A
     router, "POST", P + "/silences", name="alert.silence.create", permission=Permission.ALERT_SILENCE,
     status_code=201,
 )  # fmt: skip
-def create_silence(project: str, body: SilenceCreate, cp: CP, caller: Who) -> Any:
+def create_silence(project: schemas.Label, body: SilenceCreate, cp: CP, caller: Who) -> Any:
     return _silence(cp, caller, project, body)
 
 
@@ -157,7 +169,7 @@ def create_silence(project: str, body: SilenceCreate, cp: CP, caller: Who) -> An
     router, "DELETE", P + "/silences/{silence_id}", name="alert.silence.expire",
     permission=Permission.ALERT_SILENCE,
 )  # fmt: skip
-def expire_silence(project: str, silence_id: schemas.Id, cp: CP, caller: Who) -> Any:
+def expire_silence(project: schemas.Label, silence_id: schemas.Id, cp: CP, caller: Who) -> Any:
     return cp.alerts.expire_silence(caller, project, silence_id)
 
 
@@ -174,7 +186,7 @@ def list_global_rules(cp: CP, caller: Who) -> Any:
     router, "PUT", G + "/rules/{name}", name="alert.global.rule.put", permission=Permission.PLATFORM_ADMIN
 )
 def put_global_rule(
-    name: str, body: RuleDoc, cp: CP, caller: Who, version: schemas.Count | None = None
+    name: RuleName, body: RuleDoc, cp: CP, caller: Who, version: schemas.Count | None = None
 ) -> Any:
     return cp.alerts.put_rule(caller, RuleScope(), name, body, version)
 
@@ -183,7 +195,7 @@ def put_global_rule(
     router, "DELETE", G + "/rules/{name}", name="alert.global.rule.delete",
     permission=Permission.PLATFORM_ADMIN, status_code=204, response_class=Response,
 )  # fmt: skip
-def delete_global_rule(name: str, cp: CP, caller: Who) -> Response:
+def delete_global_rule(name: RuleName, cp: CP, caller: Who) -> Response:
     cp.alerts.delete_rule(caller, RuleScope(), name)
     return Response(status_code=204)
 

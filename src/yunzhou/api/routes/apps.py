@@ -27,7 +27,9 @@ APP = ENV + "/apps/{app}"
     status_code=201,
     response_model=schemas.Deployment,
 )
-def deploy(project: str, env: str, body: schemas.DeploymentCreate, cp: CP, caller: Who) -> Any:
+def deploy(
+    project: schemas.Label, env: schemas.Label, body: schemas.DeploymentCreate, cp: CP, caller: Who
+) -> Any:
     return cp.apps.deploy(caller, project, env, body.score, body.settings, body.artifact)
 
 
@@ -39,12 +41,12 @@ def deploy(project: str, env: str, body: schemas.DeploymentCreate, cp: CP, calle
     permission=Permission.APP_READ,
     response_model=schemas.Items[schemas.App],
 )
-def list_apps(project: str, env: str, cp: CP) -> Any:
+def list_apps(project: schemas.Label, env: schemas.Label, cp: CP) -> Any:
     return {"items": cp.apps.list_apps(project, env)}
 
 
 @operation(router, "GET", APP, name="app.get", permission=Permission.APP_READ, response_model=schemas.App)
-def get_app(project: str, env: str, app: str, cp: CP) -> Any:
+def get_app(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return cp.apps.get(project, env, app)
 
 
@@ -57,7 +59,7 @@ def get_app(project: str, env: str, app: str, cp: CP) -> Any:
     status_code=202,
     response_model=schemas.App,
 )
-def remove_app(project: str, env: str, app: str, cp: CP, caller: Who) -> Any:
+def remove_app(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP, caller: Who) -> Any:
     return cp.apps.remove(caller, project, env, app)
 
 
@@ -69,7 +71,14 @@ def remove_app(project: str, env: str, app: str, cp: CP, caller: Who) -> Any:
     permission=Permission.APP_DEPLOY,
     response_model=schemas.App,
 )
-def scale(project: str, env: str, app: str, body: schemas.ReplicasSet, cp: CP, caller: Who) -> Any:
+def scale(
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
+    body: schemas.ReplicasSet,
+    cp: CP,
+    caller: Who,
+) -> Any:
     return cp.apps.scale(caller, project, env, app, body.replicas, body.version)
 
 
@@ -81,7 +90,7 @@ def scale(project: str, env: str, app: str, body: schemas.ReplicasSet, cp: CP, c
     permission=Permission.APP_READ,
     response_model=schemas.AppSettings,
 )
-def get_settings(project: str, env: str, app: str, cp: CP) -> Any:
+def get_settings(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return cp.apps.settings(project, env, app)
 
 
@@ -94,7 +103,14 @@ def get_settings(project: str, env: str, app: str, cp: CP) -> Any:
     status_code=201,
     response_model=schemas.Deployment,
 )
-def patch_settings(project: str, env: str, app: str, body: schemas.SettingsPatch, cp: CP, caller: Who) -> Any:
+def patch_settings(
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
+    body: schemas.SettingsPatch,
+    cp: CP,
+    caller: Who,
+) -> Any:
     return cp.apps.update_settings(caller, project, env, app, body.settings, body.version)
 
 
@@ -106,7 +122,7 @@ def patch_settings(project: str, env: str, app: str, body: schemas.SettingsPatch
     permission=Permission.APP_READ,
     response_model=schemas.Items[schemas.Release],
 )
-def list_releases(project: str, env: str, app: str, cp: CP) -> Any:
+def list_releases(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": cp.apps.releases(project, env, app)}
 
 
@@ -118,7 +134,9 @@ def list_releases(project: str, env: str, app: str, cp: CP) -> Any:
     permission=Permission.APP_READ,
     response_model=schemas.Release,
 )
-def get_release(project: str, env: str, app: str, number: schemas.Id, cp: CP) -> Any:
+def get_release(
+    project: schemas.Label, env: schemas.Label, app: schemas.Label, number: schemas.Id, cp: CP
+) -> Any:
     return cp.apps.release(project, env, app, number)
 
 
@@ -131,7 +149,14 @@ def get_release(project: str, env: str, app: str, number: schemas.Id, cp: CP) ->
     status_code=201,
     response_model=schemas.Deployment,
 )
-def rollback(project: str, env: str, app: str, body: schemas.RollbackCreate, cp: CP, caller: Who) -> Any:
+def rollback(
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
+    body: schemas.RollbackCreate,
+    cp: CP,
+    caller: Who,
+) -> Any:
     return cp.apps.rollback(caller, project, env, app, body.to)
 
 
@@ -143,7 +168,7 @@ def rollback(project: str, env: str, app: str, body: schemas.RollbackCreate, cp:
     permission=Permission.APP_READ,
     response_model=schemas.Items[schemas.Rollout],
 )
-def list_rollouts(project: str, env: str, app: str, cp: CP) -> Any:
+def list_rollouts(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": cp.apps.rollouts(project, env, app)}
 
 
@@ -155,7 +180,9 @@ def list_rollouts(project: str, env: str, app: str, cp: CP) -> Any:
     permission=Permission.APP_READ,
     response_model=schemas.Rollout,
 )
-def get_rollout(project: str, env: str, app: str, rollout_id: schemas.Id, cp: CP) -> Any:
+def get_rollout(
+    project: schemas.Label, env: schemas.Label, app: schemas.Label, rollout_id: schemas.Id, cp: CP
+) -> Any:
     return cp.apps.rollout(project, env, app, rollout_id)
 
 
@@ -167,15 +194,15 @@ def get_rollout(project: str, env: str, app: str, rollout_id: schemas.Id, cp: CP
     permission=Permission.APP_READ,
     response_model=schemas.Items[schemas.InstanceReport],
 )
-def list_instances(project: str, env: str, app: str, cp: CP) -> Any:
+def list_instances(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": cp.apps.instances(project, env, app)}
 
 
 @operation(router, "GET", APP + "/render", name="app.render", permission=Permission.APP_READ)
 def render(
-    project: str,
-    env: str,
-    app: str,
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
     cp: CP,
     caller: Who,
     release: schemas.Id | None = None,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
+from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.services import Caller, ControlPlane
@@ -26,17 +27,21 @@ APP = "/projects/{project}/environments/{env}/apps/{app}"
     permission=Permission.APP_READ,
 )
 def list_decisions(
-    project: str, env: str, app: str, cp: CP, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
+    cp: CP,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Any:
     """Newest first: time, current, desired, applied, mode, reason, inputs."""
     return {"items": cp.autoscaling.decisions(project, env, app, limit)}
 
 
 class ScaleHookCreate(BaseModel):
-    action: str = Field(description="up | down | set")
-    step: int = 1
-    replicas: int | None = None
-    min_interval_seconds: int = 10
+    action: Literal["up", "down", "set"]
+    step: int = Field(default=1, ge=1, le=100)
+    replicas: int | None = Field(default=None, ge=0, le=1000, description="For set only (and required)")
+    min_interval_seconds: int = Field(default=10, ge=1, le=3600)
 
 
 @operation(
@@ -47,7 +52,9 @@ class ScaleHookCreate(BaseModel):
     permission=Permission.APP_DEPLOY,
     status_code=201,
 )
-def create_hook(project: str, env: str, app: str, body: ScaleHookCreate, cp: CP, caller: Who) -> Any:
+def create_hook(
+    project: schemas.Label, env: schemas.Label, app: schemas.Label, body: ScaleHookCreate, cp: CP, caller: Who
+) -> Any:
     """A new secret URL (``path``, shown once) that scales the app; POST to it, no token needed."""
     return ScaleHookService(cp.ctx).create(
         caller, project, env, app, action=body.action, step=body.step, replicas=body.replicas,
@@ -56,7 +63,7 @@ def create_hook(project: str, env: str, app: str, body: ScaleHookCreate, cp: CP,
 
 
 @operation(router, "GET", APP + "/scale-hooks", name="scale_hook.list", permission=Permission.APP_READ)
-def list_hooks(project: str, env: str, app: str, cp: CP) -> Any:
+def list_hooks(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": ScaleHookService(cp.ctx).list(project, env, app)}
 
 
@@ -67,7 +74,9 @@ def list_hooks(project: str, env: str, app: str, cp: CP) -> Any:
     name="scale_hook.revoke",
     permission=Permission.APP_DEPLOY,
 )
-def revoke_hook(project: str, env: str, app: str, name: str, cp: CP, caller: Who) -> Any:
+def revoke_hook(
+    project: schemas.Label, env: schemas.Label, app: schemas.Label, name: str, cp: CP, caller: Who
+) -> Any:
     """``name`` is the hook's id (from the create answer or the list)."""
     return ScaleHookService(cp.ctx).revoke(caller, project, env, app, name)
 

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
+from yunzhou.domain.config import KEY_RE, KEY_RULE
 from yunzhou.services import Caller, ControlPlane
 
 router = APIRouter()
 CP = Annotated[ControlPlane, Depends(control_plane)]
 Who = Annotated[Caller, Depends(caller_of)]
+SecretName = Annotated[str, Path(pattern=KEY_RE.pattern, description=f"A variable's name: {KEY_RULE}")]
 AppScope = Annotated[
-    str | None, Query(description="An app's name: its own config (it wins over the environment's)")
+    schemas.Label | None, Query(description="An app's name: its own config (it wins over the environment's)")
 ]
 ENV = "/projects/{project}/environments/{env}"
 
@@ -24,7 +26,7 @@ ENV = "/projects/{project}/environments/{env}"
     router, "GET", ENV + "/config", name="config.get", permission=Permission.CONFIG_READ,
     response_model=schemas.ConfigVars, response_model_exclude_none=True,
 )  # fmt: skip
-def get_config(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
+def get_config(project: schemas.Label, env: schemas.Label, cp: CP, app: AppScope = None) -> Any:
     return cp.config.get(project, env, app)
 
 
@@ -33,7 +35,12 @@ def get_config(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
     response_model=schemas.ConfigVars, response_model_exclude_none=True,
 )  # fmt: skip
 def patch_config(
-    project: str, env: str, body: schemas.ConfigPatch, cp: CP, caller: Who, app: AppScope = None
+    project: schemas.Label,
+    env: schemas.Label,
+    body: schemas.ConfigPatch,
+    cp: CP,
+    caller: Who,
+    app: AppScope = None,
 ) -> Any:
     return cp.config.update(caller, project, env, app, body.set, body.unset, body.version)
 
@@ -42,7 +49,7 @@ def patch_config(
     router, "GET", ENV + "/secrets", name="secret.list", permission=Permission.CONFIG_READ,
     response_model=schemas.Items[schemas.SecretMeta], response_model_exclude_none=True,
 )  # fmt: skip
-def list_secrets(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
+def list_secrets(project: schemas.Label, env: schemas.Label, cp: CP, app: AppScope = None) -> Any:
     return {"items": cp.config.list_secrets(project, env, app)}
 
 
@@ -51,7 +58,13 @@ def list_secrets(project: str, env: str, cp: CP, app: AppScope = None) -> Any:
     response_model=schemas.SecretMeta, response_model_exclude_none=True,
 )  # fmt: skip
 def set_secret(
-    project: str, env: str, name: str, body: schemas.SecretSet, cp: CP, caller: Who, app: AppScope = None
+    project: schemas.Label,
+    env: schemas.Label,
+    name: SecretName,
+    body: schemas.SecretSet,
+    cp: CP,
+    caller: Who,
+    app: AppScope = None,
 ) -> Any:
     return cp.config.set_secret(caller, project, env, app, name, body.value)
 
@@ -60,7 +73,9 @@ def set_secret(
     router, "DELETE", ENV + "/secrets/{name}", name="secret.unset", permission=Permission.CONFIG_WRITE,
     response_model=schemas.SecretUnset,
 )  # fmt: skip
-def unset_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: AppScope = None) -> Any:
+def unset_secret(
+    project: schemas.Label, env: schemas.Label, name: SecretName, cp: CP, caller: Who, app: AppScope = None
+) -> Any:
     return cp.config.unset_secret(caller, project, env, app, name)
 
 
@@ -68,7 +83,9 @@ def unset_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: Ap
     router, "POST", ENV + "/secrets/{name}/reveal", name="secret.reveal", permission=Permission.SECRET_REVEAL,
     response_model=schemas.SecretReveal,
 )  # fmt: skip
-def reveal_secret(project: str, env: str, name: str, cp: CP, caller: Who, app: AppScope = None) -> Any:
+def reveal_secret(
+    project: schemas.Label, env: schemas.Label, name: SecretName, cp: CP, caller: Who, app: AppScope = None
+) -> Any:
     return cp.config.reveal_secret(caller, project, env, app, name)
 
 

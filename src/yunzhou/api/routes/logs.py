@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import StringConstraints
 
 from yunzhou.api import schemas
 from yunzhou.api.auth import control_plane, operation
@@ -33,7 +34,11 @@ WHERE_HELP = (
     "Field filters on JSON lines, all must hold: KEY OP VALUE with OP one of = != > >= < <= "
     '(level=error, user_id=42, status>=500, msg="two words"); repeat it, or separate filters by spaces'
 )
-Where = Annotated[list[str] | None, Query(max_length=2000, description=WHERE_HELP)]
+# bounded so that a request with every filter at its longest still fits the server's 64 KiB request line
+Where = Annotated[
+    list[Annotated[str, StringConstraints(max_length=200)]] | None,
+    Query(max_length=10, description=WHERE_HELP + " (at most 10, each at most 200 characters)"),
+]
 GREP_HELP = "Case-insensitive substring, taken literally"
 Grep = Annotated[str | None, Query(max_length=1000, description=GREP_HELP)]
 
@@ -55,19 +60,19 @@ def log_store(request: Request) -> LogStore:
 )
 def list_logs(
     request: Request,
-    project: str,
-    env: str,
-    app: str,
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
     cp: CP,
-    since: Annotated[str | None, Query(description=TIME_HELP + "; inclusive")] = None,
-    until: Annotated[str | None, Query(description=TIME_HELP + "; exclusive")] = None,
+    since: Annotated[str | None, Query(max_length=64, description=TIME_HELP + "; inclusive")] = None,
+    until: Annotated[str | None, Query(max_length=64, description=TIME_HELP + "; exclusive")] = None,
     grep: Grep = None,
     instance: Annotated[str | None, Query(max_length=200)] = None,
     stream: Literal["stdout", "stderr", "access"] | None = None,
     where: Where = None,
     after_id: Annotated[
         int | None,
-        Query(ge=0, le=schemas.INT64_MAX, description="Only records after this id (paging forward)"),
+        Query(ge=0, le=schemas.INT_MAX, description="Only records after this id (paging forward)"),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_QUERY_LIMIT)] = 100,
 ) -> Any:
@@ -111,12 +116,12 @@ def list_logs(
 )
 def export_logs(
     request: Request,
-    project: str,
-    env: str,
-    app: str,
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
     cp: CP,
-    since: Annotated[str | None, Query(description=TIME_HELP + "; inclusive")] = None,
-    until: Annotated[str | None, Query(description=TIME_HELP + "; exclusive")] = None,
+    since: Annotated[str | None, Query(max_length=64, description=TIME_HELP + "; inclusive")] = None,
+    until: Annotated[str | None, Query(max_length=64, description=TIME_HELP + "; exclusive")] = None,
     grep: Grep = None,
     instance: Annotated[str | None, Query(max_length=200)] = None,
     stream: Literal["stdout", "stderr", "access"] | None = None,

@@ -12,11 +12,13 @@ import math
 import re
 import time
 from datetime import datetime
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 
+from yunzhou.api import schemas
 from yunzhou.api.auth import control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import TemporaryError, UserError, invalid
@@ -87,10 +89,26 @@ def prometheus_error(exc: UserError | TemporaryError) -> JSONResponse:
     return JSONResponse({"status": "error", "errorType": "bad_data", "error": exc.message}, status_code=400)
 
 
+_WINDOW_PATTERN = "^(" + "|".join(re.escape(w) for w in CHART_WINDOWS) + ")$"
 QueryText = Annotated[str, Query(min_length=1, max_length=10_000, description="A PromQL expression")]
 
 
-@operation(router, "GET", "/metrics/query", name="metrics.query", permission=Permission.METRICS_READ)
+class PrometheusError(BaseModel):
+    status: Literal["error"]
+    errorType: str = Field(description="bad_data (400) or unavailable (503)")
+    error: str
+
+
+_PROMETHEUS_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": PrometheusError, "description": "A bad query, time or step (the message names it)"},
+    503: {"model": PrometheusError, "description": "No metrics engine; retry after Retry-After seconds"},
+}
+
+
+@operation(
+    router, "GET", "/metrics/query", name="metrics.query", permission=Permission.METRICS_READ,
+    responses=_PROMETHEUS_ERRORS,
+)  # fmt: skip
 def instant_query(
     request: Request,
     query: QueryText,
@@ -106,8 +124,9 @@ def instant_query(
 
 
 @operation(
-    router, "GET", "/metrics/query_range", name="metrics.query_range", permission=Permission.METRICS_READ
-)
+    router, "GET", "/metrics/query_range", name="metrics.query_range", permission=Permission.METRICS_READ,
+    responses=_PROMETHEUS_ERRORS,
+)  # fmt: skip
 def range_query(
     request: Request,
     query: QueryText,
@@ -189,11 +208,13 @@ def _add(into: dict[float, float], result: list[dict[str, Any]], only: str | Non
 @operation(router, "GET", APP + "/metrics", name="apps.metrics", permission=Permission.APP_READ)
 def app_metrics(
     request: Request,
-    project: str,
-    env: str,
-    app: str,
+    project: schemas.Label,
+    env: schemas.Label,
+    app: schemas.Label,
     cp: CP,
-    window: Annotated[str, Query(description="One of " + ", ".join(CHART_WINDOWS))] = "1h",
+    window: Annotated[
+        str, Query(pattern=_WINDOW_PATTERN, description="One of " + ", ".join(CHART_WINDOWS))
+    ] = "1h",
     end: Annotated[str | None, Query(description=TIME_HELP)] = None,
 ) -> Any:
     """Chart series for one app over `window`: request rate, error rate, latency p50/p99, CPU, memory."""

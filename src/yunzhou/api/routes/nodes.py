@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from yunzhou.api import schemas
 from yunzhou.api.auth import control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.services import ControlPlane
@@ -22,6 +23,6 @@ CP = Annotated[ControlPlane, Depends(control_plane)]
     name="cluster.node_events",
     permission=Permission.AUTHENTICATED,
 )
-def node_events(cluster: str, cp: CP, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
+def node_events(cluster: schemas.Label, cp: CP, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Any:
     """Newest first: time, action (add | remove | blocked), node, reason, provider."""
     return {"items": NodeEventService(cp.ctx).list(cluster, limit)}

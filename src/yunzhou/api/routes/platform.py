@@ -97,7 +97,10 @@ def revoke_token(token_id: str, cp: CP, caller: Who) -> Response:
     status_code=201,
     response_model=schemas.ArtifactUploaded,
     openapi_extra={
-        "requestBody": {"content": {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}}
+        "requestBody": {
+            "required": True,
+            "content": {t: {"schema": {"type": "string", "format": "binary"}} for t in ARCHIVE_TYPES},
+        }
     },
 )
 async def upload_artifact(request: Request, cp: CP, caller: Who) -> Any:
@@ -178,6 +181,6 @@ def list_clusters(cp: CP) -> Any:
     status_code=204,
     response_class=Response,
 )
-def remove_cluster(cluster: str, cp: CP, caller: Who) -> Response:
+def remove_cluster(cluster: schemas.Label, cp: CP, caller: Who) -> Response:
     cp.clusters.remove(caller, cluster)
     return Response(status_code=204)

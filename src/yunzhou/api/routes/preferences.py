@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
@@ -18,6 +18,11 @@ Who = Annotated[Caller, Depends(caller_of)]
 
 class Preferences(BaseModel):
     language: str | None = Field(description="en | zh-CN; null when never chosen")
+
+
+class PreferencesSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    language: Literal["en", "zh-CN"] | None = Field(default=None, description="null: forget the choice")
 
 
 @operation(
@@ -44,8 +49,8 @@ def put_preferences(
     cp: CP,
     caller: Who,
     body: Annotated[
-        dict[str, Any],
+        PreferencesSet,
         Body(description='Fields to set, e.g. {"language": "zh-CN"}; a field left out keeps its value'),
     ],
 ) -> Any:
-    return cp.preferences.update(caller, body)
+    return cp.preferences.update(caller, body.model_dump(exclude_unset=True))

@@ -49,7 +49,7 @@ def list_projects(cp: CP, caller: Who) -> Any:
     permission=Permission.PROJECT_READ,
     response_model=schemas.Project,
 )
-def get_project(project: str, cp: CP) -> Any:
+def get_project(project: schemas.Label, cp: CP) -> Any:
     return cp.projects.get(project)
 
 
@@ -62,7 +62,9 @@ def get_project(project: str, cp: CP) -> Any:
     status_code=204,
     response_class=Response,
 )
-def delete_project(project: str, cp: CP, caller: Who, version: schemas.Count | None = None) -> Response:
+def delete_project(
+    project: schemas.Label, cp: CP, caller: Who, version: schemas.Count | None = None
+) -> Response:
     cp.projects.delete(caller, project, version)
     return Response(status_code=204)
 
@@ -75,7 +77,7 @@ def delete_project(project: str, cp: CP, caller: Who, version: schemas.Count | N
     permission=Permission.MEMBER_READ,
     response_model=schemas.Items[schemas.Member],
 )
-def list_members(project: str, cp: CP) -> Any:
+def list_members(project: schemas.Label, cp: CP) -> Any:
     return {"items": cp.projects.members(project)}
 
 
@@ -87,7 +89,9 @@ def list_members(project: str, cp: CP) -> Any:
     permission=Permission.MEMBER_WRITE,
     response_model=schemas.Member,
 )
-def set_member(project: str, principal: str, body: schemas.MemberSet, cp: CP, caller: Who) -> Any:
+def set_member(
+    project: schemas.Label, principal: schemas.Principal, body: schemas.MemberSet, cp: CP, caller: Who
+) -> Any:
     return cp.projects.set_member(caller, project, principal, body.role)
 
 
@@ -100,7 +104,7 @@ def set_member(project: str, principal: str, body: schemas.MemberSet, cp: CP, ca
     status_code=204,
     response_class=Response,
 )
-def remove_member(project: str, principal: str, cp: CP, caller: Who) -> Response:
+def remove_member(project: schemas.Label, principal: schemas.Principal, cp: CP, caller: Who) -> Response:
     cp.projects.remove_member(caller, project, principal)
     return Response(status_code=204)
 
@@ -114,7 +118,7 @@ def remove_member(project: str, principal: str, cp: CP, caller: Who) -> Response
     status_code=201,
     response_model=schemas.Environment,
 )
-def create_environment(project: str, body: schemas.EnvironmentCreate, cp: CP, caller: Who) -> Any:
+def create_environment(project: schemas.Label, body: schemas.EnvironmentCreate, cp: CP, caller: Who) -> Any:
     return cp.projects.create_environment(caller, project, body.name, body.target, body.namespace)
 
 
@@ -126,7 +130,7 @@ def create_environment(project: str, body: schemas.EnvironmentCreate, cp: CP, ca
     permission=Permission.ENV_READ,
     response_model=schemas.Items[schemas.Environment],
 )
-def list_environments(project: str, cp: CP) -> Any:
+def list_environments(project: schemas.Label, cp: CP) -> Any:
     return {"items": cp.projects.list_environments(project)}
 
 
@@ -138,7 +142,7 @@ def list_environments(project: str, cp: CP) -> Any:
     permission=Permission.ENV_READ,
     response_model=schemas.Environment,
 )
-def get_environment(project: str, env: str, cp: CP) -> Any:
+def get_environment(project: schemas.Label, env: schemas.Label, cp: CP) -> Any:
     return cp.projects.get_environment(project, env)
 
 
@@ -152,7 +156,7 @@ def get_environment(project: str, env: str, cp: CP) -> Any:
     response_class=Response,
 )
 def delete_environment(
-    project: str, env: str, cp: CP, caller: Who, version: schemas.Count | None = None
+    project: schemas.Label, env: schemas.Label, cp: CP, caller: Who, version: schemas.Count | None = None
 ) -> Response:
     cp.projects.delete_environment(caller, project, env, version)
     return Response(status_code=204)

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
+from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
 from yunzhou.domain.access import Permission
 from yunzhou.services import Caller, ControlPlane
@@ -17,12 +18,12 @@ APP = "/projects/{project}/environments/{env}/apps/{app}"
 
 
 @operation(router, "POST", APP + "/rollout/promote", name="rollout.promote", permission=Permission.APP_DEPLOY)
-def promote(project: str, env: str, app: str, cp: CP, caller: Who) -> Any:
+def promote(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP, caller: Who) -> Any:
     """Skip the remaining canary steps (blue-green: switch now) of the rollout in progress."""
     return cp.traffic.rollout_command(caller, project, env, app, "promote")
 
 
 @operation(router, "POST", APP + "/rollout/abort", name="rollout.abort", permission=Permission.APP_DEPLOY)
-def abort(project: str, env: str, app: str, cp: CP, caller: Who) -> Any:
+def abort(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP, caller: Who) -> Any:
     """Send all traffic back to the stable release; the rollout fails with the reason."""
     return cp.traffic.rollout_command(caller, project, env, app, "abort")
