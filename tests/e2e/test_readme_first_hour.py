@@ -95,17 +95,18 @@ class Up:
             cwd=self.folder, env=self.env, capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
 
-    def start(self) -> str:
+    def start(self, until: str = BANNER_END) -> str:
+        """Start it and return its output once ``until`` is in it."""
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "yunzhou", "up"],
                 cwd=self.folder, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 240
-        while BANNER_END not in self.log.read_text():
+        while until not in self.log.read_text():
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "yunzhou up did not come up:\n" + self.log.read_text()
-            time.sleep(0.2)  # polling its output, bounded by the deadline
+            time.sleep(0.05)  # polling its output, bounded by the deadline
         return self.log.read_text()
 
     def paste_lines(self) -> list[str]:
@@ -221,3 +222,23 @@ def test_ctrl_c_stops_everything_and_up_again_keeps_the_users_changes(up: Up) ->
         assert (orders["desired_release"], orders["replicas"]) == (1, 1)  # not redeployed, not rescaled
     finally:
         up.stop()
+
+
+def test_ctrl_c_while_the_demo_deploys_stops_everything_promptly(tmp_path: Path) -> None:
+    (tmp_path / "clone").mkdir()
+    early = Up(tmp_path / "clone", tmp_path / "config", free_port(), free_port())
+    try:
+        early.start(until="Uvicorn running")  # the API is up, the demo not yet
+        started = descendants(early.proc.pid if early.proc else 0)
+        code, took = early.stop()
+    finally:
+        if early.proc is not None and early.proc.poll() is None:
+            early.proc.kill()
+            early.proc.wait()
+    log = early.log.read_text()
+    assert BANNER_END not in log  # it was stopped before the demo was up
+    assert code == 0, log[-3000:]
+    assert "Traceback" not in log
+    assert took < 60, took
+    assert alive(started) == set()
+    print(f"Ctrl-C during seeding stopped everything in {took:.1f} s")

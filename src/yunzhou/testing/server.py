@@ -57,6 +57,8 @@ class ControlPlaneProcess:
 
     def start(self) -> ControlPlaneProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("YUNZHOU_")}
+        # where the server tells the CLI it runs (client/discovery.py): the test's, not the user's home
+        env["XDG_CONFIG_HOME"] = str(self.data_dir.parent / f"{self.data_dir.name}-config")
         env.update(self.extra_env)
         argv = [
             sys.executable, "-m", "yunzhou", "server", "--data-dir", str(self.data_dir),
