@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-from tests.unit.cli.conftest import Run
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from tests.unit.cli.conftest import CLEAN_ENV, URL, Run
+from yunzhou.cli import CliState, app
+from yunzhou.client import ClientConfig
 
 
 def write_trace(path: Path) -> Path:
@@ -64,3 +71,41 @@ def test_simulate_runs_a_builtin_policy_as_the_benchmark_does(run: Run, tmp_path
     assert fast["timeline"][1]["t"] - fast["timeline"][0]["t"] == 5.0
     assert slow["timeline"][1]["t"] - slow["timeline"][0]["t"] == 15.0
     assert fast["underprovisioned_seconds"] < slow["underprovisioned_seconds"]
+
+
+DECISIONS_IN_DOCS = re.findall(
+    r"^\$ yunzhou autoscale decisions shop/dev/orders\n(.*?)^```",
+    (Path(__file__).resolve().parents[3] / "docs" / "autoscaling.md").read_text(),
+    re.MULTILINE | re.DOTALL,
+)
+
+
+def _api_time(shown: str) -> str:
+    """The API's time for one the doc shows, which must be the CLI's: RFC 3339 UTC to the second."""
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", shown), f"the CLI prints {shown!r} otherwise"
+    return shown.replace("Z", ".250000Z")
+
+
+def _cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+@pytest.mark.parametrize("shown", DECISIONS_IN_DOCS)
+def test_the_decisions_tables_in_autoscaling_md_are_what_the_cli_prints(shown: str) -> None:
+    header, *rows = [_cells(line) for line in shown.splitlines()]
+    decisions = [
+        {"time": _api_time(time), "current": int(current), "desired": int(desired),
+         "applied": applied == "yes", "mode": mode, "reason": reason}
+        for time, current, desired, applied, mode, reason in rows
+    ]  # fmt: skip
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        assert request.url.path == "/api/v1/projects/shop/environments/dev/apps/orders/autoscaling/decisions"
+        return httpx.Response(200, json={"items": decisions})
+
+    state = CliState(transport=httpx.MockTransport(answer))
+    state.config = ClientConfig(url=URL, token="t", auth_source="YUNZHOU_TOKEN")
+    result = CliRunner().invoke(app, ["autoscale", "decisions", "shop/dev/orders"], obj=state, env=CLEAN_ENV)
+    assert result.exit_code == 0, result.output
+    printed = [_cells(line) for line in result.stdout.splitlines() if line.strip() and "─" not in line]
+    assert printed == [header, *rows]
