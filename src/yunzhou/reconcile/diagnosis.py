@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from yunzhou.domain.masking import SecretMask
 from yunzhou.domain.plan import INSTANCE_HEALTH
 from yunzhou.runtimes.base import InstanceStatus, ProbeResult
 from yunzhou.services.context import iso
@@ -15,14 +16,11 @@ from yunzhou.services.context import iso
 CONDITION = INSTANCE_HEALTH
 #: A not-ready instance is reported once its readiness check has failed for this long (a start is not).
 READINESS_GRACE_S = 10.0
-MASK = "******"
 
 
 def mask(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every known secret value replaced (longest first, so no part of one survives)."""
-    for value in sorted((v for v in secrets if v), key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
+    """``text`` with the release's secret values (and their encodings) masked as its logs are."""
+    return SecretMask.of(secrets).apply(text)
 
 
 def _problem(s: InstanceStatus) -> tuple[int, str] | None:
@@ -50,8 +48,8 @@ def diagnose(
     if not found:
         return None
     (_rank, reason), s = min(found, key=lambda f: (f[1].release != release, f[0][0], f[1].instance_id))
-    hidden = list(secrets)
-    stderr = [mask(line, hidden) for line in s.stderr_tail]
+    hidden = SecretMask.of(secrets)
+    stderr = [hidden.apply(line) for line in s.stderr_tail]
     doc: dict[str, Any] = {
         "reason": reason,
         "instance": s.instance_id,

@@ -36,7 +36,7 @@ def test_a_crash_loop_is_diagnosed_with_its_stderr_and_secrets_are_masked() -> N
     found = diagnose([READY, instance], 2, {secret})
     assert found is not None
     assert (found["reason"], found["instance"], found["last_exit"]) == ("CrashLoopBackOff", "b", "exit 1")
-    assert found["stderr"] == ["connecting with ******", "boom: missing DATABASE_URL"]
+    assert found["stderr"] == ["connecting with ***", "boom: missing DATABASE_URL"]  # as in its logs
     assert found["message"] == (
         "instance b (release 2) exited (exit 1, 3 restarts); last stderr: boom: missing DATABASE_URL"
     )
