@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from yunzhou.client.discovery import ServerEntry, publish, withdraw
+from yunzhou.client import ServerEntry, publish_server, withdraw_server
 
 SERVER_LOCK_FILE = "server.lock"
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}
@@ -92,12 +92,12 @@ class Published:
     def __init__(self, url: str, port: int, data_dir: Path) -> None:
         self._pid = os.getpid()
         try:
-            self._path: Path | None = publish(ServerEntry(url, data_dir, self._pid), port)
+            self._path: Path | None = publish_server(ServerEntry(url, data_dir, self._pid), port)
         except OSError as exc:  # no writable home: the CLI then needs YUNZHOU_TOKEN or the data dir
             print(f"yunzhou: could not write the CLI's discovery file: {exc}", file=sys.stderr)
             self._path = None
 
     def withdraw(self) -> None:
         if self._path is not None:
-            withdraw(self._path, self._pid)
+            withdraw_server(self._path, self._pid)
             self._path = None

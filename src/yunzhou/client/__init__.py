@@ -16,6 +16,7 @@ from yunzhou.client.config import (
     load_config,
     read_admin_token,
 )
+from yunzhou.client.discovery import ServerEntry, find_server, publish_server, withdraw_server
 from yunzhou.client.errors import ApiError, ClientError, ServerUnreachable, WaitTimeout
 from yunzhou.client.http import TERMINAL_ROLLOUT_STATES, YunzhouClient
 
@@ -27,6 +28,7 @@ __all__ = [
     "ClientConfig",
     "ClientError",
     "LeftOut",
+    "ServerEntry",
     "ServerUnreachable",
     "SourceArchive",
     "WaitTimeout",
@@ -35,7 +37,10 @@ __all__ = [
     "artifact_digest",
     "build_artifact",
     "default_data_dir",
+    "find_server",
     "load_config",
     "pack_source",
+    "publish_server",
     "read_admin_token",
+    "withdraw_server",
 ]

@@ -41,8 +41,8 @@ def _entry_path(port: int, environ: Mapping[str, str] | None) -> Path | None:
     return None if where is None else where / f"{port}.json"
 
 
-def publish(entry: ServerEntry, port: int, environ: Mapping[str, str] | None = None) -> Path | None:
-    """Write this server's entry (mode 0600, directory 0700); returns its path for ``withdraw``."""
+def publish_server(entry: ServerEntry, port: int, environ: Mapping[str, str] | None = None) -> Path | None:
+    """Write this server's entry (mode 0600, directory 0700); returns its path for ``withdraw_server``."""
     path = _entry_path(port, environ)
     if path is None:
         return None
@@ -56,7 +56,7 @@ def publish(entry: ServerEntry, port: int, environ: Mapping[str, str] | None = N
     return path
 
 
-def withdraw(path: Path, pid: int) -> None:
+def withdraw_server(path: Path, pid: int) -> None:
     """Remove the entry at ``path`` if it is still the one process ``pid`` wrote."""
     entry = _read(path)
     if entry is not None and entry.pid == pid:

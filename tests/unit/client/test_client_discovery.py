@@ -9,8 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-from yunzhou.client import admin_token_path, load_config
-from yunzhou.client.discovery import ServerEntry, find_server, publish, servers_dir, withdraw
+from yunzhou.client import (
+    ServerEntry,
+    admin_token_path,
+    find_server,
+    load_config,
+    publish_server,
+    withdraw_server,
+)
+from yunzhou.client.discovery import servers_dir
 
 
 def _server(tmp_path: Path, port: int = 7070, pid: int | None = None) -> tuple[dict[str, str], Path]:
@@ -19,7 +26,7 @@ def _server(tmp_path: Path, port: int = 7070, pid: int | None = None) -> tuple[d
     data_dir.mkdir(parents=True)
     admin_token_path(data_dir).write_text("yzt_admin\n")
     entry = ServerEntry(f"http://127.0.0.1:{port}", data_dir, os.getpid() if pid is None else pid)
-    publish(entry, port, environ)
+    publish_server(entry, port, environ)
     return environ, data_dir
 
 
@@ -71,7 +78,7 @@ def test_an_entry_left_by_a_dead_server_is_ignored(tmp_path: Path) -> None:
 def test_withdraw_removes_only_its_own_entry(tmp_path: Path) -> None:
     environ, _ = _server(tmp_path)
     path = servers_dir(environ) / "7070.json"  # type: ignore[operator]
-    withdraw(path, os.getpid() + 1)  # a newer server on the port wrote it since: kept
+    withdraw_server(path, os.getpid() + 1)  # a newer server on the port wrote it since: kept
     assert path.exists()
-    withdraw(path, os.getpid())
+    withdraw_server(path, os.getpid())
     assert not path.exists()
