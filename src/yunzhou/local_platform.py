@@ -8,10 +8,12 @@ from __future__ import annotations
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import NamedTuple
 
 from yunzhou.domain.errors import TemporaryError
+from yunzhou.envnumbers import number_from_env
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
 from yunzhou.runtimes.local.isolation import Isolation
@@ -19,6 +21,31 @@ from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.runtime import LocalRuntime
 
 log = logging.getLogger("yunzhou.local")
+
+
+class RouterClientLimits(NamedTuple):
+    """The router's guards against slow and greedy clients (docs/router.md), settable per server."""
+
+    header_timeout: float
+    body_timeout: float
+    max_connections_per_client: int
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> RouterClientLimits:
+        """From ``YUNZHOU_ROUTER_HEADER_TIMEOUT`` (s, default 10), ``YUNZHOU_ROUTER_BODY_TIMEOUT`` (s, 30)
+        and ``YUNZHOU_ROUTER_MAX_CONNECTIONS_PER_CLIENT`` (256); a bad value stops start-up with a message
+        naming the variable and the range allowed."""
+
+        def number(name: str, default: float, low: float, high: float, unit: str) -> float:
+            return number_from_env(name, default, low, high, unit=unit, environ=environ)
+
+        return cls(
+            number("YUNZHOU_ROUTER_HEADER_TIMEOUT", 10.0, 0.5, 600.0, "seconds"),
+            number("YUNZHOU_ROUTER_BODY_TIMEOUT", 30.0, 0.5, 3600.0, "seconds"),
+            int(number("YUNZHOU_ROUTER_MAX_CONNECTIONS_PER_CLIENT", 256, 1, 1_000_000, "connections")),
+        )
+
+
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
 
 
@@ -86,8 +113,7 @@ class LocalPlatform:
         self.isolation.remove_all()  # homes a kill -9 left behind; releases are unpacked again as needed
         (log.info if self.isolation.enabled else log.warning)("instance isolation: %s", self.isolation.note)
         self.supervisor.start()
-        self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))
-        self.router_pid_file.write_text(str(self.router.pid))
+        self._start_router()
         log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
         return self
 
@@ -97,9 +123,21 @@ class LocalPlatform:
             return
         log.error("the router exited; starting it again")
         self.router = RouterProcess(log_file=self.data_dir / "router.log")
-        self.router.start(self.router_listen, f"127.0.0.1:{free_port()}", str(self.access_log))
-        self.router_pid_file.write_text(str(self.router.pid))
+        self._start_router()
         self.runtime.republish()
+
+    def _start_router(self) -> None:
+        limits = RouterClientLimits.from_env()
+        admin = f"127.0.0.1:{free_port()}"
+        self.router.start(
+            self.router_listen,
+            admin,
+            str(self.access_log),
+            header_timeout=limits.header_timeout,
+            body_timeout=limits.body_timeout,
+            max_connections_per_client=limits.max_connections_per_client,
+        )
+        self.router_pid_file.write_text(str(self.router.pid))
 
     def stop(self) -> None:
         self.supervisor.close()
