@@ -28,6 +28,7 @@ from yunzhou.store.files import artifact_path, incoming_artifacts
 from yunzhou.store.models import Artifact
 
 CHUNK = 1024 * 1024
+ABANDONED_AFTER_S = 86400.0
 
 
 def check_archive(path: Path, limits: Limits) -> None:
@@ -68,12 +69,23 @@ class ArtifactService:
         moved it into place, so a refused or broken upload leaves nothing behind."""
         folder = incoming_artifacts(self.data_dir)
         folder.mkdir(parents=True, exist_ok=True)
+        self._remove_abandoned(folder)
         path = folder / f"{uuid.uuid4().hex}.part"
         try:
             with path.open("xb") as handle:
                 yield path, handle
         finally:
             path.unlink(missing_ok=True)
+
+    def _remove_abandoned(self, folder: Path) -> None:
+        """Uploads a killed server never finished (no upload takes a day; another replica's may be live)."""
+        cutoff = self.ctx.clock().timestamp() - ABANDONED_AFTER_S
+        for part in folder.glob("*.part"):
+            try:
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+            except FileNotFoundError:
+                continue  # another upload removed it first
 
     def upload(self, caller: Caller, received: Path) -> dict[str, Any]:
         size = received.stat().st_size

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import tarfile
 import threading
 import time
@@ -123,3 +124,17 @@ def test_the_api_answers_while_a_large_archive_is_checked(tmp_path: Path) -> Non
     # on the event loop, one health check waited for the whole check; now each waits a few GIL switches
     assert seconds > 1.0, f"the upload took {seconds:.2f} s: too little work to show anything"
     assert worst < min(1.0, seconds / 3), f"a health check took {worst:.2f} s during a {seconds:.2f} s upload"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_upload_a_killed_server_left_behind_is_removed_a_day_later(api: Api) -> None:
+    incoming = api.cp.data_dir / "artifacts" / "incoming"
+    incoming.mkdir(parents=True)
+    abandoned, recent = incoming / "old.part", incoming / "live.part"
+    for part, age in ((abandoned, 86400 + 60), (recent, 60)):
+        part.write_bytes(b"half an upload")
+        stamp = time.time() - age
+        os.utime(part, (stamp, stamp))
+    r = api.http.post("/api/v1/artifacts", content=_tar_gz(iter([("a", b"a")])), headers=api.admin | GZIP)
+    assert r.status_code == 201, r.text
+    assert sorted(p.name for p in incoming.iterdir()) == ["live.part"]
