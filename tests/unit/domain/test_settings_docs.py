@@ -178,3 +178,63 @@ def test_a_broken_example_is_caught() -> None:
         _check_alerting({"kind": "webhook", "config": {"url": "ftp://x"}})
     with pytest.raises(UserError):
         _check_alerting({"threshold": "high"})
+
+
+def _all_docs_text() -> str:
+    """Every page, whitespace-collapsed (a quoted message may wrap, even after a dot of its path)."""
+    text = " ".join(page.read_text() for page in sorted(DOCS.glob("*.md")))
+    return re.sub(r"\.\s+(?=[a-z])", ".", re.sub(r"\s+", " ", text))
+
+
+def _ramp(*weights: int) -> list[dict[str, Any]]:
+    return [{"weight": w, "pause": "1m"} for w in weights]
+
+
+RPS = [{"type": "rps", "target": {"type": "AverageValue", "averageValue": 5}}]
+# Messages the prose quotes (not in a yaml block), each with a document that gives it.
+QUOTED: list[tuple[str, Callable[[], object]]] = [
+    (
+        "settings.autoscaling.metrics.0.target.type: 'Value' is not allowed; "
+        "allowed: Utilization, AverageValue",
+        lambda: parse_settings(
+            {
+                "autoscaling": {
+                    "maxReplicas": 2,
+                    "metrics": [{"type": "cpu", "target": {"type": "Value", "value": 1}}],
+                }
+            }
+        ),
+    ),
+    (
+        "settings.autoscaling.maxReplicas: must be at least minReplicas (3)",
+        lambda: parse_settings({"autoscaling": {"minReplicas": 3, "maxReplicas": 2, "metrics": RPS}}),
+    ),
+    (
+        "settings.traffic.routes.0.to: weights must sum to 100 (they sum to 90)",
+        lambda: parse_settings(
+            {"traffic": {"routes": [{"name": "a", "to": [{"release": "stable", "weight": 90}]}]}}
+        ),
+    ),
+    (
+        "settings.rollout.steps.1.weight: must not be lower than the step before (50)",
+        lambda: parse_settings({"rollout": {"strategy": "canary", "steps": _ramp(50, 10)}}),
+    ),
+    (
+        "settings.traffic.retries.attempts: must be an integer 0-10",
+        lambda: parse_settings({"traffic": {"retries": {"attempts": 11}}}),
+    ),
+    (
+        "rule.for: '2 minutes' is not a duration",
+        lambda: parse_rule({"alert": "A", "expr": "up", "for": "2 minutes"}),
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "refuse"), QUOTED, ids=[m.split(":")[0] for m, _ in QUOTED])
+def test_a_message_the_prose_quotes_is_the_parsers(message: str, refuse: Callable[[], object]) -> None:
+    assert message in _all_docs_text(), "no page quotes this message any more: update QUOTED"
+    with pytest.raises(UserError) as caught:
+        refuse()
+    assert any(str(p).startswith(message) for p in caught.value.problems), list(
+        map(str, caught.value.problems)
+    )
