@@ -135,6 +135,12 @@ def _smarthost(value: object, path: str) -> list[FieldProblem]:
     return []
 
 
+def split_smarthost(smarthost: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6 address]:port`` (as _smarthost admits it) as host and port."""
+    host, _, port = smarthost.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def is_address(value: object) -> bool:
     return isinstance(value, str) and len(value) <= MAX_ADDRESS and _ADDRESS.fullmatch(value) is not None
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from yunzhou.domain.alert_routing import parse_receiver_config, parse_route
+from yunzhou.domain.alert_routing import parse_receiver_config, parse_route, split_smarthost
 from yunzhou.domain.errors import UserError, invalid
 from yunzhou.outbound import Refused, Unresolved, checked_addresses
 from yunzhou.services.context import iso
@@ -30,16 +30,21 @@ class DeliveryOutcome:
     next_retry: float | None = None
 
 
-def refuse_webhook_to_self(kind: str, config: Mapping[str, Any], path: str = "config.url") -> None:
-    """A webhook whose host resolves to the control plane itself (loopback, link-local, its own addresses) is
-    refused unless the operator allows it. A name that does not resolve now is accepted: the notifier checks
-    it again before every delivery."""
-    if kind != "webhook":
+def refuse_receiver_to_self(kind: str, config: Mapping[str, Any]) -> None:
+    """A webhook URL or an SMTP smarthost whose host resolves to the control plane itself (loopback,
+    link-local, its own addresses: its API, the router's admin port, a local MTA that relays for localhost)
+    is refused unless the operator allows it. A name that does not resolve now is accepted: the notifier
+    checks it again before every delivery."""
+    if kind == "webhook":
+        parts = urlsplit(str(config["url"]))
+        path, host = "config.url", parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    elif kind == "email":
+        path, (host, port) = "config.smarthost", split_smarthost(str(config["smarthost"]))
+    else:
         return
-    parts = urlsplit(str(config["url"]))
-    host = parts.hostname or ""
     try:
-        checked_addresses(host, parts.port or (443 if parts.scheme == "https" else 80))
+        checked_addresses(host, port)
     except Refused as exc:
         raise invalid(path, str(exc)) from exc
     except Unresolved:

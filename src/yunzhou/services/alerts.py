@@ -35,7 +35,7 @@ from yunzhou.services.alert_deliveries import (
     deliveries,
     delivery_view,
     record_outcomes,
-    refuse_webhook_to_self,
+    refuse_receiver_to_self,
     stored_problem,
 )
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment, get_project
@@ -347,7 +347,7 @@ class AlertService:
             raise invalid("name", "a DNS label: lowercase letters, digits and -")
         cfg = parse_receiver_config(kind, config)
         parsed_route = parse_route(route)
-        refuse_webhook_to_self(str(kind), cfg)  # resolves the host: on the API's worker thread
+        refuse_receiver_to_self(str(kind), cfg)  # resolves the host: on the API's worker thread
         now = self.ctx.clock()
         scope = RuleScope(project)
         with self.ctx.db.transaction() as s:

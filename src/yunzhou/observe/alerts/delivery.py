@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import smtplib
+import socket
 import ssl
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from yunzhou.outbound import OutboundPolicy, Refused, Unresolved, checked_addresses
+from yunzhou.domain.alert_routing import split_smarthost
+from yunzhou.outbound import Address, OutboundPolicy, Refused, Unresolved, checked_addresses
 
 TIMEOUT = 10.0
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -154,13 +156,36 @@ def email_message(config: Mapping[str, Any], payload: Mapping[str, Any]) -> Emai
     return msg
 
 
-def send_email(config: Mapping[str, Any], payload: Mapping[str, Any]) -> None:
-    host, _, port = str(config["smarthost"]).rpartition(":")
+class _PinnedSMTP(smtplib.SMTP):
+    """Connects to the addresses checked against the outbound policy, whatever the name resolves to by
+    then; STARTTLS still checks the server's certificate against the name."""
+
+    def __init__(self, addresses: list[Address], host: str, port: int, local_hostname: str | None) -> None:
+        self.addresses = addresses
+        super().__init__(host, port, local_hostname=local_hostname, timeout=TIMEOUT)  # connects
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        for address in self.addresses[:-1]:  # as a client resolving the name would: try the next one
+            try:
+                return socket.create_connection((str(address), port), timeout, self.source_address)
+            except OSError:
+                continue
+        return socket.create_connection((str(self.addresses[-1]), port), timeout, self.source_address)
+
+
+def send_email(
+    config: Mapping[str, Any], payload: Mapping[str, Any], policy: OutboundPolicy | None = None
+) -> None:
+    """Via the smarthost, checked as a webhook's host is: never the control plane itself (a local MTA
+    relaying for localhost included) unless the operator allows it."""
+    host, port = split_smarthost(str(config["smarthost"]))
+    try:
+        addresses = checked_addresses(host, port, policy)
+    except (Refused, Unresolved) as exc:
+        raise DeliveryError(f"email via {config['smarthost']!r}: {exc}") from exc
     try:
         message = email_message(config, payload)
-        with smtplib.SMTP(
-            host.strip("[]"), int(port), local_hostname=config.get("hello"), timeout=TIMEOUT
-        ) as smtp:
+        with _PinnedSMTP(addresses, host, port, config.get("hello")) as smtp:
             if config.get("starttls"):
                 smtp.starttls(context=ssl.create_default_context(cafile=config.get("ca_file")))
             smtp.send_message(message)

@@ -57,7 +57,10 @@ def tls_smtp(tmp_path: Path) -> Iterator[tuple[Mailbox, int, Path]]:
         controller.stop()
 
 
-def test_email_over_starttls_with_a_private_ca(tls_smtp: tuple[Mailbox, int, Path]) -> None:
+def test_email_over_starttls_with_a_private_ca(
+    tls_smtp: tuple[Mailbox, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")  # the test's SMTP server listens on loopback
     box, port, ca_file = tls_smtp
     config = parse_receiver_config(
         "email",
@@ -70,7 +73,10 @@ def test_email_over_starttls_with_a_private_ca(tls_smtp: tuple[Mailbox, int, Pat
     assert "web fails" in box.messages[0].get_payload()
 
 
-def test_untrusted_certificate_and_plain_text_are_refused(tls_smtp: tuple[Mailbox, int, Path]) -> None:
+def test_untrusted_certificate_and_plain_text_are_refused(
+    tls_smtp: tuple[Mailbox, int, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.1")  # the test's SMTP server listens on loopback
     box, port, _ = tls_smtp
     base = {"to": "oncall@example.test", "from": "yz@example.test", "smarthost": f"127.0.0.1:{port}"}
     with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):

@@ -17,7 +17,8 @@ from tests.conftest import Api
 from tests.helpers import UnixClock, control_plane_with_app
 from tests.integration.observe.alerts.receivers import Mailbox, Webhook
 from tests.integration.observe.alerts.test_alerts_service import LikeRemotePrometheus
-from yunzhou.observe.alerts import AlertEvaluator, Notifier
+from yunzhou.observe.alerts import AlertEvaluator, DeliveryError, Notifier
+from yunzhou.observe.alerts.delivery import deliver
 from yunzhou.observe.metrics import MetricStore
 from yunzhou.outbound import ALLOW_ENV
 from yunzhou.services import SYSTEM, ControlPlane
@@ -174,6 +175,44 @@ def test_delivery_checks_the_address_again_and_never_connects_to_the_control_pla
     assert len(hook.bodies) == 1
     assert hook.headers[0]["Host"] == f"localhost:{hook.port}"  # pinned to the checked address, same Host
     assert _delivery(cp, "shop", "hook")["state"] == "ok"
+
+
+def test_an_smtp_smarthost_on_the_control_plane_itself_is_refused_at_the_api_and_at_delivery(
+    api: Api, smtp: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The smarthost was not checked: a project could have the control plane talk SMTP to its own loopback
+    ports (probing them: refused vs timed out, shown as the delivery's error) or relay mail to anyone
+    through a local MTA that trusts localhost."""
+    mailbox, smtp_port = smtp
+    monkeypatch.delenv(ALLOW_ENV, raising=False)
+    http, admin = api.http, api.admin
+    assert http.post("/api/v1/projects", json={"name": "shop"}, headers=admin).status_code == 201
+
+    def put(smarthost: str) -> Any:
+        config = {"to": ["victim@example.test"], "from": "yz@example.test", "smarthost": smarthost}
+        body = {"kind": "email", "config": config, "route": FAST}
+        return http.put("/api/v1/projects/shop/alerts/receivers/mail", json=body, headers=admin)
+
+    for smarthost in ("127.0.0.1:7070", "localhost:25", "[::1]:25", "0.0.0.0:25", f"127.0.0.1:{smtp_port}"):
+        r = put(smarthost)
+        assert r.status_code == 422, (smarthost, r.text)
+        problem = r.json()["error"]["problems"][0]
+        assert problem["path"] == "config.smarthost"
+        assert ALLOW_ENV in problem["message"], problem
+    assert api.cp.alerts.receivers() == []
+
+    # stored while the operator allowed it; at delivery it is no longer allowed: nothing reaches the server
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.0/8,::1")
+    assert put(f"localhost:{smtp_port}").status_code == 200
+    monkeypatch.delenv(ALLOW_ENV)
+    payload = {"alerts": [], "status": "firing", "groupLabels": {}, "commonLabels": {}}
+    receiver = api.cp.alerts.receivers()[0]
+    with pytest.raises(DeliveryError, match="loopback"):
+        deliver("email", receiver.config, payload)
+    assert mailbox.messages == []
+    monkeypatch.setenv(ALLOW_ENV, "127.0.0.0/8,::1")  # pinned to the address it checked, same mail
+    deliver("email", receiver.config, payload)
+    assert [m["To"] for m in mailbox.messages] == ["victim@example.test"]
 
 
 def test_one_broken_receiver_fails_alone_recorded_retried_with_backoff_and_visible(
