@@ -63,7 +63,7 @@ def audit(
     actor: Annotated[str | None, typer.Option("--actor", help="Only events by this principal.")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Only this action, e.g. deploy.")] = None,
     outcome: Annotated[Outcome | None, typer.Option("--outcome", help="Only this outcome.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events.")] = 100,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=1000, help="At most this many (1-1000).")] = 100,
     before: Annotated[int | None, typer.Option("--before", help="Only events older than this id.")] = None,
     output: ListOutput = ListFormat.table,
 ) -> None:
