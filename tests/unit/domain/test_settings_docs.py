@@ -32,6 +32,7 @@ from yunzhou.domain.alert_routing import DEFAULT_GROUP_BY, parse_receiver_config
 from yunzhou.domain.alerts import (
     DEFAULT_COOLDOWN,
     DEFAULT_MAX_ACTIONS_PER_HOUR,
+    DEFAULT_RULES,
     parse_override,
     parse_rule,
 )
@@ -238,3 +239,20 @@ def test_a_message_the_prose_quotes_is_the_parsers(message: str, refuse: Callabl
     assert any(str(p).startswith(message) for p in caught.value.problems), list(
         map(str, caught.value.problems)
     )
+
+
+def test_the_default_rules_table_in_alerts_md_is_the_default_rules() -> None:
+    rows = re.findall(
+        r"^\| `(App\w+)` \| (.*?) \| ([\d.]+)(?: \(s\))? \| (\S+) \| (\S+) \| (\w+) \|$",
+        (DOCS / "alerts.md").read_text(),
+        re.MULTILINE,
+    )
+    shown = {
+        name: (float(threshold), window, _seconds(for_), severity)
+        for name, _, threshold, window, for_, severity in rows
+    }
+    uses_window = {d.alert: "{window}" in d.expr for d in DEFAULT_RULES}
+    assert shown == {
+        d.alert: (float(d.threshold), d.window if uses_window[d.alert] else "–", d.for_s, d.severity)
+        for d in DEFAULT_RULES
+    }
