@@ -21,7 +21,7 @@ from yunzhou.domain.limits import Limits
 from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
-from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring
+from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring, publish_router_admin
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
@@ -110,7 +110,7 @@ class Runner:
             batch=32,
         )  # fmt: skip
         self.cp = cp
-        self._router_admin = ""  # what _publish_router_admin last wrote
+        self._router_admin: tuple[str, dict[str, str]] | None = None  # what _publish_router_admin last wrote
         if metrics is not None:  # this process runs the local target: its router and instances are here
             metrics.attach_local(
                 router_metrics=lambda: self.platform.router.metrics_text(),
@@ -197,14 +197,12 @@ class Runner:
         self._publish_router_admin()
 
     def _publish_router_admin(self) -> None:
-        """Say where the router's admin API is, for a --no-runtime control plane's scrape loop."""
-        where = self.platform.data_dir / ROUTER_ADMIN_FILE
-        admin = self.platform.router.admin
-        if self._router_admin != admin:
-            tmp = where.with_suffix(".tmp")
-            tmp.write_text(admin)
-            tmp.replace(where)
-            self._router_admin = admin
+        """Say where the router's admin API is and its token, for a --no-runtime control plane's scrape."""
+        router = self.platform.router
+        published = (router.admin, router.admin_headers)
+        if self._router_admin != published:
+            publish_router_admin(self.platform.data_dir, *published)
+            self._router_admin = published
 
     def stop(self) -> None:
         if self.nodes is not None:

@@ -2,17 +2,21 @@
 
 Plain HTTP/1.1 with keep-alive, parsed with httptools like the proxy; requests are tiny and rare, so
 bodies are collected whole (up to ``MAX_BODY_BYTES``).
+
+Every endpoint but ``/healthz`` needs ``Authorization: Bearer <admin token>``: apps share the loopback
+network and could otherwise reroute every host to themselves. Unauthorized bodies are never buffered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 from typing import TYPE_CHECKING, Any, cast
 
 import httptools
 
-from yunzhou.domain.errors import Conflict, FieldProblem, UserError, YunzhouError
+from yunzhou.domain.errors import Conflict, FieldProblem, Unauthenticated, UserError, YunzhouError
 from yunzhou.router.http import simple_response
 from yunzhou.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -20,6 +24,12 @@ if TYPE_CHECKING:
     from yunzhou.router.server import Router
 
 MAX_BODY_BYTES = 32 * 1024 * 1024
+# How RouterProcess hands the admin token to its child: the environment (/proc/<pid>/environ is readable
+# by the router's user only), never argv (world-readable /proc/<pid>/cmdline).
+ADMIN_TOKEN_VARIABLE = "YUNZHOU_ROUTER_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
+MIN_ADMIN_TOKEN_LENGTH = 16
+_OPEN_PATHS = frozenset({"/healthz"})  # liveness probes need no secret; it tells only ok/draining
+_CHALLENGE = [(b"WWW-Authenticate", b'Bearer realm="yunzhou-router-admin"')]
 _JSON = b"application/json"
 _ENDPOINTS = {
     "/config": ("GET", "PUT"),
@@ -55,6 +65,8 @@ class AdminConnection(asyncio.Protocol):
         self.body: list[bytes] = []
         self.body_size = 0
         self.too_large = False
+        self.authorization = b""
+        self.unauthorized = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
@@ -71,11 +83,30 @@ class AdminConnection(asyncio.Protocol):
         self.body = []
         self.body_size = 0
         self.too_large = False
+        self.authorization = b""
+        self.unauthorized = False
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"authorization":
+            self.authorization = value
+
+    def on_headers_complete(self) -> None:
+        path = self.url.split(b"?", 1)[0].decode("latin-1")
+        self.unauthorized = path not in _OPEN_PATHS and not self._authorized()
+
+    def _authorized(self) -> bool:
+        token = self.router.settings.admin_token
+        if token is None:  # started with --insecure-admin
+            return True
+        scheme, _, credentials = self.authorization.strip().partition(b" ")
+        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token.encode("utf-8"))
+
     def on_body(self, body: bytes) -> None:
+        if self.unauthorized:  # an attacker's body costs nothing: it is not kept
+            return
         self.body_size += len(body)
         if self.body_size > MAX_BODY_BYTES:
             self.too_large = True
@@ -87,12 +118,18 @@ class AdminConnection(asyncio.Protocol):
         method = self.parser.get_method().decode("ascii")
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         keep_alive = self.parser.should_keep_alive()
-        if self.too_large:
+        extra = None
+        if self.unauthorized:
+            self.router.metrics.admin_unauthorized += 1
+            message = "the router's admin API needs 'Authorization: Bearer <admin token>' (docs/router.md)"
+            status, body, ctype = 401, _json(error_document(Unauthenticated(message))), _JSON
+            extra = _CHALLENGE
+        elif self.too_large:
             message = f"request body larger than {MAX_BODY_BYTES} bytes"
             status, body, ctype = 413, _json({"error": {"code": "too_large", "message": message}}), _JSON
         else:
             status, body, ctype = self.handle(method, path, b"".join(self.body))
-        self._send(status, body, ctype, keep_alive=keep_alive)
+        self._send(status, body, ctype, keep_alive=keep_alive, extra=extra)
         if not keep_alive:
             self._close()
 
@@ -157,9 +194,18 @@ class AdminConnection(asyncio.Protocol):
         }
         return 200, _json(doc), _JSON
 
-    def _send(self, status: int, body: bytes, ctype: bytes = _JSON, *, keep_alive: bool = True) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        ctype: bytes = _JSON,
+        *,
+        keep_alive: bool = True,
+        extra: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(simple_response(status, body, content_type=ctype, keep_alive=keep_alive))
+            response = simple_response(status, body, content_type=ctype, keep_alive=keep_alive, extra=extra)
+            self.transport.write(response)
 
     def _close(self) -> None:
         if self.transport is not None:

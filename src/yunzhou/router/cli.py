@@ -7,12 +7,15 @@ import asyncio
 import ipaddress
 import json
 import logging
+import os
+import stat
 import sys
 from pathlib import Path
 
 import uvloop
 
 from yunzhou.domain.errors import YunzhouError
+from yunzhou.router.admin import ADMIN_TOKEN_VARIABLE, MIN_ADMIN_TOKEN_LENGTH
 from yunzhou.router.config import parse_address, parse_snapshot
 from yunzhou.router.server import Settings, serve
 
@@ -46,6 +49,39 @@ def _connections(text: str) -> int:
     return int(text)
 
 
+def admin_token(token_file: Path | None, insecure: bool) -> str | None:
+    """The admin API's secret from --admin-token-file or the environment; None only with --insecure-admin.
+
+    Raises ValueError with the one line to print."""
+    from_env = os.environ.pop(ADMIN_TOKEN_VARIABLE, None)  # not passed on to anything this process starts
+    if token_file is not None and from_env is not None:
+        raise ValueError(f"give the admin token once: --admin-token-file or {ADMIN_TOKEN_VARIABLE}, not both")
+    if insecure:
+        if token_file is not None or from_env is not None:
+            raise ValueError("--insecure-admin means no admin token; give one or the other, not both")
+        return None
+    if token_file is None:
+        if from_env is None:
+            raise ValueError(
+                f"the admin API needs a secret: set {ADMIN_TOKEN_VARIABLE} or give --admin-token-file FILE "
+                "(--insecure-admin, for development only, runs it without one)"
+            )
+        token = from_env.strip()
+        where = ADMIN_TOKEN_VARIABLE
+    else:
+        where = f"--admin-token-file {token_file}"
+        try:
+            mode = stat.S_IMODE(token_file.stat().st_mode)
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{where}: {getattr(exc, 'strerror', None) or exc}") from None
+        if mode & 0o077:
+            raise ValueError(f"{where}: other users may read it (mode {mode:04o}); chmod 600 it")
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ValueError(f"{where}: the admin token must have at least {MIN_ADMIN_TOKEN_LENGTH} characters")
+    return token
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m yunzhou.router",
@@ -54,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = Settings()
     parser.add_argument("--listen", type=_address, default=defaults.listen, help="proxy address (IP:PORT)")
     parser.add_argument("--admin", type=_address, default=defaults.admin, help="admin API address, loopback")
+    parser.add_argument(
+        "--admin-token-file",
+        type=Path,
+        help=f"file (mode 0600) holding the admin API's bearer token; or set {ADMIN_TOKEN_VARIABLE}",
+    )
+    parser.add_argument(
+        "--insecure-admin", action="store_true", help="development only: the admin API takes no token"
+    )
     parser.add_argument("--config", type=Path, help="JSON snapshot to start with")
     parser.add_argument("--access-log", metavar="FILE|-", help="JSON-lines access log; '-' for stdout")
     parser.add_argument("--ready-file", type=Path, help="write {pid, listen, admin} here once listening")
@@ -87,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     if not ipaddress.ip_address(args.admin[0]).is_loopback:
         print("yunzhou-router: --admin must be a loopback address (127.0.0.0/8 or ::1)", file=sys.stderr)
         return 2
+    try:
+        token = admin_token(args.admin_token_file, args.insecure_admin)
+    except ValueError as exc:
+        print(f"yunzhou-router: {exc}", file=sys.stderr)
+        return 2
+    if token is None:
+        logging.getLogger("yunzhou.router").warning("--insecure-admin: any local process may use admin")
     if args.config is not None:  # fail before listening, with the field that is wrong
         try:
             parse_snapshot(json.loads(args.config.read_text(encoding="utf-8")))
@@ -102,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings(
         listen=args.listen,
         admin=args.admin,
+        admin_token=token,
         config_file=args.config,
         access_log=args.access_log,
         ready_file=args.ready_file,

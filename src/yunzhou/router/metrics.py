@@ -77,6 +77,7 @@ class RouterMetrics:
         self.config_version: int = 0
         self.config_applied: int = 0
         self.config_rejected: int = 0
+        self.admin_unauthorized: int = 0  # admin requests without the admin token (401)
         self.routes_dropped: int = 0  # routes of the active snapshot left out (GET /status says why)
         self.client_connections: int = 0
         # slow or greedy clients: heads/bodies not received in time, connections over the per-address bound
@@ -199,6 +200,12 @@ class RouterMetrics:
                 "counter",
                 "Snapshots refused (409/422).",
                 self.config_rejected,
+            ),
+            (
+                "yunzhou_router_admin_unauthorized_total",
+                "counter",
+                "Admin API requests refused 401: no or a wrong admin token.",
+                self.admin_unauthorized,
             ),
             (
                 "yunzhou_router_config_routes_dropped",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from typing import IO, Any
 import httpx
 
 from yunzhou.domain.errors import Conflict, FieldProblem, PermanentError, TemporaryError, UserError
+from yunzhou.router.admin import ADMIN_TOKEN_VARIABLE
 
 _PR_SET_PDEATHSIG = 1
 
@@ -40,6 +42,9 @@ class RouterProcess:
     ``start`` returns once the router listens (port 0 picks free ports; ``listen``/``admin`` then tell
     which). ``push_config`` raises the domain errors: ``UserError`` (422, malformed snapshot), ``Conflict``
     (409, stale version) or ``TemporaryError`` (router unreachable). ``stop`` sends SIGTERM and waits.
+
+    Each start makes a new admin token and hands it to the child in its environment (never its argv);
+    ``admin_headers`` carries it for anyone else who talks to the admin port.
     """
 
     def __init__(self, *, python: str = sys.executable, log_file: Path | None = None) -> None:
@@ -47,6 +52,7 @@ class RouterProcess:
         self.log_file = log_file
         self.listen = ""
         self.admin = ""
+        self._admin_token = ""
         self._proc: subprocess.Popen[bytes] | None = None
         self._http: httpx.Client | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None
@@ -73,6 +79,7 @@ class RouterProcess:
         self._workdir = tempfile.TemporaryDirectory(prefix="yunzhou-router-")
         workdir = Path(self._workdir.name)
         ready_file = workdir / "ready.json"
+        self._admin_token = secrets.token_urlsafe(32)
         args = [self.python, "-m", "yunzhou.router", "--listen", listen, "--admin", admin]
         args += ["--ready-file", str(ready_file)]
         if access_log is not None:
@@ -94,7 +101,11 @@ class RouterProcess:
         if self.log_file is not None:
             self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stderr=self._log_handle, preexec_fn=_die_with_parent(os.getpid())
+            args,
+            stdin=subprocess.DEVNULL,
+            stderr=self._log_handle,
+            env={**os.environ, ADMIN_TOKEN_VARIABLE: self._admin_token},
+            preexec_fn=_die_with_parent(os.getpid()),
         )
         deadline = time.monotonic() + ready_timeout
         while not ready_file.exists():
@@ -109,7 +120,9 @@ class RouterProcess:
         ready = json.loads(ready_file.read_text(encoding="utf-8"))
         self.listen = ready["listen"]
         self.admin = ready["admin"]
-        self._http = httpx.Client(base_url=f"http://{self.admin}", timeout=10.0, trust_env=False)
+        self._http = httpx.Client(
+            base_url=f"http://{self.admin}", headers=self.admin_headers, timeout=10.0, trust_env=False
+        )
 
     def stop(self, timeout: float = 35.0) -> int:
         """SIGTERM, wait for the drain to finish (SIGKILL after ``timeout``); returns the exit code."""
@@ -145,6 +158,13 @@ class RouterProcess:
         if self._proc is None:
             raise RuntimeError("the router is not started")
         return self._proc.pid
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """What a request to the admin API must carry (the token of the running router)."""
+        if not self._admin_token:
+            raise RuntimeError("the router is not started")
+        return {"Authorization": f"Bearer {self._admin_token}"}
 
     @property
     def proxy_url(self) -> str:

@@ -38,6 +38,7 @@ class Settings:
     config_file: Path | None = None
     access_log: str | None = None
     ready_file: Path | None = None
+    admin_token: str | None = None  # every admin request but /healthz needs it; None: --insecure-admin
     upstream_timeout: float = 60.0  # no response byte from the backend for this long → 504
     connect_timeout: float = 5.0  # per backend; a timed-out connect falls through to the next one
     client_idle_timeout: float = 60.0  # keep-alive client connections with no request are closed

@@ -49,6 +49,16 @@ class ControlPlaneProcess:
     def admin_token(self) -> str:
         return (self.data_dir / "admin-token").read_text().strip()
 
+    def router_admin(self) -> httpx.Client:
+        """A client of the local router's admin API with its token, as the server publishes them."""
+        from yunzhou.observe.metrics.collect_setup import read_router_admin
+
+        published = read_router_admin(self.data_dir)
+        if published is None:
+            raise RuntimeError(f"no router-admin file in {self.data_dir}: is the local target running?")
+        admin, headers = published
+        return httpx.Client(base_url=f"http://{admin}", headers=headers, timeout=10, trust_env=False)
+
     def client_env(self, token: str | None = None) -> dict[str, str]:
         """Environment for CLI subprocesses that talk to this server."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("YUNZHOU_")}

@@ -43,11 +43,6 @@ def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
         yield cp
 
 
-def router_admin(server: ControlPlaneProcess) -> httpx.Client:
-    admin = (server.data_dir / "router-admin").read_text().strip()
-    return httpx.Client(base_url=f"http://{admin}", timeout=10, trust_env=False)
-
-
 def deploy(client: YunzhouClient, name: str, hold_timeout: int, **env: str) -> None:
     artifact = client.upload_artifact(APPS / "sleepy")
     result = client.deploy("shop", "dev", score(name, "v1", **env), policy(hold_timeout), artifact)
@@ -89,7 +84,7 @@ def test_an_idle_app_scales_to_zero_and_the_requests_after_that_succeed(
     wait_for(lambda: at_zero(client, "orders"), "orders to scale to zero", IDLE_SECONDS + 40)
     decisions = client.autoscale_decisions("shop", "dev", "orders")
     assert any(d["desired"] == 0 and d["applied"] and "ScaleToZero" in d["reason"] for d in decisions)
-    with router_admin(server) as admin:
+    with server.router_admin() as admin:
         routes = {r["host"]: r for r in admin.get("/config").json()["routes"]}
         assert routes[host]["backends"] == []
         assert routes[host]["activation"] == {"timeout_seconds": 30.0, "queue_limit": 1000}

@@ -140,6 +140,13 @@ def proxy_client(router: RouterProcess, **kwargs: Any) -> httpx.Client:
     return httpx.Client(base_url=router.proxy_url, trust_env=False, **kwargs)
 
 
+def admin_client(router: RouterProcess, **kwargs: Any) -> httpx.Client:
+    """A client of the router's admin API carrying its token, as the control plane's requests do."""
+    kwargs.setdefault("timeout", 10.0)
+    kwargs.setdefault("headers", router.admin_headers)
+    return httpx.Client(base_url=f"http://{router.admin}", trust_env=False, **kwargs)
+
+
 def free_port() -> int:
     """A port nothing listens on (bound, then released): connecting to it is refused."""
     with socket.socket() as sock:

@@ -6,13 +6,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import httpx
 import pytest
 
 from yunzhou.domain.errors import Conflict, UserError
 from yunzhou.router import RouterProcess
 
-from .conftest import APP, HOST, Backend, metric_value, proxy_client, route, snapshot, wait_for
+from .conftest import APP, HOST, Backend, admin_client, metric_value, proxy_client, route, snapshot, wait_for
 
 
 def test_config_versions_stale_is_409_equal_is_idempotent(
@@ -29,7 +28,8 @@ def test_config_versions_stale_is_409_equal_is_idempotent(
         router.push_config(snapshot(7, route(HOST, [backends["a2"].entry()])))
     assert router.get_config() == first
 
-    raw = httpx.put(f"http://{router.admin}/config", json=snapshot(3), trust_env=False)
+    with admin_client(router) as admin:
+        raw = admin.put("/config", json=snapshot(3))
     assert raw.status_code == 409
     assert raw.json()["error"]["code"] == "conflict"
 
@@ -58,13 +58,14 @@ def test_malformed_snapshot_is_422_naming_the_field_and_keeps_the_old_config(
 
 
 def test_body_that_is_not_json_is_422(router: RouterProcess) -> None:
-    response = httpx.put(f"http://{router.admin}/config", content=b"{nope", trust_env=False)
+    with admin_client(router) as admin:
+        response = admin.put("/config", content=b"{nope")
     assert response.status_code == 422
     assert "not valid JSON" in response.json()["error"]["message"]
 
 
 def test_healthz_and_unknown_admin_paths(router: RouterProcess) -> None:
-    with httpx.Client(base_url=f"http://{router.admin}", trust_env=False) as admin:
+    with admin_client(router) as admin:
         health = admin.get("/healthz")
         assert health.status_code == 200
         assert health.json() == {"status": "ok", "config_version": 0}

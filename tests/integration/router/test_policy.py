@@ -12,7 +12,7 @@ import httpx
 
 from yunzhou.router import RouterProcess
 
-from .conftest import Backend, metric_value, proxy_client, route, snapshot, wait_for
+from .conftest import Backend, admin_client, metric_value, proxy_client, route, snapshot, wait_for
 
 HOST = "orders.dev.shop.localhost"
 APP = "shop/dev/orders"
@@ -383,7 +383,8 @@ def test_an_app_with_an_invalid_policy_is_not_routed_and_the_reason_names_the_fi
         snapshot(1, route(HOST, [backends["a1"].entry()], app=APP)),
         shop__dev__orders=policy({"retries": {"attempts": 99}}, {"stable": 50, "canary": 40}),
     )
-    response = httpx.put(f"http://{router.admin}/config", json=doc, trust_env=False)
+    with admin_client(router) as admin:
+        response = admin.put("/config", json=doc)
     assert response.status_code == 200  # fail closed for that app only: the rest of a snapshot is applied
     (dropped,) = response.json()["dropped"]
     assert "policies.shop/dev/orders.traffic.retries.attempts" in dropped["reason"]

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
 import pytest
 
 from yunzhou.router import RouterProcess
 
-from .conftest import HOST, Backend, metric_value, proxy_client, route, snapshot
+from .conftest import HOST, Backend, admin_client, metric_value, proxy_client, route, snapshot
 
 OTHER = "web.prod.third.localhost"
 
@@ -24,7 +23,8 @@ def served_by(router: RouterProcess, host: str) -> str:
 
 
 def status(router: RouterProcess) -> dict[str, Any]:
-    doc: dict[str, Any] = httpx.get(f"http://{router.admin}/status", trust_env=False).json()
+    with admin_client(router) as admin:
+        doc: dict[str, Any] = admin.get("/status").json()
     return doc
 
 
@@ -44,7 +44,7 @@ def test_a_snapshot_with_a_duplicate_host_is_applied_without_it_and_every_other_
     assert served_by(router, HOST) == "a1"  # the app that served the host keeps it
     assert served_by(router, OTHER) == "a2"  # and the rest of the snapshot is applied
     assert status(router)["dropped"] == answer["dropped"]
-    metrics = httpx.get(f"http://{router.admin}/metrics", trust_env=False).text
+    metrics = router.metrics_text()
     assert metric_value(metrics, "yunzhou_router_config_routes_dropped") == 1
 
     # later snapshots keep being taken while the claim is in them

@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-import httpx
-
 from yunzhou.router import RouterProcess
 
 from .conftest import HOST, Backend, metric_value, proxy_client, route, snapshot, wait_for
@@ -80,7 +78,7 @@ def trickling(socks: list[socket.socket], every: float = 0.5) -> Iterator[None]:
 
 
 def metrics(router: RouterProcess) -> str:
-    return httpx.get(f"http://{router.admin}/metrics", trust_env=False).text
+    return router.metrics_text()
 
 
 def test_500_slowloris_clients_do_not_stop_another_app_and_are_closed_with_408_after_the_header_timeout(

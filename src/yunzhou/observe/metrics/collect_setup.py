@@ -7,6 +7,7 @@ when it runs one (``attach_local``), puts it on the API app (``install``) and st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -33,9 +34,33 @@ from yunzhou.store import Database
 
 log = logging.getLogger("yunzhou.observe.metrics")
 LOCAL_TARGET = "local"  # an environment's target when it runs on this machine
-# Where the process running the local target says where its router's admin API listens (host:port), so
-# a control plane started with --no-runtime on the same data dir can scrape the router too.
+# Where the process running the local target says where its router's admin API listens and the headers
+# (its token) it needs, so a control plane started with --no-runtime on the same data dir can scrape the
+# router too. JSON ``{"admin": "host:port", "headers": {...}}``, mode 0600.
 ROUTER_ADMIN_FILE = "router-admin"
+
+
+def publish_router_admin(data_dir: Path, admin: str, headers: Mapping[str, str]) -> None:
+    """Write ``ROUTER_ADMIN_FILE`` atomically, readable by its owner only (it holds the admin token)."""
+    where = data_dir / ROUTER_ADMIN_FILE
+    tmp = where.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({"admin": admin, "headers": dict(headers)}, out)
+    tmp.replace(where)
+
+
+def read_router_admin(data_dir: Path) -> tuple[str, dict[str, str]] | None:
+    """The router's admin address and the headers it needs, from ``ROUTER_ADMIN_FILE``; None if absent."""
+    try:
+        doc = json.loads((data_dir / ROUTER_ADMIN_FILE).read_text(encoding="utf-8"))
+        return str(doc["admin"]), {str(k): str(v) for k, v in doc["headers"].items()}
+    except FileNotFoundError:
+        return None
+    except (ValueError, LookupError, TypeError, AttributeError):
+        message = f"{data_dir / ROUTER_ADMIN_FILE} is not what this version writes: restart the worker"
+        raise TemporaryError(message) from None
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -109,12 +134,12 @@ class MetricsWiring:
 
     def _router_of_worker(self) -> str:
         """The router's metrics when another process (``yunzhou worker``) runs the local target here."""
-        try:
-            admin = (self.data_dir / ROUTER_ADMIN_FILE).read_text().strip()
-        except FileNotFoundError:
+        published = read_router_admin(self.data_dir)
+        if published is None:
             return ""  # no local target on this data dir: nothing to scrape
+        admin, headers = published
         try:
-            response = httpx.get(f"http://{admin}/metrics", timeout=2.0, trust_env=False)
+            response = httpx.get(f"http://{admin}/metrics", headers=headers, timeout=2.0, trust_env=False)
             response.raise_for_status()
         except httpx.HTTPError as exc:
             raise TemporaryError(f"router admin API at {admin} (from {ROUTER_ADMIN_FILE}): {exc}") from None
