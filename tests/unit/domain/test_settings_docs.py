@@ -2,7 +2,7 @@
 
 Each ```yaml block of the pages below goes through the pure parser the server uses on it:
 
-- docs/settings.md, traffic.md, autoscaling.md (and cli.md's settings file): ``parse_settings``, once per
+- docs/settings.md, traffic.md, autoscaling.md, kubernetes.md and cli.md: ``parse_settings``, once per
   environment the document names and once without one (``traffic:``, ``rollout:`` and ``autoscaling:``
   blocks are settings documents too);
 - docs/alerts.md: a document with ``alert`` is a rule (``parse_rule``), one with ``kind`` a receiver
@@ -12,7 +12,8 @@ A block may be preceded by a marker line:
 
 - ``<!-- invalid -->``: the parser must refuse it, and the next ```text block lists the problems, one
   ``path: message`` per line, exactly;
-- ``<!-- fragment -->``: only a part of a document; it must still be YAML.
+- ``<!-- fragment -->``: only a part of a document; it must still be YAML;
+- ``<!-- output -->``: what Yunzhou renders or prints (a manifest), not a document given to it; YAML too.
 
 In ```console blocks of alerts.md, the lines after ``$ cat FILE.yaml`` are that file: checked the same way.
 """
@@ -42,13 +43,13 @@ from yunzhou.domain.score.text import load_yaml12
 from yunzhou.domain.settings import parse_settings
 
 DOCS = Path(__file__).resolve().parents[3] / "docs"
-SETTINGS_PAGES = ("settings.md", "traffic.md", "autoscaling.md", "cli.md")
+SETTINGS_PAGES = ("settings.md", "traffic.md", "autoscaling.md", "cli.md", "kubernetes.md")
 ALERT_PAGES = ("alerts.md",)
 BLOCK_RE = re.compile(
     r"^(?:<!-- (?P<marker>[^\n]*?) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)^```", re.DOTALL | re.MULTILINE
 )
 CAT_RE = re.compile(r"^\$ cat (\S+\.ya?ml)\n(?P<body>(?:(?!\$ ).*\n)+)", re.MULTILINE)
-MARKERS = {"", "invalid", "fragment"}
+MARKERS = {"", "invalid", "fragment", "output"}
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def test_example(example: Example) -> None:
     assert example.marker in MARKERS, f"{example}: unknown marker <!-- {example.marker} -->"
     # read as the CLI reads each: settings files with YAML 1.2 (`on` stays a string), rule files with PyYAML
     doc = yaml.safe_load(example.body) if example.page in ALERT_PAGES else load_yaml12(example.body)
-    if example.marker == "fragment":
+    if example.marker in ("fragment", "output"):
         return
     check = _checker(example.page)
     if example.marker == "invalid":
