@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"yunzhou-router: {exc}", file=sys.stderr)
         return 2
     if token is None:
-        logging.getLogger("yunzhou.router").warning("--insecure-admin: any local process may use admin")
+        warning = "--insecure-admin: any process on this host may use the admin API"
+        logging.getLogger("yunzhou.router").warning(warning)
     if args.config is not None:  # fail before listening, with the field that is wrong
         try:
             parse_snapshot(json.loads(args.config.read_text(encoding="utf-8")))
