@@ -1,6 +1,7 @@
 """Security (issue 14, item 1): an app on the local target runs as a user of its own and cannot read the
 control plane's data dir (admin token, keyring, database, router files), another app's environment or
-release, or the control plane's and router's /proc/<pid>/environ. A real server, router and processes."""
+release, or the control plane's and router's /proc/<pid>/environ; it shares the loopback network, but the
+router's admin port refuses it without the admin token. A real server, router and processes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from yunzhou.client import YunzhouClient
@@ -21,6 +23,7 @@ APPS = Path(__file__).parent / "apps"
 DEADLINE = 90.0
 SERVER_MARKER = "cp-environ-" + secrets.token_hex(8)  # only in the control plane's environment
 VICTIM_SECRET = "victim-secret-" + secrets.token_hex(8)  # only in the victim app's environment
+VICTIM_HOST = "vault.dev.bank.localhost"
 
 
 def score(name: str, variables: dict[str, str], resources: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -137,3 +140,48 @@ def test_an_app_cannot_read_the_control_planes_secrets_or_another_projects_app(
 
     server.stop()
     assert not Path(victim_release).exists()  # the instance root is removed with the server
+
+
+def victim_route(admin: httpx.Client) -> dict[str, Any]:
+    (found,) = [r for r in admin.get("/config").json()["routes"] if r["host"] == VICTIM_HOST]
+    return dict(found)
+
+
+def served(server: ControlPlaneProcess) -> bytes:
+    url = f"http://127.0.0.1:{server.router_port}/"
+    return httpx.get(url, headers={"Host": VICTIM_HOST}, timeout=10, trust_env=False).content
+
+
+def test_an_app_that_reaches_the_router_admin_port_cannot_reroute_or_read_it(
+    server: ControlPlaneProcess,
+) -> None:
+    with YunzhouClient(server.url, server.admin_token) as client, server.router_admin() as admin:
+        for project in ("bank", "mallory"):
+            client.create_project(project)
+            client.create_environment(project, "dev")
+        deploy(client, "bank", score("vault", {"APP_VERSION": "v1"}), APPS / "web")
+        before = victim_route(admin)
+        assert b'"version": "v1"' in served(server)
+
+        attacker = score("rerouter", {"ADMIN_PORT": str(admin.base_url.port), "VICTIM_HOST": VICTIM_HOST})
+        deploy(client, "mallory", attacker, APPS / "rerouter")
+
+        def report() -> list[str]:
+            lines = [r["line"] for r in client.get_logs("mallory", "dev", "rerouter", limit=500)["items"]]
+            return lines if "DONE" in lines else []
+
+        lines = polling.wait_until("the rerouter's report in its logs", report, DEADLINE)
+        attempts = [line for line in lines if line.startswith("ADMIN ")]
+        assert len(attempts) == 5, lines
+        for line in attempts:  # every try, the token-less and the guessed one, got 401 and nothing else
+            assert ": 401 " in line, line
+            assert "unauthenticated" in line, line
+        assert victim_route(admin) == before  # the routes are intact...
+        assert admin.get("/config").json()["version"] < 2**52
+        assert b'"version": "v1"' in served(server)  # ...and the victim's host still reaches the victim
+        refused = [
+            line
+            for line in admin.get("/metrics").text.splitlines()
+            if line.startswith("yunzhou_router_admin_")
+        ]
+        assert refused == ["yunzhou_router_admin_unauthorized_total 5"]
