@@ -138,6 +138,8 @@ class ProjectService:
             check_label(namespace, "namespace")
         elif cluster is not None:
             namespace = default_namespace(project, name)
+        if cluster is not None and namespace is not None:
+            _check_namespace_owned(caller, project, namespace, defaulted)
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
             if cluster is not None and s.scalar(select(Cluster.id).where(Cluster.name == cluster)) is None:
@@ -198,6 +200,28 @@ def default_namespace(project: str, env: str) -> str:
     """``{project}-{env}``, cut to a DNS label. Not one-to-one (shop/prod-eu and shop-prod/eu give the
     same): a collision is refused at creation, naming the namespace, and --namespace chooses another."""
     return f"{project}-{env}"[:63].rstrip("-")
+
+
+def _check_namespace_owned(caller: Caller, project: str, namespace: str, defaulted: bool) -> None:
+    """A project's namespaces are ``{project}`` and ``{project}-…``; one elsewhere (another team's, an
+    ingress controller's whose pods other apps' NetworkPolicies admit, ``default``) only by a platform
+    admin. ``kube-*`` are the cluster's own, never an environment's (project ``kube``, env ``system``
+    would default to ``kube-system``)."""
+    how = "the default, {project}-{env}" if defaulted else "--namespace"
+    if namespace.startswith("kube-"):
+        message = (
+            f"namespace {namespace!r} ({how}) is one of the cluster's own (kube-*), never an environment's;"
+            f" choose another namespace (--namespace), e.g. {project}"
+        )
+        raise invalid("namespace", message)
+    if caller.is_admin or namespace == project or namespace.startswith(f"{project}-"):
+        return
+    message = (
+        f"namespace {namespace!r} ({how}) is not one of project {project!r}'s: they are {project!r} and"
+        f" {project}-…; a namespace outside them may hold others' workloads (another team's, an ingress"
+        " controller's that other apps admit), so only a platform admin may place an environment there"
+    )
+    raise invalid("namespace", message)
 
 
 def _check_namespace_free(s: Session, caller: Caller, cluster: str, namespace: str, defaulted: bool) -> None:

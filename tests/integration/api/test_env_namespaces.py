@@ -86,8 +86,8 @@ def test_an_explicit_namespace_in_use_is_refused_and_local_targets_are_not_affec
     api: Api, two_projects: tuple[dict[str, str], dict[str, str]]
 ) -> None:
     alice, bob = two_projects
-    assert create_env(api, alice, "shop", "dev", namespace="apps").status_code == 201
-    r = create_env(api, alice, "shop", "qa", namespace="apps")
+    assert create_env(api, alice, "shop", "dev", namespace="shop-apps").status_code == 201
+    r = create_env(api, alice, "shop", "qa", namespace="shop-apps")
     assert r.status_code == 409
     assert "used by environment shop/dev" in r.json()["error"]["problems"][0]["message"]
     assert "(the default" not in r.text
@@ -109,3 +109,33 @@ def test_a_race_past_the_check_is_still_one_409_at_namespace(
     assert problem["path"] == "namespace"
     assert "used by another project" in problem["message"]
     assert api.http.get(f"{V1}/projects/shop-prod/environments", headers=bob).json()["items"] == []
+
+
+def test_a_project_cannot_place_an_environment_in_a_namespace_not_its_own(
+    api: Api, two_projects: tuple[dict[str, str], dict[str, str]]
+) -> None:
+    """Only other Yunzhou environments were checked: a write token could deploy into kube-system (even by
+    default: project kube, env system), default, or an ingress controller's namespace, whose pods other
+    apps' NetworkPolicies admit as `external` traffic. 422 at namespace; nothing is written."""
+    alice, _ = two_projects
+    assert api.http.post(f"{V1}/projects", json={"name": "kube"}, headers=alice).status_code == 201
+    attempts = [
+        ("shop", "ingress", {"namespace": "ingress-nginx"}, "not one of project 'shop'"),
+        ("shop", "dflt", {"namespace": "default"}, "only a platform admin"),
+        ("shop", "other", {"namespace": "shop2-dev"}, "not one of project 'shop'"),
+        ("shop", "sys", {"namespace": "kube-system"}, "the cluster's own"),
+        ("kube", "system", {}, "'kube-system' (the default, {project}-{env}) is one of the cluster's own"),
+    ]
+    for project, env, body, why in attempts:
+        r = create_env(api, alice, project, env, **body)
+        assert r.status_code == 422, (body, r.text)
+        problem = r.json()["error"]["problems"][0]
+        assert problem["path"] == "namespace"
+        assert why in problem["message"], problem
+    for project in ("shop", "kube"):
+        assert api.http.get(f"{V1}/projects/{project}/environments", headers=alice).json()["items"] == []
+    for env, namespace in (("dev", "shop"), ("qa", "shop-qa-1")):
+        assert create_env(api, alice, "shop", env, namespace=namespace).status_code == 201
+    # an operator may put one in a namespace prepared for it, but never in kube-*
+    assert create_env(api, api.admin, "shop", "team", namespace="team-a").status_code == 201
+    assert create_env(api, api.admin, "shop", "sys", namespace="kube-system").status_code == 422
