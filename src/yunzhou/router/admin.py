@@ -28,7 +28,7 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # by the router's user only), never argv (world-readable /proc/<pid>/cmdline).
 ADMIN_TOKEN_VARIABLE = "YUNZHOU_ROUTER_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 MIN_ADMIN_TOKEN_LENGTH = 16
-_OPEN_PATHS = frozenset({"/healthz"})  # liveness probes need no secret; it tells only ok/draining
+_OPEN_PATHS = frozenset({"/healthz"})  # liveness probes need no secret: only ok/draining and the version
 _CHALLENGE = [(b"WWW-Authenticate", b'Bearer realm="yunzhou-router-admin"')]
 _JSON = b"application/json"
 _ENDPOINTS = {
