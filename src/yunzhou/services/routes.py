@@ -6,6 +6,7 @@
 - Any other host belongs to the first project whose app routes it (an extra route or a canary
   ``previewHost``, kept in ``route_claims``); within that project one app has each host and path. The claim
   goes with the app, or with a release that no longer routes it.
+- IP addresses and the base domain itself are nobody's (422): the router answers them for everyone.
 - A refusal is a 409 naming the owner (``project/env/app``) when the caller may read that project (a
   member, or an admin); to anyone else it says "an app of another project": a stranger learns that the
   host is taken, never by whom (projects' existence stays hidden, as the API's 404s keep it).
@@ -16,6 +17,7 @@ transaction-scoped advisory lock, and the unique (host, path) index backs both.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +105,12 @@ def claim_routes(
 
 
 def _check_reserved(c: Claim, project: str, env: str, app: str, base_domain: str) -> None:
+    # The router answers every address it listens on and the base domain itself for everyone: a route
+    # there would serve one project's app to whoever opens http://127.0.0.1:8080/ or http://localhost/.
+    if _is_ip_literal(c.host) or c.host == base_domain:
+        what = "an IP address" if _is_ip_literal(c.host) else "the platform's base domain"
+        message = f"{c.host} is {what}, which no app may route; use a DNS name of the app's own"
+        raise UserError(f"{c.field}: {message}", problems=[FieldProblem(c.field, message)])
     suffix = "." + base_domain
     if not c.host.endswith(suffix):
         return
@@ -114,6 +122,14 @@ def _check_reserved(c: Claim, project: str, env: str, app: str, base_domain: str
         owner = f"{project}/{labels[1]}/{labels[0]}"
         message = f"{c.host} is the default host of app {owner}"
         raise Conflict(f"{c.field}: {message}", problems=[FieldProblem(c.field, message)])
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _may_read(caller: Caller, project: str) -> bool:

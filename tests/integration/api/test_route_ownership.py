@@ -112,3 +112,17 @@ def test_one_project_shares_a_host_by_path_and_a_released_host_can_be_claimed(ap
         f"{V1}/projects/shop/environments/prod/apps/web/rollback", json={"to": 1}, headers=alice
     )
     assert error(r, 409)["problems"][0]["path"] == "settings.routes.0.host"
+
+
+def test_ip_addresses_and_the_base_domain_are_nobodys_host(api: Api) -> None:
+    """The router answers http://127.0.0.1:8080/ and http://localhost/ for everyone: no project may put
+    its app there (a write token could otherwise serve its page to every user of the machine)."""
+    mallory = setup_project(api, "mallory", "evil", "dev")
+    for host in ("127.0.0.1", "::1", "[::1]", "10.0.0.7", "localhost"):
+        doc = error(deploy(api, mallory, "evil/dev", "xx", routes=[{"host": host}]), 422)
+        assert [p["path"] for p in doc["problems"]] == ["settings.routes.0.host"], host
+        if ":" not in host:  # IPv6 forms are not host names to the settings parser already
+            assert "which no app may route" in doc["problems"][0]["message"], host
+    assert api.http.get(f"{V1}/projects/evil/environments/dev/apps/xx", headers=mallory).status_code == 404
+    # a name of its own is still fine
+    assert deploy(api, mallory, "evil/dev", "xx", routes=[{"host": "evil.example.test"}]).status_code == 201
