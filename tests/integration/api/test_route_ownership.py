@@ -97,7 +97,9 @@ def test_one_project_shares_a_host_by_path_and_a_released_host_can_be_claimed(ap
     assert f"{HOST}/api is routed by app shop/prod/api" in doc["message"]
 
     mallory = setup_project(api, "mallory", "evil", "dev")
-    error(deploy(api, mallory, "evil/dev", "xx", routes=[{"host": "other.example.test"}, {"host": HOST}]), 409)
+    error(
+        deploy(api, mallory, "evil/dev", "xx", routes=[{"host": "other.example.test"}, {"host": HOST}]), 409
+    )
     # the owner stops routing the host (a settings change): from then on it is free
     for app in ("web", "api"):
         r = api.http.patch(
