@@ -2,8 +2,9 @@
 
 An upload arrives as a file the API streamed to disk under the body limit (``receiving``); ``upload`` then
 checks it member by member while decompressing (domain/archive.py: paths, kinds, entry count and unpacked
-size), and only an archive that passes is moved into place and recorded. It reads and hashes the whole
-archive: the API runs it in a worker thread, never on the event loop.
+size; at the end, symlinks resolved through each other), and only an archive that passes is moved into
+place and recorded. It reads and hashes the whole archive: the API runs it in a worker thread, never on
+the event loop.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def check_archive(path: Path, limits: Limits) -> None:
                 checker.admit(member)
                 if member.isfile():
                     checker.count(member.size)
+        checker.finish()  # links resolved through each other, also through those that came later
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise invalid("body", f"not a gzip-compressed tar archive ({exc})") from exc
 
