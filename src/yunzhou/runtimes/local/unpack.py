@@ -3,7 +3,8 @@
 The upload already checked the archive (services/artifacts.py), but what is on disk is decided here: the
 same member rules (domain/archive.py) are applied again while streaming, and the bytes counted are the
 bytes written, so a wrong header, an archive stored before the limits existed or a lowered limit cannot
-fill the disk. Runs in the reconcile worker's thread, never on the API's event loop.
+fill the disk. Once written, every symlink is resolved by the kernel (realpath) and must stay inside.
+Runs in the reconcile worker's thread, never on the API's event loop.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def unpack_archive(archive: Path, into: Path, limits: Limits) -> None:
         _unpack(archive, into, ArchiveChecker(limits))
     except (tarfile.TarError, gzip.BadGzipFile, EOFError, zlib.error) as exc:  # not disk errors: those stay
         raise refused(f"not a gzip-compressed tar archive ({exc})") from exc
+    _check_links_stay_inside(into)
     for dirpath, dirnames, filenames in os.walk(into):
         for name in (*dirnames, *filenames):
             os.utime(Path(dirpath, name), (stamp, stamp), follow_symlinks=False)
@@ -53,6 +55,19 @@ def _unpack(archive: Path, into: Path, checker: ArchiveChecker) -> None:
                     os.symlink(member.linkname, target)
                 else:
                     _write_file(tar, member, target, checker)
+    checker.finish()
+
+
+def _check_links_stay_inside(into: Path) -> None:
+    """What the kernel makes of every symlink written, against the root: an exact second line behind the
+    archive rules (which resolve links from the archive's names alone)."""
+    root = os.path.realpath(into)
+    for dirpath, dirnames, filenames in os.walk(into):  # does not descend into linked folders
+        for name in (*dirnames, *filenames):
+            link = os.path.join(dirpath, name)
+            if os.path.islink(link) and os.path.commonpath((root, os.path.realpath(link))) != root:
+                relative = os.path.relpath(link, into)  # not where it lands: the host's paths stay private
+                raise refused(f"symlink {relative!r} points outside the archive once unpacked")
 
 
 def _write_file(tar: tarfile.TarFile, member: tarfile.TarInfo, target: Path, checker: ArchiveChecker) -> None:

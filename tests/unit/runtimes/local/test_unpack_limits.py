@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from yunzhou.domain.archive import ArchiveChecker
 from yunzhou.domain.errors import PermanentError
 from yunzhou.domain.limits import Limits
 from yunzhou.runtimes.local import ensure_snapshot
@@ -125,6 +126,64 @@ def test_links_and_files_inside_the_archive_are_kept(tmp_path: Path) -> None:
     snap = ensure_snapshot(archive, DIGEST, tmp_path / "snapshots")
     assert (snap / "pkg" / "alias.py").read_bytes() == b"x = 1\n"
     assert (snap / "pkg" / "up").read_bytes() == b"top\n"
+
+
+# the reviewer's bypass: each link alone stays inside; 'x' through 'a/up' (the root) leads to /tmp/x
+CHAINED = (
+    _special("a", tarfile.DIRTYPE),
+    _special("a/up", tarfile.SYMTYPE, ".."),
+    _special("x", tarfile.SYMTYPE, "a/up/" * 8 + "../" * 16 + "tmp/x"),
+)
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        (CHAINED, r"symlink 'x' points outside the archive .*other links"),
+        (  # through a link that comes later in the archive
+            (_special("x", tarfile.SYMTYPE, "a/up/.."), *CHAINED[:2]),
+            r"symlink 'x' points outside the archive \('a/up/..'",
+        ),
+        (
+            (_special("a", tarfile.SYMTYPE, "b"), _special("b", tarfile.SYMTYPE, "a")),
+            r"symlink 'a' does not resolve: it loops or needs more than 40 links followed",
+        ),
+    ],
+)
+def test_chained_links_that_lead_outside_or_loop_are_refused(
+    tmp_path: Path, members: tuple[Member, ...], match: str
+) -> None:
+    _refused(_archive(tmp_path / "links.tgz", *members), tmp_path / "snapshots", Limits(), match)
+
+
+def test_the_kernel_resolves_every_written_link_as_a_second_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the archive rules to miss a chain, realpath on what was written still refuses it."""
+    monkeypatch.setattr(ArchiveChecker, "finish", lambda self: None)
+    _refused(
+        _archive(tmp_path / "links.tgz", *CHAINED),
+        tmp_path / "snapshots",
+        Limits(),
+        "symlink 'x' points outside the archive once unpacked",
+    )
+
+
+def test_relative_links_through_each_other_inside_the_tree_are_kept(tmp_path: Path) -> None:
+    archive = _archive(
+        tmp_path / "ok.tgz",
+        _file("lib/tool.py", b"print(1)\n"),
+        _special("bin", tarfile.DIRTYPE),
+        _special("bin/tool", tarfile.SYMTYPE, "../lib/tool.py"),
+        _special("current", tarfile.SYMTYPE, "releases/v2"),  # before its target exists
+        _file("releases/v2/app.py", b"v = 2\n"),
+        _special("releases/v2/up", tarfile.SYMTYPE, "../../bin"),
+        _special("tool", tarfile.SYMTYPE, "current/up/tool"),
+    )
+    snap = ensure_snapshot(archive, DIGEST, tmp_path / "snapshots")
+    assert (snap / "bin" / "tool").read_bytes() == b"print(1)\n"
+    assert (snap / "current" / "app.py").read_bytes() == b"v = 2\n"
+    assert (snap / "tool").read_bytes() == b"print(1)\n"
 
 
 def test_unpacked_files_carry_the_upload_time_not_1970(tmp_path: Path) -> None:
