@@ -1,7 +1,8 @@
 """Security item 5 (#14) at the upload: an archive is checked while it is decompressed, in a worker
-thread, against the unpacked-size and entry limits; a bomb or a many-files archive is refused naming the
-limit, and nothing is stored. While a large legitimate archive is checked the API keeps answering (it
-stalled for seconds when the check ran on the event loop)."""
+thread, against the unpacked-size and entry limits; a bomb, a many-files archive or symlinks that lead
+outside through each other are refused naming the limit or link, and nothing is stored. While a large
+legitimate archive is checked the API keeps answering (it stalled for seconds when the check ran on the
+event loop)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,23 @@ def test_a_traversing_upload_is_refused_and_nothing_is_stored(api: Api) -> None:
     r = api.http.post("/api/v1/artifacts", content=_tar_gz(iter([("../x", b"x")])), headers=api.admin | GZIP)
     assert r.status_code == 422, r.text
     assert "points outside the archive" in r.json()["error"]["message"]
+    _nothing_stored(api)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_chained_symlinks_that_lead_outside_are_refused_and_nothing_is_stored(api: Api) -> None:
+    """The reviewer's archive (was 201): each link alone stays inside, 'x' through 'a/up' is /tmp/x."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, linkname in (("a", ""), ("a/up", ".."), ("x", "a/up/" * 8 + "../" * 16 + "tmp/x")):
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = (tarfile.SYMTYPE, linkname) if linkname else (tarfile.DIRTYPE, "")
+            tar.addfile(info)
+    r = api.http.post("/api/v1/artifacts", content=buffer.getvalue(), headers=api.admin | GZIP)
+    assert r.status_code == 422, r.text
+    message = r.json()["error"]["problems"][0]["message"]
+    assert message.startswith("symlink 'x' points outside the archive ('a/up/a/up/"), message
+    assert message.endswith("resolved through the archive's other links)"), message
     _nothing_stored(api)
 
 
