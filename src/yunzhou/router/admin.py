@@ -28,6 +28,9 @@ MAX_BODY_BYTES = 32 * 1024 * 1024
 # by the router's user only), never argv (world-readable /proc/<pid>/cmdline).
 ADMIN_TOKEN_VARIABLE = "YUNZHOU_ROUTER_ADMIN_TOKEN"  # noqa: S105 - the name of a variable, not a secret
 MIN_ADMIN_TOKEN_LENGTH = 16
+# A connection that has not sent one authorised request within this many seconds is closed, so an app
+# on loopback cannot hold admin connections open for free (the control plane's keep-alive one is trusted).
+UNTRUSTED_CONNECTION_SECONDS = 10.0
 _OPEN_PATHS = frozenset({"/healthz"})  # liveness probes need no secret: only ok/draining and the version
 _CHALLENGE = [(b"WWW-Authenticate", b'Bearer realm="yunzhou-router-admin"')]
 _JSON = b"application/json"
@@ -67,9 +70,23 @@ class AdminConnection(asyncio.Protocol):
         self.too_large = False
         self.authorization = b""
         self.unauthorized = False
+        self.trusted = False
+        self.expiry: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        loop = asyncio.get_running_loop()
+        self.expiry = loop.call_later(UNTRUSTED_CONNECTION_SECONDS, self._close_untrusted)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+
+    def _close_untrusted(self) -> None:
+        self.expiry = None
+        if not self.trusted:
+            self._close()
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -96,6 +113,11 @@ class AdminConnection(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         path = self.url.split(b"?", 1)[0].decode("latin-1")
         self.unauthorized = path not in _OPEN_PATHS and not self._authorized()
+        if not self.unauthorized and path not in _OPEN_PATHS and not self.trusted:
+            self.trusted = True
+            if self.expiry is not None:
+                self.expiry.cancel()
+                self.expiry = None
 
     def _authorized(self) -> bool:
         token = self.router.settings.admin_token
@@ -124,6 +146,7 @@ class AdminConnection(asyncio.Protocol):
             message = "the router's admin API needs 'Authorization: Bearer <admin token>' (docs/router.md)"
             status, body, ctype = 401, _json(error_document(Unauthenticated(message))), _JSON
             extra = _CHALLENGE
+            keep_alive = False  # a refused caller does not keep the connection
         elif self.too_large:
             message = f"request body larger than {MAX_BODY_BYTES} bytes"
             status, body, ctype = 413, _json({"error": {"code": "too_large", "message": message}}), _JSON

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -161,3 +162,36 @@ def test_admin_token_file_is_read_and_enforced(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def _open_admin_socket(router: RouterProcess) -> socket.socket:
+    host, port = router.admin.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=30)
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(0.2)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+
+
+def test_a_connection_that_never_authenticates_is_closed_and_a_trusted_one_stays(
+    router: RouterProcess,
+) -> None:
+    """An app cannot hold admin connections for free: one that has sent no authorised request is closed
+    after UNTRUSTED_CONNECTION_SECONDS; the control plane's keep-alive connection, once authorised, stays."""
+    token = router.admin_headers["Authorization"]
+    request = f"GET /status HTTP/1.1\r\nHost: admin\r\nAuthorization: {token}\r\n\r\n".encode()
+    idle, trusted, refused = (_open_admin_socket(router) for _ in range(3))
+    with idle, trusted, refused:
+        trusted.sendall(request)
+        assert trusted.recv(65536).startswith(b"HTTP/1.1 200")
+        refused.sendall(b"GET /config HTTP/1.1\r\nHost: admin\r\n\r\n")
+        # a refused request ends its connection at once
+        wait_for(lambda: _closed_by_peer(refused), "the refused connection to be closed", timeout=10)
+        wait_for(lambda: _closed_by_peer(idle), "the idle untrusted connection to be closed", timeout=30)
+        trusted.settimeout(10)
+        trusted.sendall(request)
+        assert trusted.recv(65536).startswith(b"HTTP/1.1 200")
