@@ -139,8 +139,11 @@ def test_the_api_answers_while_a_large_archive_is_checked(tmp_path: Path) -> Non
     assert result["status"] == 201, result["text"]
     seconds = float(str(result["seconds"]))
     worst = max(latencies)
-    # on the event loop, one health check waited for the whole check; now each waits a few GIL switches
-    assert seconds > 1.0, f"the upload took {seconds:.2f} s: too little work to show anything"
+    # On the event loop, the check held every health check for its whole length (one or two answered, the
+    # worst as long as the upload); off it, many are answered while it runs, each in a few GIL switches.
+    # No floor on the upload's own time: an idle machine checks these 400 MiB in under a second.
+    answered = len(latencies)
+    assert answered >= 5, f"only {answered} health checks answered during a {seconds:.2f} s upload"
     assert worst < min(1.0, seconds / 3), f"a health check took {worst:.2f} s during a {seconds:.2f} s upload"
 
 
