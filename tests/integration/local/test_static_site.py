@@ -5,6 +5,7 @@ Last-Modified (files used to be dated 1970, so every release answered 304 to it)
 from __future__ import annotations
 
 import email.utils
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import yaml
 from tests.integration.local.test_local_runtime import settle
 from yunzhou.client import YunzhouClient
 from yunzhou.testing import ControlPlaneProcess
+from yunzhou.testing.polling import wait_until
 
 HOST = "site.dev.shop.localhost"
 SCORE = {
@@ -69,6 +71,10 @@ def test_a_static_site_hides_its_score_and_is_fresh_after_a_redeploy(
         assert router.get("/score.yaml").status_code == 404
         assert router.get("/yunzhou.yaml").status_code == 404
 
+        # HTTP dates count whole seconds: content uploaded in the same second as release 1 would carry
+        # the same Last-Modified, as it would from any server that dates files by their time.
+        first_second = email.utils.parsedate_to_datetime(validator).timestamp()
+        wait_until("the clock to pass release 1's second", lambda: time.time() >= first_second + 1, timeout=5)
         _site(site, "<p>release 2</p>\n")  # same size, same name: only the time tells them apart
         assert _deploy(client, site)["state"] == "succeeded"
         again = router.get("/index.html", headers={"If-Modified-Since": validator})
