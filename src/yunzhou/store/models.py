@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -476,3 +477,43 @@ class RouteClaim(Base):
     path: Mapped[str] = mapped_column(String(2048))  # normalised: no trailing '/', '/' for the root
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+
+
+# --- builds ---
+class Build(Base):
+    """A build job: a source artifact built into an OCI image, then (when ``deploy`` is set) released
+    through the deploy use-case pinned to the image digest. Leased by the build worker like work items
+    (token + expiry); the log is a file under ``<data dir>/builds/<id>.log``."""
+
+    __tablename__ = "builds"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
+    app: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(20), index=True)  # queued|running|succeeded|failed|cancelled
+    stack: Mapped[str | None] = mapped_column(String(40))  # requested (--stack/Score), then the one built
+    stack_version: Mapped[str | None] = mapped_column(String(40))
+    stack_digest: Mapped[str | None] = mapped_column(String(80))
+    artifact: Mapped[str] = mapped_column(String(80))
+    image_digest: Mapped[str | None] = mapped_column(String(80))
+    image_size: Mapped[int | None] = mapped_column(BigInteger)
+    deps_cached: Mapped[bool | None] = mapped_column(Boolean)
+    pushed: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str] = mapped_column(Text, default="")
+    progress_step: Mapped[str] = mapped_column(String(200), default="")
+    progress_fraction: Mapped[float] = mapped_column(Float, default=0.0)
+    # {"score": {...}, "settings": {...}} to deploy on success; None for a build-only job
+    deploy: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    release: Mapped[int | None] = mapped_column(Integer)
+    time_limit_seconds: Mapped[int] = mapped_column(Integer)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    lease_token: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None]
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    log_path: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    project: Mapped[Project] = relationship()
+    environment: Mapped[Environment] = relationship()
