@@ -307,7 +307,22 @@ class Cluster(Base):
     created_at: Mapped[datetime]
     created_by: Mapped[str] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # host[:port] the cluster's nodes pull images from (None: the platform registry's own address)
+    registry_address: Mapped[str | None] = mapped_column(String(261))
     __mapper_args__ = {"version_id_col": version}
+
+
+class PullCredential(Base):
+    """A project's image pull credential for clusters: a pull-only platform token (principal
+    ``pull:<project>``), its secret sealed, because every cluster namespace's pull Secret carries it."""
+
+    __tablename__ = "pull_credentials"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), unique=True)
+    token_id: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(100))
+    secret_ciphertext: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
 
 
 # --- alerts and self-healing ---

@@ -1,6 +1,6 @@
 """cluster images: the registry address a cluster's nodes pull from, and per-project pull credentials
 
-``clusters.registry``: host[:port] the cluster's nodes use to reach the platform registry (NULL: the
+``clusters.registry_address``: host[:port] the cluster's nodes use to reach the platform registry (NULL: the
 platform registry's own address). ``pull_credentials``: one per project, the pull-only platform token a
 cluster's image pull secret carries (its secret sealed like kubeconfigs).
 
@@ -22,7 +22,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("clusters") as batch:
-        batch.add_column(sa.Column("registry", sa.String(length=261), nullable=True))
+        batch.add_column(sa.Column("registry_address", sa.String(length=261), nullable=True))
     op.create_table(
         "pull_credentials",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -45,4 +45,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("pull_credentials")
     with op.batch_alter_table("clusters") as batch:
-        batch.drop_column("registry")
+        batch.drop_column("registry_address")
