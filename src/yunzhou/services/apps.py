@@ -19,7 +19,7 @@ from yunzhou.domain.errors import (
 )
 from yunzhou.domain.local_target import local_run_warnings
 from yunzhou.domain.names import AppAddress
-from yunzhou.domain.score import parse_score
+from yunzhou.domain.score import Workload, parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, merge_patch, parse_settings
 from yunzhou.services.base import ServiceContext, check_version, get_app, get_environment
 from yunzhou.services.context import Caller, record_audit
@@ -151,30 +151,16 @@ class AppService:
         score: object,
         settings: object,
         artifact: str | None,
+        *,
+        image: str | None = None,
     ) -> dict[str, Any]:
-        problems: list[FieldProblem] = []
-        workload = None
-        try:
-            workload = parse_score(score)
-        except UserError as exc:
-            problems += exc.problems or [FieldProblem("score", exc.message)]
-        effective: PlatformSettings | None = None
-        try:
-            effective = parse_settings(settings, env)
-        except UserError as exc:
-            problems += exc.problems
-        if problems or workload is None or effective is None:
-            raise UserError("deployment is invalid: nothing was changed", problems=problems)
+        """``image``: the image the release runs, pinned to a digest (``project/app@sha256:…``, what a
+        build job passes); None keeps the Score's containers' images."""
+        workload, effective = validate_deployment(score, settings, env)
         name = workload.metadata.name
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
-            if artifact is not None and s.get(Artifact, artifact) is None:
-                raise invalid(
-                    "artifact", f"{artifact} was not uploaded; upload the source first (POST /artifacts)"
-                )
-            a = s.scalar(select(App).where(App.environment_id == e.id, App.name == name))
-            if a is not None and a.removing:
-                raise Conflict(f"app {project}/{env}/{name} is being removed; wait until it is gone")
+            a = check_deploy_target(s, project, e, name, artifact)
             config = release_config(s, e, project, name, workload)
             result = self._new_release(
                 s,
@@ -186,6 +172,7 @@ class AppService:
                 score=workload.to_dict(),
                 settings=effective.to_dict(),
                 artifact=artifact,
+                image=image,
                 cause="deploy",
                 config=config,
                 action="app.deploy",
@@ -217,6 +204,7 @@ class AppService:
                 score=current.score,
                 settings=merged.to_dict(),
                 artifact=current.artifact,
+                image=current.image,
                 cause="settings",
                 action="app.settings",
                 replicas=merged.replicas if "replicas" in partial else None,
@@ -243,6 +231,7 @@ class AppService:
                 score=old.score,
                 settings=old.settings,
                 artifact=old.artifact,
+                image=old.image,
                 config=old.config,
                 cause=f"rollback to {target_number}",
                 action="app.rollback",
@@ -307,8 +296,10 @@ class AppService:
         action: str,
         replicas: int | None,
         config: dict[str, Any] | None = None,
+        image: str | None = None,
     ) -> dict[str, Any]:
-        """``config`` None: keep the previous release's config (a settings change)."""
+        """``config`` None: keep the previous release's config (a settings change). ``image`` None: the
+        Score's images (a release that runs no pinned image)."""
         now = self.ctx.clock()
         previous: Release | None = None
         if a is None:
@@ -339,7 +330,7 @@ class AppService:
             score=score,
             settings=settings,
             artifact=artifact,
-            image=_images(score),
+            image=image if image is not None else _images(score),
             cause=cause,
             changes=describe_changes(previous, score, settings, artifact, config),
             config=config if config is not None else (previous.config if previous else {}),
@@ -402,6 +393,36 @@ class AppService:
         enqueue(s, WORK_KIND, work_key(a.id), now)
         s.flush()
         return rollout
+
+
+def validate_deployment(score: object, settings: object, env: str) -> tuple[Workload, PlatformSettings]:
+    """The Score and settings of a deploy, every problem at once (422 naming each field)."""
+    problems: list[FieldProblem] = []
+    workload = None
+    try:
+        workload = parse_score(score)
+    except UserError as exc:
+        problems += exc.problems or [FieldProblem("score", exc.message)]
+    effective: PlatformSettings | None = None
+    try:
+        effective = parse_settings(settings, env)
+    except UserError as exc:
+        problems += exc.problems
+    if problems or workload is None or effective is None:
+        raise UserError("deployment is invalid: nothing was changed", problems=problems)
+    return workload, effective
+
+
+def check_deploy_target(
+    s: Session, project: str, e: Environment, name: str, artifact: str | None
+) -> App | None:
+    """The app a deploy of ``name`` would change (None: a new one); the artifact must be uploaded."""
+    if artifact is not None and s.get(Artifact, artifact) is None:
+        raise invalid("artifact", f"{artifact} was not uploaded; upload the source first (POST /artifacts)")
+    a = s.scalar(select(App).where(App.environment_id == e.id, App.name == name))
+    if a is not None and a.removing:
+        raise Conflict(f"app {project}/{e.name}/{name} is being removed; wait until it is gone")
+    return a
 
 
 def _redacted(obj: dict[str, Any]) -> dict[str, Any]:
