@@ -13,6 +13,9 @@ class Scope(StrEnum):
     ADMIN = "admin"
     # read-only and only for raw PromQL and /metrics: what a Prometheus scraping Yunzhou holds
     METRICS = "metrics"
+    # only for the registry's token endpoint, and there pull at most: what a cluster's image pull secret
+    # carries (the platform makes these itself; they cannot be asked for through the API)
+    PULL = "pull"
 
 
 class Role(StrEnum):
@@ -84,6 +87,9 @@ class Permission(Enum):
     PLATFORM_ADMIN = ("platform.admin", Scope.ADMIN, None)
     # raw PromQL and /metrics see every project's series: admin tokens, or read-only `metrics` tokens
     METRICS_READ = ("metrics.read", Scope.METRICS, None)
+    # the registry's token endpoint: what it grants is decided per repository from the caller's role
+    # (registry/tokens.py); a read or pull token gets pull at most
+    REGISTRY_TOKEN = ("registry.token", Scope.PULL, None)
 
     @property
     def scope(self) -> Scope:
@@ -95,11 +101,13 @@ class Permission(Enum):
 
 
 def scope_allows(scopes: frozenset[Scope], needed: Scope) -> bool:
-    """admin implies write implies read; ``metrics`` stands alone (admin implies it too)."""
+    """admin implies write implies read implies pull; ``metrics`` stands alone (admin implies it too)."""
     if Scope.ADMIN in scopes:
         return True
     if needed is Scope.READ:
         return bool(scopes & {Scope.READ, Scope.WRITE})
+    if needed is Scope.PULL:  # read implies pull; pull implies nothing else
+        return bool(scopes & {Scope.PULL, Scope.READ, Scope.WRITE})
     return needed in scopes
 
 
