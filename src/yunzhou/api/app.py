@@ -9,6 +9,7 @@ from yunzhou.api.errors import ERROR_RESPONSES, RequestIdMiddleware, install_err
 from yunzhou.api.limits import BodyLimitMiddleware
 from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
 from yunzhou.api.routes import autoscaling as autoscaling_routes
+from yunzhou.api.routes import builds as build_routes
 from yunzhou.api.routes import metrics as metrics_routes
 from yunzhou.api.routes import nodes as node_routes
 from yunzhou.api.routes import preferences as preference_routes
@@ -36,6 +37,7 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
         app.include_router(module.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.router, prefix=API_PREFIX)
     app.include_router(autoscaling_routes.router, prefix=API_PREFIX)
+    app.include_router(build_routes.router, prefix=API_PREFIX)
     app.include_router(traffic_routes.router, prefix=API_PREFIX)
     app.include_router(node_routes.router, prefix=API_PREFIX)
     app.include_router(preference_routes.router, prefix=API_PREFIX)

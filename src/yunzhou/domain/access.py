@@ -80,6 +80,10 @@ class Permission(Enum):
     # rules and receivers can roll back, scale and page people: maintainers
     ALERT_WRITE = ("alert.write", Scope.WRITE, Role.MAINTAINER)
     ARTIFACT_UPLOAD = ("artifact.upload", Scope.WRITE, None)
+    # a build by id: the service checks the caller's role in the build's project (viewer reads,
+    # developer cancels) and answers 404 to everyone else
+    BUILD_READ = ("build.read", Scope.READ, None)
+    BUILD_CANCEL = ("build.cancel", Scope.WRITE, None)
     AUDIT_READ = ("audit.read", Scope.READ, None)
     TOKEN_SELF = ("token.self", Scope.READ, None)  # list and revoke one's own tokens
     # a new credential is a change: read-only tokens (dashboards, CI) cannot mint tokens

@@ -3,7 +3,7 @@ They never call a runtime (import-linter enforces it)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from yunzhou.services.alerts import AlertService
@@ -12,6 +12,7 @@ from yunzhou.services.artifacts import ArtifactService
 from yunzhou.services.audit import AuditService
 from yunzhou.services.autoscaling import AutoscalingService
 from yunzhou.services.base import ServiceContext
+from yunzhou.services.builds import BuildPolicy, BuildService
 from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
@@ -32,6 +33,7 @@ class ControlPlane:
     data_dir: Path
     cluster_probe: ClusterProbe | None = None
     kubeconfig_exec: bool = False  # whether uploaded kubeconfigs may name exec credential plugins
+    build_policy: BuildPolicy = field(default_factory=BuildPolicy.from_env)  # YUNZHOU_BUILD_*
 
     @classmethod
     def create(
@@ -75,6 +77,10 @@ class ControlPlane:
         return ArtifactService(self.ctx, self.data_dir)
 
     @property
+    def builds(self) -> BuildService:
+        return BuildService(self.ctx, self.data_dir, self.build_policy)
+
+    @property
     def audit(self) -> AuditService:
         return AuditService(self.ctx)
 
@@ -106,6 +112,7 @@ class ControlPlane:
 __all__ = [
     "ADMIN_TOKEN_FILE",
     "SYSTEM",
+    "BuildPolicy",
     "Caller",
     "ClusterProbe",
     "ControlPlane",

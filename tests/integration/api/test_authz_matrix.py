@@ -30,6 +30,7 @@ PATH_VALUES = {
     "name": "API_KEY",
     "cluster": "nowhere",
     "silence_id": "1",
+    "build_id": "b000000000000",
 }
 # (label, project role or None, token scopes)
 CALLERS = [
