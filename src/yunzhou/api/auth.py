@@ -4,6 +4,8 @@ is what the authorization-matrix tests read."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,6 +39,24 @@ def authenticate(request: Request) -> Caller:
     caller = control_plane(request).tokens.authenticate(secret.strip(), request.state.request_id)
     request.state.caller = caller
     return caller
+
+
+def basic_credentials(request: Request) -> None:
+    """HTTP basic auth, for the registry's token endpoint only: docker-style clients (``docker login``,
+    containerd, a cluster's pull secret) send the platform token as the password; the username is
+    ignored. A refusal there says ``WWW-Authenticate: Basic``."""
+    request.state.www_authenticate = 'Basic realm="yunzhou"'
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic" or getattr(request.state, "caller", None) is not None:
+        return  # Bearer (or nothing) is authenticate()'s
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthenticated("malformed basic credentials: send base64 of USERNAME:TOKEN") from None
+    _, colon, password = decoded.partition(":")
+    if not colon or not password:
+        raise Unauthenticated("basic credentials need a password: a Yunzhou token (the username is ignored)")
+    request.state.caller = control_plane(request).tokens.authenticate(password, request.state.request_id)
 
 
 def _enforce(permission: Permission) -> Callable[[Request], Caller]:
@@ -94,8 +114,13 @@ def operation(
     name: str,
     permission: Permission,
     status_code: int = 200,
+    basic_auth: bool = False,
     **kwargs: Any,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``basic_auth``: also accept the token as the password of HTTP basic auth (registry clients)."""
+    checks = [Depends(basic_credentials)] if basic_auth else []
+    checks.append(Depends(_enforce(permission)))
+
     def register(fn: Callable[..., Any]) -> Callable[..., Any]:
         router.add_api_route(
             path,
@@ -104,7 +129,7 @@ def operation(
             name=name,
             operation_id=name.replace(".", "_"),
             status_code=status_code,
-            dependencies=[Depends(_enforce(permission))],
+            dependencies=checks,
             route_class_override=AuthenticatedRoute,
             openapi_extra={**kwargs.pop("openapi_extra", {}), PERMISSION_KEY: permission.name},
             **kwargs,

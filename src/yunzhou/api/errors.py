@@ -231,7 +231,8 @@ def install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc, TemporaryError):
             headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         if isinstance(exc, Unauthenticated):
-            headers["WWW-Authenticate"] = "Bearer"
+            # the registry token endpoint asks for basic credentials (api/auth.py basic_credentials)
+            headers["WWW-Authenticate"] = getattr(request.state, "www_authenticate", "Bearer")
         return JSONResponse(
             _body(exc.code, exc.message, exc.problems, request.state.request_id),
             status_code=status,

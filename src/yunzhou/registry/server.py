@@ -26,10 +26,9 @@ import yaml
 
 from yunzhou.components import ChildProcess
 from yunzhou.domain.errors import PermanentError
-from yunzhou.registry.tokens import ISSUER, SERVICE, TokenIssuer, write_private
+from yunzhou.registry.tokens import ISSUER, REGISTRY_DIR, SERVICE, TokenIssuer, write_private
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
-REGISTRY_DIR = "registry"  # under the data dir
 TOKEN_PATH = "/api/v1/registry/token"  # noqa: S105 - a URL path, not a secret
 _ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 

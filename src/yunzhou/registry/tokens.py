@@ -36,6 +36,7 @@ from cryptography.x509.oid import NameOID
 
 from yunzhou.domain.access import Role
 
+REGISTRY_DIR = "registry"  # under the data dir: the token key and certificate, the managed registry
 SERVICE = "yunzhou-registry"
 ISSUER = "yunzhou"
 KEY_FILE = "token-key.pem"

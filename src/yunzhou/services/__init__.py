@@ -19,6 +19,7 @@ from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
 from yunzhou.services.healing import HealingService
 from yunzhou.services.preferences import PreferenceService
 from yunzhou.services.projects import ProjectService
+from yunzhou.services.registry import RegistryService
 from yunzhou.services.tokens import ADMIN_TOKEN_FILE, TokenService
 from yunzhou.services.traffic import TrafficService
 from yunzhou.store import Database
@@ -107,6 +108,10 @@ class ControlPlane:
     @property
     def preferences(self) -> PreferenceService:
         return PreferenceService(self.ctx)
+
+    @property
+    def registry(self) -> RegistryService:
+        return RegistryService(self.ctx, self.data_dir)
 
 
 __all__ = [

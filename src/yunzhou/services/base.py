@@ -30,6 +30,8 @@ class ServiceContext:
     runtime_logs: Callable[..., list[dict[str, Any]]] | None = None
     # request bodies and uploaded archives (YUNZHOU_MAX_*); the composition root sets the server's
     limits: Limits = field(default_factory=Limits)
+    # repository → its images in the registry (services/registry.py); injected by the composition root
+    registry_images: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 def check_version(expected: int | None, actual: int, what: str) -> None:
