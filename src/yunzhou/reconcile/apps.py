@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
+from yunzhou.domain.image_refs import pinned_image
 from yunzhou.domain.names import default_host
 from yunzhou.domain.plan import INSTANCE_RESTART
 from yunzhou.domain.settings import DEFAULT_PROGRESS_DEADLINE_S
@@ -180,6 +181,7 @@ class AppController:
                 routes=tuple(routes),
                 target=env.target,
                 namespace=env.namespace,
+                image=pinned_image(release.image),
                 replace_instances=_replacing(rollout),
                 resource_outputs={}
                 if app.removing
@@ -212,6 +214,7 @@ class AppController:
             settings=release.settings,
             artifact=artifact_path(self.data_dir, release.artifact) if release.artifact else None,
             artifact_digest=release.artifact,
+            image=pinned_image(release.image),
             routes=(default_route, *_routes(release)),
             replace_instances=(),
             resource_outputs=outputs,

@@ -46,6 +46,9 @@ class AppIntent:
     # the release a canary/blue-green rollout in progress replaces (from the store, so a runtime that did
     # not apply it itself — a restarted control plane — can still run the rollout against it)
     previous: AppIntent | None = field(default=None, repr=False)
+    # the image the release runs, pinned and registry-relative (``project/app@sha256:…``, from a build);
+    # None: each container runs its Score ``image``
+    image: str | None = None
 
     def secret_values(self) -> frozenset[str]:
         """The decrypted values of the intent's ``secret`` resources (for redaction)."""

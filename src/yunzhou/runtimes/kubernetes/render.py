@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
+from yunzhou.domain.image_refs import container_images
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy, progress_deadline
+from yunzhou.runtimes.kubernetes.images import PULL_SECRET, container_image, harden
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
 from yunzhou.runtimes.kubernetes.render_traffic import (
@@ -56,6 +58,9 @@ class Target:
     apis: frozenset[str] = frozenset()
     prometheus_url: str = DEFAULT_PROMETHEUS  # what KEDA's prometheus triggers query
     traffic_mode: str | None = None  # "istio" | "gateway"; None: Istio when served, else Gateway API
+    cluster: str = ""
+    # host[:port] the cluster's nodes pull platform images from (None: the platform has no registry)
+    registry: str | None = None
 
 
 def app_key(address: str) -> str:
@@ -227,6 +232,8 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
                 claims.append(v["claim"])
             elif v not in pod_volumes:
                 pod_volumes.append(v)
+    pulls = _images(intent, workload, containers, target)
+    harden(containers, pod_volumes)
     volume_resources = {n for n, r in workload.resources.items() if r.type == "volume"}
     unknown = sorted(set(claims) - volume_resources)
     if unknown:
@@ -246,6 +253,8 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
     }
     if pod_volumes:
         pod["spec"]["volumes"] = pod_volumes
+    if pulls:  # the namespace's Secret with the project's pull-only credential (images.py)
+        pod["spec"]["imagePullSecrets"] = [{"name": PULL_SECRET}]
     settings = intent.settings
     strategy = settings.get("rollout") or {}
     rolling = RolloutStrategy("rolling", strategy.get("maxSurge", 1), strategy.get("maxUnavailable", 0))
@@ -307,6 +316,22 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
     workload_object = next(o for o in objects if o["kind"] == shape.kind)
     objects += _optional_objects(intent, target, shape, workload_object, split)
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def _images(intent: AppIntent, workload: Workload, containers: list[dict[str, Any]], target: Target) -> bool:
+    """Set each container's image (a platform image prefixed with the cluster's registry address);
+    True when one of them is pulled from the platform registry."""
+    images = container_images({n: c.image for n, c in workload.containers.items()}, intent.image)
+    project = intent.address.split("/")[0]
+    pulls = False
+    for spec in containers:
+        name = spec["name"]
+        where = f"containers.{name}.image"
+        spec["image"], platform = container_image(
+            images[name], project, target.registry, target.cluster, where
+        )
+        pulls = pulls or platform
+    return pulls
 
 
 def _optional_objects(

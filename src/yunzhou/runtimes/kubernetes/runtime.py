@@ -31,6 +31,13 @@ from yunzhou.runtimes.base import InstanceStatus, stderr_tail
 from yunzhou.runtimes.kubernetes.canary import CanaryDriver
 from yunzhou.runtimes.kubernetes.cluster import translated
 from yunzhou.runtimes.kubernetes.discovery import OPTIONAL_APIS, Discovery, api_key
+from yunzhou.runtimes.kubernetes.images import (
+    PULL_SECRET,
+    ClusterImages,
+    PullCredential,
+    pull_secret,
+    pulls_platform_images,
+)
 from yunzhou.runtimes.kubernetes.render import (
     APP_LABEL,
     NOT_RENDERED,
@@ -115,8 +122,10 @@ class KubernetesRuntime:
         traffic_modes: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
         metric_query: MetricQuery | None = None,
+        images: ClusterImages | None = None,
     ) -> None:
         self.connect = connect
+        self.images = images  # each cluster's registry address and each project's pull credential
         # canary rollouts' step driver; metric_query evaluates a step analysis' custom query
         self.canaries = CanaryDriver(clock, metric_query)
         self.traffic_modes = dict(traffic_modes or {})  # cluster → "istio" | "gateway" (else: auto)
@@ -135,11 +144,31 @@ class KubernetesRuntime:
     def render(self, intent: AppIntent) -> list[Manifest]:
         cluster, namespace = self._placement(intent)
         client, base_domain = self.connect(cluster)
-        return render(intent, self._target(cluster, client, namespace, base_domain))
+        target = self._target(cluster, client, namespace, base_domain)
+        manifests = render(intent, target)
+        # shown as it will be, with the credential masked: `yunzhou render` never shows it, even to an admin
+        masked = self._pull_secret(intent, target, manifests, PullCredential.masked())
+        return manifests if masked is None else [masked, *manifests]
 
     def _target(self, cluster: str, client: Any, namespace: str, base_domain: str) -> Target:
         apis = self.discovery.apis(cluster, client)
-        return Target(namespace, base_domain, apis=apis, traffic_mode=self.traffic_modes.get(cluster))
+        registry = self.images.registry(cluster) if self.images is not None else None
+        mode = self.traffic_modes.get(cluster)
+        return Target(
+            namespace, base_domain, apis=apis, traffic_mode=mode, cluster=cluster, registry=registry
+        )
+
+    def _pull_secret(
+        self, intent: AppIntent, target: Target, manifests: list[Manifest], credential: PullCredential | None
+    ) -> Manifest | None:
+        """The namespace's pull Secret when the workload pulls platform images (with ``credential``, or the
+        project's own when None)."""
+        if self.images is None or target.registry is None or not pulls_platform_images(manifests):
+            return None
+        project = intent.address.split("/")[0]
+        if credential is None:
+            credential = self.images.pull_credential(project)
+        return pull_secret(target.namespace, project, target.registry, credential)
 
     @staticmethod
     def _placement(intent: AppIntent) -> tuple[str, str]:
@@ -195,10 +224,14 @@ class KubernetesRuntime:
         else:
             manifests = render(intent, target)
         actions = 0
-        digest = _digest(manifests)
+        secret = self._pull_secret(intent, target, manifests, None)
+        digest = _digest(manifests if secret is None else [*manifests, secret])  # a new credential: apply
         last = self._applied.get(intent.app_id)
         if last is None or last[0] != digest or time.monotonic() - last[1] >= self.reapply_every:
             self._ensure_namespace(client, cluster, namespace)
+            if secret is not None:  # before the pods that pull with it; never pruned with an app
+                with FIRST_USE("apply", "Secret"), translated(cluster, f"applying Secret/{PULL_SECRET}"):
+                    client.apply(lk_codecs.from_dict(secret), force=False)
             for m in manifests:
                 with (
                     FIRST_USE("apply", m["kind"]),

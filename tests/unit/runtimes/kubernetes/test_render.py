@@ -147,7 +147,8 @@ def test_volume_resources_make_a_statefulset() -> None:
     sts = one(objs, "StatefulSet")
     assert sts["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "5Gi"
     assert sts["spec"]["template"]["spec"]["containers"][0]["volumeMounts"] == [
-        {"name": "data", "mountPath": "/data", "readOnly": False}
+        {"name": "data", "mountPath": "/data", "readOnly": False},
+        {"name": "yunzhou-tmp", "mountPath": "/tmp"},
     ]
     assert not [o for o in objs if o["kind"] == "Deployment"]
 
@@ -164,7 +165,8 @@ def test_inline_files_are_mounted_from_a_configmap() -> None:
                 "name": "orders-web-files",
                 "items": [{"key": "file-0", "path": "file-0", "mode": 0o600}],
             },
-        }
+        },
+        {"name": "yunzhou-tmp", "emptyDir": {}},
     ]
     assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/etc/app.conf"
 
