@@ -62,3 +62,18 @@ def served(app: Any, timeout: float = 60.0) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def upload_source(cp: ControlPlane, folder: Path, files: dict[str, str]) -> str:
+    """Write ``files`` into ``folder``, upload it as an artifact through the service; its digest."""
+    from yunzhou.client import build_artifact
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    with cp.artifacts.receiving() as (path, handle):
+        handle.write(build_artifact(folder))
+        handle.close()
+        digest: str = cp.artifacts.upload(SYSTEM, path)["digest"]
+    return digest
