@@ -321,15 +321,19 @@ class ImageStore:
         return doc
 
     def image(self, digest: str) -> ImageRef:
+        """The image ``digest`` names; for an index, its image for this machine's platform."""
         manifest = self.manifest(digest)
+        if isinstance(manifest.get("manifests"), list):
+            child = self.platform_manifest(manifest)
+            if child is None or not self.has(child):
+                raise UserError(f"index {digest} holds no image for this machine's platform here")
+            return self.image(child)
         if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
-            raise UserError(f"{digest} is not an image manifest (an index or another artifact?)")
+            raise UserError(f"{digest} is not an image manifest")
         config_digest = manifest["config"]["digest"]
         diff_ids = self.read_json(config_digest).get("rootfs", {}).get("diff_ids", [])
         if len(diff_ids) != len(manifest["layers"]):
-            raise UserError(
-                f"image {digest}: its config lists {len(diff_ids)} layers, its manifest more or less"
-            )
+            raise UserError(f"image {digest}: its config and its manifest list different numbers of layers")
         layers = tuple(
             Layer(digest=d["digest"], diff_id=diff_id, size=int(d["size"]), media_type=d["mediaType"])
             for d, diff_id in zip(manifest["layers"], diff_ids, strict=True)
@@ -340,6 +344,16 @@ class ImageStore:
             + sum(layer.size for layer in layers)
         )
         return ImageRef(digest=digest, config_digest=config_digest, size=size, layers=layers)
+
+    @staticmethod
+    def platform_manifest(index: Mapping[str, Any]) -> str | None:
+        """The digest of the linux image for this machine's architecture in an index document."""
+        arch = _ARCH.get(platform.machine(), platform.machine())
+        for entry in index.get("manifests") or []:
+            p = entry.get("platform") or {}
+            if p.get("os") == "linux" and p.get("architecture") == arch:
+                return check_digest(str(entry.get("digest")))
+        return None
 
     # --- names (index.json) --------------------------------------------------------------------------
 

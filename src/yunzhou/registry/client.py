@@ -1,0 +1,519 @@
+"""A client of the OCI Distribution API (docker-registry 2.8 and any registry that speaks it), over httpx.
+
+It pushes images from an ``ImageStore`` (each blob is asked for with HEAD first and skipped when the
+registry has it; uploads stream from the blob file, in one PUT or in PATCH chunks), pulls them into one
+(digests are checked while the bytes stream in: a wrong blob is never stored), resolves tags, lists and
+deletes, and reads or writes manifests of any media type (signatures and SBOMs are manifests too).
+
+Authentication follows the registry token scheme: a ``401`` with ``WWW-Authenticate: Bearer
+realm=…,service=…,scope=…`` makes the client ask the realm for a token (with basic auth when it has a
+username and password), keep it per scope, and retry the request once. Errors are translated here:
+a refusal, an unknown repository or reference → ``UserError`` naming it (``code`` ``denied`` or
+``not_found``); a connection failure or a 5xx → ``TemporaryError``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from yunzhou.build.oci import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    MEDIA_INDEX,
+    MEDIA_MANIFEST,
+    ImageStore,
+    canonical_json,
+    check_digest,
+)
+from yunzhou.domain.errors import PermanentError, TemporaryError, UserError
+
+__all__ = ["MANIFEST_TYPES", "Manifest", "PushResult", "RegistryClient"]
+
+MANIFEST_TYPES = (MEDIA_MANIFEST, MEDIA_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST)
+_ACCEPT = ", ".join(MANIFEST_TYPES)
+_INDEX_TYPES = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
+_REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_PIECE = 1 << 20
+_MANIFEST_LIMIT = 4 << 20  # docker-registry's own limit is 4 MiB
+DEFAULT_CHUNK_SIZE = 64 << 20  # blobs larger than this go up in PATCH chunks of this size
+
+
+@dataclass(frozen=True)
+class Manifest:
+    body: bytes  # exactly as the registry serves it: its sha256 is the digest
+    media_type: str
+    digest: str
+
+    def json(self) -> dict[str, Any]:
+        doc = json.loads(self.body)
+        if not isinstance(doc, dict):
+            raise UserError(f"manifest {self.digest} is not a JSON object")
+        return doc
+
+
+@dataclass(frozen=True)
+class PushResult:
+    digest: str
+    uploaded: tuple[str, ...]  # blobs sent
+    skipped: tuple[str, ...]  # blobs the registry already had (or mounted from another repository)
+
+
+class RegistryClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        timeout: float = 60.0,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._basic = (username, password or "") if username is not None else None
+        self._chunk_size = chunk_size
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            transport=transport,
+            verify=verify,
+            follow_redirects=True,
+        )
+        self._tokens: dict[str, str] = {}  # scope (as the registry asked for it) → bearer token
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- manifests -----------------------------------------------------------------------------------
+
+    def resolve(self, repo: str, reference: str) -> str:
+        """The manifest digest ``repo:reference`` names now (HEAD; GET and hash when no digest header)."""
+        what = _what(repo, reference)
+        r = self._send("HEAD", _manifest_path(repo, reference), what, headers={"Accept": _ACCEPT})
+        digest = r.headers.get("Docker-Content-Digest")
+        if digest:
+            return check_digest(digest)
+        return self.get_manifest(repo, reference).digest
+
+    def get_manifest(self, repo: str, reference: str) -> Manifest:
+        what = _what(repo, reference)
+        r = self._send("GET", _manifest_path(repo, reference), what, headers={"Accept": _ACCEPT})
+        if len(r.content) > _MANIFEST_LIMIT:
+            raise UserError(f"registry manifest {what} is larger than {_MANIFEST_LIMIT} bytes")
+        digest = "sha256:" + hashlib.sha256(r.content).hexdigest()
+        if reference.startswith("sha256:") and digest != reference:
+            raise PermanentError(f"registry served manifest {what} with content of digest {digest}")
+        media_type = r.headers.get("Content-Type", "").split(";")[0].strip()
+        if media_type not in MANIFEST_TYPES:
+            media_type = str(json.loads(r.content).get("mediaType") or MEDIA_MANIFEST)
+        return Manifest(body=r.content, media_type=media_type, digest=digest)
+
+    def put_manifest(
+        self, repo: str, reference: str, body: bytes | Mapping[str, Any], media_type: str = MEDIA_MANIFEST
+    ) -> str:
+        """Store a manifest (bytes as given, or a mapping as canonical JSON); returns its digest."""
+        data = body if isinstance(body, bytes) else canonical_json(body)
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        self._send(
+            "PUT",
+            _manifest_path(repo, reference),
+            _what(repo, reference),
+            push=True,
+            headers={"Content-Type": media_type},
+            content=lambda: data,
+        )
+        return digest
+
+    def delete(self, repo: str, digest: str) -> None:
+        """Delete the manifest ``digest`` (and so every tag on it); its blobs go at garbage collection."""
+        check_digest(digest)
+        self._send("DELETE", _manifest_path(repo, digest), _what(repo, digest), push=True)
+
+    def tags(self, repo: str) -> list[str]:
+        """Every tag of ``repo`` (following pagination); an unknown repository has none."""
+        path: str | None = f"/v2/{_repo(repo)}/tags/list?n=1000"
+        found: list[str] = []
+        while path:
+            r = self._send("GET", path, repo, missing_ok=True)
+            if r.status_code == 404:
+                return []
+            found.extend(r.json().get("tags") or [])
+            path = _next_link(r)
+        return found
+
+    def repositories(self) -> list[str]:
+        path: str | None = "/v2/_catalog?n=1000"
+        found: list[str] = []
+        while path:
+            r = self._send("GET", path, "the registry catalog", scope="registry:catalog:*")
+            found.extend(r.json().get("repositories") or [])
+            path = _next_link(r)
+        return found
+
+    # --- blobs ---------------------------------------------------------------------------------------
+
+    def has_blob(self, repo: str, digest: str) -> bool:
+        r = self._send("HEAD", f"/v2/{_repo(repo)}/blobs/{check_digest(digest)}", repo, missing_ok=True)
+        return r.status_code != 404
+
+    def get_blob(self, repo: str, digest: str, *, limit: int = _MANIFEST_LIMIT) -> bytes:
+        """A small blob (a signature payload, an SBOM) in memory, checked against its digest."""
+        r = self._send("GET", f"/v2/{_repo(repo)}/blobs/{check_digest(digest)}", _what(repo, digest))
+        if len(r.content) > limit:
+            raise UserError(f"blob {_what(repo, digest)} is larger than {limit} bytes")
+        if "sha256:" + hashlib.sha256(r.content).hexdigest() != digest:
+            raise PermanentError(f"registry served blob {_what(repo, digest)} with other content")
+        return r.content
+
+    def put_blob(self, repo: str, data: bytes) -> str:
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        if not self.has_blob(repo, digest):
+            location = self._start_upload(repo, None)
+            assert location is not None, "an upload without mount always opens a session"
+            self._finish_upload(repo, location, digest, 0, len(data), lambda: [data])
+        return digest
+
+    # --- whole images --------------------------------------------------------------------------------
+
+    def push(
+        self,
+        store: ImageStore,
+        repo: str,
+        digest: str,
+        tag: str | None = None,
+        *,
+        mount_from: str | None = None,
+    ) -> PushResult:
+        """Push the image (or index) ``digest`` from ``store`` to ``repo``, then tag it when asked."""
+        uploaded: list[str] = []
+        skipped: list[str] = []
+        self._push_manifest(store, repo, digest, mount_from, uploaded, skipped)
+        if tag is not None:
+            media_type = store.manifest(digest).get("mediaType") or MEDIA_MANIFEST
+            self.put_manifest(repo, tag, store.blob_path(digest).read_bytes(), media_type)
+        return PushResult(digest=digest, uploaded=tuple(uploaded), skipped=tuple(skipped))
+
+    def pull(self, repo: str, reference: str, store: ImageStore, *, name: str | None = None) -> str:
+        """Fetch ``repo:reference`` into ``store`` (blobs it has are not fetched); returns the digest.
+
+        For an index, the index and the manifest for this machine's platform are fetched.
+        """
+        manifest = self.get_manifest(repo, reference)
+        self._pull_manifest(repo, manifest, store)
+        if name is not None:
+            store.tag(name, manifest.digest)
+        return manifest.digest
+
+    def _pull_manifest(self, repo: str, manifest: Manifest, store: ImageStore) -> None:
+        doc = manifest.json()
+        if manifest.media_type in _INDEX_TYPES or "manifests" in doc:
+            child = store.platform_manifest(doc)
+            if child is None:
+                raise UserError(f"{repo}@{manifest.digest} has no image for this machine's platform")
+            self._pull_manifest(repo, self.get_manifest(repo, child), store)
+        else:
+            for blob in [doc.get("config"), *doc.get("layers", [])]:
+                if isinstance(blob, dict):
+                    self._pull_blob(repo, check_digest(str(blob.get("digest"))), store)
+        store.put_bytes(manifest.body)
+
+    def _pull_blob(self, repo: str, digest: str, store: ImageStore) -> None:
+        if store.has(digest):
+            return
+        what = _what(repo, digest)
+        with self._stream("GET", f"/v2/{_repo(repo)}/blobs/{digest}", what) as r:
+            try:
+                store.put_stream(r.iter_bytes(_PIECE), expected_digest=digest)
+            except httpx.TransportError as exc:
+                raise TemporaryError(
+                    f"registry {self.base_url}: download of {what} broke off: {exc}"
+                ) from None
+
+    def _push_manifest(
+        self,
+        store: ImageStore,
+        repo: str,
+        digest: str,
+        mount_from: str | None,
+        uploaded: list[str],
+        skipped: list[str],
+    ) -> None:
+        doc = store.manifest(digest)
+        if "manifests" in doc:
+            for child in doc["manifests"]:
+                child_digest = check_digest(str(child.get("digest")))
+                if store.has(child_digest):
+                    self._push_manifest(store, repo, child_digest, mount_from, uploaded, skipped)
+        else:
+            for blob in [doc["config"], *doc.get("layers", [])]:
+                blob_digest = check_digest(str(blob.get("digest")))
+                if self._push_blob(store, repo, blob_digest, mount_from):
+                    uploaded.append(blob_digest)
+                else:
+                    skipped.append(blob_digest)
+        media_type = doc.get("mediaType") or MEDIA_MANIFEST
+        self.put_manifest(repo, digest, store.blob_path(digest).read_bytes(), media_type)
+
+    def _push_blob(self, store: ImageStore, repo: str, digest: str, mount_from: str | None) -> bool:
+        """Upload one blob unless the registry has it (or mounts it); True when bytes were sent."""
+        if self.has_blob(repo, digest):
+            return False
+        location = self._start_upload(repo, (digest, mount_from) if mount_from else None)
+        if location is None:
+            return False
+        path = store.blob_path(digest)
+        size = path.stat().st_size
+        offset = 0
+        while size - offset > self._chunk_size:  # PATCH all but the last piece; PUT sends the rest
+            end = offset + self._chunk_size
+            location = self._patch(repo, location, path, offset, end)
+            offset = end
+        self._finish_upload(repo, location, digest, offset, size, lambda: _file_pieces(path, offset, size))
+        return True
+
+    # --- uploads -------------------------------------------------------------------------------------
+
+    def _start_upload(self, repo: str, mount: tuple[str, str] | None) -> str | None:
+        """Open an upload session; None when ``mount`` = (digest, from repository) mounted the blob."""
+        params = {"mount": mount[0], "from": _repo(mount[1])} if mount else None
+        r = self._send("POST", f"/v2/{_repo(repo)}/blobs/uploads/", repo, push=True, params=params)
+        if r.status_code == 201:
+            return None
+        return _location(r, repo)
+
+    def _patch(self, repo: str, location: str, path: Path, start: int, end: int) -> str:
+        r = self._send(
+            "PATCH",
+            location,
+            repo,
+            push=True,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(end - start),
+                "Content-Range": f"{start}-{end - 1}",
+            },
+            content=lambda: _file_pieces(path, start, end),
+        )
+        return _location(r, repo)
+
+    def _finish_upload(
+        self,
+        repo: str,
+        location: str,
+        digest: str,
+        start: int,
+        end: int,
+        pieces: Callable[[], Iterable[bytes]],
+    ) -> None:
+        url = httpx.URL(location).copy_merge_params({"digest": digest})
+        self._send(
+            "PUT",
+            str(url),
+            _what(repo, digest),
+            push=True,
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(end - start)},
+            content=pieces,
+        )
+
+    # --- requests, tokens and errors -----------------------------------------------------------------
+
+    def _send(self, method: str, path: str, what: str, **options: Any) -> httpx.Response:
+        """One request (retried once after a token), read whole; errors translated."""
+        with self._stream(method, path, what, **options) as r:
+            try:
+                r.read()
+            except httpx.TransportError as exc:
+                raise TemporaryError(f"registry {self.base_url}: {what}: {exc}") from None
+            return r
+
+    def _stream(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        push: bool = False,
+        scope: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
+        content: Callable[[], bytes | Iterable[bytes]] | None = None,
+        missing_ok: bool = False,
+    ) -> _Streamed:
+        repo_scope = scope or _scope_for(path, push)
+        attempt = 0
+        while True:
+            request = self._http.build_request(
+                method,
+                path,
+                headers={**(headers or {}), **self._auth_header(repo_scope)},
+                params=params,
+                content=content() if content is not None else None,
+            )
+            try:
+                r = self._http.send(request, stream=True)
+            except httpx.TransportError as exc:
+                raise TemporaryError(f"registry {self.base_url}: {what}: {exc}", retry_after=2.0) from None
+            if r.status_code == 401 and attempt == 0 and self._authenticate(r, repo_scope, what):
+                r.close()
+                attempt += 1
+                continue
+            if r.is_success or (missing_ok and r.status_code == 404):
+                return _Streamed(r)
+            with contextlib.suppress(httpx.TransportError):
+                r.read()
+            r.close()
+            raise _error(r, what, self.base_url)
+
+    def _auth_header(self, scope: str) -> dict[str, str]:
+        with self._lock:
+            token = self._tokens.get(scope)
+        if token is not None:
+            return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    def _authenticate(self, r: httpx.Response, scope: str, what: str) -> bool:
+        """Answer a 401's challenge; True when there is something new to retry with."""
+        challenge = r.headers.get("WWW-Authenticate", "")
+        kind, _, rest = challenge.partition(" ")
+        params = dict(_CHALLENGE_PARAM.findall(rest))
+        if kind.lower() == "basic":
+            if self._basic is None or self._http.auth is not None:
+                return False
+            self._http.auth = httpx.BasicAuth(*self._basic)
+            return True
+        if kind.lower() != "bearer" or "realm" not in params:
+            return False
+        query = [("service", params["service"])] if "service" in params else []
+        query += [("scope", s) for s in params.get("scope", "").split() if s]
+        try:
+            t = self._http.get(
+                params["realm"], params=query, auth=httpx.BasicAuth(*self._basic) if self._basic else None
+            )
+        except httpx.TransportError as exc:
+            raise TemporaryError(
+                f"registry token service {params['realm']}: {exc}", retry_after=2.0
+            ) from None
+        if t.status_code in (401, 403):
+            raise UserError(
+                f"registry refused access to {what}: the token service turned the credentials down",
+                code="denied",
+            )
+        if not t.is_success:
+            raise _error(t, f"a token for {what}", params["realm"])
+        doc = t.json()
+        token_value = doc.get("token") or doc.get("access_token")
+        if not isinstance(token_value, str) or not token_value:
+            raise PermanentError(f"registry token service {params['realm']} answered without a token")
+        with self._lock:
+            self._tokens[scope] = token_value
+        return True
+
+
+class _Streamed:
+    """A streamed response as a context manager that closes it."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+
+    def __enter__(self) -> httpx.Response:
+        return self.response
+
+    def __exit__(self, *exc: object) -> None:
+        self.response.close()
+
+
+def _repo(repo: str) -> str:
+    if not isinstance(repo, str) or len(repo) > 255 or not _REPOSITORY.fullmatch(repo):
+        raise UserError(
+            f"{repo!r} is not a repository name: lower-case letters and digits separated by . _ - "
+            "in components joined by /",
+        )
+    return repo
+
+
+def _manifest_path(repo: str, reference: str) -> str:
+    if not (_TAG.fullmatch(reference) or reference.startswith("sha256:")):
+        raise UserError(f"{reference!r} is not a tag (letters, digits, _ . -, at most 128) or a digest")
+    if reference.startswith("sha256:"):
+        check_digest(reference)
+    return f"/v2/{_repo(repo)}/manifests/{reference}"
+
+
+def _what(repo: str, reference: str) -> str:
+    return f"{repo}@{reference}" if reference.startswith("sha256:") else f"{repo}:{reference}"
+
+
+def _scope_for(path: str, push: bool) -> str:
+    """The cache key for a request's token: the repository and whether it writes."""
+    name = path.split("/v2/", 1)[-1].split("/manifests/")[0].split("/blobs/")[0].split("/tags/")[0]
+    return f"repository:{name}:{'pull,push' if push else 'pull'}"
+
+
+def _location(r: httpx.Response, what: str) -> str:
+    location = r.headers.get("Location")
+    if not location:
+        raise PermanentError(f"registry answered an upload to {what} without a Location")
+    return str(r.url.join(location))
+
+
+def _next_link(r: httpx.Response) -> str | None:
+    link = r.headers.get("Link", "")
+    match = re.match(r"\s*<([^>]+)>\s*;\s*rel=\"?next\"?", link)
+    return match.group(1) if match else None
+
+
+def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        f.seek(start)
+        left = end - start
+        while left > 0:
+            data = f.read(min(_PIECE, left))
+            if not data:
+                raise PermanentError(f"{path} shrank while it was being uploaded")
+            left -= len(data)
+            yield data
+
+
+def _error(r: httpx.Response, what: str, where: str) -> Exception:
+    detail = _registry_message(r)
+    status = r.status_code
+    if status >= 500:
+        return TemporaryError(f"registry {where} failed on {what} ({status}){detail}", retry_after=5.0)
+    if status == 401:
+        return UserError(f"registry refused {what}: not authenticated (401){detail}", code="denied")
+    if status == 403:
+        return UserError(f"registry refused {what}: access denied (403){detail}", code="denied")
+    if status == 404:
+        return UserError(f"{what} not found in the registry{detail}", code="not_found")
+    if status == 429:
+        return TemporaryError(f"registry {where} is busy (429) on {what}", retry_after=5.0)
+    return UserError(f"registry rejected {what} ({status}){detail}", code="registry_rejected")
+
+
+def _registry_message(r: httpx.Response) -> str:
+    try:
+        errors = r.json().get("errors") or []
+    except (ValueError, AttributeError, httpx.ResponseNotRead):
+        return ""
+    parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
+    return (": " + "; ".join(parts)) if parts else ""
