@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -138,11 +139,12 @@ def test_a_viewer_reads_builds_but_neither_starts_nor_cancels_them(cp: ControlPl
 def test_another_projects_member_is_told_the_build_does_not_exist(cp: ControlPlane, artifact: str) -> None:
     b = cp.builds.start(DEV, "shop", "dev", artifact=artifact, score=score())
     stranger = member("eve", bank=Role.OWNER)
-    for attempt in (
+    attempts: list[Callable[[], object]] = [
         lambda: cp.builds.get(stranger, b["id"]),
         lambda: cp.builds.log(stranger, b["id"], 0),
         lambda: cp.builds.cancel(stranger, b["id"]),
-    ):
+    ]
+    for attempt in attempts:
         with pytest.raises(NotFound) as raised:
             attempt()
         assert raised.value.message == f"build {b['id']!r} not found"
