@@ -243,6 +243,7 @@ def instance_samples(supervisor: LocalSupervisor) -> list[InstanceSample]:
             last_exit=st.last_exit,
             pid=st.pid,
             port=st.port,
+            host=st.host,
         )
         for st in seen
     ]

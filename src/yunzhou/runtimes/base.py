@@ -73,6 +73,8 @@ class InstanceStatus:
     ``last_exit`` is how the previous process ended: ``"exit 1"``, ``"signal 9"``, ``"OOMKilled"``.
     Times (``started_at``, ``next_restart_at``) are on the driver's clock. ``stderr_tail``: the last
     lines the instance wrote to stderr (its previous run's, after a crash; see ``stderr_tail()``);
+    ``host``: the address the instance serves ``port`` on (127.0.0.1 for a host process, a container's
+    bridge address; what the router and the probes dial);
     ``last_probe``: its last check that matters (a failing one first), None when none ran or the driver
     cannot see them.
     """
@@ -93,6 +95,7 @@ class InstanceStatus:
     next_restart_at: float | None
     stderr_tail: tuple[str, ...] = ()
     last_probe: ProbeResult | None = None
+    host: str = "127.0.0.1"
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]

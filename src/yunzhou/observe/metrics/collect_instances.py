@@ -42,6 +42,7 @@ class InstanceSample:
     pid: int | None = None
     port: int | None = None
     memory_limit_bytes: int | None = None
+    host: str = "127.0.0.1"  # where it serves ``port``: a container's bridge address
     metrics_path: str | None = None
     cpu_limit_cores: float | None = None
 
@@ -273,7 +274,7 @@ class AppScrapeCollector:
         self._http.close()
 
     def _scrape(self, inst: InstanceSample, labels: dict[str, str]) -> tuple[list[Sample], dict[str, str]]:
-        url = f"http://127.0.0.1:{inst.port}{inst.metrics_path}"
+        url = f"http://{inst.host}:{inst.port}{inst.metrics_path}"
         with self._http.stream("GET", url, headers={"Accept": "text/plain"}) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
@@ -322,7 +323,7 @@ class AppScrapeCollector:
 
     def _failed(self, inst: InstanceSample, labels: dict[str, str], reason: str) -> None:
         self._failure_counts[inst.instance] = self._failure_counts.get(inst.instance, 0) + 1
-        url = f"http://127.0.0.1:{inst.port}{inst.metrics_path}"
+        url = f"http://{inst.host}:{inst.port}{inst.metrics_path}"
         failure = ScrapeFailure(inst.instance, inst.app, url, reason[:500])
         if self.failures.get(inst.instance) != failure:
             log.warning("cannot scrape metrics of %s (%s): %s", inst.instance, url, failure.reason)

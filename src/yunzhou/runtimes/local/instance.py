@@ -121,6 +121,7 @@ class Instance:
             next_restart_at=self.next_restart_at,
             stderr_tail=stderr_tail(list(self._stderr)),
             last_probe=self._last_probe(),
+            host=spec.host,
         )
 
     def _last_probe(self) -> ProbeResult | None:
@@ -305,7 +306,7 @@ class Instance:
         await asyncio.sleep(probe.initial_delay)
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.child_env(), spec.user)
+            ok, detail = await run_probe(probe, spec.host, spec.port, spec.cwd, spec.child_env(), spec.user)
             with self.cond:
                 if self.stop_requested:
                     return  # terminating: readiness no longer matters
@@ -336,7 +337,7 @@ class Instance:
             await asyncio.sleep(min(probe.period, FAST_PROBE_PERIOD))
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.port, spec.cwd, spec.child_env(), spec.user)
+            ok, detail = await run_probe(probe, spec.host, spec.port, spec.cwd, spec.child_env(), spec.user)
             with self.cond:
                 self._note_probe("liveness", probe, ok, detail)
             failures = 0 if ok else failures + 1

@@ -15,16 +15,16 @@ from .spec import Probe
 
 
 async def run_probe(
-    probe: Probe, port: int, cwd: Path, env: Mapping[str, str], user: int | None = None
+    probe: Probe, host: str, port: int, cwd: Path, env: Mapping[str, str], user: int | None = None
 ) -> tuple[bool, str]:
-    """(ok, detail). Never raises for a failing target; the detail says what went wrong. An exec probe runs
-    as ``user`` (the instance's own) when given."""
+    """(ok, detail). Never raises for a failing target; the detail says what went wrong. HTTP and TCP
+    checks dial ``host`` (the instance's address); an exec probe runs as ``user`` (its own) when given."""
     target = probe.port if probe.port is not None else port
     try:
         if probe.kind == "tcp":
-            return await asyncio.wait_for(_tcp(target), probe.timeout)
+            return await asyncio.wait_for(_tcp(host, target), probe.timeout)
         if probe.kind == "http":
-            return await asyncio.wait_for(_http(probe, target), probe.timeout)
+            return await asyncio.wait_for(_http(probe, host, target), probe.timeout)
         return await _exec(probe, cwd, env, user)
     except TimeoutError:
         return False, f"timed out after {probe.timeout:g}s"
@@ -38,18 +38,18 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
 
 
-async def _tcp(port: int) -> tuple[bool, str]:
-    _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _tcp(host: str, port: int) -> tuple[bool, str]:
+    _reader, writer = await asyncio.open_connection(host, port)
     writer.close()
     with contextlib.suppress(OSError):
         await writer.wait_closed()
     return True, "connected"
 
 
-async def _http(probe: Probe, port: int) -> tuple[bool, str]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def _http(probe: Probe, host: str, port: int) -> tuple[bool, str]:
+    reader, writer = await asyncio.open_connection(host, port)
     try:
-        head = [f"GET {probe.path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "User-Agent: yunzhou-probe"]
+        head = [f"GET {probe.path} HTTP/1.1", f"Host: {host}:{port}", "User-Agent: yunzhou-probe"]
         head += [f"{name}: {value}" for name, value in probe.headers]
         head += ["Connection: close", "", ""]
         writer.write("\r\n".join(head).encode("latin-1"))

@@ -459,7 +459,7 @@ class LocalRuntime:
             if s.ready and s.instance_id not in self._draining:
                 entry: dict[str, Any] = {
                     "id": s.instance_id,
-                    "address": f"127.0.0.1:{s.port}",
+                    "address": f"{s.host}:{s.port}",
                     "release": s.release,
                 }
                 split = self._canary_split.get(s.app)

@@ -16,7 +16,7 @@ LogStream = Literal["stdout", "stderr"]
 class Probe:
     """A readiness or liveness check.
 
-    ``kind``: ``"http"`` (GET ``path`` on 127.0.0.1:``port``; 2xx/3xx = ok), ``"tcp"`` (connect) or
+    ``kind``: ``"http"`` (GET ``path`` on the instance's host:``port``; 2xx/3xx = ok), ``"tcp"`` (connect) or
     ``"exec"`` (run ``argv`` in the instance's cwd and env; exit 0 = ok). ``port`` None → the instance's PORT.
     """
 
@@ -40,6 +40,36 @@ class Probe:
 
 
 @dataclass(frozen=True)
+class FileMount:
+    """A Score ``files`` entry: written into the container's bundle, bind-mounted read-only at ``target``."""
+
+    target: str
+    content: bytes = field(repr=False)  # may hold a secret (a file expanded from one)
+    mode: int = 0o444
+
+
+@dataclass(frozen=True)
+class VolumeMount:
+    """A Score ``volumes`` entry: the app's data directory ``source`` (its ``sub_path``) at ``target``."""
+
+    target: str
+    source: str
+    sub_path: str = ""
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class ContainerPlan:
+    """How an instance runs as a container: ``image`` (pinned, ``project/app@sha256:…``), the process's
+    working directory inside it, and what is mounted. ``ProcessSpec.argv``/``env`` are the process's."""
+
+    image: str
+    cwd: str = "/"
+    files: tuple[FileMount, ...] = ()
+    volumes: tuple[VolumeMount, ...] = ()
+
+
+@dataclass(frozen=True)
 class ProcessSpec:
     """One instance: a process started from ``argv`` in ``cwd`` with ``env`` plus ``PORT``.
 
@@ -47,7 +77,10 @@ class ProcessSpec:
     connect to ``port``; ``liveness`` None → no liveness check. Limits apply through cgroups when usable.
     ``user`` set: the process (and its exec probes) runs as that uid with the same gid, no supplementary
     groups and umask 077; ``home`` is then created for it (0700, owned by ``user``), given as ``HOME`` and
-    ``TMPDIR``, and removed when the instance stops.
+    ``TMPDIR``, and removed when the instance stops. ``host`` is the address the instance listens on as
+    the router and the probes dial it: 127.0.0.1 for a host process, its bridge address for a container.
+    ``container`` set: the instance is a runc container of that plan (``cwd`` is then a host directory the
+    process does not see; ``user`` is the container's uid and gid; ``home`` is not used).
     """
 
     instance_id: str
@@ -57,6 +90,7 @@ class ProcessSpec:
     cwd: Path
     env: Mapping[str, str] = field(repr=False)  # may hold secret values: never in a repr or log
     port: int
+    host: str = "127.0.0.1"
     readiness: Probe | None = None
     liveness: Probe | None = None
     memory_limit_bytes: int | None = None
@@ -66,9 +100,12 @@ class ProcessSpec:
     home: Path | None = None
     # the release's secret values (and their encodings), masked as *** in every line it logs
     log_mask: SecretMask = field(default=NO_MASK, repr=False)
+    container: ContainerPlan | None = None
 
     def __post_init__(self) -> None:
-        if (self.user is None) != (self.home is None):
+        if self.container is not None and (self.user is None or self.home is not None):
+            raise ValueError("a container runs as the app's own user (set user) and has no host home")
+        if (self.user is None) != (self.home is None) and self.container is None:
             raise ValueError("user and home go together")
         if not self.instance_id:
             raise ValueError("instance_id must not be empty")
