@@ -15,16 +15,35 @@ import hashlib
 import io
 import json
 import os
-import platform
-import re
 import secrets
 import tarfile
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
+from yunzhou.build.oci_spec import (
+    DOCKER_MANIFEST,
+    DOCKER_MANIFEST_LIST,
+    INDEX_LIMIT,
+    MANIFEST_TYPES,
+    MEDIA_CONFIG,
+    MEDIA_INDEX,
+    MEDIA_LAYER_GZIP,
+    MEDIA_LAYER_TAR,
+    MEDIA_MANIFEST,
+    REF_NAME,
+    ImageConfig,
+    ImageRef,
+    Layer,
+    canonical_json,
+    check_digest,
+    check_ref_name,
+    entry_name,
+    host_architecture,
+    platform_manifest,
+    render_config,
+)
 from yunzhou.build.oci_tar import (
     CHUNK,
     EPOCH,
@@ -39,79 +58,26 @@ from yunzhou.build.oci_tar import (
 from yunzhou.domain.errors import PermanentError, UserError
 
 __all__ = [
+    "DOCKER_MANIFEST",
+    "DOCKER_MANIFEST_LIST",
     "EPOCH",
+    "MANIFEST_TYPES",
     "MEDIA_CONFIG",
     "MEDIA_INDEX",
     "MEDIA_LAYER_GZIP",
+    "MEDIA_LAYER_TAR",
     "MEDIA_MANIFEST",
+    "REF_NAME",
     "BlobWriter",
     "ImageConfig",
     "ImageRef",
     "ImageStore",
     "Layer",
+    "canonical_json",
+    "check_digest",
+    "check_ref_name",
+    "platform_manifest",
 ]
-
-MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
-MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-MEDIA_LAYER_TAR = "application/vnd.oci.image.layer.v1.tar"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-REF_NAME = "org.opencontainers.image.ref.name"
-_MANIFEST_TYPES = frozenset({MEDIA_MANIFEST, MEDIA_INDEX, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST})
-
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-_COMPONENT = r"[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*"
-_REF_NAME = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_INDEX_LIMIT = 16 << 20  # an index.json or manifest larger than this is not one we wrote or can trust
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le", "s390x": "s390x"}
-
-
-@dataclass(frozen=True)
-class Layer:
-    digest: str  # of the compressed blob
-    diff_id: str  # of the uncompressed tar
-    size: int  # of the compressed blob
-    media_type: str = MEDIA_LAYER_GZIP
-
-
-@dataclass(frozen=True)
-class ImageConfig:
-    entrypoint: tuple[str, ...] = ()
-    cmd: tuple[str, ...] = ()
-    env: Mapping[str, str] = field(default_factory=dict)
-    user: str = ""
-    workdir: str = ""
-    labels: Mapping[str, str] = field(default_factory=dict)
-    exposed_ports: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    digest: str  # of the manifest
-    config_digest: str
-    size: int  # manifest + config + layers
-    layers: tuple[Layer, ...]
-
-
-def check_digest(digest: str) -> str:
-    if not isinstance(digest, str) or not _DIGEST.fullmatch(digest):
-        raise UserError(f"{digest!r} is not a sha256 digest (sha256:<64 lowercase hex>)")
-    return digest
-
-
-def check_ref_name(name: str) -> str:
-    if not isinstance(name, str) or len(name) > 255 or not _REF_NAME.fullmatch(name):
-        raise UserError(
-            f"{name!r} is not a valid image name: use letters, digits and . _ - : @ + between them, "
-            "components separated by /, at most 255 characters"
-        )
-    return name
-
-
-def canonical_json(doc: Mapping[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 class BlobWriter:
@@ -225,7 +191,7 @@ class ImageStore:
     def read_json(self, digest: str) -> dict[str, Any]:
         path = self.blob_path(digest)
         try:
-            if path.stat().st_size > _INDEX_LIMIT:
+            if path.stat().st_size > INDEX_LIMIT:
                 raise UserError(f"blob {digest} is too large to be a manifest or config")
             doc = json.loads(path.read_bytes())
         except FileNotFoundError:
@@ -287,9 +253,9 @@ class ImageStore:
                 raise UserError(f"layer {layer.digest} is not in the image store {self.root}")
         base_doc = self.config(base.digest) if base else {}
         config_doc = {
-            "architecture": base_doc.get("architecture") or _ARCH.get(platform.machine(), platform.machine()),
+            "architecture": base_doc.get("architecture") or host_architecture(),
             "os": base_doc.get("os") or "linux",
-            "config": _merge_config(base_doc.get("config") or {}, config),
+            "config": render_config(base_doc.get("config") or {}, config),
             "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in all_layers]},
         }
         config_bytes = canonical_json(config_doc)
@@ -324,7 +290,7 @@ class ImageStore:
         """The image ``digest`` names; for an index, its image for this machine's platform."""
         manifest = self.manifest(digest)
         if isinstance(manifest.get("manifests"), list):
-            child = self.platform_manifest(manifest)
+            child = platform_manifest(manifest)
             if child is None or not self.has(child):
                 raise UserError(f"index {digest} holds no image for this machine's platform here")
             return self.image(child)
@@ -345,16 +311,6 @@ class ImageStore:
         )
         return ImageRef(digest=digest, config_digest=config_digest, size=size, layers=layers)
 
-    @staticmethod
-    def platform_manifest(index: Mapping[str, Any]) -> str | None:
-        """The digest of the linux image for this machine's architecture in an index document."""
-        arch = _ARCH.get(platform.machine(), platform.machine())
-        for entry in index.get("manifests") or []:
-            p = entry.get("platform") or {}
-            if p.get("os") == "linux" and p.get("architecture") == arch:
-                return check_digest(str(entry.get("digest")))
-        return None
-
     # --- names (index.json) --------------------------------------------------------------------------
 
     def tag(self, name: str, digest: str) -> None:
@@ -367,13 +323,13 @@ class ImageStore:
             "annotations": {REF_NAME: name},
         }
         with self._index_lock():
-            entries = [e for e in self._read_index() if _entry_name(e) != name]
+            entries = [e for e in self._read_index() if entry_name(e) != name]
             self._write_index([*entries, entry])
 
     def untag(self, name: str) -> bool:
         with self._index_lock():
             entries = self._read_index()
-            kept = [e for e in entries if _entry_name(e) != name]
+            kept = [e for e in entries if entry_name(e) != name]
             if len(kept) == len(entries):
                 return False
             self._write_index(kept)
@@ -383,7 +339,7 @@ class ImageStore:
         return self.names().get(name)
 
     def names(self) -> dict[str, str]:
-        return {n: e["digest"] for e in self._read_index() if (n := _entry_name(e)) is not None}
+        return {n: e["digest"] for e in self._read_index() if (n := entry_name(e)) is not None}
 
     # --- moving images as files ------------------------------------------------------------------------
 
@@ -396,7 +352,7 @@ class ImageStore:
         index = {
             "schemaVersion": 2,
             "mediaType": MEDIA_INDEX,
-            "manifests": [e for e in self._read_index() if _entry_name(e) in set(names)],
+            "manifests": [e for e in self._read_index() if entry_name(e) in set(names)],
         }
         blobs = sorted(self._reachable({known[n] for n in names}))
         tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
@@ -430,8 +386,8 @@ class ImageStore:
                     src = tar.extractfile(member)
                     assert src is not None
                     if name == "index.json":
-                        if member.size > _INDEX_LIMIT:
-                            raise UserError(f"{path}: index.json is larger than {_INDEX_LIMIT} bytes")
+                        if member.size > INDEX_LIMIT:
+                            raise UserError(f"{path}: index.json is larger than {INDEX_LIMIT} bytes")
                         index_doc = json.loads(src.read())
                     elif name.startswith("blobs/"):
                         self._import_blob(name, src)
@@ -447,7 +403,7 @@ class ImageStore:
             missing = [d for d in self._reachable({digest}) if not self.has(d)]
             if missing:
                 raise UserError(f"{path}: image {digest} lacks blobs {', '.join(missing[:3])}")
-            ref_name = _entry_name(entry)
+            ref_name = entry_name(entry)
             if ref_name is not None:
                 self.tag(ref_name, digest)
                 imported[ref_name] = digest
@@ -534,7 +490,7 @@ class ImageStore:
         return [e for e in doc.get("manifests", []) if isinstance(e, dict)]
 
     def _write_index(self, entries: list[dict[str, Any]]) -> None:
-        entries = sorted(entries, key=lambda e: (_entry_name(e) or "", e.get("digest", "")))
+        entries = sorted(entries, key=lambda e: (entry_name(e) or "", e.get("digest", "")))
         doc = {"schemaVersion": 2, "mediaType": MEDIA_INDEX, "manifests": entries}
         self._write_atomic(self.root / "index.json", canonical_json(doc))
 
@@ -546,12 +502,6 @@ class ImageStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-
-
-def _entry_name(entry: Mapping[str, Any]) -> str | None:
-    annotations = entry.get("annotations")
-    name = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-    return name if isinstance(name, str) else None
 
 
 def _file_digest(path: Path) -> str:
@@ -566,26 +516,3 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode, info.mtime = len(data), 0o644, EPOCH
     tar.addfile(info, io.BytesIO(data))
-
-
-def _merge_config(base: Mapping[str, Any], config: ImageConfig) -> dict[str, Any]:
-    """The runtime config: ``base``'s values where ``config`` leaves a field empty (as FROM does)."""
-    env = dict(item.split("=", 1) for item in base.get("Env") or [] if "=" in item)
-    env.update(config.env)
-    labels = {**(base.get("Labels") or {}), **config.labels}
-    ports = set(base.get("ExposedPorts") or {}) | {f"{p}/tcp" for p in config.exposed_ports}
-    if config.entrypoint:
-        entrypoint, cmd = list(config.entrypoint), list(config.cmd)
-    else:
-        entrypoint = list(base.get("Entrypoint") or [])
-        cmd = list(config.cmd) or list(base.get("Cmd") or [])
-    doc: dict[str, Any] = {
-        "Entrypoint": entrypoint,
-        "Cmd": cmd,
-        "Env": [f"{k}={v}" for k, v in sorted(env.items())],
-        "User": config.user or base.get("User") or "",
-        "WorkingDir": config.workdir or base.get("WorkingDir") or "",
-        "Labels": labels,
-        "ExposedPorts": {p: {} for p in sorted(ports)},
-    }
-    return {k: v for k, v in doc.items() if v}

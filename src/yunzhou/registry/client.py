@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import json
 import re
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,8 +33,10 @@ from yunzhou.build.oci import (
     ImageStore,
     canonical_json,
     check_digest,
+    platform_manifest,
 )
 from yunzhou.domain.errors import PermanentError, TemporaryError, UserError
+from yunzhou.registry.client_http import RegistryAuth, error_for
 
 __all__ = ["MANIFEST_TYPES", "Manifest", "PushResult", "RegistryClient"]
 
@@ -44,7 +45,6 @@ _ACCEPT = ", ".join(MANIFEST_TYPES)
 _INDEX_TYPES = (MEDIA_INDEX, DOCKER_MANIFEST_LIST)
 _REPOSITORY = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
-_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 _PIECE = 1 << 20
 _MANIFEST_LIMIT = 4 << 20  # docker-registry's own limit is 4 MiB
 DEFAULT_CHUNK_SIZE = 64 << 20  # blobs larger than this go up in PATCH chunks of this size
@@ -83,7 +83,7 @@ class RegistryClient:
         verify: bool | str = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._basic = (username, password or "") if username is not None else None
+        self._auth = RegistryAuth(username, password)
         self._chunk_size = chunk_size
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -92,8 +92,6 @@ class RegistryClient:
             verify=verify,
             follow_redirects=True,
         )
-        self._tokens: dict[str, str] = {}  # scope (as the registry asked for it) → bearer token
-        self._lock = threading.Lock()
 
     def close(self) -> None:
         self._http.close()
@@ -227,7 +225,7 @@ class RegistryClient:
     def _pull_manifest(self, repo: str, manifest: Manifest, store: ImageStore) -> None:
         doc = manifest.json()
         if manifest.media_type in _INDEX_TYPES or "manifests" in doc:
-            child = store.platform_manifest(doc)
+            child = platform_manifest(doc)
             if child is None:
                 raise UserError(f"{repo}@{manifest.digest} has no image for this machine's platform")
             self._pull_manifest(repo, self.get_manifest(repo, child), store)
@@ -365,7 +363,7 @@ class RegistryClient:
             request = self._http.build_request(
                 method,
                 path,
-                headers={**(headers or {}), **self._auth_header(repo_scope)},
+                headers={**(headers or {}), **self._auth.header(repo_scope)},
                 params=params,
                 content=content() if content is not None else None,
             )
@@ -373,7 +371,7 @@ class RegistryClient:
                 r = self._http.send(request, stream=True)
             except httpx.TransportError as exc:
                 raise TemporaryError(f"registry {self.base_url}: {what}: {exc}", retry_after=2.0) from None
-            if r.status_code == 401 and attempt == 0 and self._authenticate(r, repo_scope, what):
+            if r.status_code == 401 and attempt == 0 and self._auth.answer(self._http, r, repo_scope, what):
                 r.close()
                 attempt += 1
                 continue
@@ -382,51 +380,7 @@ class RegistryClient:
             with contextlib.suppress(httpx.TransportError):
                 r.read()
             r.close()
-            raise _error(r, what, self.base_url)
-
-    def _auth_header(self, scope: str) -> dict[str, str]:
-        with self._lock:
-            token = self._tokens.get(scope)
-        if token is not None:
-            return {"Authorization": f"Bearer {token}"}
-        return {}
-
-    def _authenticate(self, r: httpx.Response, scope: str, what: str) -> bool:
-        """Answer a 401's challenge; True when there is something new to retry with."""
-        challenge = r.headers.get("WWW-Authenticate", "")
-        kind, _, rest = challenge.partition(" ")
-        params = dict(_CHALLENGE_PARAM.findall(rest))
-        if kind.lower() == "basic":
-            if self._basic is None or self._http.auth is not None:
-                return False
-            self._http.auth = httpx.BasicAuth(*self._basic)
-            return True
-        if kind.lower() != "bearer" or "realm" not in params:
-            return False
-        query = [("service", params["service"])] if "service" in params else []
-        query += [("scope", s) for s in params.get("scope", "").split() if s]
-        try:
-            t = self._http.get(
-                params["realm"], params=query, auth=httpx.BasicAuth(*self._basic) if self._basic else None
-            )
-        except httpx.TransportError as exc:
-            raise TemporaryError(
-                f"registry token service {params['realm']}: {exc}", retry_after=2.0
-            ) from None
-        if t.status_code in (401, 403):
-            raise UserError(
-                f"registry refused access to {what}: the token service turned the credentials down",
-                code="denied",
-            )
-        if not t.is_success:
-            raise _error(t, f"a token for {what}", params["realm"])
-        doc = t.json()
-        token_value = doc.get("token") or doc.get("access_token")
-        if not isinstance(token_value, str) or not token_value:
-            raise PermanentError(f"registry token service {params['realm']} answered without a token")
-        with self._lock:
-            self._tokens[scope] = token_value
-        return True
+            raise error_for(r, what, self.base_url)
 
 
 class _Streamed:
@@ -492,28 +446,3 @@ def _file_pieces(path: Path, start: int, end: int) -> Iterator[bytes]:
                 raise PermanentError(f"{path} shrank while it was being uploaded")
             left -= len(data)
             yield data
-
-
-def _error(r: httpx.Response, what: str, where: str) -> Exception:
-    detail = _registry_message(r)
-    status = r.status_code
-    if status >= 500:
-        return TemporaryError(f"registry {where} failed on {what} ({status}){detail}", retry_after=5.0)
-    if status == 401:
-        return UserError(f"registry refused {what}: not authenticated (401){detail}", code="denied")
-    if status == 403:
-        return UserError(f"registry refused {what}: access denied (403){detail}", code="denied")
-    if status == 404:
-        return UserError(f"{what} not found in the registry{detail}", code="not_found")
-    if status == 429:
-        return TemporaryError(f"registry {where} is busy (429) on {what}", retry_after=5.0)
-    return UserError(f"registry rejected {what} ({status}){detail}", code="registry_rejected")
-
-
-def _registry_message(r: httpx.Response) -> str:
-    try:
-        errors = r.json().get("errors") or []
-    except (ValueError, AttributeError, httpx.ResponseNotRead):
-        return ""
-    parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
-    return (": " + "; ".join(parts)) if parts else ""
