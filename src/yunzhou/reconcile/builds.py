@@ -75,11 +75,12 @@ class BuiltImage:
     stack_digest: str | None = None
     deps_cached: bool | None = None
     size: int | None = None
+    sbom: bytes | None = None  # SPDX JSON, attached to the image when it is pushed
 
 
 BuildFunction = Callable[[BuildJob], BuiltImage]
-# (project, app, digest, log) → pushes the image from the local store to the registry as project/app
-PushFunction = Callable[[str, str, str, Callable[[str], None]], None]
+# (project, app, image, log) → pushes the image from the local store to the registry as project/app
+PushFunction = Callable[[str, str, BuiltImage, Callable[[str], None]], None]
 
 
 class BuildStopped(Exception):
@@ -326,7 +327,7 @@ class BuildWorker:
             out.line(f"==> Pushing {image}")
             self._write(lease, progress_step="pushing the image", progress_fraction=0.95)
             try:
-                self.push(lease.project, lease.app, built.digest, out.line)
+                self.push(lease.project, lease.app, built, out.line)
             except YunzhouError as exc:
                 raise BuildStopped(FAILED, f"pushing the image failed: {exc.message}") from exc
             pushed = True
