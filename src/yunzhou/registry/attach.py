@@ -12,6 +12,9 @@ from yunzhou.build.oci import MEDIA_CONFIG, MEDIA_MANIFEST, canonical_json, chec
 from yunzhou.domain.errors import UserError
 from yunzhou.registry.client import Manifest
 
+# on the attachment's manifest: the image it belongs to. It makes each attachment manifest unique (two
+# images with the same SBOM would otherwise share one manifest, and deleting one image's would untag both)
+SUBJECT_ANNOTATION = "dev.yunzhou.attachment.subject"
 SIGNATURE_SUFFIX = ".sig"
 SBOM_SUFFIX = ".sbom"
 
@@ -84,6 +87,7 @@ def put_attachment(client: Registry, repo: str, digest: str, suffix: str, layers
         "mediaType": MEDIA_MANIFEST,
         "config": {"mediaType": MEDIA_CONFIG, "size": len(config), "digest": client.put_blob(repo, config)},
         "layers": descriptors,
+        "annotations": {SUBJECT_ANNOTATION: digest},
     }
     return client.put_manifest(repo, attachment_tag(digest, suffix), canonical_json(manifest), MEDIA_MANIFEST)
 
