@@ -1,0 +1,577 @@
+"""Stacks: the base images Yunzhou builds itself from Debian packages (``python``, ``node``, ``java``,
+``tomcat``, ``static``), defined as data in ``stacks.toml`` next to this module.
+
+A stack image has two layers: the Debian root file system (mmdebstrap, ``build.debian``) and the stack's
+own small layer (the ``app`` user in /etc/passwd and /etc/group, the entrypoint and start scripts, /app).
+Built images are cached in an OCI layout (``~/.cache/yunzhou/stacks`` or ``YUNZHOU_STACK_CACHE``) under a
+key made of the stack's definition and the apt sources file's content; ``StackCatalog.image`` builds or
+reuses one and tags it ``stacks/NAME:VERSION`` in the image store it serves. Same inputs, same digest.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tarfile
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+from types import MappingProxyType
+from typing import Any, Literal
+
+from yunzhou.build.debian import RootfsRecipe, build_rootfs, find_apt_sources, no_sources_error
+from yunzhou.build.oci import ImageConfig, ImageRef, ImageStore
+from yunzhou.domain.errors import UserError
+
+STACKS_FILE = Path(__file__).with_name("stacks.toml")
+#: bump when the way a stack is built changes (not its data): cached images of older recipes are not reused
+RECIPE_VERSION = 1
+CACHE_ENV = "YUNZHOU_STACK_CACHE"
+TAG_PREFIX = "stacks/"
+BUILD_SUFFIX = "-build"
+LABEL_STACK = "io.yunzhou.stack"
+LABEL_DEFINITION = "io.yunzhou.stack.definition"
+LABEL_PURPOSE = "io.yunzhou.stack.purpose"
+
+Purpose = Literal["run", "build"]
+Progress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class StackFile:
+    """A file of the stack's own layer: text with a mode, or a symbolic link."""
+
+    path: str
+    mode: int = 0o644
+    text: str | None = None
+    link: str | None = None
+
+
+@dataclass(frozen=True)
+class StackDefinition:
+    name: str
+    version: str
+    description: str
+    packages: tuple[str, ...]
+    cmd: tuple[str, ...]
+    entrypoint: tuple[str, ...]
+    env: Mapping[str, str]
+    user: str
+    user_name: str
+    workdir: str
+    suite: str
+    variant: str
+    source_date_epoch: int
+    path_exclude: tuple[str, ...] = ()
+    path_include: tuple[str, ...] = ()
+    build_packages: tuple[str, ...] = ()
+    layout: Mapping[str, str] = field(default_factory=dict)
+    files: tuple[StackFile, ...] = ()
+    purpose: Purpose = "run"
+
+    @property
+    def tag(self) -> str:
+        """``stacks/python:3.11``; a build image is ``stacks/node:18-build``."""
+        suffix = BUILD_SUFFIX if self.purpose == "build" else ""
+        return f"{TAG_PREFIX}{self.name}:{self.version}{suffix}"
+
+    @property
+    def uid_gid(self) -> tuple[int, int]:
+        uid, _, gid = self.user.partition(":")
+        return int(uid), int(gid or uid)
+
+    @property
+    def recipe(self) -> RootfsRecipe:
+        return RootfsRecipe(
+            suite=self.suite,
+            variant=self.variant,
+            packages=self.packages,
+            source_date_epoch=self.source_date_epoch,
+            path_exclude=self.path_exclude,
+            path_include=self.path_include,
+        )
+
+    def for_build(self) -> StackDefinition:
+        """The image the builder installs dependencies with: the stack plus its build packages."""
+        if self.purpose == "build":
+            return self
+        return replace(self, packages=self.packages + self.build_packages, build_packages=(), purpose="build")
+
+    def document(self) -> dict[str, Any]:
+        """Everything that goes into the image, as plain data: what the cache key hashes."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "purpose": self.purpose,
+            "rootfs": {
+                "suite": self.suite,
+                "variant": self.variant,
+                "packages": sorted(self.packages),
+                "source_date_epoch": self.source_date_epoch,
+                "path_exclude": list(self.path_exclude),
+                "path_include": list(self.path_include),
+            },
+            "build_packages": sorted(self.build_packages),
+            "entrypoint": list(self.entrypoint),
+            "cmd": list(self.cmd),
+            "env": dict(sorted(self.env.items())),
+            "user": self.user,
+            "user_name": self.user_name,
+            "workdir": self.workdir,
+            "layout": dict(sorted(self.layout.items())),
+            "files": [
+                {"path": f.path, "mode": f.mode, "text": f.text, "link": f.link}
+                for f in sorted(self.files, key=lambda f: f.path)
+            ],
+        }
+
+    def image_config(self) -> ImageConfig:
+        return ImageConfig(
+            entrypoint=self.entrypoint,
+            cmd=self.cmd,
+            env=dict(self.env),
+            user=self.user,
+            workdir=self.workdir,
+            labels={
+                "org.opencontainers.image.title": f"yunzhou-stack-{self.name}",
+                "org.opencontainers.image.version": self.version,
+                "org.opencontainers.image.description": self.description,
+                "org.opencontainers.image.vendor": "Yunzhou",
+                "org.opencontainers.image.base.name": f"debian:{self.suite}",
+                LABEL_STACK: f"{self.name}:{self.version}",
+                LABEL_DEFINITION: definition_key(self),
+                LABEL_PURPOSE: self.purpose,
+            },
+        )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def definition_key(definition: StackDefinition) -> str:
+    """A hash of the definition and the recipe version: equal keys, equal images (given equal packages)."""
+    doc = {"recipe": RECIPE_VERSION, "stack": definition.document()}
+    return _sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
+
+
+def cache_key(definition: StackDefinition, apt_sources: bytes) -> str:
+    """The definition plus the apt sources file's content (another mirror or snapshot: another build)."""
+    return _sha256(f"{definition_key(definition)}\n{_sha256(apt_sources)}".encode())
+
+
+# --- the data file --------------------------------------------------------------------------------------
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ValueError(f"{where}: must be a list of non-empty strings")
+    return tuple(value)
+
+
+def _string_map(value: object, where: str) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError(f"{where}: must be a table of strings")
+    return dict(value)
+
+
+def _files(value: object, where: str) -> tuple[StackFile, ...]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: must be a table of paths")
+    out = []
+    for path, spec in value.items():
+        pure = PurePosixPath(path)
+        if not pure.is_absolute() or ".." in pure.parts or str(pure) != path:
+            raise ValueError(f"{where}.{path}: must be a plain absolute path")
+        if not isinstance(spec, dict) or (("text" in spec) == ("link" in spec)):
+            raise ValueError(f"{where}.{path}: give either text (and mode) or link")
+        out.append(StackFile(path, int(spec.get("mode", 0o644)), spec.get("text"), spec.get("link")))
+    return tuple(out)
+
+
+def parse_stacks(doc: Mapping[str, Any]) -> dict[str, StackDefinition]:
+    """``stacks.toml`` as definitions, checked (a mistake in the data names its place)."""
+    d = doc.get("defaults", {})
+    stacks: dict[str, StackDefinition] = {}
+    for name, s in doc.get("stacks", {}).items():
+        where = f"stacks.{name}"
+        env = _string_map(d.get("env", {}), "defaults.env") | _string_map(s.get("env", {}), f"{where}.env")
+        user = str(d["user"])
+        if not all(part.isdigit() for part in user.split(":")):
+            raise ValueError(f"defaults.user: {user!r} must be UID:GID")
+        stacks[name] = StackDefinition(
+            name=name,
+            version=str(s["version"]),
+            description=str(s.get("description", "")),
+            packages=_strings(s["packages"], f"{where}.packages"),
+            build_packages=_strings(s.get("build_packages", []), f"{where}.build_packages"),
+            cmd=_strings(s["cmd"], f"{where}.cmd"),
+            entrypoint=_strings(d["entrypoint"], "defaults.entrypoint"),
+            env=MappingProxyType(env),
+            user=user,
+            user_name=str(d["user_name"]),
+            workdir=str(d["workdir"]),
+            suite=str(d["suite"]),
+            variant=str(d["variant"]),
+            source_date_epoch=int(d["source_date_epoch"]),
+            path_exclude=_strings(d.get("dpkg_path_exclude", []), "defaults.dpkg_path_exclude"),
+            path_include=_strings(d.get("dpkg_path_include", []), "defaults.dpkg_path_include"),
+            layout=MappingProxyType(_string_map(s.get("layout", {}), f"{where}.layout")),
+            files=_files(d.get("files", {}), "defaults.files") + _files(s.get("files", {}), f"{where}.files"),
+        )
+    return stacks
+
+
+def load_stacks(path: Path = STACKS_FILE) -> dict[str, StackDefinition]:
+    with open(path, "rb") as f:
+        return parse_stacks(tomllib.load(f))
+
+
+STACKS: Mapping[str, StackDefinition] = MappingProxyType(load_stacks())
+
+
+def supported() -> str:
+    return ", ".join(STACKS)
+
+
+def stack_definition(
+    name: str, version: str | None = None, stacks: Mapping[str, StackDefinition] = STACKS
+) -> StackDefinition:
+    """The definition called ``name`` (at ``version``, when given); UserError naming the supported ones."""
+    definition = stacks.get(name)
+    if definition is None:
+        raise UserError(f"unknown stack {name!r}: the supported stacks are {', '.join(stacks)}")
+    if version is not None and version != definition.version:
+        raise UserError(
+            f"stack {name} is at version {definition.version} in this Yunzhou (asked for {version!r})"
+        )
+    return definition
+
+
+def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
+    chosen = environ.get(CACHE_ENV, "").strip()
+    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "yunzhou" / "stacks"
+
+
+# --- the stack's own layer --------------------------------------------------------------------------------
+
+
+def _read_members(rootfs_tar: Path, names: Sequence[str]) -> dict[str, bytes]:
+    """The contents of a few files of the Debian root file system tar (``etc/passwd``, ``etc/group``)."""
+    wanted = set(names)
+    found: dict[str, bytes] = {}
+    with tarfile.open(rootfs_tar, "r|") as tar:
+        for member in tar:
+            name = member.name.removeprefix("./")
+            if name in wanted and member.isfile():
+                f = tar.extractfile(member)
+                assert f is not None
+                found[name] = f.read()
+                if len(found) == len(wanted):
+                    break
+    return found
+
+
+def _with_line(existing: bytes, name: str, line: str) -> bytes:
+    lines = existing.decode().splitlines()
+    lines = [entry for entry in lines if entry.split(":", 1)[0] != name] + [line]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def write_stack_files(definition: StackDefinition, rootfs_tar: Path, target: Path) -> None:
+    """The stack's own layer as a directory: passwd/group with the app user, the files, the workdir."""
+    uid, gid = definition.uid_gid
+    user = definition.user_name
+    base = _read_members(rootfs_tar, ["etc/passwd", "etc/group"])
+    missing = {"etc/passwd", "etc/group"} - set(base)
+    if missing:
+        raise UserError(f"the Debian root file system has no {', '.join(sorted(missing))}")
+    passwd = _with_line(
+        base["etc/passwd"], user, f"{user}:x:{uid}:{gid}:Yunzhou app:{definition.workdir}:/usr/sbin/nologin"
+    )
+    group = _with_line(base["etc/group"], user, f"{user}:x:{gid}:")
+    files = [
+        StackFile("/etc/passwd", 0o644, passwd.decode()),
+        StackFile("/etc/group", 0o644, group.decode()),
+        *definition.files,
+    ]
+    target.mkdir(mode=0o755)
+    _directory(target, definition.workdir)
+    for f in files:
+        dest = _directory(target, str(PurePosixPath(f.path).parent)) / PurePosixPath(f.path).name
+        if f.link is not None:
+            os.symlink(f.link, dest)
+        else:
+            dest.write_text(f.text or "")
+            dest.chmod(f.mode)
+
+
+def _directory(root: Path, path: str) -> Path:
+    """``root/path``, each level created with mode 0755 whatever the umask (the layer records modes)."""
+    current = root
+    for part in PurePosixPath(path).parts[1:]:
+        current = current / part
+        if not current.is_dir():
+            current.mkdir()
+            current.chmod(0o755)
+    return current
+
+
+# --- the catalog -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    name: str
+    version: str
+    description: str
+    packages: tuple[str, ...]
+    build_packages: tuple[str, ...]
+    image: str  # the tag in the image store
+    digest: str | None  # None: not built (or not imported) yet
+    size: int | None
+    current: bool  # built from this Yunzhou's definition (False: a rebuild is due)
+
+
+class StackCatalog:
+    """Builds stacks into the cache (``cache_dir``, an OCI layout and locks) and serves them from ``store``.
+
+    ``apt_sources``: the apt sources file (default: the host's, ``build.debian.find_apt_sources``).
+    """
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        store: ImageStore,
+        *,
+        stacks: Mapping[str, StackDefinition] = STACKS,
+        apt_sources: Path | None = None,
+        timeout: float = 1800.0,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        self.cache = ImageStore(self.cache_dir / "images")
+        self.store = store
+        self.stacks = stacks
+        self._apt_sources = apt_sources
+        self.timeout = timeout
+
+    def definition(self, name: str, version: str | None = None) -> StackDefinition:
+        return stack_definition(name, version, self.stacks)
+
+    def apt_sources(self) -> Path | None:
+        return self._apt_sources or find_apt_sources()
+
+    def image(
+        self,
+        name: str,
+        version: str | None = None,
+        progress: Progress | None = None,
+        *,
+        purpose: Purpose = "run",
+    ) -> ImageRef:
+        """The stack's image in ``store`` (tagged ``stacks/NAME:VERSION``): reused from the cache when its
+        key matches, otherwise built. ``progress(step, fraction)`` is told how far it is."""
+        definition = self.definition(name, version)
+        if purpose == "build" and definition.build_packages:  # otherwise the run image serves builds too
+            definition = definition.for_build()
+        report = progress or _quiet
+        with self._locked(definition_key(definition)):
+            digest = self._cached(definition)
+            if digest is None:
+                digest = self._build(definition, report)
+            ref = self._publish(definition, digest)
+        report("ready", 1.0)
+        return ref
+
+    def build(self, name: str, progress: Progress | None = None) -> ImageRef:
+        """The stack's run image and, when it has build packages, its build image too (what
+        `yunzhou stacks build` does); returns the run image."""
+        definition = self.definition(name)
+        report = progress or _quiet
+        if not definition.build_packages:
+            return self.image(name, progress=report)
+        run = self.image(name, progress=lambda step, f: report(step, f * 0.5))
+        self.image(
+            name, progress=lambda step, f: report(f"build image: {step}", 0.5 + f * 0.5), purpose="build"
+        )
+        return run
+
+    def list(self) -> list[StackInfo]:
+        names = self.store.names()
+        items = []
+        for definition in self.stacks.values():
+            digest = names.get(definition.tag)
+            size = current = None
+            if digest is not None:
+                size = self.store.image(digest).size
+                labels = self.store.config(digest).get("config", {}).get("Labels") or {}
+                current = labels.get(LABEL_DEFINITION) == definition_key(definition)
+            items.append(
+                StackInfo(
+                    name=definition.name,
+                    version=definition.version,
+                    description=definition.description,
+                    packages=definition.packages,
+                    build_packages=definition.build_packages,
+                    image=definition.tag,
+                    digest=digest,
+                    size=size,
+                    current=bool(current),
+                )
+            )
+        return items
+
+    def export(self, names: Sequence[str], out: Path) -> tuple[str, ...]:
+        """An OCI layout tar of the stacks (with their build images) for a machine without a mirror."""
+        tags: list[str] = []
+        known = self.store.names()
+        for name in dict.fromkeys(names):
+            definition = self.definition(name)
+            wanted = [definition] + ([definition.for_build()] if definition.build_packages else [])
+            for d in wanted:
+                if d.tag not in known:
+                    raise UserError(
+                        f"stack {name} is not built here ({d.tag} is missing): `yunzhou stacks build {name}`"
+                    )
+                tags.append(d.tag)
+        if not tags:
+            raise UserError(f"name at least one stack to export: {supported()}")
+        self.store.export(tags, out)
+        return tuple(tags)
+
+    def import_archive(self, path: Path) -> dict[str, str]:
+        """Register the stacks of an exported archive (every blob checked against its digest). Each must
+        have been built from this Yunzhou's definition of that stack; returns tag → digest."""
+        imported = self.cache.import_archive(path)
+        accepted: list[tuple[StackDefinition, str]] = []
+        try:
+            for tag, digest in imported.items():
+                accepted.append((self._check_import(tag, digest), digest))
+            if not accepted:
+                raise UserError(f"{path} holds no stacks (images tagged {TAG_PREFIX}NAME:VERSION)")
+        except UserError:
+            for tag in imported:
+                self.cache.untag(tag)
+            raise
+        for definition, digest in accepted:
+            self.cache.tag(f"imported/{definition_key(definition)}", digest)
+            self._publish(definition, digest)
+        return {d.tag: digest for d, digest in accepted}
+
+    # --- inside ------------------------------------------------------------------------------------------
+
+    def _check_import(self, tag: str, digest: str) -> StackDefinition:
+        name, _, version = tag.removeprefix(TAG_PREFIX).partition(":")
+        if not tag.startswith(TAG_PREFIX) or name not in self.stacks:
+            raise UserError(f"the archive's image {tag} is not a stack ({supported()})")
+        definition = self.stacks[name]
+        if version == definition.version + BUILD_SUFFIX:
+            definition = definition.for_build()
+        elif version != definition.version:
+            raise UserError(
+                f"the archive's {tag}: this Yunzhou's {name} stack is version {definition.version}"
+            )
+        labels = self.cache.config(digest).get("config", {}).get("Labels") or {}
+        if labels.get(LABEL_DEFINITION) != definition_key(definition):
+            raise UserError(
+                f"the archive's {tag} was built from another definition of the {name} stack than this "
+                "Yunzhou's (another Yunzhou version?): export it from a machine running this version"
+            )
+        return definition
+
+    def _cached(self, definition: StackDefinition) -> str | None:
+        sources = self.apt_sources()
+        if sources is not None:
+            digest = self.cache.resolve(f"cache/{cache_key(definition, sources.read_bytes())}")
+            if digest is not None and self._complete(self.cache, digest):
+                return digest
+        digest = self.cache.resolve(f"imported/{definition_key(definition)}")
+        if digest is not None and self._complete(self.cache, digest):
+            return digest
+        if sources is None:
+            raise no_sources_error()
+        return None
+
+    @staticmethod
+    def _complete(store: ImageStore, digest: str) -> bool:
+        try:
+            ref = store.image(digest)
+        except UserError:
+            return False
+        return all(store.has(layer.digest) for layer in ref.layers)
+
+    def _build(self, definition: StackDefinition, report: Progress) -> str:
+        sources = self.apt_sources()
+        if sources is None:
+            raise no_sources_error()
+        key = cache_key(definition, sources.read_bytes())
+        work_root = self.cache_dir / "work"
+        work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"{definition.name}-", dir=work_root))
+        try:
+            rootfs = work / "rootfs.tar"
+            report("Debian packages", 0.0)
+            build_rootfs(
+                definition.recipe,
+                rootfs,
+                sources,
+                progress=lambda step, f: report(step, f * 0.75),
+                timeout=self.timeout,
+            )
+            report("compressing the Debian layer", 0.75)
+            debian = self.cache.add_layer_from_tar(rootfs)
+            report("adding the stack's own files", 0.95)
+            write_stack_files(definition, rootfs, work / "files")
+            rootfs.unlink()
+            own = self.cache.add_layer_from_dir(work / "files")
+            ref = self.cache.write_image(definition.image_config(), [debian, own])
+            self.cache.tag(f"cache/{key}", ref.digest)
+            return ref.digest
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _publish(self, definition: StackDefinition, digest: str) -> ImageRef:
+        """Make the image's blobs present in ``store`` (hard links where possible) and tag it there."""
+        ref = self.cache.image(digest)
+        if self.store.root.resolve() != self.cache.root.resolve():
+            for blob in (digest, ref.config_digest, *(layer.digest for layer in ref.layers)):
+                if not self.store.has(blob):
+                    _link_or_copy(self.cache, self.store, blob)
+        self.store.tag(definition.tag, digest)
+        return self.store.image(digest)
+
+    @contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        """One build of a definition at a time, across processes (tests and servers share the cache)."""
+        locks = self.cache_dir / "locks"
+        locks.mkdir(parents=True, exist_ok=True)
+        with open(locks / f"{key}.lock", "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _link_or_copy(source: ImageStore, target: ImageStore, digest: str) -> None:
+    src = source.blob_path(digest)
+    tmp = target.blob_path(digest).with_name(f".link-{secrets.token_hex(6)}")
+    try:
+        os.link(src, tmp)
+    except OSError:  # another filesystem: copy (and hash) it
+        target.put_file(src)
+        return
+    os.replace(tmp, target.blob_path(digest))
+
+
+def _quiet(step: str, fraction: float) -> None:
+    return None

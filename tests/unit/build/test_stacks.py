@@ -1,0 +1,192 @@
+"""Stack definitions, cache keys, mmdebstrap's command line and the stack's own layer (no tools run)."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import tomllib
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from yunzhou.build.debian import (
+    APT_SOURCES_ENV,
+    RootfsRecipe,
+    find_apt_sources,
+    mmdebstrap_argv,
+    mmdebstrap_env,
+)
+from yunzhou.build.oci import ImageStore
+from yunzhou.build.stacks import (
+    STACKS,
+    STACKS_FILE,
+    StackCatalog,
+    cache_key,
+    default_cache_dir,
+    definition_key,
+    parse_stacks,
+    stack_definition,
+    write_stack_files,
+)
+from yunzhou.domain.errors import UserError
+
+SOURCES = b"Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\nComponents: main\n"
+
+
+def test_the_five_stacks_are_defined_with_a_non_root_user_and_labels() -> None:
+    assert list(STACKS) == ["python", "node", "java", "tomcat", "static"]
+    for d in STACKS.values():
+        assert d.user == "10001:10001"
+        assert d.uid_gid == (10001, 10001)
+        assert d.user_name == "app"
+        assert d.workdir == "/app"
+        assert d.entrypoint == ("/usr/local/bin/yunzhou-start",)
+        assert d.cmd
+        assert d.packages
+        assert d.suite == "bookworm"
+        labels = d.image_config().labels
+        assert labels["io.yunzhou.stack"] == f"{d.name}:{d.version}"
+        assert labels["org.opencontainers.image.version"] == d.version
+        assert labels["io.yunzhou.stack.definition"] == definition_key(d)
+        assert d.tag == f"stacks/{d.name}:{d.version}"
+    assert STACKS["python"].version == "3.11"
+    assert "python3-venv" in STACKS["python"].packages
+    assert STACKS["node"].version == "18"
+    assert "npm" not in STACKS["node"].packages
+    assert STACKS["java"].layout["jar"] == "/app/app.jar"
+    assert STACKS["tomcat"].layout["war"] == "/app/app.war"
+
+
+def test_npm_is_only_in_the_node_build_image() -> None:
+    node = STACKS["node"]
+    build = node.for_build()
+    assert build.tag == "stacks/node:18-build"
+    assert build.purpose == "build"
+    assert "npm" in build.packages
+    assert "npm" not in node.packages
+    assert definition_key(build) != definition_key(node)
+    assert build.for_build() is build
+
+
+def test_start_scripts_read_port_at_run_time_and_the_entrypoint_checks_it() -> None:
+    files = {f.path: f for d in STACKS.values() for f in d.files}
+    start = files["/usr/local/bin/yunzhou-start"]
+    assert start.mode == 0o755
+    assert "*[!0-9]*" in (start.text or "")
+    assert '-Dserver.port="$PORT"' in (files["/usr/local/lib/yunzhou/run-java"].text or "")
+    assert "${yunzhou.port}" in (files["/etc/yunzhou/tomcat/conf/server.xml"].text or "")
+    assert files["/etc/yunzhou/tomcat/work"].link == "/tmp/tomcat/work"
+    nginx = files["/etc/yunzhou/nginx.conf"].text or ""
+    assert "pid /tmp/nginx/nginx.pid" in nginx
+    assert "access_log /dev/stdout" in nginx
+
+
+def test_the_data_file_names_no_mirror() -> None:
+    text = STACKS_FILE.read_text()
+    assert "deb.debian.org" not in text
+    assert "http://" not in text
+    assert "https://" not in text
+
+
+def test_cache_key_changes_with_the_definition_and_the_apt_sources() -> None:
+    python = STACKS["python"]
+    key = cache_key(python, SOURCES)
+    assert key == cache_key(python, SOURCES)  # pure
+    assert key != cache_key(python, SOURCES + b"# another snapshot\n")
+    assert key != cache_key(replace(python, packages=(*python.packages, "curl")), SOURCES)
+    assert key != cache_key(replace(python, cmd=("python3", "main.py")), SOURCES)
+    assert key != cache_key(STACKS["node"], SOURCES)
+    # the order packages are listed in does not matter
+    assert key == cache_key(replace(python, packages=tuple(reversed(python.packages))), SOURCES)
+
+
+def test_unknown_stack_names_the_supported_ones() -> None:
+    with pytest.raises(UserError, match=r"unknown stack 'ruby'.*python, node, java, tomcat, static"):
+        stack_definition("ruby")
+    with pytest.raises(UserError, match=r"version 3\.11"):
+        stack_definition("python", "2.7")
+
+
+def test_catalog_refuses_an_unknown_stack_before_building(tmp_path: Path) -> None:
+    catalog = StackCatalog(tmp_path / "cache", ImageStore(tmp_path / "store"), apt_sources=tmp_path / "x")
+    with pytest.raises(UserError, match="supported stacks are python, node"):
+        catalog.image("cobol")
+    with pytest.raises(UserError, match="not built here"):
+        catalog.export(["python"], tmp_path / "out.tar")
+
+
+def test_mmdebstrap_command_line_takes_the_mirror_from_the_sources_file() -> None:
+    recipe = STACKS["static"].recipe
+    argv = mmdebstrap_argv(recipe, Path("/tmp/out.tar"), Path("/etc/apt/sources.list.d/debian.sources"))
+    assert argv[:5] == ["mmdebstrap", "--mode=root", "--variant=essential", "--format=tar", argv[4]]
+    assert "--include=nginx" in argv
+    assert "--dpkgopt=path-exclude=/usr/share/doc/*" in argv
+    assert "--dpkgopt=path-include=/usr/share/doc/*/copyright" in argv
+    assert argv.index("--dpkgopt=path-include=/usr/share/doc/*/copyright") > argv.index(
+        "--dpkgopt=path-exclude=/usr/share/doc/*"
+    )
+    assert argv[-3:] == ["bookworm", "/tmp/out.tar", "/etc/apt/sources.list.d/debian.sources"]
+    env = mmdebstrap_env(recipe, {"PATH": "/usr/bin", "DEBIAN_FRONTEND": "x"})
+    assert env["SOURCE_DATE_EPOCH"] == str(recipe.source_date_epoch)
+    assert "DEBIAN_FRONTEND" not in env
+
+
+def test_packages_are_sorted_on_the_command_line() -> None:
+    recipe = RootfsRecipe("bookworm", "essential", ("python3", "ca-certificates"), 0)
+    assert "--include=ca-certificates,python3" in mmdebstrap_argv(recipe, Path("o"), Path("s"))
+
+
+def test_apt_sources_come_from_the_setting_then_the_host(tmp_path: Path) -> None:
+    empty = tmp_path / "sources.list"
+    empty.write_text("# nothing\n\n")
+    deb822 = tmp_path / "debian.sources"
+    deb822.write_text(SOURCES.decode())
+    assert find_apt_sources({}, [tmp_path / "missing", empty]) is None
+    assert find_apt_sources({}, [empty, deb822]) == deb822
+    assert find_apt_sources({APT_SOURCES_ENV: str(empty)}, [deb822]) == empty
+    with pytest.raises(UserError, match=APT_SOURCES_ENV):
+        find_apt_sources({APT_SOURCES_ENV: str(tmp_path / "nope")}, [deb822])
+
+
+def test_cache_dir_setting(tmp_path: Path) -> None:
+    assert default_cache_dir({"YUNZHOU_STACK_CACHE": str(tmp_path)}) == tmp_path
+    assert default_cache_dir({}).parts[-3:] == (".cache", "yunzhou", "stacks")
+
+
+def _rootfs_tar(path: Path) -> None:
+    with tarfile.open(path, "w") as tar:
+        for name, text in (
+            ("./etc/group", "root:x:0:\n"),
+            ("./etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(text)
+            tar.addfile(info, io.BytesIO(text.encode()))
+
+
+def test_the_stacks_own_layer_adds_the_app_user_and_files(tmp_path: Path) -> None:
+    _rootfs_tar(tmp_path / "rootfs.tar")
+    write_stack_files(STACKS["tomcat"], tmp_path / "rootfs.tar", tmp_path / "layer")
+    layer = tmp_path / "layer"
+    assert (layer / "etc/passwd").read_text().splitlines() == [
+        "root:x:0:0:root:/root:/bin/sh",
+        "app:x:10001:10001:Yunzhou app:/app:/usr/sbin/nologin",
+    ]
+    assert (layer / "etc/group").read_text().splitlines()[-1] == "app:x:10001:"
+    assert (layer / "app").is_dir()
+    assert (layer / "app").stat().st_mode & 0o777 == 0o755
+    assert (layer / "usr/local/bin/yunzhou-start").stat().st_mode & 0o777 == 0o755
+    assert (layer / "etc/yunzhou/tomcat/logs").readlink() == Path("/tmp/tomcat/logs")
+    assert (layer / "usr/local/lib").stat().st_mode & 0o777 == 0o755
+
+
+def test_a_mistake_in_the_data_names_its_place() -> None:
+    doc = tomllib.loads(STACKS_FILE.read_text())
+    doc["stacks"]["python"]["packages"] = "python3"
+    with pytest.raises(ValueError, match=r"stacks\.python\.packages"):
+        parse_stacks(doc)
+    doc = tomllib.loads(STACKS_FILE.read_text())
+    doc["stacks"]["static"]["files"]["/etc/../x"] = {"text": "x"}
+    with pytest.raises(ValueError, match="plain absolute path"):
+        parse_stacks(doc)
