@@ -60,6 +60,18 @@ class ClusterCreate(Body):
     base_domain: str | None = Field(
         default=None, description="Domain for apps' internal names on this cluster"
     )
+    registry: str | None = Field(
+        default=None,
+        description="host[:port] the cluster's nodes pull platform images from (default: the platform "
+        "registry's own address)",
+    )
+
+
+class ClusterUpdate(Body):
+    registry: str | None = Field(
+        description="host[:port] the cluster's nodes pull platform images from; null: the platform "
+        "registry's own address"
+    )
 
 
 class ClusterInfo(BaseModel):
@@ -68,6 +80,7 @@ class ClusterInfo(BaseModel):
     server_version: str
     context: str
     base_domain: str
+    registry: str | None = None
     environments: int
     created_at: str
     created_by: str

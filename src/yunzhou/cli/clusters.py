@@ -80,6 +80,9 @@ def flatten_kubeconfig(path: Path, context: str | None) -> tuple[dict[str, Any],
     return flat, str(name)
 
 
+REGISTRY_HELP = "host[:port] its nodes pull platform images from (default: the platform registry's address)."
+
+
 @cluster_app.command("add")
 def add(
     ctx: typer.Context,
@@ -91,11 +94,24 @@ def add(
     base_domain: Annotated[
         str | None, typer.Option("--base-domain", help="Domain for apps' names (default NAME.localhost).")
     ] = None,
+    registry: Annotated[str | None, typer.Option("--registry", help=REGISTRY_HELP)] = None,
 ) -> None:
     """Register a cluster: its API server is contacted first, and its credentials are stored encrypted."""
     flat, context_name = flatten_kubeconfig(kubeconfig, context)
-    cluster = connect(ctx).add_cluster(name, flat, context_name, base_domain)
+    cluster = connect(ctx).add_cluster(name, flat, context_name, base_domain, registry)
     say(f"Registered cluster {cluster['name']}: {cluster['server']} (Kubernetes {cluster['server_version']})")
+
+
+@cluster_app.command("set")
+def set_cluster(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Cluster name.")],
+    registry: Annotated[str, typer.Option("--registry", help=REGISTRY_HELP + " Empty: that default.")],
+) -> None:
+    """Change where a cluster's nodes pull platform images from."""
+    cluster = connect(ctx).set_cluster_registry(name, registry or None)
+    where = cluster["registry"] or "the platform registry's own address"
+    say(f"Cluster {cluster['name']} pulls platform images from {where}")
 
 
 @cluster_app.command("list")
@@ -107,6 +123,7 @@ def list_clusters(ctx: typer.Context, output: ListOutput = ListFormat.table) -> 
         ("SERVER", lambda c: c.get("server")),
         ("VERSION", lambda c: c.get("server_version")),
         ("BASE DOMAIN", lambda c: c.get("base_domain")),
+        ("REGISTRY", lambda c: c.get("registry") or "(platform)"),
         ("ENVIRONMENTS", lambda c: c.get("environments")),
         ("ADDED", lambda c: short_time(c.get("created_at"))),
     ]

@@ -237,11 +237,23 @@ class YunzhouClient:
         return self._items(self._app_path(project, env, app) + "/rollouts")
 
     def add_cluster(
-        self, name: str, kubeconfig: Json, context: str | None = None, base_domain: str | None = None
+        self,
+        name: str,
+        kubeconfig: Json,
+        context: str | None = None,
+        base_domain: str | None = None,
+        registry: str | None = None,
     ) -> Json:
         """Register a cluster; the server contacts it before storing anything."""
         body = {"name": name, "kubeconfig": kubeconfig, "context": context, "base_domain": base_domain}
+        if registry is not None:
+            body["registry"] = registry
         result: Json = self._request("POST", "/clusters", json=body)
+        return result
+
+    def set_cluster_registry(self, name: str, registry: str | None) -> Json:
+        """The registry address the cluster's nodes pull from (None: the platform registry's own)."""
+        result: Json = self._request("PATCH", f"/clusters/{_segment(name)}", json={"registry": registry})
         return result
 
     def list_clusters(self) -> list[Json]:

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from sqlalchemy import func, select
 
 from yunzhou.domain.errors import Conflict, NotFound, PermanentError, invalid
+from yunzhou.domain.image_refs import check_registry_address
 from yunzhou.domain.kubeconfig import check_kubeconfig
 from yunzhou.domain.names import check_label, is_dns_name
 from yunzhou.services.base import ServiceContext
@@ -43,6 +44,8 @@ def cluster_view(c: Cluster, environments: int) -> dict[str, Any]:
         "server_version": c.server_version,
         "context": c.context,
         "base_domain": c.base_domain,
+        # host[:port] its nodes pull platform images from; None: the platform registry's own address
+        "registry": c.registry_address,
         "environments": environments,
         "created_at": iso(c.created_at),
         "created_by": c.created_by,
@@ -71,8 +74,11 @@ class ClusterService:
         kubeconfig: object,
         context: str | None,
         base_domain: str | None,
+        registry: str | None = None,
     ) -> dict[str, Any]:
         check_label(name, "name")
+        if registry is not None:
+            check_registry_address(registry, "registry")
         # before anything connects: nothing in it may run a command or read a file on this host
         doc = check_kubeconfig(kubeconfig, allow_exec=self.allow_exec)
         domain = base_domain or f"{name}.localhost"
@@ -89,15 +95,37 @@ class ClusterService:
             cluster = Cluster(
                 name=name, server=info.server, server_version=info.version, context=info.context,
                 base_domain=domain, kubeconfig_ciphertext=self.sealer.seal(json.dumps(doc).encode()),
-                created_at=now, created_by=caller.principal,
+                created_at=now, created_by=caller.principal, registry_address=registry,
             )  # fmt: skip
             s.add(cluster)
             s.flush()
             record_audit(
                 s, caller, now, action="cluster.add", target=name, project=None,
-                detail={"server": info.server, "version": info.version},
+                detail={"server": info.server, "version": info.version, "registry": registry},
             )  # fmt: skip
             return cluster_view(cluster, 0)
+
+    def set_registry(self, caller: Caller, name: str, registry: str | None) -> dict[str, Any]:
+        """The registry address the cluster's nodes pull platform images from (None: the platform
+        registry's own). Apps pick it up on their next reconcile pass."""
+        if registry is not None:
+            check_registry_address(registry, "registry")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            cluster = s.scalar(select(Cluster).where(Cluster.name == name))
+            if cluster is None:
+                raise NotFound(f"cluster {name!r} is not registered (see `yunzhou cluster list`)")
+            before = cluster.registry_address
+            cluster.registry_address = registry
+            s.flush()
+            record_audit(
+                s, caller, now, action="cluster.update", target=name, project=None,
+                detail={"registry": registry, "previous": before},
+            )  # fmt: skip
+            used = s.scalar(
+                select(func.count()).select_from(Environment).where(Environment.target == f"cluster:{name}")
+            )
+            return cluster_view(cluster, used or 0)
 
     def list_clusters(self) -> list[dict[str, Any]]:
         with self.ctx.db.transaction() as s:

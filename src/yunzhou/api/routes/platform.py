@@ -157,7 +157,19 @@ def list_audit(
     response_model=schemas.ClusterInfo,
 )
 def add_cluster(body: schemas.ClusterCreate, cp: CP, caller: Who) -> Any:
-    return cp.clusters.add(caller, body.name, body.kubeconfig, body.context, body.base_domain)
+    return cp.clusters.add(caller, body.name, body.kubeconfig, body.context, body.base_domain, body.registry)
+
+
+@operation(
+    router,
+    "PATCH",
+    "/clusters/{cluster}",
+    name="cluster.update",
+    permission=Permission.PLATFORM_ADMIN,
+    response_model=schemas.ClusterInfo,
+)
+def update_cluster(cluster: schemas.Label, body: schemas.ClusterUpdate, cp: CP, caller: Who) -> Any:
+    return cp.clusters.set_registry(caller, cluster, body.registry)
 
 
 @operation(
