@@ -113,19 +113,34 @@ class Runc:
 
     # ---- starting --------------------------------------------------------------------------------------
     def _start(
-        self, spec: ContainerSpec, bundle_dir: Path, stdout: _Output, stderr: _Output, **popen: Any
+        self,
+        spec: ContainerSpec,
+        bundle_dir: Path,
+        stdout: _Output,
+        stderr: _Output,
+        *,
+        keep: bool = False,
+        **popen: Any,
     ) -> subprocess.Popen[bytes]:
         write_bundle(spec, bundle_dir)
         log = bundle_dir / LOG_FILE
         log.unlink(missing_ok=True)
-        command = self._command("run", "--bundle", str(bundle_dir), spec.id, log=log)
+        keeping = ["--keep"] if keep else []
+        command = self._command("run", *keeping, "--bundle", str(bundle_dir), spec.id, log=log)
         try:
             return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, **popen)
         except OSError as exc:
             raise SandboxError(f"container {spec.id}: cannot run {self.binary}: {exc.strerror}") from exc
 
     def spawn(
-        self, spec: ContainerSpec, bundle_dir: Path, stdout: _Output, stderr: _Output, **popen: Any
+        self,
+        spec: ContainerSpec,
+        bundle_dir: Path,
+        stdout: _Output,
+        stderr: _Output,
+        *,
+        keep: bool = False,
+        **popen: Any,
     ) -> subprocess.Popen[bytes]:
         """Start ``spec`` as a foreground ``runc run`` child and return it (for a supervisor).
 
@@ -133,9 +148,10 @@ class Runc:
         forwards the signals it receives (SIGTERM, SIGINT, …) to the container's process; SIGKILL cannot be
         forwarded, so stop a container with ``kill(id, SIGKILL)``, never ``Popen.kill()``, which would
         leave it running without its runc. Call ``delete(id, force=True)`` after the child has exited,
-        and ``start_failure(bundle_dir)`` to learn why when it exits before serving.
+        and ``start_failure(bundle_dir)`` to learn why when it exits before serving. ``keep``: the stopped
+        container (and its cgroup, with the OOM-kill counter) stays until ``delete`` (``runc run --keep``).
         """
-        return self._start(spec, bundle_dir, stdout, stderr, **popen)
+        return self._start(spec, bundle_dir, stdout, stderr, keep=keep, **popen)
 
     @staticmethod
     def start_failure(bundle_dir: Path) -> str:
