@@ -93,7 +93,15 @@ class Runner:
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
-        kubernetes = KubernetesRuntime(self.clusters.connect)
+        from yunzhou.reconcile.cluster_images import ClusterImageAccess
+        from yunzhou.services.pull_credentials import PullCredentialService
+
+        # host[:port] of the platform registry, the default a cluster's nodes pull from (set where it starts)
+        self.registry_address: str | None = None
+        images = ClusterImageAccess(
+            cp.ctx.db, PullCredentialService(cp.ctx, cp.ctx.secret_box), lambda: self.registry_address
+        )
+        kubernetes = KubernetesRuntime(self.clusters.connect, images=images)
         self.controller = AppController(
             cp.ctx.db,
             {"local": self.platform.runtime, "cluster": kubernetes},
