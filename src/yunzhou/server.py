@@ -17,13 +17,19 @@ from typing import Any
 import uvicorn
 
 from yunzhou.api import create_app
+from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.limits import Limits
 from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring, publish_router_admin
+from yunzhou.registry.access import RegistryAccess
+from yunzhou.registry.resolve import registry_address, resolver
+from yunzhou.registry.gc import GcLoop, RetentionPolicy, gc_interval
+from yunzhou.registry.server import TOKEN_PATH, RegistryProcess, RegistrySettings
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
+from yunzhou.services.image_pinning import ImagePinning
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
 from yunzhou.store import Database, check_integrity, keep_private, sqlite_url, upgrade
 
@@ -42,6 +48,8 @@ class ServerConfig:
     kubeconfig_exec: bool = False
     # request bodies and uploaded archives: YUNZHOU_MAX_* (domain/limits.py, docs/api.md#limits)
     limits: Limits = field(default_factory=Limits)
+    # the managed registry (default) or an external one: YUNZHOU_REGISTRY_* (docs/images.md)
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **overrides: object) -> ServerConfig:
@@ -55,6 +63,7 @@ class ServerConfig:
             "base_domain": env.get("YUNZHOU_BASE_DOMAIN", "localhost"),
             "kubeconfig_exec": _flag(env, "YUNZHOU_KUBECONFIG_EXEC"),
             "limits": Limits.from_env(env),
+            "registry": RegistrySettings.from_env(env),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -96,10 +105,10 @@ class Runner:
         from yunzhou.reconcile.cluster_images import ClusterImageAccess
         from yunzhou.services.pull_credentials import PullCredentialService
 
-        # host[:port] of the platform registry, the default a cluster's nodes pull from (set where it starts)
-        self.registry_address: str | None = None
+        # the platform registry's host[:port] is the default a cluster's nodes pull from
+        access = RegistryAccess(config.data_dir, config.registry)
         images = ClusterImageAccess(
-            cp.ctx.db, PullCredentialService(cp.ctx, cp.ctx.secret_box), lambda: self.registry_address
+            cp.ctx.db, PullCredentialService(cp.ctx, cp.ctx.secret_box), lambda: registry_address(access)
         )
         kubernetes = KubernetesRuntime(self.clusters.connect, images=images)
         self.controller = AppController(
@@ -119,6 +128,19 @@ class Runner:
         )  # fmt: skip
         self.cp = cp
         self._router_admin: tuple[str, dict[str, str]] | None = None  # what _publish_router_admin last wrote
+        # the managed registry runs beside the local target, watched like the router (docs/images.md)
+        self.registry: RegistryProcess | None = None
+        self.registry_gc: GcLoop | None = None
+        if config.registry.managed:
+            realm = reachable_url(config.api_host, config.api_port) + TOKEN_PATH
+            self.registry = RegistryProcess(config.data_dir, realm=realm, port=config.registry.port)
+            self.registry_gc = GcLoop(
+                self.registry,
+                RegistryAccess(config.data_dir, config.registry).client,
+                cp.registry.referenced_images,
+                RetentionPolicy.from_env(),
+                gc_interval(),
+            )
         if metrics is not None:  # this process runs the local target: its router and instances are here
             metrics.attach_local(
                 router_metrics=lambda: self.platform.router.metrics_text(),
@@ -181,6 +203,11 @@ class Runner:
         try:
             self.platform.start()
             self._publish_router_admin()
+            if self.registry is not None:
+                self.registry.start()
+                log.info("registry on %s (data %s)", self.registry.url, self.registry.storage)
+            if self.registry_gc is not None:
+                self.registry_gc.start()
             self.tailer.start()
             # after a restart every app is looked at again, so the machine converges back to desired state
             with self.cp.ctx.db.transaction() as s:
@@ -203,6 +230,12 @@ class Runner:
     def _ensure_router(self) -> None:
         self.platform.ensure_router()
         self._publish_router_admin()
+        if self.registry is not None:
+            try:
+                if self.registry.ensure():
+                    log.error("the registry exited; started it again on %s", self.registry.url)
+            except (PermanentError, TemporaryError) as exc:  # tried again when the worker is next idle
+                log.error("the registry exited and could not be started again: %s", exc)
 
     def _publish_router_admin(self) -> None:
         """Say where the router's admin API is and its token, for a --no-runtime control plane's scrape."""
@@ -222,6 +255,10 @@ class Runner:
         if self.alerts is not None:
             self.alerts.stop()
         self.worker.stop()
+        if self.registry_gc is not None:
+            self.registry_gc.stop()
+        if self.registry is not None:
+            self.registry.stop()
         self.platform.stop()
         (self.platform.data_dir / ROUTER_ADMIN_FILE).unlink(missing_ok=True)
         self.tailer.stop()
@@ -267,6 +304,12 @@ def cluster_probe(
     return ProbeResult(server=info.server, version=info.version, context=info.context)
 
 
+def image_pinning(config: ServerConfig) -> ImagePinning:
+    """Deploy-time pinning against the platform registry and YUNZHOU_IMAGE_REGISTRIES (YUNZHOU_IMAGE_PINNING)."""
+    access = RegistryAccess(config.data_dir, config.registry)
+    return ImagePinning.from_env(resolver(access), lambda: registry_address(access))
+
+
 def build_control_plane(config: ServerConfig) -> ControlPlane:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     tightened = keep_private(config.data_dir)  # 0700, and nothing in it for group/other
@@ -284,6 +327,8 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
         kubeconfig_exec=config.kubeconfig_exec,
     )
     cp.ctx.limits = config.limits
+    cp.ctx.registry_images = RegistryAccess(config.data_dir, config.registry).images
+    cp.ctx.image_pinning = image_pinning(config)  # a deploy's Score image tags → digests
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)
     return cp

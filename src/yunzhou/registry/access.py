@@ -5,10 +5,17 @@ registry is used with its own credentials instead."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import httpx
 
+from yunzhou.domain.errors import TemporaryError
 from yunzhou.registry.client import RegistryClient
-from yunzhou.registry.tokens import TokenIssuer, parse_scope
+from yunzhou.registry.images import list_images
+from yunzhou.registry.server import ADDRESS_FILE, RegistrySettings
+from yunzhou.registry.tokens import REGISTRY_DIR, TokenIssuer, parse_scope
 
 SERVICE_SUBJECT = "yunzhou-server"
 
@@ -37,3 +44,38 @@ def service_client(url: str, issuer: TokenIssuer, realm: str, *, timeout: float 
     """A client of the managed registry at ``url`` with the server's full access."""
     transport = _ServiceTokens(issuer, realm, httpx.HTTPTransport(trust_env=False))
     return RegistryClient(url, transport=transport, timeout=timeout)
+
+
+class RegistryAccess:
+    """The registry this server uses, for the composition root: the managed one (found through the
+    address file its ``RegistryProcess`` writes, so an API process that does not run it finds it too)
+    or the external one of ``YUNZHOU_REGISTRY_URL``."""
+
+    def __init__(self, data_dir: Path, settings: RegistrySettings) -> None:
+        self.settings = settings
+        self.root = data_dir / REGISTRY_DIR
+        self._issuer: TokenIssuer | None = None
+
+    def client(self) -> RegistryClient:
+        """A new client with the server's access (close it after use)."""
+        if self.settings.url is not None:
+            return RegistryClient(
+                self.settings.url, username=self.settings.username, password=self.settings.password
+            )
+        try:
+            address = json.loads((self.root / ADDRESS_FILE).read_text())
+        except (OSError, ValueError):
+            raise TemporaryError(
+                "the managed registry is not running (no registry/address.json in the data dir); "
+                "`yunzhou server` starts it"
+            ) from None
+        if self._issuer is None:
+            self._issuer = TokenIssuer(self.root)
+        return service_client(str(address["url"]), self._issuer, str(address["realm"]))
+
+    def images(self, repository: str) -> list[dict[str, Any]]:
+        """The repository's images without attachments, newest first (``ServiceContext.registry_images``)."""
+        with self.client() as client:
+            storage = None if self.settings.url is not None else self.root / "data"
+            listed = list_images(client, repository, storage)
+        return [image.view() for image in listed if image.attachment_of is None]

@@ -11,9 +11,11 @@ refused with 503 for those seconds — ``GcReport.readonly_seconds``).
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +23,8 @@ from yunzhou.envnumbers import number_from_env
 from yunzhou.registry.client import RegistryClient
 from yunzhou.registry.images import StoredImage, blobs_bytes, list_images
 from yunzhou.registry.server import RegistryProcess
+
+log = logging.getLogger("yunzhou.registry")
 
 
 @dataclass(frozen=True)
@@ -126,3 +130,57 @@ def collect(
     report.bytes_after = blobs_bytes(process.storage)
     report.seconds = time.monotonic() - started
     return report
+
+
+def gc_interval(environ: Mapping[str, str] | None = None) -> float:
+    """``YUNZHOU_REGISTRY_GC_INTERVAL``: seconds between retention runs (default a day; 0 turns it off)."""
+    return number_from_env(
+        "YUNZHOU_REGISTRY_GC_INTERVAL", 86400, 0, 30 * 86400, unit="seconds", environ=environ
+    )
+
+
+class GcLoop:
+    """Retention and garbage collection every ``interval`` seconds, in a thread of the server that runs
+    the managed registry; each run's report is logged (and kept in ``last``)."""
+
+    def __init__(
+        self,
+        process: RegistryProcess,
+        client: Callable[[], RegistryClient],
+        referenced: Callable[[], set[str]],
+        policy: RetentionPolicy,
+        interval: float,
+    ) -> None:
+        self.process = process
+        self.client = client
+        self.referenced = referenced
+        self.policy = policy
+        self.interval = interval
+        self.last: GcReport | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="yunzhou-registry-gc", daemon=True)
+
+    def run_once(self) -> GcReport:
+        with self.client() as client:
+            # read the references after listing would race a release made meanwhile; read them first and
+            # rely on keep_days for images pushed since (a build's release comes right after its push)
+            report = collect(self.process, client, self.referenced(), self.policy)
+        log.info("registry retention: %s", report.view())
+        self.last = report
+        return report
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.run_once()
+            except Exception:  # a failed run is logged and tried again at the next interval
+                log.exception("registry retention failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=60)

@@ -11,10 +11,12 @@ Instead of the managed one, an external registry may be named by ``YUNZHOU_REGIS
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
 import subprocess
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,6 +32,7 @@ from yunzhou.registry.tokens import ISSUER, REGISTRY_DIR, SERVICE, TokenIssuer, 
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 TOKEN_PATH = "/api/v1/registry/token"  # noqa: S105 - a URL path, not a secret
+ADDRESS_FILE = "address.json"  # where the running managed registry listens: {"url", "realm"}
 _ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
@@ -123,6 +126,7 @@ class RegistryProcess:
         self._port = port
         self.addr = ""
         self._child = ChildProcess("registry", self.root / "registry.log")
+        self._maintenance = threading.Lock()  # held while garbage collection restarts it
 
     @property
     def url(self) -> str:
@@ -147,6 +151,10 @@ class RegistryProcess:
         self._child.start(
             [self.binary, "serve", str(self.config_path)], env=env, ready=self._answers, timeout=timeout
         )
+        # for the processes that use it without running it (an API started with --no-runtime)
+        address = json.dumps({"url": self.url, "realm": self.realm}).encode()
+        (self.root / ADDRESS_FILE).unlink(missing_ok=True)
+        write_private(self.root / ADDRESS_FILE, address, 0o600)
         return self
 
     def _write_config(self, *, readonly: bool) -> None:
@@ -176,25 +184,33 @@ class RegistryProcess:
         return self._child.pid
 
     def ensure(self) -> bool:
-        """Start it again when it exited (on the same address); True when it had to."""
-        if self.running():
+        """Start it again when it exited (on the same address); True when it had to. During maintenance
+        (garbage collection restarts it on purpose) it does nothing."""
+        if not self._maintenance.acquire(blocking=False):
             return False
-        self.start()
-        return True
+        try:
+            if self.running():
+                return False
+            self.start()
+            return True
+        finally:
+            self._maintenance.release()
 
     def stop(self) -> None:
         self._child.stop()
+        (self.root / ADDRESS_FILE).unlink(missing_ok=True)
 
     @contextmanager
     def maintenance(self) -> Iterator[None]:
         """Restart read-only for the duration (pulls are served, pushes refused), then normally."""
-        self.stop()
-        self.start(readonly=True)
-        try:
-            yield
-        finally:
+        with self._maintenance:
             self.stop()
-            self.start()
+            self.start(readonly=True)
+            try:
+                yield
+            finally:
+                self.stop()
+                self.start()
 
     def garbage_collect(self, *, timeout: float = 600.0) -> str:
         """``docker-registry garbage-collect`` on the storage, with the registry read-only meanwhile
