@@ -20,136 +20,58 @@ import shutil
 import stat
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 from yunzhou.build.cache import BuildCache, CachedLayer
 from yunzhou.build.deps import SCRATCH_MOUNT, SOURCE_MOUNT, DependencyStep, plan_dependencies
 from yunzhou.build.detect import DOCKERFILE, Detected, detect, list_source
+from yunzhou.build.dockerfile import build_dockerfile
+from yunzhou.build.model import (
+    HOST_CA_BUNDLE,
+    TAIL_LINES,
+    BuildCancelled,
+    BuildContext,
+    BuildFailed,
+    BuildRequest,
+    BuildResult,
+    BuildStep,
+    LogLine,
+    Progress,
+    StackDefinitionLike,
+    Stacks,
+    StepRunner,
+    failure_message,
+)
 from yunzhou.build.oci import ImageConfig, ImageRef, ImageStore, Layer
 from yunzhou.build.sbom import Package, parse_npm_lock, spdx_document, venv_packages
-from yunzhou.domain.errors import PermanentError
+
+__all__ = [
+    "BuildCancelled",
+    "BuildContext",
+    "BuildFailed",
+    "BuildRequest",
+    "BuildResult",
+    "BuildStep",
+    "LogLine",
+    "Progress",
+    "StackDefinitionLike",
+    "Stacks",
+    "StepRunner",
+    "build_image",
+    "failure_message",
+    "image_config",
+    "step_env",
+]
 
 DEFAULT_PORT = 8080
 CREATED = (
     "1970-01-01T00:00:00Z"  # org.opencontainers.image.created: EPOCH, so equal sources give equal digests
 )
-HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 SOURCE_DATE_EPOCH = "315532800"  # 1980-01-01: zip (wheels) cannot hold earlier times
 # Never part of the app layer: version control, dependency folders (the dependency layer has them), caches.
 APP_EXCLUDE = frozenset({".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".yunzhou"})
 APP_EXCLUDE_TOP = frozenset({"venv"})
-TAIL_LINES = 40
-_ERROR_MARKERS = ("ERROR:", "npm ERR!", "npm error", "*** Error compiling", "SyntaxError", "Error:")
-
-LogLine = Callable[[str], None]
-Progress = Callable[[str, float], None]
-
-
-@dataclass
-class BuildFailed(PermanentError):
-    """The build could not make an image; ``message`` holds the failing tool's own error lines."""
-
-    code: str = "build_failed"
-
-
-@dataclass
-class BuildCancelled(BuildFailed):
-    code: str = "cancelled"
-
-
-@dataclass(frozen=True)
-class BuildRequest:
-    """What to build. ``command``/``args`` are the Score container's (the image's default command);
-    ``labels`` are extra ``org.opencontainers.image.*`` labels (``source``, ``revision``); ``name`` is the
-    image's title (``project/app``); ``time_limit`` covers the whole build, in seconds."""
-
-    source_dir: Path
-    stack: str | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    stack_version: str | None = None
-    command: tuple[str, ...] | None = None
-    args: tuple[str, ...] | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    name: str = "app"
-    time_limit: float = 900.0
-    egress: bool = True
-    memory_limit_bytes: int = 2 << 30
-    cpu_limit_millis: int = 2000
-
-
-@dataclass(frozen=True)
-class BuildStep:
-    """One command in a sandbox container on ``image``: ``mounts`` are (container path, host path,
-    writable); the runner adds network (egress when asked), limits, and streams the output to ``log``."""
-
-    name: str
-    image: ImageRef
-    args: tuple[str, ...]
-    env: Mapping[str, str]
-    cwd: str
-    mounts: tuple[tuple[str, Path, bool], ...]
-    uid: int
-    gid: int
-    egress: bool
-    memory_limit_bytes: int
-    cpu_limit_millis: int
-
-
-class StepRunner(Protocol):
-    def run(self, step: BuildStep, log: LogLine, *, timeout: float, cancel: threading.Event) -> int:
-        """Run ``step`` to its end; its exit code. Past ``timeout`` or on ``cancel``: kill it and raise
-        ``BuildFailed`` / ``BuildCancelled``."""
-        ...
-
-
-class Stacks(Protocol):
-    """What the builder needs of ``build.stacks.StackCatalog``."""
-
-    def image(
-        self, name: str, version: str | None = None, progress: Progress | None = None, *, purpose: str = "run"
-    ) -> ImageRef: ...
-
-    def definition(self, name: str, version: str | None = None) -> _StackDefinition: ...
-
-
-class _StackDefinition(Protocol):
-    @property
-    def version(self) -> str: ...
-
-    @property
-    def layout(self) -> Mapping[str, str]: ...
-
-    @property
-    def uid_gid(self) -> tuple[int, int]: ...
-
-
-@dataclass
-class BuildContext:
-    """Where and with what a build runs. ``work_dir``: a scratch folder for this build (emptied)."""
-
-    store: ImageStore
-    stacks: Stacks
-    runner: StepRunner
-    work_dir: Path
-    log: LogLine = field(default=lambda line: None)
-    progress: Progress = field(default=lambda step, fraction: None)
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    digest: str
-    config_digest: str
-    size: int
-    stack: str
-    stack_version: str
-    stack_digest: str
-    deps_cached: bool
-    sbom: bytes
-    detected: str = ""  # why this stack (one line)
 
 
 class _Clock:
@@ -174,7 +96,7 @@ def build_image(request: BuildRequest, context: BuildContext) -> BuildResult:
     found = detect(listing, stack=request.stack, annotations=request.annotations)
     context.log(f"stack: {found.stack} ({found.reason})")
     if found.stack == DOCKERFILE:
-        raise BuildFailed("Dockerfile builds are not available yet: choose a stack with --stack")
+        return build_dockerfile(request, context, found, clock.left("the Dockerfile build"))
     context.progress("stack", 0.05)
     definition = context.stacks.definition(found.stack, request.stack_version)
     run_image = context.stacks.image(found.stack, request.stack_version, _scaled(context.progress, 0.05, 0.3))
@@ -392,15 +314,6 @@ def _run(context: BuildContext, step: BuildStep, clock: _Clock, tail: list[str])
     return context.runner.run(step, log, timeout=clock.left(f"the {step.name} step"), cancel=context.cancel)
 
 
-def failure_message(what: str, code: int, tail: Sequence[str]) -> str:
-    """``what`` failed, with the tool's own error lines (from its first error line, else its last lines)."""
-    lines = [line.rstrip() for line in tail if line.strip()]
-    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(_ERROR_MARKERS)), None)
-    shown = lines[start:][:12] if start is not None else lines[-8:]
-    head = f"{what} failed (exit code {code})"
-    return head + (":\n" + "\n".join(shown) if shown else "")
-
-
 def _dependencies(
     request: BuildRequest,
     context: BuildContext,
@@ -408,7 +321,7 @@ def _dependencies(
     run_image: ImageRef,
     build_image_ref: ImageRef,
     stage: Path,
-    definition: _StackDefinition,
+    definition: StackDefinitionLike,
     clock: _Clock,
 ) -> tuple[CachedLayer, bool]:
     cache = BuildCache(context.store)
@@ -475,7 +388,7 @@ def _check_python(
     context: BuildContext,
     image: ImageRef,
     stage: Path,
-    definition: _StackDefinition,
+    definition: StackDefinitionLike,
     clock: _Clock,
 ) -> None:
     """Byte-compile the app into scratch (thrown away): a syntax error fails the build in Python's words.
