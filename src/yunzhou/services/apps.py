@@ -158,6 +158,11 @@ class AppService:
         build job passes); None keeps the Score's containers' images."""
         workload, effective = validate_deployment(score, settings, env)
         name = workload.metadata.name
+        # tags resolved to digests first: the network stays out of the transaction (image_pinning.py)
+        pinning = self.ctx.image_pinning
+        document, unpinned = (
+            (workload.to_dict(), []) if pinning is None else pinning.pin(project, workload.to_dict())
+        )
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
             a = check_deploy_target(s, project, e, name, artifact)
@@ -169,7 +174,7 @@ class AppService:
                 e,
                 a,
                 name,
-                score=workload.to_dict(),
+                score=document,
                 settings=effective.to_dict(),
                 artifact=artifact,
                 image=image,
@@ -181,7 +186,7 @@ class AppService:
             # said now rather than as a failed rollout later (domain/local_target.py)
             local = e.target == TARGET_LOCAL
             cannot_run = local_run_warnings(workload, artifact is not None) if local else []
-            result["warnings"] = [{"path": p.path, "message": p.message} for p in cannot_run]
+            result["warnings"] = [{"path": p.path, "message": p.message} for p in [*unpinned, *cannot_run]]
             return result
 
     def update_settings(

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.errors import Conflict, NotFound
 from yunzhou.domain.limits import Limits
 from yunzhou.services.context import Clock
+from yunzhou.services.image_pinning import ImagePinning
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox
 from yunzhou.store.models import App, Environment, Member, Project
@@ -30,6 +31,8 @@ class ServiceContext:
     runtime_logs: Callable[..., list[dict[str, Any]]] | None = None
     # request bodies and uploaded archives (YUNZHOU_MAX_*); the composition root sets the server's
     limits: Limits = field(default_factory=Limits)
+    # resolves a deploy's Score image tags to digests (services/image_pinning.py); None: kept as written
+    image_pinning: ImagePinning | None = None
     # repository → its images in the registry (services/registry.py); injected by the composition root
     registry_images: Callable[[str], list[dict[str, Any]]] | None = None
 
