@@ -113,11 +113,12 @@ class BlobWriter:
             self._tmp.unlink(missing_ok=True)
             raise PermanentError(f"blob content has digest {digest}, expected {self._expected}")
         final = self._store.blob_path(digest)
-        if final.exists():
-            self._tmp.unlink(missing_ok=True)
+        try:
             os.utime(final)  # a reused blob is fresh again for remove_unreferenced's grace period
-        else:
+        except FileNotFoundError:
             os.replace(self._tmp, final)
+        else:
+            self._tmp.unlink(missing_ok=True)
         return digest
 
     def abort(self) -> None:
@@ -354,7 +355,7 @@ class ImageStore:
             "mediaType": MEDIA_INDEX,
             "manifests": [e for e in self._read_index() if entry_name(e) in set(names)],
         }
-        blobs = sorted(self._reachable({known[n] for n in names}))
+        blobs = sorted(d for d in self._reachable({known[n] for n in names}) if self.has(d))
         tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
         try:
             with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:

@@ -202,13 +202,10 @@ class RegistryClient:
         *,
         mount_from: str | None = None,
     ) -> PushResult:
-        """Push the image (or index) ``digest`` from ``store`` to ``repo``, then tag it when asked."""
+        """Push the image (or index) ``digest`` from ``store`` to ``repo`` (under ``tag`` when given)."""
         uploaded: list[str] = []
         skipped: list[str] = []
-        self._push_manifest(store, repo, digest, mount_from, uploaded, skipped)
-        if tag is not None:
-            media_type = store.manifest(digest).get("mediaType") or MEDIA_MANIFEST
-            self.put_manifest(repo, tag, store.blob_path(digest).read_bytes(), media_type)
+        self._push_manifest(store, repo, digest, tag or digest, mount_from, (uploaded, skipped))
         return PushResult(digest=digest, uploaded=tuple(uploaded), skipped=tuple(skipped))
 
     def pull(self, repo: str, reference: str, store: ImageStore, *, name: str | None = None) -> str:
@@ -252,25 +249,24 @@ class RegistryClient:
         store: ImageStore,
         repo: str,
         digest: str,
+        reference: str,
         mount_from: str | None,
-        uploaded: list[str],
-        skipped: list[str],
+        tally: tuple[list[str], list[str]],
     ) -> None:
+        """Blobs (or child manifests) first, then the manifest itself under ``reference``."""
         doc = store.manifest(digest)
         if "manifests" in doc:
             for child in doc["manifests"]:
                 child_digest = check_digest(str(child.get("digest")))
                 if store.has(child_digest):
-                    self._push_manifest(store, repo, child_digest, mount_from, uploaded, skipped)
+                    self._push_manifest(store, repo, child_digest, child_digest, mount_from, tally)
         else:
             for blob in [doc["config"], *doc.get("layers", [])]:
                 blob_digest = check_digest(str(blob.get("digest")))
-                if self._push_blob(store, repo, blob_digest, mount_from):
-                    uploaded.append(blob_digest)
-                else:
-                    skipped.append(blob_digest)
+                sent = self._push_blob(store, repo, blob_digest, mount_from)
+                tally[0 if sent else 1].append(blob_digest)
         media_type = doc.get("mediaType") or MEDIA_MANIFEST
-        self.put_manifest(repo, digest, store.blob_path(digest).read_bytes(), media_type)
+        self.put_manifest(repo, reference, store.blob_path(digest).read_bytes(), media_type)
 
     def _push_blob(self, store: ImageStore, repo: str, digest: str, mount_from: str | None) -> bool:
         """Upload one blob unless the registry has it (or mounts it); True when bytes were sent."""
