@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from yunzhou.cli import admin, apps, deploy, logs, server
+from yunzhou.cli import admin, apps, builds, deploy, images, logs, server
 from yunzhou.cli.alerts import alerts_app
 from yunzhou.cli.autoscale import autoscale_app, scale_hook_app
 from yunzhou.cli.clusters import cluster_app
@@ -24,6 +24,7 @@ from yunzhou.cli.environments import env_app
 from yunzhou.cli.observe import observe_app
 from yunzhou.cli.projects import project_app
 from yunzhou.cli.secrets import secret_app
+from yunzhou.cli.stacks import stacks_app
 from yunzhou.cli.traffic import rollout_app, traffic_app
 
 
@@ -63,6 +64,7 @@ app.add_typer(env_app, name="env", rich_help_panel=PANEL_SETUP)
 app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
 app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
 app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
+app.add_typer(stacks_app, name="stacks", rich_help_panel=PANEL_SETUP)
 app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
 app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 app.add_typer(autoscale_app, name="autoscale", rich_help_panel=PANEL_APPS)
@@ -70,6 +72,8 @@ app.add_typer(scale_hook_app, name="scale-hook", rich_help_panel=PANEL_APPS)
 app.add_typer(traffic_app, name="traffic", rich_help_panel=PANEL_APPS)
 app.add_typer(rollout_app, name="rollout", rich_help_panel=PANEL_APPS)
 deploy.register(app)
+builds.register(app)
+images.register(app)
 apps.register(app)
 logs.register(app)
 admin.register(app)

@@ -13,8 +13,10 @@ from urllib.parse import quote
 import httpx
 
 from yunzhou.client.artifact import SourceArchive, pack_source
+from yunzhou.client.builds import BuildCalls
 from yunzhou.client.config import DEFAULT_URL, ClientConfig, load_config
 from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, error_from_response
+from yunzhou.client.stacks import StackCalls
 from yunzhou.domain.errors import FieldProblem
 
 API_PREFIX = "/api/v1"
@@ -31,7 +33,7 @@ def _segment(value: object) -> str:
     return quote(str(value), safe="")
 
 
-class YunzhouClient:
+class YunzhouClient(BuildCalls, StackCalls):
     """A synchronous client for the Yunzhou HTTP API (v1).
 
     ``sleep`` and ``clock`` are injectable so that waiting and retrying can be tested without real time.
@@ -222,6 +224,10 @@ class YunzhouClient:
 
     def list_releases(self, project: str, env: str, app: str) -> list[Json]:
         return self._items(self._app_path(project, env, app) + "/releases")
+
+    def list_images(self, project: str, env: str, app: str) -> list[Json]:
+        """The app's images in the registry, newest first, with the releases that refer to each."""
+        return self._items(self._app_path(project, env, app) + "/images")
 
     def get_release(self, project: str, env: str, app: str, number: int) -> Json:
         path = self._app_path(project, env, app) + f"/releases/{int(number)}"
