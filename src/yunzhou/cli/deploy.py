@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from yunzhou.cli.builds import follow_build
 from yunzhou.cli.common import (
     PANEL_APPS,
     AppArg,
@@ -33,9 +34,9 @@ from yunzhou.cli.documents import (
 )
 from yunzhou.cli.progress import TimeoutOption, WaitOption, follow_rollout
 from yunzhou.cli.source import IncludeOption, left_out_line
-from yunzhou.client import pack_source
+from yunzhou.client import YunzhouClient, pack_source
 from yunzhou.domain.errors import UserError
-from yunzhou.domain.names import AppAddress
+from yunzhou.domain.names import AppAddress, EnvAddress
 
 Json = dict[str, Any]
 settings_app = typer.Typer(help="Show or change an app's platform settings.", no_args_is_help=True)
@@ -77,8 +78,30 @@ def deploy(
     ] = None,
     source: Annotated[
         Path | None,
-        typer.Option("--source", exists=True, file_okay=False, help="Upload this directory as the artifact."),
+        typer.Option(
+            "--source",
+            exists=True,
+            file_okay=False,
+            help="Upload this directory, build it into an image (its log is shown) and release the image "
+            "pinned to its digest; a failed build makes no release.",
+        ),
     ] = None,
+    stack: Annotated[
+        str | None,
+        typer.Option(
+            "--stack",
+            help="With --source: build with this stack (python, node, java, tomcat, static); default: "
+            "detected from the source or the Score annotation yunzhou.io/stack.",
+        ),
+    ] = None,
+    no_build: Annotated[
+        bool,
+        typer.Option(
+            "--no-build",
+            help="With --source: release the uploaded directory without building an image (it runs only "
+            "with YUNZHOU_INSTANCE_MODE=process, see docs/local-runtime.md).",
+        ),
+    ] = False,
     overrides: Annotated[
         list[str] | None,
         typer.Option(
@@ -128,6 +151,10 @@ def deploy(
             **(settings or {}),
             "rollout": {**((settings or {}).get("rollout") or {}), "allowNoTraffic": True},
         }
+    if (stack is not None or no_build) and source is None:
+        raise UserError(f"{'--stack' if stack is not None else '--no-build'} goes with --source DIR")
+    if stack is not None and no_build:
+        raise UserError("--stack builds an image; --no-build builds none: choose one")
     client = connect(ctx, not_found=env_hint(address))
     artifact: str | None = None
     if source is not None:
@@ -137,15 +164,49 @@ def deploy(
         note(f"Uploaded {source} as {artifact}")
         if (left_out := left_out_line(archive.left_out)) is not None:
             note(left_out)
-    deployment = client.deploy(address.project, address.env, score, settings, artifact)
+    if artifact is not None and not no_build:
+        deployment = build_and_release(client, address, artifact, score, settings, stack)
+    else:
+        deployment = client.deploy(address.project, address.env, score, settings, artifact)
     say(f"Deployed {release_line(address, deployment)}")
     for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout
-        warn(f"this release will not start: {warning.get('path')}: {warning.get('message')}")
+        message = str(warning.get("message"))
+        # an image tag the platform could not pin runs, but may move under the release
+        prefix = "" if message.startswith("not pinned:") else "this release will not start: "
+        warn(f"{prefix}{warning.get('path')}: {message}")
     app_name = (deployment.get("app") or {}).get("name")
     if wait and app_name:
         follow_rollout(
             client, AppAddress(address.project, address.env, app_name), deployment.get("rollout"), timeout
         )
+
+
+def build_and_release(
+    client: YunzhouClient,
+    address: EnvAddress,
+    artifact: str,
+    score: Json,
+    settings: Json | None,
+    stack: str | None,
+) -> Json:
+    """Start a build that deploys on success, follow it, and return the deployment it made (app, release,
+    rollout) as ``client.deploy`` would."""
+    build = client.start_build(
+        address.project, address.env, artifact, score=score, settings=settings, stack=stack
+    )
+    note(
+        f"Building {build.get('address')} (build {build['id']}, stack {build.get('stack')}); "
+        "Ctrl-C stops following, not the build"
+    )
+    final = follow_build(client, build)
+    app, number = str(final["app"]), int(final["release"])
+    note(f"Built {final.get('image')}" + (" (dependencies reused)" if final.get("deps_cached") else ""))
+    rollouts = client.list_rollouts(address.project, address.env, app)
+    return {
+        "app": client.get_app(address.project, address.env, app),
+        "release": client.get_release(address.project, address.env, app, number),
+        "rollout": next((r for r in rollouts if r.get("to_release") == number), None),
+    }
 
 
 STRATEGIES = ("rolling", "canary", "blue-green")

@@ -8,6 +8,7 @@ from yunzhou.client.artifact import (
     build_artifact,
     pack_source,
 )
+from yunzhou.client.builds import TERMINAL_BUILD_STATES
 from yunzhou.client.config import (
     DEFAULT_URL,
     ClientConfig,
@@ -23,6 +24,7 @@ from yunzhou.client.http import TERMINAL_ROLLOUT_STATES, YunzhouClient
 __all__ = [
     "DEFAULT_URL",
     "SKIPPED_NAMES",
+    "TERMINAL_BUILD_STATES",
     "TERMINAL_ROLLOUT_STATES",
     "ApiError",
     "ClientConfig",

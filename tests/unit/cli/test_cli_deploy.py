@@ -97,18 +97,60 @@ def test_env_name_must_exist_in_the_settings(shop: Run, score_file: Path) -> Non
     assert "no environments.staging block (it has: prod, production-eu)" in result.stderr
 
 
-def test_source_is_uploaded_and_deployed_as_the_artifact(
+def test_source_is_uploaded_built_and_its_image_released(
     shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
 ) -> None:
     source = tmp_path / "src"
     source.mkdir()
     (source / "main.py").write_text("print('orders')\n")
-    result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source))
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--stack", "python")
     assert result.exit_code == 0, result.output
     digest = artifact_digest(build_artifact(source))
-    assert _sent(fake)["artifact"] == digest
+    [started] = fake.bodies("POST", "/builds")
+    assert started["artifact"] == digest
+    assert started["stack"] == "python"
+    assert started["score"] == yaml.safe_load(score_file.read_text())
+    assert fake.bodies("POST", "/deployments") == []  # the build deploys, not the CLI
     assert f"Uploaded {source} as {digest}" in result.stderr
+    assert "Building shop/dev/orders (build b000000000001, stack python)" in result.stderr
+    assert "Successfully installed flask-3.0.0" in result.stderr  # the build's log, followed
+    assert "Built shop/orders@sha256:abab" in result.stderr
     assert result.stdout == "Deployed shop/dev/orders as release 1\n"
+
+
+def test_source_whose_build_fails_exits_1_with_the_tools_error_and_deploys_nothing(
+    shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
+) -> None:
+    fake.build_outcome = "failed"
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "requirements.txt").write_text("nosuchpkg\n")
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--wait")
+    assert result.exit_code == 1
+    assert "ERROR: No matching distribution found for nosuchpkg" in result.stderr
+    assert "Error: build b000000000001 failed: pip install failed (exit 1)" in result.stderr
+    assert "the running release is unchanged" in result.stderr
+    assert result.stdout == ""
+    assert fake.releases == {}
+
+
+def test_no_build_releases_the_uploaded_directory_as_before(
+    shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "main.py").write_text("print('orders')\n")
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--no-build")
+    assert result.exit_code == 0, result.output
+    assert _sent(fake)["artifact"] == artifact_digest(build_artifact(source))
+    assert fake.bodies("POST", "/builds") == []
+    assert result.stdout == "Deployed shop/dev/orders as release 1\n"
+
+
+def test_stack_without_source_is_refused(shop: Run, score_file: Path) -> None:
+    result = shop("deploy", "shop/dev", "-f", str(score_file), "--stack", "python")
+    assert result.exit_code == 1
+    assert "--stack goes with --source DIR" in result.stderr
 
 
 def test_wait_follows_the_rollout_to_success(shop: Run, fake: FakeApi, score_file: Path) -> None:

@@ -18,14 +18,18 @@ from urllib.parse import unquote
 import httpx
 
 from tests.unit.client.fake_apps import FakeApps
+from tests.unit.client.fake_builds import FakeBuilds
 from tests.unit.client.fake_types import ADMIN_TOKEN, LABEL, NOW, Caller, Json, Problem, invalid
 
 __all__ = ["ADMIN_TOKEN", "FakeApi"]
 
 
 @dataclass
-class FakeApi(FakeApps):
+class FakeApi(FakeApps, FakeBuilds):
     now: float = 0.0
+    build_outcome: str = "succeeded"  # where a started build ends up (fake_builds.py)
+    builds: dict[str, Json] = field(default_factory=dict)
+    build_logs: dict[str, str] = field(default_factory=dict)
     rollout_outcome: str = "succeeded"  # where a polled rollout ends up
     unavailable_for: int = 0  # answer this many next requests with 503
     tokens: dict[str, Json] = field(default_factory=dict)
@@ -99,6 +103,9 @@ class FakeApi(FakeApps):
             return httpx.Response(exc.status, json={"error": error}, headers=headers)
         if body is None:
             return httpx.Response(status, headers=headers)
+        if isinstance(body, bytes):  # a followed build log (NDJSON)
+            headers["Content-Type"] = "application/x-ndjson"
+            return httpx.Response(status, content=body, headers=headers)
         return httpx.Response(status, json=body, headers=headers)
 
     def _route(self, request: httpx.Request) -> tuple[int, Any]:
@@ -152,6 +159,11 @@ class FakeApi(FakeApps):
             ("GET", a + "/rollouts", self.list_rollouts),
             ("GET", a + r"/rollouts/([^/]+)", self.get_rollout),
             ("POST", "/artifacts", self.upload_artifact),
+            ("POST", e + "/builds", self.start_build),
+            ("GET", e + "/builds", self.list_builds),
+            ("GET", r"/builds/([^/]+)", self.get_build),
+            ("GET", r"/builds/([^/]+)/logs", self.build_log),
+            ("POST", r"/builds/([^/]+)/cancel", self.cancel_build),
             ("GET", "/audit", self.list_audit),
             ("POST", "/tokens", self.create_token),
             ("GET", "/tokens", self.list_tokens),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -22,6 +23,7 @@ Who = Annotated[Caller, Depends(caller_of)]
 ENV = "/projects/{project}/environments/{env}"
 BuildId = Annotated[str, Path(pattern=r"^b[0-9a-f]{12}$", description="A build's id (b + 12 hex digits)")]
 FOLLOW_POLL_S = 0.5
+HEARTBEAT_S = 15.0  # an empty chunk at least this often while the log is silent (clients time out at 90 s)
 
 
 class BuildCreate(schemas.Body):
@@ -162,9 +164,14 @@ def build_logs(
 
 def _follow(cp: ControlPlane, caller: Caller, build_id: str, page: dict[str, Any]) -> Iterator[bytes]:
     pause = threading.Event()
+    quiet_since = time.monotonic()
     while True:
         if page["text"]:
             yield _line({"offset": page["offset"], "text": page["text"]})
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= HEARTBEAT_S:  # a silent step: tell the client we are here
+            yield _line({"offset": page["offset"], "text": ""})
+            quiet_since = time.monotonic()
         if page["done"]:
             build = cp.builds.get(caller, build_id)
             end = {
