@@ -1,13 +1,16 @@
 """Run one command in a runc container (see docs/images.md, "Sandbox")."""
 
 from yunzhou.sandbox.bundle import ContainerSpec, Mount, NetworkAttachment, render_config, write_bundle
+from yunzhou.sandbox.network import Network, NetworkError
 from yunzhou.sandbox.runc import ContainerState, Runc, SandboxCancelled, SandboxError, SandboxTimeout
 
 __all__ = [
     "ContainerSpec",
     "ContainerState",
     "Mount",
+    "Network",
     "NetworkAttachment",
+    "NetworkError",
     "Runc",
     "SandboxCancelled",
     "SandboxError",
