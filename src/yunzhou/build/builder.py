@@ -404,7 +404,7 @@ def _check_python(
     step = BuildStep(
         name="syntax check",
         image=image,
-        args=("python3", "-m", "compileall", "-q", "-x", r"(^|/)(\.venv|venv|node_modules)/", SOURCE_MOUNT),
+        args=("python3", "-m", "compileall", "-q", "-x", r"(^|/)(\.venv|venv|node_modules)/", "."),
         env=env,
         cwd=SOURCE_MOUNT,
         mounts=tuple(_mounts(stage, scratch)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
+import resource
 import secrets
 import shutil
 import threading
@@ -34,7 +35,7 @@ from yunzhou.sandbox import (
 
 RESOLV_CANDIDATES = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf"))
 PIDS_LIMIT = 4096
-NOFILE = 65536  # npm opens many files at once
+NOFILE = 16384  # npm opens many files at once (capped by this process's own hard limit)
 
 
 class LayerMounts(Protocol):
@@ -119,7 +120,7 @@ class SandboxStepRunner:
                 hostname="build",
                 resolv_conf=host_resolv_conf() if step.egress else None,
                 pids_limit=PIDS_LIMIT,
-                nofile=NOFILE,
+                nofile=min(NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1]),
             )
             return self._run_logged(spec, bundle, log, timeout=timeout, cancel=cancel, what=step.name)
         finally:
