@@ -145,7 +145,8 @@ class RegistryClient:
     def delete(self, repo: str, digest: str) -> None:
         """Delete the manifest ``digest`` (and so every tag on it); its blobs go at garbage collection."""
         check_digest(digest)
-        self._send("DELETE", _manifest_path(repo, digest), _what(repo, digest), push=True)
+        path = _manifest_path(repo, digest)
+        self._send("DELETE", path, _what(repo, digest), scope=f"repository:{repo}:delete")
 
     def tags(self, repo: str) -> list[str]:
         """Every tag of ``repo`` (following pagination); an unknown repository has none."""
