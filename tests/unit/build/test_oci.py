@@ -329,3 +329,44 @@ def test_remove_unreferenced_keeps_what_is_reachable(tmp_path: Path) -> None:
     assert not store.has(dropped.layers[1].digest)
     assert store.image(kept.digest) == kept
     assert store.image(tagged.digest) == tagged
+
+
+def test_import_writes_nothing_outside_the_store_for_hostile_member_names(tmp_path: Path) -> None:
+    archive = tmp_path / "hostile.tar"
+    with tarfile.open(archive, "w") as tar:
+        link = tarfile.TarInfo("blobs/sha256/" + "1" * 64)
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+        info = tarfile.TarInfo("blobs/sha256/../../../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    store = ImageStore(tmp_path / "store")
+    with pytest.raises(UserError, match="only blobs/sha256/<hex> blobs are supported"):
+        store.import_archive(archive)
+    assert not (tmp_path / "escaped").exists()
+    assert not list(tmp_path.rglob("escaped"))
+    assert list((tmp_path / "store" / "blobs" / "sha256").iterdir()) == []
+
+
+def test_import_refuses_an_index_naming_an_image_it_does_not_carry(tmp_path: Path) -> None:
+    archive = tmp_path / "partial.tar"
+    index = {
+        "schemaVersion": 2,
+        "manifests": [
+            {
+                "mediaType": MEDIA_MANIFEST,
+                "digest": "sha256:" + "2" * 64,
+                "size": 10,
+                "annotations": {"org.opencontainers.image.ref.name": "x:1"},
+            }
+        ],
+    }
+    data = json.dumps(index).encode()
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("index.json")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    store = ImageStore(tmp_path / "store")
+    with pytest.raises(UserError, match="lacks blobs"):
+        store.import_archive(archive)
+    assert store.names() == {}

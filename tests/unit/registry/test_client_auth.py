@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import httpx
 import pytest
 
-from yunzhou.domain.errors import TemporaryError, UserError
+from yunzhou.build.oci import MEDIA_MANIFEST, ImageStore
+from yunzhou.domain.errors import PermanentError, TemporaryError, UserError
 from yunzhou.registry.client import RegistryClient
 
 DIGEST = "sha256:" + "a" * 64
@@ -116,3 +118,16 @@ def test_error_answers_are_translated(status: int, error: type[Exception], messa
         pytest.raises(error, match=message),
     ):
         client.get_manifest("shop/web", "v1")
+
+
+def test_a_manifest_whose_content_is_not_the_asked_digest_is_refused(tmp_path: Path) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": MEDIA_MANIFEST}, content=b'{"layers":[]}')
+
+    store = ImageStore(tmp_path / "store")
+    with (
+        RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(PermanentError, match=f"shop/web@{DIGEST}"),
+    ):
+        client.pull("shop/web", DIGEST, store)
+    assert list(store.blob_dir.iterdir()) == []
