@@ -126,6 +126,15 @@ class Runner:
             concurrency=8,
             batch=32,
         )  # fmt: skip
+        # build jobs (source → image → release, reconcile/builds.py): own worker, YUNZHOU_BUILD_CONCURRENCY
+        from yunzhou.reconcile.build_image import image_store, registry_pusher, server_builder
+        from yunzhou.reconcile.builds import BuildWorker, build_concurrency
+
+        self.builds = BuildWorker(
+            cp, server_builder(config.data_dir, config.limits),
+            push=registry_pusher(image_store(config.data_dir), access.client),
+            concurrency=build_concurrency(),
+        )  # fmt: skip
         self.cp = cp
         self._router_admin: tuple[str, dict[str, str]] | None = None  # what _publish_router_admin last wrote
         # the managed registry runs beside the local target, watched like the router (docs/images.md)
@@ -214,6 +223,7 @@ class Runner:
                 for app_id in s.scalars(select(App.id)):
                     enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
             self.worker.start()
+            self.builds.start()
             if self.alerts is not None:
                 self.alerts.start()
             if self.autoscaler is not None:
@@ -254,6 +264,7 @@ class Runner:
             self.autoscaler.stop()
         if self.alerts is not None:
             self.alerts.stop()
+        self.builds.stop()  # running builds stop their steps and are marked failed
         self.worker.stop()
         if self.registry_gc is not None:
             self.registry_gc.stop()

@@ -27,7 +27,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -76,6 +76,14 @@ class BuiltImage:
     deps_cached: bool | None = None
     size: int | None = None
     sbom: bytes | None = None  # SPDX JSON, attached to the image when it is pushed
+
+
+def build_concurrency(env: Mapping[str, str] | None = None) -> int:
+    """YUNZHOU_BUILD_CONCURRENCY: builds one server runs at once (default 1: a build takes a core)."""
+    raw = (os.environ if env is None else env).get("YUNZHOU_BUILD_CONCURRENCY", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 64:
+        raise ValueError(f"YUNZHOU_BUILD_CONCURRENCY={raw!r}: must be a whole number 1-64")
+    return int(raw)
 
 
 BuildFunction = Callable[[BuildJob], BuiltImage]
