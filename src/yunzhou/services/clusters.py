@@ -14,9 +14,11 @@ from yunzhou.domain.errors import Conflict, NotFound, PermanentError, invalid
 from yunzhou.domain.image_refs import check_registry_address
 from yunzhou.domain.kubeconfig import check_kubeconfig
 from yunzhou.domain.names import check_label, is_dns_name
+from yunzhou.services.apps import WORK_KIND, work_key
 from yunzhou.services.base import ServiceContext
 from yunzhou.services.context import Caller, iso, record_audit
-from yunzhou.store.models import Cluster, Environment
+from yunzhou.store.leases import enqueue
+from yunzhou.store.models import App, Cluster, Environment
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class ClusterService:
 
     def set_registry(self, caller: Caller, name: str, registry: str | None) -> dict[str, Any]:
         """The registry address the cluster's nodes pull platform images from (None: the platform
-        registry's own). Apps pick it up on their next reconcile pass."""
+        registry's own). Every app on the cluster is reconciled again, which rolls its pods."""
         if registry is not None:
             check_registry_address(registry, "registry")
         now = self.ctx.clock()
@@ -122,6 +124,13 @@ class ClusterService:
                 s, caller, now, action="cluster.update", target=name, project=None,
                 detail={"registry": registry, "previous": before},
             )  # fmt: skip
+            apps = s.scalars(
+                select(App.id)
+                .join(Environment, App.environment_id == Environment.id)
+                .where(Environment.target == f"cluster:{name}")
+            )
+            for app_id in apps:
+                enqueue(s, WORK_KIND, work_key(app_id), now)
             used = s.scalar(
                 select(func.count()).select_from(Environment).where(Environment.target == f"cluster:{name}")
             )
