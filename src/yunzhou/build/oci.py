@@ -172,7 +172,7 @@ class ImageStore:
 
     def put_file(self, path: Path, *, move: bool = False) -> str:
         """Copy ``path`` into the blobs (or, with ``move``, rename it there when on the same filesystem)."""
-        if move:
+        if move and not path.is_symlink():  # a symbolic link is copied: renaming it would store the link
             digest = _file_digest(path)
             final = self.blob_path(digest)
             try:
@@ -295,16 +295,15 @@ class ImageStore:
             if child is None or not self.has(child):
                 raise UserError(f"index {digest} holds no image for this machine's platform here")
             return self.image(child)
-        if not isinstance(manifest.get("config"), dict) or not isinstance(manifest.get("layers"), list):
-            raise UserError(f"{digest} is not an image manifest")
-        config_digest = manifest["config"]["digest"]
-        diff_ids = self.read_json(config_digest).get("rootfs", {}).get("diff_ids", [])
-        if len(diff_ids) != len(manifest["layers"]):
-            raise UserError(f"image {digest}: its config and its manifest list different numbers of layers")
-        layers = tuple(
-            Layer(digest=d["digest"], diff_id=diff_id, size=int(d["size"]), media_type=d["mediaType"])
-            for d, diff_id in zip(manifest["layers"], diff_ids, strict=True)
-        )
+        try:
+            config_digest = check_digest(manifest["config"]["digest"])
+            diff_ids = [check_digest(d) for d in self.read_json(config_digest)["rootfs"]["diff_ids"]]
+            layers = tuple(
+                Layer(check_digest(d["digest"]), diff_id, int(d["size"]), str(d["mediaType"]))
+                for d, diff_id in zip(manifest["layers"], diff_ids, strict=True)
+            )
+        except (KeyError, TypeError, ValueError) as exc:  # untrusted documents (pulled, imported)
+            raise UserError(f"{digest} is not a valid image manifest with its config: {exc!r}") from None
         size = (
             self.blob_path(digest).stat().st_size
             + int(manifest["config"]["size"])

@@ -370,3 +370,20 @@ def test_import_refuses_an_index_naming_an_image_it_does_not_carry(tmp_path: Pat
     with pytest.raises(UserError, match="lacks blobs"):
         store.import_archive(archive)
     assert store.names() == {}
+
+
+def test_an_image_whose_config_names_a_path_as_diff_id_is_refused(tmp_path: Path) -> None:
+    store = ImageStore(tmp_path / "store")
+    layer = store.add_layer_from_dir(make_tree(tmp_path / "src"))
+    config = store.put_bytes(
+        json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:../../x"]}}).encode()
+    )
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1},
+        "layers": [{"mediaType": layer.media_type, "digest": layer.digest, "size": layer.size}],
+    }
+    digest = store.put_bytes(json.dumps(manifest).encode())
+    with pytest.raises(UserError, match="not a sha256 digest"):
+        store.image(digest)
