@@ -7,7 +7,8 @@ before buildah runs. The stacks are loaded from the image store into buildah's o
 ``--isolation oci`` (each RUN in a runc container as root inside it, buildah's memory and CPU limits),
 ``--timestamp 0`` and ``--layers=false`` so the same Dockerfile and files give the same digest, with the
 host's network when egress is allowed (``--network host``; RUN steps see the host's CA bundle read-only)
-and none otherwise. The result is pushed to an ``oci:`` folder and its blobs copied into the image store.
+and none otherwise. The result is pushed uncompressed to an ``oci:`` folder and put into the image store:
+the stack's layers as the stack's own blobs, the new ones as reproducible gzip layers.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from yunzhou.build.model import (
     BuildResult,
     failure_message,
 )
+from yunzhou.build.oci import MEDIA_CONFIG, MEDIA_MANIFEST, ImageRef, canonical_json
 from yunzhou.build.sbom import spdx_document
 
 STACK_PREFIX = "stacks/"
@@ -108,7 +110,7 @@ class _Buildah:
             "--runroot",
             str(self.root / "run"),
             "--storage-driver",
-            "vfs",
+            "overlay",
             *args,
         ]
 
@@ -185,6 +187,7 @@ def build_dockerfile(
         raise BuildFailed("\n".join(problems))
     buildah = _Buildah(context.buildah_root or context.store.root.parent / "buildah", context.log)
     final_stack = None
+    loaded = []
     for entry in lines:
         if entry.stack is None:
             continue
@@ -198,6 +201,7 @@ def build_dockerfile(
         if entry.version is None:
             buildah.call("tag", image_id, f"localhost/{STACK_PREFIX}{entry.stack}:latest")
         final_stack = (entry.stack, version, ref)
+        loaded.append(final_stack)
     tag = f"localhost/yunzhou-build-{secrets.token_hex(6)}"
     args = [
         "bud",
@@ -233,8 +237,8 @@ def build_dockerfile(
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        buildah.call("push", "--quiet", tag, f"oci:{out}:image")
-        digest = _import_layout(context, out)
+        buildah.call("push", "--quiet", "--disable-compression", tag, f"oci:{out}:image")
+        digest = _import_layout(context, out, [ref for _, _, ref in loaded])
     finally:
         subprocess.run(buildah.argv("rmi", tag), capture_output=True, check=False)
         shutil.rmtree(out, ignore_errors=True)
@@ -254,11 +258,33 @@ def build_dockerfile(
     )
 
 
-def _import_layout(context: BuildContext, layout: Path) -> str:
-    """Copy the blobs of an OCI layout folder into the image store; the digest of its one image."""
+def _import_layout(context: BuildContext, layout: Path, bases: Sequence[ImageRef]) -> str:
+    """Put the one image of an (uncompressed) OCI layout folder into the image store; its digest.
+
+    A layer whose diff_id is one of a stack's is that stack's compressed blob (not compressed again, and
+    shared with the stack in the store and the registry); the others become reproducible gzip layers.
+    """
+    blobs = layout / "blobs" / "sha256"
     index = json.loads((layout / "index.json").read_bytes())
-    for blob in sorted((layout / "blobs" / "sha256").iterdir()):
-        digest = context.store.put_file(blob, move=True)
-        if digest != f"sha256:{blob.name}":
-            raise BuildFailed(f"buildah wrote blob {blob.name} whose content has digest {digest}")
-    return str(index["manifests"][0]["digest"])
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].removeprefix("sha256:")).read_bytes())
+    config_digest = manifest["config"]["digest"]
+    config_bytes = (blobs / config_digest.removeprefix("sha256:")).read_bytes()
+    diff_ids = json.loads(config_bytes)["rootfs"]["diff_ids"]
+    known = {layer.diff_id: layer for base in bases for layer in base.layers}
+    layers = []
+    for descriptor, diff_id in zip(manifest["layers"], diff_ids, strict=True):
+        layer = known.get(diff_id)
+        if layer is None:
+            layer = context.store.add_layer_from_tar(blobs / descriptor["digest"].removeprefix("sha256:"))
+            if layer.diff_id != diff_id:
+                raise BuildFailed(f"buildah wrote a layer whose content is {layer.diff_id}, not {diff_id}")
+        layers.append(layer)
+    if context.store.put_bytes(config_bytes) != config_digest:
+        raise BuildFailed("buildah wrote an image config that does not match its digest")
+    doc = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_MANIFEST,
+        "config": {"mediaType": MEDIA_CONFIG, "digest": config_digest, "size": len(config_bytes)},
+        "layers": [{"mediaType": x.media_type, "digest": x.digest, "size": x.size} for x in layers],
+    }
+    return context.store.put_bytes(canonical_json(doc))
