@@ -2,11 +2,14 @@
 
 from yunzhou.sandbox.bundle import ContainerSpec, Mount, NetworkAttachment, render_config, write_bundle
 from yunzhou.sandbox.network import Network, NetworkError
+from yunzhou.sandbox.rootfs import LayerCache, LayerError
 from yunzhou.sandbox.runc import ContainerState, Runc, SandboxCancelled, SandboxError, SandboxTimeout
 
 __all__ = [
     "ContainerSpec",
     "ContainerState",
+    "LayerCache",
+    "LayerError",
     "Mount",
     "Network",
     "NetworkAttachment",
