@@ -1,0 +1,155 @@
+"""The builder for real: the python and node stacks (build.stacks; cached in ~/.cache/yunzhou/stacks after
+the first ~25 s build), runc containers, pip from PyPI and npm from its registry through the bridge's NAT.
+
+Evidence that a warm rebuild runs no pip is the list of steps the runner ran and the log, never timing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tarfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from yunzhou.build.builder import BuildContext, BuildFailed, BuildRequest, BuildResult, BuildStep, build_image
+from yunzhou.build.oci import ImageStore
+from yunzhou.build.stacks import StackCatalog, default_cache_dir
+from yunzhou.build.steps import SandboxStepRunner
+from yunzhou.sandbox import LayerCache, Network, Runc
+
+DATA = Path(__file__).parents[2] / "data" / "build"
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class _Recording:
+    """The real runner, remembering the names of the steps it ran."""
+
+    inner: SandboxStepRunner
+    ran: list[str] = field(default_factory=list)
+
+    def run(self, step: BuildStep, log, *, timeout: float, cancel: threading.Event) -> int:
+        self.ran.append(step.name)
+        return self.inner.run(step, log, timeout=timeout, cancel=cancel)
+
+
+@dataclass
+class Builder:
+    store: ImageStore
+    runner: _Recording
+    stacks: StackCatalog
+    work: Path
+    lines: list[str] = field(default_factory=list)
+
+    def build(self, source: Path, **request: object) -> BuildResult:
+        self.lines.clear()
+        self.runner.ran.clear()
+        context = BuildContext(
+            self.store, self.stacks, self.runner, self.work / "build", log=self.lines.append
+        )
+        return build_image(BuildRequest(source, name="test/app", **request), context)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
+    root = tmp_path_factory.mktemp("builder")
+    store = ImageStore(root / "images")
+    layers = LayerCache(root / "layers")
+    runc = Runc(root / "runc")
+    runner = SandboxStepRunner(store, layers, runc, root / "steps", Network())
+    yield Builder(store, _Recording(runner), StackCatalog(default_cache_dir(), store), root)
+    assert runc.list() == []
+    assert not any((root / "steps").iterdir())
+
+
+def _layer_names(store: ImageStore, digest: str) -> set[str]:
+    with tarfile.open(store.blob_path(digest), "r:gz") as tar:
+        return set(tar.getnames())
+
+
+def _sbom_names(result: BuildResult) -> dict[str, str]:
+    return {p["name"]: p["versionInfo"] for p in json.loads(result.sbom)["packages"][1:]}
+
+
+def test_python_app_with_a_pypi_requirement_builds_reproducibly_and_reuses_its_dependency_layer(
+    builder: Builder, tmp_path: Path
+) -> None:
+    source = tmp_path / "python-app"
+    shutil.copytree(DATA / "python-app", source)
+    first = builder.build(source)
+    assert builder.runner.ran == ["pip install", "syntax check"]
+    assert "Successfully installed six-1.16.0" in builder.lines
+    assert (first.stack, first.stack_version, first.deps_cached) == ("python", "3.11", False)
+    image = builder.store.image(first.digest)
+    deps, app = image.layers[-2], image.layers[-1]
+    assert "opt/venv/lib/python3.11/site-packages/six.py" in _layer_names(builder.store, deps.digest)
+    assert _layer_names(builder.store, app.digest) == {"app", "app/app.py", "app/requirements.txt"}
+    config = builder.store.config(first.digest)["config"]
+    assert config["User"] == "10001:10001"
+    assert config["Cmd"] == ["python3", "app.py"]
+    assert "PORT=8080" in config["Env"]
+    packages = _sbom_names(first)
+    assert packages["six"] == "1.16.0"
+    assert "python3" in packages  # a Debian package of the stack
+
+    again = builder.build(source)
+    assert again.digest == first.digest
+    assert again.deps_cached
+    assert builder.runner.ran == ["syntax check"]  # pip did not run
+    assert any("pip not run" in line for line in builder.lines)
+    assert not any("Successfully installed" in line for line in builder.lines)
+    assert again.sbom == first.sbom
+
+    (source / "app.py").write_text((source / "app.py").read_text() + "# changed\n")
+    changed = builder.build(source)
+    assert changed.deps_cached
+    assert changed.digest != first.digest
+    assert builder.store.image(changed.digest).layers[-2] == deps
+
+
+def test_a_missing_package_fails_with_pips_own_message(builder: Builder, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("print('hi')\n")
+    (tmp_path / "requirements.txt").write_text("yunzhou-no-such-package-xyz==1.0\n")
+    with pytest.raises(BuildFailed) as caught:
+        builder.build(tmp_path)
+    message = caught.value.message
+    assert "No matching distribution found for yunzhou-no-such-package-xyz==1.0" in message
+    assert "Traceback" not in message
+    assert builder.lines[-1] == "ERROR: No matching distribution found for yunzhou-no-such-package-xyz==1.0"
+
+
+def test_a_syntax_error_fails_with_pythons_own_message(builder: Builder, tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text("def broken(:\n    pass\n")
+    with pytest.raises(BuildFailed) as caught:
+        builder.build(tmp_path, stack="python")
+    assert "SyntaxError" in caught.value.message
+    assert "./app.py" in caught.value.message
+    assert builder.runner.ran == ["syntax check"]
+
+
+def test_the_time_limit_stops_pip_with_a_clear_message(builder: Builder, tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("six==1.15.0\n")  # another key: nothing cached
+    with pytest.raises(BuildFailed, match="time limit"):
+        builder.build(tmp_path, time_limit=1.0)
+
+
+def test_node_app_with_a_lockfile_builds_with_npm_ci(builder: Builder, tmp_path: Path) -> None:
+    source = tmp_path / "node-app"
+    shutil.copytree(DATA / "node-app", source)
+    result = builder.build(source)
+    assert builder.runner.ran == ["npm install"]
+    assert any("npm ci" in line for line in builder.lines)
+    image = builder.store.image(result.digest)
+    assert "app/node_modules/ms/package.json" in _layer_names(builder.store, image.layers[-2].digest)
+    assert "app/server.js" in _layer_names(builder.store, image.layers[-1].digest)
+    config = builder.store.config(result.digest)["config"]
+    assert config["Cmd"] == ["node", "server.js"]
+    assert "NODE_ENV=production" in config["Env"]
+    assert _sbom_names(result)["ms"] == "2.1.3"
+    assert builder.build(source).digest == result.digest
+    assert builder.runner.ran == []
