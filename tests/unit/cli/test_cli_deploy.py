@@ -97,12 +97,17 @@ def test_env_name_must_exist_in_the_settings(shop: Run, score_file: Path) -> Non
     assert "no environments.staging block (it has: prod, production-eu)" in result.stderr
 
 
+def _source(tmp_path: Path, name: str, text: str) -> Path:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / name).write_text(text)
+    return source
+
+
 def test_source_is_uploaded_built_and_its_image_released(
     shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
 ) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "main.py").write_text("print('orders')\n")
+    source = _source(tmp_path, "main.py", "print('orders')\n")
     result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--stack", "python")
     assert result.exit_code == 0, result.output
     digest = artifact_digest(build_artifact(source))
@@ -122,9 +127,7 @@ def test_source_whose_build_fails_exits_1_with_the_tools_error_and_deploys_nothi
     shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
 ) -> None:
     fake.build_outcome = "failed"
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "requirements.txt").write_text("nosuchpkg\n")
+    source = _source(tmp_path, "requirements.txt", "nosuchpkg\n")
     result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--wait")
     assert result.exit_code == 1
     assert "ERROR: No matching distribution found for nosuchpkg" in result.stderr
@@ -137,9 +140,7 @@ def test_source_whose_build_fails_exits_1_with_the_tools_error_and_deploys_nothi
 def test_no_build_releases_the_uploaded_directory_as_before(
     shop: Run, fake: FakeApi, score_file: Path, tmp_path: Path
 ) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "main.py").write_text("print('orders')\n")
+    source = _source(tmp_path, "main.py", "print('orders')\n")
     result = shop("deploy", "shop/dev", "-f", str(score_file), "--source", str(source), "--no-build")
     assert result.exit_code == 0, result.output
     assert _sent(fake)["artifact"] == artifact_digest(build_artifact(source))
