@@ -16,6 +16,7 @@ from yunzhou.domain.errors import TemporaryError
 from yunzhou.envnumbers import number_from_env
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
+from yunzhou.runtimes.local.containers import ContainerHost, instance_mode
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.runtime import LocalRuntime
@@ -65,6 +66,22 @@ def _kill_leftover_router(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
+def _container_host(data_dir: Path, isolation: Isolation) -> tuple[ContainerHost | None, str]:
+    """Instances as containers (the default), or why not: YUNZHOU_INSTANCE_MODE=process, or not root."""
+    mode = instance_mode(os.environ)
+    if mode == "process":
+        return None, "host processes (YUNZHOU_INSTANCE_MODE=process: development mode)"
+    if not isolation.enabled or isolation.root is None:
+        return None, f"host processes: containers need per-app users ({isolation.note})"
+    from yunzhou.build.oci import ImageStore
+    from yunzhou.sandbox.rootfs import LayerCache
+
+    root = isolation.root
+    store = ImageStore(data_dir / "images")
+    host = ContainerHost(root, store, LayerCache(root / "layers"), scope=root.name)
+    return host, "releases with an image run as runc containers; releases without one as host processes"
+
+
 class LocalPlatform:
     def __init__(
         self,
@@ -76,21 +93,26 @@ class LocalPlatform:
     ) -> None:
         self.data_dir = data_dir
         self.router_listen = f"{router_host}:{router_port}"
-        self.supervisor = LocalSupervisor(data_dir / "instances", log_sink=log_sink)
+        # Each app runs as a user of its own (when root; YUNZHOU_ISOLATE_INSTANCES=0 turns it off)
+        self.isolation = Isolation.from_env(data_dir, os.environ)
+        # Releases with an image run as containers unless YUNZHOU_INSTANCE_MODE=process (development)
+        self.containers, self.mode_note = _container_host(data_dir, self.isolation)
+        self.supervisor = LocalSupervisor(
+            data_dir / "instances", log_sink=log_sink, containers=self.containers
+        )
         self.router = RouterProcess(log_file=data_dir / "router.log")
         self.router_pid_file = data_dir / "router.pid"
         self.access_log = data_dir / "router-access.log"
         base_env = {k: v for k, v in os.environ.items() if k in _BASE_ENV_KEYS}
         # How an instance reaches other apps by internal name: through the router, with their Host.
         base_env["YUNZHOU_ROUTER"] = self.router_listen
-        # Each app runs as a user of its own (when root; YUNZHOU_ISOLATE_INSTANCES=0 turns it off)
-        self.isolation = Isolation.from_env(data_dir, os.environ)
         self.runtime = LocalRuntime(
             self.supervisor,
             data_dir,
             self._push,
             base_env=base_env,
             isolation=self.isolation,
+            containers=self.containers,
             inflight=self._inflight,
             router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
         )
@@ -112,6 +134,9 @@ class LocalPlatform:
         _kill_leftover_router(self.router_pid_file)
         self.isolation.remove_all()  # homes a kill -9 left behind; releases are unpacked again as needed
         (log.info if self.isolation.enabled else log.warning)("instance isolation: %s", self.isolation.note)
+        (log.info if self.containers is not None else log.warning)("instance mode: %s", self.mode_note)
+        if self.containers is not None:
+            self.containers.network.ensure()  # the bridge: the router listens on its gateway address too
         self.supervisor.start()
         self._start_router()
         log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
@@ -129,6 +154,7 @@ class LocalPlatform:
     def _start_router(self) -> None:
         limits = RouterClientLimits.from_env()
         admin = f"127.0.0.1:{free_port()}"
+        gateway = self.containers.gateway if self.containers is not None else None
         self.router.start(
             self.router_listen,
             admin,
@@ -136,11 +162,18 @@ class LocalPlatform:
             header_timeout=limits.header_timeout,
             body_timeout=limits.body_timeout,
             max_connections_per_client=limits.max_connections_per_client,
+            also_listen=(f"{gateway}:0",) if gateway else (),  # 0: the same port as on loopback
         )
         self.router_pid_file.write_text(str(self.router.pid))
+        if self.containers is not None:
+            port = int(self.router.listen.rpartition(":")[2])
+            self.containers.network.allow_host_port(port)  # the bridge's INPUT rules let instances in
+            self.runtime.container_env["YUNZHOU_ROUTER"] = f"{gateway}:{port}"
 
     def stop(self) -> None:
         self.supervisor.close()
+        if self.containers is not None and self.router.listen:
+            self.containers.network.disallow_host_port(int(self.router.listen.rpartition(":")[2]))
         self.isolation.remove_all()
         self.router.stop()
         self.router_pid_file.unlink(missing_ok=True)

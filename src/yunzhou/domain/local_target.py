@@ -4,14 +4,19 @@ The local target runs one process per instance from the uploaded source (an empt
 no ``command`` cannot start, several containers cannot run, and a command that runs a file of the app's
 own source (``python3 app.py``) fails without ``--source``. A command on PATH (``python3 -m
 http.server``) or an absolute path needs no source.
+
+A release with an image of the platform's registry (built from the source, or a Score image pinned to
+``project/app@sha256:…``) runs that image as a container instead (docs/local-runtime.md); one without
+runs as a host process, which the deploy says (``NO_IMAGE``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from yunzhou.domain.errors import FieldProblem
+from yunzhou.domain.image_refs import platform_ref
 from yunzhou.domain.score.model import Workload
 
 # interpreters whose first non-option argument is a script file
@@ -42,8 +47,27 @@ def source_file(argv: Sequence[str]) -> str | None:
     return None
 
 
-def local_run_warnings(workload: Workload, has_source: bool) -> list[FieldProblem]:
-    """Why this workload will not start on the local target, each naming the field and the fix."""
+NO_IMAGE = "this release has no image: it runs as a host process (development mode)"
+
+
+def local_image(images: Mapping[str, str], built: str | None) -> str | None:
+    """The image a release runs locally: the built one, else the only container's Score image when it is
+    a pinned image of the platform's registry; None: the release runs as a host process."""
+    if built:
+        return built
+    if len(images) == 1:
+        image = next(iter(images.values()))
+        if platform_ref(image) is not None:
+            return image
+    return None
+
+
+def local_run_warnings(
+    workload: Workload, has_source: bool, *, image: str | None = None
+) -> list[FieldProblem]:
+    """Why this workload will not start on the local target, each naming the field and the fix.
+
+    ``image``: the release's built image (``local_image`` decides whether it runs one)."""
     if len(workload.containers) != 1:
         names = ", ".join(workload.containers)
         return [
@@ -54,6 +78,8 @@ def local_run_warnings(workload: Workload, has_source: bool) -> list[FieldProble
             )
         ]
     name, container = next(iter(workload.containers.items()))
+    if local_image({name: container.image}, image) is not None:
+        return []  # a container of its image: no command or source needed
     path = f"containers.{name}.command"
     if not container.command:
         return [
@@ -73,3 +99,13 @@ def local_run_warnings(workload: Workload, has_source: bool) -> list[FieldProble
             )
         ]
     return []
+
+
+def no_image_warning(workload: Workload, image: str | None) -> list[FieldProblem]:
+    """A one-container release without an image to run locally: it runs as a host process (said)."""
+    if len(workload.containers) != 1:
+        return []
+    name, container = next(iter(workload.containers.items()))
+    if local_image({name: container.image}, image) is not None:
+        return []
+    return [FieldProblem(f"containers.{name}.image", NO_IMAGE)]

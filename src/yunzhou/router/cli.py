@@ -89,6 +89,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     defaults = Settings()
     parser.add_argument("--listen", type=_address, default=defaults.listen, help="proxy address (IP:PORT)")
+    parser.add_argument(
+        "--also-listen",
+        type=_address,
+        action="append",
+        default=[],
+        help="another proxy address (IP:PORT, port 0: the --listen port); repeatable",
+    )
     parser.add_argument("--admin", type=_address, default=defaults.admin, help="admin API address, loopback")
     parser.add_argument(
         "--admin-token-file",
@@ -153,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     settings = Settings(
         listen=args.listen,
+        also_listen=tuple(args.also_listen),
         admin=args.admin,
         admin_token=token,
         config_file=args.config,

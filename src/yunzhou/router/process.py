@@ -73,6 +73,7 @@ class RouterProcess:
         body_timeout: float | None = None,
         max_connections_per_client: int | None = None,
         ready_timeout: float = 15.0,
+        also_listen: tuple[str, ...] = (),
     ) -> None:
         if self._proc is not None:
             raise RuntimeError("this RouterProcess is already started")
@@ -82,6 +83,8 @@ class RouterProcess:
         self._admin_token = secrets.token_urlsafe(32)
         args = [self.python, "-m", "yunzhou.router", "--listen", listen, "--admin", admin]
         args += ["--ready-file", str(ready_file)]
+        for address in also_listen:
+            args += ["--also-listen", address]
         if access_log is not None:
             args += ["--access-log", access_log]
         if config is not None:

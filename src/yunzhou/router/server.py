@@ -34,6 +34,9 @@ _CONNECT_LOG_EVERY_S = 5.0
 @dataclass(frozen=True)
 class Settings:
     listen: tuple[str, int] = ("127.0.0.1", 8080)
+    # more proxy addresses (the container bridge's gateway, where instances reach the router); port 0 → the
+    # port ``listen`` got
+    also_listen: tuple[tuple[str, int], ...] = ()
     admin: tuple[str, int] = ("127.0.0.1", 8081)
     config_file: Path | None = None
     access_log: str | None = None
@@ -268,6 +271,10 @@ async def serve(settings: Settings) -> int:
         lambda: AdminConnection(router), settings.admin[0], settings.admin[1]
     )
     listen = proxy_server.sockets[0].getsockname()[:2]
+    extra_servers = [
+        await loop.create_server(lambda: ClientConnection(router), host, port or listen[1], backlog=2048)
+        for host, port in settings.also_listen
+    ]
     admin = admin_server.sockets[0].getsockname()[:2]
     log.info("listening on %s:%d, admin on %s:%d", listen[0], listen[1], admin[0], admin[1])
     if settings.ready_file is not None:
@@ -294,6 +301,8 @@ async def serve(settings: Settings) -> int:
     started = time.monotonic()
     log.info("stopping: no new connections; waiting up to %g s for in-flight requests", settings.grace)
     proxy_server.close()
+    for extra in extra_servers:
+        extra.close()
     router.begin_drain()
     try:
         await asyncio.wait_for(router.drained.wait(), settings.grace)

@@ -17,7 +17,7 @@ from yunzhou.domain.errors import (
     UserError,
     invalid,
 )
-from yunzhou.domain.local_target import local_run_warnings
+from yunzhou.domain.local_target import local_run_warnings, no_image_warning
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import Workload, parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, merge_patch, parse_settings
@@ -185,7 +185,15 @@ class AppService:
             )
             # said now rather than as a failed rollout later (domain/local_target.py)
             local = e.target == TARGET_LOCAL
-            cannot_run = local_run_warnings(workload, artifact is not None) if local else []
+            pinned = parse_score(document) if local else workload  # its images as the release runs them
+            cannot_run = (
+                [
+                    *local_run_warnings(pinned, artifact is not None, image=image),
+                    *no_image_warning(pinned, image),
+                ]
+                if local
+                else []
+            )
             result["warnings"] = [{"path": p.path, "message": p.message} for p in [*unpinned, *cannot_run]]
             return result
 

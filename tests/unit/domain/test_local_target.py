@@ -7,7 +7,13 @@ from typing import Any
 
 import pytest
 
-from yunzhou.domain.local_target import local_run_warnings, source_file
+from yunzhou.domain.local_target import (
+    NO_IMAGE,
+    local_image,
+    local_run_warnings,
+    no_image_warning,
+    source_file,
+)
 from yunzhou.domain.score import parse_score
 
 
@@ -62,3 +68,24 @@ def test_what_will_start_is_not_flagged() -> None:
     assert local_run_warnings(with_source, has_source=True) == []
     on_path = workload({"web": {"image": "x", "command": ["python3", "-m", "http.server"]}})
     assert local_run_warnings(on_path, has_source=False) == []
+
+
+PINNED = "shop/orders@sha256:" + "b" * 64
+
+
+def test_a_release_with_an_image_runs_it_and_needs_no_command_or_source() -> None:
+    built = workload({"web": {"image": "."}})
+    assert local_run_warnings(built, has_source=False, image=PINNED) == []
+    assert no_image_warning(built, PINNED) == []
+    pinned = workload({"web": {"image": PINNED}})
+    assert local_image({"web": PINNED}, None) == PINNED
+    assert local_run_warnings(pinned, has_source=False) == []
+    assert no_image_warning(pinned, None) == []
+
+
+def test_a_release_without_an_image_is_said_to_run_as_a_host_process() -> None:
+    plain = workload({"web": {"image": "python:3.11", "command": ["python3", "-m", "http.server"]}})
+    assert local_image({"web": "python:3.11"}, None) is None
+    [warning] = no_image_warning(plain, None)
+    assert warning.path == "containers.web.image"
+    assert warning.message == NO_IMAGE

@@ -183,6 +183,7 @@ class InstanceCgroup:
 
     def __init__(self, layout: CgroupLayout, name: str, memory_bytes: int | None, cpu_millis: int | None):
         self.layout = layout
+        self.name = name
         self.notes: list[str] = []
         self.dirs: list[Path] = []
         self._memory: Path | None = None

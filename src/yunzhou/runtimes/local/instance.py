@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import shutil
 import signal
@@ -12,10 +13,11 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from yunzhou.domain.errors import YunzhouError
 from yunzhou.runtimes.base import (
     STDERR_TAIL_LINES,
     InstanceState,
@@ -26,6 +28,7 @@ from yunzhou.runtimes.base import (
 
 from . import procfs
 from .cgroups import InstanceCgroup
+from .containers import ContainerHost
 from .isolation import popen_identity
 from .logs import LineSplitter, LogPump
 from .probes import run_probe, wait_exit
@@ -64,6 +67,8 @@ class Instance:
         tuning: Tuning,
         cgroup: InstanceCgroup | None,
         limit_note: str,
+        containers: ContainerHost | None = None,
+        cgroups_path: str | None = None,
     ) -> None:
         self.spec = spec
         self.pending_spec: ProcessSpec | None = None  # ensure() with a new spec: start it after this stops
@@ -75,6 +80,9 @@ class Instance:
         self.tuning = tuning
         self.cgroup = cgroup
         self.limit_note = limit_note
+        # a container instance: the machine side, and the cgroup (relative to runc's own) runc puts it in
+        self.containers = containers if spec.container is not None else None
+        self.cgroups_path = cgroups_path
         self.state: InstanceState = "starting"
         self.ready = False
         self.restarts = 0
@@ -165,7 +173,12 @@ class Instance:
             streak = 0  # consecutive quick exits: the backoff exponent
             while not self.stop_requested:
                 started = self.clock()
-                if self._spawn():
+                spawned = (
+                    await self._spawn_container(self.containers)
+                    if self.containers is not None
+                    else self._spawn()
+                )
+                if spawned:
                     await self._watch()
                 if self.stop_requested:
                     break
@@ -188,6 +201,10 @@ class Instance:
             final, final_reason = "failed", f"supervisor error: {exc!r}"
             self.kill_now()
         finally:
+            if self.containers is not None:
+                await asyncio.get_running_loop().run_in_executor(
+                    None, self.containers.release, self.spec.instance_id
+                )
             await self._release_cgroup()
             if self.spec.home is not None:
                 shutil.rmtree(self.spec.home, ignore_errors=True)
@@ -223,7 +240,31 @@ class Instance:
         finally:
             for fd in join_fds:
                 os.close(fd)
-        pid = self._popen.pid
+        self._started(self._popen.pid)
+        return True
+
+    async def _spawn_container(self, containers: ContainerHost) -> bool:
+        """``runc run`` in the foreground: runc is the child (its exit code is the container's); runc puts
+        the container into the instance's cgroup (fresh each run: ``runc delete`` removes it). The rootfs,
+        network and bundle are prepared off the loop; runc is forked on it (PDEATHSIG follows the thread)."""
+        spec = self.spec
+        self._oom_before, self._failcnt_before = 0, 0
+        loop = asyncio.get_running_loop()
+        try:
+            prepared = await loop.run_in_executor(None, containers.prepare, spec, self.cgroups_path)
+            self._popen = containers.start(
+                prepared, start_new_session=True, preexec_fn=_child_setup(os.getpid(), [])
+            )
+        except (OSError, subprocess.SubprocessError, YunzhouError) as exc:
+            message = exc.message if isinstance(exc, YunzhouError) else str(exc)
+            image = spec.container.image if spec.container else "?"
+            self._set(last_exit="spawn error", reason=f"cannot start a container of {image}: {message}")
+            return False
+        self._started(self._popen.pid)
+        return True
+
+    def _started(self, pid: int) -> None:
+        spec = self.spec
         start = procfs.start_ticks(pid)
         self.records.write(
             InstanceRecord(
@@ -239,7 +280,6 @@ class Instance:
         self._set(
             pid=pid, state="starting", ready=False, started_at=self.clock(), reason="waiting for readiness"
         )
-        return True
 
     async def _watch(self) -> None:
         """Run until the current process has exited and been reaped; record how it ended."""
@@ -270,7 +310,7 @@ class Instance:
                 else:
                     grace = self.stop_grace if self.stop_grace is not None else spec.grace_seconds
                     self._set(state="terminating", ready=False, reason="stopping")
-                await _terminate(pid, exited, grace)
+                await _terminate(pid, exited, grace, self._kill_container)
         finally:
             for task in (stop, readiness, liveness):
                 if task is not None:
@@ -289,10 +329,17 @@ class Instance:
                 stream.close()
         self.records.remove(spec.instance_id)
         exit_text = self._describe_exit(code)
+        if self.containers is not None:  # described (the cgroup read): now the container may go
+            failure = await loop.run_in_executor(None, self.containers.start_failure, spec.instance_id)
+            if failure:
+                self.note_stderr(f"runc: {failure}".encode())
+            await loop.run_in_executor(None, self.containers.delete, spec.instance_id)
         reason = kill_reason or ("stopped" if self.stop_requested else f"process ended: {exit_text}")
         self._set(last_exit=exit_text, reason=reason, ready=False)
 
     def _describe_exit(self, code: int) -> str:
+        if self.containers is not None and code > 128:  # runc reports a killed container as 128 + signal
+            code = 128 - code
         if self.cgroup is not None:
             kills = self.cgroup.oom_kills()
             if kills >= 0 and kills > self._oom_before:
@@ -301,12 +348,19 @@ class Instance:
                 return "OOMKilled"
         return f"exit {code}" if code >= 0 else f"signal {-code}"
 
+    async def _kill_container(self) -> bool:
+        """SIGKILL a container (runc cannot forward it: ``runc kill``); False for a host process."""
+        if self.containers is None:
+            return False
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.containers.kill, self.spec.instance_id, signal.SIGKILL)
+        return True
+
     async def _readiness(self, probe: Probe) -> None:
-        spec = self.spec
         await asyncio.sleep(probe.initial_delay)
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.host, spec.port, spec.cwd, spec.child_env(), spec.user)
+            ok, detail = await self._check(probe)
             with self.cond:
                 if self.stop_requested:
                     return  # terminating: readiness no longer matters
@@ -331,13 +385,12 @@ class Instance:
         Counting starts once the instance has been ready (an implicit startup probe, what Kubernetes
         users add by hand): a start slowed down by a busy machine is not killed before it could listen.
         An instance that never gets ready fails its rollout's progress deadline instead."""
-        spec = self.spec
         await asyncio.sleep(probe.initial_delay)
         while not self.ready:
             await asyncio.sleep(min(probe.period, FAST_PROBE_PERIOD))
         failures = 0
         while True:
-            ok, detail = await run_probe(probe, spec.host, spec.port, spec.cwd, spec.child_env(), spec.user)
+            ok, detail = await self._check(probe)
             with self.cond:
                 self._note_probe("liveness", probe, ok, detail)
             failures = 0 if ok else failures + 1
@@ -345,10 +398,24 @@ class Instance:
                 return f"liveness probe failed {failures} times: {detail}"
             await asyncio.sleep(probe.period)
 
+    async def _check(self, probe: Probe) -> tuple[bool, str]:
+        spec = self.spec
+        inside = self._exec if self.containers is not None else None
+        return await run_probe(probe, spec.host, spec.port, spec.cwd, spec.child_env(), spec.user, inside)
+
+    async def _exec(self, argv: tuple[str, ...], env: Mapping[str, str], timeout: float) -> tuple[int, str]:
+        """An exec probe inside the container (``runc exec``: its user, namespaces and limits)."""
+        assert self.containers is not None
+        loop = asyncio.get_running_loop()
+        call = functools.partial(self.containers.exec, self.spec.instance_id, argv, env, timeout)
+        return await loop.run_in_executor(None, call)
+
     def kill_now(self) -> None:
-        """SIGKILL the current process group and reap it (last-resort cleanup)."""
+        """SIGKILL the current process group (or container) and reap it (last-resort cleanup)."""
         popen = self._popen
         if popen is not None and popen.returncode is None:
+            if self.containers is not None:
+                self.containers.kill(self.spec.instance_id, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(popen.pid, signal.SIGKILL)
             popen.wait()
@@ -393,12 +460,18 @@ def _child_setup(parent: int, join_fds: list[int]) -> Callable[[], None]:
     return setup
 
 
-async def _terminate(pid: int, exited: asyncio.Future[None], grace: float) -> None:
+async def _terminate(
+    pid: int, exited: asyncio.Future[None], grace: float, kill_container: Callable[[], Awaitable[bool]]
+) -> None:
+    """SIGTERM the group (runc forwards it into a container), SIGKILL after ``grace``."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     try:
         await asyncio.wait_for(asyncio.shield(exited), grace)
     except TimeoutError:
+        if await kill_container():  # runc exits with its container
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), 5.0)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
 

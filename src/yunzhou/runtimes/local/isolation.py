@@ -13,6 +13,11 @@ admin token, the keyring, the database, the logs and the router's files)::
       <uid>/                        root:<uid> 0750   only this app (and root) may enter
         releases/<sha256>/          root:<uid> 0750 dirs, 0440/0550 files: the release, read-only
         homes/<instance id>/        <uid>:<uid> 0700   HOME and TMPDIR, removed when it stops
+        volumes/<name>/             <uid>:<uid> 0700   a Score volume of a container (kept until the app goes)
+      bundles/<instance id>/        root 0700          a container's runc bundle (containers.py)
+      layers/                       root               image layers unpacked once, shared (sandbox.LayerCache)
+
+At every start and stop everything but ``layers`` and the apps' ``volumes`` is removed.
 """
 
 from __future__ import annotations
@@ -166,9 +171,30 @@ class Isolation:
             shutil.rmtree(self.root / str(uid), ignore_errors=True)
 
     def remove_all(self) -> None:
-        """On shutdown: everything under the root is rebuilt from the artifacts at the next start."""
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
+        """On start and shutdown: everything under the root is rebuilt from the artifacts at the next
+        start, except the unpacked image layers (a cache) and the apps' volumes (their data)."""
+        if self.root is None or not self.root.is_dir():
+            return
+        for entry in self.root.iterdir():
+            if entry.name == KEEP_LAYERS:
+                continue
+            if entry.name.isdigit() and (entry / KEEP_VOLUMES).is_dir():
+                for inner in entry.iterdir():
+                    if inner.name != KEEP_VOLUMES:
+                        _remove(inner)
+                continue
+            _remove(entry)
+
+
+KEEP_LAYERS = "layers"
+KEEP_VOLUMES = "volumes"
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink() and not os.path.ismount(path):
+        shutil.rmtree(path, ignore_errors=True)
+    elif not path.is_dir():
+        path.unlink(missing_ok=True)
 
 
 def _make_dir(path: Path, uid: int, gid: int, mode: int) -> None:

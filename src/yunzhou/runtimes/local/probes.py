@@ -7,25 +7,42 @@ import contextlib
 import os
 import signal
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+
+from yunzhou.domain.errors import YunzhouError
 
 from .isolation import popen_identity
 from .spec import Probe
 
+#: runs an exec probe inside a container: (argv, env, timeout) → (exit code, output)
+ExecIn = Callable[[tuple[str, ...], Mapping[str, str], float], Awaitable[tuple[int, str]]]
+
 
 async def run_probe(
-    probe: Probe, host: str, port: int, cwd: Path, env: Mapping[str, str], user: int | None = None
+    probe: Probe,
+    host: str,
+    port: int,
+    cwd: Path,
+    env: Mapping[str, str],
+    user: int | None = None,
+    exec_in: ExecIn | None = None,
 ) -> tuple[bool, str]:
     """(ok, detail). Never raises for a failing target; the detail says what went wrong. HTTP and TCP
-    checks dial ``host`` (the instance's address); an exec probe runs as ``user`` (its own) when given."""
+    checks dial ``host`` (the instance's address); an exec probe runs as ``user`` (its own) when given,
+    inside the instance's container through ``exec_in`` when it is one."""
     target = probe.port if probe.port is not None else port
     try:
         if probe.kind == "tcp":
             return await asyncio.wait_for(_tcp(host, target), probe.timeout)
         if probe.kind == "http":
             return await asyncio.wait_for(_http(probe, host, target), probe.timeout)
+        if exec_in is not None:
+            code, _output = await exec_in(probe.argv, env, probe.timeout)
+            return code == 0, f"exit {code}"
         return await _exec(probe, cwd, env, user)
+    except YunzhouError as exc:  # runc: no such container, a timeout (the exec'd process was killed)
+        return False, exc.message
     except TimeoutError:
         return False, f"timed out after {probe.timeout:g}s"
     except OSError as exc:

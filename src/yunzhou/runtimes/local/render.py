@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, PermanentError, UserError
+from yunzhou.domain.local_target import local_image
 from yunzhou.domain.masking import NO_MASK, SecretMask
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
@@ -96,8 +97,8 @@ def render(
 ) -> Rendered:
     """Raises PermanentError when this release cannot run locally; the reason names the field.
 
-    ``image_config``: the OCI image config document of ``intent.image`` → a container; None → a host
-    process running Score ``command``."""
+    ``image_config``: the OCI image config document of ``release_image(intent)`` → a container; None → a
+    host process running Score ``command``."""
     try:
         workload = substitute(parse_score(dict(intent.score)), intent.resource_outputs)
     except UserError as exc:
@@ -105,8 +106,9 @@ def render(
             f"cannot render release {intent.release}: {exc.message}", problems=exc.problems
         ) from exc
     name, container = _container(workload)
-    if image_config is not None and intent.image:
-        argv, env, plan = _container_process(intent, workload, name, container, base_env, image_config)
+    image = release_image(intent)
+    if image_config is not None and image:
+        argv, env, plan = _container_process(image, intent, workload, name, container, base_env, image_config)
         return _rendered(intent, container, argv, env, (), plan)
     if not container.command:
         raise PermanentError(
@@ -144,7 +146,19 @@ def _rendered(
     )
 
 
+def release_image(intent: AppIntent) -> str | None:
+    """The image the release runs locally (``domain.local_target.local_image``), None: a host process."""
+    containers = intent.score.get("containers")
+    images = {
+        str(n): c["image"]
+        for n, c in (containers.items() if isinstance(containers, Mapping) else ())
+        if isinstance(c, Mapping) and isinstance(c.get("image"), str)
+    }
+    return local_image(images, intent.image)
+
+
 def _container_process(
+    image: str,
     intent: AppIntent,
     workload: Workload,
     name: str,
@@ -152,7 +166,7 @@ def _container_process(
     base_env: Mapping[str, str],
     image_config: Mapping[str, Any],
 ) -> tuple[tuple[str, ...], dict[str, str], ContainerPlan]:
-    """A container of ``intent.image``: its config under the Score's overrides (Kubernetes' rules)."""
+    """A container of ``image``: its config under the Score's overrides (Kubernetes' rules)."""
     raw = image_config.get("config")
     config: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
     entrypoint = _strings(config.get("Entrypoint"))
@@ -164,7 +178,7 @@ def _container_process(
     base = f"containers.{name}"
     if not argv:
         raise PermanentError(
-            f"{base}.command: image {intent.image} has no entrypoint or cmd; give a command",
+            f"{base}.command: image {image} has no entrypoint or cmd; give a command",
             problems=[FieldProblem(f"{base}.command", "required: the image says nothing to run")],
         )
     image_env = dict(item.split("=", 1) for item in _strings(config.get("Env")) if "=" in item)
@@ -172,7 +186,7 @@ def _container_process(
     env = {"HOME": "/tmp", **image_env, **base_env, **intent.variables, **container.variables}  # noqa: S108
     workdir = config.get("WorkingDir")
     plan = ContainerPlan(
-        image=str(intent.image),
+        image=image,
         cwd=workdir if isinstance(workdir, str) and workdir.startswith("/") else "/",
         files=_files(container, base),
         volumes=_volumes(workload, container, base),
@@ -244,3 +258,19 @@ def _volumes(workload: Workload, container: Container, base: str) -> tuple[Volum
             )
         out.append(VolumeMount(target, source, "" if sub == "." else sub, bool(v.read_only)))
     return tuple(out)
+
+
+def container_view(r: Rendered) -> dict[str, Any]:
+    """What `yunzhou render` shows of a container: its image and what is mounted where."""
+    if r.container is None:
+        return {}
+    plan = r.container
+    return {
+        "image": plan.image,
+        "workdir": plan.cwd,
+        "files": [{"path": f.target, "mode": f"{f.mode:04o}"} for f in plan.files],
+        "volumes": [
+            {"path": v.target, "source": v.source, "subPath": v.sub_path, "readOnly": v.read_only}
+            for v in plan.volumes
+        ],
+    }

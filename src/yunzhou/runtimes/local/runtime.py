@@ -25,9 +25,10 @@ from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import release_counts
+from yunzhou.runtimes.local.containers import NO_IMAGE_WARNING, ContainerHost
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
-from yunzhou.runtimes.local.render import Rendered, render
+from yunzhou.runtimes.local.render import Rendered, container_view, release_image, render
 from yunzhou.runtimes.local.snapshot import ensure_snapshot
 from yunzhou.runtimes.local.spec import Probe
 from yunzhou.runtimes.local.supervisor import LocalSupervisor
@@ -48,6 +49,9 @@ log = logging.getLogger("yunzhou.runtimes.local")
 PublishRoutes = Callable[[dict[str, Any]], dict[str, Any] | None]
 InFlight = Callable[[str], int | None]  # backend id → requests in flight at the router (None: unknown)
 CRASHLOOP_FAILS_ROLLOUT_AFTER = 3  # restarts of a new instance before the rollout is reported failed
+CONTAINER_PORT = 8080  # every container has an address of its own, so all listen on one PORT
+ROOT = Path("/")  # a container's cwd on the host side: unused (the process runs in its image's workdir)
+NOBODY = 65534  # a container's user when per-app users are off (YUNZHOU_ISOLATE_INSTANCES=0)
 
 
 @dataclass
@@ -79,6 +83,8 @@ class LocalRuntime:
         metric_query: MetricQuery | None = None,
         base_env: Mapping[str, str] | None = None,
         isolation: Isolation | None = None,
+        containers: ContainerHost | None = None,
+        container_env: Mapping[str, str] | None = None,
         drain_min: float = 0.2,
         drain_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -90,6 +96,10 @@ class LocalRuntime:
         self.base_env = dict(base_env or {})
         # None: instances run as this process's user, as in unit tests and when not root
         self.isolation = isolation or Isolation(False, "isolation not configured", data_dir)
+        # set: a release with an image runs as containers (YUNZHOU_INSTANCE_MODE=container), which get
+        # ``container_env`` (YUNZHOU_ROUTER at the bridge) instead of ``base_env`` (the host's PATH, …)
+        self.containers = containers
+        self.container_env = dict(container_env or {})
         self.drain_min = drain_min
         self.drain_max = drain_max
         self.clock = clock
@@ -151,7 +161,7 @@ class LocalRuntime:
         rendered = None
         if plan.start and not intent.removing:
             try:
-                rendered = render(intent, self.base_env)
+                rendered = self._render(intent)
             except PermanentError as exc:
                 failure = exc.message
         for instance_id in plan.stop:
@@ -291,7 +301,7 @@ class LocalRuntime:
             actions += 1
         if len(canaries) < want:
             try:
-                rendered = render(intent, self.base_env)
+                rendered = self._render(intent)
             except PermanentError as exc:
                 run.aborted = f"canary aborted: {exc.message}"
                 rendered = None
@@ -341,12 +351,24 @@ class LocalRuntime:
             return None
         return release_counts(text, address).get(release) or ReleaseCounts()
 
+    def _render(self, intent: AppIntent) -> Rendered:
+        """A container when the release has an image and containers are on; else a host process (with a
+        warning on a container-mode server: the development fallback for releases without images)."""
+        image = release_image(intent)
+        if self.containers is not None and image:
+            return render(intent, self.container_env, self.containers.image_config(image))
+        rendered = render(intent, self.base_env)
+        if self.containers is not None:
+            rendered = replace(rendered, warnings=(NO_IMAGE_WARNING, *rendered.warnings))
+        return rendered
+
     def render(self, intent: AppIntent) -> list[dict[str, Any]]:
-        r = render(intent, self.base_env)
+        r = self._render(intent)
         # Variables carrying a secret move to a "Secret" object (redacted unless an admin asks), as on
         # Kubernetes; argv items carrying one are always masked.
         hidden = intent.secret_values()
-        env = {k: v for k, v in sorted(r.env.items()) if k not in self.base_env}
+        base = self.container_env if r.container is not None else self.base_env
+        env = {k: v for k, v in sorted(r.env.items()) if k not in base}
         secret_env = {k: v for k, v in env.items() if any(h in v for h in hidden)}
         objects: list[dict[str, Any]] = []
         if secret_env:
@@ -354,10 +376,11 @@ class LocalRuntime:
                             "data": secret_env})  # fmt: skip
         return [
             {
-                "kind": "Process",
+                "kind": "Container" if r.container is not None else "Process",
                 "app": intent.address,
                 "release": intent.release,
                 "replicas": intent.replicas,
+                **container_view(r),
                 "argv": ["<secret>" if any(h in a for h in hidden) else a for a in r.argv],
                 "environment": {k: "<from Secret>" if k in secret_env else v for k, v in env.items()},
                 "readiness": _probe_view(r.readiness) or {"kind": "tcp"},
@@ -393,16 +416,52 @@ class LocalRuntime:
         if count <= 0:
             return 0
         uid = self.isolation.uid_for(intent.address)
-        cwd = self._workdir(intent, uid)
         token = {CALLER_TOKEN_ENV: caller_token(self._token_key, intent.address)}
+        if rendered.container is not None:
+            return self._start_containers(intent, rendered, count, uid, token)
+        cwd = self._workdir(intent, uid)
         for _ in range(count):
-            instance_id = f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+            instance_id = self._new_instance_id(intent)
             spec = rendered.spec(instance_id, intent.address, intent.release, cwd, free_port(), token)
             if uid is not None:
                 spec = replace(spec, user=uid, home=self.isolation.home(uid, instance_id))
             self.supervisor.ensure(spec)
             self._app_of[instance_id] = intent.app_id
         return count
+
+    @staticmethod
+    def _new_instance_id(intent: AppIntent) -> str:
+        return f"{intent.address.replace('/', '-')}-r{intent.release}-{secrets.token_hex(3)}"
+
+    def _start_containers(
+        self, intent: AppIntent, rendered: Rendered, count: int, uid: int | None, token: dict[str, str]
+    ) -> int:
+        """Containers on the bridge: each at an address of its own, all listening on one PORT."""
+        assert self.containers is not None
+        if uid is not None:
+            self.isolation.app_dir(uid)  # root:<uid> 0750, where its volumes go
+        self._publish_names(self._route_hosts(intent))
+        for _ in range(count):
+            instance_id = self._new_instance_id(intent)
+            address = self.containers.attach(instance_id)
+            spec = rendered.spec(instance_id, intent.address, intent.release, ROOT, CONTAINER_PORT, token)
+            spec = replace(spec, host=address, user=uid if uid is not None else NOBODY)
+            try:
+                self.supervisor.ensure(spec)
+            except Exception:
+                self.containers.release(instance_id)
+                raise
+            self._app_of[instance_id] = intent.app_id
+        return count
+
+    def _route_hosts(self, intent: AppIntent | None = None) -> set[str]:
+        hosts = {r.host for _, specs in self._routes.values() for r in specs}
+        return hosts | ({r.host for r in intent.routes} if intent is not None else set())
+
+    def _publish_names(self, hosts: set[str]) -> None:
+        """Other apps' names resolve to the router inside instances (their /etc/hosts)."""
+        if self.containers is not None:
+            self.containers.set_names(hosts)
 
     def _workdir(self, intent: AppIntent, uid: int | None) -> Path:
         root = self.isolation.release_root(uid) if uid is not None else self.data_dir / "snapshots"
@@ -515,6 +574,7 @@ class LocalRuntime:
             if self._not_routed.get(app) != messages:
                 log.warning("the router left out routes of %s: %s", app, "; ".join(messages))
         self._not_routed = not_routed
+        self._publish_names(self._route_hosts())
         self._published = body
         self._needs_publish = False
         return 1

@@ -14,6 +14,7 @@ from pathlib import Path
 from yunzhou.runtimes.base import InstanceStatus
 
 from . import cgroups, procfs
+from .containers import ContainerHost
 from .instance import Instance, Tuning
 from .logs import LogPump
 from .records import RecordStore, kill_orphans
@@ -47,8 +48,10 @@ class LocalSupervisor:
         max_line_bytes: int = 16 * 1024,
         log_queue_size: int = 10_000,
         use_cgroups: bool = True,
+        containers: ContainerHost | None = None,
     ) -> None:
         self.state_dir = state_dir
+        self.containers = containers  # runs the instances whose spec has a container plan
         state_dir.mkdir(parents=True, exist_ok=True)
         self._records = RecordStore(state_dir)
         self._pump = LogPump(log_sink, log_queue_size)
@@ -116,6 +119,8 @@ class LocalSupervisor:
         with self._cond:
             if self._loop is None or self._closing:
                 raise RuntimeError("supervisor is not running")
+            if spec.container is not None and self.containers is None:
+                raise RuntimeError("a container instance needs a supervisor with a ContainerHost")
             inst = self._instances.get(spec.instance_id)
             if inst is not None and not inst.finished:
                 if inst.spec == spec and not inst.stop_requested:
@@ -141,6 +146,9 @@ class LocalSupervisor:
             tuning=self._tuning,
             cgroup=cgroup,
             limit_note=note,
+            containers=self.containers,
+            # runc resolves a relative cgroupsPath against its own cgroup, the supervisor's: the group above
+            cgroups_path=f"{cgroups.PARENT_NAME}/{cgroup.name}" if cgroup is not None else None,
         )
         self._instances[spec.instance_id] = inst
         self._cond.notify_all()
@@ -228,8 +236,12 @@ class LocalSupervisor:
         return self._pump.dropped
 
     def cleanup_orphans(self) -> list[int]:
-        """Kill what a previous, dead supervisor on this state dir left behind; returns the pids killed."""
-        return kill_orphans(self._records)
+        """Kill what a previous, dead supervisor on this state dir left behind; returns the pids killed.
+        Its containers are killed and removed too (not adopted: their logs went to the dead supervisor)."""
+        killed = kill_orphans(self._records)
+        if self.containers is not None:
+            self.containers.cleanup_leftovers()
+        return killed
 
     @staticmethod
     def cgroup_support() -> tuple[bool, str]:
