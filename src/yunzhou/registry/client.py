@@ -115,16 +115,16 @@ class RegistryClient:
 
     def get_manifest(self, repo: str, reference: str) -> Manifest:
         what = _what(repo, reference)
-        r = self._send("GET", _manifest_path(repo, reference), what, headers={"Accept": _ACCEPT})
-        if len(r.content) > _MANIFEST_LIMIT:
-            raise UserError(f"registry manifest {what} is larger than {_MANIFEST_LIMIT} bytes")
-        digest = "sha256:" + hashlib.sha256(r.content).hexdigest()
+        headers = {"Accept": _ACCEPT}
+        body, content_type = self._read_limited(_manifest_path(repo, reference), what, headers=headers)
+        digest = "sha256:" + hashlib.sha256(body).hexdigest()
         if reference.startswith("sha256:") and digest != reference:
             raise PermanentError(f"registry served manifest {what} with content of digest {digest}")
-        media_type = r.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type = content_type.split(";")[0].strip()
+        manifest = Manifest(body=body, media_type=media_type, digest=digest)
         if media_type not in MANIFEST_TYPES:
-            media_type = str(json.loads(r.content).get("mediaType") or MEDIA_MANIFEST)
-        return Manifest(body=r.content, media_type=media_type, digest=digest)
+            manifest = Manifest(body, str(manifest.json().get("mediaType") or MEDIA_MANIFEST), digest)
+        return manifest
 
     def put_manifest(
         self, repo: str, reference: str, body: bytes | Mapping[str, Any], media_type: str = MEDIA_MANIFEST
@@ -177,12 +177,26 @@ class RegistryClient:
 
     def get_blob(self, repo: str, digest: str, *, limit: int = _MANIFEST_LIMIT) -> bytes:
         """A small blob (a signature payload, an SBOM) in memory, checked against its digest."""
-        r = self._send("GET", f"/v2/{_repo(repo)}/blobs/{check_digest(digest)}", _what(repo, digest))
-        if len(r.content) > limit:
-            raise UserError(f"blob {_what(repo, digest)} is larger than {limit} bytes")
-        if "sha256:" + hashlib.sha256(r.content).hexdigest() != digest:
-            raise PermanentError(f"registry served blob {_what(repo, digest)} with other content")
-        return r.content
+        what = _what(repo, digest)
+        body, _ = self._read_limited(f"/v2/{_repo(repo)}/blobs/{check_digest(digest)}", what, limit=limit)
+        if "sha256:" + hashlib.sha256(body).hexdigest() != digest:
+            raise PermanentError(f"registry served blob {what} with other content")
+        return body
+
+    def _read_limited(
+        self, path: str, what: str, *, limit: int = _MANIFEST_LIMIT, headers: Mapping[str, str] | None = None
+    ) -> tuple[bytes, str]:
+        """GET a small document without ever holding more than ``limit`` bytes; (body, Content-Type)."""
+        body = bytearray()
+        with self._stream("GET", path, what, headers=headers) as r:
+            try:
+                for piece in r.iter_bytes(_PIECE):
+                    body += piece
+                    if len(body) > limit:
+                        raise UserError(f"registry document {what} is larger than {limit} bytes")
+            except httpx.TransportError as exc:
+                raise TemporaryError(f"registry {self.base_url}: {what}: {exc}") from None
+            return bytes(body), r.headers.get("Content-Type", "")
 
     def put_blob(self, repo: str, data: bytes) -> str:
         digest = "sha256:" + hashlib.sha256(data).hexdigest()

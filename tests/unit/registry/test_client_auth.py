@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -131,3 +132,22 @@ def test_a_manifest_whose_content_is_not_the_asked_digest_is_refused(tmp_path: P
     ):
         client.pull("shop/web", DIGEST, store)
     assert list(store.blob_dir.iterdir()) == []
+
+
+def test_an_oversized_manifest_is_refused_without_reading_it_all() -> None:
+    sent: list[int] = []
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(64):  # 64 MiB offered; the client stops after 4
+            sent.append(1)
+            yield b" " * (1 << 20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Type": MEDIA_MANIFEST}, content=endless())
+
+    with (
+        RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(UserError, match="shop/web:v1 is larger than 4194304 bytes"),
+    ):
+        client.get_manifest("shop/web", "v1")
+    assert len(sent) < 8
