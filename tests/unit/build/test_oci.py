@@ -7,6 +7,7 @@ import io
 import json
 import os
 import socket
+import stat
 import tarfile
 import threading
 from pathlib import Path
@@ -110,14 +111,15 @@ def test_symlinks_and_hard_links_survive(tmp_path: Path) -> None:
     assert (out / "main.py").read_text() == "print('hi')\n"
 
 
-def test_sockets_are_skipped_with_a_reason(tmp_path: Path) -> None:
+def test_device_nodes_sockets_and_fifos_are_skipped_with_a_reason(tmp_path: Path) -> None:
     store = ImageStore(tmp_path / "store")
     src = tmp_path / "src"
     src.mkdir()
     (src / "a.txt").write_text("a")
+    os.mknod(src / "null", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    os.mkfifo(src / "pipe")
     sock = socket.socket(socket.AF_UNIX)
     sock.bind(str(src / "s.sock"))
-    os.mkfifo(src / "pipe")
     skipped: list[tuple[str, str]] = []
     try:
         layer = store.add_layer_from_dir(src, on_skip=lambda path, why: skipped.append((path, why)))
@@ -125,6 +127,7 @@ def test_sockets_are_skipped_with_a_reason(tmp_path: Path) -> None:
         sock.close()
     assert list(layer_members(store, layer)) == ["a.txt"]
     assert skipped == [
+        ("null", "a device node cannot be part of an image"),
         ("pipe", "a FIFO cannot be part of an image"),
         ("s.sock", "a socket cannot be part of an image"),
     ]
