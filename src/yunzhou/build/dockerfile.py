@@ -156,6 +156,7 @@ class _Buildah:
             time.sleep(0.1)
         child.wait()
         reader.join(timeout=5)
+        child.stdout.close()
         if stopped == "cancelled":
             raise BuildCancelled("the build was cancelled during buildah bud")
         if stopped == "timeout":

@@ -127,9 +127,13 @@ class BuildResult:
 
 
 def failure_message(what: str, code: int, tail: Sequence[str]) -> str:
-    """``what`` failed, with the tool's own error lines (from its first error line, else its last lines)."""
+    """``what`` failed, with the tool's own error lines: from its first error line (and the lines before it
+    when that is the very last one, a wrapper's summary such as buildah's), else its last lines."""
     lines = [line.rstrip() for line in tail if line.strip()]
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(_ERROR_MARKERS)), None)
-    shown = lines[start:][:12] if start is not None else lines[-8:]
+    if start is None or start == len(lines) - 1:
+        shown = lines[-8:]
+    else:
+        shown = lines[start:][:12]
     head = f"{what} failed (exit code {code})"
     return head + (":\n" + "\n".join(shown) if shown else "")

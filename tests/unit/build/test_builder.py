@@ -219,3 +219,16 @@ def test_failure_message_starts_at_the_tools_error() -> None:
     assert message.splitlines()[1] == "*** Error compiling '/mnt/app.py'..."
     assert message.endswith("SyntaxError: invalid syntax")
     assert failure_message("npm ci", 2, ["a", "b"]) == "npm ci failed (exit code 2):\na\nb"
+
+
+def test_failure_message_keeps_the_lines_before_a_wrappers_last_error_line() -> None:
+    tail = [
+        "STEP 2/2: RUN python3 -c 'import x'",
+        "Traceback (most recent call last):",
+        '  File "<string>"',
+        "ModuleNotFoundError: No module named 'x'",
+        'Error: building at STEP "RUN …": exit status 1',
+    ]
+    message = failure_message("buildah bud", 1, tail)
+    assert "ModuleNotFoundError: No module named 'x'" in message
+    assert message.endswith("exit status 1")
