@@ -34,13 +34,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def plain_registry(tmp_path: Path) -> Iterator[PlainRegistry]:
-    """A running ``docker-registry serve`` with its storage under ``tmp_path``; stopped at teardown."""
-    binary = shutil.which(REGISTRY_BINARY) or REGISTRY_BINARY
-    root = tmp_path / "registry"
-    root.mkdir()
-    port = free_port()
+def _config(root: Path, port: int) -> Path:
     config = root / "config.yml"
     config.write_text(
         yaml.safe_dump(
@@ -55,22 +49,47 @@ def plain_registry(tmp_path: Path) -> Iterator[PlainRegistry]:
             }
         )
     )
-    log = (root / "registry.log").open("wb")
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    return config
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
     try:
-        wait_until(
-            f"docker-registry on {url} (log: {root / 'registry.log'})",
-            lambda: process.poll() is not None or _answers(url),
-            timeout=60.0,
-        )
-        assert process.poll() is None, (root / "registry.log").read_text()
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def plain_registry(tmp_path: Path) -> Iterator[PlainRegistry]:
+    """A running ``docker-registry serve`` with its storage under ``tmp_path``; stopped at teardown."""
+    binary = shutil.which(REGISTRY_BINARY) or REGISTRY_BINARY
+    root = tmp_path / "registry"
+    root.mkdir()
+    log_path = root / "registry.log"
+    for _attempt in range(3):  # another process may take the free port before the registry binds it
+        port = free_port()
+        config = _config(root, port)
+        url = f"http://127.0.0.1:{port}"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_until(
+                f"docker-registry on {url} (log: {log_path})",
+                lambda: process.poll() is not None or _answers(url),  # noqa: B023 (used in this pass)
+                timeout=60.0,
+            )
+        except BaseException:
+            _stop(process)
+            raise
+        if process.poll() is None:
+            break
+        if "address already in use" not in log_path.read_text():
+            raise AssertionError(f"docker-registry exited at start: {log_path.read_text()}")
+    else:
+        raise AssertionError(f"docker-registry found no free port in 3 attempts: {log_path.read_text()}")
+    try:
         yield PlainRegistry(url=url, storage=root / "data", config=config, process=process)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()
+        _stop(process)
