@@ -102,6 +102,7 @@ class Network:
         self.gateway = GATEWAY
         self._state_file = state_dir / f"{BRIDGE}.json"
         self._lock_file = state_dir / f"{BRIDGE}.lock"
+        self._bridge_ready = False  # checked fully once per instance, then only for existence
 
     # ---- shared state ----------------------------------------------------------------------------------
     @contextlib.contextmanager
@@ -127,6 +128,8 @@ class Network:
             os.close(fd)
 
     def _ensure_bridge(self) -> None:
+        if self._bridge_ready and Path(f"/sys/class/net/{self.bridge}").exists():
+            return
         if not Path(f"/sys/class/net/{self.bridge}").exists():
             _run("ip", "link", "add", self.bridge, "type", "bridge", ok_if="File exists")
         Path(f"/proc/sys/net/ipv6/conf/{self.bridge}/disable_ipv6").write_text("1")
@@ -135,6 +138,7 @@ class Network:
             _run("ip", "addr", "add", address, "dev", self.bridge, ok_if="File exists")
         _run("ip", "link", "set", self.bridge, "up")
         Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        self._bridge_ready = True
 
     def _rules(self, state: dict[str, Any]) -> str:
         """Our three chains as iptables-restore input (declaring a chain flushes it)."""
@@ -168,13 +172,13 @@ class Network:
             if check.returncode != 0:
                 _run("iptables", "-w", "-t", table, "-I", chain, "1", *rule)
 
-    def _reclaim(self, state: dict[str, Any]) -> list[str]:
-        """Drop entries whose netns is gone (their container and server went away without detaching)."""
+    def _reclaim(self, state: dict[str, Any]) -> bool:
+        """Drop entries whose netns is gone (their container and server went away without detaching);
+        True when one of them had an egress rule."""
         gone = [cid for cid in state["attachments"] if not (NETNS_DIR / names_for(cid)[0]).exists()]
         for container_id in gone:
             self._remove_links(container_id)
-            del state["attachments"][container_id]
-        return gone
+        return any(state["attachments"].pop(cid)["egress"] for cid in gone)
 
     # ---- the public API --------------------------------------------------------------------------------
     def ensure(self) -> None:
@@ -189,21 +193,23 @@ class Network:
         netns, host_end, peer = names_for(container_id)
         with self._locked() as state:
             self._ensure_bridge()
-            reclaimed = self._reclaim(state)
+            rules_changed = self._reclaim(state)
             entry = state["attachments"].get(container_id)
             if entry is None:
                 entry = {"ip": self._free_address(state), "egress": egress}
                 state["attachments"][container_id] = entry
                 try:
                     self._create(netns, host_end, peer, entry["ip"])
-                except NetworkError:
+                except (NetworkError, Conflict):
                     del state["attachments"][container_id]
                     self._remove_links(container_id)
                     raise
-            elif entry["egress"] == egress and not reclaimed:
-                return self._attachment(container_id, entry)
-            entry["egress"] = egress
-            self._apply_rules(state)
+                rules_changed |= egress
+            elif entry["egress"] != egress:
+                entry["egress"] = egress
+                rules_changed = True
+            if rules_changed:  # a container without egress needs no rule: the chains' defaults drop
+                self._apply_rules(state)
             return self._attachment(container_id, entry)
 
     def detach(self, container_id: str) -> None:
@@ -246,24 +252,32 @@ class Network:
         return NetworkAttachment(NETNS_DIR / netns, entry["ip"], self.gateway, bool(entry["egress"]))
 
     def _free_address(self, state: dict[str, Any]) -> str:
+        """The next free address after the last one given (an address just freed is reused last)."""
         taken = {e["ip"] for e in state["attachments"].values()} | {self.gateway}
-        for address in self.subnet.hosts():
-            if str(address) not in taken:
-                return str(address)
+        first, size = int(self.subnet.network_address) + 1, self.subnet.num_addresses - 2
+        last = int(ipaddress.ip_address(state.get("last") or self.gateway))
+        for step in range(1, size + 1):
+            address = str(ipaddress.ip_address(first + (last - first + step) % size))
+            if address not in taken:
+                state["last"] = address
+                return address
         raise TemporaryError(f"no free address left on {self.bridge} ({self.subnet})", code="no_address")
 
     def _create(self, netns: str, host_end: str, peer: str, ip: str) -> None:
         if (NETNS_DIR / netns).exists():
             raise Conflict(f"network namespace {netns} exists but is not in {self._state_file}")
         mtu = str(_default_mtu())
-        _run("ip", "netns", "add", netns)
+        # the MAC follows from the address (as Docker does): a reused address never meets a stale ARP entry
+        mac = "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.ip_address(ip).packed)
         host_batch = (
-            f"link add {host_end} mtu {mtu} type veth peer name {peer} mtu {mtu} netns {netns}\n"
+            f"netns add {netns}\n"
+            f"link add {host_end} mtu {mtu} type veth"
+            f" peer name {peer} address {mac} mtu {mtu} netns {netns}\n"
             f"link set {host_end} addrgenmode none\n"
             f"link set {host_end} master {self.bridge} up\n"
+            f"link set dev {host_end} type bridge_slave isolated on\n"
         )
         _run("ip", "-batch", "-", stdin=host_batch)
-        _run("bridge", "link", "set", "dev", host_end, "isolated", "on")
         inside = (
             f"link set {peer} name eth0\n"
             "link set eth0 addrgenmode none\n"
@@ -277,7 +291,12 @@ class Network:
     @staticmethod
     def _remove_links(container_id: str) -> None:
         netns, host_end, _ = names_for(container_id)
+        batch = ""
         if Path(f"/sys/class/net/{host_end}").exists():
-            _run("ip", "link", "del", host_end, ok_if="Cannot find device")
+            batch += f"link del {host_end}\n"  # both ends, at once (a netns' links go asynchronously)
         if (NETNS_DIR / netns).exists():
-            _run("ip", "netns", "del", netns, ok_if="No such file")
+            batch += f"netns del {netns}\n"
+        if batch:  # the veth may vanish meanwhile with its netns (reclaim): only a netns left is an error
+            _run("ip", "-force", "-batch", "-", stdin=batch, ok_if="Cannot find device")
+        if (NETNS_DIR / netns).exists():
+            raise NetworkError(f"network namespace {netns} could not be removed")
