@@ -131,9 +131,6 @@ def failure_message(what: str, code: int, tail: Sequence[str]) -> str:
     when that is the very last one, a wrapper's summary such as buildah's), else its last lines."""
     lines = [line.rstrip() for line in tail if line.strip()]
     start = next((i for i, line in enumerate(lines) if line.lstrip().startswith(_ERROR_MARKERS)), None)
-    if start is None or start == len(lines) - 1:
-        shown = lines[-8:]
-    else:
-        shown = lines[start:][:12]
+    shown = lines[-8:] if start is None or start == len(lines) - 1 else lines[start:][:12]
     head = f"{what} failed (exit code {code})"
     return head + (":\n" + "\n".join(shown) if shown else "")
