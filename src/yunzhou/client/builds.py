@@ -74,7 +74,7 @@ class BuildCalls:
         return result
 
     def follow_build_log(self, build_id: str, offset: int = 0) -> Iterator[Json]:
-        """Yield ``{"offset", "text"}`` chunks as the build writes them, then one
+        """Yield ``{"offset", "text", "next_offset"}`` chunks as the build writes them, then one
         ``{"done": true, "state", "error", "release", "next_offset"}`` when it finished."""
         cuts = 0
         while True:
@@ -85,7 +85,7 @@ class BuildCalls:
                         yield doc
                         return
                     if doc.get("text"):
-                        offset = int(doc["offset"]) + len(str(doc["text"]).encode())
+                        offset = int(doc["next_offset"])
                         yield doc
             except (httpx.TransportError, ApiError) as exc:
                 if isinstance(exc, ApiError) and exc.status not in (0, 502, 503, 504):

@@ -263,6 +263,8 @@ class BuildService:
             b, _, _ = self._load(s, caller, build_id)
             finished, state, path = b.state in FINISHED_STATES, b.state, Path(b.log_path)
         data = _read_from(path, offset, limit)
+        if not finished or len(data) == limit:
+            data = _whole_characters(data)  # the next read starts at the character's first byte
         next_offset = offset + len(data)
         done = finished and len(data) < limit and next_offset >= _size(path)
         return {
@@ -290,6 +292,19 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except FileNotFoundError:
         return 0
+
+
+def _whole_characters(data: bytes) -> bytes:
+    """``data`` up to its last complete UTF-8 character (a read can end inside one being written)."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 == 0x80:  # a continuation byte: its lead is further back
+            continue
+        if byte < 0xC0:  # ASCII (or a stray byte): complete
+            return data
+        needed = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+        return data[:-back] if back < needed else data
+    return data
 
 
 def _read_from(path: Path, offset: int, limit: int) -> bytes:

@@ -18,6 +18,8 @@ import pytest
 from tests.conftest import Api
 from tests.helpers import score, served, upload_source
 from yunzhou.api import create_app
+from yunzhou.api.routes import builds as build_routes
+from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import PermanentError
 from yunzhou.reconcile.builds import SERVER_STOPPED, BuildJob, BuildWorker, BuiltImage
 from yunzhou.services import ControlPlane
@@ -205,6 +207,28 @@ def test_the_log_is_followed_live_until_the_build_finishes(
     # a reconnect from where it stopped gets only the end
     page = api.http.get(url_path, params={"offset": rest[-1]["next_offset"]}, headers=shop["dev"]).json()
     assert (page["text"], page["done"]) == ("", True)
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_followed_response_ends_in_time_and_the_client_goes_on_from_its_offset(
+    api: Api, shop: dict[str, Any], builder: FakeBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping server drains open responses before it stops builds: no response may follow forever."""
+    monkeypatch.setattr(build_routes, "FOLLOW_MAX_S", 0.5)
+    builder.mode = "gate"
+    b = start(api, shop)
+    assert builder.started.wait(30)
+    with served(create_app(api.cp)) as url:
+        path = f"{url}{V1}/builds/{b['id']}/logs"
+        lines = httpx.get(path, params={"follow": "true"}, headers=shop["dev"], timeout=30).text.splitlines()
+        assert all("done" not in json.loads(line) for line in lines)  # ended early, the build still runs
+        with YunzhouClient(url, shop["dev"]["Authorization"].removeprefix("Bearer ")) as client:
+            threading.Timer(1.5, builder.gate.set).start()
+            chunks = list(client.follow_build_log(b["id"]))
+    text = "".join(str(c.get("text") or "") for c in chunks)
+    assert text.count("Collecting flask") == 1  # resumed from its offset: nothing twice
+    assert "Successfully installed" in text
+    assert chunks[-1]["state"] == "succeeded"
 
 
 @pytest.mark.usefixtures("worker")

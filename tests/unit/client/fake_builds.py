@@ -88,7 +88,8 @@ class FakeBuilds:
         offset = int(request.url.params.get("offset", 0))
         done = build["state"] != "running"
         if request.url.params.get("follow") == "true":
-            lines = [{"offset": offset, "text": data[offset:].decode()}] if data[offset:] else []
+            chunk = {"offset": offset, "text": data[offset:].decode(), "next_offset": len(data)}
+            lines = [chunk] if data[offset:] else []
             if done:
                 end = {
                     "done": True,

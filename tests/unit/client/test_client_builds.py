@@ -17,10 +17,10 @@ def test_following_reconnects_from_the_last_offset_after_a_cut_stream() -> None:
         offset = request.url.params.get("offset")
         asked.append(offset)
         if offset == "0":  # cut after the first chunk: no closing line
-            lines = [{"offset": 0, "text": "step 1\n"}, {"offset": 7, "text": ""}]
+            lines = [{"offset": 0, "text": "step 1\n", "next_offset": 7}, {"offset": 7, "text": ""}]
         else:
             end = {"done": True, "state": "succeeded", "error": "", "release": 2, "next_offset": 14}
-            lines = [{"offset": 7, "text": "step 2\n"}, end]
+            lines = [{"offset": 7, "text": "step 2\n", "next_offset": 14}, end]
         body = "".join(json.dumps(line) + "\n" for line in lines)
         return httpx.Response(200, content=body.encode(), headers={"Content-Type": "application/x-ndjson"})
 

@@ -185,3 +185,19 @@ def test_builds_are_listed_newest_first_and_by_app(cp: ControlPlane, artifact: s
     second = cp.builds.start(DEV, "shop", "dev", artifact=artifact, app="billing")
     assert [b["id"] for b in cp.builds.list(DEV, "shop", "dev", None)] == [second["id"], first["id"]]
     assert [b["id"] for b in cp.builds.list(DEV, "shop", "dev", "orders")] == [first["id"]]
+
+
+def test_a_log_page_never_ends_inside_a_character_the_builder_is_still_writing(
+    cp: ControlPlane, artifact: str
+) -> None:
+    b = cp.builds.start(DEV, "shop", "dev", artifact=artifact, score=score())
+    path = cp.data_dir / "builds" / f"{b['id']}.log"
+    path.parent.mkdir()
+    whole = "编译 ok ✓\n".encode()
+    path.write_bytes(whole[:-3])  # the check mark's first two bytes written, not its last
+    page = cp.builds.log(DEV, b["id"], 0)
+    assert page["text"] == "编译 ok "
+    path.write_bytes(whole)
+    rest = cp.builds.log(DEV, b["id"], page["next_offset"])
+    assert rest["text"] == "✓\n"
+    assert rest["next_offset"] == len(whole)

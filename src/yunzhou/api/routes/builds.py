@@ -24,6 +24,10 @@ ENV = "/projects/{project}/environments/{env}"
 BuildId = Annotated[str, Path(pattern=r"^b[0-9a-f]{12}$", description="A build's id (b + 12 hex digits)")]
 FOLLOW_POLL_S = 0.5
 HEARTBEAT_S = 15.0  # an empty chunk at least this often while the log is silent (clients time out at 90 s)
+# One response follows for at most this long, then ends without the closing line and the client goes on
+# from its offset: a server that stops drains its open responses before it stops its builds, so an
+# endless one would hold the stop until the build ended.
+FOLLOW_MAX_S = 30.0
 
 
 class BuildCreate(schemas.Body):
@@ -153,9 +157,10 @@ def build_logs(
     offset: Annotated[int, Query(ge=0, le=schemas.INT_MAX)] = 0,
     follow: bool = False,
 ) -> Any:
-    """The log from a byte offset. With follow: application/x-ndjson, one `{"offset", "text"}` object per
-    chunk as it is written, ending with `{"done": true, "state", "error", "next_offset"}` once the build
-    finished (reconnect with `offset=next_offset` after a cut)."""
+    """The log from a byte offset. With follow: application/x-ndjson, one `{"offset", "text",
+    "next_offset"}` object per chunk as it is written, ending with `{"done": true, "state", "error",
+    "release", "next_offset"}` once the build finished. A response lasts at most 30 s: one that ends
+    without that line is followed on from the `next_offset` of its last chunk."""
     page = cp.builds.log(caller, build_id, offset)  # 404 here, before any streaming starts
     if not follow:
         return page
@@ -164,10 +169,10 @@ def build_logs(
 
 def _follow(cp: ControlPlane, caller: Caller, build_id: str, page: dict[str, Any]) -> Iterator[bytes]:
     pause = threading.Event()
-    quiet_since = time.monotonic()
-    while True:
+    quiet_since = started = time.monotonic()
+    while time.monotonic() - started < FOLLOW_MAX_S:
         if page["text"]:
-            yield _line({"offset": page["offset"], "text": page["text"]})
+            yield _line({"offset": page["offset"], "text": page["text"], "next_offset": page["next_offset"]})
             quiet_since = time.monotonic()
         elif time.monotonic() - quiet_since >= HEARTBEAT_S:  # a silent step: tell the client we are here
             yield _line({"offset": page["offset"], "text": ""})
