@@ -22,7 +22,7 @@ from yunzhou.api.routes import builds as build_routes
 from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import PermanentError
 from yunzhou.reconcile.builds import SERVER_STOPPED, BuildJob, BuildWorker, BuiltImage
-from yunzhou.services import ControlPlane
+from yunzhou.services import BuildPolicy, ControlPlane
 from yunzhou.store.models import Build
 from yunzhou.testing.polling import wait_until
 
@@ -269,3 +269,26 @@ def test_a_build_whose_server_stopped_is_marked_failed_by_the_next_pass(
     assert (done["state"], done["error"], done["release"]) == ("failed", SERVER_STOPPED, None)
     assert not builder.started.is_set()  # not run again
     assert log_text(api, b["id"], shop["dev"]).endswith(f"==> Build failed: {SERVER_STOPPED}\n")
+
+
+def test_the_per_project_bound_holds_for_concurrent_starts(api: Api, shop: dict[str, Any]) -> None:
+    """Six starts at once: the count and the insert are one transaction under the project's row lock
+    (PostgreSQL) or the write lock (SQLite), so exactly the bound's worth are queued."""
+    api.cp.build_policy = BuildPolicy(max_active_per_project=2)
+    outcomes: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def one() -> None:
+        barrier.wait()
+        outcomes.append(
+            api.http.post(
+                f"{ENV}/builds", json={"artifact": shop["artifact"], "app": "orders"}, headers=shop["dev"]
+            ).status_code
+        )
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(outcomes) == [202, 202, 409, 409, 409, 409]
