@@ -36,6 +36,10 @@ MIN_CPU_QUOTA_US = 1_000  # the kernel refuses quotas under 1 ms
 HOSTS_FILE = "hosts"  # in the bundle directory, next to config.json
 RESOLV_FILE = "resolv.conf"
 CONFIG_FILE = "config.json"
+# where a caller binds a static init (e.g. Debian's /usr/bin/tini-static) and starts the app through it:
+# pid 1 of a pid namespace ignores every signal it has no handler for, so an app run directly as pid 1
+# would only stop at SIGKILL. LayerCache's skeleton layer provides the mount point.
+INIT_MOUNT_POINT = "/.yunzhou-init"
 # paths inside the container (not the host's temporary directories)
 TMP = "/tmp"  # noqa: S108
 SHM = "/dev/shm"  # noqa: S108

@@ -3,8 +3,9 @@
 ::
 
     <root>/layers/<diff id hex>/     one unpacked layer (content-addressed, shared by every container)
-    <root>/layers/skeleton-1/        mount points runc needs (/proc /dev /sys /tmp /etc/hosts …): the
-                                     bottom layer, so an image that lacks them still starts
+    <root>/layers/skeleton-2/        mount points runc needs (/proc /dev /sys /tmp /etc/hosts …, and
+                                     ``/.yunzhou-init`` for an init binary bound there): the bottom
+                                     layer, so an image that lacks them still starts
     <root>/mounts/<hash>.json        which layers a mounted rootfs uses (a layer in use is never pruned)
     <root>/cache.lock                shared by mounts, exclusive for prune
 
@@ -37,10 +38,11 @@ from typing import IO, Any
 
 from yunzhou.build.oci import MEDIA_LAYER_GZIP, MEDIA_LAYER_TAR, ImageRef, ImageStore, Layer
 from yunzhou.domain.errors import PermanentError
+from yunzhou.sandbox.bundle import INIT_MOUNT_POINT
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
-SKELETON = "skeleton-1"
+SKELETON = "skeleton-2"
 _DOCKER_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 _DOCKER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 _GZIP_TYPES = (MEDIA_LAYER_GZIP, _DOCKER_GZIP)
@@ -170,7 +172,7 @@ class LayerCache:
         tmp.chmod(0o755)
         (tmp / "tmp").mkdir()
         (tmp / "tmp").chmod(0o1777)
-        for f in ("etc/hosts", "etc/resolv.conf"):
+        for f in ("etc/hosts", "etc/resolv.conf", INIT_MOUNT_POINT.lstrip("/")):
             (tmp / f).write_text("")
             (tmp / f).chmod(0o644)
         try:

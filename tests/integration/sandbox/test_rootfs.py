@@ -7,6 +7,7 @@ import gzip
 import hashlib
 import io
 import os
+import signal
 import stat
 import tarfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import pytest
 from tests.integration.sandbox.conftest import Sandbox, make_busybox_tree
 from yunzhou.build.oci import ImageConfig, ImageRef, ImageStore, Layer
 from yunzhou.domain.errors import PermanentError
-from yunzhou.sandbox import LayerCache, LayerError
+from yunzhou.sandbox import INIT_MOUNT_POINT, LayerCache, LayerError, Mount
 from yunzhou.sandbox.rootfs import is_mounted
 
 MTIME = 1_700_000_000
@@ -110,7 +111,7 @@ def test_layers_are_unpacked_once_shared_and_never_pruned_while_in_use(
     assert cache.prune(keep={busybox_image.layers[0].diff_id}) == 0
     assert cache.prune() == 1
     assert not layer_dir.exists()
-    assert sorted(p.name for p in cache.layers.iterdir()) == ["skeleton-1"]
+    assert sorted(p.name for p in cache.layers.iterdir()) == ["skeleton-2"]
 
 
 def test_a_vanished_mount_does_not_pin_its_layers(
@@ -238,3 +239,20 @@ def test_a_layer_whose_content_is_not_its_diff_id_is_refused(store: ImageStore, 
     with pytest.raises(LayerError, match="does not match its diff id"):
         cache.unpack(store, layer)
     assert list(cache.layers.iterdir()) == []
+
+
+def test_a_static_init_at_the_skeletons_mount_point_stops_the_app_on_sigterm(
+    sandbox: Sandbox, store: ImageStore, cache: LayerCache, busybox_image: ImageRef, tmp_path: Path
+) -> None:
+    # `sleep` as pid 1 would ignore SIGTERM; under Debian's tini-static (bound at the skeleton's mount
+    # point, which the image itself lacks) the signal reaches it and the container ends at once
+    target = mounted(cache, store, busybox_image, tmp_path / "rootfs")
+    init = Mount(INIT_MOUNT_POINT, Path("/usr/bin/tini-static"))
+    spec = sandbox.spec("init", INIT_MOUNT_POINT, "-g", "--", "sleep", "600", rootfs=target, mounts=(init,))
+    try:
+        child = sandbox.start(spec)
+        sandbox.runc.kill(spec.id, signal.SIGTERM)
+        assert child.wait(timeout=30) == 128 + signal.SIGTERM
+    finally:
+        sandbox.stop_all()
+        cache.release(target)
