@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import score
 from tests.integration.registry.managed import Managed, run_managed, small_image
 from yunzhou.build.oci import ImageStore
 from yunzhou.domain.errors import UserError
@@ -17,6 +18,8 @@ from yunzhou.registry.gc import RetentionPolicy, collect
 from yunzhou.registry.images import blobs_bytes, list_images
 from yunzhou.registry.sbom import attach_sbom
 from yunzhou.registry.signing import SigningKey, sign
+from yunzhou.services import SYSTEM, ControlPlane
+from yunzhou.store import Database, sqlite_url, upgrade
 
 MIB = 1 << 20
 
@@ -93,3 +96,30 @@ def test_gc_keeps_the_newest_and_the_young(managed_registry: Managed, tmp_path: 
     report = collect(process, client, set(), RetentionPolicy(keep_last=2, keep_days=7), now=later)
     assert len(report.deleted) == 1
     assert {i.digest for i in list_images(client, "shop/web", process.storage)} == set(newest)
+
+
+def test_gc_keeps_what_the_stores_releases_refer_to_even_an_old_release(
+    managed_registry: Managed, tmp_path: Path
+) -> None:
+    """The references come from the store (``RegistryService.referenced_images``): a release that is no
+    longer current (a rollback target) keeps its image, in whichever environment it is."""
+    client, process = managed_registry.client, managed_registry.process
+    db = Database(sqlite_url(tmp_path))
+    upgrade(db.engine)
+    cp = ControlPlane.create(db, managed_registry.data_dir)
+    store = ImageStore(tmp_path / "store")
+    old, current, unused = (small_image(store, tmp_path, f"v{n}".encode()) for n in range(3))
+    for digest in (old, current, unused):
+        client.push(store, "shop/web", digest)
+    cp.projects.create(SYSTEM, "shop")
+    cp.projects.create_environment(SYSTEM, "shop", "prod", "local", None)
+    for digest in (old, current):
+        cp.apps.deploy(SYSTEM, "shop", "prod", score("web"), {}, None, image=f"shop/web@{digest}")
+    referenced = cp.registry.referenced_images()
+    assert referenced == {f"shop/web@{old}", f"shop/web@{current}"}
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
+    report = collect(process, client, referenced, RetentionPolicy(keep_last=0, keep_days=0), now=later)
+    assert report.deleted == [f"shop/web@{unused}"]
+    for digest in (old, current):
+        assert client.pull("shop/web", digest, ImageStore(tmp_path / "pulled")) == digest
+    db.dispose()
