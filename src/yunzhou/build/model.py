@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 from yunzhou.build.oci import ImageRef, ImageStore
 from yunzhou.domain.errors import PermanentError
@@ -82,7 +82,12 @@ class Stacks(Protocol):
     """What the builder needs of ``build.stacks.StackCatalog``."""
 
     def image(
-        self, name: str, version: str | None = None, progress: Progress | None = None, *, purpose: str = "run"
+        self,
+        name: str,
+        version: str | None = None,
+        progress: Progress | None = None,
+        *,
+        purpose: Literal["run", "build"] = "run",
     ) -> ImageRef: ...
 
     def definition(self, name: str, version: str | None = None) -> StackDefinitionLike: ...

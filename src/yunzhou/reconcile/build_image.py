@@ -45,8 +45,7 @@ def server_builder(data_dir: Path, limits: Limits) -> BuildFunction:
                 runner = SandboxStepRunner(
                     store, LayerCache(root / "layers"), Runc(root / "runc"), root / "steps", Network()
                 )
-                # StackCatalog.image narrows `purpose` to a Literal; build.model.Stacks declares str
-                stacks: Stacks = StackCatalog(default_cache_dir(), store)  # type: ignore[assignment]
+                stacks: Stacks = StackCatalog(default_cache_dir(), store)
                 made.append(image_builder(data_dir, store, stacks, runner, limits=limits))
         return made[0](job)
 
