@@ -112,26 +112,6 @@ class Runc:
         return done.stdout
 
     # ---- starting --------------------------------------------------------------------------------------
-    def _start(
-        self,
-        spec: ContainerSpec,
-        bundle_dir: Path,
-        stdout: _Output,
-        stderr: _Output,
-        *,
-        keep: bool = False,
-        **popen: Any,
-    ) -> subprocess.Popen[bytes]:
-        write_bundle(spec, bundle_dir)
-        log = bundle_dir / LOG_FILE
-        log.unlink(missing_ok=True)
-        keeping = ["--keep"] if keep else []
-        command = self._command("run", *keeping, "--bundle", str(bundle_dir), spec.id, log=log)
-        try:
-            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, **popen)
-        except OSError as exc:
-            raise SandboxError(f"container {spec.id}: cannot run {self.binary}: {exc.strerror}") from exc
-
     def spawn(
         self,
         spec: ContainerSpec,
@@ -151,7 +131,15 @@ class Runc:
         and ``start_failure(bundle_dir)`` to learn why when it exits before serving. ``keep``: the stopped
         container (and its cgroup, with the OOM-kill counter) stays until ``delete`` (``runc run --keep``).
         """
-        return self._start(spec, bundle_dir, stdout, stderr, keep=keep, **popen)
+        write_bundle(spec, bundle_dir)
+        log = bundle_dir / LOG_FILE
+        log.unlink(missing_ok=True)
+        keeping = ["--keep"] if keep else []
+        command = self._command("run", *keeping, "--bundle", str(bundle_dir), spec.id, log=log)
+        try:
+            return subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, **popen)
+        except OSError as exc:
+            raise SandboxError(f"container {spec.id}: cannot run {self.binary}: {exc.strerror}") from exc
 
     @staticmethod
     def start_failure(bundle_dir: Path) -> str:
@@ -175,7 +163,7 @@ class Runc:
         ``SandboxError`` with runc's message. The container and its state are gone when this returns.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        child = self._start(spec, bundle_dir, stdout, stderr)
+        child = self.spawn(spec, bundle_dir, stdout, stderr)
         stopped: SandboxError | None = None
         try:
             while True:
