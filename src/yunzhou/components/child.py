@@ -49,6 +49,7 @@ class ChildProcess:
     ) -> None:
         if self.running():
             raise RuntimeError(f"{self.name} is already running")
+        self.stop()  # a previous run that exited by itself: reap it and close its log
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_file, "ab")  # noqa: SIM115 - lives as long as the process
         self._proc = subprocess.Popen(
