@@ -135,6 +135,14 @@ class Runner:
             push=registry_pusher(image_store(config.data_dir), access.client),
             concurrency=build_concurrency(),
         )  # fmt: skip
+        # stack builds (mmdebstrap: a minute or more each) have their own worker, so apps never wait on one
+        from yunzhou.reconcile.stacks import LEASE_TTL, StackBuildController
+
+        self.stack_builds = StackBuildController(config.data_dir, cp.ctx.clock)
+        self.stack_worker = Worker(
+            cp.ctx.db, {self.stack_builds.kind: self.stack_builds}, cp.ctx.clock,
+            idle_poll=1.0, lease_ttl=LEASE_TTL, name="stack-builds",
+        )  # fmt: skip
         self.cp = cp
         self._router_admin: tuple[str, dict[str, str]] | None = None  # what _publish_router_admin last wrote
         # the managed registry runs beside the local target, watched like the router (docs/images.md)
@@ -224,6 +232,7 @@ class Runner:
                     enqueue(s, APP_KIND, str(app_id), self.cp.ctx.clock())
             self.worker.start()
             self.builds.start()
+            self.stack_worker.start()
             if self.alerts is not None:
                 self.alerts.start()
             if self.autoscaler is not None:
@@ -264,6 +273,8 @@ class Runner:
             self.autoscaler.stop()
         if self.alerts is not None:
             self.alerts.stop()
+        self.stack_builds.cancel.set()  # a running mmdebstrap is stopped, its temporary files removed
+        self.stack_worker.stop()
         self.builds.stop()  # running builds stop their steps and are marked failed
         self.worker.stop()
         if self.registry_gc is not None:

@@ -14,6 +14,7 @@ from yunzhou.api.routes import metrics as metrics_routes
 from yunzhou.api.routes import nodes as node_routes
 from yunzhou.api.routes import preferences as preference_routes
 from yunzhou.api.routes import registry as registry_routes
+from yunzhou.api.routes import stacks as stack_routes
 from yunzhou.api.routes import traffic as traffic_routes
 from yunzhou.observe.metrics.collect_self import ControlPlaneMetrics, HttpMetricsMiddleware
 from yunzhou.services import ControlPlane
@@ -43,6 +44,7 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
     app.include_router(node_routes.router, prefix=API_PREFIX)
     app.include_router(preference_routes.router, prefix=API_PREFIX)
     app.include_router(registry_routes.router, prefix=API_PREFIX)
+    app.include_router(stack_routes.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.exposition_router)  # GET /metrics, where Prometheus looks
     app.state.metrics_self = own_metrics or ControlPlaneMetrics()
     mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token

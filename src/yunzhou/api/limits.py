@@ -22,6 +22,7 @@ from yunzhou.domain.limits import Limits, format_bytes
 
 API_PREFIX = "/api/"
 ARTIFACT_UPLOAD = re.compile(r"^/api/v1/artifacts/?$")
+STACK_IMPORT = re.compile(r"^/api/v1/stacks/import/?$")
 CONSOLE_DEPLOY = re.compile(r"^/projects/[^/]+/[^/]+/deploy/?$")  # web/deploy.py: Score + an archive
 
 
@@ -29,6 +30,11 @@ def body_limit(path: str, limits: Limits) -> tuple[int, str]:
     """(bytes, the limit's description) for a request to ``path``."""
     if ARTIFACT_UPLOAD.match(path):
         return limits.artifact_body, f"an archive upload may be at most {limits.describe('artifact_body')}"
+    if STACK_IMPORT.match(path):
+        return (
+            limits.stack_archive_body,
+            f"a stack archive may be at most {limits.describe('stack_archive_body')}",
+        )
     if path.startswith(API_PREFIX):
         return limits.json_body, f"a JSON request may be at most {limits.describe('json_body')}"
     if CONSOLE_DEPLOY.match(path):

@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,9 +119,11 @@ def build_rootfs(
     *,
     progress: Progress | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    cancel: threading.Event | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
-    """Run mmdebstrap; a failure is a PermanentError ending with mmdebstrap's last lines."""
+    """Run mmdebstrap; a failure (or ``timeout``, or ``cancel`` set) is a PermanentError ending with
+    mmdebstrap's last lines. Its processes are gone when this returns."""
     argv = mmdebstrap_argv(recipe, out, sources)
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
@@ -134,15 +137,24 @@ def build_rootfs(
         )
     except FileNotFoundError:
         raise PermanentError("mmdebstrap is not installed (Debian package mmdebstrap)") from None
-    timed_out = threading.Event()
+    done = threading.Event()
+    stopped: list[str] = []
 
-    def stop() -> None:
-        timed_out.set()
-        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
-            os.killpg(proc.pid, signal.SIGTERM)
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.2):
+            if cancel is not None and cancel.is_set():
+                stopped.append("was stopped")
+            elif time.monotonic() > deadline:
+                stopped.append(f"did not finish within {timeout:g}s")
+            else:
+                continue
+            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+                os.killpg(proc.pid, signal.SIGTERM)
+            return
 
-    timer = threading.Timer(timeout, stop)
-    timer.start()
+    watcher = threading.Thread(target=watch, name="mmdebstrap-watch", daemon=True)
+    watcher.start()
     try:
         assert proc.stdout is not None
         for raw in proc.stdout:
@@ -154,12 +166,15 @@ def build_rootfs(
                         progress(line.removeprefix("I: ").rstrip("."), fraction)
         code = proc.wait()
     finally:
-        timer.cancel()
+        done.set()
         if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    if timed_out.is_set():
-        raise PermanentError(f"mmdebstrap did not finish within {timeout:g}s:\n" + "\n".join(tail))
+        watcher.join()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    if stopped:
+        raise PermanentError(f"mmdebstrap {stopped[0]}:\n" + "\n".join(tail))
     if code != 0:
         raise PermanentError(f"mmdebstrap failed (exit {code}):\n" + "\n".join(tail))

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import tarfile
 import tempfile
+import threading
 import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -259,7 +260,10 @@ def stack_definition(
 def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
     environ = os.environ if environ is None else environ
     chosen = environ.get(CACHE_ENV, "").strip()
-    return Path(chosen).expanduser() if chosen else Path.home() / ".cache" / "yunzhou" / "stacks"
+    if chosen:
+        return Path(chosen).expanduser()
+    xdg = environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "yunzhou" / "stacks"
 
 
 # --- the stack's own layer --------------------------------------------------------------------------------
@@ -345,7 +349,8 @@ class StackInfo:
 class StackCatalog:
     """Builds stacks into the cache (``cache_dir``, an OCI layout and locks) and serves them from ``store``.
 
-    ``apt_sources``: the apt sources file (default: the host's, ``build.debian.find_apt_sources``).
+    ``apt_sources``: the apt sources file (default: the host's, ``build.debian.find_apt_sources``);
+    ``offline``: never build, only serve what is cached or imported (a machine without a package mirror).
     """
 
     def __init__(
@@ -355,19 +360,25 @@ class StackCatalog:
         *,
         stacks: Mapping[str, StackDefinition] = STACKS,
         apt_sources: Path | None = None,
+        offline: bool = False,
         timeout: float = 1800.0,
+        cancel: threading.Event | None = None,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.cache = ImageStore(self.cache_dir / "images")
         self.store = store
         self.stacks = stacks
         self._apt_sources = apt_sources
+        self.offline = offline
         self.timeout = timeout
+        self.cancel = cancel  # set: a running mmdebstrap is stopped (the server is stopping)
 
     def definition(self, name: str, version: str | None = None) -> StackDefinition:
         return stack_definition(name, version, self.stacks)
 
     def apt_sources(self) -> Path | None:
+        if self.offline:
+            return None
         return self._apt_sources or find_apt_sources()
 
     def image(
@@ -526,6 +537,7 @@ class StackCatalog:
                 sources,
                 progress=lambda step, f: report(step, f * 0.75),
                 timeout=self.timeout,
+                cancel=self.cancel,
             )
             report("compressing the Debian layer", 0.75)
             debian = self.cache.add_layer_from_tar(rootfs)

@@ -23,6 +23,7 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "artifact_body": ("YUNZHOU_MAX_ARTIFACT_BYTES", "an uploaded archive"),
     "unpacked_bytes": ("YUNZHOU_MAX_UNPACKED_BYTES", "what an archive unpacks to"),
     "unpacked_files": ("YUNZHOU_MAX_UNPACKED_FILES", "the entries in an archive"),
+    "stack_archive_body": ("YUNZHOU_MAX_STACK_ARCHIVE", "a stack archive (POST /stacks/import, admins)"),
 }
 
 
@@ -33,6 +34,7 @@ class Limits:
     artifact_body: int = 200 * MiB  # compressed
     unpacked_bytes: int = GiB
     unpacked_files: int = 20_000  # files, directories and links
+    stack_archive_body: int = 4 * GiB  # exported stacks: ~50-150 MiB each, node twice (run + build image)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Limits:

@@ -152,6 +152,7 @@ def test_apt_sources_come_from_the_setting_then_the_host(tmp_path: Path) -> None
 def test_cache_dir_setting(tmp_path: Path) -> None:
     assert default_cache_dir({"YUNZHOU_STACK_CACHE": str(tmp_path)}) == tmp_path
     assert default_cache_dir({}).parts[-3:] == (".cache", "yunzhou", "stacks")
+    assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "yunzhou/stacks"
 
 
 def _rootfs_tar(path: Path) -> None:
