@@ -11,7 +11,6 @@ with the tool's own last words. Dockerfile sources go to ``dockerfile.build_dock
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -44,7 +43,7 @@ from yunzhou.build.model import (
     failure_message,
 )
 from yunzhou.build.oci import ImageConfig, ImageRef, ImageStore, Layer
-from yunzhou.build.sbom import Package, parse_npm_lock, spdx_document, venv_packages
+from yunzhou.build.sbom import Package, parse_npm_lock, read_inside, spdx_document, venv_packages
 
 __all__ = [
     "BuildCancelled",
@@ -368,8 +367,10 @@ def _dependencies(
         raise BuildFailed(failure_message(f"{step.tool} install", code, tail))
     context.log(f"dependencies: {step.tool} finished in {time.monotonic() - started:.1f} s")
     output = out / name
-    if not output.is_dir():
-        output.mkdir()
+    if output.is_symlink() or (os.path.lexists(output) and not output.is_dir()):
+        # the step could leave a link to any host folder here; layering it would publish that folder
+        raise BuildFailed(f"{step.tool} install left {step.output} as something other than a folder")
+    output.mkdir(exist_ok=True)
     packages = venv_packages(output) if step.tool == "pip" else _npm_packages(output)
     layer = context.store.add_layer_from_dir(output, dest=step.output.strip("/"))
     cached = CachedLayer(layer, tuple(packages), step.tool)
@@ -378,9 +379,8 @@ def _dependencies(
 
 
 def _npm_packages(node_modules: Path) -> list[Package]:
-    with contextlib.suppress(OSError):
-        return parse_npm_lock((node_modules / ".package-lock.json").read_bytes())
-    return []
+    content = read_inside(node_modules, node_modules / ".package-lock.json")
+    return parse_npm_lock(content) if content is not None else []
 
 
 def _check_python(

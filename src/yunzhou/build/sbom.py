@@ -10,6 +10,7 @@ out). The document is deterministic: packages sorted, SPDX ids numbered in that 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from email.parser import HeaderParser
@@ -72,11 +73,21 @@ def parse_dist_metadata(text: str) -> Package | None:
     return Package("pypi", str(name), str(version)) if name and version else None
 
 
+def read_inside(root: Path, path: Path) -> bytes | None:
+    """``path``'s content when it is a regular file reached from ``root`` through no symbolic link (a build
+    step wrote these folders: a link could point anywhere on the host), else None."""
+    expected = Path(os.path.realpath(root)) / path.relative_to(root)
+    if Path(os.path.realpath(path)) != expected or not path.is_file():
+        return None
+    return path.read_bytes()
+
+
 def venv_packages(venv: Path) -> list[Package]:
     """The distributions installed in ``venv`` (pip, setuptools and the app's dependencies)."""
     found = []
     for metadata in sorted(venv.glob("lib/python*/site-packages/*.dist-info/METADATA")):
-        package = parse_dist_metadata(metadata.read_text(errors="replace"))
+        content = read_inside(venv, metadata)
+        package = parse_dist_metadata(content.decode(errors="replace")) if content is not None else None
         if package is not None:
             found.append(package)
     return sorted(set(found))

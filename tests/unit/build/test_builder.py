@@ -5,11 +5,12 @@ The runner here only writes what pip would have written; tests/integration/build
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,7 @@ class _Runner:
     def __init__(self) -> None:
         self.steps: list[BuildStep] = []
         self.fail: dict[str, list[str]] = {}
+        self.pip_writes: Callable[[Path], None] = _six_venv
 
     def run(self, step: BuildStep, log, *, timeout: float, cancel: threading.Event) -> int:
         self.steps.append(step)
@@ -75,11 +77,15 @@ class _Runner:
             return 1
         if step.name == "pip install":
             opt = next(host for target, host, writable in step.mounts if target == "/opt" and writable)
-            dist = opt / "venv/lib/python3.11/site-packages/six-1.16.0.dist-info"
-            dist.mkdir(parents=True)
-            (dist / "METADATA").write_text("Name: six\nVersion: 1.16.0\n")
+            self.pip_writes(opt)
             log("Successfully installed six-1.16.0")
         return 0
+
+
+def _six_venv(opt: Path) -> None:
+    dist = opt / "venv/lib/python3.11/site-packages/six-1.16.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Name: six\nVersion: 1.16.0\n")
 
 
 @pytest.fixture
@@ -232,3 +238,42 @@ def test_failure_message_keeps_the_lines_before_a_wrappers_last_error_line() -> 
     message = failure_message("buildah bud", 1, tail)
     assert "ModuleNotFoundError: No module named 'x'" in message
     assert message.endswith("exit status 1")
+
+
+def _all_layer_bytes(store: ImageStore) -> bytes:
+    blobs = sorted(store.blob_dir.iterdir())
+    return b"".join(gzip.decompress(p.read_bytes()) for p in blobs if p.read_bytes()[:2] == b"\x1f\x8b")
+
+
+def test_a_dependency_step_that_leaves_a_link_to_a_host_folder_fails_and_publishes_nothing(
+    env, tmp_path: Path
+) -> None:
+    store, runner, context, source, _ = env
+    host = tmp_path / "host-only"
+    host.mkdir()
+    (host / "key.pem").write_text("host-secret-material")
+    runner.pip_writes = lambda opt: (opt / "venv").symlink_to(host)  # what a hostile setup.py could do
+    with pytest.raises(BuildFailed, match="left /opt/venv as something other than a folder"):
+        build_image(BuildRequest(source), context)
+    assert b"host-secret-material" not in _all_layer_bytes(store)
+
+
+def test_the_sbom_never_reads_host_files_through_links_a_build_step_left(env, tmp_path: Path) -> None:
+    _, runner, context, source, _ = env
+    host_file = tmp_path / "host-metadata"
+    host_file.write_text("Name: leaked-from-the-host\nVersion: 1\n")
+    host_dir = tmp_path / "host-dist"
+    host_dir.mkdir()
+    (host_dir / "METADATA").write_text("Name: leaked-through-a-folder\nVersion: 2\n")
+
+    def hostile(opt: Path) -> None:
+        _six_venv(opt)
+        site = opt / "venv/lib/python3.11/site-packages"
+        (site / "a-1.dist-info").mkdir()
+        (site / "a-1.dist-info/METADATA").symlink_to(host_file)
+        (site / "b-1.dist-info").symlink_to(host_dir)
+
+    runner.pip_writes = hostile
+    result = build_image(BuildRequest(source), context)
+    assert b"leaked" not in result.sbom
+    assert b'"six"' in result.sbom
