@@ -157,6 +157,7 @@ class Runner:
                 cp.registry.referenced_images,
                 RetentionPolicy.from_env(),
                 gc_interval(),
+                busy=cp.registry.builds_running,
             )
         if metrics is not None:  # this process runs the local target: its router and instances are here
             metrics.attach_local(

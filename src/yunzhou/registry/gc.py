@@ -139,9 +139,13 @@ def gc_interval(environ: Mapping[str, str] | None = None) -> float:
     )
 
 
+BUSY_RETRY_SECONDS = 60.0
+
+
 class GcLoop:
     """Retention and garbage collection every ``interval`` seconds, in a thread of the server that runs
-    the managed registry; each run's report is logged (and kept in ``last``)."""
+    the managed registry; each run's report is logged (and kept in ``last``). While ``busy()`` says a
+    build is running, a run waits (checking every minute): a push into the read-only window would fail."""
 
     def __init__(
         self,
@@ -150,8 +154,12 @@ class GcLoop:
         referenced: Callable[[], set[str]],
         policy: RetentionPolicy,
         interval: float,
+        busy: Callable[[], bool] = lambda: False,
+        busy_retry: float = BUSY_RETRY_SECONDS,
     ) -> None:
         self.process = process
+        self.busy = busy
+        self.busy_retry = busy_retry
         self.client = client
         self.referenced = referenced
         self.policy = policy
@@ -176,6 +184,9 @@ class GcLoop:
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                while self.busy():
+                    if self._stop.wait(self.busy_retry):
+                        return
                 self.run_once()
             except Exception:  # a failed run is logged and tried again at the next interval
                 log.exception("registry retention failed")

@@ -16,7 +16,7 @@ from yunzhou.domain.errors import TemporaryError, invalid
 from yunzhou.registry.tokens import PUSH, REGISTRY_DIR, SERVICE, Access, TokenIssuer, grant, parse_scope
 from yunzhou.services.base import ServiceContext, get_app
 from yunzhou.services.context import Caller, iso, record_audit
-from yunzhou.store.models import App, Environment, Release
+from yunzhou.store.models import App, Build, Environment, Release
 
 
 @functools.cache
@@ -73,6 +73,11 @@ class RegistryService:
         with self.ctx.db.transaction() as s:
             images = s.scalars(select(Release.image).where(Release.image.is_not(None)))
             return {image for image in images if image is not None and repository_of(image) is not None}
+
+    def builds_running(self) -> bool:
+        """Whether a build job runs now (it will push soon: retention waits for it, registry/gc.py)."""
+        with self.ctx.db.transaction() as s:
+            return s.scalar(select(Build.id).where(Build.state == "running").limit(1)) is not None
 
     def images(self, project: str, env: str, app: str) -> dict[str, Any]:
         """The app's images in the registry (repository ``project/app``, shared by the project's

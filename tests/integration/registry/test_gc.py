@@ -14,12 +14,15 @@ from tests.helpers import score
 from tests.integration.registry.managed import Managed, run_managed, small_image
 from yunzhou.build.oci import ImageStore
 from yunzhou.domain.errors import UserError
-from yunzhou.registry.gc import RetentionPolicy, collect
+from yunzhou.registry.access import RegistryAccess
+from yunzhou.registry.gc import GcLoop, RetentionPolicy, collect
 from yunzhou.registry.images import blobs_bytes, list_images
 from yunzhou.registry.sbom import attach_sbom
+from yunzhou.registry.server import RegistrySettings
 from yunzhou.registry.signing import SigningKey, sign
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.store import Database, sqlite_url, upgrade
+from yunzhou.testing.polling import wait_until
 
 MIB = 1 << 20
 
@@ -123,3 +126,28 @@ def test_gc_keeps_what_the_stores_releases_refer_to_even_an_old_release(
     for digest in (old, current):
         assert client.pull("shop/web", digest, ImageStore(tmp_path / "pulled")) == digest
     db.dispose()
+
+
+def test_the_retention_loop_waits_while_a_build_runs(managed_registry: Managed, tmp_path: Path) -> None:
+    client, process = managed_registry.client, managed_registry.process
+    store = ImageStore(tmp_path / "store")
+    digest = small_image(store, tmp_path, b"v1")
+    client.push(store, "shop/web", digest)
+    asked: list[bool] = []
+
+    def busy() -> bool:
+        asked.append(len(asked) < 3)  # a build runs during the first three checks
+        return asked[-1]
+
+    access = RegistryAccess(managed_registry.data_dir, RegistrySettings())
+    loop = GcLoop(
+        process, access.client, set, RetentionPolicy(keep_last=0, keep_days=0), 0.1, busy, busy_retry=0.05
+    )
+    loop.start()
+    try:
+        wait_until("a retention run", lambda: loop.last is not None, timeout=60)
+    finally:
+        loop.stop()
+    assert asked[:4] == [True, True, True, False]
+    assert loop.last is not None
+    assert loop.last.deleted == [f"shop/web@{digest}"]
