@@ -52,8 +52,9 @@ def container_image(
         return image, False
     if not registry:
         raise PermanentError(
-            f"cluster {cluster} has no registry address for the platform image {image}: set one with "
-            "`yunzhou cluster add --registry HOST[:PORT]` (the address its nodes pull from)",
+            f"cluster {cluster} has no registry address for the platform image {image} (the platform "
+            f"registry is not running): set the address its nodes pull from with `yunzhou cluster set "
+            f"{cluster} --registry HOST[:PORT]`",
             problems=[FieldProblem(where, "a platform image needs the cluster's registry address")],
         )
     return f"{registry}/{image}", True
