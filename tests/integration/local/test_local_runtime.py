@@ -45,8 +45,10 @@ def wait_until(what: str, check: Callable[[], Any], timeout: float = DEADLINE) -
 class Load:
     """A steady stream of requests through the router, recording every outcome."""
 
-    def __init__(self, router: str, host: str) -> None:
-        self.router, self.host = router, host
+    def __init__(
+        self, router: str, host: str, parse: Callable[[httpx.Response], str] = lambda r: r.json()["version"]
+    ) -> None:
+        self.router, self.host, self.parse = router, host, parse
         self.results: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -56,9 +58,7 @@ class Load:
             while not self._stop.is_set():
                 try:
                     r = c.get("/")
-                    self.results.append(
-                        r.json()["version"] if r.status_code == 200 else f"HTTP {r.status_code}"
-                    )
+                    self.results.append(self.parse(r) if r.status_code == 200 else f"HTTP {r.status_code}")
                 except (httpx.HTTPError, ValueError) as exc:
                     self.results.append(f"error {type(exc).__name__}")
 

@@ -1,6 +1,6 @@
 """Instances as unprivileged users of their own: a uid per app, and the only files that uid can reach.
 
-Each app (``project/env/app``) gets a uid (= its gid) from ``[2_000_000_000, 4_000_000_000)``, derived
+Each app (``project/env/app``) gets a uid (= its gid) from ``[2_000_000_000, 2**31 - 1)``, derived
 from a hash of the data dir and the address, checked against ``/etc/passwd``/``/etc/group`` and against
 the other apps of this data dir (``<data dir>/instance-uids.json``): two apps never share one. Replicas
 of one app share it (they run the same code with the same environment).
@@ -37,7 +37,8 @@ from pathlib import Path
 log = logging.getLogger("yunzhou.runtimes.local")
 
 UID_BASE = 2_000_000_000
-UID_SPAN = 2_000_000_000  # below 2**32 - 2 ("nobody" on some systems is 65534; -1 means "unchanged")
+# below 2**31 - 1: runc refuses larger uids and gids ("nobody" on some systems is 65534)
+UID_SPAN = 2**31 - 1 - UID_BASE
 ENV_ISOLATE = "YUNZHOU_ISOLATE_INSTANCES"
 ENV_INSTANCE_ROOT = "YUNZHOU_INSTANCE_ROOT"
 DEFAULT_INSTANCE_ROOT = Path("/var/lib/yunzhou-instances")
@@ -112,8 +113,8 @@ class Isolation:
         if not self._uids:
             self._uids = self._load()
         known = self._uids.get(address)
-        if known is not None:
-            return known
+        if known is not None and UID_BASE <= known < UID_BASE + UID_SPAN:
+            return known  # (one outside: given by an older version, which used up to 4e9; a new one now)
         taken = set(self._uids.values())
         seed = int.from_bytes(hashlib.sha256(f"{self.data_dir.resolve()}\0{address}".encode()).digest()[:8])
         uid = UID_BASE + seed % UID_SPAN

@@ -51,7 +51,11 @@ class Rendered:
         cwd: Path,
         port: int,
         extra_env: Mapping[str, str] | None = None,
+        *,
+        host: str = "127.0.0.1",
+        user: int | None = None,
     ) -> ProcessSpec:
+        """``host``/``user``: a container's address and uid (a host process gets its user later)."""
         return ProcessSpec(
             instance_id=instance_id,
             app=app,
@@ -60,6 +64,8 @@ class Rendered:
             cwd=cwd,
             env={**self.env, **(extra_env or {}), "PORT": str(port)},
             port=port,
+            host=host,
+            user=user,
             readiness=self.readiness,
             liveness=self.liveness,
             memory_limit_bytes=self.memory_limit_bytes,

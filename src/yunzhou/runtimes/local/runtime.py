@@ -444,8 +444,17 @@ class LocalRuntime:
         for _ in range(count):
             instance_id = self._new_instance_id(intent)
             address = self.containers.attach(instance_id)
-            spec = rendered.spec(instance_id, intent.address, intent.release, ROOT, CONTAINER_PORT, token)
-            spec = replace(spec, host=address, user=uid if uid is not None else NOBODY)
+            user = NOBODY if uid is None else uid
+            spec = rendered.spec(
+                instance_id,
+                intent.address,
+                intent.release,
+                ROOT,
+                CONTAINER_PORT,
+                token,
+                host=address,
+                user=user,
+            )
             try:
                 self.supervisor.ensure(spec)
             except Exception:
