@@ -221,18 +221,25 @@ def _ignore(top: Path) -> Callable[[str, list[str]], set[str]]:
 
 def _stage_app(source: Path, found: Detected, layout: Mapping[str, str], stage: Path) -> str:
     """Copy what goes into the app layer to ``stage``; returns where it goes in the image (``app``)."""
+    artifact = source / found.artifact
+    if found.artifact and (artifact.is_symlink() or not _inside(source, artifact)):
+        raise BuildFailed(f"{found.artifact} is a symbolic link; the {found.stack} stack needs the real file")
     if found.stack in ("java", "tomcat"):
-        target = layout.get("jar" if found.stack == "java" else "war", f"/app/app.{found.stack[:1]}ar")
-        folder, name = target.rsplit("/", 1)
+        kind = "jar" if found.stack == "java" else "war"
+        folder, name = layout.get(kind, f"/app/app.{kind}").rsplit("/", 1)
         stage.mkdir()
-        shutil.copyfile(source / found.artifact, stage / name)
+        shutil.copyfile(artifact, stage / name)
         dest = folder
     else:
-        root = source / found.artifact if found.stack == "static" else source
+        root = artifact if found.stack == "static" else source
         shutil.copytree(root, stage, symlinks=True, ignore=_ignore(root))
         dest = layout.get("root" if found.stack == "static" else "app", "/app")
     _normalise_modes(stage)
     return dest.strip("/")
+
+
+def _inside(root: Path, path: Path) -> bool:
+    return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(root))
 
 
 def _normalise_modes(root: Path) -> None:
@@ -249,8 +256,8 @@ def _normalise_modes(root: Path) -> None:
 def _node_command(source: Path) -> tuple[str, ...] | None:
     """package.json's ``scripts.start`` (run by sh) or ``main`` (run by node); None → the stack's default."""
     try:
-        doc = json.loads((source / "package.json").read_bytes())
-    except (OSError, ValueError):
+        doc = json.loads(_read(source, "package.json") or b"null")
+    except ValueError:
         return None
     if not isinstance(doc, dict):
         return None

@@ -277,3 +277,14 @@ def test_the_sbom_never_reads_host_files_through_links_a_build_step_left(env, tm
     result = build_image(BuildRequest(source), context)
     assert b"leaked" not in result.sbom
     assert b'"six"' in result.sbom
+
+
+def test_a_jar_that_is_a_link_to_a_host_file_is_refused(env, tmp_path: Path) -> None:
+    store, _, context, _, _ = env
+    (tmp_path / "host.key").write_text("host-secret-material")
+    source = tmp_path / "linked"
+    source.mkdir()
+    (source / "app.jar").symlink_to(tmp_path / "host.key")
+    with pytest.raises(BuildFailed, match=r"app\.jar is a symbolic link"):
+        build_image(BuildRequest(source), context)
+    assert b"host-secret-material" not in _all_layer_bytes(store)
