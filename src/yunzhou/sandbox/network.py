@@ -95,13 +95,15 @@ def _default_mtu() -> int:
 class Network:
     """The shared bridge and its attachments (see the module docstring). Needs root."""
 
-    def __init__(self, state_dir: Path = STATE_DIR) -> None:
-        self.state_dir = state_dir
+    def __init__(self) -> None:
+        # one state for the one bridge: a second state file would rebuild the same chains without the
+        # first one's rules, so there is no parameter for it
+        self.state_dir = STATE_DIR
         self.bridge = BRIDGE
         self.subnet = ipaddress.ip_network(SUBNET)
         self.gateway = GATEWAY
-        self._state_file = state_dir / f"{BRIDGE}.json"
-        self._lock_file = state_dir / f"{BRIDGE}.lock"
+        self._state_file = STATE_DIR / f"{BRIDGE}.json"
+        self._lock_file = STATE_DIR / f"{BRIDGE}.lock"
         self._bridge_ready = False  # checked fully once per instance, then only for existence
 
     # ---- shared state ----------------------------------------------------------------------------------

@@ -197,3 +197,21 @@ def test_a_container_with_no_network_has_only_loopback(sandbox: Sandbox) -> None
     code, out = sandbox.run(sandbox.spec("nonet", "ip", "-o", "link"))
     assert code == 0
     assert [line.split(":")[1].strip() for line in out.strip().splitlines()] == ["lo"]
+
+
+def test_an_allowed_port_is_open_on_the_gateway_address_only(
+    sandbox: Sandbox, network: Attachments, outside: str
+) -> None:
+    # a service listening on every address: containers reach it at the gateway, not at the host's
+    # other addresses (here the host end of the "outside" veth)
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = server.server_address[1]
+        network.allow(port)
+        assert probe(sandbox, network, "gw-only-a", f"http://{GATEWAY}:{port}/") == 0
+        assert probe(sandbox, network, "gw-only-b", f"http://{OUTSIDE_HOST_IP}:{port}/") != 0
+    finally:
+        server.shutdown()
+        server.server_close()
