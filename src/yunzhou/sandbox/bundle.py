@@ -98,7 +98,8 @@ class ContainerSpec:
     ``network``: ``"none"`` (own netns, loopback only), ``"host"`` or a ``NetworkAttachment``.
     ``hosts``: name → address lines of ``/etc/hosts`` after the localhost lines; ``resolv_conf`` None →
     the image's own ``/etc/resolv.conf`` stays (an empty one in practice: no DNS).
-    ``cgroups_path``: runc's ``cgroupsPath`` (cgroupfs driver: a path below each hierarchy's root).
+    ``cgroups_path``: runc's ``cgroupsPath`` (cgroupfs driver): absolute → below each hierarchy's root,
+    relative → below the cgroup of the process that runs runc; runc removes the leaf, never its parents.
     """
 
     id: str
@@ -155,6 +156,10 @@ def _check(spec: ContainerSpec) -> None:
     for name, address in spec.hosts.items():
         if not name or any(c.isspace() or c in "#\0" for c in name + address) or not address:
             raise invalid(f"hosts.{name}", "a name and an address without spaces, '#' or NUL")
+    if spec.cgroups_path is not None and (
+        not spec.cgroups_path.strip("/") or ".." in spec.cgroups_path.split("/") or "\0" in spec.cgroups_path
+    ):
+        raise invalid("cgroups_path", "a path of one or more cgroup names, without '..'")
     if spec.resolv_conf is not None and "\0" in spec.resolv_conf:
         raise invalid("resolv_conf", "must not contain NUL")
     seen = {TMP}

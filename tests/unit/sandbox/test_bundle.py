@@ -260,6 +260,8 @@ def test_write_bundle_writes_config_hosts_and_resolv_conf(tmp_path: Path) -> Non
         ({"memory_limit_bytes": 1024}, "memory_limit_bytes"),
         ({"cpu_limit_millis": 1}, "cpu_limit_millis"),
         ({"pids_limit": 0}, "pids_limit"),
+        ({"cgroups_path": "/yunzhou/../../escape"}, "cgroups_path"),
+        ({"cgroups_path": "/"}, "cgroups_path"),
         ({"hosts": {"a b": "10.0.0.1"}}, "hosts.a b"),
         ({"mounts": (Mount("/proc", Path("/x")),)}, "mounts[0].target"),
         ({"mounts": (Mount("/tmp", Path("/x")),)}, "mounts[0].target"),
