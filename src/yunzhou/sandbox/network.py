@@ -134,12 +134,16 @@ class Network:
             return
         if not Path(f"/sys/class/net/{self.bridge}").exists():
             _run("ip", "link", "add", self.bridge, "type", "bridge", ok_if="File exists")
-        Path(f"/proc/sys/net/ipv6/conf/{self.bridge}/disable_ipv6").write_text("1")
+        with contextlib.suppress(FileNotFoundError):  # a kernel without IPv6 has nothing to switch off
+            Path(f"/proc/sys/net/ipv6/conf/{self.bridge}/disable_ipv6").write_text("1")
         address = f"{self.gateway}/{self.subnet.prefixlen}"
         if address not in _run("ip", "-o", "-4", "addr", "show", "dev", self.bridge):
             _run("ip", "addr", "add", address, "dev", self.bridge, ok_if="File exists")
         _run("ip", "link", "set", self.bridge, "up")
-        Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        try:
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1")
+        except OSError as exc:
+            raise NetworkError(f"cannot switch on net.ipv4.ip_forward: {exc.strerror}") from exc
         self._bridge_ready = True
 
     def _rules(self, state: dict[str, Any]) -> str:
