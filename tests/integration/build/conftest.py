@@ -35,6 +35,8 @@ class Builder:
     runner: _Recording
     stacks: StackCatalog
     work: Path
+    layers: LayerCache
+    runc: Runc
     lines: list[str] = field(default_factory=list)
 
     def build(self, source: Path, **request: object) -> BuildResult:
@@ -53,6 +55,6 @@ def builder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Builder]:
     layers = LayerCache(root / "layers")
     runc = Runc(root / "runc")
     runner = SandboxStepRunner(store, layers, runc, root / "steps", Network())
-    yield Builder(store, _Recording(runner), StackCatalog(default_cache_dir(), store), root)
+    yield Builder(store, _Recording(runner), StackCatalog(default_cache_dir(), store), root, layers, runc)
     assert runc.list() == []
     assert not (root / "steps").exists() or not any((root / "steps").iterdir())

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import tarfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
 from yunzhou.build.builder import BuildFailed, BuildResult
 from yunzhou.build.oci import ImageStore
+from yunzhou.sandbox import ContainerSpec, Network
 
 from .conftest import Builder
 
@@ -108,3 +112,44 @@ def test_node_app_with_a_lockfile_builds_with_npm_ci(builder: Builder, tmp_path:
     assert _sbom_names(result)["ms"] == "2.1.3"
     assert builder.build(source).digest == result.digest
     assert builder.runner.ran == []
+
+
+def test_the_built_python_image_serves_http_as_the_app_user_who_cannot_change_the_app(
+    builder: Builder, tmp_path: Path
+) -> None:
+    source = tmp_path / "python-app"
+    shutil.copytree(DATA / "python-app", source)
+    (source / "app.py").chmod(0o600)  # an upload's odd mode: the image still lets the app user read it
+    result = builder.build(source)
+    config = builder.store.config(result.digest)["config"]
+    uid, gid = (int(n) for n in config["User"].split(":"))
+    rootfs, name, network = tmp_path / "rootfs", "yzbuildtest-run", Network()
+    builder.layers.rootfs(builder.store, builder.store.image(result.digest), rootfs)
+    attachment = network.attach(name)
+    child = None
+    try:
+        spec = ContainerSpec(
+            id=name, rootfs=rootfs, args=(*config["Entrypoint"], *config["Cmd"]),
+            env=dict(item.split("=", 1) for item in config["Env"]), cwd=config["WorkingDir"],
+            uid=uid, gid=gid, network=attachment,
+        )  # fmt: skip
+        child = builder.runc.spawn(spec, tmp_path / "bundle", None, None)
+        deadline, body = time.monotonic() + 60, ""
+        while time.monotonic() < deadline and not body:
+            try:
+                with urllib.request.urlopen(f"http://{attachment.ip}:8080/", timeout=2) as response:
+                    body = response.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert body == "python ok six 1.16.0\n"
+        assert builder.runc.exec(name, ["id", "-u"])[1].strip() == "10001"
+        code, output = builder.runc.exec(name, ["python3", "-c", "open('/app/app.py', 'a')"])
+        assert code != 0
+        assert "Read-only file system" in output or "Permission denied" in output
+    finally:
+        if child is not None:
+            builder.runc.kill(name, signal.SIGKILL)
+            child.wait(timeout=30)
+            builder.runc.delete(name, force=True)
+        network.detach(name)
+        builder.layers.release(rootfs)
