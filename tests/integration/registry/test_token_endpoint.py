@@ -78,7 +78,6 @@ def test_delete_the_catalog_unknown_types_and_bad_names_grant_nothing_to_members
         "repository:alpha:pull",  # a bare project name is no project repository
         "repository:alpha/../beta/web:pull",
         "repository:ALPHA/web:pull",
-        "nonsense",
     )
     assert granted(r) == {}
 
@@ -109,10 +108,13 @@ def test_refused_credentials_are_401_asking_for_basic_auth(api: Api) -> None:
         assert r.headers["www-authenticate"].startswith("Basic"), headers
 
 
-def test_another_service_is_a_422_naming_the_field(api: Api) -> None:
+def test_another_service_or_a_malformed_scope_is_a_422_naming_the_field(api: Api) -> None:
     r = api.http.get(URL, params={"service": "elsewhere"}, headers=api.admin)
     assert r.status_code == 422
-    assert r.json()["error"]["problems"][0]["path"] == "service"
+    assert r.json()["error"]["problems"][0]["path"] == "query.service"
+    r = api.http.get(URL, params={"scope": "nonsense"}, headers=api.admin)
+    assert r.status_code == 422
+    assert r.json()["error"]["problems"][0]["path"] == "query.scope.0"
 
 
 def test_a_push_token_is_audited_a_pull_token_is_not(api: Api) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from yunzhou.api import schemas
 from yunzhou.api.auth import caller_of, control_plane, operation
@@ -13,6 +13,9 @@ from yunzhou.domain.access import Permission
 from yunzhou.services import Caller, ControlPlane
 
 router = APIRouter()
+# TYPE:NAME:ACTIONS, several separated by spaces (the registry's own grammar: the name may hold a ':')
+_ONE_SCOPE = r"[^\s:]+:\S+:[^\s:]+"
+ScopeParam = Annotated[str, Field(pattern=rf"^{_ONE_SCOPE}( {_ONE_SCOPE})*$", max_length=1024)]
 CP = Annotated[ControlPlane, Depends(control_plane)]
 Who = Annotated[Caller, Depends(caller_of)]
 
@@ -58,12 +61,12 @@ class ImageList(BaseModel):
 def registry_token(
     cp: CP,
     caller: Who,
-    service: Annotated[str | None, Query(max_length=255)] = None,
-    scope: Annotated[list[str] | None, Query(max_length=64)] = None,
+    service: Annotated[Literal["yunzhou-registry"] | None, Query()] = None,
+    scope: Annotated[list[ScopeParam] | None, Query(max_length=64)] = None,
 ) -> Any:
     """A registry token for the repositories the caller may use (docs/images.md). Credentials: HTTP basic
     auth with a Yunzhou token as the password (any username), or ``Authorization: Bearer <token>``."""
-    return cp.registry.token(caller, service, [s[:1024] for s in scope or []])
+    return cp.registry.token(caller, service, scope or [])
 
 
 @operation(
