@@ -18,7 +18,9 @@ _PR_SET_PDEATHSIG = 1
 
 def die_with_parent(parent: int) -> Callable[[], None]:
     """A ``preexec_fn``: the child gets SIGKILL when ``parent`` dies (even by kill -9), so a crashed
-    server never leaves a component holding its port or its data."""
+    server never leaves a component holding its port or its data. Linux ties this to the *thread* that
+    started the child: start components from threads that live as long as the server (the main thread,
+    the worker's loop, the retention loop)."""
 
     def arm() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
