@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from yunzhou.build.cache import BuildCache, CachedLayer
 from yunzhou.build.deps import SCRATCH_MOUNT, SOURCE_MOUNT, DependencyStep, plan_dependencies
@@ -136,6 +137,7 @@ def build_image(request: BuildRequest, context: BuildContext) -> BuildResult:
             request, found, definition.version, run_image, _node_command(request.source_dir)
         )
         image = context.store.write_image(config, layers, base=run_image)
+        _warn_missing_default(context, found.stack, listing, context.store.config(image.digest))
         context.progress("sbom", 0.95)
         packages.extend(BuildCache(context.store).stack_packages(run_image))
         sbom = spdx_document(request.name, image.digest, packages)
@@ -154,6 +156,19 @@ def build_image(request: BuildRequest, context: BuildContext) -> BuildResult:
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _warn_missing_default(
+    context: BuildContext, stack: str, listing: list[str], config: dict[str, Any]
+) -> None:
+    """Say so when the image's command runs a file of the app (``app.py``) that the source lacks."""
+    cmd = (config.get("config") or {}).get("Cmd") or []
+    script = next((a for a in cmd[1:2] if a.endswith((".py", ".js")) and not a.startswith("/")), None)
+    if script is not None and script not in listing:
+        context.log(
+            f"warning: the image runs `{shlex.join(cmd)}` but the source has no {script}: set the Score "
+            f"container's command (or add {script}); the {stack} stack's default needs it"
+        )
 
 
 def image_config(

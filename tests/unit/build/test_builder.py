@@ -288,3 +288,13 @@ def test_a_jar_that_is_a_link_to_a_host_file_is_refused(env, tmp_path: Path) -> 
     with pytest.raises(BuildFailed, match=r"app\.jar is a symbolic link"):
         build_image(BuildRequest(source), context)
     assert b"host-secret-material" not in _all_layer_bytes(store)
+
+
+def test_the_log_warns_when_the_default_command_runs_a_file_the_source_lacks(env) -> None:
+    _, _, context, source, lines = env
+    (source / "app.py").rename(source / "main.py")
+    build_image(BuildRequest(source), context)
+    assert any(line.startswith("warning: the image runs `python3 app.py`") for line in lines)
+    lines.clear()
+    build_image(BuildRequest(source, command=("python3", "main.py")), context)
+    assert not any(line.startswith("warning:") for line in lines)
