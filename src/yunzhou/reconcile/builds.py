@@ -36,8 +36,8 @@ from typing import Any, TextIO
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from yunzhou.domain.access import Scope
-from yunzhou.domain.errors import YunzhouError
+from yunzhou.domain.access import Permission, Scope, may
+from yunzhou.domain.errors import Unauthenticated, YunzhouError
 from yunzhou.services import Caller, ControlPlane
 from yunzhou.services.builds import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, image_name
 from yunzhou.store.files import artifact_path
@@ -351,12 +351,7 @@ class BuildWorker:
             return None
         if self._cancel_requested(lease):  # the last moment a cancel still prevents the release
             raise BuildStopped(CANCELLED, "cancelled on request (the image was built; no release)")
-        creator = Caller(
-            principal=lease.created_by,
-            token_id=None,
-            scopes=frozenset({Scope.WRITE}),
-            request_id=f"build:{lease.id}",
-        )
+        creator = self._creator(lease)
         try:
             deployment = self.cp.apps.deploy(
                 creator, lease.project, lease.env, lease.deploy.get("score"), lease.deploy.get("settings"),
@@ -367,6 +362,24 @@ class BuildWorker:
         number = int(deployment["release"]["number"])
         out.line(f"==> Released {lease.project}/{lease.env}/{lease.app} as release {number}")
         return number
+
+    def _creator(self, lease: _Lease) -> Caller:
+        """Who releases: the build's creator as their token stands NOW — a token revoked or expired
+        during the build, or a role lost, makes no release."""
+        request_id = f"build:{lease.id}"
+        if lease.token_id is None:  # started in process by the platform itself (no token)
+            return Caller(lease.created_by, None, frozenset({Scope.WRITE}), request_id=request_id)
+        try:
+            caller = self.cp.tokens.caller_by_id(lease.token_id, request_id)
+        except Unauthenticated as exc:
+            raise BuildStopped(FAILED, f"the release was refused: {exc.message}") from exc
+        if not may(caller.scopes, caller.roles.get(lease.project), Permission.APP_DEPLOY):
+            raise BuildStopped(
+                FAILED,
+                f"the release was refused: {caller.principal} may no longer deploy in project "
+                f"{lease.project!r} (the image was built; no release)",
+            )
+        return caller
 
 
 @dataclass(frozen=True)
@@ -382,6 +395,7 @@ class _Lease:
     deploy: dict[str, Any] | None
     time_limit: int
     created_by: str
+    token_id: str | None
     log_path: str
 
 
@@ -396,7 +410,7 @@ def _load_lease(s: Session, build_id: str, token: str) -> _Lease:
     return _Lease(
         id=b.id, token=token, project=project, env=env, app=b.app, stack=b.stack, artifact=b.artifact,
         score=deploy.get("score") if deploy else None, deploy=deploy, time_limit=b.time_limit_seconds,
-        created_by=b.created_by, log_path=b.log_path,
+        created_by=b.created_by, token_id=b.token_id, log_path=b.log_path,
     )  # fmt: skip
 
 

@@ -169,7 +169,7 @@ class BuildService:
                 stack=detected.stack, artifact=artifact, pushed=False, error="",
                 progress_step=f"queued ({detected.reason})", progress_fraction=0.0, deploy=deploy,
                 time_limit_seconds=limit, cancel_requested=False, attempts=0, log_path=str(log_path),
-                created_by=caller.principal, created_at=now,
+                created_by=caller.principal, token_id=caller.token_id, created_at=now,
             )  # fmt: skip
             s.add(b)
             record_audit(

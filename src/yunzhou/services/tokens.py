@@ -54,20 +54,18 @@ class TokenService:
             token = s.scalar(select(Token).where(Token.secret_hash == hash_secret(secret)))
             if token is None:
                 raise Unauthenticated("unknown token")
-            _check_lineage(token, _ancestors(s, token.parent_id), now)
             if token.last_used_at is None or now - token.last_used_at > _LAST_USED_GRANULARITY:
                 token.last_used_at = now
-            roles = {
-                m.project.name: m.role
-                for m in s.scalars(select(Member).where(Member.principal == token.principal))
-            }
-            return Caller(
-                principal=token.principal,
-                token_id=token.id,
-                scopes=parse_scopes(token.scopes),
-                request_id=request_id,
-                roles={k: Role(v) for k, v in roles.items()},
-            )
+            return _caller_of(s, token, now, request_id)
+
+    def caller_by_id(self, token_id: str, request_id: str) -> Caller:
+        """Who ``token_id`` is now (its scopes, its principal's roles today) — for work done later on a
+        caller's behalf, such as a build's release; Unauthenticated once it is revoked or expired."""
+        with self.ctx.db.transaction() as s:
+            token = s.get(Token, token_id)
+            if token is None:
+                raise Unauthenticated(f"token {token_id} no longer exists")
+            return _caller_of(s, token, self.ctx.clock(), request_id)
 
     def create(
         self,
@@ -182,6 +180,20 @@ class TokenService:
                 fh.write(secret + "\n")
             os.replace(tmp, path)
         return path
+
+
+def _caller_of(s: Session, token: Token, now: datetime, request_id: str) -> Caller:
+    _check_lineage(token, _ancestors(s, token.parent_id), now)
+    roles = {
+        m.project.name: m.role for m in s.scalars(select(Member).where(Member.principal == token.principal))
+    }
+    return Caller(
+        principal=token.principal,
+        token_id=token.id,
+        scopes=parse_scopes(token.scopes),
+        request_id=request_id,
+        roles={k: Role(v) for k, v in roles.items()},
+    )
 
 
 def _check_lineage(token: Token, ancestors: list[Token], now: datetime) -> None:

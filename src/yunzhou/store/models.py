@@ -527,6 +527,8 @@ class Build(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     log_path: Mapped[str] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(100))
+    # the token that started it: the release is made as its caller, only while it is valid (0014)
+    token_id: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(index=True)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

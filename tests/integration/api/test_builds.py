@@ -292,3 +292,28 @@ def test_the_per_project_bound_holds_for_concurrent_starts(api: Api, shop: dict[
     for t in threads:
         t.join(60)
     assert sorted(outcomes) == [202, 202, 409, 409, 409, 409]
+
+
+@pytest.mark.usefixtures("worker")
+@pytest.mark.parametrize("taken_away", ["token revoked", "membership removed"])
+def test_a_creator_who_lost_the_right_to_deploy_during_the_build_gets_no_release(
+    api: Api, shop: dict[str, Any], builder: FakeBuilder, taken_away: str
+) -> None:
+    """The release is made as the creator's token stands when the build ends, not when it started."""
+    builder.mode = "gate"
+    b = start(api, shop)
+    assert builder.started.wait(30)
+    if taken_away == "token revoked":
+        token_id = api.http.get(f"{V1}/whoami", headers=shop["dev"]).json()["token_id"]
+        assert api.http.delete(f"{V1}/tokens/{token_id}", headers=api.admin).status_code == 204
+        expected = f"the release was refused: token {token_id} was revoked"
+    else:
+        assert api.http.delete(f"{V1}/projects/shop/members/dev", headers=api.admin).status_code == 204
+        expected = "the release was refused: dev may no longer deploy in project 'shop'"
+    builder.gate.set()
+    done = finished(api, b["id"], shop["viewer"])
+    assert done["state"] == "failed"
+    assert done["error"].startswith(expected), done["error"]
+    assert done["release"] is None
+    assert done["image"] is not None  # built, and kept: only the release was refused
+    assert api.http.get(f"{ENV}/apps/orders", headers=api.admin).status_code == 404
