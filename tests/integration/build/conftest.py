@@ -3,8 +3,12 @@ the shared stack cache (~/.cache/yunzhou/stacks; built on first use), runc steps
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import threading
-from collections.abc import Iterator
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +18,7 @@ from yunzhou.build.builder import BuildContext, BuildRequest, BuildResult, Build
 from yunzhou.build.oci import ImageStore
 from yunzhou.build.stacks import StackCatalog, default_cache_dir
 from yunzhou.build.steps import SandboxStepRunner
-from yunzhou.sandbox import LayerCache, Network, Runc
+from yunzhou.sandbox import ContainerSpec, LayerCache, Network, Runc
 
 
 @dataclass
@@ -46,6 +50,44 @@ class Builder:
             self.store, self.stacks, self.runner, self.work / "build", log=self.lines.append
         )
         return build_image(BuildRequest(source, name="test/app", **request), context)  # type: ignore[arg-type]
+
+    @contextlib.contextmanager
+    def serve(self, digest: str, work: Path) -> Iterator[tuple[str, Callable[[str], str]]]:
+        """Run the image as its config says (entrypoint, command, user, env) in runc on the bridge;
+        yields the container's name and a GET of a path on its port 8080 (waits up to 60 s for it)."""
+        config = self.store.config(digest)["config"]
+        uid, gid = (int(n) for n in config["User"].split(":"))
+        rootfs, name, network = work / "rootfs", "yzbuildtest-run", Network()
+        self.layers.rootfs(self.store, self.store.image(digest), rootfs)
+        attachment = network.attach(name)
+        child = None
+
+        def get(path: str) -> str:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    with urllib.request.urlopen(f"http://{attachment.ip}:8080{path}", timeout=2) as response:
+                        return str(response.read().decode())
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+
+        try:
+            spec = ContainerSpec(
+                id=name, rootfs=rootfs, args=(*config["Entrypoint"], *config["Cmd"]),
+                env=dict(item.split("=", 1) for item in config["Env"]), cwd=config.get("WorkingDir", "/"),
+                uid=uid, gid=gid, network=attachment,
+            )  # fmt: skip
+            child = self.runc.spawn(spec, work / "bundle", None, None)
+            yield name, get
+        finally:
+            if child is not None:
+                self.runc.kill(name, signal.SIGKILL)
+                child.wait(timeout=30)
+                self.runc.delete(name, force=True)
+            network.detach(name)
+            self.layers.release(rootfs)
 
 
 @pytest.fixture(scope="session")

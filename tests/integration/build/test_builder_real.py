@@ -8,17 +8,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import tarfile
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from yunzhou.build.builder import BuildFailed, BuildResult
 from yunzhou.build.oci import ImageStore
-from yunzhou.sandbox import ContainerSpec, Network
 
 from .conftest import Builder
 
@@ -121,35 +117,23 @@ def test_the_built_python_image_serves_http_as_the_app_user_who_cannot_change_th
     shutil.copytree(DATA / "python-app", source)
     (source / "app.py").chmod(0o600)  # an upload's odd mode: the image still lets the app user read it
     result = builder.build(source)
-    config = builder.store.config(result.digest)["config"]
-    uid, gid = (int(n) for n in config["User"].split(":"))
-    rootfs, name, network = tmp_path / "rootfs", "yzbuildtest-run", Network()
-    builder.layers.rootfs(builder.store, builder.store.image(result.digest), rootfs)
-    attachment = network.attach(name)
-    child = None
-    try:
-        spec = ContainerSpec(
-            id=name, rootfs=rootfs, args=(*config["Entrypoint"], *config["Cmd"]),
-            env=dict(item.split("=", 1) for item in config["Env"]), cwd=config["WorkingDir"],
-            uid=uid, gid=gid, network=attachment,
-        )  # fmt: skip
-        child = builder.runc.spawn(spec, tmp_path / "bundle", None, None)
-        deadline, body = time.monotonic() + 60, ""
-        while time.monotonic() < deadline and not body:
-            try:
-                with urllib.request.urlopen(f"http://{attachment.ip}:8080/", timeout=2) as response:
-                    body = response.read().decode()
-            except OSError:
-                time.sleep(0.2)
-        assert body == "python ok six 1.16.0\n"
+    with builder.serve(result.digest, tmp_path / "run") as (name, body):
+        assert body("/") == "python ok six 1.16.0\n"
         assert builder.runc.exec(name, ["id", "-u"])[1].strip() == "10001"
         code, output = builder.runc.exec(name, ["python3", "-c", "open('/app/app.py', 'a')"])
         assert code != 0
         assert "Read-only file system" in output or "Permission denied" in output
-    finally:
-        if child is not None:
-            builder.runc.kill(name, signal.SIGKILL)
-            child.wait(timeout=30)
-            builder.runc.delete(name, force=True)
-        network.detach(name)
-        builder.layers.release(rootfs)
+
+
+def test_a_static_site_in_dist_is_served_by_the_nginx_stack(builder: Builder, tmp_path: Path) -> None:
+    source = tmp_path / "site"
+    (source / "dist").mkdir(parents=True)
+    (source / "dist" / "index.html").write_text("<h1>static ok</h1>\n")
+    (source / "README.md").write_text("not served\n")
+    result = builder.build(source)
+    assert (result.stack, result.deps_cached) == ("static", False)
+    assert builder.runner.ran == []
+    app = builder.store.image(result.digest).layers[-1]
+    assert _layer_names(builder.store, app.digest) == {"app", "app/index.html"}
+    with builder.serve(result.digest, tmp_path / "run") as (_, get):
+        assert get("/") == "<h1>static ok</h1>\n"
