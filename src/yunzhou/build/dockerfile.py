@@ -115,7 +115,12 @@ class _Buildah:
         ]
 
     def call(self, *args: str) -> str:
-        done = subprocess.run(self.argv(*args), capture_output=True, text=True, check=False, timeout=600)
+        try:
+            done = subprocess.run(self.argv(*args), capture_output=True, text=True, check=False, timeout=600)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"buildah {args[0]} did not finish within 600 s") from None
+        except OSError as exc:
+            raise BuildFailed(f"cannot run buildah (Debian package buildah): {exc.strerror}") from None
         if done.returncode != 0:
             raise BuildFailed(f"buildah {args[0]} failed: {done.stderr.strip()[-2000:]}")
         return done.stdout.strip()
@@ -125,13 +130,16 @@ class _Buildah:
     ) -> tuple[int, list[str]]:
         """Run buildah, its output line by line to the log; (exit code, last lines). Killed on time/cancel."""
         tail: collections.deque[str] = collections.deque(maxlen=40)
-        child = subprocess.Popen(
-            self.argv(*args),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        try:
+            child = subprocess.Popen(
+                self.argv(*args),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise BuildFailed(f"cannot run buildah (Debian package buildah): {exc.strerror}") from None
         assert child.stdout is not None
 
         def pump() -> None:
