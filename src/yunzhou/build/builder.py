@@ -224,9 +224,15 @@ def _tree_digest(root: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
+def _special(directory: str, name: str) -> bool:
+    """A FIFO, socket or device: never part of an image (copying a FIFO would wait forever)."""
+    mode = os.lstat(os.path.join(directory, name)).st_mode
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode) or stat.S_ISLNK(mode))
+
+
 def _ignore(top: Path) -> Callable[[str, list[str]], set[str]]:
     def ignore(directory: str, names: list[str]) -> set[str]:
-        skipped = {n for n in names if n in APP_EXCLUDE or n.endswith(".pyc")}
+        skipped = {n for n in names if n in APP_EXCLUDE or n.endswith(".pyc") or _special(directory, n)}
         if Path(directory) == top:
             skipped |= {n for n in names if n in APP_EXCLUDE_TOP}
         return skipped

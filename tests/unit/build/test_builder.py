@@ -8,6 +8,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import os
 import tarfile
 import threading
 from collections.abc import Callable, Mapping
@@ -100,6 +101,7 @@ def env(tmp_path: Path):
     (source / "requirements.txt").write_text("six==1.16.0\n")
     (source / "secret.txt").write_text("x")
     (source / "secret.txt").chmod(0o600)
+    os.mkfifo(source / "a-fifo")  # copying it would block forever; it is left out
     for junk in (
         ".git/HEAD",
         "__pycache__/app.cpython-311.pyc",
