@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -45,6 +45,7 @@ from yunzhou.store.models import App, Build, Environment, Project, Release
 
 log = logging.getLogger("yunzhou.reconcile.builds")
 SERVER_STOPPED = "the server stopped during the build (its lease expired); start the build again"
+LOG_MAX_BYTES = 16 * 1024 * 1024  # a build log's size bound (the tool's output past it is dropped)
 CANCEL_GRACE_S = 30.0  # how long a cancelled build function may take to stop before it is abandoned
 
 
@@ -444,17 +445,25 @@ def _release_made(s: Session, b: Build) -> int | None:
 
 
 class _LogFile:
-    """The build log: appended line by line, flushed at once (followers read it), 0600 in a 0700 dir."""
+    """The build log: appended line by line, flushed at once (followers read it), 0600 in a 0700 dir.
 
-    def __init__(self, path: Path) -> None:
+    Bounded: past ``max_bytes`` the tool's lines are dropped (said once), so a build that prints without
+    end cannot fill the disk; the worker's own ``==>`` lines, the outcome among them, are always written.
+    """
+
+    def __init__(self, path: Path, max_bytes: int | None = None) -> None:
         self.path = path
+        self.max_bytes = LOG_MAX_BYTES if max_bytes is None else max_bytes
         self._lock = threading.Lock()
-        self._handle: TextIO | None = None
+        self._handle: BinaryIO | None = None
+        self._written = 0
+        self._dropped = 0
 
     def __enter__(self) -> _LogFile:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._handle = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+        self._handle = os.fdopen(fd, "ab")
+        self._written = os.fstat(fd).st_size
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -462,11 +471,25 @@ class _LogFile:
             self._handle.close()
 
     def line(self, text: str) -> None:
+        data = (text if text.endswith("\n") else text + "\n").encode("utf-8", errors="replace")
         with self._lock:
             if self._handle is None or self._handle.closed:
                 return  # a builder thread abandoned after its build ended
-            self._handle.write(text if text.endswith("\n") else text + "\n")
-            self._handle.flush()
+            if self._written + len(data) > self.max_bytes and not text.startswith("==> "):
+                if not self._dropped:
+                    note = (
+                        f"==> the log reached {self.max_bytes} bytes; the build's further output is dropped\n"
+                    )
+                    self._write(note.encode())
+                self._dropped += 1
+                return
+            self._write(data)
+
+    def _write(self, data: bytes) -> None:
+        assert self._handle is not None
+        self._handle.write(data)
+        self._handle.flush()
+        self._written += len(data)
 
 
 def _append(path: Path, text: str) -> None:

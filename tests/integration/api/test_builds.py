@@ -21,6 +21,7 @@ from yunzhou.api import create_app
 from yunzhou.api.routes import builds as build_routes
 from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import PermanentError
+from yunzhou.reconcile import builds as build_worker
 from yunzhou.reconcile.builds import SERVER_STOPPED, BuildJob, BuildWorker, BuiltImage
 from yunzhou.services import BuildPolicy, ControlPlane
 from yunzhou.store.models import Build
@@ -32,7 +33,7 @@ PIP_ERROR = "ERROR: No matching distribution found for nosuchpkg"
 
 
 class FakeBuilder:
-    """Logs like a builder; ``mode``: succeed, fail (pip's error), wait (until cancelled), gate."""
+    """Logs like a builder; ``mode``: succeed, fail (pip's error), wait (until cancelled), gate, spam."""
 
     def __init__(self) -> None:
         self.mode = "succeed"
@@ -48,6 +49,9 @@ class FakeBuilder:
             raise PermanentError("the build container was stopped")
         if self.mode == "gate":
             self.gate.wait(60)
+        if self.mode == "spam":
+            for n in range(2000):
+                job.log(f"line {n} of a build that prints without end")
         if self.mode == "fail":
             job.log(PIP_ERROR)
             raise PermanentError(f"pip install failed (exit 1): {PIP_ERROR}")
@@ -317,3 +321,18 @@ def test_a_creator_who_lost_the_right_to_deploy_during_the_build_gets_no_release
     assert done["release"] is None
     assert done["image"] is not None  # built, and kept: only the release was refused
     assert api.http.get(f"{ENV}/apps/orders", headers=api.admin).status_code == 404
+
+
+@pytest.mark.usefixtures("worker")
+def test_a_build_that_prints_without_end_cannot_fill_the_disk(
+    api: Api, shop: dict[str, Any], builder: FakeBuilder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build_worker, "LOG_MAX_BYTES", 4096)
+    builder.mode = "spam"
+    b = finished(api, start(api, shop)["id"], shop["dev"])
+    assert b["state"] == "succeeded"
+    log = log_text(api, b["id"], shop["dev"])
+    assert len(log.encode()) < 4096 + 400  # the bound, plus the worker's own closing lines
+    assert "==> the log reached 4096 bytes; the build's further output is dropped" in log
+    assert "line 1999" not in log
+    assert log.rstrip().endswith(f"==> Build succeeded: {b['image']}; release 1")  # the outcome is kept
