@@ -25,7 +25,7 @@ from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.observe.metrics.collect_setup import ROUTER_ADMIN_FILE, MetricsWiring, publish_router_admin
 from yunzhou.registry.access import RegistryAccess
 from yunzhou.registry.gc import GcLoop, RetentionPolicy, gc_interval
-from yunzhou.registry.resolve import registry_address, resolver
+from yunzhou.registry.resolve import Resolver, registry_address
 from yunzhou.registry.server import TOKEN_PATH, RegistryProcess, RegistrySettings
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
@@ -330,7 +330,7 @@ def cluster_probe(
 def image_pinning(config: ServerConfig) -> ImagePinning:
     """Deploy-time pinning: the platform registry, YUNZHOU_IMAGE_REGISTRIES, YUNZHOU_IMAGE_PINNING."""
     access = RegistryAccess(config.data_dir, config.registry)
-    return ImagePinning.from_env(resolver(access), lambda: registry_address(access))
+    return ImagePinning.from_env(Resolver(access), lambda: registry_address(access))
 
 
 def build_control_plane(config: ServerConfig) -> ControlPlane:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+import weakref
 
 import httpx
 
@@ -32,25 +32,40 @@ def registry_address(access: RegistryAccess) -> str | None:
     return None if url is None else httpx.URL(url).netloc.decode("ascii")
 
 
-def resolver(access: RegistryAccess) -> Callable[[str | None, str, str], str]:
+class Resolver:
     """``(base URL or None for the platform registry, repository, tag) → digest``: the platform registry
     with the server's own access (one client per registry address, kept: making one costs 30-80 ms),
-    an external one anonymously."""
-    clients: dict[str, RegistryClient] = {}
-    lock = threading.Lock()
+    an external one anonymously. Its clients are closed by ``close()``, or when it is collected."""
 
-    def platform_client() -> RegistryClient:
-        url = _platform_url(access) or ""
-        with lock:
-            if url not in clients:  # first use, or the registry restarted on another address
-                clients.clear()  # an old one is left to its last user and the garbage collector
-                clients[url] = access.client()  # no address: the TemporaryError saying so
-            return clients[url]
+    def __init__(self, access: RegistryAccess) -> None:
+        self.access = access
+        self._clients: dict[str, RegistryClient] = {}
+        self._retired: list[RegistryClient] = []  # of an earlier address: closed with the rest, never in use
+        self._lock = threading.Lock()
+        self._finalizer = weakref.finalize(self, _close_all, self._clients, self._retired)
 
-    def resolve(base: str | None, repository: str, tag: str) -> str:
+    def _platform_client(self) -> RegistryClient:
+        url = _platform_url(self.access) or ""
+        with self._lock:
+            if url not in self._clients:  # first use, or the registry restarted on another address
+                self._retired += self._clients.values()
+                self._clients.clear()
+                self._clients[url] = self.access.client()  # no address: the TemporaryError saying so
+            return self._clients[url]
+
+    def __call__(self, base: str | None, repository: str, tag: str) -> str:
         if base is None:
-            return platform_client().resolve(repository, tag)
+            return self._platform_client().resolve(repository, tag)
         with RegistryClient(base, timeout=EXTERNAL_TIMEOUT) as client:
             return client.resolve(repository, tag)
 
-    return resolve
+    def close(self) -> None:
+        with self._lock:
+            _close_all(self._clients, self._retired)
+
+
+def _close_all(clients: dict[str, RegistryClient], retired: list[RegistryClient]) -> None:
+    for client in [*retired, *clients.values()]:
+        client.close()
+    retired.clear()
+    clients.clear()
