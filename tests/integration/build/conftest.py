@@ -43,11 +43,19 @@ class Builder:
     runc: Runc
     lines: list[str] = field(default_factory=list)
 
-    def build(self, source: Path, **request: object) -> BuildResult:
+    def build(self, source: Path, *, cancel_at: str = "", **request: object) -> BuildResult:
+        """Build ``source``; with ``cancel_at``, the build is cancelled when a log line starts with it."""
         self.lines.clear()
         self.runner.ran.clear()
+        cancel = threading.Event()
+
+        def log(line: str) -> None:
+            self.lines.append(line)
+            if cancel_at and line.startswith(cancel_at):
+                cancel.set()
+
         context = BuildContext(
-            self.store, self.stacks, self.runner, self.work / "build", log=self.lines.append
+            self.store, self.stacks, self.runner, self.work / "build", log=log, cancel=cancel
         )
         return build_image(BuildRequest(source, name="test/app", **request), context)  # type: ignore[arg-type]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from yunzhou.build.builder import BuildFailed, BuildResult
+from yunzhou.build.builder import BuildCancelled, BuildFailed, BuildResult
 from yunzhou.build.oci import ImageStore
 
 from .conftest import Builder
@@ -91,6 +91,16 @@ def test_the_time_limit_stops_pip_with_a_clear_message(builder: Builder, tmp_pat
     (tmp_path / "requirements.txt").write_text("six==1.15.0\n")  # another key: nothing cached
     with pytest.raises(BuildFailed, match="time limit"):
         builder.build(tmp_path, time_limit=1.0)
+
+
+def test_cancelling_stops_the_running_pip_container(builder: Builder, tmp_path: Path) -> None:
+    # numpy's download and install take seconds: the cancel lands while pip runs in its container
+    (tmp_path / "requirements.txt").write_text("numpy==1.26.4\n")
+    with pytest.raises(BuildCancelled, match="cancelled during pip install"):
+        builder.build(tmp_path, cancel_at="Collecting numpy")
+    assert not any("Successfully installed" in line for line in builder.lines)
+    assert builder.runner.ran == ["pip install"]
+    assert builder.runc.list() == []
 
 
 def test_node_app_with_a_lockfile_builds_with_npm_ci(builder: Builder, tmp_path: Path) -> None:
