@@ -17,26 +17,32 @@ BUSYBOX = Path("/bin/busybox")
 # CRASH=1 prints to stderr and exits 3; HOG=1 allocates memory until the OOM killer ends it.
 SERVE = r"""#!/bin/sh
 if [ "$CRASH" = 1 ]; then echo "boom: the database is gone" >&2; exit 3; fi
-if [ "$HOG" = 1 ]; then echo "hogging" >&2; tail /dev/zero; fi
+if [ "$HOG" = 1 ]; then echo "hogging" >&2; exec tail /dev/zero; fi
 mkdir -p /tmp/www/cgi-bin
 echo "$APP_VERSION $(hostname)" > /tmp/www/index.html
 echo ok > /tmp/www/healthz
-cp /app/call /tmp/www/cgi-bin/call
+cp /app/call /app/look /tmp/www/cgi-bin/
 echo "listening on $PORT version $APP_VERSION"
 exec httpd -f -v -p "$PORT" -h /tmp/www
 """
 CALL = r"""#!/bin/sh
-echo "Content-Type: text/plain"
-echo
-if out=$(wget -q -T 5 -O - --header "x-yunzhou-caller-token: $YUNZHOU_CALLER_TOKEN" "$QUERY_STRING" 2>&1)
+printf 'Content-Type: text/plain\r\n\r\n'
+url="$QUERY_STRING"
+hostport=$(echo "$url" | sed 's|^http://\([^/]*\).*|\1|')
+name=${hostport%:*}
+# the name as the instance's /etc/hosts has it (static busybox cannot use glibc's resolver); busybox 1.35's
+# wget -T crashes, so timeout(1) bounds the call
+ip=$(awk -v n="$name" '$2 == n {print $1; exit}' /etc/hosts)
+[ -n "$ip" ] && url=$(echo "$url" | sed "s|//$name|//$ip|")
+if out=$(timeout 5 wget -O - --header "Host: $hostport" \
+    --header "x-yunzhou-caller-token: $YUNZHOU_CALLER_TOKEN" "$url" 2>/tmp/err)
 then echo "CALL-OK $out"
-else echo "CALL-FAILED $out"
+else echo "CALL-FAILED $(cat /tmp/err) $out"
 fi
 """
 # What an instance can see of the machine: reads a path, lists /proc
 LOOK = r"""#!/bin/sh
-echo "Content-Type: text/plain"
-echo
+printf 'Content-Type: text/plain\r\n\r\n'
 case "$QUERY_STRING" in
   proc) ls /proc ;;
   *) cat "$QUERY_STRING" 2>&1 || echo "READ-FAILED" ;;

@@ -14,6 +14,7 @@ import pytest
 from tests.integration.local.containers import busybox_image, image_score
 from tests.integration.local.test_local_runtime import Load
 from yunzhou.client import YunzhouClient
+from yunzhou.sandbox import Network
 from yunzhou.testing import ControlPlaneProcess, polling
 
 DEADLINE = 90.0
@@ -78,3 +79,82 @@ def test_an_image_runs_as_containers_behind_the_router_and_rolls_without_droppin
     outcomes = Counter(load.results)
     assert set(outcomes) <= {"v1", "v2"}, outcomes
     assert load.results[-1] == "v2"
+
+
+def test_a_crash_restarts_with_backoff_and_shows_its_last_lines_and_an_oom_kill_is_reported(
+    server: ControlPlaneProcess, client: YunzhouClient, image: str
+) -> None:
+    crash = client.deploy("shop", "dev", image_score("crash", image, CRASH="1"), None, None)
+    hog_doc = image_score("hog", image, HOG="1")
+    hog_doc["containers"]["web"]["resources"] = {"limits": {"memory": "32Mi"}}
+    client.deploy("shop", "dev", hog_doc, None, None)
+    failed = client.wait_for_rollout("shop", "dev", "crash", crash["rollout"]["id"], timeout=DEADLINE)
+    assert failed["state"] == "failed"
+    assert "CrashLoopBackOff" in failed["message"]
+    assert "exit 3" in failed["message"]
+    assert "boom: the database is gone" in failed["message"]  # its stderr, read through runc's pipes
+    (crashing,) = client.list_instances("shop", "dev", "crash")
+    assert crashing["restarts"] >= 3
+    assert crashing["state"] in ("crashloop", "starting", "running")
+    oom = wait_until(
+        "an OOMKilled report",
+        lambda: [i for i in client.list_instances("shop", "dev", "hog") if i["last_exit"] == "OOMKilled"],
+    )
+    assert oom[0]["restarts"] >= 1
+
+
+def call_from(server: ControlPlaneProcess, app: str, url: str) -> str:
+    """What app's instance got when it fetched ``url`` from inside its container."""
+    return get(server, f"{app}.dev.shop.localhost", f"/cgi-bin/call?{url}").text
+
+
+def test_an_instance_reaches_other_apps_only_through_the_router_which_applies_their_access_policy(
+    server: ControlPlaneProcess, client: YunzhouClient, image: str
+) -> None:
+    """The bypass from the issue: dialling another app's instance address directly fails (isolated bridge
+    ports); the same call through the router works, and the router refuses a caller the policy denies."""
+    assert deploy(client, image_score("api", image), {"traffic": {"access": {"deny": ["web"]}}})["state"] == (
+        "succeeded"
+    )
+    for name in ("web", "client"):
+        assert deploy(client, image_score(name, image))["state"] == "succeeded"
+    (api,) = client.list_instances("shop", "dev", "api")
+    through_router = f"http://api.dev.shop.localhost:{server.router_port}/"  # the name resolves to the router
+    allowed = call_from(server, "client", through_router)
+    assert allowed.startswith("CALL-OK v1"), allowed
+    denied = call_from(server, "web", through_router)
+    assert denied.startswith("CALL-FAILED"), denied
+    assert "403" in denied, denied
+    address = Network().attachments()[api["id"]].ip  # the instance's own address on the bridge
+    direct = f"http://{address}:{api['port']}/"
+    assert get(server, "api.dev.shop.localhost").text.startswith("v1")  # it serves there (to the router)
+    for caller in ("client", "web"):
+        bypass = call_from(server, caller, direct)
+        assert bypass.startswith("CALL-FAILED"), bypass
+    # the control plane's API on the host is out of reach too (only the router's port is open to instances)
+    api_port = server.url.rsplit(":", 1)[1]
+    to_api = call_from(server, "client", f"http://10.213.0.1:{api_port}/api/v1/healthz")
+    assert to_api.startswith("CALL-FAILED"), to_api
+
+
+def test_an_instance_sees_nothing_of_the_platform(
+    server: ControlPlaneProcess, client: YunzhouClient, image: str
+) -> None:
+    client.set_secret("shop", "dev", "DB_PASSWORD", "s3cret-value")
+    assert deploy(client, image_score("web", image))["state"] == "succeeded"
+    assert deploy(client, image_score("other", image))["state"] == "succeeded"
+    data = server.data_dir
+    for path in (data / "admin-token", data / "secret-keys", data / "yunzhou.db", Path("/etc/shadow")):
+        seen = get(server, HOST, f"/cgi-bin/look?{path}").text
+        assert "READ-FAILED" in seen, (path, seen)
+    pids = {int(p) for p in get(server, HOST, "/cgi-bin/look?proc").text.split() if p.isdigit()}
+    (other,) = client.list_instances("shop", "dev", "other")
+    assert server.process is not None
+    assert server.process.pid not in pids
+    assert other["pid"] not in pids
+    assert len(pids) < 10  # its own pid namespace: tini, httpd, the CGI script and its ls
+    whoami = get(server, HOST, "/cgi-bin/look?/proc/self/status").text
+    uid = next(line.split()[1] for line in whoami.splitlines() if line.startswith("Uid:"))
+    assert 2_000_000_000 <= int(uid) < 2**31  # the app's own user, not root
+    caps = next(line.split()[1] for line in whoami.splitlines() if line.startswith("CapEff:"))
+    assert int(caps, 16) == 0
