@@ -59,7 +59,7 @@ class BuildJob:
     project: str
     env: str
     app: str
-    stack: str | None
+    stack: str | None  # asked for with --stack; None: the builder detects it (as the service did)
     source: Path  # the uploaded artifact (a checked gzip'd tar)
     score: dict[str, Any] | None
     log: Callable[[str], None]
@@ -287,9 +287,7 @@ class BuildWorker:
             source=artifact_path(self.cp.data_dir, lease.artifact), score=lease.score, log=out.line,
             progress=report, cancel=cancel, deadline=deadline,
         )  # fmt: skip
-        out.line(
-            f"==> Building {lease.project}/{lease.env}/{lease.app} (build {lease.id}, stack {lease.stack})"
-        )
+        out.line(f"==> Building {lease.project}/{lease.env}/{lease.app} (build {lease.id})")
         result: list[BuiltImage] = []
         failure: list[BaseException] = []
 
@@ -409,9 +407,9 @@ def _load_lease(s: Session, build_id: str, token: str) -> _Lease:
     ).one()
     deploy = b.deploy
     return _Lease(
-        id=b.id, token=token, project=project, env=env, app=b.app, stack=b.stack, artifact=b.artifact,
-        score=deploy.get("score") if deploy else None, deploy=deploy, time_limit=b.time_limit_seconds,
-        created_by=b.created_by, token_id=b.token_id, log_path=b.log_path,
+        id=b.id, token=token, project=project, env=env, app=b.app, stack=b.requested_stack,
+        artifact=b.artifact, score=deploy.get("score") if deploy else None, deploy=deploy,
+        time_limit=b.time_limit_seconds, created_by=b.created_by, token_id=b.token_id, log_path=b.log_path,
     )  # fmt: skip
 
 

@@ -166,7 +166,8 @@ class BuildService:
             log_path = build_log_path(self.data_dir, build_id)
             b = Build(
                 id=build_id, project_id=p.id, environment_id=e.id, app=app, state=QUEUED,
-                stack=detected.stack, artifact=artifact, pushed=False, error="",
+                stack=detected.stack, requested_stack=stack or None, artifact=artifact, pushed=False,
+                error="",
                 progress_step=f"queued ({detected.reason})", progress_fraction=0.0, deploy=deploy,
                 time_limit_seconds=limit, cancel_requested=False, attempts=0, log_path=str(log_path),
                 created_by=caller.principal, token_id=caller.token_id, created_at=now,

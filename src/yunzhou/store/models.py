@@ -21,7 +21,9 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     event,
+    false,
     text,
+    true,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -116,6 +118,10 @@ class Environment(Base):
     target: Mapped[str] = mapped_column(String(100))
     namespace: Mapped[str | None] = mapped_column(String(63))
     created_at: Mapped[datetime]
+    # policies (docs/images.md): only images signed with the platform key are released here; instances
+    # may reach the outside (NAT on the local target's bridge)
+    require_signed_images: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    egress: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     version: Mapped[int] = mapped_column(Integer, default=1)
     project: Mapped[Project] = relationship()
     __mapper_args__ = {"version_id_col": version}
@@ -506,7 +512,8 @@ class Build(Base):
     environment_id: Mapped[int] = mapped_column(ForeignKey("environments.id", ondelete="CASCADE"), index=True)
     app: Mapped[str] = mapped_column(String(63))
     state: Mapped[str] = mapped_column(String(20), index=True)  # queued|running|succeeded|failed|cancelled
-    stack: Mapped[str | None] = mapped_column(String(40))  # requested (--stack/Score), then the one built
+    stack: Mapped[str | None] = mapped_column(String(40))  # decided when queued (detected or requested)
+    requested_stack: Mapped[str | None] = mapped_column(String(40))  # --stack; None: not asked (0016)
     stack_version: Mapped[str | None] = mapped_column(String(40))
     stack_digest: Mapped[str | None] = mapped_column(String(80))
     artifact: Mapped[str] = mapped_column(String(80))
