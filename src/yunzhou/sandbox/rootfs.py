@@ -182,8 +182,11 @@ class LayerCache:
         return path
 
     # ---- mounting --------------------------------------------------------------------------------------
-    def rootfs(self, store: ImageStore, image: ImageRef, target: Path) -> Path:
+    def rootfs(self, store: ImageStore, image: ImageRef, target: Path, *, top: Path | None = None) -> Path:
         """Mount ``image``'s layers read-only (nosuid, nodev) at ``target`` (created); returns ``target``.
+
+        ``top``: a directory of the caller's laid over the image (the mount points of its bind mounts,
+        which runc cannot create in a read-only root; the local runtime's Score files and volumes).
 
         Layers not unpacked yet are unpacked first (from ``store``). ``release(target)`` undoes it. The same
         image already mounted there is fine (adoption after a restart); anything else mounted there is not.
@@ -196,6 +199,8 @@ class LayerCache:
                 raise PermanentError(f"{target} is already a mount point", code="already_mounted")
             lower = [self._unpack(store, layer) for layer in reversed(image.layers)]  # top layer first
             lower.append(self._skeleton())
+            if top is not None:
+                lower.insert(0, top)
             target.mkdir(parents=True, exist_ok=True)
             self._record(target).write_text(json.dumps(record))
             try:

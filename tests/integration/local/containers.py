@@ -18,6 +18,7 @@ BUSYBOX = Path("/bin/busybox")
 SERVE = r"""#!/bin/sh
 if [ "$CRASH" = 1 ]; then echo "boom: the database is gone" >&2; exit 3; fi
 if [ "$HOG" = 1 ]; then echo "hogging" >&2; exec tail /dev/zero; fi
+[ -d /data ] && echo "start $(hostname)" >> /data/starts
 mkdir -p /tmp/www/cgi-bin
 echo "$APP_VERSION $(hostname)" > /tmp/www/index.html
 echo ok > /tmp/www/healthz

@@ -3,6 +3,8 @@ on the platform's bridge — a real server, its router and real containers of a 
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 from tests.integration.local.containers import busybox_image, image_score
 from tests.integration.local.test_local_runtime import Load
 from yunzhou.client import YunzhouClient
-from yunzhou.sandbox import Network
+from yunzhou.sandbox import Network, Runc
 from yunzhou.testing import ControlPlaneProcess, polling
 
 DEADLINE = 90.0
@@ -158,3 +160,34 @@ def test_an_instance_sees_nothing_of_the_platform(
     assert 2_000_000_000 <= int(uid) < 2**31  # the app's own user, not root
     caps = next(line.split()[1] for line in whoami.splitlines() if line.startswith("CapEff:"))
     assert int(caps, 16) == 0
+
+
+def test_files_volumes_exec_probes_and_self_healing(
+    server: ControlPlaneProcess, client: YunzhouClient, image: str
+) -> None:
+    doc = image_score("web", image)
+    web = doc["containers"]["web"]
+    web["files"] = {"/etc/app/greeting": {"content": "hello from ${metadata.name}\n", "mode": "0440"}}
+    web["volumes"] = {"/data": {"source": "${resources.data}"}}
+    web["readinessProbe"] = {"exec": {"command": ["test", "-f", "/tmp/www/healthz"]}}  # runs via runc exec
+    doc["resources"] = {"data": {"type": "volume"}}
+    done = deploy(client, doc)
+    assert done["state"] == "succeeded", done["message"]
+    assert get(server, HOST, "/cgi-bin/look?/etc/app/greeting").text.strip() == "hello from web"
+    (before,) = client.list_instances("shop", "dev", "web")
+    assert len(get(server, HOST, "/cgi-bin/look?/data/starts").text.split("\n")) == 2  # one line + ""
+
+    # its app process dies (kill -9 of the container's init): the instance restarts, its volume stays
+    state = Runc(next(Path("/run/yunzhou/runc").glob("*/" + before["id"])).parent).state(before["id"])
+    assert state is not None
+    os.kill(state.pid, signal.SIGKILL)
+    wait_until(
+        "the killed instance to be back",
+        lambda: any(
+            i["id"] == before["id"] and i["ready"] and i["restarts"] >= 1
+            for i in client.list_instances("shop", "dev", "web")
+        ),
+    )
+    starts = get(server, HOST, "/cgi-bin/look?/data/starts").text.split()
+    assert starts.count("start") == 2  # the second run appended to what the first wrote
+    assert get(server, HOST).text.startswith("v1")

@@ -32,11 +32,11 @@ from typing import Any, Literal
 from yunzhou.build.oci import ImageStore
 from yunzhou.domain.errors import NotFound, PermanentError, YunzhouError
 from yunzhou.sandbox import ContainerSpec, Mount
-from yunzhou.sandbox.bundle import HOSTS_FILE
+from yunzhou.sandbox.bundle import HOSTS_FILE, INIT_MOUNT_POINT
 from yunzhou.sandbox.network import Network
 from yunzhou.sandbox.runc import Runc
 
-from .spec import ProcessSpec
+from .spec import ProcessSpec, VolumeMount
 
 MODE_VARIABLE = "YUNZHOU_INSTANCE_MODE"
 InstanceMode = Literal["container", "process"]
@@ -44,7 +44,6 @@ RUNC_STATE = Path("/run/yunzhou/runc")
 #: pid 1 of every container when present: forwards SIGTERM to the app and reaps zombies (an app as pid 1
 #: of its namespace would ignore a SIGTERM it installed no handler for, and only stop at SIGKILL)
 INIT_BINARY = Path("/usr/bin/tini-static")
-INIT_TARGET = "/.yunzhou-init"
 NO_IMAGE_WARNING = "this release has no image: it runs as a host process (development mode)"
 
 
@@ -81,6 +80,24 @@ def _resolv_conf() -> str | None:
     return "\n".join(kept) + "\n" if any(x.startswith("nameserver") for x in kept) else None
 
 
+def _mount_points(top: Path, files: list[str], volumes: Iterable[VolumeMount]) -> Path | None:
+    """A directory laid over the image holding the targets of the Score's mounts (runc cannot create them
+    in a read-only root); None when there are none."""
+    if not files and not volumes:
+        return None
+    shutil.rmtree(top, ignore_errors=True)
+    top.mkdir(mode=0o755)
+    for target in files:
+        path = top / target.lstrip("/")
+        path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        path.write_text("")
+    for v in volumes:
+        (top / v.target.lstrip("/")).mkdir(mode=0o755, parents=True, exist_ok=True)
+    for d in [top, *top.rglob("*")]:  # parents made by mkdir(parents=True) follow the umask
+        d.chmod(0o755 if d.is_dir() else 0o444)
+    return top
+
+
 class ContainerHost:
     """The machine side of container instances, shared by the runtime (reconcile thread) and the
     supervisor (its loop thread): every method is thread-safe."""
@@ -94,14 +111,12 @@ class ContainerHost:
         network: Network | None = None,
         runc: Runc | None = None,
         scope: str = "default",
-        egress: bool = True,
     ) -> None:
         self.instance_root = instance_root
         self.store = store
         self.layers = layers
         self.network = network or Network()
         self.runc = runc or Runc(RUNC_STATE / scope)
-        self.egress = egress
         self.init = INIT_BINARY if INIT_BINARY.exists() else None
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}  # route host → the router's bridge address
@@ -120,9 +135,10 @@ class ContainerHost:
             raise PermanentError(f"image {image} is not in the server's image store ({self.store.root})")
         return self.store.config(digest)
 
-    def attach(self, instance_id: str) -> str:
-        """The instance's address on the bridge (its netns is made now; ``release`` removes it)."""
-        return self.network.attach(instance_id, egress=self.egress).ip
+    def attach(self, instance_id: str, *, egress: bool) -> str:
+        """The instance's address on the bridge (its netns is made now; ``release`` removes it); with
+        ``egress`` it may reach the outside through NAT (the environment's policy)."""
+        return self.network.attach(instance_id, egress=egress).ip
 
     def set_names(self, hosts: Iterable[str]) -> None:
         """The route hosts instances resolve to the router; live instances' ``/etc/hosts`` follow."""
@@ -147,13 +163,14 @@ class ContainerHost:
         rootfs = bundle / "rootfs"
         if not os.path.ismount(rootfs):
             rootfs.mkdir(exist_ok=True)
-            self.layers.rootfs(self.store, self.store.image(image_digest(plan.image)), rootfs)
+            top = _mount_points(bundle / "mount-points", [f.target for f in plan.files], plan.volumes)
+            self.layers.rootfs(self.store, self.store.image(image_digest(plan.image)), rootfs, top=top)
         mounts = [*self._files(spec, bundle), *self._volumes(spec)]
         argv = spec.argv
         if self.init is not None:
-            mounts.append(Mount(INIT_TARGET, self.init))
-            argv = (INIT_TARGET, "-g", "--", *argv)
-        attachment = self.network.attach(spec.instance_id, egress=self.egress)
+            mounts.append(Mount(INIT_MOUNT_POINT, self.init))
+            argv = (INIT_MOUNT_POINT, "-g", "--", *argv)
+        attachment = self.network.attach(spec.instance_id, egress=plan.egress)
         with self._lock:
             hosts = dict(self._names)
         container = ContainerSpec(
