@@ -171,9 +171,10 @@ def deploy(
     say(f"Deployed {release_line(address, deployment)}")
     for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout
         message = str(warning.get("message"))
-        # an image tag the platform could not pin runs, but may move under the release
-        prefix = "" if message.startswith("not pinned:") else "this release will not start: "
-        warn(f"{prefix}{warning.get('path')}: {message}")
+        if message.startswith("not pinned:"):  # it runs; its tag may move (docs/images.md, pinning)
+            note(f"{warning.get('path')}: {message}")
+        else:
+            warn(f"this release will not start: {warning.get('path')}: {message}")
     app_name = (deployment.get("app") or {}).get("name")
     if wait and app_name:
         follow_rollout(
