@@ -66,7 +66,8 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    server = ThreadingHTTPServer(("127.0.0.1", int(os.environ.get("PORT", "8000"))), Handler)
+    # every address: in its container the router reaches the instance at its own bridge address
+    server = ThreadingHTTPServer(("", int(os.environ.get("PORT", "8000"))), Handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(json.dumps({"msg": "orders listening", "port": server.server_port}), flush=True)
     server.serve_forever()

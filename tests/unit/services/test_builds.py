@@ -201,3 +201,21 @@ def test_a_log_page_never_ends_inside_a_character_the_builder_is_still_writing(
     rest = cp.builds.log(DEV, b["id"], page["next_offset"])
     assert rest["text"] == "✓\n"
     assert rest["next_offset"] == len(whole)
+
+
+def test_the_build_settings_come_from_the_environment_and_bad_values_name_the_variable() -> None:
+    from yunzhou.reconcile.builds import build_concurrency
+
+    policy = BuildPolicy.from_env({"YUNZHOU_BUILD_MAX_ACTIVE": "3", "YUNZHOU_BUILD_TIME_LIMIT": "60"})
+    assert (policy.max_active_per_project, policy.time_limit_seconds, policy.max_time_limit_seconds) == (
+        3,
+        60,
+        7200,
+    )
+    assert BuildPolicy.from_env({}) == BuildPolicy()
+    assert build_concurrency({}) == 1
+    assert build_concurrency({"YUNZHOU_BUILD_CONCURRENCY": "2"}) == 2
+    with pytest.raises(ValueError, match="YUNZHOU_BUILD_MAX_ACTIVE='0'"):
+        BuildPolicy.from_env({"YUNZHOU_BUILD_MAX_ACTIVE": "0"})
+    with pytest.raises(ValueError, match="YUNZHOU_BUILD_CONCURRENCY='many'"):
+        build_concurrency({"YUNZHOU_BUILD_CONCURRENCY": "many"})
