@@ -102,7 +102,7 @@ class Up:
                 [sys.executable, "-m", "yunzhou", "up"],
                 cwd=self.folder, env=self.env, stdout=out, stderr=subprocess.STDOUT,
             )  # fmt: skip
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 900  # the demo is built first (a fresh machine builds a stack too)
         while until not in self.log.read_text():
             assert self.proc.poll() is None, self.log.read_text()
             assert time.monotonic() < deadline, "yunzhou up did not come up:\n" + self.log.read_text()

@@ -1,5 +1,5 @@
-"""`yunzhou up` (what `make up` runs) as a new user meets it: the demo answers through the router by
-internal name, and Ctrl-C leaves nothing behind."""
+"""`yunzhou up` (what `make up` runs) as a new user meets it: the demo is built into images (the builds'
+steps shown), answers through the router by internal name, and Ctrl-C leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -27,13 +27,15 @@ def test_up_serves_the_demo_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
             "--api-port", str(api_port), "--router-port", str(router_port)]  # fmt: skip
     up = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 900  # a fresh machine builds the python stack first (~1-2 min)
         while "Press Ctrl-C" not in (tmp_path / "up.log").read_text():
             assert up.poll() is None, (tmp_path / "up.log").read_text()
             assert time.monotonic() < deadline, "yunzhou up did not come up"
             time.sleep(0.2)  # polling the output, bounded by the deadline
         out = (tmp_path / "up.log").read_text()
         assert f"shop/dev/orders release 1, ready: http://orders.dev.shop.localhost:{router_port}" in out
+        assert "shop/dev/orders: build succeeded" in out  # the builds' steps, one line each in a log
+        assert "shop/dev/inventory: build succeeded" in out
         r = httpx.get(
             f"http://127.0.0.1:{router_port}/order/apple", headers={"Host": "orders.dev.shop.localhost"}
         )
