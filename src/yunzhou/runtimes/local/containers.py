@@ -137,7 +137,9 @@ class ContainerHost:
 
     def attach(self, instance_id: str, *, egress: bool) -> str:
         """The instance's address on the bridge (its netns is made now; ``release`` removes it); with
-        ``egress`` it may reach the outside through NAT (the environment's policy)."""
+        ``egress`` it may reach the outside through NAT (the environment's policy). Its bundle directory
+        is made first, so ``cleanup_leftovers`` finds it even if the instance never started."""
+        self._bundle(instance_id)
         return self.network.attach(instance_id, egress=egress).ip
 
     def set_names(self, hosts: Iterable[str]) -> None:
