@@ -11,259 +11,69 @@ reuses one and tags it ``stacks/NAME:VERSION`` in the image store it serves. Sam
 from __future__ import annotations
 
 import fcntl
-import hashlib
-import json
 import os
 import secrets
 import shutil
 import tarfile
 import tempfile
 import threading
-import tomllib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from types import MappingProxyType
-from typing import Any, Literal
 
-from yunzhou.build.debian import RootfsRecipe, build_rootfs, find_apt_sources, no_sources_error
-from yunzhou.build.oci import ImageConfig, ImageRef, ImageStore
+from yunzhou.build.debian import build_rootfs, find_apt_sources, no_sources_error
+from yunzhou.build.oci import ImageRef, ImageStore
+from yunzhou.build.stack_defs import (
+    BUILD_SUFFIX,
+    CACHE_ENV,
+    LABEL_DEFINITION,
+    LABEL_PURPOSE,
+    LABEL_STACK,
+    RECIPE_VERSION,
+    STACKS,
+    STACKS_FILE,
+    TAG_PREFIX,
+    Purpose,
+    StackDefinition,
+    StackFile,
+    cache_key,
+    default_cache_dir,
+    definition_key,
+    load_stacks,
+    parse_stacks,
+    stack_definition,
+    supported,
+)
 from yunzhou.domain.errors import UserError
 
-STACKS_FILE = Path(__file__).with_name("stacks.toml")
-#: bump when the way a stack is built changes (not its data): cached images of older recipes are not reused
-RECIPE_VERSION = 1
-CACHE_ENV = "YUNZHOU_STACK_CACHE"
-TAG_PREFIX = "stacks/"
-BUILD_SUFFIX = "-build"
-LABEL_STACK = "io.yunzhou.stack"
-LABEL_DEFINITION = "io.yunzhou.stack.definition"
-LABEL_PURPOSE = "io.yunzhou.stack.purpose"
+__all__ = [
+    "BUILD_SUFFIX",
+    "CACHE_ENV",
+    "LABEL_DEFINITION",
+    "LABEL_PURPOSE",
+    "LABEL_STACK",
+    "RECIPE_VERSION",
+    "STACKS",
+    "STACKS_FILE",
+    "TAG_PREFIX",
+    "Progress",
+    "Purpose",
+    "StackCatalog",
+    "StackDefinition",
+    "StackFile",
+    "StackInfo",
+    "cache_key",
+    "default_cache_dir",
+    "definition_key",
+    "load_stacks",
+    "parse_stacks",
+    "stack_definition",
+    "supported",
+    "write_stack_files",
+]
 
-Purpose = Literal["run", "build"]
 Progress = Callable[[str, float], None]
-
-
-@dataclass(frozen=True)
-class StackFile:
-    """A file of the stack's own layer: text with a mode, or a symbolic link."""
-
-    path: str
-    mode: int = 0o644
-    text: str | None = None
-    link: str | None = None
-
-
-@dataclass(frozen=True)
-class StackDefinition:
-    name: str
-    version: str
-    description: str
-    packages: tuple[str, ...]
-    cmd: tuple[str, ...]
-    entrypoint: tuple[str, ...]
-    env: Mapping[str, str]
-    user: str
-    user_name: str
-    workdir: str
-    suite: str
-    variant: str
-    source_date_epoch: int
-    path_exclude: tuple[str, ...] = ()
-    path_include: tuple[str, ...] = ()
-    build_packages: tuple[str, ...] = ()
-    layout: Mapping[str, str] = field(default_factory=dict)
-    files: tuple[StackFile, ...] = ()
-    purpose: Purpose = "run"
-
-    @property
-    def tag(self) -> str:
-        """``stacks/python:3.11``; a build image is ``stacks/node:18-build``."""
-        suffix = BUILD_SUFFIX if self.purpose == "build" else ""
-        return f"{TAG_PREFIX}{self.name}:{self.version}{suffix}"
-
-    @property
-    def uid_gid(self) -> tuple[int, int]:
-        uid, _, gid = self.user.partition(":")
-        return int(uid), int(gid or uid)
-
-    @property
-    def recipe(self) -> RootfsRecipe:
-        return RootfsRecipe(
-            suite=self.suite,
-            variant=self.variant,
-            packages=self.packages,
-            source_date_epoch=self.source_date_epoch,
-            path_exclude=self.path_exclude,
-            path_include=self.path_include,
-        )
-
-    def for_build(self) -> StackDefinition:
-        """The image the builder installs dependencies with: the stack plus its build packages."""
-        if self.purpose == "build":
-            return self
-        return replace(self, packages=self.packages + self.build_packages, build_packages=(), purpose="build")
-
-    def document(self) -> dict[str, Any]:
-        """Everything that goes into the image, as plain data: what the cache key hashes."""
-        return {
-            "name": self.name,
-            "version": self.version,
-            "description": self.description,
-            "purpose": self.purpose,
-            "rootfs": {
-                "suite": self.suite,
-                "variant": self.variant,
-                "packages": sorted(self.packages),
-                "source_date_epoch": self.source_date_epoch,
-                "path_exclude": list(self.path_exclude),
-                "path_include": list(self.path_include),
-            },
-            "build_packages": sorted(self.build_packages),
-            "entrypoint": list(self.entrypoint),
-            "cmd": list(self.cmd),
-            "env": dict(sorted(self.env.items())),
-            "user": self.user,
-            "user_name": self.user_name,
-            "workdir": self.workdir,
-            "layout": dict(sorted(self.layout.items())),
-            "files": [
-                {"path": f.path, "mode": f.mode, "text": f.text, "link": f.link}
-                for f in sorted(self.files, key=lambda f: f.path)
-            ],
-        }
-
-    def image_config(self) -> ImageConfig:
-        return ImageConfig(
-            entrypoint=self.entrypoint,
-            cmd=self.cmd,
-            env=dict(self.env),
-            user=self.user,
-            workdir=self.workdir,
-            labels={
-                "org.opencontainers.image.title": f"yunzhou-stack-{self.name}",
-                "org.opencontainers.image.version": self.version,
-                "org.opencontainers.image.description": self.description,
-                "org.opencontainers.image.vendor": "Yunzhou",
-                "org.opencontainers.image.base.name": f"debian:{self.suite}",
-                LABEL_STACK: f"{self.name}:{self.version}",
-                LABEL_DEFINITION: definition_key(self),
-                LABEL_PURPOSE: self.purpose,
-            },
-        )
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def definition_key(definition: StackDefinition) -> str:
-    """A hash of the definition and the recipe version: equal keys, equal images (given equal packages)."""
-    doc = {"recipe": RECIPE_VERSION, "stack": definition.document()}
-    return _sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode())
-
-
-def cache_key(definition: StackDefinition, apt_sources: bytes) -> str:
-    """The definition plus the apt sources file's content (another mirror or snapshot: another build)."""
-    return _sha256(f"{definition_key(definition)}\n{_sha256(apt_sources)}".encode())
-
-
-# --- the data file --------------------------------------------------------------------------------------
-
-
-def _strings(value: object, where: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ValueError(f"{where}: must be a list of non-empty strings")
-    return tuple(value)
-
-
-def _string_map(value: object, where: str) -> dict[str, str]:
-    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-        raise ValueError(f"{where}: must be a table of strings")
-    return dict(value)
-
-
-def _files(value: object, where: str) -> tuple[StackFile, ...]:
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: must be a table of paths")
-    out = []
-    for path, spec in value.items():
-        pure = PurePosixPath(path)
-        if not pure.is_absolute() or ".." in pure.parts or str(pure) != path:
-            raise ValueError(f"{where}.{path}: must be a plain absolute path")
-        if not isinstance(spec, dict) or (("text" in spec) == ("link" in spec)):
-            raise ValueError(f"{where}.{path}: give either text (and mode) or link")
-        out.append(StackFile(path, int(spec.get("mode", 0o644)), spec.get("text"), spec.get("link")))
-    return tuple(out)
-
-
-def parse_stacks(doc: Mapping[str, Any]) -> dict[str, StackDefinition]:
-    """``stacks.toml`` as definitions, checked (a mistake in the data names its place)."""
-    d = doc.get("defaults", {})
-    stacks: dict[str, StackDefinition] = {}
-    for name, s in doc.get("stacks", {}).items():
-        where = f"stacks.{name}"
-        env = _string_map(d.get("env", {}), "defaults.env") | _string_map(s.get("env", {}), f"{where}.env")
-        user = str(d["user"])
-        if not all(part.isdigit() for part in user.split(":")):
-            raise ValueError(f"defaults.user: {user!r} must be UID:GID")
-        stacks[name] = StackDefinition(
-            name=name,
-            version=str(s["version"]),
-            description=str(s.get("description", "")),
-            packages=_strings(s["packages"], f"{where}.packages"),
-            build_packages=_strings(s.get("build_packages", []), f"{where}.build_packages"),
-            cmd=_strings(s["cmd"], f"{where}.cmd"),
-            entrypoint=_strings(d["entrypoint"], "defaults.entrypoint"),
-            env=MappingProxyType(env),
-            user=user,
-            user_name=str(d["user_name"]),
-            workdir=str(d["workdir"]),
-            suite=str(d["suite"]),
-            variant=str(d["variant"]),
-            source_date_epoch=int(d["source_date_epoch"]),
-            path_exclude=_strings(d.get("dpkg_path_exclude", []), "defaults.dpkg_path_exclude"),
-            path_include=_strings(d.get("dpkg_path_include", []), "defaults.dpkg_path_include"),
-            layout=MappingProxyType(_string_map(s.get("layout", {}), f"{where}.layout")),
-            files=_files(d.get("files", {}), "defaults.files") + _files(s.get("files", {}), f"{where}.files"),
-        )
-    return stacks
-
-
-def load_stacks(path: Path = STACKS_FILE) -> dict[str, StackDefinition]:
-    with open(path, "rb") as f:
-        return parse_stacks(tomllib.load(f))
-
-
-STACKS: Mapping[str, StackDefinition] = MappingProxyType(load_stacks())
-
-
-def supported() -> str:
-    return ", ".join(STACKS)
-
-
-def stack_definition(
-    name: str, version: str | None = None, stacks: Mapping[str, StackDefinition] = STACKS
-) -> StackDefinition:
-    """The definition called ``name`` (at ``version``, when given); UserError naming the supported ones."""
-    definition = stacks.get(name)
-    if definition is None:
-        raise UserError(f"unknown stack {name!r}: the supported stacks are {', '.join(stacks)}")
-    if version is not None and version != definition.version:
-        raise UserError(
-            f"stack {name} is at version {definition.version} in this Yunzhou (asked for {version!r})"
-        )
-    return definition
-
-
-def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
-    environ = os.environ if environ is None else environ
-    chosen = environ.get(CACHE_ENV, "").strip()
-    if chosen:
-        return Path(chosen).expanduser()
-    xdg = environ.get("XDG_CACHE_HOME", "").strip()
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "yunzhou" / "stacks"
 
 
 # --- the stack's own layer --------------------------------------------------------------------------------
@@ -461,26 +271,35 @@ class StackCatalog:
 
     def import_archive(self, path: Path) -> dict[str, str]:
         """Register the stacks of an exported archive (every blob checked against its digest). Each must
-        have been built from this Yunzhou's definition of that stack; returns tag → digest."""
-        imported = self.cache.import_archive(path)
-        accepted: list[tuple[StackDefinition, str]] = []
+        have been built from this Yunzhou's definition of that stack; returns tag → digest.
+
+        The archive is loaded into a staging layout first: its names never reach the cache's own index
+        (a name like ``cache/<key>`` in an archive must not replace what this machine built)."""
+        work_root = self.cache_dir / "work"
+        work_root.mkdir(parents=True, exist_ok=True)
+        staging_dir = Path(tempfile.mkdtemp(prefix="import-", dir=work_root))
         try:
-            for tag, digest in imported.items():
-                accepted.append((self._check_import(tag, digest), digest))
+            staging = ImageStore(staging_dir)
+            imported = staging.import_archive(path)
+            accepted = [
+                (self._check_import(staging, tag, digest), digest) for tag, digest in imported.items()
+            ]
             if not accepted:
                 raise UserError(f"{path} holds no stacks (images tagged {TAG_PREFIX}NAME:VERSION)")
-        except UserError:
-            for tag in imported:
-                self.cache.untag(tag)
-            raise
-        for definition, digest in accepted:
-            self.cache.tag(f"imported/{definition_key(definition)}", digest)
-            self._publish(definition, digest)
+            for definition, digest in accepted:
+                ref = staging.image(digest)
+                for blob in (digest, ref.config_digest, *(layer.digest for layer in ref.layers)):
+                    if not self.cache.has(blob):
+                        _link_or_copy(staging, self.cache, blob)
+                self.cache.tag(f"imported/{definition_key(definition)}", digest)
+                self._publish(definition, digest)
+        finally:
+            shutil.rmtree(staging_dir, ignore_errors=True)
         return {d.tag: digest for d, digest in accepted}
 
     # --- inside ------------------------------------------------------------------------------------------
 
-    def _check_import(self, tag: str, digest: str) -> StackDefinition:
+    def _check_import(self, staging: ImageStore, tag: str, digest: str) -> StackDefinition:
         name, _, version = tag.removeprefix(TAG_PREFIX).partition(":")
         if not tag.startswith(TAG_PREFIX) or name not in self.stacks:
             raise UserError(f"the archive's image {tag} is not a stack ({supported()})")
@@ -491,7 +310,7 @@ class StackCatalog:
             raise UserError(
                 f"the archive's {tag}: this Yunzhou's {name} stack is version {definition.version}"
             )
-        labels = self.cache.config(digest).get("config", {}).get("Labels") or {}
+        labels = staging.config(digest).get("config", {}).get("Labels") or {}
         if labels.get(LABEL_DEFINITION) != definition_key(definition):
             raise UserError(
                 f"the archive's {tag} was built from another definition of the {name} stack than this "

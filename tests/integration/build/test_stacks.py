@@ -8,6 +8,8 @@ Reproducibility is checked by building static from scratch in an empty cache and
 from __future__ import annotations
 
 import contextlib
+import io
+import json
 import os
 import signal
 import tarfile
@@ -20,8 +22,9 @@ from typing import Any
 import httpx
 import pytest
 
+from yunzhou.build.debian import find_apt_sources
 from yunzhou.build.oci import ImageRef, ImageStore
-from yunzhou.build.stacks import STACKS, StackCatalog, default_cache_dir
+from yunzhou.build.stacks import STACKS, StackCatalog, cache_key, default_cache_dir
 from yunzhou.domain.errors import PermanentError, UserError, YunzhouError
 from yunzhou.sandbox import ContainerSpec, Runc
 from yunzhou.testing.server import free_port
@@ -216,3 +219,37 @@ def test_a_failing_mmdebstrap_ends_with_its_own_last_lines(tmp_path: Path) -> No
     assert "yunzhou-no-such-package" in str(failed.value)
     assert not catalog.store.names()
     assert not list((tmp_path / "cache/work").iterdir())  # its temporary files are gone
+
+
+def _renamed(archive: Path, out: Path, name: str) -> Path:
+    """The archive with its one image named ``name`` in index.json."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name == "index.json" and data is not None:
+                index = json.loads(data.read())
+                index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"] = name
+                raw = json.dumps(index).encode()
+                member.size = len(raw)
+                data = io.BytesIO(raw)
+            dst.addfile(member, data)
+    return out
+
+
+def test_an_archive_cannot_replace_what_the_cache_built(catalog: StackCatalog, tmp_path: Path) -> None:
+    """An archive naming its image like a cache entry (``cache/<key>``) is refused before any of its names
+    reaches the cache: the next build still gets this machine's own image."""
+    own = catalog.image("static").digest
+    sources = find_apt_sources()
+    assert sources is not None
+    key = cache_key(STACKS["static"], sources.read_bytes())
+    assert catalog.cache.resolve(f"cache/{key}") == own
+    # an image of another stack under the cache key of static
+    catalog.image("python")
+    archive = tmp_path / "python.tar"
+    catalog.export(["python"], archive)
+    forged = _renamed(archive, tmp_path / "forged.tar", f"cache/{key}")
+    with pytest.raises(UserError, match=f"cache/{key} is not a stack"):
+        catalog.import_archive(forged)
+    assert catalog.cache.resolve(f"cache/{key}") == own
+    assert catalog.image("static").digest == own
