@@ -27,9 +27,11 @@ from yunzhou.registry.access import RegistryAccess
 from yunzhou.registry.gc import GcLoop, RetentionPolicy, gc_interval
 from yunzhou.registry.resolve import Resolver, registry_address
 from yunzhou.registry.server import TOKEN_PATH, RegistryProcess, RegistrySettings
+from yunzhou.registry.signing import SigningKey, verify
 from yunzhou.runtimes.local import InstanceStatus, LocalSupervisor, LogLine
 from yunzhou.services import ADMIN_TOKEN_FILE, ControlPlane, ProbeResult
 from yunzhou.services.image_pinning import ImagePinning
+from yunzhou.services.image_signatures import SignedImages
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
 from yunzhou.store import Database, check_integrity, keep_private, sqlite_url, upgrade
 
@@ -132,7 +134,7 @@ class Runner:
 
         self.builds = BuildWorker(
             cp, server_builder(config.data_dir, config.limits),
-            push=registry_pusher(image_store(config.data_dir), access.client),
+            push=registry_pusher(image_store(config.data_dir), access.client, access.root),
             concurrency=build_concurrency(),
         )  # fmt: skip
         # stack builds (mmdebstrap: a minute or more each) have their own worker, so apps never wait on one
@@ -333,6 +335,19 @@ def image_pinning(config: ServerConfig) -> ImagePinning:
     return ImagePinning.from_env(Resolver(access), lambda: registry_address(access))
 
 
+def signed_images(config: ServerConfig) -> SignedImages:
+    """Signature checks for environments that require signed images: the platform registry, read with
+    the server's access, against the key builds sign with (``<data dir>/registry/cosign.pub``)."""
+    access = RegistryAccess(config.data_dir, config.registry)
+
+    def check(repository: str, digest: str) -> None:
+        key = SigningKey.load(access.root)
+        with access.client() as client:
+            verify(client, key.public, repository, digest)
+
+    return SignedImages(check, lambda: registry_address(access))
+
+
 def build_control_plane(config: ServerConfig) -> ControlPlane:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     tightened = keep_private(config.data_dir)  # 0700, and nothing in it for group/other
@@ -352,6 +367,7 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
     cp.ctx.limits = config.limits
     cp.ctx.registry_images = RegistryAccess(config.data_dir, config.registry).images
     cp.ctx.image_pinning = image_pinning(config)  # a deploy's Score image tags → digests
+    cp.ctx.signed_images = signed_images(config)  # environments that require signed images
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)
     return cp

@@ -91,6 +91,16 @@ class EnvironmentCreate(Body):
     name: Label
     target: str = Field(default="local", pattern=TARGET_PATTERN, description="local or cluster:NAME")
     namespace: Label | None = None
+    require_signed_images: bool = Field(
+        default=False, description="Release only images signed with the platform's key (docs/images.md)"
+    )
+    egress: bool = Field(default=True, description="Instances may reach the outside (local target: NAT)")
+
+
+class EnvironmentUpdate(Body):
+    require_signed_images: bool | None = None
+    egress: bool | None = None
+    version: Count | None = None
 
 
 class DeploymentCreate(Body):
@@ -145,6 +155,8 @@ class Environment(BaseModel):
     name: str
     target: str
     namespace: str | None
+    require_signed_images: bool
+    egress: bool
     created_at: str
     version: int
 

@@ -26,6 +26,11 @@ from yunzhou.cli.projects import VersionOption
 from yunzhou.domain.names import EnvAddress
 
 env_app = typer.Typer(help="Create, inspect and delete environments (PROJECT/ENV).", no_args_is_help=True)
+RequireSigned = Annotated[
+    bool,
+    typer.Option("--require-signed-images", help="Release only images signed with the platform key."),
+]
+Egress = Annotated[bool, typer.Option("--egress/--no-egress", help="Instances may reach the outside.")]
 
 
 @env_app.command("create")
@@ -39,12 +44,56 @@ def create(
     namespace: Annotated[
         str | None, typer.Option("--namespace", help="Kubernetes namespace (cluster targets).")
     ] = None,
+    require_signed: RequireSigned = False,
+    egress: Egress = True,
 ) -> None:
     """Create an environment bound to a target."""
     env = connect(ctx, not_found=project_hint(address.project)).create_environment(
-        address.project, address.env, target, namespace
+        address.project, address.env, target, namespace, require_signed_images=require_signed, egress=egress
     )
-    say(f"Created environment {address} (target {env.get('target', target)})")
+    say(f"Created environment {address} (target {env.get('target', target)}{_policies(env)})")
+
+
+@env_app.command("set")
+def set_(
+    ctx: typer.Context,
+    address: EnvArg,
+    require_signed: Annotated[
+        bool | None,
+        typer.Option(
+            "--require-signed-images/--allow-unsigned-images",
+            help="Release only images signed with the platform key (checked at each later release).",
+        ),
+    ] = None,
+    egress: Annotated[
+        bool | None,
+        typer.Option(
+            "--egress/--no-egress", help="Instances may reach the outside (from their next rollout)."
+        ),
+    ] = None,
+    version: VersionOption = None,
+) -> None:
+    """Change an environment's policies."""
+    if require_signed is None and egress is None:
+        raise typer.BadParameter(
+            "give --require-signed-images/--allow-unsigned-images or --egress/--no-egress"
+        )
+    policies = {
+        k: v for k, v in (("require_signed_images", require_signed), ("egress", egress)) if v is not None
+    }
+    env = connect(ctx, not_found=env_hint(address)).update_environment(
+        address.project, address.env, version, **policies
+    )
+    say(f"Environment {address}:{_policies(env) or ' unsigned images allowed, egress on'}")
+
+
+def _policies(env: dict[str, object]) -> str:
+    said = []
+    if env.get("require_signed_images"):
+        said.append("signed images only")
+    if env.get("egress") is False:
+        said.append("no egress")
+    return "; " + ", ".join(said) if said else ""
 
 
 @env_app.command("list")
@@ -75,6 +124,8 @@ def _print_env(address: EnvAddress, env: dict[str, object]) -> None:
             ("Environment", str(address)),
             ("Target", env.get("target")),
             ("Namespace", env.get("namespace")),
+            ("Signed images only", "yes" if env.get("require_signed_images") else "no"),
+            ("Egress", "off" if env.get("egress") is False else "on"),
             ("Created", short_time(env.get("created_at"))),
             ("Version", env.get("version")),
         ]

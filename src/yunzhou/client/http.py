@@ -158,12 +158,32 @@ class YunzhouClient(BuildCalls, StackCalls):
     # -- environments ----------------------------------------------------------------------------
 
     def create_environment(
-        self, project: str, name: str, target: str = "local", namespace: str | None = None
+        self,
+        project: str,
+        name: str,
+        target: str = "local",
+        namespace: str | None = None,
+        *,
+        require_signed_images: bool = False,
+        egress: bool = True,
     ) -> Json:
         body: Json = {"name": name, "target": target}
         if namespace is not None:
             body["namespace"] = namespace
+        if require_signed_images:
+            body["require_signed_images"] = True
+        if not egress:
+            body["egress"] = False
         result: Json = self._request("POST", f"/projects/{_segment(project)}/environments", json=body)
+        return result
+
+    def update_environment(
+        self, project: str, env: str, version: int | None = None, **policies: bool
+    ) -> Json:
+        """Change policies: ``require_signed_images=``, ``egress=`` (those given)."""
+        body: Json = {**policies, **({"version": version} if version is not None else {})}
+        path = f"/projects/{_segment(project)}/environments/{_segment(env)}"
+        result: Json = self._request("PATCH", path, json=body)
         return result
 
     def list_environments(self, project: str) -> list[Json]:

@@ -182,6 +182,7 @@ class AppController:
                 target=env.target,
                 namespace=env.namespace,
                 image=pinned_image(release.image),
+                egress=env.egress,
                 replace_instances=_replacing(rollout),
                 resource_outputs={}
                 if app.removing

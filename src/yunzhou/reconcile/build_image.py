@@ -15,11 +15,15 @@ from typing import Any
 from yunzhou.build.builder import build_image
 from yunzhou.build.model import BuildContext, BuildRequest, Stacks, StepRunner
 from yunzhou.build.oci import ImageStore
+from yunzhou.domain.errors import TemporaryError
 from yunzhou.domain.limits import Limits
 from yunzhou.reconcile.builds import BuildFunction, BuildJob, BuiltImage, PushFunction
 from yunzhou.registry.client import RegistryClient
 from yunzhou.registry.sbom import attach_sbom
+from yunzhou.registry.signing import SigningKey, sign
 from yunzhou.runtimes.local.unpack import unpack_archive
+
+PUSH_ATTEMPTS = 4  # a registry restart takes ~0.4 s, its read-only GC window ~1 s (docs/images.md)
 
 
 def image_store(data_dir: Path) -> ImageStore:
@@ -92,10 +96,31 @@ def image_builder(
     return build
 
 
-def registry_pusher(store: ImageStore, client: Callable[[], RegistryClient]) -> PushFunction:
-    """Push to ``PROJECT/APP`` (blobs the registry has are skipped) and attach the SBOM."""
+def registry_pusher(
+    store: ImageStore,
+    client: Callable[[], RegistryClient],
+    signing_dir: Path | None = None,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PushFunction:
+    """Push to ``PROJECT/APP`` (blobs the registry has are skipped), attach the SBOM and, with
+    ``signing_dir`` (where the platform's signing key is: ``<data dir>/registry``), sign the image, so
+    environments that require signed images release it (services/image_signatures.py). A temporary
+    error (the registry restarting or read-only for garbage collection) is retried a few times."""
 
     def push(project: str, app: str, built: BuiltImage, log: Callable[[str], None]) -> None:
+        for attempt in range(1, PUSH_ATTEMPTS + 1):  # all of it is idempotent: blobs there are skipped
+            try:
+                push_once(project, app, built, log)
+            except TemporaryError as exc:  # restarting, or read-only while garbage is collected
+                if attempt == PUSH_ATTEMPTS:
+                    raise
+                log(f"the registry is not writable now ({exc.message}); retrying in {exc.retry_after:.0f} s")
+                sleep(exc.retry_after)
+            else:
+                return
+
+    def push_once(project: str, app: str, built: BuiltImage, log: Callable[[str], None]) -> None:
         repo = f"{project}/{app}"
         with client() as registry:
             result = registry.push(store, repo, built.digest)
@@ -104,6 +129,9 @@ def registry_pusher(store: ImageStore, client: Callable[[], RegistryClient]) -> 
             if built.sbom:
                 attach_sbom(registry, repo, built.digest, built.sbom)
                 log(f"attached the SBOM to {repo}@{built.digest}")
+            if signing_dir is not None:
+                sign(registry, SigningKey.load(signing_dir), repo, built.digest)
+                log(f"signed {repo}@{built.digest} with the platform key")
 
     return push
 

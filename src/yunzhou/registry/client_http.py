@@ -3,7 +3,8 @@
 A ``401`` with ``WWW-Authenticate: Bearer realm=…,service=…,scope=…`` is answered by asking the realm for
 a token (basic auth with the client's username and password when it has them), kept per scope; a
 ``Basic`` challenge by sending the credentials. Error answers become ``yunzhou.domain.errors``: refusals
-and unknown names → ``UserError`` naming what was asked for, 5xx and 429 → ``TemporaryError``.
+and unknown names → ``UserError`` naming what was asked for, 5xx, 429 and 405 UNSUPPORTED (the registry
+read-only during garbage collection) → ``TemporaryError``.
 """
 
 from __future__ import annotations
@@ -86,13 +87,26 @@ def error_for(r: httpx.Response, what: str, where: str) -> Exception:
         return UserError(f"{what} not found in the registry{detail}", code="not_found")
     if status == 429:
         return TemporaryError(f"registry {where} is busy (429) on {what}", retry_after=5.0)
+    if status == 405 and "UNSUPPORTED" in _codes(r):  # read-only while garbage is collected (registry/gc.py)
+        return TemporaryError(
+            f"registry {where} is read-only for maintenance (405 UNSUPPORTED) on {what}; retry shortly",
+            retry_after=5.0,
+        )
     return UserError(f"registry rejected {what} ({status}){detail}", code="registry_rejected")
 
 
-def _registry_message(r: httpx.Response) -> str:
+def _errors(r: httpx.Response) -> list[dict[str, object]]:
     try:
         errors = r.json().get("errors") or []
     except (ValueError, AttributeError, httpx.ResponseNotRead):
-        return ""
-    parts = [f"{e.get('code')}: {e.get('message')}" for e in errors if isinstance(e, dict)]
+        return []
+    return [e for e in errors if isinstance(e, dict)] if isinstance(errors, list) else []
+
+
+def _codes(r: httpx.Response) -> set[str]:
+    return {str(e.get("code")) for e in _errors(r)}
+
+
+def _registry_message(r: httpx.Response) -> str:
+    parts = [f"{e.get('code')}: {e.get('message')}" for e in _errors(r)]
     return (": " + "; ".join(parts)) if parts else ""

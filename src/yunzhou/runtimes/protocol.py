@@ -49,6 +49,8 @@ class AppIntent:
     # the image the release runs, pinned and registry-relative (``project/app@sha256:…``, from a build);
     # None: each container runs its Score ``image``
     image: str | None = None
+    # the environment's egress policy: instances may reach the outside (the local target's NAT)
+    egress: bool = True
 
     def secret_values(self) -> frozenset[str]:
         """The decrypted values of the intent's ``secret`` resources (for redaction)."""

@@ -17,6 +17,7 @@ from yunzhou.domain.errors import (
     UserError,
     invalid,
 )
+from yunzhou.domain.image_refs import pinned_image
 from yunzhou.domain.local_target import local_run_warnings, no_image_warning
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import Workload, parse_score
@@ -25,6 +26,7 @@ from yunzhou.services.base import ServiceContext, check_version, get_app, get_en
 from yunzhou.services.context import Caller, record_audit
 from yunzhou.services.diff import describe_changes
 from yunzhou.services.effective import release_config
+from yunzhou.services.image_signatures import no_verifier, required_but_unchecked
 from yunzhou.services.projects import TARGET_LOCAL
 from yunzhou.services.routes import claim_routes
 from yunzhou.services.views import app_view, instance_view, release_view, rollout_view
@@ -163,8 +165,11 @@ class AppService:
         document, unpinned = (
             (workload.to_dict(), []) if pinning is None else pinning.pin(project, workload.to_dict())
         )
+        checked = self._check_signed(project, env, document, image)  # network too: before the transaction
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
+            if e.require_signed_images and not checked:
+                raise required_but_unchecked(project, env)
             a = check_deploy_target(s, project, e, name, artifact)
             config = release_config(s, e, project, name, workload)
             result = self._new_release(
@@ -224,6 +229,12 @@ class AppService:
             )
 
     def rollback(self, caller: Caller, project: str, env: str, app: str, to: int | None) -> dict[str, Any]:
+        with self.ctx.db.transaction() as s:  # the target release's images are verified before the write
+            _, _, a = get_app(s, project, env, app)
+            target_number = to if to is not None else a.desired_release - 1
+            old = s.scalar(select(Release).where(Release.app_id == a.id, Release.number == target_number))
+            score, image = (old.score, pinned_image(old.image)) if old is not None else ({}, None)
+        checked = old is not None and self._check_signed(project, env, score, image)
         with self.ctx.db.transaction() as s:
             _, e, a = get_app(s, project, env, app)
             if a.removing:
@@ -234,6 +245,8 @@ class AppService:
             if to is not None and to == a.desired_release:
                 raise Conflict(f"release {to} is already the desired release of {project}/{env}/{app}")
             old = _release(s, a, target_number)
+            if e.require_signed_images and not checked:
+                raise required_but_unchecked(project, env)
             return self._new_release(
                 s,
                 caller,
@@ -293,6 +306,17 @@ class AppService:
             return self._view(s, a, project, env)
 
     # ---- shared steps
+    def _check_signed(self, project: str, env: str, score: dict[str, Any], image: str | None) -> bool:
+        """Whether the environment requires signed images — and then the release's images are verified
+        (a 422 naming each unsigned one; services/image_signatures.py). Network I/O: no transaction open."""
+        with self.ctx.db.transaction() as s:
+            required = get_environment(s, project, env)[1].require_signed_images
+        if required:
+            if self.ctx.signed_images is None:
+                raise no_verifier(project, env)
+            self.ctx.signed_images.check(project, env, score, image)
+        return required
+
     def _new_release(
         self,
         s: Session,

@@ -13,6 +13,7 @@ from yunzhou.domain.errors import Conflict, NotFound
 from yunzhou.domain.limits import Limits
 from yunzhou.services.context import Clock
 from yunzhou.services.image_pinning import ImagePinning
+from yunzhou.services.image_signatures import SignedImages
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox
 from yunzhou.store.models import App, Environment, Member, Project
@@ -33,6 +34,9 @@ class ServiceContext:
     limits: Limits = field(default_factory=Limits)
     # resolves a deploy's Score image tags to digests (services/image_pinning.py); None: kept as written
     image_pinning: ImagePinning | None = None
+    # verifies platform signatures where an environment requires them (services/image_signatures.py);
+    # None: such an environment refuses every release that chooses an image
+    signed_images: SignedImages | None = None
     # repository → its images in the registry (services/registry.py); injected by the composition root
     registry_images: Callable[[str], list[dict[str, Any]]] | None = None
 

@@ -127,8 +127,18 @@ class ProjectService:
 
     # environments
     def create_environment(
-        self, caller: Caller, project: str, name: str, target: str, namespace: str | None
+        self,
+        caller: Caller,
+        project: str,
+        name: str,
+        target: str,
+        namespace: str | None,
+        *,
+        require_signed_images: bool = False,
+        egress: bool = True,
     ) -> dict[str, Any]:
+        """``require_signed_images``: only images signed with the platform key are released here;
+        ``egress``: its instances may reach the outside (docs/images.md#policies-per-environment)."""
         check_label(name, "name")
         cluster = target.removeprefix("cluster:") if target.startswith("cluster:") else None
         if target != TARGET_LOCAL and cluster is None:
@@ -152,7 +162,10 @@ class ProjectService:
                 raise Conflict(f"environment {project}/{name} already exists")
             if cluster is not None and namespace is not None:
                 _check_namespace_free(s, caller, cluster, namespace, defaulted)
-            env = Environment(project_id=p.id, name=name, target=target, namespace=namespace, created_at=now)
+            env = Environment(
+                project_id=p.id, name=name, target=target, namespace=namespace, created_at=now,
+                require_signed_images=require_signed_images, egress=egress,
+            )  # fmt: skip
             s.add(env)
             try:
                 s.flush()
@@ -167,7 +180,7 @@ class ProjectService:
                 action="env.create",
                 target=f"{project}/{name}",
                 project=project,
-                detail={"target": target},
+                detail={"target": target, "require_signed_images": require_signed_images, "egress": egress},
             )
             return environment_view(env, project)
 
@@ -182,6 +195,37 @@ class ProjectService:
     def get_environment(self, project: str, env: str) -> dict[str, Any]:
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
+            return environment_view(e, project)
+
+    def update_environment(
+        self,
+        caller: Caller,
+        project: str,
+        env: str,
+        *,
+        require_signed_images: bool | None = None,
+        egress: bool | None = None,
+        version: int | None = None,
+    ) -> dict[str, Any]:
+        """Change an environment's policies (None: unchanged). Signed images are checked at each release
+        made after the change; egress applies to instances started after it (the next rollout)."""
+        if require_signed_images is None and egress is None:
+            raise invalid("require_signed_images", "give require_signed_images and/or egress to change")
+        now = self.ctx.clock()
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            check_version(version, e.version, f"environment {project}/{env}")
+            changed = {}
+            if require_signed_images is not None and require_signed_images != e.require_signed_images:
+                e.require_signed_images = changed["require_signed_images"] = require_signed_images
+            if egress is not None and egress != e.egress:
+                e.egress = changed["egress"] = egress
+            if changed:
+                record_audit(
+                    s, caller, now, action="env.update", target=f"{project}/{env}", project=project,
+                    detail=changed,
+                )  # fmt: skip
+                s.flush()
             return environment_view(e, project)
 
     def delete_environment(self, caller: Caller, project: str, env: str, version: int | None) -> None:

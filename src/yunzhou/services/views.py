@@ -25,6 +25,8 @@ def environment_view(e: Environment, project: str) -> dict[str, Any]:
         "name": e.name,
         "target": e.target,
         "namespace": e.namespace,
+        "require_signed_images": e.require_signed_images,
+        "egress": e.egress,
         "created_at": iso(e.created_at),
         "version": e.version,
     }

@@ -121,6 +121,33 @@ def test_error_answers_are_translated(status: int, error: type[Exception], messa
         client.get_manifest("shop/web", "v1")
 
 
+def test_a_push_refused_while_the_registry_is_read_only_is_a_temporary_error() -> None:
+    """docker-registry in maintenance read-only mode (garbage collection) answers writes with 405
+    UNSUPPORTED: the caller retries (a build's push, a signature), not a user error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = {"errors": [{"code": "UNSUPPORTED", "message": "The operation is unsupported."}]}
+        return httpx.Response(405, json=body)
+
+    with (
+        RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(TemporaryError, match=r"read-only for maintenance \(405 UNSUPPORTED\)") as exc,
+    ):
+        client.put_manifest("shop/web", "v1", b"{}", "application/vnd.oci.image.manifest.v1+json")
+    assert exc.value.retry_after >= 5
+
+
+def test_any_other_405_is_still_a_user_error() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(405, json={"errors": [{"code": "DENIED", "message": "no"}]})
+
+    with (
+        RegistryClient("http://reg.test", transport=httpx.MockTransport(handler)) as client,
+        pytest.raises(UserError, match=r"\(405\)"),
+    ):
+        client.get_manifest("shop/web", "v1")
+
+
 def test_a_manifest_whose_content_is_not_the_asked_digest_is_refused(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, headers={"Content-Type": MEDIA_MANIFEST}, content=b'{"layers":[]}')

@@ -119,7 +119,10 @@ def remove_member(project: schemas.Label, principal: schemas.Principal, cp: CP, 
     response_model=schemas.Environment,
 )
 def create_environment(project: schemas.Label, body: schemas.EnvironmentCreate, cp: CP, caller: Who) -> Any:
-    return cp.projects.create_environment(caller, project, body.name, body.target, body.namespace)
+    return cp.projects.create_environment(
+        caller, project, body.name, body.target, body.namespace,
+        require_signed_images=body.require_signed_images, egress=body.egress,
+    )  # fmt: skip
 
 
 @operation(
@@ -144,6 +147,23 @@ def list_environments(project: schemas.Label, cp: CP) -> Any:
 )
 def get_environment(project: schemas.Label, env: schemas.Label, cp: CP) -> Any:
     return cp.projects.get_environment(project, env)
+
+
+@operation(
+    router,
+    "PATCH",
+    "/projects/{project}/environments/{env}",
+    name="env.update",
+    permission=Permission.ENV_WRITE,
+    response_model=schemas.Environment,
+)
+def update_environment(
+    project: schemas.Label, env: schemas.Label, body: schemas.EnvironmentUpdate, cp: CP, caller: Who
+) -> Any:
+    return cp.projects.update_environment(
+        caller, project, env, require_signed_images=body.require_signed_images, egress=body.egress,
+        version=body.version,
+    )  # fmt: skip
 
 
 @operation(

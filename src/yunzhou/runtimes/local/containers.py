@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from yunzhou.build.oci import ImageStore
 from yunzhou.domain.errors import NotFound, PermanentError, YunzhouError
-from yunzhou.sandbox import ContainerSpec, Mount
+from yunzhou.sandbox import ContainerSpec, Mount, NetworkAttachment
 from yunzhou.sandbox.bundle import HOSTS_FILE, INIT_MOUNT_POINT
 from yunzhou.sandbox.network import Network
 from yunzhou.sandbox.runc import Runc
@@ -120,6 +120,7 @@ class ContainerHost:
         self.init = INIT_BINARY if INIT_BINARY.exists() else None
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}  # route host → the router's bridge address
+        self._attachments: dict[str, NetworkAttachment] = {}  # instance id → its place on the bridge
         self._resolv = _resolv_conf()
 
     @property
@@ -140,7 +141,10 @@ class ContainerHost:
         ``egress`` it may reach the outside through NAT (the environment's policy). Its bundle directory
         is made first, so ``cleanup_leftovers`` finds it even if the instance never started."""
         self._bundle(instance_id)
-        return self.network.attach(instance_id, egress=egress).ip
+        attachment = self.network.attach(instance_id, egress=egress)
+        with self._lock:
+            self._attachments[instance_id] = attachment
+        return attachment.ip
 
     def set_names(self, hosts: Iterable[str]) -> None:
         """The route hosts instances resolve to the router; live instances' ``/etc/hosts`` follow."""
@@ -172,7 +176,10 @@ class ContainerHost:
         if self.init is not None:
             mounts.append(Mount(INIT_MOUNT_POINT, self.init))
             argv = (INIT_MOUNT_POINT, "-g", "--", *argv)
-        attachment = self.network.attach(spec.instance_id, egress=plan.egress)
+        with self._lock:  # made by attach (the bridge's commands cost ~0.1 s on a busy machine)
+            attachment = self._attachments.get(spec.instance_id)
+        if attachment is None or attachment.egress != plan.egress:
+            attachment = self.network.attach(spec.instance_id, egress=plan.egress)
         with self._lock:
             hosts = dict(self._names)
         container = ContainerSpec(
@@ -191,7 +198,8 @@ class ContainerHost:
             hosts=hosts,
             resolv_conf=self._resolv,
         )
-        self.delete(spec.instance_id)  # what a previous run of this instance left
+        if (self.runc.state_root / spec.instance_id).exists():  # what a previous run of it left
+            self.delete(spec.instance_id)
         return container, bundle
 
     def start(self, prepared: tuple[ContainerSpec, Path], **popen: Any) -> subprocess.Popen[bytes]:
@@ -225,6 +233,8 @@ class ContainerHost:
         rootfs = bundle / "rootfs"
         if os.path.ismount(rootfs):
             self.layers.release(rootfs)
+        with self._lock:
+            self._attachments.pop(instance_id, None)
         with contextlib.suppress(YunzhouError):
             self.network.detach(instance_id)
         if not os.path.ismount(rootfs):

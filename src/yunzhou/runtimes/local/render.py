@@ -196,6 +196,7 @@ def _container_process(
         cwd=workdir if isinstance(workdir, str) and workdir.startswith("/") else "/",
         files=_files(container, base),
         volumes=_volumes(workload, container, base),
+        egress=intent.egress,
     )
     return argv, env, plan
 

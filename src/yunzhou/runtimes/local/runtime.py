@@ -443,7 +443,7 @@ class LocalRuntime:
         self._publish_names(self._route_hosts(intent))
         for _ in range(count):
             instance_id = self._new_instance_id(intent)
-            address = self.containers.attach(instance_id)
+            address = self.containers.attach(instance_id, egress=intent.egress)
             user = NOBODY if uid is None else uid
             spec = rendered.spec(
                 instance_id,

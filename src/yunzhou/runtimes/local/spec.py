@@ -61,12 +61,14 @@ class VolumeMount:
 @dataclass(frozen=True)
 class ContainerPlan:
     """How an instance runs as a container: ``image`` (pinned, ``project/app@sha256:…``), the process's
-    working directory inside it, and what is mounted. ``ProcessSpec.argv``/``env`` are the process's."""
+    working directory inside it, what is mounted, and whether it may reach the outside (``egress``, the
+    environment's policy). ``ProcessSpec.argv``/``env`` are the process's."""
 
     image: str
     cwd: str = "/"
     files: tuple[FileMount, ...] = ()
     volumes: tuple[VolumeMount, ...] = ()
+    egress: bool = True
 
 
 @dataclass(frozen=True)
