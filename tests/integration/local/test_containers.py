@@ -81,6 +81,12 @@ def test_an_image_runs_as_containers_behind_the_router_and_rolls_without_droppin
     outcomes = Counter(load.results)
     assert set(outcomes) <= {"v1", "v2"}, outcomes
     assert load.results[-1] == "v2"
+    # what a container writes is captured as the app's log, as for a process
+    started = wait_until(
+        "the container's start-up line in the logs",
+        lambda: client.get_logs("shop", "dev", "web", grep="listening on 8080 version v2")["items"],
+    )
+    assert started[0]["stream"] == "stdout"
 
 
 def test_a_crash_restarts_with_backoff_and_shows_its_last_lines_and_an_oom_kill_is_reported(
