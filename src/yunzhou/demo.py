@@ -94,11 +94,8 @@ def seed_demo(url: str, token: str, examples: Path = EXAMPLES_DIR, *, build: boo
                     timeout=ROLLOUT_TIMEOUT_S,
                     interval=0.2,
                 )
-            state = (
-                "ready"
-                if rollout is None or rollout["state"] == "succeeded"
-                else (f"NOT ready ({rollout['message']})")
-            )
+            ready = rollout is None or rollout["state"] == "succeeded"
+            state = "ready" if ready else f"NOT ready ({rollout['message']})"
             lines.append(f"{app['address']} release {result['release']['number']}, {state}: {app['route']}")
     return sorted(lines)
 
@@ -109,12 +106,17 @@ def _build_all(
     """Upload and build each app (a build that succeeds releases it); follow them with a progress display.
     Returns the deployments made and a line for each app whose build failed."""
     builds: list[Json] = []
+    failed: list[str] = []
     for score_file, score, settings in missing:
         leave_out = [p for p in (score_file, score_file.with_name("yunzhou.yaml")) if p.exists()]
-        artifact = client.upload_source(pack_source(score_file.parent, leave_out=leave_out))
-        builds.append(client.start_build(DEMO_PROJECT, DEMO_ENV, artifact, score=score, settings=settings))
+        try:
+            artifact = client.upload_source(pack_source(score_file.parent, leave_out=leave_out))
+            builds.append(
+                client.start_build(DEMO_PROJECT, DEMO_ENV, artifact, score=score, settings=settings)
+            )
+        except ApiError as exc:  # refused (say a stack the source does not show): the others still go on
+            failed.append(f"{DEMO_PROJECT}/{DEMO_ENV}/{score['metadata']['name']} NOT deployed: {exc}")
     deployments: list[Json] = []
-    failed: list[str] = []
     with BuildDisplay() as display:
         pending = {str(b["id"]): b for b in builds}
         while pending:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import io
 
+import pytest
 from rich.console import Console
 
+from yunzhou import demo
+from yunzhou.client import ApiError
 from yunzhou.demo import DEMO_APPS, EXAMPLES_DIR, builds_images
 from yunzhou.demo_progress import BuildDisplay, step_text
 
@@ -60,3 +63,64 @@ def test_the_demo_apps_are_built_unless_instances_are_host_processes() -> None:
     assert builds_images({"YUNZHOU_INSTANCE_MODE": "container"}) is True
     assert builds_images({"YUNZHOU_INSTANCE_MODE": "process"}) is False
     assert all((EXAMPLES_DIR / name / "score.yaml").is_file() for name in DEMO_APPS)
+
+
+class FakeClient:
+    """The calls seed_demo makes: inventory builds, orders' build fails."""
+
+    def __init__(self, *_: object) -> None:
+        self.polls = 0
+
+    def __enter__(self) -> FakeClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def get_project(self, *names: str) -> dict:
+        return {"name": "/".join(names)}
+
+    get_environment = get_project
+
+    def get_app(self, project: str, env: str, name: str) -> dict:
+        if self.polls == 0:
+            raise ApiError(404, "not_found", f"no app {name}")
+        return {
+            "name": name,
+            "address": f"{project}/{env}/{name}",
+            "route": f"http://{name}.dev.shop.localhost",
+        }
+
+    def upload_source(self, archive: object) -> str:
+        return "sha256:" + "0" * 64
+
+    def start_build(self, project: str, env: str, artifact: str, **body: dict) -> dict:
+        name = body["score"]["metadata"]["name"]
+        return {"id": name, "address": f"{project}/{env}/{name}", "state": "queued"}
+
+    def get_build(self, build_id: str) -> dict:
+        self.polls += 1
+        if build_id == "orders":
+            return {"id": build_id, "address": "shop/dev/orders", "state": "failed", "error": "pip said no"}
+        return {"id": build_id, "address": "shop/dev/inventory", "app": "inventory", "state": "succeeded",
+                "release": 1, "stack": "python"}  # fmt: skip
+
+    def list_rollouts(self, *_: object) -> list[dict]:
+        return [{"id": 7, "to_release": 1}]
+
+    def get_release(self, *_: object) -> dict:
+        return {"number": 1}
+
+    def wait_for_rollout(self, *_: object, **__: object) -> dict:
+        return {"state": "succeeded"}
+
+
+def test_the_demo_is_built_and_a_failed_build_is_named_with_its_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(demo, "YunzhouClient", FakeClient)
+    lines = demo.seed_demo("http://api", "token", build=True)
+    assert lines == [
+        "shop/dev/inventory release 1, ready: http://inventory.dev.shop.localhost",
+        "shop/dev/orders NOT deployed: build orders failed: pip said no (`yunzhou build logs orders`)",
+    ]
