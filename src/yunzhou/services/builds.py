@@ -133,6 +133,8 @@ class BuildService:
         time_limit_seconds: int | None = None,
     ) -> dict[str, Any]:
         """Queue a build of ``artifact``; with a Score, its success deploys the image as a new release."""
+        if not caller.is_admin and project not in caller.roles:  # as the API: a stranger learns nothing
+            raise NotFound(f"project {project!r} not found")
         if not _may(caller, project, Permission.APP_DEPLOY):
             raise Forbidden(f"starting a build in project {project!r} needs the developer role or higher")
         if not isinstance(artifact, str) or not artifact:

@@ -219,3 +219,12 @@ def test_the_build_settings_come_from_the_environment_and_bad_values_name_the_va
         BuildPolicy.from_env({"YUNZHOU_BUILD_MAX_ACTIVE": "0"})
     with pytest.raises(ValueError, match="YUNZHOU_BUILD_CONCURRENCY='many'"):
         build_concurrency({"YUNZHOU_BUILD_CONCURRENCY": "many"})
+
+
+def test_a_stranger_starting_a_build_is_told_the_project_does_not_exist(
+    cp: ControlPlane, artifact: str
+) -> None:
+    with pytest.raises(NotFound) as raised:
+        cp.builds.start(member("eve", bank=Role.OWNER), "shop", "dev", artifact=artifact, score=score())
+    assert raised.value.message == "project 'shop' not found"
+    assert builds(cp) == 0
