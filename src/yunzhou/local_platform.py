@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from yunzhou.domain.errors import TemporaryError
+from yunzhou.domain.errors import TemporaryError, YunzhouError
 from yunzhou.envnumbers import number_from_env
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
@@ -134,9 +134,14 @@ class LocalPlatform:
         _kill_leftover_router(self.router_pid_file)
         self.isolation.remove_all()  # homes a kill -9 left behind; releases are unpacked again as needed
         (log.info if self.isolation.enabled else log.warning)("instance isolation: %s", self.isolation.note)
-        (log.info if self.containers is not None else log.warning)("instance mode: %s", self.mode_note)
         if self.containers is not None:
-            self.containers.network.ensure()  # the bridge: the router listens on its gateway address too
+            try:
+                self.containers.network.ensure()  # the bridge: the router listens on its gateway address too
+            except (YunzhouError, OSError) as exc:  # no bridge, no iptables: still serve, as processes
+                message = exc.message if isinstance(exc, YunzhouError) else str(exc)
+                self.mode_note = f"host processes: the container bridge cannot be set up ({message})"
+                self.containers = self.supervisor.containers = self.runtime.containers = None
+        (log.info if self.containers is not None else log.warning)("instance mode: %s", self.mode_note)
         self.supervisor.start()
         self._start_router()
         log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
