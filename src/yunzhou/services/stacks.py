@@ -113,7 +113,11 @@ class StackService:
 
     def import_archive(self, caller: Caller, archive: Path) -> dict[str, str]:
         """Register an exported archive's stacks (digests checked; built from this version's definitions)."""
-        imported = server_catalog(self.data_dir, offline=True).import_archive(archive)
+        try:
+            imported = server_catalog(self.data_dir, offline=True).import_archive(archive)
+        except UserError as exc:  # about the upload, not the server's temporary file it was kept in
+            message = exc.message.replace(str(archive), "the uploaded archive")
+            raise UserError(message, problems=[FieldProblem("body", message)]) from None
         with self.ctx.db.transaction() as s:
             record_audit(
                 s, caller, self.ctx.clock(), action="stack.import", target=",".join(sorted(imported)),

@@ -19,6 +19,7 @@ from tests.conftest import Api
 from tests.unit.cli.conftest import CLEAN_ENV
 from yunzhou.cli import CliState, app
 from yunzhou.client import ClientConfig
+from yunzhou.domain.limits import Limits, MiB
 from yunzhou.reconcile.stacks import StackBuildController
 from yunzhou.reconcile.worker import Worker
 from yunzhou.services import ControlPlane
@@ -179,3 +180,16 @@ def test_a_failed_build_records_mmdebstrap_last_lines(
     assert "127.0.0.1" in stack["build"]["message"]  # apt's own words about the unreachable mirror
     assert stack["digest"] is None
     assert datetime.fromisoformat(stack["build"]["updated_at"]) <= datetime.now(UTC)
+
+
+def test_import_body_has_its_own_limit(server: Api) -> None:
+    server.cp.ctx.limits = Limits(stack_archive_body=2 * MiB)
+    tar = {**server.admin, "Content-Type": "application/x-tar"}
+    r = server.http.post("/api/v1/stacks/import", content=b"\0" * (3 * MiB), headers=tar)
+    assert r.status_code == 413
+    assert "YUNZHOU_MAX_STACK_ARCHIVE" in r.json()["error"]["message"]
+    # over the JSON limit (1 MiB) but under the stack archive's: read, then refused as no archive
+    r = server.http.post("/api/v1/stacks/import", content=b"\0" * (3 * MiB // 2), headers=tar)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["message"].startswith("the uploaded archive is not an OCI layout archive")
+    assert r.json()["error"]["problems"][0]["path"] == "body"
