@@ -83,3 +83,31 @@ def test_a_control_plane_killed_with_9_leaves_no_container_behind(tmp_path: Path
         assert not containers_of(data) & old  # the dead run's containers are gone from runc
         assert now <= containers_of(data)
         assert get(second, "web.dev.shop.localhost").text.startswith("v1")
+
+
+def test_a_canary_of_container_releases_is_served_then_promoted(tmp_path: Path, image: str) -> None:
+    settings = {"replicas": 1, "rollout": {"strategy": "canary", "steps": [{"weight": 50, "pause": "10m"}]}}
+    with (
+        ControlPlaneProcess(tmp_path / "data", startup_timeout=90) as server,
+        YunzhouClient(server.url, server.admin_token) as client,
+    ):
+        client.create_project("shop")
+        client.create_environment("shop", "dev")
+        assert deploy(client, image_score("kiosk", image), settings)["state"] == "succeeded"
+        host = "kiosk.dev.shop.localhost"
+
+        def canary_serves(version: str) -> bool:
+            r = httpx.get(
+                f"http://127.0.0.1:{server.router_port}/",
+                headers={"Host": host, "x-canary": "always"},
+                timeout=10,
+            )
+            return r.status_code == 200 and r.text.startswith(version)
+
+        v2 = client.deploy("shop", "dev", image_score("kiosk", image, "v2"), settings, None)
+        wait_until("the canary container to serve", lambda: canary_serves("v2"))
+        assert {get(server, host).text.split()[0] for _ in range(20)} == {"v1", "v2"}  # 50% each way
+        client.rollout_command("shop", "dev", "kiosk", "promote")
+        done = client.wait_for_rollout("shop", "dev", "kiosk", v2["rollout"]["id"], timeout=90, interval=0.1)
+        assert done["state"] == "succeeded", done["message"]
+        assert {get(server, host).text.split()[0] for _ in range(10)} == {"v2"}
