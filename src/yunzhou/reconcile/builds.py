@@ -27,7 +27,8 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -334,7 +335,8 @@ class BuildWorker:
             out.line(f"==> Pushing {image}")
             self._write(lease, progress_step="pushing the image", progress_fraction=0.95)
             try:
-                self.push(lease.project, lease.app, built, out.line)
+                with self._kept(lease):  # a large image or a registry busy with GC takes its time
+                    self.push(lease.project, lease.app, built, out.line)
             except YunzhouError as exc:
                 raise BuildStopped(FAILED, f"pushing the image failed: {exc.message}") from exc
             pushed = True
@@ -352,15 +354,33 @@ class BuildWorker:
             raise BuildStopped(CANCELLED, "cancelled on request (the image was built; no release)")
         creator = self._creator(lease)
         try:
-            deployment = self.cp.apps.deploy(
-                creator, lease.project, lease.env, lease.deploy.get("score"), lease.deploy.get("settings"),
-                lease.artifact, image=image,
-            )  # fmt: skip
+            with self._kept(lease):  # pinning and signature checks may ask the registry
+                deployment = self.cp.apps.deploy(
+                    creator, lease.project, lease.env, lease.deploy.get("score"),
+                    lease.deploy.get("settings"), lease.artifact, image=image,
+                )  # fmt: skip
         except YunzhouError as exc:
             raise BuildStopped(FAILED, f"the release was refused: {exc}") from exc
         number = int(deployment["release"]["number"])
         out.line(f"==> Released {lease.project}/{lease.env}/{lease.app} as release {number}")
         return number
+
+    @contextmanager
+    def _kept(self, lease: _Lease) -> Iterator[None]:
+        """Keep extending the lease while a step outside the build function runs (push, release)."""
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(self.heartbeat):
+                self._write(lease)
+
+        beating = threading.Thread(target=beat, name=f"yunzhou-build-{lease.id}-lease", daemon=True)
+        beating.start()
+        try:
+            yield
+        finally:
+            done.set()
+            beating.join()
 
     def _creator(self, lease: _Lease) -> Caller:
         """Who releases: the build's creator as their token stands NOW — a token revoked or expired

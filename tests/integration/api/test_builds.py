@@ -336,3 +336,22 @@ def test_a_build_that_prints_without_end_cannot_fill_the_disk(
     assert "==> the log reached 4096 bytes; the build's further output is dropped" in log
     assert "line 1999" not in log
     assert log.rstrip().endswith(f"==> Build succeeded: {b['image']}; release 1")  # the outcome is kept
+
+
+def test_a_push_longer_than_the_lease_keeps_the_lease(
+    api: Api, shop: dict[str, Any], builder: FakeBuilder
+) -> None:
+    """The lease is extended while the image is pushed (a large image, a registry read-only for GC), so
+    the build is not taken for one whose server stopped."""
+    pushed = threading.Event()
+
+    def slow_push(project: str, app: str, built: BuiltImage, log: Any) -> None:
+        log(f"pushing {project}/{app}@{built.digest} slowly")
+        pushed.wait(3.0)  # three lease lengths
+
+    worker = BuildWorker(api.cp, builder, push=slow_push, poll=0.05, heartbeat=0.1, lease_ttl=1.0).start()
+    try:
+        b = finished(api, start(api, shop)["id"], shop["dev"])
+    finally:
+        worker.stop()
+    assert (b["state"], b["pushed"], b["release"]) == ("succeeded", True, 1), b
