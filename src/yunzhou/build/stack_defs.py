@@ -61,6 +61,8 @@ class StackDefinition:
     build_packages: tuple[str, ...] = ()
     layout: Mapping[str, str] = field(default_factory=dict)
     files: tuple[StackFile, ...] = ()
+    # ca-certificates-java's PKCS#12 cacerts (random salt) → a reproducible JKS (build/truststore.py)
+    java_truststore: bool = False
     purpose: Purpose = "run"
 
     @property
@@ -114,6 +116,7 @@ class StackDefinition:
             "user_name": self.user_name,
             "workdir": self.workdir,
             "layout": dict(sorted(self.layout.items())),
+            "java_truststore": self.java_truststore,
             "files": [
                 {"path": f.path, "mode": f.mode, "text": f.text, "link": f.link}
                 for f in sorted(self.files, key=lambda f: f.path)
@@ -213,6 +216,7 @@ def parse_stacks(doc: Mapping[str, Any]) -> dict[str, StackDefinition]:
             path_include=_strings(d.get("dpkg_path_include", []), "defaults.dpkg_path_include"),
             layout=MappingProxyType(_string_map(s.get("layout", {}), f"{where}.layout")),
             files=_files(d.get("files", {}), "defaults.files") + _files(s.get("files", {}), f"{where}.files"),
+            java_truststore=bool(s.get("java_truststore", False)),
         )
     return stacks
 

@@ -45,6 +45,7 @@ from yunzhou.build.stack_defs import (
     stack_definition,
     supported,
 )
+from yunzhou.build.truststore import jks_truststore, pem_certificates
 from yunzhou.domain.errors import UserError
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
 ]
 
 Progress = Callable[[str, float], None]
+CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
 
 
 # --- the stack's own layer --------------------------------------------------------------------------------
@@ -105,8 +107,9 @@ def write_stack_files(definition: StackDefinition, rootfs_tar: Path, target: Pat
     """The stack's own layer as a directory: passwd/group with the app user, the files, the workdir."""
     uid, gid = definition.uid_gid
     user = definition.user_name
-    base = _read_members(rootfs_tar, ["etc/passwd", "etc/group"])
-    missing = {"etc/passwd", "etc/group"} - set(base)
+    needed = ["etc/passwd", "etc/group"] + ([CA_BUNDLE] if definition.java_truststore else [])
+    base = _read_members(rootfs_tar, needed)
+    missing = set(needed) - set(base)
     if missing:
         raise UserError(f"the Debian root file system has no {', '.join(sorted(missing))}")
     passwd = _with_line(
@@ -120,6 +123,10 @@ def write_stack_files(definition: StackDefinition, rootfs_tar: Path, target: Pat
     ]
     target.mkdir(mode=0o755)
     _directory(target, definition.workdir)
+    if definition.java_truststore:
+        store = jks_truststore(pem_certificates(base[CA_BUNDLE]), definition.source_date_epoch * 1000)
+        (_directory(target, "/etc/ssl/certs/java") / "cacerts").write_bytes(store)
+        (target / "etc/ssl/certs/java/cacerts").chmod(0o644)
     for f in files:
         dest = _directory(target, str(PurePosixPath(f.path).parent)) / PurePosixPath(f.path).name
         if f.link is not None:

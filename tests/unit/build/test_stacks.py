@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
+import struct
 import tarfile
 import tomllib
 from dataclasses import replace
@@ -29,6 +31,7 @@ from yunzhou.build.stacks import (
     stack_definition,
     write_stack_files,
 )
+from yunzhou.build.truststore import jks_truststore, pem_certificates
 from yunzhou.domain.errors import UserError
 
 SOURCES = b"Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\nComponents: main\n"
@@ -155,19 +158,17 @@ def test_cache_dir_setting(tmp_path: Path) -> None:
     assert default_cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "yunzhou/stacks"
 
 
-def _rootfs_tar(path: Path) -> None:
+def _rootfs_tar(path: Path, more: dict[str, str] | None = None) -> None:
+    files = {"./etc/group": "root:x:0:\n", "./etc/passwd": "root:x:0:0:root:/root:/bin/sh\n", **(more or {})}
     with tarfile.open(path, "w") as tar:
-        for name, text in (
-            ("./etc/group", "root:x:0:\n"),
-            ("./etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"),
-        ):
+        for name, text in files.items():
             info = tarfile.TarInfo(name)
-            info.size = len(text)
+            info.size = len(text.encode())
             tar.addfile(info, io.BytesIO(text.encode()))
 
 
 def test_the_stacks_own_layer_adds_the_app_user_and_files(tmp_path: Path) -> None:
-    _rootfs_tar(tmp_path / "rootfs.tar")
+    _rootfs_tar(tmp_path / "rootfs.tar", {"./etc/ssl/certs/ca-certificates.crt": ""})
     write_stack_files(STACKS["tomcat"], tmp_path / "rootfs.tar", tmp_path / "layer")
     layer = tmp_path / "layer"
     assert (layer / "etc/passwd").read_text().splitlines() == [
@@ -191,3 +192,51 @@ def test_a_mistake_in_the_data_names_its_place() -> None:
     doc["stacks"]["static"]["files"]["/etc/../x"] = {"text": "x"}
     with pytest.raises(ValueError, match="plain absolute path"):
         parse_stacks(doc)
+
+
+def _read_jks(data: bytes) -> list[tuple[str, bytes]]:
+    """Parse a JKS keystore of trusted certificates the way Java does, checking its SHA-1."""
+    body, digest = data[:-20], data[-20:]
+    keyed = b"".join(struct.pack(">H", ord(c)) for c in "changeit") + b"Mighty Aphrodite"
+    assert hashlib.sha1(keyed + body, usedforsecurity=False).digest() == digest
+    magic, version, count = struct.unpack_from(">III", body)
+    assert (magic, version) == (0xFEEDFEED, 2)
+    at, entries = 12, []
+    for _ in range(count):
+        (tag,) = struct.unpack_from(">I", body, at)
+        assert tag == 2  # trusted certificate
+        (n,) = struct.unpack_from(">H", body, at + 4)
+        alias = body[at + 6 : at + 6 + n].decode()
+        at += 6 + n + 8
+        (n,) = struct.unpack_from(">H", body, at)
+        assert body[at + 2 : at + 2 + n] == b"X.509"
+        at += 2 + n
+        (n,) = struct.unpack_from(">I", body, at)
+        entries.append((alias, body[at + 4 : at + 4 + n]))
+        at += 4 + n
+    assert at == len(body)
+    return entries
+
+
+def test_java_trust_store_is_the_same_bytes_for_the_same_certificates() -> None:
+    bundle = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
+    certificates = pem_certificates(bundle)
+    assert len(certificates) > 100
+    store = jks_truststore(certificates, 1704067200_000)
+    assert store == jks_truststore(list(reversed(certificates)), 1704067200_000)
+    entries = _read_jks(store)
+    assert sorted(der for _, der in entries) == sorted(certificates)
+    assert all(alias.startswith("yunzhou:") for alias, _ in entries)
+
+
+def test_java_stacks_get_a_reproducible_trust_store(tmp_path: Path) -> None:
+    assert STACKS["java"].java_truststore
+    assert STACKS["tomcat"].java_truststore
+    assert not STACKS["python"].java_truststore
+    pem = Path("/etc/ssl/certs/ca-certificates.crt").read_bytes()
+    tar_path = tmp_path / "rootfs.tar"
+    _rootfs_tar(tar_path, {"./etc/ssl/certs/ca-certificates.crt": pem.decode()})
+    write_stack_files(STACKS["java"], tar_path, tmp_path / "layer")
+    cacerts = tmp_path / "layer/etc/ssl/certs/java/cacerts"
+    assert len(_read_jks(cacerts.read_bytes())) == len(pem_certificates(pem))
+    assert cacerts.stat().st_mode & 0o777 == 0o644
