@@ -120,8 +120,9 @@ class Environment(Base):
     created_at: Mapped[datetime]
     # policies (docs/images.md): only images signed with the platform key are released here; instances
     # may reach the outside (NAT on the local target's bridge)
-    require_signed_images: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    egress: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    # (server defaults only: an insert through the table that names neither works at older revisions too)
+    require_signed_images: Mapped[bool] = mapped_column(Boolean, server_default=false())
+    egress: Mapped[bool] = mapped_column(Boolean, server_default=true())
     version: Mapped[int] = mapped_column(Integer, default=1)
     project: Mapped[Project] = relationship()
     __mapper_args__ = {"version_id_col": version}

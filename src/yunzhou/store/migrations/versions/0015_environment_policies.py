@@ -17,15 +17,16 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE … ADD/DROP COLUMN (SQLite ≥ 3.35 has both): a batch would copy the table and drop
+# the old one, which the apps' foreign keys to environments refuse.
 def upgrade() -> None:
-    with op.batch_alter_table("environments") as batch_op:
-        batch_op.add_column(
-            sa.Column("require_signed_images", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
-        batch_op.add_column(sa.Column("egress", sa.Boolean(), nullable=False, server_default=sa.true()))
+    op.add_column(
+        "environments",
+        sa.Column("require_signed_images", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
+    op.add_column("environments", sa.Column("egress", sa.Boolean(), nullable=False, server_default=sa.true()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("environments") as batch_op:
-        batch_op.drop_column("egress")
-        batch_op.drop_column("require_signed_images")
+    op.drop_column("environments", "egress")
+    op.drop_column("environments", "require_signed_images")
