@@ -34,8 +34,11 @@ class StackCalls:
         return self._items("/stacks")
 
     def get_stack(self, name: str) -> Json:
-        result: Json = self._request("GET", f"/stacks/{quote(name, safe='')}")
-        return result
+        """One stack as `GET /stacks` lists it (ApiError 404 when the server has no such stack)."""
+        for stack in self.list_stacks():
+            if stack.get("name") == name:
+                return stack
+        raise ApiError(404, "not_found", f"the server has no stack {name!r}")
 
     def build_stack(self, name: str) -> Json:
         """Ask the server to build the stack (202); its ``build`` says how far it is."""

@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from yunzhou.api.auth import caller_of, control_plane, operation
+from yunzhou.build.stacks import STACKS
 from yunzhou.domain.access import Permission
 from yunzhou.domain.errors import invalid
 from yunzhou.services import Caller, ControlPlane
@@ -23,7 +24,9 @@ from yunzhou.services.stacks import StackService
 router = APIRouter()
 CP = Annotated[ControlPlane, Depends(control_plane)]
 Who = Annotated[Caller, Depends(caller_of)]
-StackName = Annotated[str, Query(min_length=1, max_length=40, description="A stack's name")]
+# the schema names the stacks, so an unknown one is a 422 that lists them
+_STACK_PATTERN = "^(" + "|".join(STACKS) + ")$"
+StackName = Annotated[str, StringConstraints(pattern=_STACK_PATTERN)]
 ARCHIVE_TYPES = ("application/x-tar", "application/octet-stream")
 CHUNK = 1 << 20
 
@@ -81,16 +84,13 @@ def list_stacks(cp: CP) -> Any:
     responses={200: {"content": {"application/x-tar": {}}, "description": "An OCI image layout tar"}},
 )
 def export_stacks(
-    cp: CP, name: Annotated[list[str], Query(min_length=1, max_length=10)]
+    cp: CP, name: Annotated[list[StackName], Query(min_length=1, max_length=10)]
 ) -> StreamingResponse:
     """The named stacks' images (with node's build image) as one OCI layout archive, for
     `POST /stacks/import` on a machine without a package mirror."""
-    for i, item in enumerate(name):
-        if not 1 <= len(item) <= 40:
-            raise invalid(f"query.name.{i}", "a stack's name has 1 to 40 characters")
     handle, raw = tempfile.mkstemp(prefix="yunzhou-stacks-", suffix=".tar")
     os.close(handle)
-    out = Path(raw)
+    out = FilePath(raw)
     try:
         _service(cp).export(name, out)
     except BaseException:
@@ -107,7 +107,7 @@ def export_stacks(
     )
 
 
-def _file_chunks(path: Path) -> Iterator[bytes]:
+def _file_chunks(path: FilePath) -> Iterator[bytes]:
     with path.open("rb") as f:
         while chunk := f.read(CHUNK):
             yield chunk
@@ -134,7 +134,7 @@ async def import_stacks(request: Request, cp: CP, caller: Who) -> Any:
     if ctype not in ARCHIVE_TYPES:
         raise invalid("content-type", f"{ctype or 'none'} is not accepted; send application/x-tar")
     handle, raw = tempfile.mkstemp(prefix="yunzhou-stacks-", suffix=".tar")
-    archive = Path(raw)
+    archive = FilePath(raw)
     try:
         with os.fdopen(handle, "wb") as f:
             async for chunk in request.stream():
@@ -154,18 +154,6 @@ async def import_stacks(request: Request, cp: CP, caller: Who) -> Any:
     status_code=202,
     response_model=Stack,
 )
-def build_stack(name: str, cp: CP, caller: Who) -> Any:
-    """Queue a build (the server's stack-build worker runs mmdebstrap); poll `GET /stacks/{name}`."""
+def build_stack(name: Annotated[StackName, Path()], cp: CP, caller: Who) -> Any:
+    """Queue a build (the server's stack-build worker runs mmdebstrap); `GET /stacks` shows how far it is."""
     return _service(cp).request_build(caller, name)
-
-
-@operation(
-    router,
-    "GET",
-    "/stacks/{name}",
-    name="stack.get",
-    permission=Permission.AUTHENTICATED,
-    response_model=Stack,
-)
-def get_stack(name: str, cp: CP) -> Any:
-    return _service(cp).get(name)
