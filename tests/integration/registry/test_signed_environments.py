@@ -2,11 +2,14 @@
 developer pushed with a registry token is refused there (422 naming the container, no release, the running
 release stays); an image the build worker pushed — signed with the platform key — deploys; a signature
 a developer forged (a valid signature over another payload, another image's signature) is refused; a
-rollback to an unsigned release is refused once the policy is on; unsigned images deploy where it is off."""
+rollback to an unsigned release is refused once the policy is on; unsigned images deploy where it is off;
+and a real ``deploy --source`` (the static stack, built by the server's worker) is released there."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +27,7 @@ from yunzhou.registry.attach import SIGNATURE_SUFFIX, Attached, get_attachment, 
 from yunzhou.registry.client import RegistryClient
 from yunzhou.registry.sbom import fetch_sbom
 from yunzhou.registry.server import RegistrySettings
-from yunzhou.registry.signing import SIGNATURE_ANNOTATION, SIMPLE_SIGNING, payload
+from yunzhou.registry.signing import SIGNATURE_ANNOTATION, SIMPLE_SIGNING, SigningKey, payload, verify
 from yunzhou.testing.server import ControlPlaneProcess
 
 SIGNED_ENV = "/projects/alpha/environments/prod"
@@ -188,3 +191,29 @@ def test_a_rollback_to_an_unsigned_release_is_refused_once_the_policy_is_on(worl
     assert r.status_code == 422
     assert world.api.patch(stage, json={"require_signed_images": False}).status_code == 200
     assert world.api.post(f"{stage}/apps/svc/rollback", json={"to": 1}).status_code == 201
+
+
+def test_a_source_deploy_is_built_signed_and_released_in_the_signed_environment(
+    world: World, tmp_path: Path
+) -> None:
+    """The whole path: upload → the server's build worker builds (static stack) → pushes, attaches the
+    SBOM and signs → the release passes the signature check of the signed-only environment."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.html").write_text("<h1>signed site</h1>\n")
+    (site / "score.yaml").write_text(
+        "apiVersion: score.dev/v1b1\nmetadata:\n  name: site\ncontainers:\n  web:\n    image: .\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "yunzhou", "deploy", "alpha/prod", "-f", str(site / "score.yaml"),
+         "--source", str(site), "--wait"],
+        env=world.server.client_env(), capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    [release] = releases(world.api, SIGNED_ENV, "site")
+    repo, _, digest = release["image"].partition("@")
+    assert repo == "alpha/site"
+    key = SigningKey.load(world.server.data_dir / "registry")
+    with world.dev_registry() as dev:
+        assert verify(dev, key.public, repo, digest)  # what cosign verify --key cosign.pub checks
+        assert fetch_sbom(dev, repo, digest).media_type == "application/spdx+json"
