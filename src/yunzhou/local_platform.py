@@ -66,7 +66,9 @@ def _kill_leftover_router(pid_file: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def _container_host(data_dir: Path, isolation: Isolation) -> tuple[ContainerHost | None, str]:
+def _container_host(
+    data_dir: Path, isolation: Isolation, pull: Callable[[str, str], object] | None
+) -> tuple[ContainerHost | None, str]:
     """Instances as containers (the default), or why not: YUNZHOU_INSTANCE_MODE=process, or not root."""
     mode = instance_mode(os.environ)
     if mode == "process":
@@ -78,7 +80,7 @@ def _container_host(data_dir: Path, isolation: Isolation) -> tuple[ContainerHost
 
     root = isolation.root
     store = ImageStore(data_dir / "images")
-    host = ContainerHost(root, store, LayerCache(root / "layers"), scope=root.name)
+    host = ContainerHost(root, store, LayerCache(root / "layers"), scope=root.name, pull=pull)
     return host, "releases with an image run as runc containers; releases without one as host processes"
 
 
@@ -90,13 +92,16 @@ class LocalPlatform:
         *,
         log_sink: Callable[[LogLine], None] | None = None,
         router_host: str = "127.0.0.1",
+        image_pull: Callable[[str, str], object] | None = None,
     ) -> None:
+        """``image_pull(repository, digest)``: fetch a release's image missing from the server's image store
+        (``<data dir>/images``) from the platform's registry."""
         self.data_dir = data_dir
         self.router_listen = f"{router_host}:{router_port}"
         # Each app runs as a user of its own (when root; YUNZHOU_ISOLATE_INSTANCES=0 turns it off)
         self.isolation = Isolation.from_env(data_dir, os.environ)
         # Releases with an image run as containers unless YUNZHOU_INSTANCE_MODE=process (development)
-        self.containers, self.mode_note = _container_host(data_dir, self.isolation)
+        self.containers, self.mode_note = _container_host(data_dir, self.isolation, image_pull)
         self.supervisor = LocalSupervisor(
             data_dir / "instances", log_sink=log_sink, containers=self.containers
         )

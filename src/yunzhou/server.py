@@ -99,7 +99,14 @@ class Runner:
         from yunzhou.reconcile.clusters import ClusterDirectory
         from yunzhou.runtimes.kubernetes.runtime import KubernetesRuntime
 
-        self.platform = LocalPlatform(config.data_dir, config.router_port, log_sink=capture)
+        self.platform = LocalPlatform(
+            config.data_dir,
+            config.router_port,
+            log_sink=capture,
+            image_pull=functools.partial(
+                pull_image, RegistryAccess(config.data_dir, config.registry), config.data_dir / "images"
+            ),
+        )
         self.platform.runtime.archive_limits = config.limits
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
@@ -289,6 +296,14 @@ class Runner:
         self.tailer.stop()
         self.clusters.close()
         self._lock.close()
+
+
+def pull_image(access: RegistryAccess, images: Path, repository: str, digest: str) -> None:
+    """A release's image into the server's image store (``images``), from the platform's registry."""
+    from yunzhou.build.oci import ImageStore
+
+    with access.client() as client:
+        client.pull(repository, digest, ImageStore(images))
 
 
 def instance_samples(supervisor: LocalSupervisor) -> list[InstanceSample]:

@@ -4,6 +4,7 @@ adopted: their output went to the dead supervisor) and replaced by fresh ones at
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pytest
 from tests.integration.local.containers import busybox_image, image_score
 from tests.integration.local.test_containers import deploy, get, wait_until
 from tests.integration.local.test_scale_to_zero import IDLE_SECONDS, at_zero, policy
+from yunzhou.build.oci import ImageStore
 from yunzhou.client import YunzhouClient
+from yunzhou.registry.client import RegistryClient
 from yunzhou.runtimes.local.containers import RUNC_STATE
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.sandbox import Runc
@@ -111,3 +114,23 @@ def test_a_canary_of_container_releases_is_served_then_promoted(tmp_path: Path, 
         done = client.wait_for_rollout("shop", "dev", "kiosk", v2["rollout"]["id"], timeout=90, interval=0.1)
         assert done["state"] == "succeeded", done["message"]
         assert {get(server, host).text.split()[0] for _ in range(10)} == {"v2"}
+
+
+def test_an_image_only_in_the_platform_registry_is_pulled_before_it_runs(tmp_path: Path) -> None:
+    """A pinned image the server's store lacks (pushed to the registry from elsewhere) is pulled first."""
+    elsewhere = tmp_path / "elsewhere"
+    image = busybox_image(elsewhere, tmp_path)  # in another store, not the server's
+    repository, _, digest = image.partition("@")
+    with (
+        ControlPlaneProcess(tmp_path / "data", startup_timeout=90) as server,
+        YunzhouClient(server.url, server.admin_token) as client,
+    ):
+        address = json.loads((tmp_path / "data" / "registry" / "address.json").read_text())
+        with RegistryClient(address["url"], username="admin", password=server.admin_token) as admin:
+            admin.push(ImageStore(elsewhere / "images"), repository, digest, tag="v1")
+        assert not ImageStore(tmp_path / "data" / "images").has(digest)
+        client.create_project("shop")
+        client.create_environment("shop", "dev")
+        assert deploy(client, image_score("web", image))["state"] == "succeeded"
+        assert ImageStore(tmp_path / "data" / "images").has(digest)
+        assert get(server, "web.dev.shop.localhost").text.startswith("v1")

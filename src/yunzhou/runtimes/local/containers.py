@@ -25,7 +25,7 @@ import shutil
 import signal
 import subprocess
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -111,12 +111,15 @@ class ContainerHost:
         network: Network | None = None,
         runc: Runc | None = None,
         scope: str = "default",
+        pull: Callable[[str, str], object] | None = None,
     ) -> None:
         self.instance_root = instance_root
         self.store = store
         self.layers = layers
         self.network = network or Network()
         self.runc = runc or Runc(RUNC_STATE / scope)
+        # (repository, digest) → the image fetched into ``store`` from the platform's registry
+        self.pull = pull
         self.init = INIT_BINARY if INIT_BINARY.exists() else None
         self._lock = threading.Lock()
         self._names: dict[str, str] = {}  # route host → the router's bridge address
@@ -132,6 +135,8 @@ class ContainerHost:
     def image_config(self, image: str) -> dict[str, Any]:
         """The OCI config document of a pinned image in the server's store."""
         digest = image_digest(image)
+        if not self.store.has(digest) and self.pull is not None:
+            self.pull(image.rpartition("@")[0], digest)  # a TemporaryError (registry down) is retried
         if not self.store.has(digest):
             raise PermanentError(f"image {image} is not in the server's image store ({self.store.root})")
         return self.store.config(digest)
