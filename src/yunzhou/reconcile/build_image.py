@@ -50,6 +50,9 @@ def server_builder(data_dir: Path, limits: Limits) -> BuildFunction:
                     store, LayerCache(root / "layers"), Runc(root / "runc"), root / "steps", Network()
                 )
                 stacks: Stacks = StackCatalog(default_cache_dir(), store)
+                # source and scratch copies a stopped server left (one server builds for a data dir: the
+                # local-runtime lock); the steps' own folders are the runner's to clean
+                shutil.rmtree(root / "work", ignore_errors=True)
                 made.append(image_builder(data_dir, store, stacks, runner, limits=limits))
         return made[0](job)
 
