@@ -7,7 +7,9 @@ Order (the first that decides wins):
 3. Language markers at the top: ``requirements.txt``/``pyproject.toml``/``setup.py``/``Pipfile`` → python,
    ``package.json`` → node, exactly one ``*.war`` → tomcat, exactly one ``*.jar`` → java. Markers of two
    stacks are ambiguous (an error that says how to choose).
-4. Otherwise an ``index.html`` at the top, or else in the first of ``dist/``, ``build/``, ``public/``,
+4. Otherwise Python files (``*.py``) at the top → python with nothing to install (the log says so): a
+   new user's ``app.py`` alone builds, and a ``requirements.txt`` is only needed for dependencies.
+5. Otherwise an ``index.html`` at the top, or else in the first of ``dist/``, ``build/``, ``public/``,
    ``_site/``, ``site/`` → static (that folder is served). Static comes last because a Node or Python
    project often carries a ``public/index.html`` of its own.
 
@@ -95,12 +97,16 @@ def detect(
         )
     if found:
         return found[0]
+    scripts = listing.python_files()
+    if scripts is not None:
+        return scripts
     static = listing.static()
     if static is not None:
         return static
     raise UserError(
         "no stack recognised in the source (looked for a Dockerfile, "
-        f"{', '.join(PYTHON_MARKERS)}, package.json, one *.war, one *.jar, index.html); {how_to_choose()}",
+        f"{', '.join(PYTHON_MARKERS)}, package.json, one *.war, one *.jar, *.py, index.html); "
+        f"{how_to_choose()}",
         code="unknown_stack",
         problems=[FieldProblem("stack", "not recognised")],
     )
@@ -139,6 +145,16 @@ class _Listing:
     def python(self) -> Detected | None:
         found = [m for m in PYTHON_MARKERS if m in self.top]
         return Detected("python", f"{', '.join(found)} at the top of the source") if found else None
+
+    def python_files(self) -> Detected | None:
+        found = self._suffixed(".py")
+        if not found:
+            return None
+        shown = ", ".join(found[:3]) + (", …" if len(found) > 3 else "")
+        return Detected(
+            "python",
+            f"Python files at the top of the source ({shown}); no requirements.txt, so nothing is installed",
+        )
 
     def node(self) -> Detected | None:
         return (

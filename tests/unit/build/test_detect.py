@@ -24,6 +24,10 @@ DETECTED = [
     (["dist/index.html", "public/index.html"], "static", "dist"),
     (["public/index.html"], "static", "public"),
     (["_site/index.html"], "static", "_site"),
+    # a new user's app.py alone: python with nothing to install (before static: an app may serve a page)
+    (["app.py"], "python", ""),
+    (["app.py", "public/index.html"], "python", ""),
+    (["index.html", "tools/build.py"], "static", ""),
 ]
 
 
