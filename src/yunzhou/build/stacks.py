@@ -46,7 +46,7 @@ from yunzhou.build.stack_defs import (
     supported,
 )
 from yunzhou.build.truststore import jks_truststore, pem_certificates
-from yunzhou.domain.errors import UserError
+from yunzhou.domain.errors import Conflict, UserError
 
 __all__ = [
     "BUILD_SUFFIX",
@@ -266,8 +266,8 @@ class StackCatalog:
             definition = self.definition(name)
             wanted = [definition] + ([definition.for_build()] if definition.build_packages else [])
             for d in wanted:
-                if d.tag not in known:
-                    raise UserError(
+                if d.tag not in known:  # the request is fine; this server's state does not allow it yet
+                    raise Conflict(
                         f"stack {name} is not built here ({d.tag} is missing): `yunzhou stacks build {name}`"
                     )
                 tags.append(d.tag)

@@ -32,7 +32,7 @@ from yunzhou.build.stacks import (
     write_stack_files,
 )
 from yunzhou.build.truststore import jks_truststore, pem_certificates
-from yunzhou.domain.errors import UserError
+from yunzhou.domain.errors import Conflict, UserError
 
 SOURCES = b"Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\nComponents: main\n"
 
@@ -115,7 +115,7 @@ def test_catalog_refuses_an_unknown_stack_before_building(tmp_path: Path) -> Non
     catalog = StackCatalog(tmp_path / "cache", ImageStore(tmp_path / "store"), apt_sources=tmp_path / "x")
     with pytest.raises(UserError, match="supported stacks are python, node"):
         catalog.image("cobol")
-    with pytest.raises(UserError, match="not built here"):
+    with pytest.raises(Conflict, match="not built here"):
         catalog.export(["python"], tmp_path / "out.tar")
 
 
