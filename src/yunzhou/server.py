@@ -344,23 +344,21 @@ def cluster_probe(
     return ProbeResult(server=info.server, version=info.version, context=info.context)
 
 
-def image_pinning(config: ServerConfig) -> ImagePinning:
+def image_pinning(resolver: Resolver) -> ImagePinning:
     """Deploy-time pinning: the platform registry, YUNZHOU_IMAGE_REGISTRIES, YUNZHOU_IMAGE_PINNING."""
-    access = RegistryAccess(config.data_dir, config.registry)
-    return ImagePinning.from_env(Resolver(access), lambda: registry_address(access))
+    return ImagePinning.from_env(resolver, lambda: registry_address(resolver.access))
 
 
-def signed_images(config: ServerConfig) -> SignedImages:
+def signed_images(resolver: Resolver) -> SignedImages:
     """Signature checks for environments that require signed images: the platform registry, read with
-    the server's access, against the key builds sign with (``<data dir>/registry/cosign.pub``)."""
-    access = RegistryAccess(config.data_dir, config.registry)
+    the server's access through the pinning resolver's kept client, against the key builds sign with
+    (``<data dir>/registry/cosign.pub``)."""
 
     def check(repository: str, digest: str) -> None:
-        key = SigningKey.load(access.root)
-        with access.client() as client:
-            verify(client, key.public, repository, digest)
+        key = SigningKey.load(resolver.access.root)
+        verify(resolver.platform_client(), key.public, repository, digest)
 
-    return SignedImages(check, lambda: registry_address(access))
+    return SignedImages(check, lambda: registry_address(resolver.access))
 
 
 def build_control_plane(config: ServerConfig) -> ControlPlane:
@@ -381,8 +379,9 @@ def build_control_plane(config: ServerConfig) -> ControlPlane:
     )
     cp.ctx.limits = config.limits
     cp.ctx.registry_images = RegistryAccess(config.data_dir, config.registry).images
-    cp.ctx.image_pinning = image_pinning(config)  # a deploy's Score image tags → digests
-    cp.ctx.signed_images = signed_images(config)  # environments that require signed images
+    resolver = Resolver(RegistryAccess(config.data_dir, config.registry))  # one kept registry client
+    cp.ctx.image_pinning = image_pinning(resolver)  # a deploy's Score image tags → digests
+    cp.ctx.signed_images = signed_images(resolver)  # environments that require signed images
     token_file = cp.tokens.ensure_admin_token(config.data_dir)
     log.info("admin token file: %s (mode 0600)", token_file)
     return cp

@@ -44,7 +44,8 @@ class Resolver:
         self._lock = threading.Lock()
         self._finalizer = weakref.finalize(self, _close_all, self._clients, self._retired)
 
-    def _platform_client(self) -> RegistryClient:
+    def platform_client(self) -> RegistryClient:
+        """The kept client of the platform registry (shared: never close it; ``close()`` does)."""
         url = _platform_url(self.access) or ""
         with self._lock:
             if url not in self._clients:  # first use, or the registry restarted on another address
@@ -55,7 +56,7 @@ class Resolver:
 
     def __call__(self, base: str | None, repository: str, tag: str) -> str:
         if base is None:
-            return self._platform_client().resolve(repository, tag)
+            return self.platform_client().resolve(repository, tag)
         with RegistryClient(base, timeout=EXTERNAL_TIMEOUT) as client:
             return client.resolve(repository, tag)
 
