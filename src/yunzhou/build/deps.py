@@ -101,6 +101,8 @@ def _python(names: frozenset[str], read: Reader, tree_digest: TreeDigest, venv: 
     pip = f"{shlex.quote(venv)}/bin/pip install {PIP_FLAGS}"
     if "requirements.txt" in names:
         inputs = _with_included(read, "requirements.txt")
+        if not any(_requirement_lines(content) for _, content in inputs):
+            return None  # only comments and blank lines: no venv to make, nothing for pip to do
         script = _script(f"cd {SOURCE_MOUNT}", make, f"{pip} -r {SOURCE_MOUNT}/requirements.txt")
         return DependencyStep("pip", script, venv, inputs)
     listed = _listed_requirements(names, read)
@@ -117,6 +119,12 @@ def _python(names: frozenset[str], read: Reader, tree_digest: TreeDigest, venv: 
         note = "no dependency list to read: the project is installed with `pip install .` (cached per source)"
         return DependencyStep("pip", script, venv, (("source-tree", tree_digest().encode()),), notes=(note,))
     return None
+
+
+def _requirement_lines(content: bytes) -> list[str]:
+    """The lines of a requirements file that ask pip for something (comments and blanks dropped)."""
+    lines = (line.split("#", 1)[0].strip() for line in content.decode(errors="replace").splitlines())
+    return [line for line in lines if line]
 
 
 def _with_included(read: Reader, name: str, depth: int = 0) -> tuple[tuple[str, bytes], ...]:

@@ -111,6 +111,9 @@ def test_stacks_without_dependency_layers(stack: str) -> None:
 
 def test_no_manifest_means_no_dependency_layer() -> None:
     assert _plan("python", {"app.py": ""}) is None
+    # a requirements.txt of comments and blank lines (the demo's) asks pip for nothing: no venv is made
+    assert _plan("python", {"requirements.txt": "# stdlib only\n\n  # really\n", "app.py": ""}) is None
+    assert _plan("python", {"requirements.txt": "# none\n-r more.txt\n", "more.txt": "six\n"}) is not None
     assert _plan("node", {"server.js": ""}) is None
 
 
