@@ -6,7 +6,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from annotated_types import Ge, Le
 from fastapi import Path
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, WithJsonSchema
 
 from yunzhou.domain.names import DNS_LABEL_RE, label_problem
 
@@ -91,15 +91,18 @@ class EnvironmentCreate(Body):
     name: Label
     target: str = Field(default="local", pattern=TARGET_PATTERN, description="local or cluster:NAME")
     namespace: Label | None = None
-    require_signed_images: bool = Field(
+    # strict: true/false only (0, 1 or "yes" for a security policy are refused, as the schema says)
+    require_signed_images: StrictBool = Field(
         default=False, description="Release only images signed with the platform's key (docs/images.md)"
     )
-    egress: bool = Field(default=True, description="Instances may reach the outside (local target: NAT)")
+    egress: StrictBool = Field(
+        default=True, description="Instances may reach the outside (local target: NAT)"
+    )
 
 
 class EnvironmentUpdate(Body):
-    require_signed_images: bool | None = None
-    egress: bool | None = None
+    require_signed_images: StrictBool | None = None
+    egress: StrictBool | None = None
     version: Count | None = None
 
 
