@@ -217,3 +217,26 @@ def test_a_source_deploy_is_built_signed_and_released_in_the_signed_environment(
     with world.dev_registry() as dev:
         assert verify(dev, key.public, repo, digest)  # what cosign verify --key cosign.pub checks
         assert fetch_sbom(dev, repo, digest).media_type == "application/spdx+json"
+
+
+def test_the_cli_sets_and_shows_the_policies(world: World) -> None:
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "yunzhou", *args],
+            env=world.server.client_env(), capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    created = cli("env", "create", "alpha/cli", "--require-signed-images", "--no-egress")
+    assert "signed images only, no egress" in created, created
+    assert "Egress" in cli("env", "show", "alpha/cli")
+    cli("env", "set", "alpha/cli", "--allow-unsigned-images", "--egress")
+    shown = json.loads(cli("env", "show", "alpha/cli", "-o", "json"))
+    assert (shown["require_signed_images"], shown["egress"]) == (False, True)
+    refused = subprocess.run(
+        [sys.executable, "-m", "yunzhou", "env", "set", "alpha/cli"],
+        env=world.server.client_env(), capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert refused.returncode != 0
+    assert "--require-signed-images" in refused.stderr + refused.stdout
