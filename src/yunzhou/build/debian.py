@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -51,6 +52,11 @@ class RootfsRecipe:
     source_date_epoch: int
     path_exclude: tuple[str, ...] = ()
     path_include: tuple[str, ...] = ()
+    # files removed from the finished tree (one that is not reproducible and that a layer above replaces)
+    remove: tuple[str, ...] = ()
+
+
+_PLAIN_PATH = re.compile(r"/[A-Za-z0-9._/-]+")
 
 
 def mmdebstrap_argv(recipe: RootfsRecipe, out: Path, sources: Path) -> list[str]:
@@ -67,6 +73,10 @@ def mmdebstrap_argv(recipe: RootfsRecipe, out: Path, sources: Path) -> list[str]
     # dpkg applies the filters in order: excludes first, then what is taken back (copyright files)
     argv += [f"--dpkgopt=path-exclude={p}" for p in recipe.path_exclude]
     argv += [f"--dpkgopt=path-include={p}" for p in recipe.path_include]
+    for path in recipe.remove:
+        if not _PLAIN_PATH.fullmatch(path) or ".." in path:
+            raise ValueError(f"remove: {path!r} is not a plain absolute path")
+        argv.append(f'--customize-hook=rm -f -- "$1"{path}')  # our data, checked above: never user input
     argv += [recipe.suite, str(out), str(sources)]
     return argv
 

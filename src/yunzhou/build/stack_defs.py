@@ -27,6 +27,7 @@ BUILD_SUFFIX = "-build"
 LABEL_STACK = "io.yunzhou.stack"
 LABEL_DEFINITION = "io.yunzhou.stack.definition"
 LABEL_PURPOSE = "io.yunzhou.stack.purpose"
+JAVA_CACERTS = "/etc/ssl/certs/java/cacerts"
 
 Purpose = Literal["run", "build"]
 
@@ -85,6 +86,7 @@ class StackDefinition:
             source_date_epoch=self.source_date_epoch,
             path_exclude=self.path_exclude,
             path_include=self.path_include,
+            remove=(JAVA_CACERTS,) if self.java_truststore else (),
         )
 
     def for_build(self) -> StackDefinition:
@@ -107,6 +109,8 @@ class StackDefinition:
                 "source_date_epoch": self.source_date_epoch,
                 "path_exclude": list(self.path_exclude),
                 "path_include": list(self.path_include),
+                # only when there is something to remove: other stacks keep their keys (and caches)
+                **({"remove": list(self.recipe.remove)} if self.recipe.remove else {}),
             },
             "build_packages": sorted(self.build_packages),
             "entrypoint": list(self.entrypoint),

@@ -240,3 +240,13 @@ def test_java_stacks_get_a_reproducible_trust_store(tmp_path: Path) -> None:
     cacerts = tmp_path / "layer/etc/ssl/certs/java/cacerts"
     assert len(_read_jks(cacerts.read_bytes())) == len(pem_certificates(pem))
     assert cacerts.stat().st_mode & 0o777 == 0o644
+
+
+def test_java_stacks_remove_the_unreproducible_trust_store_from_the_debian_layer() -> None:
+    java = mmdebstrap_argv(STACKS["java"].recipe, Path("o"), Path("s"))
+    assert '--customize-hook=rm -f -- "$1"/etc/ssl/certs/java/cacerts' in java
+    python = mmdebstrap_argv(STACKS["python"].recipe, Path("o"), Path("s"))
+    assert not [a for a in python if a.startswith("--customize-hook")]
+    bad = RootfsRecipe("bookworm", "essential", ("x",), 0, remove=('/etc/x"; rm -rf / #',))
+    with pytest.raises(ValueError, match="plain absolute path"):
+        mmdebstrap_argv(bad, Path("o"), Path("s"))
