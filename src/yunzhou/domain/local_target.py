@@ -50,20 +50,23 @@ def source_file(argv: Sequence[str]) -> str | None:
 NO_IMAGE = "this release has no image: it runs as a host process (development mode)"
 
 
-def local_image(images: Mapping[str, str], built: str | None) -> str | None:
+def local_image(images: Mapping[str, str], built: str | None, project: str) -> str | None:
     """The image a release runs locally: the built one, else the only container's Score image when it is
-    a pinned image of the platform's registry; None: the release runs as a host process."""
+    a pinned image of ``project``'s own repositories in the platform's registry; None: the release runs as
+    a host process. Another project's image is never run: the server pulls with full access, so naming
+    ``other/app@sha256:…`` must not hand one project another's code."""
     if built:
         return built
     if len(images) == 1:
         image = next(iter(images.values()))
-        if platform_ref(image) is not None:
+        ref = platform_ref(image)
+        if ref is not None and ref.repository.split("/", 1)[0] == project:
             return image
     return None
 
 
 def local_run_warnings(
-    workload: Workload, has_source: bool, *, image: str | None = None
+    workload: Workload, has_source: bool, *, project: str, image: str | None = None
 ) -> list[FieldProblem]:
     """Why this workload will not start on the local target, each naming the field and the fix.
 
@@ -78,7 +81,7 @@ def local_run_warnings(
             )
         ]
     name, container = next(iter(workload.containers.items()))
-    if local_image({name: container.image}, image) is not None:
+    if local_image({name: container.image}, image, project) is not None:
         return []  # a container of its image: no command or source needed
     path = f"containers.{name}.command"
     if not container.command:
@@ -101,11 +104,11 @@ def local_run_warnings(
     return []
 
 
-def no_image_warning(workload: Workload, image: str | None) -> list[FieldProblem]:
+def no_image_warning(workload: Workload, image: str | None, project: str) -> list[FieldProblem]:
     """A one-container release without an image to run locally: it runs as a host process (said)."""
     if len(workload.containers) != 1:
         return []
     name, container = next(iter(workload.containers.items()))
-    if local_image({name: container.image}, image) is not None:
+    if local_image({name: container.image}, image, project) is not None:
         return []
     return [FieldProblem(f"containers.{name}.image", NO_IMAGE)]

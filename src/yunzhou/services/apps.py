@@ -193,8 +193,8 @@ class AppService:
             pinned = parse_score(document) if local else workload  # its images as the release runs them
             cannot_run = (
                 [
-                    *local_run_warnings(pinned, artifact is not None, image=image),
-                    *no_image_warning(pinned, image),
+                    *local_run_warnings(pinned, artifact is not None, project=project, image=image),
+                    *no_image_warning(pinned, image, project),
                 ]
                 if local
                 else []

@@ -87,18 +87,18 @@ class ImagePinning:
         except UserError as exc:
             problems += exc.problems
             return image
-        if ref.pinned:
-            return image
-        tag = ref.tag or "latest"
         if (
             ref.registry is not None
             and ref.registry == platform
             and not ref.repository.startswith(f"{project}/")
-        ):
+        ):  # by tag or by digest: another project's images are not this project's to run
             problems.append(
                 FieldProblem(where, f"{image}: a project deploys only its own repositories ({project}/…)")
             )
             return image
+        if ref.pinned:
+            return image
+        tag = ref.tag or "latest"
         if is_platform_reference(ref, project, platform):  # stored registry-relative
             return f"{ref.repository}@{self._resolve(None, ref.repository, tag, image, where, problems)}"
         if ref.registry is not None and ref.registry in self.external:

@@ -50,14 +50,18 @@ def workload(containers: dict[str, Any]) -> Any:
 
 
 def test_what_will_not_start_names_the_field_and_the_fix() -> None:
-    [no_command] = local_run_warnings(workload({"web": {"image": "python:3.11"}}), has_source=True)
+    [no_command] = local_run_warnings(
+        workload({"web": {"image": "python:3.11"}}), has_source=True, project="shop"
+    )
     assert no_command.path == "containers.web.command"
     assert "runs processes, not images" in no_command.message
-    [two] = local_run_warnings(workload({"web": {"image": "x"}, "sidecar": {"image": "y"}}), has_source=True)
+    [two] = local_run_warnings(
+        workload({"web": {"image": "x"}, "sidecar": {"image": "y"}}), has_source=True, project="shop"
+    )
     assert two.path == "containers"
     assert "deploy each as its own app" in two.message
     [no_source] = local_run_warnings(
-        workload({"web": {"image": "x", "command": ["python3", "app.py"]}}), False
+        workload({"web": {"image": "x", "command": ["python3", "app.py"]}}), False, project="shop"
     )
     assert no_source.path == "containers.web.command"
     assert "deploy with --source DIR (the folder holding app.py)" in no_source.message
@@ -65,9 +69,9 @@ def test_what_will_not_start_names_the_field_and_the_fix() -> None:
 
 def test_what_will_start_is_not_flagged() -> None:
     with_source = workload({"web": {"image": "x", "command": ["python3", "app.py"]}})
-    assert local_run_warnings(with_source, has_source=True) == []
+    assert local_run_warnings(with_source, has_source=True, project="shop") == []
     on_path = workload({"web": {"image": "x", "command": ["python3", "-m", "http.server"]}})
-    assert local_run_warnings(on_path, has_source=False) == []
+    assert local_run_warnings(on_path, has_source=False, project="shop") == []
 
 
 PINNED = "shop/orders@sha256:" + "b" * 64
@@ -75,17 +79,26 @@ PINNED = "shop/orders@sha256:" + "b" * 64
 
 def test_a_release_with_an_image_runs_it_and_needs_no_command_or_source() -> None:
     built = workload({"web": {"image": "."}})
-    assert local_run_warnings(built, has_source=False, image=PINNED) == []
-    assert no_image_warning(built, PINNED) == []
+    assert local_run_warnings(built, has_source=False, project="shop", image=PINNED) == []
+    assert no_image_warning(built, PINNED, "shop") == []
     pinned = workload({"web": {"image": PINNED}})
-    assert local_image({"web": PINNED}, None) == PINNED
-    assert local_run_warnings(pinned, has_source=False) == []
-    assert no_image_warning(pinned, None) == []
+    assert local_image({"web": PINNED}, None, "shop") == PINNED
+    assert local_run_warnings(pinned, has_source=False, project="shop") == []
+    assert no_image_warning(pinned, None, "shop") == []
+
+
+def test_another_projects_pinned_image_is_never_run_locally() -> None:
+    # the server pulls with full access: naming bank's image must not run bank's code in shop
+    foreign = "bank/ledger@sha256:" + "c" * 64
+    assert local_image({"web": foreign}, None, "shop") is None
+    assert local_image({"web": foreign}, None, "bank") == foreign
+    [warning] = no_image_warning(workload({"web": {"image": foreign, "command": ["x"]}}), None, "shop")
+    assert warning.message == NO_IMAGE
 
 
 def test_a_release_without_an_image_is_said_to_run_as_a_host_process() -> None:
     plain = workload({"web": {"image": "python:3.11", "command": ["python3", "-m", "http.server"]}})
-    assert local_image({"web": "python:3.11"}, None) is None
-    [warning] = no_image_warning(plain, None)
+    assert local_image({"web": "python:3.11"}, None, "shop") is None
+    [warning] = no_image_warning(plain, None, "shop")
     assert warning.path == "containers.web.image"
     assert warning.message == NO_IMAGE

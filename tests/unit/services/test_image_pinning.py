@@ -94,6 +94,10 @@ def test_another_projects_repository_in_the_platform_registry_is_refused() -> No
         pinning().pin("shop", score(web="127.0.0.1:5000/bank/ledger:1"))
     assert exc.value.problems[0].path == "containers.web.image"
     assert "only its own repositories" in exc.value.problems[0].message
+    # by digest too (a pinned reference is otherwise kept as written)
+    with pytest.raises(UserError) as exc:
+        pinning().pin("shop", score(web="127.0.0.1:5000/bank/ledger@sha256:" + "d" * 64))
+    assert "only its own repositories" in exc.value.problems[0].message
 
 
 def test_a_bad_reference_is_a_422_naming_the_container() -> None:

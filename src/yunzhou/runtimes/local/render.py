@@ -160,7 +160,7 @@ def release_image(intent: AppIntent) -> str | None:
         for n, c in (containers.items() if isinstance(containers, Mapping) else ())
         if isinstance(c, Mapping) and isinstance(c.get("image"), str)
     }
-    return local_image(images, intent.image)
+    return local_image(images, intent.image, intent.address.split("/", 1)[0])
 
 
 def _container_process(
