@@ -29,3 +29,24 @@ def test_the_data_dir_and_everything_in_it_lose_group_and_other_permissions(tmp_
     assert modes["data/logs/seg.db"] == 0o600
     assert modes["data/admin-token"] == 0o600
     assert keep_private(data) == 0  # nothing left to change
+
+
+def test_image_content_keeps_the_images_own_modes(tmp_path: Path) -> None:
+    """Found by a restart: the build steps' unpacked layers became 0700 and the next build's non-root step
+    could not find python3 in /usr/bin."""
+    data = tmp_path / "data"
+    layer_bin = data / "builds" / "layers" / "layers" / "abc" / "usr" / "bin"
+    layer_bin.mkdir(parents=True)
+    (layer_bin / "python3").write_text("#!")
+    (layer_bin / "python3").chmod(0o755)
+    for d in (layer_bin, *layer_bin.parents):
+        if d == data:
+            break
+        d.chmod(0o755)
+    (data / "builds" / "b1.log").write_text("log")
+    (data / "builds" / "b1.log").chmod(0o644)
+
+    assert keep_private(data) == 2  # the builds folder itself and the log; nothing under the layers
+    assert stat.S_IMODE((layer_bin / "python3").stat().st_mode) == 0o755
+    assert stat.S_IMODE(layer_bin.stat().st_mode) == 0o755
+    assert stat.S_IMODE((data / "builds" / "b1.log").stat().st_mode) == 0o600
