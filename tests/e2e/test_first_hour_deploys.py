@@ -34,7 +34,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-http.server.HTTPServer(("127.0.0.1", port), Handler).serve_forever()
+http.server.HTTPServer(("0.0.0.0", port), Handler).serve_forever()
 """
 
 
@@ -99,7 +99,12 @@ def test_the_port_placeholder_error_suggests_a_command_that_serves(
     )
     assert r.status_code == 200
     assert r.text.startswith("listening on ")
-    assert r.text != "listening on 8080"  # the port it was given, not the Score's targetPort
+    # the port it was given ($PORT, expanded by the shell), which the instance list shows
+    instances = httpx.get(
+        f"{server.url}/api/v1/projects/shop/environments/dev/apps/portapp/instances",
+        headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=10,
+    ).json()["items"]  # fmt: skip
+    assert r.text in {f"listening on {i['port']}" for i in instances}, (r.text, instances)
 
 
 def test_a_deploy_that_cannot_start_says_so_at_once(server: ControlPlaneProcess, tmp_path: Path) -> None:
@@ -123,3 +128,5 @@ def test_a_deploy_that_cannot_start_says_so_at_once(server: ControlPlaneProcess,
     fine = cli(server, "deploy", "shop/dev", "-f", write(tmp_path, on_path), "--wait")
     assert fine.returncode == 0, fine.stdout + fine.stderr
     assert "Warning" not in fine.stderr
+    # no image: it runs as a host process, which is said as a note (it does start)
+    assert "this release has no image" in " ".join(fine.stderr.split())

@@ -171,7 +171,8 @@ def deploy(
     say(f"Deployed {release_line(address, deployment)}")
     for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout
         message = str(warning.get("message"))
-        if message.startswith("not pinned:"):  # it runs; its tag may move (docs/images.md, pinning)
+        # it runs, but: its tag may move (docs/images.md, pinning), or it runs as a host process
+        if message.startswith(("not pinned:", "this release has no image")):
             note(f"{warning.get('path')}: {message}")
         else:
             warn(f"this release will not start: {warning.get('path')}: {message}")

@@ -27,7 +27,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+# every address: in a container the router dials the instance's bridge IP
+server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
 server.daemon_threads = False
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 print(json.dumps({"msg": "listening", "debug": DEBUG}), flush=True)
