@@ -48,7 +48,7 @@ def test_a_token_grants_only_scopes_it_has(api: Api) -> None:
     problem = r.json()["error"]["problems"][0]
     assert problem["path"] == "scopes"
     assert "not yours: admin" in problem["message"]
-    assert "allowed: read, write" in problem["message"]
+    assert "allowed: pull, read, write" in problem["message"]  # pull: registry pulls only (docs/images.md)
     assert mint(api, writer, scopes=["metrics"]).status_code == 403
     assert mint(api, writer, scopes=["read"]).status_code == 201
 
