@@ -49,14 +49,14 @@ fmt: $(STAMP)
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
 
-# Test Kubernetes control plane (docs/k8s-testenv.md): binaries cached under ~/.cache/yunzhou/k8s,
-# processes and kubeconfig under .k8s-testenv/.
 # Stacks (docs/images.md): every base image built from Debian packages into ~/.cache/yunzhou/stacks
 # before the suite, so no test pays for a cold stack build (a cached one costs a lookup).
 .PHONY: stacks
 stacks: $(STAMP)
 	$(BIN)/python -m yunzhou.testing.stacks build
 
+# Test Kubernetes control plane (docs/k8s-testenv.md): binaries cached under ~/.cache/yunzhou/k8s,
+# processes and kubeconfig under .k8s-testenv/.
 .PHONY: k8s-build k8s-up k8s-down
 k8s-build: $(STAMP)
 	$(BIN)/python -m yunzhou.testing.k8s build

@@ -11,6 +11,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from yunzhou.build.oci import ImageStore
 from yunzhou.build.stacks import STACKS, StackCatalog, default_cache_dir
@@ -34,7 +35,7 @@ def build_all() -> int:
     cache.mkdir(parents=True, exist_ok=True)
     # the catalog publishes into a store; a scratch one beside the cache (hard links, same file system)
     with tempfile.TemporaryDirectory(dir=cache, prefix="prebuild-") as scratch:
-        catalog = StackCatalog(cache, ImageStore(cache / scratch))
+        catalog = StackCatalog(cache, ImageStore(Path(scratch)))
         for name in sorted(STACKS):
             started = time.monotonic()
             ref = catalog.build(name, progress=_Reporter(name))
