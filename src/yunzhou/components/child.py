@@ -30,6 +30,18 @@ def die_with_parent(parent: int) -> Callable[[], None]:
     return arm
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float) -> int:
+    """SIGTERM, wait up to ``timeout``, then SIGKILL; the exit code (a process already gone keeps its own)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
 class ChildProcess:
     """One component process. ``start`` returns when ``ready()`` is true; exiting first is a
     PermanentError, not getting ready in time a TemporaryError (each with the log's last lines)."""
@@ -90,15 +102,9 @@ class ChildProcess:
         proc, self._proc = self._proc, None
         if proc is None:
             return None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        code = terminate(proc, timeout)
         self._close_log()
-        return proc.returncode
+        return code
 
     def log_tail(self, lines: int = 5) -> str:
         try:

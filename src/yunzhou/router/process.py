@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ctypes
 import json
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import tempfile
@@ -17,23 +15,9 @@ from typing import IO, Any
 
 import httpx
 
+from yunzhou.components import die_with_parent, terminate
 from yunzhou.domain.errors import Conflict, FieldProblem, PermanentError, TemporaryError, UserError
 from yunzhou.router.admin import ADMIN_TOKEN_VARIABLE
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent(parent: int) -> Any:
-    """In the child before exec: SIGKILL when the process that started the router dies (even by kill -9),
-    so a crashed control plane never leaves a router holding its port."""
-
-    def setup() -> None:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return setup
 
 
 class RouterProcess:
@@ -108,7 +92,7 @@ class RouterProcess:
             stdin=subprocess.DEVNULL,
             stderr=self._log_handle,
             env={**os.environ, ADMIN_TOKEN_VARIABLE: self._admin_token},
-            preexec_fn=_die_with_parent(os.getpid()),
+            preexec_fn=die_with_parent(os.getpid()),
         )
         deadline = time.monotonic() + ready_timeout
         while not ready_file.exists():
@@ -132,15 +116,9 @@ class RouterProcess:
         proc = self._proc
         if proc is None:
             return 0
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        code = terminate(proc, timeout)
         self._cleanup()
-        return proc.returncode
+        return code
 
     def kill(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
