@@ -19,6 +19,7 @@ from yunzhou.runtimes.local import LocalSupervisor, LogLine
 from yunzhou.runtimes.local.containers import ContainerHost, instance_mode
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
+from yunzhou.runtimes.local.readiness import ReadinessFollower
 from yunzhou.runtimes.local.runtime import LocalRuntime
 
 log = logging.getLogger("yunzhou.local")
@@ -64,6 +65,12 @@ def _kill_leftover_router(pid_file: Path) -> None:
         log.warning("stopping router pid %d left by a previous run", pid)
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
+
+
+def runs_containers(environ: Mapping[str, str]) -> bool:
+    """Whether a local target started with ``environ`` runs instances as containers (the default, as
+    root); for an API server whose local target is a separate ``yunzhou worker``."""
+    return instance_mode(environ) == "container" and os.geteuid() == 0
 
 
 def _container_host(
@@ -121,6 +128,7 @@ class LocalPlatform:
             inflight=self._inflight,
             router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
         )
+        self.readiness = ReadinessFollower(self.supervisor, self.runtime.publish_ready)
 
     def _push(self, snapshot: dict[str, object]) -> dict[str, object]:
         return self.router.push_config(snapshot)
@@ -150,6 +158,7 @@ class LocalPlatform:
         self.supervisor.start()
         self._start_router()
         log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
+        self.readiness.start()  # a newly ready instance is routed at once, not at its app's next pass
         return self
 
     def ensure_router(self) -> None:
@@ -181,6 +190,7 @@ class LocalPlatform:
             self.runtime.container_env["YUNZHOU_ROUTER"] = f"{gateway}:{port}"
 
     def stop(self) -> None:
+        self.readiness.stop()
         self.supervisor.close()
         if self.containers is not None and self.router.listen:
             self.containers.network.disallow_host_port(int(self.router.listen.rpartition(":")[2]))

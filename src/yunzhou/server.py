@@ -108,6 +108,7 @@ class Runner:
             ),
         )
         self.platform.runtime.archive_limits = config.limits
+        cp.ctx.local_runs_images = self.platform.containers is not None  # image-less releases: refused
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)
@@ -199,10 +200,12 @@ class Runner:
         from yunzhou.reconcile.wake import WakeOnDemand
 
         self.wake = (
-            WakeOnDemand(self.autoscaler, lambda: self.platform.router.activations())
+            WakeOnDemand(self.autoscaler, lambda: self.platform.router.activations(), woke=self.worker.wake)
             if self.autoscaler is not None
             else None
         )
+        if self.autoscaler is not None and self.wake is not None:
+            self.autoscaler.scaled_to_zero = self.wake.refresh
         # node autoscaling of the clusters YUNZHOU_NODE_AUTOSCALING names (reconcile/nodes.py)
         from yunzhou.reconcile.nodes import NodeAutoscaling, node_autoscaling_settings
 
@@ -229,6 +232,8 @@ class Runner:
             ) from None
         try:
             self.platform.start()
+            # a bridge that cannot be set up leaves the local target on host processes (said in the log)
+            self.cp.ctx.local_runs_images = self.platform.containers is not None
             self._publish_router_admin()
             if self.registry is not None:
                 self.registry.start()
@@ -461,6 +466,10 @@ def run_server(
         log_store = open_log_store(config)
         metrics = MetricsWiring(config.data_dir, cp.ctx.db)
         runner = Runner(config, cp, log_store, metrics).start() if runtime else None
+        if runner is None:  # a separate `yunzhou worker` runs the local target, as this environment says
+            from yunzhou.local_platform import runs_containers
+
+            cp.ctx.local_runs_images = runs_containers(os.environ)
         metrics.start()
         try:
             make_uvicorn(config, cp, log_store, metrics).run()

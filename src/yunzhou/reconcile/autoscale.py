@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -82,6 +82,8 @@ class AutoscaleLoop:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # the loop's thread and the wake path (reconcile/wake.py) share memory
+        # called after an app was scaled to zero (the wake path then looks at it at once, not in a second)
+        self.scaled_to_zero: Callable[[], None] | None = None
 
     def now(self) -> float:
         return self.cp.ctx.clock().timestamp()
@@ -244,6 +246,8 @@ class AutoscaleLoop:
         if changed or self._last.get(target.app_id) != key:
             self._last[target.app_id] = key
             decision["applied"] = self.service.record(target, decision, apply=changed)
+            if changed and decision["desired"] == 0 and self.scaled_to_zero is not None:
+                self.scaled_to_zero()
         return decision
 
     def _decide(self, target: AutoscaleTarget, now: float) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 the next autoscaling cycle.
 
 While some autoscaled app with ``scaleToZero`` is at zero replicas, the router's held demand
-(``GET /activations`` on its admin API, router/hold.py) is read every ``poll`` seconds (200 ms). An app at
+(``GET /activations`` on its admin API, router/hold.py) is read every ``poll`` seconds (50 ms: a
+loopback GET of a small JSON document; a held request waits for it). An app at
 zero whose ``held`` count is positive, or whose ``held_total`` grew since the last read (a request held
 and already timed out still asks for the app), is scaled to one through ``AutoscaleLoop.wake``: a recorded
 decision and the normal scale path (desired replicas, audit, reconcile). Nothing is polled while no app
@@ -23,20 +24,34 @@ from yunzhou.services.autoscaling import AutoscaleTarget
 
 log = logging.getLogger("yunzhou.reconcile.wake")
 Demand = Callable[[], Mapping[str, Mapping[str, Any]]]  # app address → the router's held counters
-DEFAULT_POLL = 0.2
+DEFAULT_POLL = 0.05
 TARGETS_EVERY = 1.0  # seconds between reads of which apps are at zero (a database query)
 
 
 class WakeOnDemand:
-    def __init__(self, autoscaler: AutoscaleLoop, demand: Demand, *, poll: float = DEFAULT_POLL) -> None:
+    def __init__(
+        self,
+        autoscaler: AutoscaleLoop,
+        demand: Demand,
+        *,
+        poll: float = DEFAULT_POLL,
+        woke: Callable[[], None] | None = None,
+    ) -> None:
+        """``woke()``: called after apps were woken (the server wakes its reconcile worker, so the scale
+        is applied now rather than at the worker's next idle poll)."""
         self.autoscaler = autoscaler
         self.demand = demand
         self.poll = poll
+        self.woke = woke
         self._seen: dict[str, int] = {}  # app address → held_total at the last read
         self._at_zero: list[AutoscaleTarget] = []
         self._targets_read = float("-inf")
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    def refresh(self) -> None:
+        """An app was scaled to zero: read which apps are at zero on the next poll."""
+        self._targets_read = float("-inf")
 
     def _sleeping(self) -> list[AutoscaleTarget]:
         now = time.monotonic()
@@ -67,6 +82,8 @@ class WakeOnDemand:
             if int(held.get("held", 0)) > 0 or (before is not None and total > before):
                 woken.append(self.autoscaler.wake(target, held))
                 self._targets_read = float("-inf")  # re-read: this app is no longer at zero
+        if woken and self.woke is not None:
+            self.woke()
         return woken
 
     def start(self) -> WakeOnDemand:

@@ -17,6 +17,7 @@ from tests.integration.local.test_local_runtime import APPS, score
 from yunzhou.client import build_artifact
 from yunzhou.reconcile import AppController, Outcome, Timing, Worker
 from yunzhou.runtimes.local import LocalSupervisor
+from yunzhou.runtimes.local.readiness import ReadinessFollower
 from yunzhou.runtimes.local.runtime import LocalRuntime
 from yunzhou.store.models import App, WorkItem
 
@@ -27,6 +28,23 @@ class Recorder:
 
     def __call__(self, snapshot: dict[str, Any]) -> None:
         self.snapshots.append(snapshot)
+
+
+def deploy_web(api: Api, *, replicas: int) -> None:
+    """shop/dev/web, the test app's source uploaded, deployed through the API (no pass has run)."""
+    api.http.post("/api/v1/projects", json={"name": "shop"}, headers=api.admin)
+    api.http.post("/api/v1/projects/shop/environments", json={"name": "dev"}, headers=api.admin)
+    upload = api.http.post(
+        "/api/v1/artifacts", content=build_artifact(APPS / "web"),
+        headers=api.admin | {"Content-Type": "application/gzip"},
+    )  # fmt: skip
+    settings = {"replicas": replicas}
+    r = api.http.post(
+        "/api/v1/projects/shop/environments/dev/deployments",
+        json={"score": score("web", "v1"), "settings": settings, "artifact": upload.json()["digest"]},
+        headers=api.admin,
+    )
+    assert r.status_code == 201, r.text
 
 
 @pytest.fixture
@@ -40,18 +58,7 @@ def supervisor(tmp_path: Path) -> Iterator[LocalSupervisor]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_a_converged_app_is_left_alone(api: Api, supervisor: LocalSupervisor) -> None:
     cp = api.cp
-    api.http.post("/api/v1/projects", json={"name": "shop"}, headers=api.admin)
-    api.http.post("/api/v1/projects/shop/environments", json={"name": "dev"}, headers=api.admin)
-    upload = api.http.post(
-        "/api/v1/artifacts", content=build_artifact(APPS / "web"),
-        headers=api.admin | {"Content-Type": "application/gzip"},
-    )  # fmt: skip
-    r = api.http.post(
-        "/api/v1/projects/shop/environments/dev/deployments",
-        json={"score": score("web", "v1"), "settings": {"replicas": 2}, "artifact": upload.json()["digest"]},
-        headers=api.admin,
-    )
-    assert r.status_code == 201, r.text
+    deploy_web(api, replicas=2)
     recorder = Recorder()
     runtime = LocalRuntime(supervisor, cp.data_dir, recorder)
     controller = AppController(cp.ctx.db, {"local": runtime}, cp.data_dir, cp.ctx.clock, timing=Timing())
@@ -130,3 +137,35 @@ def test_worker_records_failures_and_backs_off(api: Api) -> None:
     assert worker.run_once() == 1
     with db.transaction() as s:
         assert s.scalar(select(WorkItem)) is None  # done
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_an_instance_that_becomes_ready_is_routed_at_once_without_another_pass(
+    api: Api, supervisor: LocalSupervisor
+) -> None:
+    # the router learns of a ready instance when it becomes ready (runtimes/local/readiness.py), not at
+    # the app's next pass: a request held for a woken app is served that much sooner
+    cp = api.cp
+    deploy_web(api, replicas=1)
+    recorder = Recorder()
+    runtime = LocalRuntime(supervisor, cp.data_dir, recorder)
+    controller = AppController(cp.ctx.db, {"local": runtime}, cp.data_dir, cp.ctx.clock, timing=Timing())
+    follower = ReadinessFollower(supervisor, runtime.publish_ready).start()
+    try:
+        controller.reconcile(_app_id(api))  # the one pass: starts the instance, not yet ready
+        assert not any(s.ready for s in supervisor.peek()), "ready within the pass: nothing to follow"
+        assert all(not route["backends"] for snap in recorder.snapshots for route in snap["routes"])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _backends(recorder):
+            supervisor.wait_for(lambda st: any(s.ready for s in st), 0.2)
+        [backend] = _backends(recorder)
+        assert [s.instance_id for s in supervisor.peek() if s.ready] == [backend["id"]]
+        assert follower.pushes >= 1
+    finally:
+        follower.stop()
+
+
+def _backends(recorder: Recorder) -> list[dict[str, Any]]:
+    if not recorder.snapshots:
+        return []
+    return [b for route in recorder.snapshots[-1]["routes"] for b in route["backends"]]

@@ -103,3 +103,25 @@ def test_a_request_that_timed_out_before_the_read_still_wakes(
     [decision] = wake.run_once()
     assert decision["desired"] == 1
     assert replicas(cp) == 1
+
+
+def test_a_scale_to_zero_is_seen_at_once_and_a_wake_wakes_the_reconcile_worker(
+    world: tuple[ControlPlane, AutoscaleLoop, Clock],
+) -> None:
+    # without the hook, apps at zero are re-read once a second: a request arriving in that second waited
+    cp, loop, clock = world
+    router = Router()
+    woke: list[int] = []
+    wake = WakeOnDemand(loop, router, woke=lambda: woke.append(1))
+    loop.scaled_to_zero = wake.refresh
+    assert wake.run_once() == []  # nothing at zero: the targets are read, the router is not
+    assert loop.run_once(clock.t)[0]["desired"] == 1  # the idle clock starts
+    clock.t += 61  # idle past idleSeconds (no traffic): the autoscaler scales to zero
+    assert loop.run_once(clock.t)[0]["desired"] == 0
+    assert replicas(cp) == 0
+    router.apps[APP] = {"held": 1, "held_total": 1}
+    [decision] = wake.run_once()  # at once, not after TARGETS_EVERY
+    assert decision["desired"] == 1
+    assert woke == [1]  # the server's worker.wake: the scale is applied now, not at its next idle poll
+    assert wake.run_once() == []
+    assert woke == [1]

@@ -20,12 +20,13 @@ from typing import Any
 from yunzhou.domain.canary import CanaryRun, MetricQuery, ReleaseCounts, analysis_options, judge
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.limits import Limits
+from yunzhou.domain.local_target import no_image_refusal
 from yunzhou.domain.plan import Desired, Observed, plan_rollout
 from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import release_counts
-from yunzhou.runtimes.local.containers import NO_IMAGE_WARNING, ContainerHost
+from yunzhou.runtimes.local.containers import ContainerHost
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
 from yunzhou.runtimes.local.render import Rendered, container_view, release_image, render
@@ -352,15 +353,19 @@ class LocalRuntime:
         return release_counts(text, address).get(release) or ReleaseCounts()
 
     def _render(self, intent: AppIntent) -> Rendered:
-        """A container when the release has an image and containers are on; else a host process (with a
-        warning on a container-mode server: the development fallback for releases without images)."""
+        """A container when containers are on (the server's default); a release without an image then
+        cannot run (PermanentError: the rollout fails saying so). A host process only without containers
+        (YUNZHOU_INSTANCE_MODE=process, development)."""
+        if self.containers is None:
+            return render(intent, self.base_env)
         image = release_image(intent)
-        if self.containers is not None and image:
-            return render(intent, self.container_env, self.containers.image_config(image))
-        rendered = render(intent, self.base_env)
-        if self.containers is not None:
-            rendered = replace(rendered, warnings=(NO_IMAGE_WARNING, *rendered.warnings))
-        return rendered
+        if not image:
+            written = [c.get("image") for c in dict(intent.score).get("containers", {}).values()]
+            message = no_image_refusal(
+                str(written[0]) if len(written) == 1 else None, intent.address.split("/")[0]
+            )
+            raise PermanentError(f"release {intent.release}: {message}")
+        return render(intent, self.container_env, self.containers.image_config(image))
 
     def render(self, intent: AppIntent) -> list[dict[str, Any]]:
         r = self._render(intent)
@@ -587,6 +592,11 @@ class LocalRuntime:
         self._published = body
         self._needs_publish = False
         return 1
+
+    def publish_ready(self) -> None:
+        """Push the route table now (readiness.py: an instance became ready or unready between passes)."""
+        with self._lock:
+            self._publish(self.supervisor.peek())
 
     def republish(self) -> None:
         """After a router restart: send the current table again."""

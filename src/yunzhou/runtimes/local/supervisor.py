@@ -217,6 +217,11 @@ class LocalSupervisor:
                     del self._instances[key]
             return snapshot
 
+    def peek(self) -> list[InstanceStatus]:
+        """A snapshot that forgets nothing (``statuses`` reports a stopped instance once, to the pass)."""
+        with self._cond:
+            return [inst.status() for inst in self._instances.values()]
+
     def wait_for(self, predicate: Callable[[list[InstanceStatus]], bool], timeout: float) -> bool:
         """Block until ``predicate(statuses)`` holds (re-checked on every change) or ``timeout`` passes.
         Does not forget stopped instances."""
