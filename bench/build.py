@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -419,13 +420,19 @@ def wake_part(tmp: Path, wakes: int) -> dict[str, Any]:
 
     env = {"YUNZHOU_AUTOSCALE_INTERVAL": "0.5", "YUNZHOU_SCRAPE_INTERVAL": "1"}
     samples: dict[str, list[float]] = {"container": [], "host_process": []}
+    decided: dict[str, list[float]] = {"container": [], "host_process": []}
     names = {"container": "built", "host_process": "plain"}
+    # a default server runs the built image as containers; a development server (host_processes) runs the
+    # same source as a host process: both at once, woken in turn, so both see the same machine
     with (
         ControlPlaneProcess(tmp / "data", env=env, startup_timeout=90) as server,
+        ControlPlaneProcess(tmp / "dev-data", env=env, startup_timeout=90, host_processes=True) as dev,
         YunzhouClient(server.url, server.admin_token) as client,
+        YunzhouClient(dev.url, dev.admin_token) as dev_client,
     ):
-        client.create_project("bench")
-        client.create_environment("bench", "dev")
+        for c in (client, dev_client):
+            c.create_project("bench")
+            c.create_environment("bench", "dev")
         artifact = client.upload_artifact(APP)
         began = time.perf_counter()
         build = client.start_build("bench", "dev", artifact, app="built", settings=settings,
@@ -439,28 +446,38 @@ def wake_part(tmp: Path, wakes: int) -> dict[str, Any]:
         if build["state"] != "succeeded":
             sys.exit(f"the server's build {build['state']}: {build.get('error')}")
         server_build_s = time.perf_counter() - began
-        client.deploy("bench", "dev", score("plain", ["/usr/bin/python3", "app.py"]), settings, artifact)
+        plain = score("plain", ["/usr/bin/python3", "app.py"])
+        dev_client.deploy("bench", "dev", plain, settings, dev_client.upload_artifact(APP))
+        clients = {"container": client, "host_process": dev_client}
         hosts = {k: f"{n}.dev.bench.localhost" for k, n in names.items()}
-        url = f"http://127.0.0.1:{server.router_port}/"
+        urls = {"container": f"http://127.0.0.1:{server.router_port}/",
+                "host_process": f"http://127.0.0.1:{dev.router_port}/"}  # fmt: skip
         with httpx.Client(timeout=90, trust_env=False) as http:
             for kind in names:  # both answer once before the first round (the first start is not a wake)
                 wait(
-                    lambda k=kind: get(http, url, hosts[k]).status_code == 200,
+                    lambda k=kind: get(http, urls[k], hosts[k]).status_code == 200,
                     120,
                     f"{names[kind]} to answer",
                 )
             # what ran: the release's image (a container) or none (a host process), and the instance's port
             # (a container listens on 8080 at its own address; a host process on a port of its own)
-            ran = {k: {"release_image": client.list_releases("bench", "dev", n)[0].get("image"),
-                       "ports": sorted({x["port"] for x in client.list_instances("bench", "dev", n)})}
+            ran = {k: {"release_image": clients[k].list_releases("bench", "dev", n)[0].get("image"),
+                       "ports": sorted({x["port"] for x in clients[k].list_instances("bench", "dev", n)})}
                    for k, n in names.items()}  # fmt: skip
             for _ in range(wakes):
-                for name in names.values():
-                    wait(lambda n=name: at_zero(client, n), 120, f"{name} to scale to zero")
+                for kind, name in names.items():
+                    wait(lambda k=kind, n=name: at_zero(clients[k], n), 120, f"{name} to scale to zero")
                 for kind in names:
+                    sent = time.time()
                     began = time.perf_counter()
-                    response = get(http, url, hosts[kind])
+                    response = get(http, urls[kind], hosts[kind])
                     samples[kind].append(time.perf_counter() - began)
+                    # the wake decision's time splits the cold start: request → decision (the wake poll
+                    # and the scale) and decision → answer (reconcile, start, readiness, route push)
+                    woke = [d for d in clients[kind].autoscale_decisions("bench", "dev", names[kind], limit=5)
+                            if d.get("mode") == "wake" and unix(d["time"]) >= sent - 0.01]  # fmt: skip
+                    if woke:
+                        decided[kind].append(unix(woke[0]["time"]) - sent)
                     if response.status_code != 200:
                         sys.exit(
                             f"{names[kind]}: the first request got {response.status_code}: {response.text}"
@@ -473,7 +490,23 @@ def wake_part(tmp: Path, wakes: int) -> dict[str, Any]:
         "ran": ran,
         "container_s": container,
         "host_process_s": host,
+        # per stage, p50 seconds: request → wake decision; decision → the answer
+        "stages_p50_s": {
+            kind: {
+                "to_decision": round(statistics.median(decided[kind]), 3) if decided[kind] else None,
+                "decision_to_answer": round(
+                    statistics.median(samples[kind]) - statistics.median(decided[kind]), 3
+                )
+                if decided[kind]
+                else None,
+            }
+            for kind in names
+        },
     }
+
+
+def unix(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def get(http: httpx.Client, url: str, host: str) -> httpx.Response:

@@ -89,11 +89,13 @@ def test_first_session(server: ControlPlaneProcess, tmp_path: Path) -> None:
 
     # scale and rollback record intent
     ok(cli(server, "scale", "shop/dev/orders", "3"))
-    ok(
-        cli(
-            server, "deploy", "shop/dev", "-f", str(EXAMPLES / "orders" / "score.yaml"), "--set", "replicas=4"
-        )
+    # a redeploy without --source keeps the image release 1 was built into (image "." in the Score)
+    redeployed = cli(
+        server, "deploy", "shop/dev", "-f", str(EXAMPLES / "orders" / "score.yaml"), "--set", "replicas=4"
     )
+    ok(redeployed)
+    assert "this release keeps release 1's image shop/orders@sha256:" in " ".join(redeployed.stderr.split())
+    assert "Warning" not in redeployed.stderr
     out = ok(cli(server, "rollback", "shop/dev/orders"))
     assert "3" in out
     releases = json.loads(ok(cli(server, "releases", "shop/dev/orders", "-o", "json")))

@@ -107,7 +107,37 @@ def test_the_port_placeholder_error_suggests_a_command_that_serves(
     assert r.text in {f"listening on {i['port']}" for i in instances}, (r.text, instances)
 
 
-def test_a_deploy_that_cannot_start_says_so_at_once(server: ControlPlaneProcess, tmp_path: Path) -> None:
+def test_a_release_without_an_image_is_refused_by_a_default_server_and_nothing_is_written(
+    server: ControlPlaneProcess, tmp_path: Path
+) -> None:
+    # instances are containers of their release's image: a Score naming an outside image and a command
+    # (which a host-process server would run) cannot run here, and the refusal says the three ways out
+    doc = score("outside", ["sh", "-c", "exec python3 -m http.server $PORT"])
+    refused = cli(server, "deploy", "shop/dev", "-f", write(tmp_path, doc), "--wait")
+    assert refused.returncode != 0
+    said = " ".join(refused.stderr.split())
+    assert "containers.web.image: this server runs every instance as a container" in said, said
+    assert "'python:3.11-slim' is not an image of project 'shop'" in said
+    for fix in ("--source DIR", "shop/APP:TAG", "YUNZHOU_INSTANCE_MODE=process"):
+        assert fix in said, said
+    assert "Traceback" not in refused.stderr
+    gone = httpx.get(
+        f"{server.url}/api/v1/projects/shop/environments/dev/apps/outside",
+        headers={"Authorization": f"Bearer {server.admin_token}"}, timeout=10,
+    )  # fmt: skip
+    assert gone.status_code == 404, gone.text
+
+
+def test_a_deploy_that_cannot_start_says_so_at_once(tmp_path: Path) -> None:
+    # a development server (YUNZHOU_INSTANCE_MODE=process) runs a Score command as a host process: what
+    # keeps one from starting is said at deploy
+    with ControlPlaneProcess(tmp_path / "data", host_processes=True) as server:
+        assert cli(server, "project", "create", "shop").returncode == 0
+        assert cli(server, "env", "create", "shop/dev").returncode == 0
+        _cannot_start_is_said(server, tmp_path)
+
+
+def _cannot_start_is_said(server: ControlPlaneProcess, tmp_path: Path) -> None:
     no_command = cli(server, "deploy", "shop/dev", "-f", write(tmp_path, score("imageonly", None)))
     assert no_command.returncode == 0, no_command.stderr
     said = " ".join(no_command.stderr.split())

@@ -64,7 +64,7 @@ class Load:
 def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ControlPlaneProcess, YunzhouClient]]:
     data = tmp_path_factory.mktemp("yunzhou") / "data"
     with (
-        ControlPlaneProcess(data, env={"YUNZHOU_SCRAPE_INTERVAL": "0.5"}) as server,
+        ControlPlaneProcess(data, env={"YUNZHOU_SCRAPE_INTERVAL": "0.5"}, host_processes=True) as server,
         YunzhouClient(server.url, server.admin_token) as client,
     ):
         client.create_project("shop")
@@ -200,7 +200,9 @@ def test_a_server_with_yunzhou_prometheus_url_queries_that_prometheus(
     which the target labels Prometheus adds (job) show."""
     env = {"YUNZHOU_PROMETHEUS_URL": prometheus.url, "YUNZHOU_SCRAPE_INTERVAL": "0.2"}
     with (
-        ControlPlaneProcess(tmp_path / "data", env=env, extra_args=("--no-runtime",)) as server,
+        ControlPlaneProcess(
+            tmp_path / "data", env=env, extra_args=("--no-runtime",), host_processes=True
+        ) as server,
         YunzhouClient(server.url, server.admin_token) as client,
     ):
         result = wait_until("a request rate from Prometheus", lambda: client.metrics_query(RATE)["result"])

@@ -171,8 +171,9 @@ def deploy(
     say(f"Deployed {release_line(address, deployment)}")
     for warning in deployment.get("warnings") or []:  # it will not start: said now, not after a rollout
         message = str(warning.get("message"))
-        # it runs, but: its tag may move (docs/images.md, pinning), or it runs as a host process
-        if message.startswith(("not pinned:", "this release has no image")):
+        # it runs, but: its tag may move (docs/images.md, pinning), it keeps the image of an earlier build,
+        # or it runs as a host process (a development server)
+        if message.startswith(("not pinned:", "'.' is the image built", "this release has no image")):
             note(f"{warning.get('path')}: {message}")
         else:
             warn(f"this release will not start: {warning.get('path')}: {message}")

@@ -6,8 +6,9 @@ own source (``python3 app.py``) fails without ``--source``. A command on PATH (`
 http.server``) or an absolute path needs no source.
 
 A release with an image of the platform's registry (built from the source, or a Score image pinned to
-``project/app@sha256:…``) runs that image as a container instead (docs/local-runtime.md); one without
-runs as a host process, which the deploy says (``NO_IMAGE``).
+``project/app@sha256:…``) runs that image as a container (docs/local-runtime.md). A server that runs
+containers (the default) refuses a release without one (``missing_image``); only a server started with
+``YUNZHOU_INSTANCE_MODE=process`` (development) runs it as a host process, which the deploy says.
 """
 
 from __future__ import annotations
@@ -104,11 +105,31 @@ def local_run_warnings(
     return []
 
 
-def no_image_warning(workload: Workload, image: str | None, project: str) -> list[FieldProblem]:
-    """A one-container release without an image to run locally: it runs as a host process (said)."""
+def missing_image(
+    workload: Workload, image: str | None, project: str, *, containers: bool
+) -> list[FieldProblem]:
+    """A one-container release without an image to run locally. ``containers``: the server runs instances
+    as containers (the default), so the release cannot run at all — an error; else it runs as a host
+    process (development mode) — a warning."""
     if len(workload.containers) != 1:
         return []
     name, container = next(iter(workload.containers.items()))
     if local_image({name: container.image}, image, project) is not None:
         return []
-    return [FieldProblem(f"containers.{name}.image", NO_IMAGE)]
+    path = f"containers.{name}.image"
+    return [FieldProblem(path, no_image_refusal(container.image, project) if containers else NO_IMAGE)]
+
+
+def no_image_refusal(written: str | None, project: str) -> str:
+    """Why a container-mode local target cannot run a release, and the three ways out."""
+    which = (
+        f"{written!r} is not an image of project {project!r} in the platform's registry"
+        if written and written != "."
+        else "none was built or named"
+    )
+    return (
+        f"this server runs every instance as a container of its release's image, and this release has no "
+        f"image it can run ({which}): deploy with --source DIR to build one, set the image to one of "
+        f"{project}'s repositories ({project}/APP:TAG or @sha256:…), or start the server with "
+        "YUNZHOU_INSTANCE_MODE=process (development only: instances then run as host processes)"
+    )

@@ -18,7 +18,7 @@ from yunzhou.domain.errors import (
     invalid,
 )
 from yunzhou.domain.image_refs import pinned_image
-from yunzhou.domain.local_target import local_run_warnings, no_image_warning
+from yunzhou.domain.local_target import local_run_warnings, missing_image
 from yunzhou.domain.names import AppAddress
 from yunzhou.domain.score import Workload, parse_score
 from yunzhou.domain.settings import MAX_REPLICAS, PlatformSettings, merge_patch, parse_settings
@@ -165,6 +165,9 @@ class AppService:
         document, unpinned = (
             (workload.to_dict(), []) if pinning is None else pinning.pin(project, workload.to_dict())
         )
+        kept: list[FieldProblem] = []
+        if image is None:  # image "." without a build: a redeploy keeps the app's built image
+            image, kept = self._built_image_kept(project, env, workload)
         checked = self._check_signed(project, env, document, image)  # network too: before the transaction
         with self.ctx.db.transaction() as s:
             _, e = get_environment(s, project, env)
@@ -172,6 +175,13 @@ class AppService:
                 raise required_but_unchecked(project, env)
             a = check_deploy_target(s, project, e, name, artifact)
             config = release_config(s, e, project, name, workload)
+            # said now rather than as a failed rollout later (domain/local_target.py)
+            local = e.target == TARGET_LOCAL
+            pinned = parse_score(document) if local else workload  # its images as the release runs them
+            containers = self.ctx.local_runs_images
+            no_image = missing_image(pinned, image, project, containers=containers) if local else []
+            if no_image and containers:  # before the release is written: a refusal writes nothing
+                raise UserError(f"{no_image[0].path}: {no_image[0].message}", problems=no_image)
             result = self._new_release(
                 s,
                 caller,
@@ -188,18 +198,14 @@ class AppService:
                 action="app.deploy",
                 replicas=effective.replicas,
             )
-            # said now rather than as a failed rollout later (domain/local_target.py)
-            local = e.target == TARGET_LOCAL
-            pinned = parse_score(document) if local else workload  # its images as the release runs them
             cannot_run = (
-                [
-                    *local_run_warnings(pinned, artifact is not None, project=project, image=image),
-                    *no_image_warning(pinned, image, project),
-                ]
+                [*local_run_warnings(pinned, artifact is not None, project=project, image=image), *no_image]
                 if local
                 else []
             )
-            result["warnings"] = [{"path": p.path, "message": p.message} for p in [*unpinned, *cannot_run]]
+            result["warnings"] = [
+                {"path": p.path, "message": p.message} for p in [*kept, *unpinned, *cannot_run]
+            ]
             return result
 
     def update_settings(
@@ -247,6 +253,15 @@ class AppService:
             old = _release(s, a, target_number)
             if e.require_signed_images and not checked:
                 raise required_but_unchecked(project, env)
+            if e.target == TARGET_LOCAL and self.ctx.local_runs_images:
+                no_image = missing_image(
+                    parse_score(old.score), pinned_image(old.image), project, containers=True
+                )
+                if no_image:  # a release made on a host-process server: it cannot run here
+                    raise UserError(
+                        f"release {target_number} cannot run on this server: {no_image[0].message}",
+                        problems=no_image,
+                    )
             return self._new_release(
                 s,
                 caller,
@@ -306,6 +321,30 @@ class AppService:
             return self._view(s, a, project, env)
 
     # ---- shared steps
+    def _built_image_kept(
+        self, project: str, env: str, workload: Workload
+    ) -> tuple[str | None, list[FieldProblem]]:
+        """Score ``image: "."`` means "built from this app's source". A deploy with no build (new settings,
+        variables, a Score change) keeps the image of the app's current release when a build made it, and
+        says so; None when there is none to keep."""
+        if len(workload.containers) != 1:
+            return None, []
+        name, container = next(iter(workload.containers.items()))
+        if container.image != ".":
+            return None, []
+        with self.ctx.db.transaction() as s:
+            _, e = get_environment(s, project, env)
+            a = s.scalar(select(App).where(App.environment_id == e.id, App.name == workload.metadata.name))
+            current = _release(s, a, a.desired_release) if a is not None and a.desired_release else None
+            image = pinned_image(current.image) if current is not None else None
+            if current is None or image is None:
+                return None, []
+            note = (
+                f"'.' is the image built from the app's source and no build ran: this release keeps release "
+                f"{current.number}'s image {image}; deploy with --source DIR to build a new one"
+            )
+            return image, [FieldProblem(f"containers.{name}.image", note)]
+
     def _check_signed(self, project: str, env: str, score: dict[str, Any], image: str | None) -> bool:
         """Whether the environment requires signed images — and then the release's images are verified
         (a 422 naming each unsigned one; services/image_signatures.py). Network I/O: no transaction open."""

@@ -39,6 +39,9 @@ class ServiceContext:
     signed_images: SignedImages | None = None
     # repository → its images in the registry (services/registry.py); injected by the composition root
     registry_images: Callable[[str], list[dict[str, Any]]] | None = None
+    # the local target runs instances as containers of their release's image (the server's default): a
+    # release without one is refused at deploy. False: host processes (YUNZHOU_INSTANCE_MODE=process)
+    local_runs_images: bool = False
 
 
 def check_version(expected: int | None, actual: int, what: str) -> None:

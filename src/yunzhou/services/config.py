@@ -294,8 +294,8 @@ class ConfigService:
             names = changed_names(current.config or {}, config)
             result = apps._new_release(
                 s, caller, project, e, a, a.name, score=current.score, settings=current.settings,
-                artifact=current.artifact, cause=config_cause(names), action="app.config", replicas=None,
-                config=config,
+                artifact=current.artifact, image=current.image, cause=config_cause(names),
+                action="app.config", replicas=None, config=config,
             )  # fmt: skip
             made[a.name] = int(result["release"]["number"])
         if missing:

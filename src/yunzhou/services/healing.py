@@ -96,7 +96,8 @@ class HealingService:
                 raise NotFound(f"release {a.desired_release} of {project}/{env}/{app} not found")
             return AppService(self.ctx)._new_release(
                 s, caller, project, e, a, app, score=current.score, settings=current.settings,
-                artifact=current.artifact, config=current.config, cause=f"restart: {reason}"[:100],
+                artifact=current.artifact, image=current.image, config=current.config,
+                cause=f"restart: {reason}"[:100],
                 action="app.restart", replicas=None,
             )  # fmt: skip
 

@@ -31,11 +31,16 @@ class ControlPlaneProcess:
         env: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
         extra_args: tuple[str, ...] = (),
+        host_processes: bool = False,
     ) -> None:
+        """``host_processes``: the server runs instances as host processes (YUNZHOU_INSTANCE_MODE=process,
+        the development opt-in), for tests of releases without an image (a Score ``command`` run from an
+        uploaded folder); else, as a server does by default, as containers of each release's image."""
         self.data_dir = data_dir
         self.api_port = free_port()
         self.router_port = free_port()
-        self.extra_env = env or {}
+        self.extra_env = {"YUNZHOU_INSTANCE_MODE": "process"} if host_processes else {}
+        self.extra_env.update(env or {})
         self.startup_timeout = startup_timeout
         self.extra_args = extra_args
         self.log_path = data_dir.parent / f"{data_dir.name}-server.log"

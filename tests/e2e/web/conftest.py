@@ -46,7 +46,7 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data") as cp:
+    with ControlPlaneProcess(tmp_path / "data", host_processes=True) as cp:
         yield cp
 
 

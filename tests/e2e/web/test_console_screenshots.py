@@ -37,7 +37,9 @@ CHART_DEADLINE_MS = 120_000
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     """Scrapes every second, so the metrics charts have points within seconds."""
-    with ControlPlaneProcess(tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}) as cp:
+    with ControlPlaneProcess(
+        tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}, host_processes=True
+    ) as cp:
         yield cp
 
 

@@ -59,6 +59,10 @@ def check_document(result: dict[str, Any], *, builds: int, starts: int, wakes: i
     assert wake["ran"]["container"] == {"release_image": wake["image"], "ports": [8080]}
     assert "@sha256:" not in str(wake["ran"]["host_process"]["release_image"])  # no image: a process
     assert wake["ran"]["host_process"]["ports"] != [8080]
+    for kind in ("container", "host_process"):  # the wake decision split the cold start in two
+        stages = wake["stages_p50_s"][kind]
+        assert 0 <= stages["to_decision"] < wake[f"{kind}_s"]["p50"], stages
+        assert stages["decision_to_answer"] > 0, stages
 
     assert set(result["targets"]) == {"warm_rebuild_s", "container_start_overhead_ms", "cold_start_p50_s"}
     assert set(result["met"]) == set(result["targets"])

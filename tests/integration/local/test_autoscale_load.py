@@ -79,7 +79,7 @@ class PacedLoad:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     env = {"YUNZHOU_AUTOSCALE_INTERVAL": "0.5", "YUNZHOU_SCRAPE_INTERVAL": "1"}
-    with ControlPlaneProcess(tmp_path / "data", env=env, startup_timeout=90) as cp:
+    with ControlPlaneProcess(tmp_path / "data", env=env, startup_timeout=90, host_processes=True) as cp:
         yield cp
 
 

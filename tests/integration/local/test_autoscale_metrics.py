@@ -54,7 +54,7 @@ def policy(*metrics: dict[str, Any], max_replicas: int = 3) -> dict[str, Any]:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneProcess]:
     env = {"YUNZHOU_AUTOSCALE_INTERVAL": "0.5", "YUNZHOU_SCRAPE_INTERVAL": "1"}
     with ControlPlaneProcess(
-        tmp_path_factory.mktemp("autoscale") / "data", env=env, startup_timeout=90
+        tmp_path_factory.mktemp("autoscale") / "data", env=env, startup_timeout=90, host_processes=True
     ) as cp:
         yield cp
 

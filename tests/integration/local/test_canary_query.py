@@ -19,7 +19,9 @@ HOST = "qshop.dev.shop.localhost"
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     # scrape every second so the engine has the canary's requests within the step's window
-    with ControlPlaneProcess(tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}) as cp:
+    with ControlPlaneProcess(
+        tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}, host_processes=True
+    ) as cp:
         yield cp
 
 

@@ -73,7 +73,7 @@ class Load:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data") as cp:
+    with ControlPlaneProcess(tmp_path / "data", host_processes=True) as cp:
         yield cp
 
 
@@ -197,7 +197,7 @@ def test_memory_hog_is_oom_killed_and_reported(server: ControlPlaneProcess, clie
 
 def test_control_plane_kill_9_converges_without_orphans(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    first = ControlPlaneProcess(data).start()
+    first = ControlPlaneProcess(data, host_processes=True).start()
     try:
         with YunzhouClient(first.url, first.admin_token) as c:
             c.create_project("shop")
@@ -214,7 +214,7 @@ def test_control_plane_kill_9_converges_without_orphans(tmp_path: Path) -> None:
         wait_until("the router to die with its control plane", lambda: not _alive(router_pid), 15)
     finally:
         first.stop()
-    second = ControlPlaneProcess(data)
+    second = ControlPlaneProcess(data, host_processes=True)
     second.api_port, second.router_port = first.api_port, first.router_port
     with second:
         with YunzhouClient(second.url, second.admin_token) as c:
@@ -258,9 +258,12 @@ def _count_app_processes(data: Path) -> int:
     return count
 
 
+PROCESS_MODE = os.environ | {"YUNZHOU_INSTANCE_MODE": "process"}
+
+
 def test_a_separate_worker_runs_the_local_target_and_only_one_may(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with ControlPlaneProcess(data, extra_args=("--no-runtime",)) as api:
+    with ControlPlaneProcess(data, extra_args=("--no-runtime",), host_processes=True) as api:
         worker_log = (tmp_path / "worker.log").open("wb")
         argv = [
             sys.executable,
@@ -272,7 +275,8 @@ def test_a_separate_worker_runs_the_local_target_and_only_one_may(tmp_path: Path
             "--router-port",
             str(api.router_port),
         ]
-        worker = subprocess.Popen(argv, stdout=worker_log, stderr=subprocess.STDOUT)
+        # the worker, like the API server, runs host processes (development mode: the test app has no image)
+        worker = subprocess.Popen(argv, stdout=worker_log, stderr=subprocess.STDOUT, env=PROCESS_MODE)
         try:
             with YunzhouClient(api.url, api.admin_token) as c:
                 c.create_project("shop")

@@ -26,7 +26,7 @@ HOST = "shop.example.test"
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data") as cp:
+    with ControlPlaneProcess(tmp_path / "data", host_processes=True) as cp:
         yield cp
 
 

@@ -39,7 +39,7 @@ def policy(hold_timeout: int) -> dict[str, Any]:
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
     env = {"YUNZHOU_AUTOSCALE_INTERVAL": "0.5", "YUNZHOU_SCRAPE_INTERVAL": "1"}
-    with ControlPlaneProcess(tmp_path / "data", env=env, startup_timeout=90) as cp:
+    with ControlPlaneProcess(tmp_path / "data", env=env, startup_timeout=90, host_processes=True) as cp:
         yield cp
 
 

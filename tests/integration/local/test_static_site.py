@@ -35,7 +35,7 @@ SCORE = {
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data", startup_timeout=120) as cp:
+    with ControlPlaneProcess(tmp_path / "data", startup_timeout=120, host_processes=True) as cp:
         yield cp
 
 

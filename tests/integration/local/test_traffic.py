@@ -38,7 +38,7 @@ def mesh_score(name: str, version: str, **variables: str) -> dict[str, Any]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    with ControlPlaneProcess(tmp_path / "data") as cp:
+    with ControlPlaneProcess(tmp_path / "data", host_processes=True) as cp:
         yield cp
 
 

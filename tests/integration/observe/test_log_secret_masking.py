@@ -35,7 +35,10 @@ LEAKS = [  # every form the app prints the value in
 
 def test_a_developer_reads_masked_logs_and_the_store_never_holds_the_secret(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    with ControlPlaneProcess(data) as server, YunzhouClient(server.url, server.admin_token) as admin:
+    with (
+        ControlPlaneProcess(data, host_processes=True) as server,
+        YunzhouClient(server.url, server.admin_token) as admin,
+    ):
         admin.create_project("shop")
         admin.create_environment("shop", "dev")
         admin.set_secret("shop", "dev", "API_KEY", SECRET)

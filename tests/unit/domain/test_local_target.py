@@ -11,7 +11,7 @@ from yunzhou.domain.local_target import (
     NO_IMAGE,
     local_image,
     local_run_warnings,
-    no_image_warning,
+    missing_image,
     source_file,
 )
 from yunzhou.domain.score import parse_score
@@ -80,11 +80,11 @@ PINNED = "shop/orders@sha256:" + "b" * 64
 def test_a_release_with_an_image_runs_it_and_needs_no_command_or_source() -> None:
     built = workload({"web": {"image": "."}})
     assert local_run_warnings(built, has_source=False, project="shop", image=PINNED) == []
-    assert no_image_warning(built, PINNED, "shop") == []
+    assert missing_image(built, PINNED, "shop", containers=True) == []
     pinned = workload({"web": {"image": PINNED}})
     assert local_image({"web": PINNED}, None, "shop") == PINNED
     assert local_run_warnings(pinned, has_source=False, project="shop") == []
-    assert no_image_warning(pinned, None, "shop") == []
+    assert missing_image(pinned, None, "shop", containers=True) == []
 
 
 def test_another_projects_pinned_image_is_never_run_locally() -> None:
@@ -92,13 +92,22 @@ def test_another_projects_pinned_image_is_never_run_locally() -> None:
     foreign = "bank/ledger@sha256:" + "c" * 64
     assert local_image({"web": foreign}, None, "shop") is None
     assert local_image({"web": foreign}, None, "bank") == foreign
-    [warning] = no_image_warning(workload({"web": {"image": foreign, "command": ["x"]}}), None, "shop")
-    assert warning.message == NO_IMAGE
+    [problem] = missing_image(
+        workload({"web": {"image": foreign, "command": ["x"]}}), None, "shop", containers=True
+    )
+    assert problem.path == "containers.web.image"
+    assert f"{foreign!r} is not an image of project 'shop'" in problem.message
 
 
-def test_a_release_without_an_image_is_said_to_run_as_a_host_process() -> None:
+def test_a_release_without_an_image_runs_as_a_host_process_only_on_a_development_server() -> None:
     plain = workload({"web": {"image": "python:3.11", "command": ["python3", "-m", "http.server"]}})
     assert local_image({"web": "python:3.11"}, None, "shop") is None
-    [warning] = no_image_warning(plain, None, "shop")
+    [warning] = missing_image(plain, None, "shop", containers=False)  # YUNZHOU_INSTANCE_MODE=process
     assert warning.path == "containers.web.image"
     assert warning.message == NO_IMAGE
+    [refusal] = missing_image(plain, None, "shop", containers=True)  # the server's default
+    assert refusal.path == "containers.web.image"
+    for fix in ("--source DIR", "shop/APP:TAG", "YUNZHOU_INSTANCE_MODE=process"):
+        assert fix in refusal.message
+    [built] = missing_image(workload({"web": {"image": "."}}), None, "shop", containers=True)
+    assert "none was built or named" in built.message

@@ -44,7 +44,6 @@ RUNC_STATE = Path("/run/yunzhou/runc")
 #: pid 1 of every container when present: forwards SIGTERM to the app and reaps zombies (an app as pid 1
 #: of its namespace would ignore a SIGTERM it installed no handler for, and only stop at SIGKILL)
 INIT_BINARY = Path("/usr/bin/tini-static")
-NO_IMAGE_WARNING = "this release has no image: it runs as a host process (development mode)"
 
 
 def instance_mode(environ: Mapping[str, str]) -> InstanceMode:
@@ -319,4 +318,4 @@ class ContainerHost:
             fh.truncate()
 
 
-__all__ = ["NO_IMAGE_WARNING", "ContainerHost", "image_digest", "instance_mode"]
+__all__ = ["ContainerHost", "image_digest", "instance_mode"]

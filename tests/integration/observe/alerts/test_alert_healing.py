@@ -91,7 +91,7 @@ def test_error_rate_alert_notifies_rolls_back_resolves_and_silence_mutes(
     env = {"YUNZHOU_SCRAPE_INTERVAL": str(SCRAPE_INTERVAL), "YUNZHOU_ALERT_INTERVAL": str(ALERT_INTERVAL)}
     env[ALLOW_ENV] = "127.0.0.1"  # the webhook receiver listens on loopback
     with (
-        ControlPlaneProcess(tmp_path / "data", env=env) as server,
+        ControlPlaneProcess(tmp_path / "data", env=env, host_processes=True) as server,
         YunzhouClient(server.url, server.admin_token) as client,
         Webhook() as hook,
     ):

@@ -17,7 +17,7 @@ from yunzhou.testing.polling import wait_until
 def test_a_crashing_release_fires_app_crash_looping_for_its_instance(tmp_path: Path) -> None:
     env = {"YUNZHOU_SCRAPE_INTERVAL": "0.5", "YUNZHOU_ALERT_INTERVAL": "0.5"}
     with (
-        ControlPlaneProcess(tmp_path / "data", env=env) as server,
+        ControlPlaneProcess(tmp_path / "data", env=env, host_processes=True) as server,
         YunzhouClient(server.url, server.admin_token) as client,
     ):
         client.create_project("shop")

@@ -26,7 +26,7 @@ def _all_ready(client: YunzhouClient, n: int) -> list[dict[str, Any]] | None:
 def test_restart_action_replaces_only_the_instance_the_alert_names(tmp_path: Path) -> None:
     env = {"YUNZHOU_SCRAPE_INTERVAL": INTERVAL, "YUNZHOU_ALERT_INTERVAL": INTERVAL}
     with (
-        ControlPlaneProcess(tmp_path / "data", env=env) as server,
+        ControlPlaneProcess(tmp_path / "data", env=env, host_processes=True) as server,
         YunzhouClient(server.url, server.admin_token) as client,
     ):
         client.create_project("shop")

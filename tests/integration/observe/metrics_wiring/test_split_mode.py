@@ -4,6 +4,7 @@ the reconcilers record them, and the apps' own endpoints."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -30,11 +31,16 @@ def wait_until(what: str, check: Callable[[], Any]) -> Any:
 def test_split_mode_collects_router_instances_and_app_endpoints(tmp_path: Path) -> None:
     data = tmp_path / "data"
     env = {"YUNZHOU_SCRAPE_INTERVAL": "0.3"}
-    with ControlPlaneProcess(data, env=env, extra_args=("--no-runtime",)) as api:
+    with ControlPlaneProcess(data, env=env, extra_args=("--no-runtime",), host_processes=True) as api:
         argv = [sys.executable, "-m", "yunzhou", "worker", "--data-dir", str(data), "--router-port",
                 str(api.router_port)]  # fmt: skip
         with (tmp_path / "worker.log").open("wb") as log:
-            worker = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(  # host processes, as the API server was told (no image to run)
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=os.environ | {"YUNZHOU_INSTANCE_MODE": "process"},
+            )
         try:
             with YunzhouClient(api.url, api.admin_token) as client:
                 client.create_project("shop")

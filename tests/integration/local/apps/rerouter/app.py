@@ -1,6 +1,8 @@
 """Test app: tries to take over the router through its admin API on loopback, prints what each try got.
 
-ADMIN_PORT: the router's admin port (an app could scan loopback for it); VICTIM_HOST: the host to steal.
+ADMIN_PORT: the router's admin port (an app could scan loopback for it); ADMIN_HOST: where it tries
+(loopback; in a container, the bridge's gateway, where the router listens too); VICTIM_HOST: the host to
+steal.
 One line per try: ``ADMIN <method> <path>: <status> <first bytes of the answer>``, then ``DONE``; then
 it serves ``stolen`` to anyone routed to it.
 """
@@ -11,7 +13,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-ADMIN = f"http://127.0.0.1:{os.environ['ADMIN_PORT']}"
+ADMIN = f"http://{os.environ.get('ADMIN_HOST', '127.0.0.1')}:{os.environ['ADMIN_PORT']}"
 ME = f"127.0.0.1:{os.environ['PORT']}"
 HEIST = {
     "version": 2**52,  # newer than anything the control plane will push for a long time
@@ -27,7 +29,7 @@ def attempt(method: str, path: str, body: bytes | None = None, headers: dict[str
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
     request.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
             status, text = response.status, response.read(200)
     except urllib.error.HTTPError as exc:
         status, text = exc.code, exc.read(200)
@@ -55,4 +57,4 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()

@@ -30,7 +30,7 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 
-server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+server = ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler)
 server.daemon_threads = False  # server_close waits for in-flight requests
 signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 print(json.dumps({"msg": "listening", "version": VERSION}), flush=True)
