@@ -162,9 +162,13 @@ class AppService:
         name = workload.metadata.name
         # tags resolved to digests first: the network stays out of the transaction (image_pinning.py)
         pinning = self.ctx.image_pinning
-        document, unpinned = (
-            (workload.to_dict(), []) if pinning is None else pinning.pin(project, workload.to_dict())
-        )
+        unpinned: list[FieldProblem] = []
+        if pinning is None:
+            document = workload.to_dict()
+        else:
+            with self.ctx.db.transaction() as s:  # outside images run on a cluster only
+                cluster = get_environment(s, project, env)[1].target != TARGET_LOCAL
+            document, unpinned = pinning.pin(project, workload.to_dict(), runs_outside_images=cluster)
         kept: list[FieldProblem] = []
         if image is None:  # image "." without a build: a redeploy keeps the app's built image
             image, kept = self._built_image_kept(project, env, workload)

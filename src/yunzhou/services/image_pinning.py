@@ -7,7 +7,11 @@ Which references are resolved (``domain/image_refs.py`` says which registry a re
 - an external registry the operator lists in ``YUNZHOU_IMAGE_REGISTRIES`` (``http://10.0.0.7:5000,
   https://ghcr.io``): resolved there, anonymously, kept with its host;
 - any other (Docker Hub's ``nginx:1.25``, a registry the platform is not told it can reach): refused
-  with ``YUNZHOU_IMAGE_PINNING=strict``; by default kept as written, with a warning ``not pinned: …``.
+  (``YUNZHOU_IMAGE_PINNING=strict``, the default: a release never refers to a moving tag); with
+  ``YUNZHOU_IMAGE_PINNING=warn`` kept as written, with a warning ``not pinned: …``. Only where the
+  target runs the Score's images (a cluster): the local target runs nothing but the platform's own
+  images (an outside reference is refused there for having no image to run, ``domain/local_target.py``),
+  so an outside reference is left as written for it, neither resolved nor refused.
 A reference already pinned by digest, and ``.`` (the image the platform builds), are kept as they are.
 Unknown tags and refusals are a 422 naming ``containers.<name>.image``; an unreachable registry is a
 503 with Retry-After. Resolving is network I/O: it happens before the deploy's transaction.
@@ -25,7 +29,7 @@ from yunzhou.domain.image_refs import BUILT, is_platform_reference, parse_refere
 
 # (registry base URL, or None for the platform registry; repository; tag) → the manifest digest
 Resolve = Callable[[str | None, str, str], str]
-MODES = ("warn", "strict")
+MODES = ("strict", "warn")
 
 
 @dataclass(frozen=True)
@@ -33,7 +37,7 @@ class ImagePinning:
     resolve: Resolve
     platform_registry: Callable[[], str | None]  # host[:port] of the platform registry (None: none)
     external: Mapping[str, str] = field(default_factory=dict)  # host[:port] → base URL the platform reaches
-    strict: bool = False
+    strict: bool = True
 
     @classmethod
     def from_env(
@@ -43,9 +47,9 @@ class ImagePinning:
         env: Mapping[str, str] | None = None,
     ) -> ImagePinning:
         environ = os.environ if env is None else env
-        mode = environ.get("YUNZHOU_IMAGE_PINNING", "warn").strip() or "warn"
+        mode = environ.get("YUNZHOU_IMAGE_PINNING", "strict").strip() or "strict"
         if mode not in MODES:
-            raise ValueError(f"YUNZHOU_IMAGE_PINNING={mode!r}: must be warn or strict")
+            raise ValueError(f"YUNZHOU_IMAGE_PINNING={mode!r}: must be strict (the default) or warn")
         external: dict[str, str] = {}
         for raw in filter(None, (x.strip() for x in environ.get("YUNZHOU_IMAGE_REGISTRIES", "").split(","))):
             scheme, sep, host = raw.rstrip("/").partition("://")
@@ -56,19 +60,36 @@ class ImagePinning:
             external[host] = f"{scheme}://{host}"
         return cls(resolve, platform_registry, external, strict=mode == "strict")
 
-    def pin(self, project: str, score: dict[str, Any]) -> tuple[dict[str, Any], list[FieldProblem]]:
-        """``score`` with its container images pinned (a copy), and warnings for those left as written."""
+    def pin(
+        self, project: str, score: dict[str, Any], *, runs_outside_images: bool = True
+    ) -> tuple[dict[str, Any], list[FieldProblem]]:
+        """``score`` with its container images pinned (a copy), and warnings for those left as written.
+        ``runs_outside_images``: the target runs images from other registries (a cluster); False (the
+        local target) leaves references outside the platform's registry as written."""
         containers = dict(score.get("containers") or {})
         warnings: list[FieldProblem] = []
         problems: list[FieldProblem] = []
         platform = self.platform_registry()
         for name, container in sorted(containers.items()):
             image = str(container.get("image", ""))
-            pinned = self._pin(project, platform, image, f"containers.{name}.image", problems, warnings)
+            where = f"containers.{name}.image"
+            if not runs_outside_images and not self._platforms(project, platform, image):
+                pinned = image  # never run here: refused at deploy for having no image, if it matters
+            else:
+                pinned = self._pin(project, platform, image, where, problems, warnings)
             containers[name] = {**container, "image": pinned}
         if problems:
             raise UserError("deployment is invalid: nothing was changed", problems=problems)
         return {**score, "containers": containers}, warnings
+
+    @staticmethod
+    def _platforms(project: str, platform: str | None, image: str) -> bool:
+        """Whether ``image`` names the platform registry (or cannot be parsed: ``_pin`` says why)."""
+        try:
+            ref = parse_reference(image, "image")
+        except UserError:
+            return True
+        return image == BUILT or is_platform_reference(ref, project, platform)
 
     def _pin(
         self,
@@ -106,7 +127,8 @@ class ImagePinning:
             return str(ref.with_digest(self._resolve(base, ref.repository, tag, image, where, problems)))
         why = (
             f"not pinned: {image} is in {ref.registry or 'Docker Hub'}, which the platform does not resolve "
-            "(YUNZHOU_IMAGE_REGISTRIES lists those it does); the tag may move — pin it as name@sha256:…"
+            "(YUNZHOU_IMAGE_REGISTRIES lists those it does), and a release never refers to a tag that may "
+            "move: pin it as name@sha256:…, or list its registry"
         )
         (problems if self.strict else warnings).append(FieldProblem(where, why))
         return image

@@ -68,7 +68,10 @@ def big(name: str, cpu: str) -> dict[str, Any]:
     return {
         "apiVersion": "score.dev/v1b1",
         "metadata": {"name": name},
-        "containers": {"web": {"image": "registry.test/big:1", "resources": {"requests": {"cpu": cpu}}}},
+        # by digest: a server refuses a tag it cannot resolve (a release never refers to a moving tag)
+        "containers": {
+            "web": {"image": "registry.test/big@sha256:" + "b" * 64, "resources": {"requests": {"cpu": cpu}}}
+        },
         "service": {"ports": {"http": {"port": 80, "targetPort": 8080}}},
     }
 

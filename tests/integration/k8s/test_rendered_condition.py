@@ -50,7 +50,8 @@ def test_objects_the_cluster_cannot_serve_are_an_app_condition(
         client.add_cluster("bare", flat, context, None)
         client.create_project("shop")
         client.create_environment("shop", "dev", target="cluster:bare", namespace=namespace)
-        client.deploy("shop", "dev", web("orders"), SETTINGS)
+        # by digest: a server refuses a tag it cannot resolve (a release never refers to a moving tag)
+        client.deploy("shop", "dev", web("orders", image="registry.test/web@sha256:" + "1" * 64), SETTINGS)
 
         def rendered() -> dict[str, Any] | None:
             conditions = client.get_app("shop", "dev", "orders")["conditions"]

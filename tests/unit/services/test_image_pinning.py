@@ -55,18 +55,35 @@ def test_pinned_and_built_images_are_kept() -> None:
     assert warnings == []
 
 
-def test_other_registries_are_kept_with_a_warning_by_default() -> None:
-    doc, warnings = pinning().pin("shop", score(web="nginx:1.25", cache="registry.test/redis:7"))
+def test_other_registries_are_refused_by_default_naming_each_container() -> None:
+    # a release never refers to a tag that may move
+    with pytest.raises(UserError) as exc:
+        pinning().pin("shop", score(web="nginx:1.25", ok="shop/web:1.2"))
+    assert [p.path for p in exc.value.problems] == ["containers.web.image"]
+    message = exc.value.problems[0].message
+    assert message.startswith("not pinned: nginx:1.25 is in Docker Hub")
+    assert "pin it as name@sha256:" in message
+
+
+def test_warn_mode_keeps_other_registries_with_a_warning() -> None:
+    doc, warnings = pinning(YUNZHOU_IMAGE_PINNING="warn").pin(
+        "shop", score(web="nginx:1.25", cache="registry.test/redis:7")
+    )
     assert images(doc) == {"web": "nginx:1.25", "cache": "registry.test/redis:7"}
     assert [w.path for w in warnings] == ["containers.cache.image", "containers.web.image"]
     assert warnings[1].message.startswith("not pinned: nginx:1.25 is in Docker Hub")
 
 
-def test_strict_pinning_refuses_what_it_cannot_resolve_naming_each_container() -> None:
-    with pytest.raises(UserError) as exc:
-        pinning(YUNZHOU_IMAGE_PINNING="strict").pin("shop", score(web="nginx:1.25", ok="shop/web:1.2"))
-    assert [p.path for p in exc.value.problems] == ["containers.web.image"]
-    assert "not pinned" in exc.value.problems[0].message
+def test_for_the_local_target_outside_images_are_left_alone_and_platform_ones_still_pinned() -> None:
+    # the local target runs only the platform's images: an outside one is never run there (and a deploy
+    # with nothing else to run is refused for that, domain/local_target.py), so it is not resolved
+    doc, warnings = pinning().pin(
+        "shop", score(web="nginx:1.25", app="shop/web:1.2"), runs_outside_images=False
+    )
+    assert images(doc) == {"web": "nginx:1.25", "app": f"shop/web@{D1}"}
+    assert warnings == []
+    with pytest.raises(UserError, match="only its own repositories"):  # still refused, by address
+        pinning().pin("shop", score(web="127.0.0.1:5000/bank/ledger:1"), runs_outside_images=False)
 
 
 def test_an_unknown_tag_is_a_422_naming_the_container_and_why() -> None:
