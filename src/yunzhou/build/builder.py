@@ -99,7 +99,9 @@ def build_image(request: BuildRequest, context: BuildContext) -> BuildResult:
         return build_dockerfile(request, context, found, clock.left("the Dockerfile build"))
     context.progress("stack", 0.05)
     definition = context.stacks.definition(found.stack, request.stack_version)
-    run_image = context.stacks.image(found.stack, request.stack_version, _scaled(context.progress, 0.05, 0.3))
+    run_image = context.stacks.image(
+        found.stack, request.stack_version, _scaled(context.progress, 0.05, 0.3), cancel=context.cancel
+    )
     context.log(f"stack image: stacks/{found.stack}:{definition.version} {run_image.digest}")
     work = context.work_dir
     shutil.rmtree(work, ignore_errors=True)
@@ -116,7 +118,9 @@ def build_image(request: BuildRequest, context: BuildContext) -> BuildResult:
         )
         build_image_ref = run_image
         if step is not None or found.stack == "python":
-            build_image_ref = context.stacks.image(found.stack, request.stack_version, purpose="build")
+            build_image_ref = context.stacks.image(
+                found.stack, request.stack_version, purpose="build", cancel=context.cancel
+            )
         layers: list[Layer] = []
         packages: list[Package] = []
         deps_cached = False

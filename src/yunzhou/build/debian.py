@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from yunzhou.domain.errors import PermanentError, UserError
 
@@ -122,6 +123,12 @@ def no_sources_error() -> UserError:
     )
 
 
+class Cancel(Protocol):
+    """A threading.Event, or anything that says whether to stop (several events at once)."""
+
+    def is_set(self) -> bool: ...
+
+
 def build_rootfs(
     recipe: RootfsRecipe,
     out: Path,
@@ -129,7 +136,7 @@ def build_rootfs(
     *,
     progress: Progress | None = None,
     timeout: float = DEFAULT_TIMEOUT,
-    cancel: threading.Event | None = None,
+    cancel: Cancel | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> None:
     """Run mmdebstrap; a failure (or ``timeout``, or ``cancel`` set) is a PermanentError ending with

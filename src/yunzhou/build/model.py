@@ -88,6 +88,7 @@ class Stacks(Protocol):
         progress: Progress | None = None,
         *,
         purpose: Literal["run", "build"] = "run",
+        cancel: threading.Event | None = None,
     ) -> ImageRef: ...
 
     def definition(self, name: str, version: str | None = None) -> StackDefinitionLike: ...

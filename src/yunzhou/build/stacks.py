@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from yunzhou.build.debian import build_rootfs, find_apt_sources, no_sources_error
+from yunzhou.build.debian import Cancel, build_rootfs, find_apt_sources, no_sources_error
 from yunzhou.build.oci import ImageRef, ImageStore
 from yunzhou.build.stack_defs import (
     BUILD_SUFFIX,
@@ -46,7 +46,7 @@ from yunzhou.build.stack_defs import (
     supported,
 )
 from yunzhou.build.truststore import jks_truststore, pem_certificates
-from yunzhou.domain.errors import Conflict, UserError
+from yunzhou.domain.errors import Conflict, PermanentError, UserError
 
 __all__ = [
     "BUILD_SUFFIX",
@@ -205,17 +205,20 @@ class StackCatalog:
         progress: Progress | None = None,
         *,
         purpose: Purpose = "run",
+        cancel: threading.Event | None = None,
     ) -> ImageRef:
         """The stack's image in ``store`` (tagged ``stacks/NAME:VERSION``): reused from the cache when its
-        key matches, otherwise built. ``progress(step, fraction)`` is told how far it is."""
+        key matches, otherwise built. ``progress(step, fraction)`` is told how far it is. ``cancel`` (an
+        app build's): set, it stops the wait for another build of the stack, or this call's own stack
+        build (mmdebstrap), with a PermanentError; the cache keeps nothing half-built."""
         definition = self.definition(name, version)
         if purpose == "build" and definition.build_packages:  # otherwise the run image serves builds too
             definition = definition.for_build()
         report = progress or _quiet
-        with self._locked(definition_key(definition)):
+        with self._locked(definition_key(definition), cancel, report):
             digest = self._cached(definition)
             if digest is None:
-                digest = self._build(definition, report)
+                digest = self._build(definition, report, _AnyOf(self.cancel, cancel))
             ref = self._publish(definition, digest)
         report("ready", 1.0)
         return ref
@@ -346,7 +349,7 @@ class StackCatalog:
             return False
         return all(store.has(layer.digest) for layer in ref.layers)
 
-    def _build(self, definition: StackDefinition, report: Progress) -> str:
+    def _build(self, definition: StackDefinition, report: Progress, cancel: Cancel) -> str:
         sources = self.apt_sources()
         if sources is None:
             raise no_sources_error()
@@ -363,7 +366,7 @@ class StackCatalog:
                 sources,
                 progress=lambda step, f: report(step, f * 0.75),
                 timeout=self.timeout,
-                cancel=self.cancel,
+                cancel=cancel,
             )
             report("compressing the Debian layer", 0.75)
             debian = self.cache.add_layer_from_tar(rootfs)
@@ -388,12 +391,28 @@ class StackCatalog:
         return self.store.image(digest)
 
     @contextmanager
-    def _locked(self, key: str) -> Iterator[None]:
-        """One build of a definition at a time, across processes (tests and servers share the cache)."""
+    def _locked(
+        self, key: str, cancel: threading.Event | None = None, report: Progress | None = None
+    ) -> Iterator[None]:
+        """One build of a definition at a time, across processes (tests and servers share the cache).
+        Waiting for another one ends early when ``cancel`` is set (PermanentError)."""
         locks = self.cache_dir / "locks"
         locks.mkdir(parents=True, exist_ok=True)
         with open(locks / f"{key}.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
+            waited = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if not waited and report is not None:
+                        report("waiting for another build of this stack", 0.0)
+                        waited = True
+                    if cancel is None:
+                        fcntl.flock(handle, fcntl.LOCK_EX)
+                        break
+                    if cancel.wait(LOCK_POLL_S):
+                        raise PermanentError("stopped while waiting for another build of the stack") from None
             try:
                 yield
             finally:
@@ -413,3 +432,16 @@ def _link_or_copy(source: ImageStore, target: ImageStore, digest: str) -> None:
 
 def _quiet(step: str, fraction: float) -> None:
     return None
+
+
+LOCK_POLL_S = 0.2  # how often a wait for another build of a stack looks at its cancel event
+
+
+class _AnyOf:
+    """Set when any of the events is (the server stopping, or the app build that asked cancelled)."""
+
+    def __init__(self, *events: threading.Event | None) -> None:
+        self.events = [e for e in events if e is not None]
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self.events)

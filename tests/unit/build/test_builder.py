@@ -54,7 +54,7 @@ class _Stacks:
         self.ref = store.write_image(config, [layer])
 
     def image(
-        self, name: str, version: str | None = None, progress=None, *, purpose: str = "run"
+        self, name: str, version: str | None = None, progress=None, *, purpose: str = "run", cancel=None
     ) -> ImageRef:
         return self.ref
 

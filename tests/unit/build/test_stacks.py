@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import struct
 import tarfile
+import threading
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +34,8 @@ from yunzhou.build.stacks import (
     write_stack_files,
 )
 from yunzhou.build.truststore import jks_truststore, pem_certificates
-from yunzhou.domain.errors import Conflict, UserError
+from yunzhou.domain.errors import Conflict, PermanentError, UserError
+from yunzhou.testing import polling
 
 SOURCES = b"Types: deb\nURIs: http://mirror.invalid/debian\nSuites: bookworm\nComponents: main\n"
 
@@ -250,3 +253,34 @@ def test_java_stacks_remove_the_unreproducible_trust_store_from_the_debian_layer
     bad = RootfsRecipe("bookworm", "essential", ("x",), 0, remove=('/etc/x"; rm -rf / #',))
     with pytest.raises(ValueError, match="plain absolute path"):
         mmdebstrap_argv(bad, Path("o"), Path("s"))
+
+
+def test_an_app_build_waiting_for_another_build_of_its_stack_stops_when_cancelled(tmp_path: Path) -> None:
+    # a stack build takes minutes: a cancelled app build must not wait for it to finish
+    catalog = StackCatalog(tmp_path / "cache", ImageStore(tmp_path / "store"), apt_sources=tmp_path / "x")
+    key = definition_key(catalog.definition("python"))
+    (tmp_path / "cache" / "locks").mkdir(parents=True)
+    steps: list[str] = []
+    cancel = threading.Event()
+    outcome: list[BaseException] = []
+
+    def app_build() -> None:
+        try:
+            catalog.image("python", progress=lambda step, f: steps.append(step), cancel=cancel)
+        except BaseException as exc:  # the outcome is what the test reads
+            outcome.append(exc)
+
+    with open(tmp_path / "cache" / "locks" / f"{key}.lock", "w") as held:  # another build of the stack
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=app_build)
+        waiter.start()
+        polling.wait_until(
+            "the build to wait", lambda: steps == ["waiting for another build of this stack"], 10
+        )
+        assert waiter.is_alive()
+        cancel.set()
+        waiter.join(timeout=5)
+        assert not waiter.is_alive()
+    [error] = outcome
+    assert isinstance(error, PermanentError)
+    assert "stopped while waiting for another build of the stack" in str(error)
