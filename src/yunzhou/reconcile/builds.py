@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.access import Permission, Scope, may
 from yunzhou.domain.errors import Unauthenticated, YunzhouError
 from yunzhou.services import Caller, ControlPlane
+from yunzhou.services.build_retention import PRUNE_EVERY_S, builds_to_keep, prune_builds
 from yunzhou.services.builds import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, image_name
 from yunzhou.store.files import artifact_path
 from yunzhou.store.models import App, Build, Environment, Project, Release
@@ -114,7 +115,9 @@ class BuildWorker:
         poll: float = 0.5,
         heartbeat: float = 1.0,
         monotonic: Callable[[], float] = time.monotonic,
+        keep: int | None = None,
     ) -> None:
+        """``keep``: finished builds kept per app (services/build_retention.py; None: YUNZHOU_BUILD_KEEP)."""
         self.cp = cp
         self.db = cp.ctx.db
         self.clock = cp.ctx.clock
@@ -130,11 +133,17 @@ class BuildWorker:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
+        self.keep = builds_to_keep() if keep is None else keep
+        self._pruned_at = float("-inf")
 
     # ---- the loop
     def run_once(self) -> int:
-        """Fail builds whose worker is gone, then start queued builds into free slots; how many started."""
+        """Fail builds whose worker is gone, then start queued builds into free slots; how many started.
+        Every PRUNE_EVERY_S, old finished builds go (services/build_retention.py)."""
         self._expire_stale()
+        if self.monotonic() - self._pruned_at >= PRUNE_EVERY_S:
+            self._pruned_at = self.monotonic()
+            prune_builds(self.db, self.keep)
         with self._lock:
             for build_id in [k for k, t in self._running.items() if not t.is_alive()]:
                 del self._running[build_id]
