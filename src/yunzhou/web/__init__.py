@@ -27,6 +27,7 @@ def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
     from yunzhou.web import (
         app_pages,
         autoscaling_pages,
+        build_pages,
         config_pages,
         deploy,
         manage_pages,
@@ -41,6 +42,7 @@ def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
         pages,
         deploy,
         app_pages,
+        build_pages,
         config_pages,
         manage_pages,
         metrics_pages,

@@ -1,5 +1,5 @@
-"""An app's detail page: Overview, Instances, Releases, Logs, Metrics, Traffic, Autoscaling and Settings
-tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments the page polls."""
+"""An app's detail page: Overview, Instances, Releases, Builds, Images, Logs, Metrics, Traffic, Autoscaling
+and Settings tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments the page polls."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ from yunzhou.web.forms import field_errors, spec_diff, to_yaml
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
-TABS = ("overview", "instances", "releases", "logs", "metrics", "traffic", "autoscaling", "settings")
+TABS = (
+    "overview", "instances", "releases", "builds", "images", "logs", "metrics", "traffic", "autoscaling",
+    "settings",
+)  # fmt: skip
 LOG_STREAMS = ("stdout", "stderr", "access")
 LOG_PAGE = 200
 BASE = "/projects/{project}/{env}/apps/{app}"
@@ -25,10 +28,13 @@ def _base(project: str, env: str, app: str) -> str:
     return BASE.format(project=project, env=env, app=app)
 
 
-def _page(ctx: Ctx, tab: str, project: str, env: str, app: str, **values: Any) -> Response:
+def _page(
+    ctx: Ctx, tab: str, project: str, env: str, app: str, *, template: str = "", **values: Any
+) -> Response:
+    """The app page with ``tab`` current; its body is ``app_<tab>.html`` or ``template`` (a tab's subpage)."""
     info = ctx.client().get_app(project, env, app)
     return ctx.render(
-        f"app_{tab}.html",
+        template or f"app_{tab}.html",
         tab=tab,
         tabs=TABS,
         project=project,

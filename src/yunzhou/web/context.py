@@ -78,6 +78,7 @@ def _templates() -> Environment:
     )
     env.filters["bytes"] = human_bytes
     env.filters["when"] = short_time
+    env.filters["span"] = span
     env.filters["tojson_attr"] = lambda value: json.dumps(value, ensure_ascii=False)
     env.filters["urlpart"] = lambda value: quote(str(value), safe="")
     return env
@@ -276,6 +277,26 @@ def short_time(value: object) -> str:
     except ValueError:
         return value
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+SPAN_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def span(value: object) -> str:
+    """A length of time in seconds in its two largest units: ``42s``, ``3m 5s``, ``2h``, ``12d 3h``."""
+    if not isinstance(value, int | float) or value < 0:
+        return "—"
+    seconds = int(value)
+    for index, (unit, length) in enumerate(SPAN_UNITS):
+        if seconds >= length or unit == "s":
+            first = f"{seconds // length}{unit}"
+            if unit != "s":
+                small, small_length = SPAN_UNITS[index + 1]
+                second = seconds % length // small_length
+                if second:
+                    return f"{first} {second}{small}"
+            return first
+    return "—"  # pragma: no cover
 
 
 Endpoint = Callable[[Request], Coroutine[Any, Any, Response]]
