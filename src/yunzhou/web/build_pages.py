@@ -70,10 +70,11 @@ def build_detail(ctx: PageCtx, project: str, env: str, app: str, build_id: str) 
     ctx.require_session()
     build = _shown(_build(ctx, project, env, app, build_id), datetime.now(UTC))
     text, offset, done = _log_start(ctx, build_id)
+    stoppable = build["state"] in ACTIVE_STATES and not build["cancel_requested"]  # not asked already
     return _page(
         ctx, "builds", project, env, app, template="app_build.html",
         build=build, log_text=text, next_offset=offset, follow=not done,
-        may_cancel=build["state"] in ACTIVE_STATES and ctx.may_write(project),
+        may_cancel=stoppable and ctx.may_write(project),
     )  # fmt: skip
 
 

@@ -119,6 +119,12 @@ def test_build_page_shows_its_log_and_follows_it_until_it_ends(
     seed(web_api)
     build_id = start_build(web_api, tmp_path)
     finish(web_api, build_id, state="running", started_at=datetime.now(UTC), progress_step="dependencies")
+    dev = web_api.member("shop", "dana", "developer")["Authorization"].removeprefix("Bearer ")
+    assert 'id="cancel-build-form"' in Browser(web_api).login(dev).http.get(f"{APP}/builds/{build_id}").text
+    finish(web_api, build_id, cancel_requested=True)
+    asked = Browser(web_api).login(dev).http.get(f"{APP}/builds/{build_id}").text
+    assert 'id="cancel-build-form"' not in asked, "a running build already asked to stop"
+    assert "cancelling" in asked
     write_log(web_api, build_id, "Collecting flask==3.0.0\n<b>not markup</b>\n")
     browser.login(web_api.admin_token)
     page = browser.http.get(f"{APP}/builds/{build_id}")
