@@ -124,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="open connections from one client address; more are answered 429 and closed",
     )
     parser.add_argument("--grace", type=_seconds, default=defaults.grace, help="SIGTERM drain limit")
+    parser.add_argument(
+        "--tunnel-idle-timeout",
+        type=_seconds,
+        default=defaults.tunnel_idle_timeout,
+        help="an upgraded (WebSocket) connection with no byte either way for this long is closed",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -173,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         body_timeout=args.body_timeout,
         max_connections_per_client=args.max_connections_per_client,
         grace=args.grace,
+        tunnel_idle_timeout=args.tunnel_idle_timeout,
     )
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -4,6 +4,11 @@ Life of an exchange: created when the client's request headers are parsed, ``sta
 client connection's turn) picks the route from the snapshot active at that moment, takes a pooled
 connection or connects (a failed connect tries the next backend; bytes already sent are never retried),
 streams the request body up and the response down, then ``finish`` records it exactly once.
+
+An upgrade request (``Connection: Upgrade``, e.g. WebSocket) is routed and admitted the same way; when its
+backend answers ``101 Switching Protocols`` the exchange ``switch``es: the 101 goes to the client and bytes
+are copied both ways until either side closes or the tunnel is idle for ``tunnel_idle_timeout``. The
+exchange (and its backend's in-flight count, which drains wait for) lasts as long as the tunnel.
 """
 
 from __future__ import annotations
@@ -69,6 +74,12 @@ class Exchange:
     queued = False
     error_extra: dict[str, object] | None = None
     error_headers: list[tuple[bytes, bytes]] | None = None
+    # upgrades: the protocols asked for, whether the backend answered at all, and the tunnel once switched
+    upgrade: bytes | None = None
+    backend_answered = False
+    switched = False
+    switched_at = 0.0
+    tunnel_end = ""  # which side ended the tunnel: client, backend, idle_timeout
 
     def __init__(
         self,
@@ -85,6 +96,7 @@ class Exchange:
         local_error: tuple[int, str, str] | None = None,
         headers: list[tuple[bytes, bytes]] | None = None,
         caller_token: bytes | None = None,
+        upgrade: bytes | None = None,
     ) -> None:
         self.client = client
         self.router: Router = client.router
@@ -102,6 +114,9 @@ class Exchange:
         self.caller_token = caller_token
         self.candidates: list[Backend] = []
         self.started_at = perf_counter()  # uvloop's loop.time() ticks in whole milliseconds
+        if upgrade is not None:
+            self.upgrade = upgrade
+            self.close_client = True  # refused or declined: the client's next bytes are not HTTP we can read
 
     # request side ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -161,6 +176,16 @@ class Exchange:
         self.body_size += len(data)
         if self.body_size > BODY_BUFFER_LIMIT:
             self.client.pause_reading_for_body(True)
+
+    def from_client(self, data: bytes) -> None:
+        """Bytes after an upgrade request's head: the backend's to read (held until it is connected)."""
+        if self.switched:
+            upstream = self.upstream
+            if upstream is not None:
+                upstream.write(data)
+                self.last_upstream_activity = self.loop.time()
+        else:
+            self.request_body(data)
 
     def request_finished(self) -> None:
         self.request_complete = True
@@ -242,6 +267,8 @@ class Exchange:
         if self.done:
             return
         timeout = self.router.settings.upstream_timeout
+        if self.switched:
+            timeout = self.router.settings.tunnel_idle_timeout
         now = self.loop.time()
         if self.decision is not None:
             if self.deadline and now >= self.deadline:
@@ -259,6 +286,10 @@ class Exchange:
                 remaining = self._policy_wait(remaining, now)
             self.timer = self.loop.call_later(remaining, self.check_timeout)
             return
+        if self.switched:
+            self.tunnel_end = "idle_timeout"
+            self.finish()
+            return
         backend = self.backend.id if self.backend else "?"
         message = f"backend {backend} of app {self.app!r} did not answer within {timeout:g} s"
         self.fail(504, "backend_timeout", message)
@@ -275,6 +306,7 @@ class Exchange:
     ) -> bytes:
         """The response head for the client; ``header_lines`` are the backend's end-to-end headers."""
         self.status = status
+        self.backend_answered = True
         parts = header_lines
         parts.insert(0, b"HTTP/1.1 %d %s\r\n" % (status, reason or reason_phrase(status)))
         if self.method == "HEAD" or status in _NO_BODY_STATUSES or length is not None:
@@ -297,6 +329,26 @@ class Exchange:
         self.response_started = True
         return b"".join(parts)
 
+    def switch(self, first: bytes) -> None:
+        """The backend answered an upgrade with 101: relay it (``first``: the 101 head and any bytes after
+        it), then splice the two connections until either closes."""
+        self.switched = True
+        self.switched_at = perf_counter()
+        self.status = 101
+        self.response_started = self.response_complete = True
+        self.upstream_keep_alive = False
+        self.per_try = None  # a policy's timeouts bound the handshake; the tunnel has its idle timeout
+        self.deadline = 0.0
+        self.bytes_sent += len(first)
+        self.client.write(first)
+        if self.policy is not None:
+            self.after_status(101)
+        self.router.tunnel_opened(self)
+        if self.timer is not None:
+            self.timer.cancel()
+        self.last_upstream_activity = self.loop.time()
+        self.timer = self.loop.call_later(self.router.settings.tunnel_idle_timeout, self.check_timeout)
+
     def response_body(self, out: list[bytes], body: bytes) -> None:
         self.bytes_sent += len(body)
         out.append(_chunk(body) if self.resp_chunked else body)
@@ -311,6 +363,10 @@ class Exchange:
         """The backend connection closed while this exchange used it."""
         self.upstream = None
         if self.done:
+            return
+        if self.switched:
+            self.tunnel_end = "backend"
+            self.finish()
             return
         if self.response_started and self.resp_until_close:
             if self.resp_chunked:
@@ -366,6 +422,8 @@ class Exchange:
         self.upstream_keep_alive = False
         if not self.response_complete:
             self.status = self.status or 499  # nginx's "client closed request"
+        elif self.switched:
+            self.tunnel_end = "client"
         self.finish()
 
     def finish(self) -> None:
@@ -389,6 +447,7 @@ class Exchange:
                 self.response_complete
                 and self.request_complete
                 and self.upstream_keep_alive
+                and self.upgrade is None  # the backend may have read the client's bytes after the head
                 and not (self.policy is not None and self.policy.connection_spent(conn.requests_served))
             ):
                 conn.pool.give_back(conn)

@@ -87,6 +87,21 @@ class RouterMetrics:
         self.upstream_connections: int = 0
         # traffic policy: (kind, app, detail) → count; kinds are the keys of POLICY_COUNTERS
         self.policy_events: dict[tuple[str, str, str], int] = {}
+        # upgrade requests (WebSocket, ...): (app, outcome) → count; tunnels open now by app; closed tunnels
+        # by (app, the side that ended them)
+        self.upgrades: dict[tuple[str, str], int] = {}
+        self.tunnels: dict[str, int] = {}
+        self.tunnels_closed: dict[tuple[str, str], int] = {}
+
+    def upgrade_outcome(self, app: str, outcome: str) -> None:
+        self.upgrades[(app, outcome)] = self.upgrades.get((app, outcome), 0) + 1
+
+    def tunnel_opened(self, app: str) -> None:
+        self.tunnels[app] = self.tunnels.get(app, 0) + 1
+
+    def tunnel_closed(self, app: str, by: str) -> None:
+        self.tunnels[app] -= 1
+        self.tunnels_closed[(app, by)] = self.tunnels_closed.get((app, by), 0) + 1
 
     def policy_event(self, kind: str, app: str, detail: str) -> None:
         key = (kind, app, detail)
@@ -180,6 +195,30 @@ class RouterMetrics:
             for (k, app, detail), value in sorted(self.policy_events.items()):
                 if k == kind:
                     lines.append(f"{metric}{_labels(app=app, **{label: detail})} {value}")
+
+        upgrade_counters = (
+            (
+                "yunzhou_router_upgrades_total",
+                "Upgrade (WebSocket) requests by app and outcome: switched (101, tunnel opened), "
+                "declined (the backend answered otherwise), refused (the router answered 4xx), "
+                "failed (5xx), abandoned.",
+                "outcome",
+                self.upgrades,
+            ),
+            (
+                "yunzhou_router_tunnels_closed_total",
+                "Upgraded connections closed, by app and what ended them (client, backend, idle_timeout).",
+                "by",
+                self.tunnels_closed,
+            ),
+        )
+        for metric, text, label, counts in upgrade_counters:
+            header(metric, "counter", text)
+            for (app, detail), value in sorted(counts.items()):
+                lines.append(f"{metric}{_labels(app=app, **{label: detail})} {value}")
+        header("yunzhou_router_tunnels", "gauge", "Upgraded connections open now, by app.")
+        for app, value in sorted(self.tunnels.items()):
+            lines.append(f"yunzhou_router_tunnels{_labels(app=app)} {value}")
 
         gauges: list[tuple[str, str, str, float]] = [
             (

@@ -56,6 +56,7 @@ class RouterProcess:
         header_timeout: float | None = None,
         body_timeout: float | None = None,
         max_connections_per_client: int | None = None,
+        tunnel_idle_timeout: float | None = None,
         ready_timeout: float = 15.0,
         also_listen: tuple[str, ...] = (),
     ) -> None:
@@ -82,6 +83,7 @@ class RouterProcess:
             ("--header-timeout", header_timeout),
             ("--body-timeout", body_timeout),
             ("--max-connections-per-client", max_connections_per_client),
+            ("--tunnel-idle-timeout", tunnel_idle_timeout),
         ):
             if value is not None:
                 args += [flag, str(value)]

@@ -43,6 +43,16 @@ _PAUSE_BODY = 2
 _PAUSE_UPSTREAM = 4
 
 
+def tunnelled_protocols(value: bytes) -> bytes | None:
+    """The protocols of an ``Upgrade`` request header the router passes on; None: serve it as plain HTTP.
+
+    ``h2c`` is left out: an h2c connection would carry many requests past the per-request access policy,
+    rate limits, metrics and access log, and RFC 9110 §7.8 lets the server ignore the offer (the client
+    then gets its answer in HTTP/1.1, as it expects)."""
+    kept = [p.strip() for p in value.split(b",") if p.strip() and p.strip().lower().split(b"/")[0] != b"h2c"]
+    return b", ".join(kept) if kept else None
+
+
 class _RejectRequest(Exception):
     def __init__(self, status: int, message: str) -> None:
         super().__init__(message)
@@ -66,6 +76,8 @@ class ClientConnection(asyncio.Protocol):
         self.head_started = self.last_activity
         self.active: Exchange | None = None  # the exchange being answered
         self.parsing: Exchange | None = None  # the exchange whose request body is being read
+        self.upgrading: Exchange | None = None  # the last request that asked to upgrade the connection
+        self.upgraded: Exchange | None = None  # past its head, every byte is that exchange's (router/tunnel)
         self.queue: deque[Exchange] = deque()
         self._starting = False
         # per-request parse state
@@ -97,13 +109,23 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.loop.time()
+        upgraded = self.upgraded
+        if upgraded is not None:
+            upgraded.from_client(data)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            # Upgrade headers are not forwarded, so the request was proxied as a plain one; the bytes
-            # after it start the next request.
-            self.parser = httptools.HttpRequestParser(self)
             offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            upgraded = self.upgrading
+            if upgraded is not None:  # no more HTTP on this connection: the rest goes to the backend as is
+                self.upgraded = upgraded
+                if offset < len(data):
+                    upgraded.from_client(data[offset:])
+                return
+            # An upgrade the router does not pass on (h2c) was proxied as a plain request; the bytes after
+            # it start the next request.
+            self.parser = httptools.HttpRequestParser(self)
             if offset < len(data):
                 self.data_received(data[offset:])
         except httptools.HttpParserError as exc:
@@ -157,6 +179,7 @@ class ClientConnection(asyncio.Protocol):
         expect_continue = False
         extra_hop: set[bytes] | None = None
         caller_token: bytes | None = None
+        upgrade: bytes | None = None
         out = [b""]  # the request line goes first, once the target is known
         for name, value in self.headers:
             lname = name.lower()
@@ -177,10 +200,15 @@ class ClientConnection(asyncio.Protocol):
                     expect_continue = value.lower() == b"100-continue"
                 elif lname == b"x-yunzhou-caller-token":
                     caller_token = value
+                elif lname == b"upgrade":
+                    upgrade = value
                 continue
             out.append(name + b": " + value + b"\r\n")
         if extra_hop:
             out = [line for line in out if line.partition(b":")[0].lower() not in extra_hop]
+        if upgrade is not None:  # passed on only with "Connection: upgrade", over HTTP/1.1, and not h2c
+            asked = extra_hop is not None and b"upgrade" in extra_hop and parser.get_http_version() == "1.1"
+            upgrade = tunnelled_protocols(upgrade) if asked else None
 
         if url[:1] != b"/" and url != b"*":  # absolute-form target: the host in it wins over Host
             try:
@@ -210,6 +238,8 @@ class ClientConnection(asyncio.Protocol):
         out.append(b"X-Request-Id: " + request_id + b"\r\n")
         if chunked:
             out.append(b"Transfer-Encoding: chunked\r\n")
+        if upgrade is not None:  # hop-by-hop, but kept for this hop: the backend must see the offer
+            out.append(b"Connection: Upgrade\r\nUpgrade: " + upgrade + b"\r\n")
         out.append(b"\r\n")
 
         local_error: tuple[int, str, str] | None = None
@@ -225,13 +255,16 @@ class ClientConnection(asyncio.Protocol):
             host=host,
             request_id=request_id_text,
             head=b"".join(out),
-            req_chunked=chunked,
+            req_chunked=chunked and upgrade is None,  # after an upgrade head, bytes go on as they came
             keep_alive=parser.should_keep_alive(),
             http11=http11,
             local_error=local_error,
             headers=self.headers,
             caller_token=caller_token,
+            upgrade=upgrade,
         )
+        if upgrade is not None:
+            self.upgrading = exchange
         if expect_continue and http11 and local_error is None:
             self.write(b"HTTP/1.1 100 Continue\r\n\r\n")  # answered here; backends never see Expect
         self.parsing = exchange

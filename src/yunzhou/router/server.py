@@ -50,6 +50,7 @@ class Settings:
     max_connections_per_client: int = 256  # open connections from one client address; more → 429
     pool_idle_timeout: float = 4.0  # below common backend keep-alive timeouts (uvicorn: 5 s)
     grace: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
+    tunnel_idle_timeout: float = 300.0  # an upgraded connection with no byte either way for this long closes
 
 
 class Router:
@@ -166,12 +167,33 @@ class Router:
         if self.draining and not self.clients:
             self.drained.set()
 
+    def tunnel_opened(self, exchange: Exchange) -> None:
+        app = exchange.app or "-"
+        self.metrics.upgrade_outcome(app, "switched")
+        self.metrics.tunnel_opened(app)
+
+    def _upgrade_finished(self, exchange: Exchange, duration: float) -> float:
+        """Count how an upgrade request ended; the latency to record: a tunnel's is its handshake's."""
+        app = exchange.app or "-"
+        if exchange.switched:
+            self.metrics.tunnel_closed(app, exchange.tunnel_end or "client")
+            return exchange.switched_at - exchange.started_at
+        if exchange.backend_answered:
+            outcome = "declined"  # the backend answered without switching; relayed as it was
+        elif exchange.status == 499:
+            outcome = "abandoned"
+        else:
+            outcome = "refused" if exchange.status < 500 else "failed"
+        self.metrics.upgrade_outcome(app, outcome)
+        return duration
+
     def exchange_finished(self, exchange: Exchange) -> None:
         duration = time.perf_counter() - exchange.started_at
+        latency = duration if exchange.upgrade is None else self._upgrade_finished(exchange, duration)
         backend = exchange.backend
         release = backend.release if backend is not None else None
         if exchange.app is not None:
-            self.metrics.request_finished(exchange.app, release, exchange.status, duration)
+            self.metrics.request_finished(exchange.app, release, exchange.status, latency)
         if self.access_log is not None:
             self.access_log.record(
                 app=exchange.app,

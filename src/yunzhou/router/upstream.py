@@ -39,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.out: list[bytes] = []
         self.informational = False
+        self.switching = False  # a 101 to an upgrade request was parsed: past it, bytes are spliced
 
     # asyncio.Protocol -------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -60,11 +61,24 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()
             return
         exchange.last_upstream_activity = exchange.loop.time()
+        if exchange.switched:  # a tunnel: bytes go to the client as they came
+            exchange.bytes_sent += len(data)
+            exchange.client.write(data)
+            return
         out: list[bytes] = []
         self.out = out
         try:
             self.parser.feed_data(data)
-        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+        except httptools.HttpParserUpgrade as exc:
+            if self.switching:
+                offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+                out.append(data[offset:])
+                self.out = []
+                exchange.switch(b"".join(out))
+                return
+            exchange.upstream_bad_response(f"invalid HTTP response from backend: {exc}")
+            return
+        except httptools.HttpParserError as exc:
             self.out = []
             if out and exchange.response_started:
                 exchange.client.write(b"".join(out))
@@ -100,8 +114,14 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if status < 200:  # 1xx: the router answers 100-continue itself; upgrades are not proxied
+        if status < 200:  # 1xx: the router answers 100-continue itself; a 101 to an upgrade is relayed
             self.informational = True
+            exchange = self.exchange
+            # switched only with Upgrade and Connection: upgrade in the 101, as RFC 9110 asks
+            upgrade = status == 101 and exchange is not None and exchange.upgrade is not None
+            if upgrade and self.parser.should_upgrade():
+                self.switching = True
+                self.out.append(self._switching_head())
             return
         exchange = self.exchange
         if exchange is None or exchange.response_complete:  # a second response nobody asked for
@@ -135,6 +155,14 @@ class UpstreamConnection(asyncio.Protocol):
             keep_alive = self.parser.should_keep_alive()
             self.parser = httptools.HttpResponseParser(self)
             exchange.response_finished(self.out, keep_alive=keep_alive)
+
+    def _switching_head(self) -> bytes:
+        """The backend's 101 head for the client: its headers as they came (Upgrade, Connection and the
+        protocol's own, e.g. Sec-WebSocket-Accept), hop-by-hop ones included: they are about this upgrade."""
+        lines = [b"HTTP/1.1 101 " + (self.reason or b"Switching Protocols") + b"\r\n"]
+        lines.extend(name + b": " + value + b"\r\n" for name, value in self.headers)
+        lines.append(b"\r\n")
+        return b"".join(lines)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange

@@ -57,9 +57,9 @@ class Backend:
                 self.proc.wait()
 
 
-def start_backend(name: str, workdir: Path) -> Backend:
+def start_backend(name: str, workdir: Path, script: Path = BACKEND_SCRIPT) -> Backend:
     ready = workdir / f"backend-{name}.json"
-    proc = subprocess.Popen([sys.executable, str(BACKEND_SCRIPT), name, str(ready)], stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([sys.executable, str(script), name, str(ready)], stdin=subprocess.DEVNULL)
     try:
         wait_for(lambda: ready.exists() or proc.poll() is not None, f"backend {name} to listen")
         if proc.poll() is not None:
@@ -86,12 +86,12 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Bac
 
 
 @pytest.fixture
-def backend_factory(tmp_path: Path) -> Iterator[Callable[[str], Backend]]:
-    """Backends owned by one test (for tests that stop them)."""
+def backend_factory(tmp_path: Path) -> Iterator[Callable[..., Backend]]:
+    """Backends owned by one test (for tests that stop them); ``script`` picks another backend program."""
     started: list[Backend] = []
 
-    def start(name: str) -> Backend:
-        backend = start_backend(name, tmp_path)
+    def start(name: str, script: Path = BACKEND_SCRIPT) -> Backend:
+        backend = start_backend(name, tmp_path, script)
         started.append(backend)
         return backend
 
