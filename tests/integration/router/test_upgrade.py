@@ -75,7 +75,7 @@ def metrics(router: RouterProcess, name: str, **labels: str) -> float:
 
 
 def test_websocket_echo_through_the_router_many_messages_both_ways_and_a_2_mb_message(
-    router: RouterProcess, ws1: Backend
+    router: RouterProcess, ws1: Backend, tmp_path: Path
 ) -> None:
     with ws_connect(router) as ws:
         for i in range(50):
@@ -99,6 +99,11 @@ def test_websocket_echo_through_the_router_many_messages_both_ways_and_a_2_mb_me
     assert closed == 1
     # the handshake is one request (101) in the request metrics; its latency is the handshake's
     assert metric_value(text, "yunzhou_router_requests_total", app=APP, release="1", code="1xx") == 1
+    access_log = tmp_path / "access-0.log"  # written in batches: wait for the line
+    lines = wait_for(lambda: access_log.read_text().splitlines(), "the tunnel's access log line")
+    logged = [json.loads(line) for line in lines]
+    assert [(e["path"], e["status"]) for e in logged] == [("/echo", 101)]
+    assert logged[0]["bytes"] > 2 * 1024 * 1024  # the 101 and every frame sent back, 2 MiB one included
 
 
 def test_a_refused_caller_gets_the_normal_403_at_the_handshake_and_no_tunnel(
@@ -130,6 +135,26 @@ def test_a_refused_caller_gets_the_normal_403_at_the_handshake_and_no_tunnel(
     assert metric_value(text, "yunzhou_router_upgrades_total", app=APP, outcome="refused") == 1
     assert metric_value(text, "yunzhou_router_upgrades_total", app=APP, outcome="switched") == 1
     assert metric_value(text, "yunzhou_router_denied_total", app=APP, policy="access.deny.0") == 1
+
+
+def test_rate_limits_count_each_handshake_and_a_limited_one_gets_429_and_no_tunnel(
+    router: RouterProcess, ws_backends: Callable[[str], Backend]
+) -> None:
+    ws1 = ws_backends("ws1")
+    doc = snapshot(1, route(HOST, [ws1.entry()]))
+    doc["policies"] = {APP: {"traffic": {"rateLimit": {"rps": 0.001, "burst": 2}}, "split": {"stable": 100}}}
+    router.push_config(doc)
+    with ws_connect(router) as first, ws_connect(router) as second:
+        with pytest.raises(InvalidStatus) as limited:
+            ws_connect(router)
+        assert limited.value.response.status_code == 429
+        assert limited.value.response.headers["Retry-After"]
+        assert b'"rate_limited"' in limited.value.response.body
+        assert open_on_backend(ws1) == 2
+        first.send("one")  # the two admitted tunnels are unaffected
+        second.send("two")
+        assert (first.recv(timeout=10), second.recv(timeout=10)) == ("one", "two")
+    assert metrics(router, "yunzhou_router_upgrades_total", app=APP, outcome="refused") == 1
 
 
 def test_a_backend_that_answers_200_to_an_upgrade_is_relayed_as_a_normal_response_then_closed(
