@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ def ws1(router: RouterProcess, ws_backends: Callable[[str], Backend]) -> Backend
 
 
 def ws_connect(
-    router: RouterProcess, path: str = "/echo", host: str = HOST, **headers: str
+    router: RouterProcess, path: str = "/echo", host: str = HOST, max_queue: int = 16, **headers: str
 ) -> ClientConnection:
     """A WebSocket client connected through the router (the URI names the routed host; the socket goes to
     the router's listen address)."""
@@ -54,6 +55,8 @@ def ws_connect(
             f"ws://{host}{path}",
             sock=sock,
             max_size=None,
+            max_queue=max_queue,
+            compression=None,  # frames cross the router as they are sent (and random bytes do not shrink)
             ping_interval=None,  # the tests decide when bytes flow (the idle-timeout test needs silence)
             open_timeout=10,
             close_timeout=5,
@@ -64,10 +67,21 @@ def ws_connect(
         raise
 
 
-def open_on_backend(backend: Backend) -> int:
+def backend_stats(backend: Backend) -> dict[str, int]:
     with httpx.Client(trust_env=False, timeout=5) as client:
-        count: int = client.get(f"http://{backend.address}/stats").json()["open"]
-        return count
+        stats: dict[str, int] = client.get(f"http://{backend.address}/stats").json()
+        return stats
+
+
+def open_on_backend(backend: Backend) -> int:
+    return backend_stats(backend)["open"]
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def metrics(router: RouterProcess, name: str, **labels: str) -> float:
@@ -104,6 +118,28 @@ def test_websocket_echo_through_the_router_many_messages_both_ways_and_a_2_mb_me
     logged = [json.loads(line) for line in lines]
     assert [(e["path"], e["status"]) for e in logged] == [("/echo", 101)]
     assert logged[0]["bytes"] > 2 * 1024 * 1024  # the 101 and every frame sent back, 2 MiB one included
+
+
+def test_a_client_that_does_not_read_holds_the_backend_back_and_the_router_buffers_little(
+    router: RouterProcess, ws1: Backend
+) -> None:
+    total_mib = 64
+    with ws_connect(router, max_queue=1) as ws:  # the client stops reading its socket after one message
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"
+        before = rss_bytes(router.pid)
+        ws.send(f"flood {total_mib}")
+        wait_for(lambda: backend_stats(ws1)["flooded"] >= 2 * 1024 * 1024, "the backend to start flooding")
+        deadline = time.monotonic() + 2.0  # watch the stalled tunnel for a while
+        peak = before
+        while time.monotonic() < deadline:
+            peak = max(peak, rss_bytes(router.pid))
+            time.sleep(0.05)
+        held_back = backend_stats(ws1)["flooded"]
+        assert held_back < total_mib * 1024 * 1024 // 2, held_back  # the backend is waiting on the client
+        assert peak - before < 16 * 1024 * 1024, (before, peak)  # the router holds socket buffers, no more
+        received = sum(len(ws.recv(timeout=30)) for _ in range(total_mib))
+    assert received == total_mib * 1024 * 1024
 
 
 def test_a_refused_caller_gets_the_normal_403_at_the_handshake_and_no_tunnel(
