@@ -10,8 +10,9 @@ import hashlib
 import json
 import os
 import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,16 @@ def ws1(router: RouterProcess, ws_backends: Callable[[str], Backend]) -> Backend
     backend = ws_backends("ws1")
     router.push_config(snapshot(1, route(HOST, [backend.entry()])))
     return backend
+
+
+def router_with_ws1(
+    router_factory: Callable[..., RouterProcess], ws_backends: Callable[[str], Backend], **options: Any
+) -> tuple[RouterProcess, Backend]:
+    """A router started with ``options`` that routes HOST to a new WebSocket backend ws1."""
+    router = router_factory(**options)
+    backend = ws_backends("ws1")
+    router.push_config(snapshot(1, route(HOST, [backend.entry()])))
+    return router, backend
 
 
 def ws_connect(
@@ -267,9 +278,7 @@ def test_a_redeploy_drains_open_tunnels_and_sends_new_upgrades_to_the_new_backen
 def test_an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout(
     router_factory: Callable[..., RouterProcess], ws_backends: Callable[[str], Backend]
 ) -> None:
-    router = router_factory(tunnel_idle_timeout=1)
-    ws1 = ws_backends("ws1")
-    router.push_config(snapshot(1, route(HOST, [ws1.entry()])))
+    router, ws1 = router_with_ws1(router_factory, ws_backends, tunnel_idle_timeout=1)
     with ws_connect(router) as ws:
         ws.send("hello")
         assert ws.recv(timeout=10) == "hello"
@@ -278,6 +287,87 @@ def test_an_idle_tunnel_is_closed_after_the_tunnel_idle_timeout(
     wait_for(lambda: open_on_backend(ws1) == 0, "the backend's WebSocket to close")
     assert not router.in_flight()
     assert metrics(router, "yunzhou_router_tunnels_closed_total", app=APP, by="idle_timeout") == 1
+
+
+@pytest.fixture
+def upper_backend() -> Iterator[tuple[str, list[bytes]]]:
+    """A backend of another protocol (not WebSocket): it switches to ``x-upper`` on any upgrade request and
+    then sends back every byte upper-cased. Yields its address and the request heads it received."""
+    heads: list[bytes] = []
+    listener = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return  # the listener was closed: the test is over
+            connections.append(conn)
+            data = b""
+            while b"\r\n\r\n" not in data and (chunk := conn.recv(65536)):
+                data += chunk
+            head, _, rest = data.partition(b"\r\n\r\n")
+            heads.append(head)
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x-upper\r\nConnection: Upgrade\r\n\r\n"
+            )
+            if rest:
+                conn.sendall(rest.upper())
+            while chunk := conn.recv(65536):
+                conn.sendall(chunk.upper())
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{listener.getsockname()[1]}", heads
+    listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept (close alone does not)
+    listener.close()
+    for conn in connections:
+        conn.close()
+    thread.join(5)
+
+
+def test_another_protocol_upgrades_too_and_bytes_sent_before_the_101_reach_the_backend(
+    router: RouterProcess, upper_backend: tuple[str, list[bytes]]
+) -> None:
+    address, heads = upper_backend
+    router.push_config(snapshot(1, route(HOST, [{"id": "upper", "address": address, "release": 1}])))
+    host, _, port = router.listen.rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = (
+            f"POST /tunnel HTTP/1.1\r\nHost: {HOST}\r\nConnection: keep-alive, Upgrade\r\n"
+            "Upgrade: x-upper\r\n\r\n"
+        )
+        sock.sendall(head.encode() + b"early bytes")  # sent before the backend switched
+        received = b""
+        while b"EARLY BYTES" not in received and (chunk := sock.recv(65536)):
+            received += chunk
+        answer, _, tunnelled = received.partition(b"\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+        assert b"Upgrade: x-upper" in answer
+        assert tunnelled == b"EARLY BYTES"
+        sock.sendall(b"later")
+        assert sock.recv(65536) == b"LATER"
+    forwarded = heads[0].decode().lower().split("\r\n")
+    assert "connection: upgrade" in forwarded
+    assert "upgrade: x-upper" in forwarded
+    wait_for(lambda: not router.in_flight(), "the tunnel to close")
+
+
+def test_router_shutdown_waits_for_open_tunnels_up_to_the_grace_then_cuts_them(
+    router_factory: Callable[..., RouterProcess], ws_backends: Callable[[str], Backend]
+) -> None:
+    router, ws1 = router_with_ws1(router_factory, ws_backends, grace=1)
+    with ws_connect(router) as ws:
+        ws.send("hello")
+        assert ws.recv(timeout=10) == "hello"  # the tunnel is open end to end
+        started = time.monotonic()
+        assert router.stop(timeout=15) == 0
+        assert 0.9 <= time.monotonic() - started < 10  # waited for the tunnel, up to --grace
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+    wait_for(lambda: open_on_backend(ws1) == 0, "the backend's WebSocket to close")
 
 
 def test_an_h2c_upgrade_is_ignored_and_answered_in_http_1_1(
