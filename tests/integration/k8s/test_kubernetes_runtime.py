@@ -390,9 +390,11 @@ def test_every_kind_we_render_is_accepted_by_the_server(k8s_env: K8sTestEnv) -> 
         routes=(RouteSpec("vault.dev.shop.localhost"), RouteSpec("vault.example.test", "/api")),
         target="cluster:kwok", namespace="default",
         resource_outputs={"env": {"MODE": "strict"}, "creds": {"TOKEN": "dry-run-token"}},
+        egress=False,  # the environment's egress switched off: a NetworkPolicy
     )  # fmt: skip
     objects = render(intent, Target("default", "kwok.test"))
     assert {o["kind"] for o in objects} == {
+        "NetworkPolicy",
         "ConfigMap",
         "Secret",
         "Service",
@@ -406,3 +408,25 @@ def test_every_kind_we_render_is_accepted_by_the_server(k8s_env: K8sTestEnv) -> 
             client.apply(codecs.from_dict(obj), dry_run=True)  # raises ApiError (422) if the server disagrees
     finally:
         client.close()
+
+
+def test_switching_an_environments_egress_off_and_on_adds_and_prunes_its_network_policy(world: World) -> None:
+    policies = f"/apis/networking.k8s.io/v1/namespaces/{world.ns}/networkpolicies"
+    r = world.api.http.patch(
+        f"{V1}/projects/shop/environments/dev", json={"egress": False}, headers=world.api.admin
+    )
+    assert r.status_code == 200, r.text
+    world.deploy(web("sealed"))
+    assert world.converge("sealed")["rollout"]["state"] == "succeeded"
+    (policy,) = world.objects(policies, "sealed")
+    assert policy["metadata"]["name"] == "sealed-no-egress"
+    assert policy["spec"]["policyTypes"] == ["Egress"]
+    assert policy["spec"]["egress"] == [{"to": [{"namespaceSelector": {}}]}]
+
+    r = world.api.http.patch(
+        f"{V1}/projects/shop/environments/dev", json={"egress": True}, headers=world.api.admin
+    )
+    assert r.status_code == 200, r.text
+    world.deploy(web("sealed", image="registry.test/web:2"))  # the next release renders without it
+    assert world.converge("sealed")["rollout"]["state"] == "succeeded"
+    assert world.objects(policies, "sealed") == []

@@ -307,6 +307,8 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
         })  # fmt: skip
     if ports and intent.routes:
         objects.append(_ingress(intent, app, target, sorted(ports)))
+    if not intent.egress:
+        objects.append(_no_egress(intent, app, target, selector))
     project, env, _ = intent.address.split("/")
     shape = AppShape(
         project, env, app, app_key(intent.address), target.namespace,
@@ -316,6 +318,18 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
     workload_object = next(o for o in objects if o["kind"] == shape.kind)
     objects += _optional_objects(intent, target, shape, workload_object, split)
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
+
+
+def _no_egress(intent: AppIntent, app: str, target: Target, selector: dict[str, str]) -> Manifest:
+    """The environment's egress policy off: the app's pods reach pods of the cluster (other apps, DNS in
+    kube-system) and nothing outside it, as the local target's NAT is switched off. NetworkPolicy allows
+    only: a peer of every namespace is every pod, so any address outside the pod network is refused."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": _meta(intent, app, target, f"{app}-no-egress"),
+        "spec": {"podSelector": {"matchLabels": selector}, "policyTypes": ["Egress"],
+                 "egress": [{"to": [{"namespaceSelector": {}}]}]},
+    }  # fmt: skip
 
 
 def _images(intent: AppIntent, workload: Workload, containers: list[dict[str, Any]], target: Target) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -254,3 +255,21 @@ def test_the_progress_deadline_and_crash_messages_are_rendered() -> None:
     # a crashed container's last log lines become its terminated state's message (yunzhou status)
     (container,) = deployment["template"]["spec"]["containers"]
     assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
+
+
+def test_an_environment_without_egress_gets_a_network_policy_that_keeps_pods_inside_the_cluster() -> None:
+    # the environment's egress policy (also the local target's NAT): off, the pods reach other pods (apps,
+    # DNS) and nothing outside; on, no such policy is rendered (and the applier prunes one left over)
+    base = intent(web())
+    assert all(o["kind"] != "NetworkPolicy" for o in render(base, TARGET))
+    closed = render(replace(base, egress=False), TARGET)
+    (policy,) = [o for o in closed if o["kind"] == "NetworkPolicy"]
+    assert policy["metadata"]["name"] == "orders-no-egress"
+    assert policy["metadata"]["namespace"] == "shop-dev"
+    assert policy["spec"] == {
+        "podSelector": {"matchLabels": {APP_LABEL: "shop.dev.orders"}},
+        "policyTypes": ["Egress"],
+        "egress": [{"to": [{"namespaceSelector": {}}]}],
+    }
+    deployment = one(closed, "Deployment")
+    assert deployment["spec"]["template"]["metadata"]["labels"][APP_LABEL] == "shop.dev.orders"
