@@ -18,6 +18,7 @@ from yunzhou.domain.errors import YunzhouError
 from yunzhou.router.admin import ADMIN_TOKEN_VARIABLE, MIN_ADMIN_TOKEN_LENGTH
 from yunzhou.router.config import parse_address, parse_snapshot
 from yunzhou.router.server import Settings, serve
+from yunzhou.router.tls import NO_CERTIFICATES, load_certificates
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -96,6 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="another proxy address (IP:PORT, port 0: the --listen port); repeatable",
     )
+    parser.add_argument(
+        "--tls-listen",
+        type=_address,
+        help="HTTPS address (IP:PORT): TLS terminated here, certificates from the snapshot chosen by SNI",
+    )
     parser.add_argument("--admin", type=_address, default=defaults.admin, help="admin API address, loopback")
     parser.add_argument(
         "--admin-token-file",
@@ -154,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("yunzhou.router").warning(warning)
     if args.config is not None:  # fail before listening, with the field that is wrong
         try:
-            parse_snapshot(json.loads(args.config.read_text(encoding="utf-8")))
+            snapshot = parse_snapshot(json.loads(args.config.read_text(encoding="utf-8")))
+            load_certificates(snapshot.certificates, NO_CERTIFICATES)
         except (OSError, ValueError, YunzhouError) as exc:
             print(f"yunzhou-router: --config {args.config}: {exc}", file=sys.stderr)
             return 2
@@ -168,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         listen=args.listen,
         also_listen=tuple(args.also_listen),
         admin=args.admin,
+        tls_listen=args.tls_listen,
         admin_token=token,
         config_file=args.config,
         access_log=args.access_log,

@@ -17,12 +17,15 @@ from typing import Any
 from yunzhou.domain.errors import FieldProblem, UserError
 from yunzhou.router.hold import Activation, parse_activation
 from yunzhou.router.policy import AppPolicy, PolicySpec, parse_policy
+from yunzhou.router.tls import CertificateSpec, parse_certificates
 
 _HOST_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _APP_PART_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 _BACKEND_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
-_SNAPSHOT_KEYS = frozenset({"version", "routes", "policies", "callers"})
-_ROUTE_KEYS = frozenset({"host", "path_prefix", "app", "backends", "activation"})
+_SNAPSHOT_KEYS = frozenset({"version", "routes", "policies", "callers", "certificates"})
+_ROUTE_KEYS = frozenset(
+    {"host", "path_prefix", "app", "backends", "activation", "redirect_https", "hsts_max_age"}
+)
 _BACKEND_KEYS = frozenset({"id", "address", "release", "track"})
 _TOKEN_HASH_RE = re.compile(r"^[0-9a-f]{64}$")
 MAX_ROUTES = 10_000
@@ -57,6 +60,9 @@ class Route:
     backends: tuple[Backend, ...]
     policy: AppPolicy | None = field(default=None, compare=False)  # set when the table is built
     activation: Activation | None = None  # scale to zero: hold requests while there is no backend
+    redirect_https: bool = False  # plain-HTTP requests get 308 to https:// (when the router listens for TLS)
+    hsts_max_age: int | None = None  # Strict-Transport-Security on HTTPS answers, when set
+    hsts: bytes = field(default=b"", compare=False)  # that header's value, built once
     # Round-robin position; lives with the snapshot, so a new snapshot starts from its first backend.
     next_index: int = field(default=0, compare=False)
 
@@ -78,6 +84,10 @@ class Route:
         }
         if self.activation is not None:
             doc["activation"] = self.activation.to_json()
+        if self.redirect_https:
+            doc["redirect_https"] = True
+        if self.hsts_max_age is not None:
+            doc["hsts_max_age"] = self.hsts_max_age
         return doc
 
 
@@ -107,6 +117,7 @@ class Snapshot:
     routes: tuple[Route, ...]
     policies: dict[str, PolicySpec] = field(default_factory=dict)  # app → its traffic policy
     callers: dict[str, str] = field(default_factory=dict)  # sha256(caller token) hex → app address
+    certificates: dict[str, CertificateSpec] = field(default_factory=dict)  # SNI name → files (router/tls.py)
     # routes of the document that were not applied; not part of to_json (the active config)
     dropped: tuple[DroppedRoute, ...] = field(default=(), compare=False)
 
@@ -116,6 +127,8 @@ class Snapshot:
             doc["policies"] = {app: p.to_json() for app, p in sorted(self.policies.items())}
         if self.callers:
             doc["callers"] = dict(sorted(self.callers.items()))
+        if self.certificates:
+            doc["certificates"] = {name: c.to_json() for name, c in sorted(self.certificates.items())}
         return doc
 
     def backend_addresses(self) -> set[tuple[str, int]]:
@@ -273,9 +286,25 @@ def _check_route(doc: object, path: str, problems: _Problems) -> Route | None:
         found: list[FieldProblem] = []
         activation = parse_activation(doc["activation"], f"{path}.activation", found)
         problems.items.extend(found)
+    redirect_https = doc.get("redirect_https", False)
+    if not isinstance(redirect_https, bool):
+        problems.add(f"{path}.redirect_https", "must be true or false")
+    hsts_raw = doc.get("hsts_max_age")
+    hsts_max_age = None if hsts_raw is None else _non_negative_int(hsts_raw)
+    if hsts_raw is not None and hsts_max_age is None:
+        problems.add(f"{path}.hsts_max_age", "must be an integer >= 0 (seconds; 0 tells browsers to forget)")
     if host is None or prefix is None or app is None:
         return None
-    return Route(host=host, path_prefix=prefix, app=app, backends=tuple(backends), activation=activation)
+    return Route(
+        host=host,
+        path_prefix=prefix,
+        app=app,
+        backends=tuple(backends),
+        activation=activation,
+        redirect_https=bool(redirect_https),
+        hsts_max_age=hsts_max_age,
+        hsts=b"" if hsts_max_age is None else b"max-age=%d" % hsts_max_age,
+    )
 
 
 def parse_snapshot(doc: object, active: Snapshot | None = None) -> Snapshot:
@@ -303,6 +332,7 @@ def parse_snapshot(doc: object, active: Snapshot | None = None) -> Snapshot:
         problems.add("routes", f"at most {MAX_ROUTES} routes")
     policies, bad_policies = _check_policies(doc.get("policies", {}), problems)
     callers = _check_callers(doc.get("callers", {}), problems)
+    certificates = parse_certificates(doc.get("certificates", {}), problems.items)
     problems.raise_if_any()
     assert isinstance(version, int)
     assert isinstance(raw_routes, list)
@@ -326,7 +356,12 @@ def parse_snapshot(doc: object, active: Snapshot | None = None) -> Snapshot:
     routes = _one_route_per_key(candidates, active, dropped)
     dropped.sort(key=lambda d: d.index)
     return Snapshot(
-        version=version, routes=tuple(routes), policies=policies, callers=callers, dropped=tuple(dropped)
+        version=version,
+        routes=tuple(routes),
+        policies=policies,
+        callers=callers,
+        certificates=certificates,
+        dropped=tuple(dropped),
     )
 
 

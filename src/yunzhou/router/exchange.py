@@ -134,7 +134,9 @@ class Exchange:
                 self.route = route
                 self.app = route.app
                 self.router.metrics.request_started(route.app)
-                if route.policy is not None or self.caller_token is not None:
+                if route.redirect_https and not self.client.tls and self.router.tls_port:
+                    self._redirect_https()
+                elif route.policy is not None or self.caller_token is not None:
                     if self._admit(route):
                         return
                 else:
@@ -320,6 +322,8 @@ class Exchange:
                 self.close_client = True  # an HTTP/1.0 client reads this body until the connection closes
         if not has_request_id:
             parts.append(b"X-Request-Id: " + self.request_id.encode("ascii") + b"\r\n")
+        if self.client.tls and self.route is not None and self.route.hsts:
+            parts.append(b"Strict-Transport-Security: " + self.route.hsts + b"\r\n")
         if self.close_client or not self.keep_alive or self.router.draining:
             self.close_client = True
             parts.append(b"Connection: close\r\n")
@@ -394,6 +398,8 @@ class Exchange:
         extra = [(b"X-Request-Id", self.request_id.encode("ascii"))]
         if self.error_headers:
             extra.extend(self.error_headers)
+        if self.client.tls and self.route is not None and self.route.hsts:
+            extra.append((b"Strict-Transport-Security", self.route.hsts))
         self.client.write(simple_response(status, body, keep_alive=not self.close_client, extra=extra))
         self.status = status
         self.bytes_sent = len(body)
@@ -456,6 +462,15 @@ class Exchange:
                 conn.close()
         self.router.exchange_finished(self)
         self.client.exchange_done(self)
+
+    def _redirect_https(self) -> None:
+        """308 to the same URL over HTTPS (the TLS listener's port unless 443): method and body kept."""
+        port = self.router.tls_port
+        target = self.head[self.head.index(b" ") + 1 : self.head.index(b" HTTP/1.1\r\n")]
+        authority = self.host.encode("ascii") + (b"" if port == 443 else b":%d" % port)
+        location = b"https://" + authority + target
+        self.error_headers = [(b"Location", location)]
+        self.local_error = (308, "https_required", f"{self.host} is served over HTTPS: {location.decode()}")
 
     # traffic policy ---------------------------------------------------------------------------------
     def _admit(

@@ -35,6 +35,7 @@ class RouterProcess:
         self.python = python
         self.log_file = log_file
         self.listen = ""
+        self.tls_listen = ""  # the HTTPS address when started with tls_listen
         self.admin = ""
         self._admin_token = ""
         self._proc: subprocess.Popen[bytes] | None = None
@@ -59,6 +60,7 @@ class RouterProcess:
         tunnel_idle_timeout: float | None = None,
         ready_timeout: float = 15.0,
         also_listen: tuple[str, ...] = (),
+        tls_listen: str | None = None,
     ) -> None:
         if self._proc is not None:
             raise RuntimeError("this RouterProcess is already started")
@@ -70,6 +72,8 @@ class RouterProcess:
         args += ["--ready-file", str(ready_file)]
         for address in also_listen:
             args += ["--also-listen", address]
+        if tls_listen is not None:
+            args += ["--tls-listen", tls_listen]
         if access_log is not None:
             args += ["--access-log", access_log]
         if config is not None:
@@ -109,6 +113,7 @@ class RouterProcess:
         ready = json.loads(ready_file.read_text(encoding="utf-8"))
         self.listen = ready["listen"]
         self.admin = ready["admin"]
+        self.tls_listen = ready.get("tls_listen", "")
         self._http = httpx.Client(
             base_url=f"http://{self.admin}", headers=self.admin_headers, timeout=10.0, trust_env=False
         )

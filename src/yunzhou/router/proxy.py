@@ -60,6 +60,9 @@ class _RejectRequest(Exception):
 
 
 class ClientConnection(asyncio.Protocol):
+    tls = False  # TLSClientConnection: the client came through the TLS listener
+    forwarded_proto = b"\r\nX-Forwarded-Proto: http\r\n"
+
     def __init__(self, router: Router) -> None:
         self.router = router
         self.loop = router.loop
@@ -234,7 +237,7 @@ class ClientConnection(asyncio.Protocol):
             out.append(b"Host: " + host_value + b"\r\n")
             out.append(b"X-Forwarded-Host: " + host_value + b"\r\n")
         xff = self.peer_ip if xff is None else xff + b", " + self.peer_ip
-        out.append(b"X-Forwarded-For: " + xff + b"\r\nX-Forwarded-Proto: http\r\n")
+        out.append(b"X-Forwarded-For: " + xff + self.forwarded_proto)
         out.append(b"X-Request-Id: " + request_id + b"\r\n")
         if chunked:
             out.append(b"Transfer-Encoding: chunked\r\n")
@@ -371,3 +374,11 @@ class ClientConnection(asyncio.Protocol):
         if self.transport is not None:
             self.closed = True
             self.transport.abort()
+
+
+class TLSClientConnection(ClientConnection):
+    """A client of the TLS listener: the same HTTP/1.1 handling, told apart for redirects, HSTS and
+    ``X-Forwarded-Proto`` (the transport decrypts; the handshake is over before ``connection_made``)."""
+
+    tls = True
+    forwarded_proto = b"\r\nX-Forwarded-Proto: https\r\n"

@@ -21,7 +21,8 @@ from yunzhou.router.hold import HeldRequests
 from yunzhou.router.http import RequestIds
 from yunzhou.router.metrics import RouterMetrics
 from yunzhou.router.policy import AppPolicy, PolicyState
-from yunzhou.router.proxy import ClientConnection
+from yunzhou.router.proxy import ClientConnection, TLSClientConnection
+from yunzhou.router.tls import NO_CERTIFICATES, listener_context, load_certificates
 from yunzhou.router.upstream import Pools
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Settings:
     # port ``listen`` got
     also_listen: tuple[tuple[str, int], ...] = ()
     admin: tuple[str, int] = ("127.0.0.1", 8081)
+    tls_listen: tuple[str, int] | None = None  # HTTPS (TLS terminated here, certificates by SNI)
     config_file: Path | None = None
     access_log: str | None = None
     ready_file: Path | None = None
@@ -61,6 +63,8 @@ class Router:
         self.loop = loop
         self.log = log
         self.table = RoutingTable(EMPTY_SNAPSHOT)
+        self.certificates = NO_CERTIFICATES  # read by every TLS handshake (router/tls.py)
+        self.tls_port = 0  # the port the TLS listener got; 0: no TLS listener (no HTTPS redirects)
         self.policy_states: dict[str, PolicyState] = {}
         self.configured = False
         self.pools = Pools(self)
@@ -94,8 +98,12 @@ class Router:
                 f"config version {snapshot.version} is already active with different content; "
                 "bump the version for a new snapshot"
             )
+        certificates = load_certificates(
+            snapshot.certificates, self.certificates
+        )  # may refuse: nothing swapped
         # One assignment: a request routes with either the old table or the new one, never a mix.
         self.table = RoutingTable(snapshot, self._compile_policies(snapshot))
+        self.certificates = certificates  # the next handshake uses these; open connections keep theirs
         self.configured = True
         self.pools.keep_only(snapshot.backend_addresses())
         self.held.release(self.table)
@@ -112,10 +120,11 @@ class Router:
             )
         backends = sum(len(r.backends) for r in snapshot.routes)
         log.info(
-            "config version %d applied: %d routes, %d backends",
+            "config version %d applied: %d routes, %d backends, %d certificates",
             snapshot.version,
             len(snapshot.routes),
             backends,
+            len(certificates),
         )
         return True
 
@@ -269,11 +278,15 @@ class Router:
             client.abort()
 
 
-def _write_ready_file(path: Path, listen: tuple[str, int], admin: tuple[str, int]) -> None:
+def _write_ready_file(
+    path: Path, listen: tuple[str, int], admin: tuple[str, int], tls_listen: tuple[str, int] | None
+) -> None:
     def address(host: str, port: int) -> str:
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     doc = {"pid": os.getpid(), "listen": address(*listen), "admin": address(*admin)}
+    if tls_listen is not None:
+        doc["tls_listen"] = address(*tls_listen)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc), encoding="utf-8")
     tmp.replace(path)  # readers never see a half-written file
@@ -297,10 +310,24 @@ async def serve(settings: Settings) -> int:
         await loop.create_server(lambda: ClientConnection(router), host, port or listen[1], backlog=2048)
         for host, port in settings.also_listen
     ]
+    tls_listen = None
+    if settings.tls_listen is not None:
+        tls_server = await loop.create_server(
+            lambda: TLSClientConnection(router),
+            settings.tls_listen[0],
+            settings.tls_listen[1],
+            backlog=2048,
+            ssl=listener_context(lambda: router.certificates),
+            ssl_handshake_timeout=settings.header_timeout,
+        )
+        tls_listen = tls_server.sockets[0].getsockname()[:2]
+        router.tls_port = tls_listen[1]
+        extra_servers.append(tls_server)
+        log.info("listening for HTTPS on %s:%d", tls_listen[0], tls_listen[1])
     admin = admin_server.sockets[0].getsockname()[:2]
     log.info("listening on %s:%d, admin on %s:%d", listen[0], listen[1], admin[0], admin[1])
     if settings.ready_file is not None:
-        _write_ready_file(settings.ready_file, listen, admin)
+        _write_ready_file(settings.ready_file, listen, admin, tls_listen)
 
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
