@@ -1,8 +1,9 @@
-"""DNS providers behind one interface (docs/dns.md).
+"""DNS providers behind one interface (docs/dns.md): RFC 2136 + TSIG and the PowerDNS HTTP API.
 
 A library: it knows nothing of the store, the use-cases or the reconcilers; they hand it settings.
 """
 
 from yunzhou.dns.records import DnsProvider, DnsRecord, RecordType, check_record
+from yunzhou.dns.rfc2136 import Rfc2136Provider, Rfc2136Settings
 
-__all__ = ["DnsProvider", "DnsRecord", "RecordType", "check_record"]
+__all__ = ["DnsProvider", "DnsRecord", "RecordType", "Rfc2136Provider", "Rfc2136Settings", "check_record"]

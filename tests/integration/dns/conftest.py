@@ -1,0 +1,67 @@
+"""Real authoritative servers behind each DNS provider, fresh per test (they start in well under a second)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dns.rdatatype
+import dns.resolver
+import pytest
+
+from yunzhou.dns import DnsProvider, Rfc2136Provider, Rfc2136Settings
+from yunzhou.testing.dns_servers import ZONE, KnotServer
+
+PROVIDERS = ["rfc2136-knot"]
+
+
+@dataclass
+class ProviderCase:
+    """A provider wired to a running server, and that server's DNS port for reading answers back."""
+
+    provider: DnsProvider
+    dns_port: int
+    zone: str = ZONE
+
+    def answer(self, name: str, type: str) -> list[str]:
+        """What the server answers for ``name``/``type`` over real DNS (TCP), sorted; [] if nothing."""
+        resolver = dns.resolver.Resolver(configure=False)
+        resolver.nameservers = ["127.0.0.1"]
+        resolver.port = self.dns_port
+        resolver.lifetime = 10
+        try:
+            rrset = resolver.resolve(name + ".", type, tcp=True, raise_on_no_answer=False).rrset
+        except dns.resolver.NXDOMAIN:
+            return []
+        if rrset is None:
+            return []
+        if rrset.rdtype == dns.rdatatype.TXT:
+            return sorted(b"".join(rd.strings).decode() for rd in rrset)
+        return sorted(rd.to_text().rstrip(".") for rd in rrset)
+
+
+@pytest.fixture
+def knot(tmp_path: Path) -> Iterator[KnotServer]:
+    with KnotServer(tmp_path / "knot") as server:
+        yield server
+
+
+def rfc2136_settings(knot: KnotServer, **overrides: object) -> Rfc2136Settings:
+    fields: dict[str, object] = {
+        "server": "127.0.0.1",
+        "port": knot.dns_port,
+        "key_name": knot.key_name,
+        "key_secret": knot.key_secret,
+        "key_algorithm": knot.key_algorithm,
+    }
+    fields.update(overrides)
+    return Rfc2136Settings(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=PROVIDERS)
+def case(request: pytest.FixtureRequest) -> ProviderCase:
+    if request.param == "rfc2136-knot":
+        knot: KnotServer = request.getfixturevalue("knot")
+        return ProviderCase(Rfc2136Provider(rfc2136_settings(knot)), knot.dns_port)
+    raise AssertionError(request.param)
