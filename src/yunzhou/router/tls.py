@@ -109,11 +109,18 @@ def server_context() -> ssl.SSLContext:
 
 def _load(spec: CertificateSpec, found: list[FieldProblem]) -> ssl.SSLContext | None:
     path = f"certificates.{spec.name}"
-    try:
-        refused = _check_key_file(spec.key_file)
-        if refused is not None:
-            found.append(FieldProblem(f"{path}.key_file", refused))
+    for field_name, file in (("cert_file", spec.cert_file), ("key_file", spec.key_file)):
+        try:
+            refused = _check_key_file(file) if field_name == "key_file" else None
+            with open(file, "rb"):
+                pass
+        except OSError as exc:
+            found.append(FieldProblem(f"{path}.{field_name}", f"cannot be read: {exc.strerror}"))
             return None
+        if refused is not None:
+            found.append(FieldProblem(f"{path}.{field_name}", refused))
+            return None
+    try:
         context = server_context()
         context.load_cert_chain(spec.cert_file, spec.key_file)
     except ssl.SSLError as exc:  # OpenSSL's reason code only: never a byte of the files
@@ -121,9 +128,8 @@ def _load(spec: CertificateSpec, found: list[FieldProblem]) -> ssl.SSLContext | 
         message = f"cert_file and key_file are not a PEM certificate chain and its private key ({reason})"
         found.append(FieldProblem(path, message))
         return None
-    except OSError as exc:
-        which = "cert_file" if exc.filename == spec.cert_file else "key_file"
-        found.append(FieldProblem(f"{path}.{which}", f"cannot be read: {exc.strerror}"))
+    except OSError as exc:  # changed since checked above
+        found.append(FieldProblem(path, f"cannot be read: {exc.strerror}"))
         return None
     return context
 

@@ -9,6 +9,7 @@ import json
 import os
 import socket
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -284,3 +285,47 @@ def test_websocket_upgrade_through_tls(
         assert conn.recv(timeout=10) == "hello over tls"
         conn.send("name?")
         assert conn.recv(timeout=10) == "ws1"
+
+
+def test_forwarded_proto_from_the_client_is_replaced(
+    tls_router: RouterProcess, certs: Certs, backends: dict[str, Backend]
+) -> None:
+    tls_router.push_config(tls_snapshot(1, {HOST: certs.leaf(HOST)}, route(HOST, [backends["a1"].entry()])))
+    spoof = {"Host": HOST, "X-Forwarded-Proto": "https"}
+    with proxy_client(tls_router) as plain:  # a plain-HTTP client cannot pass itself off as HTTPS
+        assert plain.get("/", headers=spoof).json()["headers"]["x-forwarded-proto"] == "http"
+    with https_client(tls_router, certs) as client:
+        seen = client.get(
+            "/", headers={"Host": HOST, "X-Forwarded-Proto": "http"}, extensions={"sni_hostname": HOST}
+        )
+    assert seen.json()["headers"]["x-forwarded-proto"] == "https"
+
+
+def test_redirect_location_takes_no_host_or_port_from_the_client(
+    tls_router: RouterProcess, certs: Certs, backends: dict[str, Backend]
+) -> None:
+    secure = {**route(HOST, [backends["a1"].entry()]), "redirect_https": True}
+    tls_router.push_config(tls_snapshot(1, {HOST: certs.leaf(HOST)}, secure))
+    port = tls_router.tls_listen.rpartition(":")[2]
+    with proxy_client(tls_router) as plain:
+        with_port = plain.get("/a", headers={"Host": f"{HOST.upper()}.:9999"})
+    assert with_port.headers["location"] == f"https://{HOST}:{port}/a"
+    address, _, plain_port = tls_router.listen.rpartition(":")
+    with socket.create_connection((address, int(plain_port)), timeout=10) as sock:
+        # absolute form names another host: it wins over Host, is not routed, and nothing redirects there
+        sock.sendall(f"GET http://evil.example/a HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        status, headers, _ = read_response(sock.makefile("rb"))
+    assert status == 404
+    assert "location" not in headers
+
+
+def test_tls_handshake_that_never_starts_is_closed_after_the_header_timeout(
+    router_factory: Callable[..., RouterProcess], certs: Certs, backends: dict[str, Backend]
+) -> None:
+    router = router_factory(tls_listen="127.0.0.1:0", header_timeout=1)
+    router.push_config(tls_snapshot(1, {HOST: certs.leaf(HOST)}, route(HOST, [backends["a1"].entry()])))
+    address, _, port = router.tls_listen.rpartition(":")
+    with socket.create_connection((address, int(port)), timeout=15) as idle:
+        started = time.monotonic()
+        assert idle.recv(1) == b""  # closed by the router, not by our timeout
+        assert time.monotonic() - started < 10

@@ -1,0 +1,84 @@
+"""The local CA: created once with a private key file, leaves for route hosts, the renewal decision."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ssl
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from yunzhou.tls.local_ca import (
+    CA_CERT_FILE,
+    CA_KEY_FILE,
+    LEAF_LIFETIME,
+    LocalCA,
+    dns_names,
+    needs_renewal,
+    write_leaf,
+)
+
+
+def test_ca_is_created_once_with_an_owner_only_key(tmp_path: Path) -> None:
+    ca = LocalCA.open(tmp_path / "ca")
+    key_mode = stat.S_IMODE((tmp_path / "ca" / CA_KEY_FILE).stat().st_mode)
+    assert key_mode == 0o600
+    assert stat.S_IMODE((tmp_path / "ca").stat().st_mode) == 0o700
+    constraints = ca.certificate.extensions.get_extension_for_class(x509.BasicConstraints).value
+    assert constraints.ca
+    assert ca.certificate.subject == ca.certificate.issuer
+    again = LocalCA.open(tmp_path / "ca")  # loaded, not made anew: leaves issued before stay valid
+    assert again.certificate == ca.certificate
+    assert (tmp_path / "ca" / CA_CERT_FILE).read_bytes().startswith(b"-----BEGIN CERTIFICATE-----")
+
+
+def test_leaf_names_the_hosts_is_short_lived_ecdsa_and_chains_to_the_ca(tmp_path: Path) -> None:
+    ca = LocalCA.open(tmp_path / "ca")
+    hosts = ["orders.dev.shop.internal", "*.preview.shop.internal"]
+    leaf = ca.issue(hosts)
+    cert = leaf.certificate
+    assert dns_names(cert) == hosts
+    public_key = cert.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    assert public_key.curve.name == "secp256r1"
+    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert LEAF_LIFETIME <= lifetime <= LEAF_LIFETIME + dt.timedelta(minutes=10)
+    assert not cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usages) == [ExtendedKeyUsageOID.SERVER_AUTH]
+    cert.verify_directly_issued_by(ca.certificate)
+    assert leaf.chain_pem.count(b"BEGIN CERTIFICATE") == 2  # leaf, then the CA
+
+
+def test_written_leaf_loads_in_a_server_context_and_its_key_is_owner_only(tmp_path: Path) -> None:
+    ca = LocalCA.open(tmp_path / "ca")
+    cert_file, key_file = write_leaf(ca.issue(["a.internal"]), tmp_path / "leaves", "a")
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert b"PRIVATE KEY" not in cert_file.read_bytes()
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert_file, key_file)
+
+
+def test_renewal_is_due_with_a_third_of_the_lifetime_left(tmp_path: Path) -> None:
+    ca = LocalCA.open(tmp_path / "ca")
+    cert = ca.issue(["a.internal"], lifetime=dt.timedelta(days=30)).certificate
+    start = cert.not_valid_before_utc
+    lifetime = cert.not_valid_after_utc - start
+    assert not needs_renewal(cert, ["a.internal"], now=start + dt.timedelta(days=1))
+    assert not needs_renewal(cert, ["a.internal"], now=start + lifetime * 0.66)
+    assert needs_renewal(cert, ["a.internal"], now=start + lifetime * 0.67)
+    assert needs_renewal(cert, ["a.internal"], now=cert.not_valid_after_utc + dt.timedelta(days=1))
+
+
+def test_renewal_is_due_when_a_host_is_not_covered(tmp_path: Path) -> None:
+    cert = LocalCA.open(tmp_path / "ca").issue(["a.internal"]).certificate
+    assert needs_renewal(cert, ["a.internal", "b.internal"])
+    assert not needs_renewal(cert, ["a.internal"])
+
+
+def test_a_leaf_needs_a_host(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="at least one host"):
+        LocalCA.open(tmp_path / "ca").issue([])
