@@ -3,7 +3,17 @@
 A library: it knows nothing of the store, the use-cases or the reconcilers; they hand it settings.
 """
 
+from yunzhou.dns.powerdns import PowerDnsProvider, PowerDnsSettings
 from yunzhou.dns.records import DnsProvider, DnsRecord, RecordType, check_record
 from yunzhou.dns.rfc2136 import Rfc2136Provider, Rfc2136Settings
 
-__all__ = ["DnsProvider", "DnsRecord", "RecordType", "Rfc2136Provider", "Rfc2136Settings", "check_record"]
+__all__ = [
+    "DnsProvider",
+    "DnsRecord",
+    "PowerDnsProvider",
+    "PowerDnsSettings",
+    "RecordType",
+    "Rfc2136Provider",
+    "Rfc2136Settings",
+    "check_record",
+]

@@ -14,16 +14,14 @@ import dns.message
 import dns.name
 import dns.query
 import dns.rcode
-import dns.rdata
-import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.ANY.TXT
 import dns.tsig
 import dns.tsigkeyring
 import dns.update
 import dns.xfr
 import dns.zone
 
+from yunzhou.dns._rdata import to_rdata, value_text
 from yunzhou.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 from yunzhou.domain.errors import PermanentError, TemporaryError, YunzhouError
 
@@ -83,14 +81,14 @@ class Rfc2136Provider:
                     type_ = RecordType(dns.rdatatype.to_text(rdataset.rdtype))
                 except ValueError:
                     continue  # SOA, NS, … are the zone's own, not records we manage
-                values = tuple(sorted(_value_text(type_, rd, transferred.origin) for rd in rdataset))
+                values = tuple(sorted(value_text(type_, rd, transferred.origin) for rd in rdataset))
                 records.append(DnsRecord(absolute, type_, rdataset.ttl, values))
         return sorted(records, key=lambda r: (r.name, r.type))
 
     def upsert(self, zone: str, name: str, type: str, values: Iterable[str], ttl: int) -> DnsRecord:
         record = check_record(zone, name, type, values, ttl)
         update = self._update(check_zone(zone))
-        rdatas = [_rdata(record.type, v) for v in record.values]
+        rdatas = [to_rdata(record.type, v) for v in record.values]
         update.replace(record.name + ".", record.ttl, *rdatas)
         self._send(update, f"replacing {record.type} {record.name}")
         return record
@@ -163,17 +161,3 @@ class Rfc2136Provider:
                 f"{self.settings.key_name!r}?)"
             )
         raise error
-
-
-def _rdata(type_: RecordType, value: str) -> dns.rdata.Rdata:
-    if type_ is RecordType.TXT:  # built from bytes: no quoting, so no value can change the record's shape
-        return dns.rdtypes.ANY.TXT.TXT(dns.rdataclass.IN, dns.rdatatype.TXT, [value.encode()])
-    text = value + "." if type_ is RecordType.CNAME else value
-    return dns.rdata.from_text(dns.rdataclass.IN, type_.value, text)
-
-
-def _value_text(type_: RecordType, rdata: dns.rdata.Rdata, origin: dns.name.Name) -> str:
-    if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
-        return "".join(s.decode("ascii", "replace") for s in rdata.strings)
-    text: str = rdata.to_text(origin=origin, relativize=False)
-    return text.rstrip(".") if type_ is RecordType.CNAME else text

@@ -17,6 +17,7 @@ import secrets
 import shutil
 import sqlite3
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 
@@ -57,6 +58,7 @@ class _ServerProcess:
         self.workdir = workdir
         self.zone = zone
         self.dns_port = free_port()
+        workdir.mkdir(parents=True, exist_ok=True)
         self.child = ChildProcess(self.name, workdir / f"{self.name}.log")
 
     def _start(self, argv: Sequence[str], ready: Callable[[], bool]) -> None:
@@ -152,9 +154,8 @@ class PowerDnsServer(_ServerProcess):
         assert binary, PDNS_MISSING
         assert PDNS_SCHEMA.is_file(), PDNS_MISSING
         db = self.workdir / "pdns.sqlite3"
-        with sqlite3.connect(db) as conn:
+        with closing(sqlite3.connect(db)) as conn:
             conn.executescript(PDNS_SCHEMA.read_text())
-        conn.close()
         (self.workdir / "pdns.conf").write_text("")  # not the packaged /etc/powerdns/pdns.conf
         settings = {
             "config-dir": self.workdir,

@@ -10,10 +10,10 @@ import dns.rdatatype
 import dns.resolver
 import pytest
 
-from yunzhou.dns import DnsProvider, Rfc2136Provider, Rfc2136Settings
-from yunzhou.testing.dns_servers import ZONE, KnotServer
+from yunzhou.dns import DnsProvider, PowerDnsProvider, PowerDnsSettings, Rfc2136Provider, Rfc2136Settings
+from yunzhou.testing.dns_servers import ZONE, KnotServer, PowerDnsServer
 
-PROVIDERS = ["rfc2136-knot"]
+PROVIDERS = ["rfc2136-knot", "powerdns"]
 
 
 @dataclass
@@ -59,9 +59,23 @@ def rfc2136_settings(knot: KnotServer, **overrides: object) -> Rfc2136Settings:
     return Rfc2136Settings(**fields)  # type: ignore[arg-type]
 
 
+@pytest.fixture
+def pdns(tmp_path: Path) -> Iterator[PowerDnsServer]:
+    with PowerDnsServer(tmp_path / "pdns") as server:
+        yield server
+
+
+def powerdns_settings(pdns: PowerDnsServer, **overrides: object) -> PowerDnsSettings:
+    fields: dict[str, object] = {"api_url": pdns.api_url, "api_key": pdns.api_key}
+    fields.update(overrides)
+    return PowerDnsSettings(**fields)  # type: ignore[arg-type]
+
+
 @pytest.fixture(params=PROVIDERS)
 def case(request: pytest.FixtureRequest) -> ProviderCase:
+    assert request.param in PROVIDERS
     if request.param == "rfc2136-knot":
         knot: KnotServer = request.getfixturevalue("knot")
         return ProviderCase(Rfc2136Provider(rfc2136_settings(knot)), knot.dns_port)
-    raise AssertionError(request.param)
+    pdns: PowerDnsServer = request.getfixturevalue("pdns")
+    return ProviderCase(PowerDnsProvider(powerdns_settings(pdns)), pdns.dns_port)
