@@ -5,6 +5,7 @@ Certificates come from the local CA (yunzhou.tls.local_ca); clients verify the c
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from cryptography import x509
+from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from yunzhou.domain.errors import UserError
@@ -329,3 +331,31 @@ def test_tls_handshake_that_never_starts_is_closed_after_the_header_timeout(
         started = time.monotonic()
         assert idle.recv(1) == b""  # closed by the router, not by our timeout
         assert time.monotonic() - started < 10
+
+
+def test_access_policy_applies_over_https_and_to_upgrades_through_tls(
+    tls_router: RouterProcess, certs: Certs, backend_factory: Callable[..., Backend]
+) -> None:
+    ws = backend_factory("ws1", WS_SCRIPT)
+    doc = tls_snapshot(1, {HOST: certs.leaf(HOST)}, {**route(HOST, [ws.entry()]), "hsts_max_age": 60})
+    doc["callers"] = {hashlib.sha256(b"tok-web").hexdigest(): "shop/dev/web"}
+    strict = {"access": {"default": "deny", "allow": ["web"], "external": False}}
+    doc["policies"] = {"shop/dev/orders": {"traffic": strict, "split": {"stable": 100}}}
+    tls_router.push_config(doc)
+    with https_client(tls_router, certs) as client:
+        outside = https_get(client, HOST, "/plain")
+        inside = client.get(
+            "/plain",
+            headers={"Host": HOST, "x-yunzhou-caller-token": "tok-web"},
+            extensions={"sni_hostname": HOST},
+        )
+    assert outside.status_code == 403
+    assert outside.headers["strict-transport-security"] == "max-age=60"  # router answers carry it too
+    assert inside.status_code == 200
+    address, _, port = tls_router.tls_listen.rpartition(":")
+    sock = socket.create_connection((address, int(port)), timeout=10)
+    with pytest.raises(InvalidStatus) as refused:  # the handshake through TLS meets the policy
+        connect(
+            f"wss://{HOST}/echo", sock=sock, ssl=certs.client_context(), server_hostname=HOST, open_timeout=10
+        )
+    assert refused.value.response.status_code == 403
