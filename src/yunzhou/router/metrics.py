@@ -84,6 +84,7 @@ class RouterMetrics:
         self.header_timeouts: int = 0
         self.body_timeouts: int = 0
         self.connections_refused: int = 0
+        self.tls_unknown_names: int = 0  # TLS handshakes refused: no certificate for the SNI name, no default
         self.upstream_connections: int = 0
         # traffic policy: (kind, app, detail) → count; kinds are the keys of POLICY_COUNTERS
         self.policy_events: dict[tuple[str, str, str], int] = {}
@@ -132,6 +133,9 @@ class RouterMetrics:
             self.backend_in_flight[backend_id] = left
         else:
             del self.backend_in_flight[backend_id]  # keeps the map as small as the set of busy backends
+
+    def tls_name_unknown(self) -> None:
+        self.tls_unknown_names += 1
 
     def connect_failed(self, app: str, backend_id: str) -> None:
         key = (app, backend_id)
@@ -269,6 +273,12 @@ class RouterMetrics:
                 "counter",
                 "Connections answered 429 and closed: the address had --max-connections-per-client open.",
                 self.connections_refused,
+            ),
+            (
+                "yunzhou_router_tls_unknown_name_total",
+                "counter",
+                "TLS handshakes refused: no certificate for the SNI name (or none sent) and no default.",
+                self.tls_unknown_names,
             ),
             (
                 "yunzhou_router_client_connections",

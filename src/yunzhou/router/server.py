@@ -317,7 +317,7 @@ async def serve(settings: Settings) -> int:
             settings.tls_listen[0],
             settings.tls_listen[1],
             backlog=2048,
-            ssl=listener_context(lambda: router.certificates),
+            ssl=listener_context(lambda: router.certificates, router.metrics.tls_name_unknown),
             ssl_handshake_timeout=settings.header_timeout,
         )
         tls_listen = tls_server.sockets[0].getsockname()[:2]

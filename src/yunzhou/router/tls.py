@@ -200,13 +200,15 @@ def load_certificates(specs: dict[str, CertificateSpec], previous: Certificates)
     return Certificates(specs, contexts, stamps)
 
 
-def listener_context(current: Callable[[], Certificates]) -> ssl.SSLContext:
-    """The listener's context: each handshake takes the context ``current()`` has for its SNI name."""
+def listener_context(current: Callable[[], Certificates], unknown: Callable[[], None]) -> ssl.SSLContext:
+    """The listener's context: each handshake takes the context ``current()`` has for its SNI name;
+    ``unknown()`` is called for each handshake refused for want of a certificate."""
     base = server_context()
 
     def pick(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> int | None:
         context = current().context_for(server_name)
         if context is None:
+            unknown()
             return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
         sock.context = context
         return None

@@ -25,7 +25,7 @@ from yunzhou.domain.errors import UserError
 from yunzhou.router import RouterProcess
 from yunzhou.tls.local_ca import LocalCA, write_leaf
 
-from .conftest import Backend, admin_client, proxy_client, read_response, route, snapshot
+from .conftest import Backend, admin_client, metric_value, proxy_client, read_response, route, snapshot
 
 HOST = "orders.dev.shop.localhost"
 HOST2 = "billing.dev.shop.localhost"
@@ -145,6 +145,7 @@ def test_wildcard_and_default_certificates_for_unlisted_names(
     insecure.verify_mode = ssl.CERT_NONE
     with pytest.raises(ssl.SSLError):  # no SNI at all and no default: refused too
         tls_socket(tls_router, None, insecure).close()
+    assert metric_value(tls_router.metrics_text(), "yunzhou_router_tls_unknown_name_total") == 2
 
     tls_router.push_config(
         tls_snapshot(
