@@ -1,8 +1,10 @@
-"""DNS providers behind one interface (docs/dns.md): RFC 2136 + TSIG and the PowerDNS HTTP API.
+"""DNS providers behind one interface (docs/dns.md): RFC 2136 + TSIG, the PowerDNS HTTP API,
+and a hosts-file block for the local target.
 
 A library: it knows nothing of the store, the use-cases or the reconcilers; they hand it settings.
 """
 
+from yunzhou.dns.local import LocalDnsProvider, LocalDnsSettings
 from yunzhou.dns.powerdns import PowerDnsProvider, PowerDnsSettings
 from yunzhou.dns.records import DnsProvider, DnsRecord, RecordType, check_record
 from yunzhou.dns.rfc2136 import Rfc2136Provider, Rfc2136Settings
@@ -10,6 +12,8 @@ from yunzhou.dns.rfc2136 import Rfc2136Provider, Rfc2136Settings
 __all__ = [
     "DnsProvider",
     "DnsRecord",
+    "LocalDnsProvider",
+    "LocalDnsSettings",
     "PowerDnsProvider",
     "PowerDnsSettings",
     "RecordType",
