@@ -10,7 +10,13 @@ import dns.rdatatype
 import dns.resolver
 import pytest
 
-from yunzhou.dns import DnsProvider, PowerDnsProvider, PowerDnsSettings, Rfc2136Provider, Rfc2136Settings
+from yunzhou.names.dns import (
+    DnsProvider,
+    PowerDnsProvider,
+    PowerDnsSettings,
+    Rfc2136Provider,
+    Rfc2136Settings,
+)
 from yunzhou.testing.dns_servers import ZONE, KnotServer, PowerDnsServer
 
 PROVIDERS = ["rfc2136-knot", "powerdns"]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from yunzhou.dns import DnsRecord, LocalDnsProvider, LocalDnsSettings, RecordType
-from yunzhou.dns.local import BEGIN, END
 from yunzhou.domain.errors import PermanentError, UserError
+from yunzhou.names.dns import DnsRecord, LocalDnsProvider, LocalDnsSettings, RecordType
+from yunzhou.names.dns.local import BEGIN, END
 
 ZONE = "localhost"
 APP = "orders.dev.shop.localhost"

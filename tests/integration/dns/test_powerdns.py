@@ -8,8 +8,8 @@ import socket
 import pytest
 
 from tests.integration.dns.conftest import powerdns_settings
-from yunzhou.dns import PowerDnsProvider, PowerDnsSettings
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
+from yunzhou.names.dns import PowerDnsProvider, PowerDnsSettings
 from yunzhou.testing.dns_servers import ZONE, PowerDnsServer
 from yunzhou.testing.server import free_port
 

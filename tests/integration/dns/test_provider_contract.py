@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from tests.integration.dns.conftest import ProviderCase
-from yunzhou.dns import DnsRecord, RecordType
 from yunzhou.domain.errors import UserError
+from yunzhou.names.dns import DnsRecord, RecordType
 from yunzhou.testing.polling import wait_until
 
 APP = "orders.dev.shop.example.test"

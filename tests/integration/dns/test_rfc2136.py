@@ -10,8 +10,8 @@ import socket
 import pytest
 
 from tests.integration.dns.conftest import rfc2136_settings
-from yunzhou.dns import Rfc2136Provider
 from yunzhou.domain.errors import PermanentError, TemporaryError
+from yunzhou.names.dns import Rfc2136Provider
 from yunzhou.testing.dns_servers import ZONE, KnotServer
 from yunzhou.testing.server import free_port
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from yunzhou.dns import DnsRecord, RecordType, check_record
 from yunzhou.domain.errors import UserError
+from yunzhou.names.dns import DnsRecord, RecordType, check_record
 
 ZONE = "example.test"
 

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from yunzhou.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 from yunzhou.domain.errors import PermanentError
+from yunzhou.names.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 
 BEGIN = "# BEGIN yunzhou names (written by yunzhou from its DNS records; edits inside this block are lost)"
 END = "# END yunzhou names"
@@ -42,7 +42,7 @@ class LocalDnsSettings:
 
 
 class LocalDnsProvider:
-    """:class:`yunzhou.dns.DnsProvider` for the local target (see the module's docstring)."""
+    """:class:`yunzhou.names.dns.DnsProvider` for the local target (see the module's docstring)."""
 
     def __init__(self, settings: LocalDnsSettings) -> None:
         self.settings = settings

@@ -21,9 +21,9 @@ import dns.update
 import dns.xfr
 import dns.zone
 
-from yunzhou.dns._rdata import to_rdata, value_text
-from yunzhou.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 from yunzhou.domain.errors import PermanentError, TemporaryError, YunzhouError
+from yunzhou.names.dns._rdata import to_rdata, value_text
+from yunzhou.names.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1")
 
@@ -41,7 +41,7 @@ class Rfc2136Settings:
 
 
 class Rfc2136Provider:
-    """:class:`yunzhou.dns.DnsProvider` over RFC 2136 + TSIG."""
+    """:class:`yunzhou.names.dns.DnsProvider` over RFC 2136 + TSIG."""
 
     def __init__(self, settings: Rfc2136Settings) -> None:
         if settings.key_algorithm not in TSIG_ALGORITHMS:

@@ -8,7 +8,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 
-from yunzhou.dns.records import RecordType
+from yunzhou.names.dns.records import RecordType
 
 
 def to_rdata(type_: RecordType, value: str) -> dns.rdata.Rdata:
@@ -20,7 +20,7 @@ def to_rdata(type_: RecordType, value: str) -> dns.rdata.Rdata:
 
 
 def value_text(type_: RecordType, rdata: dns.rdata.Rdata, origin: dns.name.Name = dns.name.root) -> str:
-    """The value as :class:`yunzhou.dns.DnsRecord` holds it: TXT strings joined, names without the dot."""
+    """The value as :class:`DnsRecord` holds it: TXT strings joined, names without the dot."""
     if isinstance(rdata, dns.rdtypes.ANY.TXT.TXT):
         return "".join(s.decode("ascii", "replace") for s in rdata.strings)
     text: str = rdata.to_text(origin=origin, relativize=False)

@@ -11,9 +11,9 @@ from urllib.parse import quote
 import dns.exception
 import httpx
 
-from yunzhou.dns._rdata import from_presentation, presentation
-from yunzhou.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
+from yunzhou.names.dns._rdata import from_presentation, presentation
+from yunzhou.names.dns.records import DnsRecord, RecordType, check_name, check_record, check_type, check_zone
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class PowerDnsSettings:
 
 
 class PowerDnsProvider:
-    """:class:`yunzhou.dns.DnsProvider` over the PowerDNS HTTP API."""
+    """:class:`yunzhou.names.dns.DnsProvider` over the PowerDNS HTTP API."""
 
     def __init__(self, settings: PowerDnsSettings) -> None:
         self.settings = settings
