@@ -172,3 +172,29 @@ def needs_renewal(certificate: x509.Certificate, hosts: list[str], now: dt.datet
     if now >= end - (end - start) / 3:
         return True
     return not set(hosts) <= set(dns_names(certificate))
+
+
+def _file_stem(host: str) -> str:
+    return host.replace("*", "_wildcard")
+
+
+def ensure_leaves(
+    ca: LocalCA, hosts: list[str], directory: Path, now: dt.datetime | None = None
+) -> dict[str, dict[str, str]]:
+    """One leaf per host under ``directory`` (``<host>.pem`` and ``<host>.key``), issued when missing, due
+    for renewal or not signed by ``ca``; returns the router snapshot's ``certificates`` section for them.
+
+    Files are replaced whole (rename), so the router, which reloads a certificate whose files changed,
+    sees either the old pair or the new one once the snapshot naming them is pushed.
+    """
+    section: dict[str, dict[str, str]] = {}
+    for host in hosts:
+        stem = _file_stem(host)
+        cert_path, key_path = directory / f"{stem}.pem", directory / f"{stem}.key"
+        current: x509.Certificate | None = None
+        if cert_path.exists() and key_path.exists():
+            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        if current is None or current.issuer != ca.certificate.subject or needs_renewal(current, [host], now):
+            write_leaf(ca.issue([host]), directory, stem)
+        section[host] = {"cert_file": str(cert_path), "key_file": str(key_path)}
+    return section

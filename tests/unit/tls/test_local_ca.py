@@ -18,6 +18,7 @@ from yunzhou.tls.local_ca import (
     LEAF_LIFETIME,
     LocalCA,
     dns_names,
+    ensure_leaves,
     needs_renewal,
     write_leaf,
 )
@@ -82,3 +83,23 @@ def test_renewal_is_due_when_a_host_is_not_covered(tmp_path: Path) -> None:
 def test_a_leaf_needs_a_host(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one host"):
         LocalCA.open(tmp_path / "ca").issue([])
+
+
+def test_ensure_leaves_issues_once_and_renews_when_due(tmp_path: Path) -> None:
+    ca = LocalCA.open(tmp_path / "ca")
+    hosts = ["a.internal", "*.dev.internal"]
+    section = ensure_leaves(ca, hosts, tmp_path / "leaves")
+    assert sorted(section) == sorted(hosts)
+    wildcard = Path(section["*.dev.internal"]["cert_file"])
+    assert wildcard.name == "_wildcard.dev.internal.pem"
+    first = x509.load_pem_x509_certificate(wildcard.read_bytes())
+    assert dns_names(first) == ["*.dev.internal"]
+    ensure_leaves(ca, hosts, tmp_path / "leaves")  # not due: the same certificate
+    assert x509.load_pem_x509_certificate(wildcard.read_bytes()).serial_number == first.serial_number
+    later = first.not_valid_before_utc + dt.timedelta(days=25)  # under a third of 30 days left
+    ensure_leaves(ca, hosts, tmp_path / "leaves", now=later)
+    renewed = x509.load_pem_x509_certificate(wildcard.read_bytes())
+    assert renewed.serial_number != first.serial_number
+    key_file = Path(section["*.dev.internal"]["key_file"])
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(wildcard, key_file)  # the new pair matches
