@@ -1,6 +1,6 @@
 """TLS termination by a real router process: SNI, hot swap, redirects, HSTS, keys kept out of sight.
 
-Certificates come from the local CA (yunzhou.tls.local_ca); clients verify the chain against that CA.
+Certificates come from the local CA (yunzhou.names.tls.local_ca); clients verify the chain against that CA.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from yunzhou.domain.errors import UserError
+from yunzhou.names.tls.local_ca import LocalCA, write_leaf
 from yunzhou.router import RouterProcess
-from yunzhou.tls.local_ca import LocalCA, write_leaf
 
 from .conftest import Backend, admin_client, metric_value, proxy_client, read_response, route, snapshot
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from yunzhou.domain.errors import UserError
+from yunzhou.names.tls.local_ca import LocalCA, write_leaf
 from yunzhou.router import parse_snapshot
 from yunzhou.router.tls import NO_CERTIFICATES, load_certificates
-from yunzhou.tls.local_ca import LocalCA, write_leaf
 
 HOST = "orders.dev.shop.localhost"
 

@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from yunzhou.tls.local_ca import (
+from yunzhou.names.tls.local_ca import (
     CA_CERT_FILE,
     CA_KEY_FILE,
     LEAF_LIFETIME,
