@@ -170,7 +170,7 @@ class AppService:
                 cluster = get_environment(s, project, env)[1].target != TARGET_LOCAL
             document, unpinned = pinning.pin(project, workload.to_dict(), runs_outside_images=cluster)
         kept: list[FieldProblem] = []
-        if image is None:  # image "." without a build: a redeploy keeps the app's built image
+        if image is None and artifact is None:  # image "." and no source: a redeploy keeps the built image
             image, kept = self._built_image_kept(project, env, workload)
         checked = self._check_signed(project, env, document, image)  # network too: before the transaction
         with self.ctx.db.transaction() as s:

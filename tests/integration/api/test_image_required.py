@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import UnixClock, score
+from tests.helpers import UnixClock, score, upload_source
 from yunzhou.domain.errors import UserError
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.store import Database
@@ -51,7 +51,7 @@ def test_a_release_without_an_image_is_refused_and_nothing_is_written(cp: Contro
 
 
 def test_a_redeploy_without_a_build_keeps_the_built_image_as_do_config_changes_and_restarts(
-    cp: ControlPlane,
+    cp: ControlPlane, tmp_path: Path
 ) -> None:
     cp.ctx.local_runs_images = True
     built = score(image=".", command=["python3", "app.py"], variables={"DEBUG": "${resources.env.DEBUG}"})
@@ -63,6 +63,10 @@ def test_a_redeploy_without_a_build_keeps_the_built_image_as_do_config_changes_a
     assert note["path"] == "containers.web.image"
     assert note["message"].startswith("'.' is the image built from the app's source and no build ran")
     assert f"keeps release 1's image {BUILT}" in note["message"]
+    # new source without a build does not get the old image: on this server it has nothing to run
+    upload = upload_source(cp, tmp_path / "src", {"app.py": "print('v2')\n"})
+    with pytest.raises(UserError, match=r"containers\.web\.image: this server runs every instance"):
+        cp.apps.deploy(SYSTEM, "shop", "dev", built, None, upload)
     cp.config.update(SYSTEM, "shop", "dev", None, {"DEBUG": "1"}, [], None)  # a config release
     cp.healing.restart(SYSTEM, "shop", "dev", "orders", "test")  # a restart release
     assert releases(cp) == [(1, BUILT), (2, BUILT), (3, BUILT), (4, BUILT)]
