@@ -123,6 +123,11 @@ class Environment(Base):
     # (server defaults only: an insert through the table that names neither works at older revisions too)
     require_signed_images: Mapped[bool] = mapped_column(Boolean, server_default=false())
     egress: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    # names (docs/names.md): the DNS naming rule {provider, zone, rule, policy, ttl, target}; None: no records
+    names: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # HTTPS for the environment's routes: None/"off", "local" (the platform's CA), "acme", or on a cluster
+    # "issuer:NAME" / "cluster-issuer:NAME" (an existing cert-manager issuer)
+    tls: Mapped[str | None] = mapped_column(String(100))
     version: Mapped[int] = mapped_column(Integer, default=1)
     project: Mapped[Project] = relationship()
     __mapper_args__ = {"version_id_col": version}
@@ -499,6 +504,59 @@ class RouteClaim(Base):
     path: Mapped[str] = mapped_column(String(2048))  # normalised: no trailing '/', '/' for the root
     app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+
+
+# --- names (docs/names.md) ---
+class DnsProviderRow(Base):
+    """A DNS server the platform writes records to; its secret (TSIG key, API key) is sealed."""
+
+    __tablename__ = "dns_providers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    kind: Mapped[str] = mapped_column(String(20))  # rfc2136 | powerdns | local
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)  # everything but the secret
+    secret_ciphertext: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class DnsRecordRow(Base):
+    """A record set the platform owns at a provider (ownership lives here, not in TXT records). It stays
+    after its app is gone until the names reconciler removed it from the provider (policy ``sync``)."""
+
+    __tablename__ = "dns_records"
+    __table_args__ = (UniqueConstraint("provider", "zone", "name", "type"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provider: Mapped[str] = mapped_column(String(63))
+    zone: Mapped[str] = mapped_column(String(253))
+    name: Mapped[str] = mapped_column(String(253))
+    type: Mapped[str] = mapped_column(String(10))
+    values: Mapped[list[str]] = mapped_column(JSON)
+    ttl: Mapped[int] = mapped_column(Integer)
+    owner: Mapped[str] = mapped_column(String(200))  # project/env/app, kept when the app goes
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", ondelete="SET NULL"), index=True)
+    environment_id: Mapped[int | None] = mapped_column(ForeignKey("environments.id", ondelete="SET NULL"))
+    state: Mapped[str] = mapped_column(String(20))  # pending | synced | conflict | error | retained
+    message: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class CustomDomain(Base):
+    """A host of the user's own that an app asks to serve; routed only once its TXT challenge is seen."""
+
+    __tablename__ = "custom_domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    host: Mapped[str] = mapped_column(String(253), unique=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
+    token: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(20))  # pending | verified | failed
+    message: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    checked_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
 
 
 # --- builds ---
