@@ -1,6 +1,8 @@
 """Real authoritative DNS servers for tests, each on free loopback ports with its own temp dir:
 
 - :class:`KnotServer` — Debian's ``knot``: one zone, RFC 2136 updates and AXFR allowed for one TSIG key.
+- :class:`BindServer` — Debian's ``bind9`` (``named``): the same, from a generated ``named.conf`` in the
+  temp dir (never the system's ``/etc/bind``).
 - :class:`PowerDnsServer` — Debian's ``pdns-server`` + ``pdns-backend-sqlite3``: the HTTP API with an API
   key, one zone created through that API.
 
@@ -32,6 +34,7 @@ from yunzhou.testing.polling import wait_until
 from yunzhou.testing.server import free_port
 
 KNOT_MISSING = "Debian's knot package is needed (apt-get install knot)"
+BIND_MISSING = "Debian's BIND 9 is needed (apt-get install bind9 bind9-dnsutils)"
 PDNS_MISSING = "Debian's PowerDNS is needed (apt-get install pdns-server pdns-backend-sqlite3)"
 PDNS_SCHEMA = Path("/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql")
 ZONE = "example.test"
@@ -73,16 +76,29 @@ class _ServerProcess:
         self.child.stop(timeout=20)
 
 
-class KnotServer(_ServerProcess):
-    """``with KnotServer(tmp_path) as knot:`` → ``knot.dns_port``, ``knot.key_name``, ``knot.key_secret``."""
-
-    name = "knotd"
+class _TsigPrimary(_ServerProcess):
+    """A primary for one zone taking RFC 2136 updates and AXFR signed with one random TSIG key:
+    ``dns_port``, ``key_name``, ``key_algorithm``, ``key_secret``."""
 
     def __init__(self, workdir: Path, zone: str = ZONE) -> None:
         super().__init__(workdir, zone)
         self.key_name = TSIG_KEY_NAME
         self.key_algorithm = TSIG_ALGORITHM
         self.key_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+
+    def zone_file(self) -> str:
+        z = self.zone + "."
+        return (
+            f"$ORIGIN {z}\n$TTL 300\n"
+            f"@ SOA ns1.{z} hostmaster.{z} 1 3600 600 86400 300\n"
+            f"@ NS ns1.{z}\nns1 A 127.0.0.1\n"
+        )
+
+
+class KnotServer(_TsigPrimary):
+    """``with KnotServer(tmp_path) as knot:`` → ``knot.dns_port``, ``knot.key_name``, ``knot.key_secret``."""
+
+    name = "knotd"
 
     def config(self) -> str:
         # knot.conf is YAML; every value is a JSON string, so no input can change the structure.
@@ -117,14 +133,6 @@ class KnotServer(_ServerProcess):
             ]
         )
 
-    def zone_file(self) -> str:
-        z = self.zone + "."
-        return (
-            f"$ORIGIN {z}\n$TTL 300\n"
-            f"@ SOA ns1.{z} hostmaster.{z} 1 3600 600 86400 300\n"
-            f"@ NS ns1.{z}\nns1 A 127.0.0.1\n"
-        )
-
     def __enter__(self) -> KnotServer:
         binary = shutil.which("knotd")
         assert binary, KNOT_MISSING
@@ -134,6 +142,67 @@ class KnotServer(_ServerProcess):
         conf = self.workdir / "knot.conf"
         conf.write_text(self.config())
         self._start([binary, "-c", str(conf)], ready=self._zone_served)
+        return self
+
+
+def _bind_string(value: object) -> str:
+    """A named.conf string literal; values with a quote, backslash or newline are refused, not escaped,
+    so no value can change the configuration's structure."""
+    text = str(value)
+    if any(c in text for c in '"\\\n;{}'):
+        raise ValueError(f"not allowed in a named.conf string: {text!r}")
+    return f'"{text}"'
+
+
+class BindServer(_TsigPrimary):
+    """``with BindServer(tmp_path) as bind:`` → the same attributes as :class:`KnotServer`. ``named -g``
+    (foreground, log to stderr) with ``-c`` a generated config: its own directory, no control channel
+    (so it never reads ``/etc/bind/rndc.key``), no recursion, one thread."""
+
+    name = "named"
+
+    def config(self) -> str:
+        d = self.workdir
+        q = _bind_string
+        key = q(self.key_name)
+        return "\n".join(
+            [
+                "options {",
+                f"  directory {q(d)};",
+                f"  pid-file {q(d / 'named.pid')};",
+                f"  session-keyfile {q(d / 'session.key')};",
+                f"  managed-keys-directory {q(d)};",
+                f"  listen-on port {int(self.dns_port)} {{ 127.0.0.1; }};",
+                "  listen-on-v6 { none; };",
+                f"  bindkeys-file {q(d / 'bind.keys')};",  # absent: built-in, not /etc/bind/bind.keys
+                "  dnssec-validation no;",
+                "  recursion no;",
+                "  allow-query { any; };",
+                "  notify no;",
+                "};",
+                "controls { };",
+                f"key {key} {{",
+                f"  algorithm {q(self.key_algorithm)};",
+                f"  secret {q(self.key_secret)};",
+                "};",
+                f"zone {q(self.zone)} {{",
+                "  type primary;",
+                f"  file {q(d / 'zones' / (self.zone + '.zone'))};",
+                f"  update-policy {{ grant {key} zonesub ANY; }};",
+                f"  allow-transfer {{ key {key}; }};",
+                "};",
+                "",
+            ]
+        )
+
+    def __enter__(self) -> BindServer:
+        binary = shutil.which("named")
+        assert binary, BIND_MISSING
+        (self.workdir / "zones").mkdir(parents=True, exist_ok=True)
+        (self.workdir / "zones" / f"{self.zone}.zone").write_text(self.zone_file())
+        conf = self.workdir / "named.conf"
+        conf.write_text(self.config())
+        self._start([binary, "-g", "-n", "1", "-c", str(conf)], ready=self._zone_served)
         return self
 
 

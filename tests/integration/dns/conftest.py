@@ -17,9 +17,9 @@ from yunzhou.names.dns import (
     Rfc2136Provider,
     Rfc2136Settings,
 )
-from yunzhou.testing.dns_servers import ZONE, KnotServer, PowerDnsServer
+from yunzhou.testing.dns_servers import ZONE, BindServer, KnotServer, PowerDnsServer
 
-PROVIDERS = ["rfc2136-knot", "powerdns"]
+PROVIDERS = ["rfc2136-knot", "rfc2136-bind", "powerdns"]
 
 
 @dataclass
@@ -53,13 +53,19 @@ def knot(tmp_path: Path) -> Iterator[KnotServer]:
         yield server
 
 
-def rfc2136_settings(knot: KnotServer, **overrides: object) -> Rfc2136Settings:
+@pytest.fixture
+def bind(tmp_path: Path) -> Iterator[BindServer]:
+    with BindServer(tmp_path / "bind") as server:
+        yield server
+
+
+def rfc2136_settings(server: KnotServer | BindServer, **overrides: object) -> Rfc2136Settings:
     fields: dict[str, object] = {
         "server": "127.0.0.1",
-        "port": knot.dns_port,
-        "key_name": knot.key_name,
-        "key_secret": knot.key_secret,
-        "key_algorithm": knot.key_algorithm,
+        "port": server.dns_port,
+        "key_name": server.key_name,
+        "key_secret": server.key_secret,
+        "key_algorithm": server.key_algorithm,
     }
     fields.update(overrides)
     return Rfc2136Settings(**fields)  # type: ignore[arg-type]
@@ -80,8 +86,8 @@ def powerdns_settings(pdns: PowerDnsServer, **overrides: object) -> PowerDnsSett
 @pytest.fixture(params=PROVIDERS)
 def case(request: pytest.FixtureRequest) -> ProviderCase:
     assert request.param in PROVIDERS
-    if request.param == "rfc2136-knot":
-        knot: KnotServer = request.getfixturevalue("knot")
-        return ProviderCase(Rfc2136Provider(rfc2136_settings(knot)), knot.dns_port)
+    if request.param.startswith("rfc2136-"):
+        primary: KnotServer | BindServer = request.getfixturevalue(request.param.removeprefix("rfc2136-"))
+        return ProviderCase(Rfc2136Provider(rfc2136_settings(primary)), primary.dns_port)
     pdns: PowerDnsServer = request.getfixturevalue("pdns")
     return ProviderCase(PowerDnsProvider(powerdns_settings(pdns)), pdns.dns_port)
