@@ -183,6 +183,7 @@ class AppController:
                 namespace=env.namespace,
                 image=pinned_image(release.image),
                 egress=env.egress,
+                tls=env.tls,
                 replace_instances=_replacing(rollout),
                 resource_outputs={}
                 if app.removing

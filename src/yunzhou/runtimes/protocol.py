@@ -51,6 +51,9 @@ class AppIntent:
     image: str | None = None
     # the environment's egress policy: instances may reach the outside (the local target's NAT)
     egress: bool = True
+    # the environment's HTTPS setting (Environment.tls; domain/tls_mode.py): None/"off", "local", "acme",
+    # "issuer:NAME", "cluster-issuer:NAME"
+    tls: str | None = None
 
     def secret_values(self) -> frozenset[str]:
         """The decrypted values of the intent's ``secret`` resources (for redaction)."""

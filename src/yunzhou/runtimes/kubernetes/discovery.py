@@ -1,5 +1,5 @@
-"""Which optional APIs a cluster serves (prometheus-operator, Istio, Gateway API, KEDA, HPA v2), found by API
-discovery and cached per cluster, so the renderer only produces objects the cluster can hold.
+"""Which optional APIs a cluster serves (prometheus-operator, Istio, Gateway API, KEDA, cert-manager, HPA v2),
+found by API discovery and cached per cluster, so the renderer only produces objects the cluster can hold.
 
 Discovery reads ``/apis`` once and ``/apis/<group>/<version>`` for the groups Yunzhou can render to; the
 answer is reused for ``ttl`` seconds (a CRD installed later is seen after that, or at once after
@@ -25,6 +25,7 @@ OPTIONAL_APIS: dict[str, tuple[str, ...]] = {
     "security.istio.io/v1": ("AuthorizationPolicy", "PeerAuthentication"),
     "gateway.networking.k8s.io/v1": ("HTTPRoute",),
     "keda.sh/v1alpha1": ("ScaledObject",),
+    "cert-manager.io/v1": ("Certificate", "Issuer"),
 }
 # Where each CRD kind comes from, for the "not rendered because…" notes.
 PROVIDERS = {
@@ -33,6 +34,7 @@ PROVIDERS = {
     "security.istio.io/v1": "Istio's CRDs",
     "gateway.networking.k8s.io/v1": "the Gateway API CRDs",
     "keda.sh/v1alpha1": "KEDA's CRDs",
+    "cert-manager.io/v1": "cert-manager",
     "autoscaling/v2": "Kubernetes ≥ 1.23",
 }
 DISCOVERY_TTL = 300.0

@@ -20,9 +20,11 @@ from yunzhou.domain.image_refs import container_images
 from yunzhou.domain.score import Container, Workload, parse_score, substitute
 from yunzhou.domain.score import Probe as ScoreProbe
 from yunzhou.domain.settings import RolloutStrategy, progress_deadline
+from yunzhou.domain.tls_mode import parse_tls_mode
 from yunzhou.runtimes.kubernetes.images import PULL_SECRET, container_image, harden
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
+from yunzhou.runtimes.kubernetes.render_tls import AcmeIssuer, render_tls
 from yunzhou.runtimes.kubernetes.render_traffic import (
     Split,
     canary_objects,
@@ -40,7 +42,7 @@ CHECKSUM = "yunzhou.io/config-checksum"
 # apply order: what others reference comes first
 KIND_ORDER = (
     "ServiceAccount", "ConfigMap", "Secret", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget",
-    "Ingress",
+    "Issuer", "Certificate", "Ingress",
     "HorizontalPodAutoscaler", "ScaledObject", "ServiceMonitor", "PrometheusRule",
     "DestinationRule", "VirtualService", "HTTPRoute", "NetworkPolicy", "AuthorizationPolicy",
     "PeerAuthentication",
@@ -61,6 +63,7 @@ class Target:
     cluster: str = ""
     # host[:port] the cluster's nodes pull platform images from (None: the platform has no registry)
     registry: str | None = None
+    acme: AcmeIssuer | None = None  # the platform's ACME CA, for environments whose tls is "acme"
 
 
 def app_key(address: str) -> str:
@@ -305,8 +308,9 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
             "apiVersion": "policy/v1", "kind": "PodDisruptionBudget", "metadata": _meta(intent, app, target),
             "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector}},
         })  # fmt: skip
-    if ports and intent.routes:
-        objects.append(_ingress(intent, app, target, sorted(ports)))
+    ingress = _ingress(intent, app, target, sorted(ports)) if ports and intent.routes else None
+    if ingress is not None:
+        objects.append(ingress)
     if not intent.egress:
         objects.append(_no_egress(intent, app, target, selector))
     project, env, _ = intent.address.split("/")
@@ -316,7 +320,7 @@ def render(intent: AppIntent, target: Target, *, split: Split | None = None) -> 
         _meta(intent, app, target),
     )  # fmt: skip
     workload_object = next(o for o in objects if o["kind"] == shape.kind)
-    objects += _optional_objects(intent, target, shape, workload_object, split)
+    objects += _optional_objects(intent, target, shape, workload_object, split, ingress)
     return sorted(objects, key=lambda o: (KIND_ORDER.index(o["kind"]), o["metadata"]["name"]))
 
 
@@ -349,10 +353,28 @@ def _images(intent: AppIntent, workload: Workload, containers: list[dict[str, An
 
 
 def _optional_objects(
-    intent: AppIntent, target: Target, shape: AppShape, workload: Manifest, split: Split | None
+    intent: AppIntent,
+    target: Target,
+    shape: AppShape,
+    workload: Manifest,
+    split: Split | None,
+    ingress: Manifest | None,
 ) -> list[Manifest]:
     """Objects of kinds the cluster may not serve (target.apis); what is left out is noted on the workload."""
     objects, notes = render_observe(shape, intent.settings, target.apis)
+    if ingress is not None:  # HTTPS through cert-manager (render_tls.py)
+        try:
+            mode = parse_tls_mode(intent.tls)
+        except UserError as exc:
+            raise PermanentError(f"the environment's {exc.message}", problems=exc.problems) from exc
+        hosts = [rule["host"] for rule in ingress["spec"]["rules"]]
+        certificates, tls_notes, tls = render_tls(
+            shape, hosts, mode, target.apis, acme=target.acme, ingress_class=target.ingress_class
+        )
+        if tls:
+            ingress["spec"]["tls"] = tls
+        objects += certificates
+        notes += tls_notes
     scalers, scale_notes = render_autoscale(
         shape, intent.settings, target.apis, target.prometheus_url, floor=intent.replicas
     )

@@ -47,6 +47,7 @@ from yunzhou.runtimes.kubernetes.render import (
     render,
     render_canary,
 )
+from yunzhou.runtimes.kubernetes.render_tls import AcmeIssuer, secret_name
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
 # lightkube's overloads are typed per resource class; objects here are built from rendered data, so
@@ -70,6 +71,7 @@ _PLURALS = {  # of the CRD kinds Yunzhou renders (lightkube needs them to build 
     "VirtualService": "virtualservices", "DestinationRule": "destinationrules",
     "AuthorizationPolicy": "authorizationpolicies", "PeerAuthentication": "peerauthentications",
     "HTTPRoute": "httproutes", "ScaledObject": "scaledobjects",
+    "Certificate": "certificates", "Issuer": "issuers",
 }  # fmt: skip
 for _api_version, _kinds in OPTIONAL_APIS.items():
     _group, _, _version = _api_version.rpartition("/")
@@ -123,8 +125,10 @@ class KubernetesRuntime:
         clock: Callable[[], float] = time.time,
         metric_query: MetricQuery | None = None,
         images: ClusterImages | None = None,
+        acme: AcmeIssuer | None = None,
     ) -> None:
         self.connect = connect
+        self.acme = acme  # the platform's ACME CA, for environments whose tls is "acme" (render_tls.py)
         self.images = images  # each cluster's registry address and each project's pull credential
         # canary rollouts' step driver; metric_query evaluates a step analysis' custom query
         self.canaries = CanaryDriver(clock, metric_query)
@@ -155,8 +159,9 @@ class KubernetesRuntime:
         registry = self.images.registry(cluster) if self.images is not None else None
         mode = self.traffic_modes.get(cluster)
         return Target(
-            namespace, base_domain, apis=apis, traffic_mode=mode, cluster=cluster, registry=registry
-        )
+            namespace, base_domain, apis=apis, traffic_mode=mode, cluster=cluster, registry=registry,
+            acme=self.acme,
+        )  # fmt: skip
 
     def _pull_secret(
         self, intent: AppIntent, target: Target, manifests: list[Manifest], credential: PullCredential | None
@@ -238,7 +243,10 @@ class KubernetesRuntime:
                     translated(cluster, f"applying {m['kind']}/{m['metadata']['name']}"),
                 ):
                     client.apply(lk_codecs.from_dict(m), force=False)
-            keep = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+            # objects without the app's label (the namespace's TLS issuers) are shared: never pruned by an app
+            keep = {
+                (m["kind"], m["metadata"]["name"]) for m in manifests if APP_LABEL in m["metadata"]["labels"]
+            }
             previous = self._objects.get(intent.app_id)
             if previous is None:  # first apply by this process: what the cluster holds is the truth
                 pruned = self._prune(client, cluster, namespace, key, keep)
@@ -368,6 +376,8 @@ class KubernetesRuntime:
                 except ApiError as exc:
                     if exc.status.code != 404:  # already gone is what we wanted
                         raise
+            if kind == "Certificate":
+                _delete_issued_secret(client, cluster, namespace, name)
         return len(objects)
 
     def _observe(
@@ -438,6 +448,29 @@ class KubernetesRuntime:
             )
         waiting = "" if converged else f"{updated}/{want} updated, {ready}/{want} ready"
         return AppObservation(instances, ready, current, converged, False, actions, waiting, failure)
+
+
+def _delete_issued_secret(client: Any, cluster: str, namespace: str, certificate: str) -> None:
+    """cert-manager leaves a deleted Certificate's Secret behind (unless its controller runs with
+    --enable-certificate-owner-ref): delete it with the Certificate when cert-manager marked it as that
+    Certificate's (annotation cert-manager.io/certificate-name); a Secret of that name made elsewhere stays.
+    """
+    name = secret_name(certificate)
+    with FIRST_USE("get", "Secret"), translated(cluster, f"reading Secret/{name}"):
+        try:
+            found = client.get(Secret, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code == 404:
+                return
+            raise
+    if (found.metadata.annotations or {}).get("cert-manager.io/certificate-name") != certificate:
+        return
+    with FIRST_USE("delete", "Secret"), translated(cluster, f"deleting Secret/{name}"):
+        try:
+            client.delete(Secret, name, namespace=namespace)
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise
 
 
 def not_rendered(manifests: list[Manifest], intent: AppIntent) -> tuple[str, ...]:
