@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from yunzhou.names.tls.issuers import Leaf as IssuedLeaf
 
 CA_KEY_FILE = "ca.key"
 CA_CERT_FILE = "ca.pem"
@@ -131,7 +134,7 @@ class LocalCA:
             .issuer_name(self.certificate.subject)
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - _BACKDATE)
+            .not_valid_before(now - min(_BACKDATE, lifetime / 10))  # short test lifetimes stay short
             .not_valid_after(now + lifetime)
             .add_extension(x509.SubjectAlternativeName([x509.DNSName(h) for h in hosts]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -148,8 +151,12 @@ class LocalCA:
 
 def write_leaf(leaf: Leaf, directory: Path, name: str) -> tuple[Path, Path]:
     """Write ``<name>.pem`` (chain) and ``<name>.key`` (mode 0600) under ``directory`` (0700)."""
+    return _write_pair(leaf, directory, f"{name}.pem", f"{name}.key")
+
+
+def _write_pair(leaf: Leaf, directory: Path, cert_name: str, key_name: str) -> tuple[Path, Path]:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
+    cert_path, key_path = directory / cert_name, directory / key_name
     _write_private(key_path, leaf.key_pem)
     tmp = cert_path.with_name(cert_path.name + ".tmp")
     tmp.write_bytes(leaf.chain_pem)
@@ -167,11 +174,14 @@ def dns_names(certificate: x509.Certificate) -> list[str]:
 
 def needs_renewal(certificate: x509.Certificate, hosts: list[str], now: dt.datetime | None = None) -> bool:
     """True when less than a third of the certificate's lifetime is left or it misses one of ``hosts``."""
-    now = now or _now()
-    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
-    if now >= end - (end - start) / 3:
+    if renewal_due(certificate.not_valid_before_utc, certificate.not_valid_after_utc, now or _now()):
         return True
     return not set(hosts) <= set(dns_names(certificate))
+
+
+def renewal_due(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime) -> bool:
+    """The renewal rule for any certificate, whichever CA issued it: less than a third of its lifetime left."""
+    return now >= not_after - (not_after - not_before) / 3
 
 
 def _file_stem(host: str) -> str:
@@ -198,3 +208,22 @@ def ensure_leaves(
             write_leaf(ca.issue([host]), directory, stem)
         section[host] = {"cert_file": str(cert_path), "key_file": str(key_path)}
     return section
+
+
+class LocalCaIssuer:
+    """The ``CertificateIssuer`` (issuers.py) of the local CA: one leaf for ``hosts``, written as
+    ``directory/cert.pem`` (leaf then CA) and ``directory/key.pem`` (0600), each replaced by rename."""
+
+    name = "local"
+
+    def __init__(self, ca: LocalCA, lifetime: dt.timedelta = LEAF_LIFETIME) -> None:
+        self.ca = ca
+        self.lifetime = lifetime
+
+    def issue(self, hosts: Sequence[str], directory: Path) -> IssuedLeaf:
+        leaf = self.ca.issue(list(hosts), self.lifetime)
+        cert_file, key_file = _write_pair(leaf, directory, "cert.pem", "key.pem")
+        cert = leaf.certificate
+        return IssuedLeaf(
+            tuple(hosts), cert_file, key_file, cert.not_valid_before_utc, cert.not_valid_after_utc, self.name
+        )
