@@ -136,6 +136,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=defaults.tunnel_idle_timeout,
         help="an upgraded (WebSocket) connection with no byte either way for this long is closed",
     )
+    parser.add_argument(
+        "--acme-challenges",
+        type=Path,
+        metavar="DIR",
+        help="answer ACME HTTP-01 (GET /.well-known/acme-challenge/TOKEN over plain HTTP) from DIR/TOKEN",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     return parser
 
@@ -188,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         max_connections_per_client=args.max_connections_per_client,
         grace=args.grace,
         tunnel_idle_timeout=args.tunnel_idle_timeout,
+        acme_challenges=args.acme_challenges.absolute() if args.acme_challenges else None,
     )
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:

@@ -18,6 +18,7 @@ import math
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from yunzhou.names.tls.http01 import CHALLENGE_PATH_PREFIX, challenge_answer
 from yunzhou.router.http import json_error_body, reason_phrase, simple_response
 from yunzhou.router.policy import DEFAULT_ACCESS
 
@@ -74,6 +75,7 @@ class Exchange:
     queued = False
     error_extra: dict[str, object] | None = None
     error_headers: list[tuple[bytes, bytes]] | None = None
+    local_body: bytes | None = None  # a plain-text answer of the router's own (ACME HTTP-01)
     # upgrades: the protocols asked for, whether the backend answered at all, and the tunnel once switched
     upgrade: bytes | None = None
     backend_answered = False
@@ -121,6 +123,8 @@ class Exchange:
     # request side ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Route with the snapshot active now; called when this exchange is the connection's current one."""
+        if self.path.startswith(CHALLENGE_PATH_PREFIX) and self._answer_acme_challenge():
+            return
         if self.local_error is None:
             route = self.router.table.match(self.host, self.path)
             if route is None:
@@ -392,7 +396,11 @@ class Exchange:
 
     # endings --------------------------------------------------------------------------------------
     def respond_locally(self, status: int, code: str, message: str) -> None:
-        body = json_error_body(status, code, message, self.request_id, self.error_extra)
+        body = self.local_body
+        content_type = b"text/plain"
+        if body is None:
+            body = json_error_body(status, code, message, self.request_id, self.error_extra)
+            content_type = b"application/json"
         if not self.request_complete or not self.keep_alive or self.router.draining:
             self.close_client = True
         extra = [(b"X-Request-Id", self.request_id.encode("ascii"))]
@@ -400,7 +408,10 @@ class Exchange:
             extra.extend(self.error_headers)
         if self.client.tls and self.route is not None and self.route.hsts:
             extra.append((b"Strict-Transport-Security", self.route.hsts))
-        self.client.write(simple_response(status, body, keep_alive=not self.close_client, extra=extra))
+        keep_alive = not self.close_client
+        self.client.write(
+            simple_response(status, body, content_type=content_type, keep_alive=keep_alive, extra=extra)
+        )
         self.status = status
         self.bytes_sent = len(body)
         self.response_started = True
@@ -462,6 +473,21 @@ class Exchange:
                 conn.close()
         self.router.exchange_finished(self)
         self.client.exchange_done(self)
+
+    def _answer_acme_challenge(self) -> bool:
+        """ACME HTTP-01 on the plain listener, for any Host: the key authorization the issuer left in
+        --acme-challenges (names/tls/http01.py). False (route as usual) for anything else."""
+        directory = self.router.settings.acme_challenges
+        if directory is None or self.client.tls or self.local_error is not None or self.method != "GET":
+            return False
+        answer = challenge_answer(directory, self.path)
+        if answer is None:
+            return False
+        self.local_body = answer
+        self.local_error = (200, "acme_challenge", "")
+        if self.request_complete:
+            self.respond_locally(*self.local_error)
+        return True
 
     def _redirect_https(self) -> None:
         """308 to the same URL over HTTPS (the TLS listener's port unless 443): method and body kept."""

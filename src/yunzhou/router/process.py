@@ -61,6 +61,7 @@ class RouterProcess:
         ready_timeout: float = 15.0,
         also_listen: tuple[str, ...] = (),
         tls_listen: str | None = None,
+        acme_challenges: Path | None = None,
     ) -> None:
         if self._proc is not None:
             raise RuntimeError("this RouterProcess is already started")
@@ -74,6 +75,8 @@ class RouterProcess:
             args += ["--also-listen", address]
         if tls_listen is not None:
             args += ["--tls-listen", tls_listen]
+        if acme_challenges is not None:  # ACME HTTP-01 answers (names/tls/http01.py)
+            args += ["--acme-challenges", str(acme_challenges)]
         if access_log is not None:
             args += ["--access-log", access_log]
         if config is not None:

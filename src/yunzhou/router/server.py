@@ -53,6 +53,7 @@ class Settings:
     pool_idle_timeout: float = 4.0  # below common backend keep-alive timeouts (uvicorn: 5 s)
     grace: float = 30.0  # SIGTERM: how long in-flight requests may take to finish
     tunnel_idle_timeout: float = 300.0  # an upgraded connection with no byte either way for this long closes
+    acme_challenges: Path | None = None  # ACME HTTP-01 key authorizations, one file per token
 
 
 class Router:
@@ -203,18 +204,21 @@ class Router:
         release = backend.release if backend is not None else None
         if exchange.app is not None:
             self.metrics.request_finished(exchange.app, release, exchange.status, latency)
-        if self.access_log is not None:
-            self.access_log.record(
-                app=exchange.app,
-                backend_id=backend.id if backend is not None else None,
-                release=release,
-                method=exchange.method,
-                host=exchange.host,
-                path=exchange.path,
-                status=exchange.status,
-                bytes_sent=exchange.bytes_sent,
-                duration_s=duration,
-                request_id=exchange.request_id,
+        if self.access_log is not None:  # a tuple now, the line when the batch is written (accesslog.py)
+            self.access_log.add(
+                (
+                    time.time(),
+                    exchange.app,
+                    backend.id if backend is not None else None,
+                    release,
+                    exchange.method,
+                    exchange.host,
+                    exchange.path,
+                    exchange.status,
+                    exchange.bytes_sent,
+                    duration,
+                    exchange.request_id,
+                )
             )
 
     def connect_failed(self, app: str, backend: Backend, exc: BaseException) -> None:
