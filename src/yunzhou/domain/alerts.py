@@ -394,6 +394,30 @@ DEFAULT_RULES: tuple[DefaultRule, ...] = (
     ),
 )  # fmt: skip
 DEFAULTS_BY_NAME = {d.alert: d for d in DEFAULT_RULES}
+
+# ---- platform default rules: one instance for the whole platform (global scope), not one per app.
+# Expiry series are Unix times (as blackbox_exporter's probe_ssl_earliest_cert_expiry); the threshold is
+# in days and the value is the time left in seconds (negative once expired: it keeps firing).
+_DAY = 86400
+PLATFORM_RULES: tuple[DefaultRule, ...] = (
+    DefaultRule(
+        "CertificateExpiringSoon",
+        f"yunzhou_certificate_expiry_timestamp_seconds - time() < {_DAY} * {{threshold}}",
+        14, "1h", 0.0, "warning",
+        "the certificate served for {{ $labels.host }} expires in {{ $value | humanizeDuration }}",
+        "A certificate the router serves expires within the threshold (days); renewal has not replaced it.",
+        "days before notAfter",
+    ),
+    DefaultRule(
+        "DomainExpiringSoon",
+        f"yunzhou_domain_expiry_timestamp_seconds - time() < {_DAY} * {{threshold}}",
+        30, "1h", 0.0, "warning",
+        "the registration of {{ $labels.domain }} expires in {{ $value | humanizeDuration }}",
+        "A watched registered domain (yunzhou domains) expires within the threshold (days), per RDAP.",
+        "days before the registration expires",
+    ),
+)  # fmt: skip
+PLATFORM_RULES_BY_NAME = {d.alert: d for d in PLATFORM_RULES}
 OVERRIDE_FIELDS = {
     "enabled", "threshold", "window", "for", "keep_firing_for", "labels", "annotations", "actions",
     "cooldown", "max_actions_per_hour",

@@ -19,6 +19,7 @@ import httptools
 from yunzhou.domain.errors import Conflict, FieldProblem, Unauthenticated, UserError, YunzhouError
 from yunzhou.router.http import simple_response
 from yunzhou.router.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from yunzhou.router.metrics import render_certificate_expiry
 
 if TYPE_CHECKING:
     from yunzhou.router.server import Router
@@ -186,7 +187,11 @@ class AdminConnection(asyncio.Protocol):
         if path == "/activations":  # held demand of apps scaled to zero: the wake signal
             return 200, _json({"apps": router.held.demand()}), _JSON
         if path == "/metrics":
-            text = router.metrics.render() + router.held.render_metrics()
+            text = (
+                router.metrics.render()
+                + router.held.render_metrics()
+                + render_certificate_expiry(router.certificates.not_after)
+            )
             return 200, text.encode("utf-8"), METRICS_CONTENT_TYPE.encode("ascii")
         if method == "GET":
             return 200, _json(router.table.snapshot.to_json()), _JSON

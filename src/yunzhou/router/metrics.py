@@ -6,6 +6,7 @@ Kept in plain dicts and lists: the hot path does one dict lookup, one bisect and
 from __future__ import annotations
 
 from bisect import bisect_left
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -65,6 +66,24 @@ def _number(value: float) -> str:
     if value == int(value) and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
+
+
+CERTIFICATE_EXPIRY = "yunzhou_certificate_expiry_timestamp_seconds"
+
+
+def render_certificate_expiry(not_after: Mapping[str, float]) -> str:
+    """One gauge per served certificate: its leaf's notAfter as a Unix time (as blackbox_exporter's
+    ``probe_ssl_earliest_cert_expiry``), labelled by the snapshot's name (host, ``*.zone`` or ``*``)."""
+    if not not_after:
+        return ""
+    lines = [
+        f"# HELP {CERTIFICATE_EXPIRY} When the certificate the router serves for a host stops being valid "
+        "(its notAfter, Unix time).",
+        f"# TYPE {CERTIFICATE_EXPIRY} gauge",
+    ]
+    for host, expires in sorted(not_after.items()):
+        lines.append(f"{CERTIFICATE_EXPIRY}{_labels(host=host)} {_number(expires)}")
+    return "\n".join(lines) + "\n"
 
 
 class RouterMetrics:

@@ -10,6 +10,9 @@ The listener has one base context whose ``sni_callback`` looks the name up in th
 ``Certificates`` (one attribute read): a new snapshot is used for the next handshake at once, and open
 connections keep the session they negotiated. An unknown name without a default fails the handshake
 with an ``unrecognized_name`` alert.
+
+Each loaded certificate's leaf ``notAfter`` is kept beside its context, so the metrics endpoint exports
+``yunzhou_certificate_expiry_timestamp_seconds{host}`` for exactly what is served, without reading files.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from yunzhou.domain.errors import FieldProblem, UserError
+from yunzhou.names.tls.expiry import read_not_after
 
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _ENTRY_KEYS = frozenset({"cert_file", "key_file"})
@@ -107,6 +111,14 @@ def server_context() -> ssl.SSLContext:
     return context
 
 
+def _not_after(spec: CertificateSpec) -> float | None:
+    """The leaf's notAfter as a Unix time; None if it cannot be read (OpenSSL took it, so seldom)."""
+    try:
+        return read_not_after(spec.cert_file).timestamp()
+    except (OSError, UserError):
+        return None
+
+
 def _load(spec: CertificateSpec, found: list[FieldProblem]) -> ssl.SSLContext | None:
     path = f"certificates.{spec.name}"
     for field_name, file in (("cert_file", spec.cert_file), ("key_file", spec.key_file)):
@@ -137,17 +149,19 @@ def _load(spec: CertificateSpec, found: list[FieldProblem]) -> ssl.SSLContext | 
 class Certificates:
     """The SSL contexts of one snapshot's certificates, by name; swapped whole with the snapshot."""
 
-    __slots__ = ("_contexts", "_default", "_stamps", "specs")
+    __slots__ = ("_contexts", "_default", "_stamps", "not_after", "specs")
 
     def __init__(
         self,
         specs: dict[str, CertificateSpec],
         contexts: dict[str, ssl.SSLContext],
         stamps: dict[str, tuple[object, ...]],
+        not_after: dict[str, float] | None = None,
     ) -> None:
         self.specs = specs
         self._contexts = contexts
         self._stamps = stamps
+        self.not_after = not_after or {}  # name → the leaf's notAfter (Unix time), for the expiry metric
         self._default = contexts.get(DEFAULT_NAME)
 
     def context_for(self, server_name: str | None) -> ssl.SSLContext | None:
@@ -179,6 +193,7 @@ def load_certificates(specs: dict[str, CertificateSpec], previous: Certificates)
     found: list[FieldProblem] = []
     contexts: dict[str, ssl.SSLContext] = {}
     stamps: dict[str, tuple[object, ...]] = {}
+    not_after: dict[str, float] = {}
     for name, spec in specs.items():
         try:
             stamp: tuple[object, ...] = (spec, _stamp(spec.cert_file), _stamp(spec.key_file))
@@ -188,16 +203,21 @@ def load_certificates(specs: dict[str, CertificateSpec], previous: Certificates)
         if stamp and old is not None and previous._stamps.get(name) == stamp:
             contexts[name] = old
             stamps[name] = stamp
+            if name in previous.not_after:
+                not_after[name] = previous.not_after[name]
             continue
         context = _load(spec, found)
         if context is not None:
             contexts[name] = context
             stamps[name] = stamp
+            expires = _not_after(spec)
+            if expires is not None:
+                not_after[name] = expires
     if found:
         first = found[0]
         more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
         raise UserError(f"invalid config snapshot: {first}{more}", problems=found)
-    return Certificates(specs, contexts, stamps)
+    return Certificates(specs, contexts, stamps, not_after)
 
 
 def listener_context(current: Callable[[], Certificates], unknown: Callable[[], None]) -> ssl.SSLContext:

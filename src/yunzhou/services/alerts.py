@@ -19,6 +19,8 @@ from yunzhou.domain.alerts import (
     ALERT_NAME,
     DEFAULT_RULES,
     DEFAULTS_BY_NAME,
+    PLATFORM_RULES,
+    PLATFORM_RULES_BY_NAME,
     AlertRule,
     AlertState,
     Matcher,
@@ -274,7 +276,9 @@ class AlertService:
         """A default rule's name tunes it (threshold, window, for, enabled …); another name is a rule."""
         if not ALERT_NAME.match(name):
             raise invalid("name", "letters, digits and _ (e.g. HighErrorRate)")
-        if name in DEFAULTS_BY_NAME:
+        if name in PLATFORM_RULES_BY_NAME and scope.project:
+            raise invalid("scope", f"{name} is a platform rule: tune it at the global scope only")
+        if name in DEFAULTS_BY_NAME or name in PLATFORM_RULES_BY_NAME:
             kind, spec = "override", parse_override(doc, "rule")
         else:
             if isinstance(doc, Mapping) and doc.get("alert", name) != name:
@@ -521,6 +525,7 @@ class AlertService:
         plan: list[RuleInstance] = []
         for p, e, a in apps:
             plan += [i for i in _instances_for_app(rows, p, e, a) if i.key.startswith(i.rule.alert + "@")]
+        plan += _platform_instances(rows)
         for r in rows:
             if r.kind == "rule":
                 plan.append(RuleInstance(f"rule:{r.id}", parse_rule(r.spec), _scope_of(r)))
@@ -676,6 +681,19 @@ def _instances_for_app(rows: Iterable[AlertRuleRow], project: str, env: str, app
     out += [
         RuleInstance(f"rule:{r.id}", parse_rule(r.spec), _scope_of(r)) for r in applying if r.kind == "rule"
     ]
+    return out
+
+
+def _platform_instances(rows: Iterable[AlertRuleRow]) -> list[RuleInstance]:
+    """The platform default rules (certificate and domain expiry) after their global tuning."""
+    out: list[RuleInstance] = []
+    for d in PLATFORM_RULES:
+        overrides = [
+            r.spec for r in rows if r.kind == "override" and r.name == d.alert and not _scope_of(r).project
+        ]
+        rule = render_default(d, "", "", "", overrides)
+        if rule is not None:
+            out.append(RuleInstance(f"{d.alert}@platform", rule, RuleScope()))
     return out
 
 

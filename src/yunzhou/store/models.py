@@ -559,6 +559,19 @@ class CustomDomain(Base):
     verified_at: Mapped[datetime | None]
 
 
+class WatchedDomain(Base):
+    """A registered domain whose registration expiry the platform looks up by RDAP (docs/dns.md)."""
+
+    __tablename__ = "watched_domains"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(253), unique=True)
+    expires_at: Mapped[datetime | None]  # the RDAP "expiration" event; None until a lookup found it
+    checked_at: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)  # why the last lookup failed (None: it worked)
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(100))
+
+
 # --- builds ---
 class Build(Base):
     """A build job: a source artifact built into an OCI image, then (when ``deploy`` is set) released
