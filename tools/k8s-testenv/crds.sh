@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Fetch the CustomResourceDefinitions the test control plane installs (prometheus-operator, Istio, Gateway
-# API, KEDA) from their upstream Go modules, at the versions pinned below, into a cache outside the
+# API, KEDA, cert-manager) from their upstream Go modules, at the versions pinned below, into a cache outside the
 # repository:
 #
 #   ${YUNZHOU_K8S_CACHE:-~/.cache/yunzhou/k8s}/crds-<key>/crds.yaml
@@ -20,12 +20,14 @@ modules=(
   "istio.io/api@v1.32.0"
   "sigs.k8s.io/gateway-api@v1.6.3"
   "github.com/kedacore/keda/v2@v2.21.0"
+  "github.com/cert-manager/cert-manager@v1.21.2"
 )
 files=(
   "example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml example/prometheus-operator-crd/monitoring.coreos.com_prometheusrules.yaml"
   "kubernetes/customresourcedefinitions.gen.yaml=virtualservices.networking.istio.io,destinationrules.networking.istio.io,authorizationpolicies.security.istio.io,peerauthentications.security.istio.io"
   "config/crd/standard/gateway.networking.k8s.io_gatewayclasses.yaml config/crd/standard/gateway.networking.k8s.io_gateways.yaml config/crd/standard/gateway.networking.k8s.io_httproutes.yaml config/crd/standard/gateway.networking.k8s.io_referencegrants.yaml"
   "config/crd/bases/keda.sh_scaledobjects.yaml config/crd/bases/keda.sh_triggerauthentications.yaml"
+  "deploy/crds/cert-manager.io_certificates.yaml deploy/crds/cert-manager.io_issuers.yaml deploy/crds/cert-manager.io_clusterissuers.yaml"
 )
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -133,8 +133,8 @@ def crds_path() -> Path:
 
 
 def ensure_crds(*, fetch: bool = True) -> Path:
-    """The CRD bundle (prometheus-operator, Istio, Gateway API, KEDA), fetched through the Go module proxy
-    by ``tools/k8s-testenv/crds.sh`` when it is missing."""
+    """The CRD bundle (prometheus-operator, Istio, Gateway API, KEDA, cert-manager), fetched through the Go
+    module proxy by ``tools/k8s-testenv/crds.sh`` when it is missing."""
     path = crds_path()
     if path.is_file():
         return path
