@@ -81,6 +81,8 @@ class AppObservation:
     not_rendered: tuple[str, ...] = ()
     # routes of the app the target's router left out (host taken, invalid), each "route … is not served: why"
     not_routed: tuple[str, ...] = ()
+    # hosts of the app not (yet) served over HTTPS with the certificate its environment asks for: "host: why"
+    not_secured: tuple[str, ...] = ()
 
 
 class Runtime(Protocol):

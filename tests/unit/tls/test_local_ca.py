@@ -114,7 +114,8 @@ def test_local_ca_issuer_writes_cert_and_owner_only_key_in_the_directory(tmp_pat
     leaf = issuer.issue(["orders.dev.shop.localhost"], tmp_path / "leaf")
     assert (leaf.cert_file, leaf.key_file) == (tmp_path / "leaf" / "cert.pem", tmp_path / "leaf" / "key.pem")
     assert stat.S_IMODE(leaf.key_file.stat().st_mode) == 0o600
-    assert leaf.issuer == "local" and leaf.hosts == ("orders.dev.shop.localhost",)
+    assert leaf.issuer == "local"
+    assert leaf.hosts == ("orders.dev.shop.localhost",)
     # a short (test) lifetime is not swallowed by the clock-skew backdate: renewal is not due at once
     assert dt.timedelta(seconds=30) <= leaf.not_after - leaf.not_before <= dt.timedelta(seconds=33)
     ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(leaf.cert_file, leaf.key_file)  # a matching pair

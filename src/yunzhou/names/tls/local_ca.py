@@ -180,7 +180,7 @@ def needs_renewal(certificate: x509.Certificate, hosts: list[str], now: dt.datet
 
 
 def renewal_due(not_before: dt.datetime, not_after: dt.datetime, now: dt.datetime) -> bool:
-    """The renewal rule for any certificate, whichever CA issued it: less than a third of its lifetime left."""
+    """The renewal rule for a certificate from any CA: less than a third of its lifetime is left."""
     return now >= not_after - (not_after - not_before) / 3
 
 

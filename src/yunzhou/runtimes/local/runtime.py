@@ -26,6 +26,7 @@ from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import release_counts
+from yunzhou.runtimes.local.certificates import CertificateKeeper, https_hosts, not_secured
 from yunzhou.runtimes.local.containers import ContainerHost
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
@@ -86,6 +87,7 @@ class LocalRuntime:
         isolation: Isolation | None = None,
         containers: ContainerHost | None = None,
         container_env: Mapping[str, str] | None = None,
+        certificates: CertificateKeeper | None = None,
         drain_min: float = 0.2,
         drain_max: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
@@ -101,6 +103,8 @@ class LocalRuntime:
         # ``container_env`` (YUNZHOU_ROUTER at the bridge) instead of ``base_env`` (the host's PATH, …)
         self.containers = containers
         self.container_env = dict(container_env or {})
+        # HTTPS hosts' certificates (certificates.py); None: this server has no HTTPS listener
+        self.certificates = certificates
         self.drain_min = drain_min
         self.drain_max = drain_max
         self.clock = clock
@@ -109,6 +113,7 @@ class LocalRuntime:
         self._traffic: dict[int, tuple[str, Mapping[str, Any]]] = {}  # app id → (address, traffic policy)
         # app id → (address, the route's scale-to-zero activation or None)
         self._activation: dict[int, tuple[str, dict[str, Any] | None]] = {}
+        self._tls: dict[int, str] = {}  # app id → its environment's TLS mode, for apps served over HTTPS
         self._token_key = load_token_key(data_dir)
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
         # PromQL → value, for an analysis' custom query; the server sets it from its metrics engine
@@ -174,7 +179,9 @@ class LocalRuntime:
             self._routes.pop(intent.app_id, None)
             self._traffic.pop(intent.app_id, None)
             self._activation.pop(intent.app_id, None)
+            self._tls.pop(intent.app_id, None)
         else:
+            self._set_tls(intent)
             self._routes[intent.app_id] = (intent.address, intent.routes)
             self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
             self._activation[intent.app_id] = (intent.address, route_activation(intent.settings))
@@ -214,6 +221,7 @@ class LocalRuntime:
             waiting_for=plan.waiting_for,
             failure=failure,
             not_routed=self._not_routed.get(intent.address, ()),
+            not_secured=self._not_secured(intent),
         )
 
     def _end_canary(self, intent: AppIntent) -> None:
@@ -317,6 +325,7 @@ class LocalRuntime:
         elif self._preview_hosts.pop(intent.address, None) is not None:
             self._needs_publish = True
         self._routes[intent.app_id] = (intent.address, intent.routes + extra)
+        self._set_tls(intent)
         self._traffic[intent.app_id] = (intent.address, dict(intent.settings.get("traffic") or {}))
         self._activation[intent.app_id] = (intent.address, route_activation(intent.settings))
         everything = self.supervisor.statuses()
@@ -338,6 +347,7 @@ class LocalRuntime:
             waiting_for=f"canary {run.noted(where)}",
             failure=run.aborted,
             not_routed=self._not_routed.get(intent.address, ()),
+            not_secured=self._not_secured(intent),
         )
 
     def _counts(self, address: str, release: int) -> ReleaseCounts | None:
@@ -404,6 +414,7 @@ class LocalRuntime:
             self._routes.pop(app_id, None)
             self._traffic.pop(app_id, None)
             self._activation.pop(app_id, None)
+            self._tls.pop(app_id, None)
             for instance_id, owner in list(self._app_of.items()):
                 if owner == app_id and instance_id not in self._draining:
                     self._begin_drain(app_id, instance_id)
@@ -570,10 +581,33 @@ class LocalRuntime:
         )
         if callers:
             body["callers"] = callers
+        if self.certificates is not None:
+            certificates = self.certificates.section()
+            if certificates:
+                body["certificates"] = certificates
         return body
+
+    # ---- HTTPS
+    def _set_tls(self, intent: AppIntent) -> None:
+        if intent.tls in ("local", "acme"):
+            self._tls[intent.app_id] = intent.tls
+        else:
+            self._tls.pop(intent.app_id, None)
+
+    def _not_secured(self, intent: AppIntent) -> tuple[str, ...]:
+        if intent.app_id not in self._tls:
+            return ()
+        return not_secured(self.certificates, [r.host for r in self._routes.get(intent.app_id, ("", ()))[1]])
+
+    def certificates_changed(self) -> None:
+        """A certificate was issued or renewed (certificates.py): push a snapshot that names its files."""
+        with self._lock:
+            self._publish()
 
     def _publish(self, statuses: list[InstanceStatus] | None = None) -> int:
         """Push the route table when it differs from what the router has; returns 1 if pushed."""
+        if self.certificates is not None:  # issued in the keeper's thread, never in a pass
+            self.certificates.want(https_hosts(self._tls, self._routes))
         body = self.snapshot(statuses)
         if body == self._published and not self._needs_publish:
             return 0
