@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from yunzhou.router.accesslog import _utc_timestamp
+from yunzhou.router.accesslog import _utc_timestamp, format_lines
 from yunzhou.router.http import (
     RequestIds,
     connection_tokens,
@@ -76,6 +76,33 @@ def test_backend_in_flight_counts_only_busy_backends() -> None:
 
 def test_access_log_time_is_utc_with_milliseconds() -> None:
     assert _utc_timestamp(0.25) == "1970-01-01T00:00:00.250Z"
+
+
+def test_access_log_lines_formatted_in_batches_are_what_json_dumps_writes() -> None:
+    """The batch formatter writes each line itself (no dict, no json.dumps per request): same bytes."""
+    entries = [
+        (
+            1733616000.1239,
+            "shop/dev/orders",
+            "i-1",
+            3,
+            "GET",
+            "orders.example.com",
+            "/a?b=1",
+            200,
+            1024,
+            0.0123456,
+            "r1",
+        ),
+        (1733616000.9999, None, None, None, "POST", "x.test", '/"q"\\\n\u00e9\t\x01', 404, 0, 2.5, "r-2"),
+        (1733616001.0004, "a/b/c", "i-é", 0, "GET", "héllo.test", "/\u2028", 499, 7, 0.0, "r_3"),
+    ]
+    keys = ("app", "backend", "release", "method", "host", "path", "status", "bytes")
+    for entry, line in zip(entries, format_lines(entries), strict=True):
+        now, *fields, duration, request_id = entry
+        expected = {"time": _utc_timestamp(now), **dict(zip(keys, fields, strict=True))}
+        expected |= {"duration_ms": round(duration * 1000, 3), "request_id": request_id}
+        assert line == json.dumps(expected, ensure_ascii=False, separators=(",", ":"))
 
 
 def test_connection_header_tokens_name_extra_hop_by_hop_headers() -> None:
