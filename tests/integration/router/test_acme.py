@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.names.dns import Rfc2136Provider, Rfc2136Settings
@@ -100,7 +101,10 @@ def test_http01_certificate_from_pebble_is_served_by_the_router_to_curl(
     assert (leaf.cert_file.name, leaf.key_file.name) == ("cert.pem", "key.pem")
     assert mode(leaf.key_file) == 0o600
     assert mode(tmp_path / "acme" / "account.key") == 0o600
-    assert "Pebble Intermediate" in leaf.issuer
+    assert leaf.issuer == "acme"
+    chain = x509.load_pem_x509_certificates(leaf.cert_file.read_bytes())
+    assert "Pebble Intermediate" in chain[0].issuer.rfc4514_string()
+    assert chain[0].issuer == chain[1].subject  # leaf then the intermediate that signed it
     assert leaf.not_before < leaf.not_after
     assert not needs_renewal(leaf, [HOST])
     assert needs_renewal(leaf, [HOST, f"billing.dev.shop.{ZONE}"])  # a host it does not cover

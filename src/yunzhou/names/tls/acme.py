@@ -289,15 +289,13 @@ def _validation_failures(ca: str, error: errors.ValidationError) -> str:
 def _write(hosts: list[str], chain_pem: bytes, key_pem: bytes, directory: Path) -> Leaf:
     """``directory/key.pem`` (0600 from creation) and ``directory/cert.pem``, each replaced by rename."""
     certificate = x509.load_pem_x509_certificate(chain_pem)
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    key_file, cert_file = directory / KEY_FILE, directory / CERT_FILE
-    local_ca._write_private(key_file, key_pem)
-    local_ca._write_private(cert_file, chain_pem)
+    issued = local_ca.Leaf(certificate, chain_pem, key_pem)
+    cert_file, key_file = local_ca._write_pair(issued, directory, CERT_FILE, KEY_FILE)
     return Leaf(
         hosts=tuple(hosts),
         cert_file=cert_file,
         key_file=key_file,
         not_before=certificate.not_valid_before_utc,
         not_after=certificate.not_valid_after_utc,
-        issuer=certificate.issuer.rfc4514_string(),
+        issuer=AcmeIssuer.name,
     )
