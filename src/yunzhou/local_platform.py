@@ -5,17 +5,22 @@ Part of the composition root (with yunzhou.server): it knows both the runtime an
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from yunzhou.domain.errors import TemporaryError, YunzhouError
 from yunzhou.envnumbers import number_from_env
+from yunzhou.names.tls.issuers import CertificateIssuer
+from yunzhou.names.tls.local_ca import LEAF_LIFETIME, LocalCA, LocalCaIssuer
 from yunzhou.router import RouterProcess
 from yunzhou.runtimes.local import LocalSupervisor, LogLine
+from yunzhou.runtimes.local.certificates import CertificateKeeper
 from yunzhou.runtimes.local.containers import ContainerHost, instance_mode
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
@@ -46,6 +51,50 @@ class RouterClientLimits(NamedTuple):
             number("YUNZHOU_ROUTER_BODY_TIMEOUT", 30.0, 0.5, 3600.0, "seconds"),
             int(number("YUNZHOU_ROUTER_MAX_CONNECTIONS_PER_CLIENT", 256, 1, 1_000_000, "connections")),
         )
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """HTTPS on the local target (docs/tls.md#https-on-the-local-target): the router's HTTPS listener and
+    where certificates come from; an environment's ``tls`` (local/acme) picks the issuer per app."""
+
+    listen: str | None = None  # YUNZHOU_TLS_LISTEN / --tls-listen, host:port; None: no HTTPS
+    acme_directory: str | None = None  # YUNZHOU_ACME_DIRECTORY: the ACME CA for environments with tls acme
+    acme_email: str = ""  # YUNZHOU_ACME_EMAIL: the ACME account's contact
+    acme_ca_bundle: Path | None = None  # YUNZHOU_ACME_CA_BUNDLE: trust for the directory's HTTPS
+    local_lifetime: float = LEAF_LIFETIME.total_seconds()  # YUNZHOU_TLS_LOCAL_LIFETIME (s), the local CA's
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> TlsSettings:
+        """A bad value stops start-up with a message naming the variable and what is allowed."""
+        listen = environ.get("YUNZHOU_TLS_LISTEN", "").strip() or None
+        if listen is not None:
+            tls_listen_address(listen)
+        directory = environ.get("YUNZHOU_ACME_DIRECTORY", "").strip() or None
+        if directory is not None and not directory.startswith("https://"):
+            raise ValueError(
+                f"YUNZHOU_ACME_DIRECTORY={directory!r}: must be the https:// URL of an ACME directory"
+            )
+        bundle = environ.get("YUNZHOU_ACME_CA_BUNDLE", "").strip()
+        if bundle and not Path(bundle).is_file():
+            raise ValueError(f"YUNZHOU_ACME_CA_BUNDLE={bundle!r}: must be a PEM file of CA certificates")
+        lifetime = number_from_env(
+            "YUNZHOU_TLS_LOCAL_LIFETIME", LEAF_LIFETIME.total_seconds(), 10, 397 * 86400,
+            unit="seconds", environ=environ,
+        )  # fmt: skip
+        return cls(
+            listen, directory, environ.get("YUNZHOU_ACME_EMAIL", "").strip(),
+            Path(bundle).resolve() if bundle else None, lifetime,
+        )  # fmt: skip
+
+
+def tls_listen_address(value: str) -> tuple[str, int]:
+    """``host:port`` (``[::1]:8443`` for IPv6) → (host, port); ValueError naming YUNZHOU_TLS_LISTEN."""
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"YUNZHOU_TLS_LISTEN={value!r}: must be host:port, e.g. 127.0.0.1:8443")
+    return host, int(port)
 
 
 _BASE_ENV_KEYS = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "PYTHONPATH", "VIRTUAL_ENV")
@@ -100,11 +149,22 @@ class LocalPlatform:
         log_sink: Callable[[LogLine], None] | None = None,
         router_host: str = "127.0.0.1",
         image_pull: Callable[[str, str], object] | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         """``image_pull(repository, digest)``: fetch a release's image missing from the server's image store
-        (``<data dir>/images``) from the platform's registry."""
+        (``<data dir>/images``) from the platform's registry. ``tls``: HTTPS (off without a listener)."""
         self.data_dir = data_dir
         self.router_listen = f"{router_host}:{router_port}"
+        self.tls = tls or TlsSettings()
+        self.acme_challenges = data_dir / "acme-challenges" if self.tls.acme_directory else None
+        # certificates of the apps whose environment has tls local/acme; none without an HTTPS listener
+        self.certificates = (
+            CertificateKeeper(
+                data_dir / "tls" / "hosts", self._issuers(), lambda: self.runtime.certificates_changed()
+            )
+            if self.tls.listen
+            else None
+        )
         # Each app runs as a user of its own (when root; YUNZHOU_ISOLATE_INSTANCES=0 turns it off)
         self.isolation = Isolation.from_env(data_dir, os.environ)
         # Releases with an image run as containers unless YUNZHOU_INSTANCE_MODE=process (development)
@@ -127,8 +187,25 @@ class LocalPlatform:
             containers=self.containers,
             inflight=self._inflight,
             router_metrics=self.router.metrics_text,  # canary analysis reads per-release counters
+            certificates=self.certificates,
         )
         self.readiness = ReadinessFollower(self.supervisor, self.runtime.publish_ready)
+
+    def _issuers(self) -> dict[str, CertificateIssuer]:
+        """The local CA (``<data dir>/tls/ca``) always; the ACME CA when YUNZHOU_ACME_DIRECTORY names one."""
+        lifetime = dt.timedelta(seconds=self.tls.local_lifetime)
+        issuers: dict[str, CertificateIssuer] = {
+            "local": LocalCaIssuer(LocalCA.open(self.data_dir / "tls" / "ca"), lifetime)
+        }
+        if self.tls.acme_directory and self.acme_challenges is not None:
+            from yunzhou.names.tls.acme import AcmeIssuer, AcmeSettings, DirectoryResponder
+
+            settings = AcmeSettings(
+                self.tls.acme_directory, self.tls.acme_email, self.tls.acme_ca_bundle,
+                self.data_dir / "tls" / "acme" / "account.key",
+            )  # fmt: skip
+            issuers["acme"] = AcmeIssuer(settings, http01=DirectoryResponder(self.acme_challenges))
+        return issuers
 
     def _push(self, snapshot: dict[str, object]) -> dict[str, object]:
         return self.router.push_config(snapshot)
@@ -158,7 +235,11 @@ class LocalPlatform:
         self.supervisor.start()
         self._start_router()
         log.info("router on http://%s (admin %s)", self.router.listen, self.router.admin)
+        if self.router.tls_listen:
+            log.info("router HTTPS on %s (certificates in %s)", self.router.tls_listen, self.data_dir / "tls")
         self.readiness.start()  # a newly ready instance is routed at once, not at its app's next pass
+        if self.certificates is not None:
+            self.certificates.start()
         return self
 
     def ensure_router(self) -> None:
@@ -182,6 +263,8 @@ class LocalPlatform:
             body_timeout=limits.body_timeout,
             max_connections_per_client=limits.max_connections_per_client,
             also_listen=(f"{gateway}:0",) if gateway else (),  # 0: the same port as on loopback
+            tls_listen=self.tls.listen,
+            acme_challenges=self.acme_challenges,  # HTTP-01 answers the ACME issuer writes
         )
         self.router_pid_file.write_text(str(self.router.pid))
         if self.containers is not None:
@@ -190,6 +273,8 @@ class LocalPlatform:
             self.runtime.container_env["YUNZHOU_ROUTER"] = f"{gateway}:{port}"
 
     def stop(self) -> None:
+        if self.certificates is not None:
+            self.certificates.stop()
         self.readiness.stop()
         self.supervisor.close()
         if self.containers is not None and self.router.listen:

@@ -10,7 +10,7 @@ import signal
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import uvicorn
 from yunzhou.api import create_app
 from yunzhou.domain.errors import PermanentError, TemporaryError
 from yunzhou.domain.limits import Limits
+from yunzhou.local_platform import TlsSettings, tls_listen_address
 from yunzhou.observe import AccessLogTailer, LogRecord, LogRetention, LogStore
 from yunzhou.observe.alerts import AlertEvaluator, alert_interval
 from yunzhou.observe.metrics.collect_instances import InstanceSample
@@ -52,6 +53,8 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     # the managed registry (default) or an external one: YUNZHOU_REGISTRY_* (docs/images.md)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
+    # HTTPS on the local target: YUNZHOU_TLS_LISTEN, YUNZHOU_ACME_* (docs/tls.md, docs/config.md)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
     @classmethod
     def from_env(cls, data_dir: Path | None = None, **overrides: object) -> ServerConfig:
@@ -66,9 +69,15 @@ class ServerConfig:
             "kubeconfig_exec": _flag(env, "YUNZHOU_KUBECONFIG_EXEC"),
             "limits": Limits.from_env(env),
             "registry": RegistrySettings.from_env(env),
+            "tls": TlsSettings.from_env(env),
         }
+        tls_listen = overrides.pop("tls_listen", None)  # --tls-listen
         values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+        config = cls(**values)  # type: ignore[arg-type]
+        if tls_listen:
+            tls_listen_address(str(tls_listen))
+            config = replace(config, tls=replace(config.tls, listen=str(tls_listen)))
+        return config
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:
@@ -106,6 +115,7 @@ class Runner:
             image_pull=functools.partial(
                 pull_image, RegistryAccess(config.data_dir, config.registry), config.data_dir / "images"
             ),
+            tls=config.tls,
         )
         self.platform.runtime.archive_limits = config.limits
         cp.ctx.local_runs_images = self.platform.containers is not None  # image-less releases: refused
@@ -455,10 +465,13 @@ def run_server(
     api_port: int | None = None,
     router_port: int | None = None,
     runtime: bool = True,
+    tls_listen: str | None = None,
 ) -> None:
     """Run the control plane in the foreground until SIGTERM/SIGINT (uvicorn drains and exits)."""
     _configure_logging()
-    config = ServerConfig.from_env(data_dir, api_host=api_host, api_port=api_port, router_port=router_port)
+    config = ServerConfig.from_env(
+        data_dir, api_host=api_host, api_port=api_port, router_port=router_port, tls_listen=tls_listen
+    )
     with _guarded_start(config, router=runtime) as url:
         cp = build_control_plane(config)
         log.info("Yunzhou API on %s (data dir %s)", url, config.data_dir)
@@ -491,6 +504,10 @@ def _guarded_start(config: ServerConfig, *, router: bool) -> Iterator[str]:
         check_port(config.api_host, config.api_port, "API and console", "--api-port", "YUNZHOU_API_PORT")
         if router:
             check_port("127.0.0.1", config.router_port, "router", "--router-port", "YUNZHOU_ROUTER_PORT")
+            if config.tls.listen:
+                host, port = tls_listen_address(config.tls.listen)
+                if port:
+                    check_port(host, port, "router HTTPS", "--tls-listen", "YUNZHOU_TLS_LISTEN")
         published = Published(url, config.api_port, config.data_dir)
         try:
             yield url

@@ -42,6 +42,14 @@ def server(
     runtime: Annotated[
         bool, typer.Option("--runtime/--no-runtime", help="Also run the reconcilers and the local target.")
     ] = True,
+    tls_listen: Annotated[
+        str | None,
+        typer.Option(
+            "--tls-listen",
+            metavar="HOST:PORT",
+            help="The router's HTTPS listener (YUNZHOU_TLS_LISTEN), e.g. 127.0.0.1:8443; default: no HTTPS.",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: API + console, reconcilers and the local router."""
     try:
@@ -54,6 +62,7 @@ def server(
         api_port=api_port,
         router_port=router_port,
         runtime=runtime,
+        tls_listen=tls_listen,
     )
 
 

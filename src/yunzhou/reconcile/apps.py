@@ -470,7 +470,17 @@ def _conditions(
     if obs.not_routed or any(c.get("type") == "Routed" for c in out):
         routed = ("False", "RouteNotServed", "; ".join(obs.not_routed)) if obs.not_routed else None
         out = _set_condition(out, now, "Routed", *(routed or ("True", "AllRouted", "every route is served")))
+    if obs.not_secured or any(c.get("type") == "Secured" for c in out):
+        out = _set_condition(out, now, "Secured", *_secured(obs.not_secured))
     return out
+
+
+def _secured(notes: tuple[str, ...]) -> tuple[str, str, str]:
+    """The Secured condition (HTTPS on the local target): False while a host has no certificate yet."""
+    if not notes:
+        return ("True", "CertificatesIssued", "every host served over HTTPS has its certificate")
+    issuing = all(n.endswith("is being issued") for n in notes)
+    return ("False", "CertificateIssuing" if issuing else "CertificateFailed", "; ".join(notes))
 
 
 def _rendered(notes: tuple[str, ...]) -> tuple[str, str, str]:
