@@ -19,7 +19,7 @@ from lightkube.resources.core_v1 import Secret
 from lightkube.resources.networking_v1 import Ingress
 
 from tests.integration.k8s.conftest import make_intent
-from yunzhou.runtimes.kubernetes.render_tls import AcmeIssuer
+from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory
 from yunzhou.runtimes.kubernetes.runtime import OPTIONAL_KINDS, KubernetesRuntime
 from yunzhou.testing.k8s import binaries_available
 
@@ -108,7 +108,7 @@ def test_local_ca_issuers_are_shared_by_the_namespace_and_outlive_its_apps(
 
 def test_acme_issuer_on_the_platform_directory_is_accepted(kube: Any, namespace: str) -> None:
     pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
-    acme = AcmeIssuer("https://acme.platform.test:14000/dir", "ops@example.com", pem)
+    acme = AcmeDirectory("https://acme.platform.test:14000/dir", "ops@example.com", pem)
     runtime = KubernetesRuntime(lambda cluster: (kube, "apps.test"), acme=acme)
     runtime.apply(replace(make_intent(namespace), tls="acme"))
     issuer = kube.get(ISSUER, "yunzhou.acme", namespace=namespace).to_dict()["spec"]["acme"]

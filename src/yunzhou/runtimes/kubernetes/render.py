@@ -24,7 +24,7 @@ from yunzhou.domain.tls_mode import parse_tls_mode
 from yunzhou.runtimes.kubernetes.images import PULL_SECRET, container_image, harden
 from yunzhou.runtimes.kubernetes.render_autoscale import DEFAULT_PROMETHEUS, render_autoscale
 from yunzhou.runtimes.kubernetes.render_observe import render_observe
-from yunzhou.runtimes.kubernetes.render_tls import AcmeIssuer, render_tls
+from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory, render_tls
 from yunzhou.runtimes.kubernetes.render_traffic import (
     Split,
     canary_objects,
@@ -63,7 +63,7 @@ class Target:
     cluster: str = ""
     # host[:port] the cluster's nodes pull platform images from (None: the platform has no registry)
     registry: str | None = None
-    acme: AcmeIssuer | None = None  # the platform's ACME CA, for environments whose tls is "acme"
+    acme: AcmeDirectory | None = None  # the platform's ACME CA, for environments whose tls is "acme"
 
 
 def app_key(address: str) -> str:

@@ -39,7 +39,7 @@ MISSING = (
 
 
 @dataclass(frozen=True)
-class AcmeIssuer:
+class AcmeDirectory:
     """The platform's ACME CA, as a cluster's cert-manager is to use it."""
 
     directory: str  # the ACME directory URL
@@ -57,7 +57,7 @@ def render_tls(
     mode: TlsMode,
     apis: frozenset[str],
     *,
-    acme: AcmeIssuer | None = None,
+    acme: AcmeDirectory | None = None,
     ingress_class: str | None = None,
 ) -> tuple[list[Manifest], list[str], list[dict[str, Any]]]:
     """(objects, notes, the Ingress's ``tls`` entries) for an app whose Ingress serves ``hosts``."""
@@ -100,7 +100,7 @@ def _shared_meta(w: AppShape, name: str) -> dict[str, Any]:
     return {"name": name, "namespace": w.namespace, "labels": {k: labels[k] for k in keep if k in labels}}
 
 
-def _acme_issuer(w: AppShape, acme: AcmeIssuer, ingress_class: str | None) -> Manifest:
+def _acme_issuer(w: AppShape, acme: AcmeDirectory, ingress_class: str | None) -> Manifest:
     spec: dict[str, Any] = {
         "server": acme.directory,
         "privateKeySecretRef": {"name": ACME_ACCOUNT},

@@ -47,7 +47,7 @@ from yunzhou.runtimes.kubernetes.render import (
     render,
     render_canary,
 )
-from yunzhou.runtimes.kubernetes.render_tls import AcmeIssuer, secret_name
+from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory, secret_name
 from yunzhou.runtimes.protocol import AppIntent, AppObservation
 
 # lightkube's overloads are typed per resource class; objects here are built from rendered data, so
@@ -125,7 +125,7 @@ class KubernetesRuntime:
         clock: Callable[[], float] = time.time,
         metric_query: MetricQuery | None = None,
         images: ClusterImages | None = None,
-        acme: AcmeIssuer | None = None,
+        acme: AcmeDirectory | None = None,
     ) -> None:
         self.connect = connect
         self.acme = acme  # the platform's ACME CA, for environments whose tls is "acme" (render_tls.py)

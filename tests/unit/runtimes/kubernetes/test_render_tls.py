@@ -11,7 +11,7 @@ import pytest
 from yunzhou.domain.errors import PermanentError, UserError
 from yunzhou.domain.tls_mode import TlsMode, parse_tls_mode
 from yunzhou.runtimes.kubernetes.render import APP_LABEL, NOT_RENDERED, Target, render
-from yunzhou.runtimes.kubernetes.render_tls import CERTIFICATE, ISSUER, AcmeIssuer
+from yunzhou.runtimes.kubernetes.render_tls import CERTIFICATE, ISSUER, AcmeDirectory
 from yunzhou.runtimes.protocol import AppIntent, RouteSpec
 
 CERT_MANAGER = frozenset({CERTIFICATE, ISSUER})
@@ -83,7 +83,9 @@ def test_namespace_issuer_is_referenced_as_an_issuer() -> None:
 
 
 def test_acme_renders_a_namespace_issuer_on_the_platform_directory_with_http01_by_ingress_class() -> None:
-    acme = AcmeIssuer("https://acme.internal:14000/dir", "ops@example.com", "-----BEGIN CERTIFICATE-----\n")
+    acme = AcmeDirectory(
+        "https://acme.internal:14000/dir", "ops@example.com", "-----BEGIN CERTIFICATE-----\n"
+    )
     out = objects("acme", replace(TARGET, acme=acme, ingress_class="nginx"))
     issuer = out[("Issuer", "yunzhou.acme")]
     assert issuer["spec"]["acme"] == {
@@ -96,7 +98,7 @@ def test_acme_renders_a_namespace_issuer_on_the_platform_directory_with_http01_b
     assert APP_LABEL not in issuer["metadata"]["labels"]  # shared by the namespace's apps: no app prunes it
     assert issuer["metadata"]["labels"]["yunzhou.io/env"] == "dev"
     assert out[("Certificate", "orders")]["spec"]["issuerRef"]["name"] == "yunzhou.acme"
-    no_class = objects("acme", replace(TARGET, acme=AcmeIssuer("https://a.test/dir")))
+    no_class = objects("acme", replace(TARGET, acme=AcmeDirectory("https://a.test/dir")))
     assert no_class[("Issuer", "yunzhou.acme")]["spec"]["acme"]["solvers"] == [{"http01": {"ingress": {}}}]
 
 
