@@ -13,7 +13,13 @@ Needs Debian's ``nginx`` and ``wrk`` (``apt-get install nginx wrk``). Everything
   throughput drifts by tens of percent over a minute; alternating keeps the comparison fair). The
   median round is reported, with every round listed.
 CPU seconds per 1000 requests come from utime+stime in /proc/<pid>/stat of the proxy (nginx: master and
-workers) before and after each run. Prints one JSON document.
+workers) before and after each run.
+
+``--parts configurations`` (on by default) then runs router and nginx side by side in three configurations,
+32 connections, 8 s each: ``plain`` (access logs off), ``as-served`` (the router's access log indexed into
+the log store by the server's own tailer and metrics scraped, in ``bench/router_served.py``; nginx writing
+its own access log) and ``https`` (both terminating TLS 1.3 with the same certificate). Prints one JSON
+document.
 """
 
 from __future__ import annotations
