@@ -18,12 +18,15 @@ from lightkube import codecs as lk_codecs
 from lightkube.resources.core_v1 import Secret
 from lightkube.resources.networking_v1 import Ingress
 
+from tests.integration.k8s import test_kubernetes_runtime as runtime_tests
 from tests.integration.k8s.conftest import make_intent
+from tests.integration.k8s.test_kubernetes_runtime import World, web
 from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory
 from yunzhou.runtimes.kubernetes.runtime import OPTIONAL_KINDS, KubernetesRuntime
 from yunzhou.testing.k8s import binaries_available
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300 if binaries_available() else 3600)]
+world = runtime_tests.world  # the fixture: a control plane (store, API, reconciler) on the test cluster
 CERTIFICATE = OPTIONAL_KINDS["Certificate"]
 ISSUER = OPTIONAL_KINDS["Issuer"]
 
@@ -118,3 +121,42 @@ def test_acme_issuer_on_the_platform_directory_is_accepted(kube: Any, namespace:
     assert issuer["solvers"] == [{"http01": {"ingress": {}}}]
     certificate = kube.get(CERTIFICATE, "orders", namespace=namespace).to_dict()["spec"]
     assert certificate["issuerRef"] == {"name": "yunzhou.acme", "kind": "Issuer", "group": "cert-manager.io"}
+
+
+def set_tls(world: World, tls: str | None) -> None:
+    """The environment's tls as the names service stores it (written here directly: this tests the path
+    from the stored setting through the reconciler to the cluster, not the API)."""
+    from sqlalchemy import select
+
+    from yunzhou.store.models import Environment
+
+    with world.api.cp.ctx.db.transaction() as s:
+        env = s.scalar(select(Environment).where(Environment.name == "dev"))
+        assert env is not None
+        env.tls = tls
+
+
+def test_an_environments_tls_reaches_the_cluster_through_the_reconciler(world: World) -> None:
+    certificates = f"/apis/cert-manager.io/v1/namespaces/{world.ns}/certificates"
+    world.deploy(web("shopfront"))
+    assert world.converge("shopfront")["rollout"]["state"] == "succeeded"
+    assert world.objects(certificates, "shopfront") == []
+
+    set_tls(world, "cluster-issuer:corp-ca")
+    world.controller.reconcile(world.app_id("shopfront"))  # the next pass renders from the stored setting
+    (certificate,) = world.objects(certificates, "shopfront")
+    assert certificate["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+    ingress = world.kube(f"/apis/networking.k8s.io/v1/namespaces/{world.ns}/ingresses/shopfront")
+    assert ingress["spec"]["tls"] == [
+        {"hosts": certificate["spec"]["dnsNames"], "secretName": "shopfront-tls"}
+    ]
+
+    set_tls(world, "off")
+    world.controller.reconcile(world.app_id("shopfront"))
+    assert world.objects(certificates, "shopfront") == []
+    ingress = world.kube(f"/apis/networking.k8s.io/v1/namespaces/{world.ns}/ingresses/shopfront")
+    assert "tls" not in ingress["spec"]
