@@ -220,7 +220,21 @@ class Runner:
         from yunzhou.reconcile.nodes import NodeAutoscaling, node_autoscaling_settings
 
         node_settings = node_autoscaling_settings(os.environ)
+        # DNS records by the environments' naming rules, custom-domain checks (reconcile/names.py)
+        from yunzhou.reconcile.names import NamesReconciler, names_interval
+
+        box = cp.ctx.secret_box
+        self.names = NamesReconciler(
+            cp.ctx.db, box.open, cp.ctx.clock, data_dir=config.data_dir,
+            hosts_file=Path(os.environ.get("YUNZHOU_HOSTS_FILE", "/etc/hosts")), interval=names_interval(),
+        )  # fmt: skip
         self.nodes = NodeAutoscaling(cp, self.clusters.connect, node_settings) if node_settings else None
+        # registered domains' registration expiry, looked up by RDAP (reconcile/domain_expiry.py)
+        from yunzhou.reconcile.domain_expiry import DomainExpiryChecker
+        from yunzhou.services.watched_domains import DomainWatchService
+
+        watched = DomainWatchService(cp.ctx)
+        self.domain_expiry = DomainExpiryChecker.from_env(watched, cp.ctx.clock, os.environ)
 
     def start(self) -> Runner:
         import fcntl
@@ -266,6 +280,8 @@ class Runner:
                 self.wake.start()
             if self.nodes is not None:
                 self.nodes.start()
+            self.domain_expiry.start()
+            self.names.start()
         except BaseException:  # a half-started runner (or Ctrl-C) leaves no router or instance behind
             self.stop()
             raise
@@ -290,6 +306,8 @@ class Runner:
             self._router_admin = published
 
     def stop(self) -> None:
+        self.domain_expiry.stop()
+        self.names.stop()
         if self.nodes is not None:
             self.nodes.stop()
         if self.wake is not None:

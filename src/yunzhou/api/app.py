@@ -10,7 +10,9 @@ from yunzhou.api.limits import BodyLimitMiddleware
 from yunzhou.api.routes import alerts, apps, config, logs, platform, projects
 from yunzhou.api.routes import autoscaling as autoscaling_routes
 from yunzhou.api.routes import builds as build_routes
+from yunzhou.api.routes import domains as domain_routes
 from yunzhou.api.routes import metrics as metrics_routes
+from yunzhou.api.routes import names as name_routes
 from yunzhou.api.routes import nodes as node_routes
 from yunzhou.api.routes import preferences as preference_routes
 from yunzhou.api.routes import registry as registry_routes
@@ -45,6 +47,8 @@ def create_app(control_plane: ControlPlane, own_metrics: ControlPlaneMetrics | N
     app.include_router(preference_routes.router, prefix=API_PREFIX)
     app.include_router(registry_routes.router, prefix=API_PREFIX)
     app.include_router(stack_routes.router, prefix=API_PREFIX)
+    app.include_router(domain_routes.router, prefix=API_PREFIX)
+    app.include_router(name_routes.router, prefix=API_PREFIX)
     app.include_router(metrics_routes.exposition_router)  # GET /metrics, where Prometheus looks
     app.state.metrics_self = own_metrics or ControlPlaneMetrics()
     mount_console(app)  # the web console at `/`; it calls this API over HTTP with the user's token

@@ -160,6 +160,8 @@ class Environment(BaseModel):
     namespace: str | None
     require_signed_images: bool
     egress: bool
+    names: dict[str, Any] | None = None
+    tls: str = "off"
     created_at: str
     version: int
 

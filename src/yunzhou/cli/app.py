@@ -21,11 +21,13 @@ from yunzhou.cli.common import (
 )
 from yunzhou.cli.config import config_app
 from yunzhou.cli.environments import env_app
+from yunzhou.cli.names import dns_app, domains_app
 from yunzhou.cli.observe import observe_app
 from yunzhou.cli.projects import project_app
 from yunzhou.cli.secrets import secret_app
 from yunzhou.cli.stacks import stacks_app
 from yunzhou.cli.traffic import rollout_app, traffic_app
+from yunzhou.cli.watched_domains import watched_domains_app
 
 
 class YunzhouGroup(TyperGroup):
@@ -65,6 +67,9 @@ app.add_typer(config_app, name="config", rich_help_panel=PANEL_SETUP)
 app.add_typer(secret_app, name="secret", rich_help_panel=PANEL_SETUP)
 app.add_typer(cluster_app, name="cluster", rich_help_panel=PANEL_SETUP)
 app.add_typer(stacks_app, name="stacks", rich_help_panel=PANEL_SETUP)
+app.add_typer(watched_domains_app, name="domains", rich_help_panel=PANEL_SETUP)
+app.add_typer(dns_app, name="dns", rich_help_panel=PANEL_SETUP)
+app.add_typer(domains_app, name="custom-domains", rich_help_panel=PANEL_APPS)
 app.add_typer(alerts_app, name="alerts", rich_help_panel=PANEL_APPS)
 app.add_typer(observe_app, name="observe", rich_help_panel=PANEL_APPS)
 app.add_typer(autoscale_app, name="autoscale", rich_help_panel=PANEL_APPS)

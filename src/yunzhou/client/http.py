@@ -15,6 +15,7 @@ import httpx
 from yunzhou.client.artifact import SourceArchive, pack_source
 from yunzhou.client.builds import BuildCalls
 from yunzhou.client.config import DEFAULT_URL, ClientConfig, load_config
+from yunzhou.client.domains import DomainCalls
 from yunzhou.client.errors import ApiError, ServerUnreachable, WaitTimeout, error_from_response
 from yunzhou.client.stacks import StackCalls
 from yunzhou.domain.errors import FieldProblem
@@ -33,7 +34,7 @@ def _segment(value: object) -> str:
     return quote(str(value), safe="")
 
 
-class YunzhouClient(BuildCalls, StackCalls):
+class YunzhouClient(BuildCalls, StackCalls, DomainCalls):
     """A synchronous client for the Yunzhou HTTP API (v1).
 
     ``sleep`` and ``clock`` are injectable so that waiting and retrying can be tested without real time.
@@ -185,6 +186,47 @@ class YunzhouClient(BuildCalls, StackCalls):
         path = f"/projects/{_segment(project)}/environments/{_segment(env)}"
         result: Json = self._request("PATCH", path, json=body)
         return result
+
+    # ---- names (docs/names.md)
+    def set_environment_names(
+        self, project: str, env: str, version: int | None = None, **changes: Any
+    ) -> Json:
+        """``names=`` (a dict, or None to stop naming) and/or ``tls=`` (off, local, acme, issuer:NAME …)."""
+        body: Json = {**changes, **({"version": version} if version is not None else {})}
+        path = f"/projects/{_segment(project)}/environments/{_segment(env)}/names"
+        result: Json = self._request("PATCH", path, json=body)
+        return result
+
+    def list_dns_providers(self) -> list[Json]:
+        return self._items("/dns/providers")
+
+    def add_dns_provider(self, name: str, kind: str, settings: Json, secret: str | None = None) -> Json:
+        body = {"name": name, "kind": kind, "settings": settings, "secret": secret}
+        result: Json = self._request("POST", "/dns/providers", json=body)
+        return result
+
+    def remove_dns_provider(self, name: str) -> None:
+        self._request("DELETE", f"/dns/providers/{_segment(name)}")
+
+    def list_dns_records(self, project: str | None = None) -> list[Json]:
+        return self._items("/dns/records", params={"project": project} if project else None)
+
+    def _domains(self, project: str, env: str, app: str) -> str:
+        return f"/projects/{_segment(project)}/environments/{_segment(env)}/apps/{_segment(app)}/domains"
+
+    def list_custom_domains(self, project: str, env: str, app: str) -> list[Json]:
+        return self._items(self._domains(project, env, app))
+
+    def add_custom_domain(self, project: str, env: str, app: str, host: str) -> Json:
+        result: Json = self._request("POST", self._domains(project, env, app), json={"host": host})
+        return result
+
+    def verify_custom_domain(self, project: str, env: str, app: str, host: str) -> Json:
+        result: Json = self._request("POST", f"{self._domains(project, env, app)}/{_segment(host)}/verify")
+        return result
+
+    def remove_custom_domain(self, project: str, env: str, app: str, host: str) -> None:
+        self._request("DELETE", f"{self._domains(project, env, app)}/{_segment(host)}")
 
     def list_environments(self, project: str) -> list[Json]:
         return self._items(f"/projects/{_segment(project)}/environments")

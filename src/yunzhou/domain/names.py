@@ -90,3 +90,42 @@ def parse_app_address(text: str) -> AppAddress:
 def default_host(app: str, env: str, project: str, base_domain: str) -> str:
     """The internal name every app gets: ``{app}.{env}.{project}.{base_domain}``."""
     return f"{app}.{env}.{project}.{base_domain}"
+
+
+# ---- naming rules (docs/names.md): the DNS name an environment's apps get, e.g. {app}.{env}.{project}.{zone}
+NAMING_RULE_DEFAULT = "{app}.{env}.{project}.{zone}"
+_RULE_FIELDS = ("app", "env", "project", "zone")
+_RULE_TOKEN = re.compile(r"\{([^{}]*)\}")
+
+
+def check_naming_rule(rule: object, path: str = "names.rule") -> str:
+    """A rule names every app of one environment apart from every other project's: it must contain
+    ``{app}`` and ``{project}`` and end with ``.{zone}``; the rest are DNS-label characters and dots."""
+    if not isinstance(rule, str) or not rule:
+        raise invalid(path, f"must be a string such as {NAMING_RULE_DEFAULT}")
+    fields = _RULE_TOKEN.findall(rule)
+    unknown = sorted(set(fields) - set(_RULE_FIELDS))
+    if unknown:
+        allowed = ", ".join("{" + f + "}" for f in _RULE_FIELDS)
+        raise invalid(path, f"{rule!r} uses {{{unknown[0]}}}; the placeholders are {allowed}")
+    if "app" not in fields or "project" not in fields:
+        raise invalid(
+            path, f"{rule!r} must contain {{app}} and {{project}}, so that no two apps share a name"
+        )
+    if not rule.endswith(".{zone}") or fields.count("zone") != 1:
+        raise invalid(
+            path, f"{rule!r} must end with .{{zone}} (and name the zone once): names stay in the zone"
+        )
+    literal = _RULE_TOKEN.sub("x", rule)
+    if not is_dns_name(literal):
+        raise invalid(path, f"{rule!r}: between the placeholders only a-z, 0-9, '-' and '.' (DNS labels)")
+    return rule
+
+
+def render_naming_rule(rule: str, *, app: str, env: str, project: str, zone: str) -> str:
+    """The name ``rule`` gives an app (checked: a DNS name of at most 253 characters)."""
+    values = {"app": app, "env": env, "project": project, "zone": zone}
+    name = _RULE_TOKEN.sub(lambda m: values[m.group(1)], rule)
+    if not is_dns_name(name):
+        raise invalid("names.rule", f"gives {name!r} for app {project}/{env}/{app}, which is not a DNS name")
+    return name

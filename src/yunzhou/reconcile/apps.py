@@ -25,10 +25,21 @@ from yunzhou.reconcile.diagnosis import diagnose, mask
 from yunzhou.reconcile.worker import Outcome
 from yunzhou.runtimes.protocol import AppIntent, AppObservation, RouteSpec, Runtime
 from yunzhou.services.context import iso
+from yunzhou.services.names import app_name
 from yunzhou.store import Database
 from yunzhou.store.crypto import SecretBox, SecretKeyError
 from yunzhou.store.files import artifact_path
-from yunzhou.store.models import App, Environment, Instance, Project, Release, Rollout
+from yunzhou.store.models import (
+    App,
+    CustomDomain,
+    DnsRecordRow,
+    Environment,
+    Instance,
+    Project,
+    Release,
+    Rollout,
+    RouteClaim,
+)
 
 log = logging.getLogger("yunzhou.reconcile.apps")
 ACTIVE = ("pending", "progressing")
@@ -158,8 +169,8 @@ class AppController:
                 .where(Rollout.app_id == app.id, Rollout.state.in_(ACTIVE))
                 .order_by(Rollout.id.desc())
             )
-            default_route = RouteSpec(default_host(app.name, env.name, project.name, self.base_domain), "/")
-            routes = [default_route, *_routes(release)]
+            own = _own_routes(s, app, env, project.name, self.base_domain)
+            routes = [*own, *(r for r in _routes(release) if r not in own)]
             intent = AppIntent(
                 app_id=app.id,
                 address=f"{project.name}/{env.name}/{app.name}",
@@ -193,7 +204,7 @@ class AppController:
             if previous is not None and not app.removing:
                 config = (previous.score, previous.config)
                 outputs = resource_outputs(s, self.secret_box, env.id, app.name, *config)
-                intent = replace(intent, previous=self._intent_of(intent, previous, default_route, outputs))
+                intent = replace(intent, previous=self._intent_of(intent, previous, own, outputs))
             return (
                 intent,
                 env.target,
@@ -205,7 +216,7 @@ class AppController:
         self,
         intent: AppIntent,
         release: Release,
-        default_route: RouteSpec,
+        own: tuple[RouteSpec, ...],
         outputs: Mapping[str, Mapping[str, str]],
     ) -> AppIntent:
         """``intent`` (the app as it is now) with ``release``'s content instead of its own."""
@@ -217,7 +228,7 @@ class AppController:
             artifact=artifact_path(self.data_dir, release.artifact) if release.artifact else None,
             artifact_digest=release.artifact,
             image=pinned_image(release.image),
-            routes=(default_route, *_routes(release)),
+            routes=(*own, *(r for r in _routes(release) if r not in own)),
             replace_instances=(),
             resource_outputs=outputs,
         )
@@ -358,6 +369,31 @@ class AppController:
             conditions = _set_condition(app.conditions, now, ctype, status, reason, message)
             if conditions != app.conditions:
                 s.execute(update(App).where(App.id == app_id).values(conditions=conditions))
+
+
+def _own_routes(
+    s: Session, app: App, env: Environment, project: str, base_domain: str
+) -> tuple[RouteSpec, ...]:
+    """The hosts an app has whatever its release says: its default host, its name by the environment's
+    naming rule (unless another app holds that name: the names reconciler reports the conflict), and
+    its verified custom domains (docs/names.md)."""
+    hosts = [default_host(app.name, env.name, project, base_domain)]
+    named = app_name(env, project, app.name)
+    if named is not None and named not in hosts:
+        held = s.scalar(
+            select(DnsRecordRow.id).where(
+                DnsRecordRow.name == named, DnsRecordRow.app_id.is_not(None), DnsRecordRow.app_id != app.id
+            )
+        ) or s.scalar(select(RouteClaim.id).where(RouteClaim.host == named, RouteClaim.app_id != app.id))
+        if held is None:
+            hosts.append(named)
+    verified = s.scalars(
+        select(CustomDomain.host)
+        .where(CustomDomain.app_id == app.id, CustomDomain.state == "verified")
+        .order_by(CustomDomain.host)
+    )
+    hosts += [h for h in verified if h not in hosts]
+    return tuple(RouteSpec(h, "/") for h in hosts)
 
 
 def _routes(release: Release) -> list[RouteSpec]:

@@ -16,7 +16,9 @@ from yunzhou.services.builds import BuildPolicy, BuildService
 from yunzhou.services.clusters import ClusterProbe, ClusterService, ProbeResult, Sealer
 from yunzhou.services.config import ConfigService
 from yunzhou.services.context import SYSTEM, Caller, Clock, utc_now
+from yunzhou.services.custom_domains import CustomDomainService
 from yunzhou.services.healing import HealingService
+from yunzhou.services.names import NamesService
 from yunzhou.services.preferences import PreferenceService
 from yunzhou.services.projects import ProjectService
 from yunzhou.services.registry import RegistryService
@@ -60,6 +62,15 @@ class ControlPlane:
         return ClusterService(
             self.ctx, self.cluster_probe, self.ctx.secret_box, allow_exec=self.kubeconfig_exec
         )
+
+    @property
+    def names(self) -> NamesService:
+        # DNS provider secrets are sealed with the same keyring as secrets and kubeconfigs
+        return NamesService(self.ctx, self.ctx.secret_box)
+
+    @property
+    def custom_domains(self) -> CustomDomainService:
+        return CustomDomainService(self.ctx)
 
     @property
     def projects(self) -> ProjectService:

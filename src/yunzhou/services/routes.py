@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.errors import Conflict, FieldProblem, UserError
 from yunzhou.domain.names import default_host
 from yunzhou.services.context import Caller
-from yunzhou.store.models import App, Environment, Project, RouteClaim
+from yunzhou.store.models import App, CustomDomain, Environment, Project, RouteClaim
 
 _CLAIM_LOCK = 0x59_5A_52_54  # "YZRT": the advisory lock key of route claims on PostgreSQL
 
@@ -77,6 +77,20 @@ def claim_routes(
     if claims and s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
     hosts = sorted({c.host for c in claims})
+    # another app's custom domain (services/custom_domains.py) is its own, verified or about to be
+    verified_elsewhere = (
+        set(
+            s.scalars(
+                select(CustomDomain.host).where(CustomDomain.host.in_(hosts), CustomDomain.app_id != app.id)
+            )
+        )
+        if hosts
+        else set()
+    )
+    for c in claims:
+        if c.host in verified_elsewhere:
+            message = f"{c.host} is another app's custom domain; a host belongs to one app only"
+            raise Conflict(f"{c.field}: {message}", problems=[FieldProblem(c.field, message)])
     held = (
         s.execute(
             select(RouteClaim, App.name, Environment.name, Project.name)

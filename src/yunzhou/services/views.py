@@ -27,6 +27,8 @@ def environment_view(e: Environment, project: str) -> dict[str, Any]:
         "namespace": e.namespace,
         "require_signed_images": e.require_signed_images,
         "egress": e.egress,
+        "names": e.names,  # the DNS naming rule (docs/names.md); None: no records
+        "tls": e.tls or "off",
         "created_at": iso(e.created_at),
         "version": e.version,
     }

@@ -124,7 +124,7 @@ class Environment(Base):
     require_signed_images: Mapped[bool] = mapped_column(Boolean, server_default=false())
     egress: Mapped[bool] = mapped_column(Boolean, server_default=true())
     # names (docs/names.md): the DNS naming rule {provider, zone, rule, policy, ttl, target}; None: no records
-    names: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    names: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))
     # HTTPS for the environment's routes: None/"off", "local" (the platform's CA), "acme", or on a cluster
     # "issuer:NAME" / "cluster-issuer:NAME" (an existing cert-manager issuer)
     tls: Mapped[str | None] = mapped_column(String(100))

@@ -31,6 +31,7 @@ PATH_VALUES = {
     "cluster": "nowhere",
     "silence_id": "1",
     "build_id": "b000000000000",
+    "host": "www.example.test",
 }
 # (label, project role or None, token scopes)
 CALLERS = [
