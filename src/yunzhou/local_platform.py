@@ -93,7 +93,7 @@ def tls_listen_address(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"YUNZHOU_TLS_LISTEN={value!r}: must be host:port, e.g. 127.0.0.1:8443")
+        raise ValueError(f"YUNZHOU_TLS_LISTEN / --tls-listen {value!r}: must be host:port (127.0.0.1:8443)")
     return host, int(port)
 
 
