@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 
@@ -35,6 +35,9 @@ from yunzhou.services.image_pinning import ImagePinning
 from yunzhou.services.image_signatures import SignedImages
 from yunzhou.startup import Published, ServerLock, StartRefused, check_port, reachable_url
 from yunzhou.store import Database, check_integrity, keep_private, sqlite_url, upgrade
+
+if TYPE_CHECKING:
+    from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory
 
 log = logging.getLogger("yunzhou.server")
 
@@ -130,7 +133,7 @@ class Runner:
         images = ClusterImageAccess(
             cp.ctx.db, PullCredentialService(cp.ctx, cp.ctx.secret_box), lambda: registry_address(access)
         )
-        kubernetes = KubernetesRuntime(self.clusters.connect, images=images)
+        kubernetes = KubernetesRuntime(self.clusters.connect, images=images, acme=cluster_acme(config.tls))
         self.controller = AppController(
             cp.ctx.db,
             {"local": self.platform.runtime, "cluster": kubernetes},
@@ -365,6 +368,17 @@ def instance_samples(supervisor: LocalSupervisor) -> list[InstanceSample]:
         )
         for st in seen
     ]
+
+
+def cluster_acme(tls: TlsSettings) -> AcmeDirectory | None:
+    """The platform's ACME CA as a cluster's cert-manager is to use it (environments with tls acme), or None
+    when none is configured (docs/kubernetes.md#https-with-cert-manager)."""
+    from yunzhou.runtimes.kubernetes.render_tls import AcmeDirectory
+
+    if tls.acme_directory is None:
+        return None
+    bundle = tls.acme_ca_bundle.read_text() if tls.acme_ca_bundle is not None else None
+    return AcmeDirectory(tls.acme_directory, tls.acme_email or None, bundle)
 
 
 def cluster_probe(

@@ -4,6 +4,7 @@ ACME and local-CA issuers, and what is left out (and said) when the cluster has 
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -144,3 +145,21 @@ def test_an_invalid_stored_setting_is_a_permanent_error_naming_the_field() -> No
     with pytest.raises(PermanentError) as exc:
         render(intent("issuer:"), TARGET)
     assert [p.path for p in exc.value.problems] == ["tls"]
+
+
+def test_the_servers_acme_settings_become_the_acme_directory_clusters_use(tmp_path: Path) -> None:
+    from yunzhou.local_platform import TlsSettings
+    from yunzhou.server import cluster_acme
+
+    assert cluster_acme(TlsSettings()) is None  # no ACME CA: environments with tls acme are noted, not served
+    bundle = tmp_path / "root.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+    settings = TlsSettings(
+        acme_directory="https://acme.test/dir", acme_email="ops@example.com", acme_ca_bundle=bundle
+    )
+    assert cluster_acme(settings) == AcmeDirectory(
+        "https://acme.test/dir", "ops@example.com", bundle.read_text()
+    )
+    assert cluster_acme(TlsSettings(acme_directory="https://acme.test/dir")) == AcmeDirectory(
+        "https://acme.test/dir"
+    )
