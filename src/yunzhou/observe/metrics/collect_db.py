@@ -17,7 +17,7 @@ from yunzhou.domain.metrics import parse_metrics_endpoint
 from yunzhou.domain.score import parse_score
 from yunzhou.observe.metrics.collect_instances import InstanceSample
 from yunzhou.store import Database
-from yunzhou.store.models import App, Environment, Instance, Project, Release, WorkItem
+from yunzhou.store.models import App, Environment, Instance, Project, Release, WatchedDomain, WorkItem
 
 
 class ReleaseFacts(NamedTuple):
@@ -112,6 +112,16 @@ class StateReader:
                 )
                 for p, e, a, i in rows
             ]
+
+    def domain_expiries(self) -> list[tuple[str, float]]:
+        """(domain, registration expiry as a Unix time) of each watched domain whose expiry is known."""
+        with self.db.transaction() as s:
+            rows = s.execute(
+                select(WatchedDomain.name, WatchedDomain.expires_at).where(
+                    WatchedDomain.expires_at.is_not(None)
+                )
+            ).all()
+        return [(name, expires.timestamp()) for name, expires in rows if expires is not None]
 
     def queue_depth(self) -> dict[str, int]:
         """Work items due now and not leased, by kind."""

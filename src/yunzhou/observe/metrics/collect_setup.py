@@ -20,6 +20,7 @@ import httpx
 from yunzhou.domain.errors import TemporaryError
 from yunzhou.observe.metrics.collect import Collector, ScrapeLoop, scrape_interval
 from yunzhou.observe.metrics.collect_db import StateReader
+from yunzhou.observe.metrics.collect_domains import DomainExpiryCollector
 from yunzhou.observe.metrics.collect_host import HostCollector
 from yunzhou.observe.metrics.collect_instances import (
     AppScrapeCollector,
@@ -159,6 +160,7 @@ class MetricsWiring:
             InstanceCollector(self._this_tick, self.state.replicas),
             self.apps,
             RouterCollector(self._router),
+            DomainExpiryCollector(self.state.domain_expiries),
         ]
         return found
 
