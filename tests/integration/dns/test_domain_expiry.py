@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import UnixClock
+from yunzhou.client import YunzhouClient
 from yunzhou.domain.errors import NotFound, PermanentError, TemporaryError
 from yunzhou.names.rdap import RdapClient, RdapSettings
 from yunzhou.observe.alerts import AlertEvaluator
@@ -29,7 +30,7 @@ from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.services.watched_domains import DomainWatchService
 from yunzhou.store import Database
 from yunzhou.testing.polling import wait_until
-from yunzhou.testing.server import free_port
+from yunzhou.testing.server import ControlPlaneProcess, free_port
 
 DAY = 86400.0
 
@@ -192,3 +193,28 @@ def test_domain_expiring_within_30_days_fires_the_default_alert(
     assert alert["labels"]["domain"] == "soon.com"
     assert 9.9 * DAY < alert["value"] < 10 * DAY
     assert alert["annotations"]["summary"].startswith("the registration of soon.com expires in ")
+
+
+def test_yunzhou_server_looks_up_a_new_domain_and_exports_its_expiry(
+    tmp_path: Path, rdap: tuple[str, Registry]
+) -> None:
+    """The wiring as users run it: `yunzhou server` with YUNZHOU_RDAP_URL, a domain added by the CLI's
+    client, its expiry looked up by the server's checker and queryable as the metric."""
+    url, registry = rdap
+    expires = dt.datetime(2027, 3, 1, 12, 0, tzinfo=dt.UTC)
+    registry.domain("example.com", expires)
+    env = {"YUNZHOU_RDAP_URL": url, "YUNZHOU_SCRAPE_INTERVAL": "0.5"}
+    with (
+        ControlPlaneProcess(tmp_path / "data", env=env, host_processes=True, startup_timeout=60) as server,
+        YunzhouClient(server.url, server.admin_token) as client,
+    ):
+        client.watch_domain("example.com")
+
+        def exported() -> bool:
+            result = client.metrics_query('yunzhou_domain_expiry_timestamp_seconds{domain="example.com"}')
+            return [float(r["value"][1]) for r in result["result"]] == [expires.timestamp()]
+
+        wait_until("the expiry exported", exported, timeout=60)
+        [item] = client.list_watched_domains()
+        assert (item["expires_at"], item["error"]) == ("2027-03-01T12:00:00Z", None)
+        assert registry.requests == ["/domain/example.com"]  # once: the next lookup is hours away
