@@ -66,8 +66,8 @@ def _where(item: Json) -> str:
 
 @alerts_app.command("list")
 def list_alerts(ctx: typer.Context, scope: ScopeArg, output: ListOutput = ListFormat.table) -> None:
-    """Pending and firing alerts."""
-    project, env, app = _project_scope(scope)
+    """Pending and firing alerts; ``global``: those of no project (certificate and domain expiry)."""
+    project, env, app = _scope(scope)
     items = connect(ctx).list_alerts(project, env, app)
     print_list(
         items,

@@ -617,8 +617,8 @@ class YunzhouClient(BuildCalls, StackCalls, DomainCalls):
         path = self._alerts_path(project) + f"/rules/{_segment(name)}"
         self._request("DELETE", path, params=self._scope_params(env, app))
 
-    def list_alerts(self, project: str, env: str | None = None, app: str | None = None) -> list[Json]:
-        """Pending and firing alerts."""
+    def list_alerts(self, project: str | None, env: str | None = None, app: str | None = None) -> list[Json]:
+        """Pending and firing alerts (project None: the global ones, e.g. the platform's expiry rules)."""
         return self._items(self._alerts_path(project), self._scope_params(env, app))
 
     def alert_history(

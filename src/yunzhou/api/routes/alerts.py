@@ -177,6 +177,13 @@ def expire_silence(project: schemas.Label, silence_id: schemas.Id, cp: CP, calle
 G = "/alerts"
 
 
+@operation(router, "GET", G, name="alert.global.list", permission=Permission.PLATFORM_ADMIN)
+def list_global_alerts(cp: CP, caller: Who) -> Any:
+    """Pending and firing alerts of no project: global rules' and the platform's (certificate and domain
+    expiry)."""
+    return {"items": cp.alerts.active(caller, "")}
+
+
 @operation(router, "GET", G + "/rules", name="alert.global.rule.list", permission=Permission.PLATFORM_ADMIN)
 def list_global_rules(cp: CP, caller: Who) -> Any:
     return {"items": cp.alerts.list_rules(caller, RuleScope())}
