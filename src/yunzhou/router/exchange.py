@@ -260,12 +260,14 @@ class Exchange:
             conn.pause_reading(True)
         now = self.last_upstream_activity = self.loop.time()
         wait = self.router.settings.upstream_timeout
-        if self.decision is not None:  # one timer covers the idle, per-try and overall timeouts
-            self.attempt_started = now
-            if self.per_try is not None and self.per_try < wait:
-                wait = self.per_try
-            if self.deadline and self.deadline - now < wait:
-                wait = max(self.deadline - now, 0.0)
+        if self.decision is None:  # the connection's timer, kept across its requests (upstream.py)
+            conn.arm_idle(now + wait)
+            return
+        self.attempt_started = now  # one timer of its own covers the idle, per-try and overall timeouts
+        if self.per_try is not None and self.per_try < wait:
+            wait = self.per_try
+        if self.deadline and self.deadline - now < wait:
+            wait = max(self.deadline - now, 0.0)
         self.timer = self.loop.call_later(wait, self.check_timeout)
 
     def check_timeout(self) -> None:
@@ -288,8 +290,12 @@ class Exchange:
             self.last_upstream_activity = now
         remaining = self.last_upstream_activity + timeout - now
         if remaining > 0:
+            upstream = self.upstream
             if self.decision is not None:
                 remaining = self._policy_wait(remaining, now)
+            elif not self.switched and upstream is not None:
+                upstream.arm_idle(now + remaining)
+                return
             self.timer = self.loop.call_later(remaining, self.check_timeout)
             return
         if self.switched:
@@ -354,6 +360,8 @@ class Exchange:
         self.router.tunnel_opened(self)
         if self.timer is not None:
             self.timer.cancel()
+        if self.upstream is not None:
+            self.upstream.disarm_idle()  # the tunnel's idle timeout is its own timer
         self.last_upstream_activity = self.loop.time()
         self.timer = self.loop.call_later(self.router.settings.tunnel_idle_timeout, self.check_timeout)
 

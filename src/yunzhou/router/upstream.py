@@ -34,6 +34,12 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.requests_served = 0
         self.read_paused = False
+        # The idle-timeout timer of the exchanges without a policy, kept across the requests this connection
+        # carries: one armed at the first request fires no later than any later one needs, and the check
+        # re-arms it from the exchange's last activity (a timer per request costs more than the rest of
+        # its bookkeeping). ``idle_due``: the loop time it fires at.
+        self.idle_timer: asyncio.TimerHandle | None = None
+        self.idle_due = 0.0
         # per-response state
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
@@ -48,6 +54,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        self.disarm_idle()
         self.pool.router.metrics.upstream_connections -= 1
         self.pool.forget(self)
         exchange = self.exchange
@@ -177,6 +184,28 @@ class UpstreamConnection(asyncio.Protocol):
         if exchange is not None and not exchange.response_complete:
             exchange.response_finished(self.out, keep_alive=self.parser.should_keep_alive())
 
+    # idle timeout of the exchange using this connection ----------------------------------------
+    def arm_idle(self, due: float) -> None:
+        """Make sure the current exchange's ``check_timeout`` runs by loop time ``due``."""
+        timer = self.idle_timer
+        if timer is not None:
+            if self.idle_due <= due:
+                return  # fires first; the check re-arms for what is left
+            timer.cancel()
+        self.idle_due = due
+        self.idle_timer = self.pool.router.loop.call_at(due, self._idle_check)
+
+    def disarm_idle(self) -> None:
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+
+    def _idle_check(self) -> None:
+        self.idle_timer = None
+        exchange = self.exchange
+        if exchange is not None and exchange.decision is None and not exchange.switched:
+            exchange.check_timeout()  # exchanges with a policy, and tunnels, keep a timer of their own
+
     # pool interface ---------------------------------------------------------------------------
     def write(self, data: bytes) -> None:
         if self.transport is not None and not self.closed:
@@ -192,6 +221,7 @@ class UpstreamConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def close(self) -> None:
+        self.disarm_idle()
         if not self.closed:
             self.closed = True
             if self.transport is not None:

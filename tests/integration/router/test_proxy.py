@@ -7,6 +7,7 @@ import http.client
 import json
 import os
 import socket
+import time
 from collections.abc import Callable
 
 from yunzhou.router import RouterProcess
@@ -150,6 +151,26 @@ def test_backend_timeout_is_504(
         assert "a1" in error["message"]
         assert "0.3 s" in error["message"]
         assert client.get("/").status_code == 200
+
+
+def test_backend_timeout_counts_from_each_request_on_a_reused_backend_connection(
+    router_factory: Callable[..., RouterProcess], backends: dict[str, Backend]
+) -> None:
+    """The idle timer stays on the backend connection across its requests (router/upstream.py): armed by
+    the first, it must not cut a later request still within the timeout, nor let a stalled one run on."""
+    router = router_factory(upstream_timeout=1.0)
+    router.push_config(snapshot(1, route(HOST, [backends["a1"].entry()])))
+    with proxy_client(router, headers={"Host": HOST}) as client:
+        ports = set()
+        for _ in range(3):  # 0.4 s each: together well past the first request's deadline
+            response = client.get("/slow?s=0.4")
+            assert response.status_code == 200
+            ports.add(response.json()["peer_port"])
+        assert len(ports) == 1, "the requests did not share one backend connection"
+        started = time.monotonic()
+        response = client.get("/slow?s=6")
+        assert response.status_code == 504
+        assert time.monotonic() - started < 5.0  # cut at the timeout, not when the backend answered
 
 
 def test_forwarding_headers_request_id_and_hop_by_hop(
