@@ -26,6 +26,7 @@ from yunzhou.domain.names import (
     is_dns_name,
     render_naming_rule,
 )
+from yunzhou.domain.tls_mode import parse_tls_mode
 from yunzhou.services.apps import WORK_KIND, work_key
 from yunzhou.services.base import ServiceContext, check_version, get_environment
 from yunzhou.services.clusters import Sealer
@@ -37,7 +38,6 @@ from yunzhou.store.models import App, DnsProviderRow, DnsRecordRow, Environment,
 KINDS = ("rfc2136", "powerdns", "local")
 POLICIES = ("sync", "upsert-only")
 TSIG_ALGORITHMS = ("hmac-sha1", "hmac-sha224", "hmac-sha256", "hmac-sha384", "hmac-sha512")
-TLS_MODES = ("off", "local", "acme")
 DEFAULT_TTL = 300
 # which settings each kind takes besides ``zones`` (the secret is separate and required where named)
 _SECRET = {"rfc2136": "key_secret", "powerdns": "api_key", "local": None}
@@ -337,15 +337,11 @@ class NamesService:
 
 
 def _check_tls(tls: object) -> str | None:
-    if tls is None or tls == "off":
+    """The stored form of an environment's ``tls`` (None for off), checked by the one parser."""
+    mode = parse_tls_mode(tls)
+    if not mode.enabled:
         return None
-    if tls in TLS_MODES:
-        return str(tls)
-    if isinstance(tls, str) and tls.startswith(("issuer:", "cluster-issuer:")):
-        kind, _, name = tls.partition(":")
-        if is_dns_name(name):
-            return f"{kind}:{name}"
-    raise invalid("tls", f"{tls!r}: one of off, local, acme, issuer:NAME, cluster-issuer:NAME (cert-manager)")
+    return f"{mode.kind}:{mode.issuer}" if mode.issuer else mode.kind
 
 
 def _provider_users(s: Any) -> dict[str, list[str]]:
