@@ -121,7 +121,6 @@ class Runner:
             tls=config.tls,
         )
         self.platform.runtime.archive_limits = config.limits
-        cp.ctx.local_runs_images = self.platform.containers is not None  # image-less releases: refused
         assert cp.ctx.secret_box is not None
         self.clusters = ClusterDirectory(cp.ctx.db, cp.ctx.secret_box, allow_exec=config.kubeconfig_exec)
         self.tailer = AccessLogTailer(self.platform.access_log, log_store)

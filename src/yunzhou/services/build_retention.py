@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import delete, select
 
-from yunzhou.services.builds import FINISHED_STATES
+from yunzhou.services.builds import FINISHED_STATES, positive_setting
 from yunzhou.store import Database
 from yunzhou.store.models import App, Build, Release
 
@@ -26,12 +26,7 @@ PRUNE_EVERY_S = 600.0
 
 
 def builds_to_keep(env: Mapping[str, str] | None = None) -> int:
-    raw = (os.environ if env is None else env).get("YUNZHOU_BUILD_KEEP", "").strip()
-    if not raw:
-        return DEFAULT_KEEP
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"YUNZHOU_BUILD_KEEP={raw!r}: must be a whole number of at least 1")
-    return int(raw)
+    return positive_setting(os.environ if env is None else env, "YUNZHOU_BUILD_KEEP", DEFAULT_KEEP)
 
 
 def prune_builds(db: Database, keep: int) -> list[str]:

@@ -49,16 +49,19 @@ class BuildPolicy:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BuildPolicy:
         env = os.environ if env is None else env
         values = {
-            "max_active_per_project": _positive(env, "YUNZHOU_BUILD_MAX_ACTIVE", cls.max_active_per_project),
-            "time_limit_seconds": _positive(env, "YUNZHOU_BUILD_TIME_LIMIT", cls.time_limit_seconds),
-            "max_time_limit_seconds": _positive(
+            "max_active_per_project": positive_setting(
+                env, "YUNZHOU_BUILD_MAX_ACTIVE", cls.max_active_per_project
+            ),
+            "time_limit_seconds": positive_setting(env, "YUNZHOU_BUILD_TIME_LIMIT", cls.time_limit_seconds),
+            "max_time_limit_seconds": positive_setting(
                 env, "YUNZHOU_BUILD_MAX_TIME_LIMIT", cls.max_time_limit_seconds
             ),
         }
         return cls(**values)
 
 
-def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+def positive_setting(env: Mapping[str, str], name: str, default: int) -> int:
+    """A server setting that is a whole number of at least 1 (``default`` when unset)."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
