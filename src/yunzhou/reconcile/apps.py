@@ -507,12 +507,14 @@ def _conditions(
         routed = ("False", "RouteNotServed", "; ".join(obs.not_routed)) if obs.not_routed else None
         out = _set_condition(out, now, "Routed", *(routed or ("True", "AllRouted", "every route is served")))
     if obs.not_secured or any(c.get("type") == "Secured" for c in out):
-        out = _set_condition(out, now, "Secured", *_secured(obs.not_secured))
+        out = _set_condition(out, now, "Secured", *_secured(intent.tls, obs.not_secured))
     return out
 
 
-def _secured(notes: tuple[str, ...]) -> tuple[str, str, str]:
+def _secured(tls: str | None, notes: tuple[str, ...]) -> tuple[str, str, str]:
     """The Secured condition (HTTPS on the local target): False while a host has no certificate yet."""
+    if tls in (None, "off"):
+        return ("True", "TlsOff", "the environment serves its apps over plain HTTP (tls off)")
     if not notes:
         return ("True", "CertificatesIssued", "every host served over HTTPS has its certificate")
     issuing = all(n.endswith("is being issued") for n in notes)

@@ -4,6 +4,7 @@ served by the router and renewed while a client keeps calling, with no failed re
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
 import subprocess
@@ -55,6 +56,85 @@ def https_get(port: int, host: str, ca_file: Path) -> tuple[bytes, int]:
     return answer.split(b"\r\n", 1)[0], x509.load_der_x509_certificate(der).serial_number
 
 
+def try_https_get(port: int, host: str, ca_file: Path) -> tuple[bytes, int] | None:
+    """``https_get``, or None while the router has no certificate for ``host`` (handshake refused)."""
+    try:
+        return https_get(port, host, ca_file)
+    except OSError:  # ssl.SSLError is one
+        return None
+
+
+class KeepCalling:
+    """Threads making request after request, each on a new TLS connection, until the ``with`` ends: the
+    serials served and every failure (an error or a status other than 200)."""
+
+    def __init__(self, port: int, host: str, ca_file: Path, threads: int = 1) -> None:
+        self.serials: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, args=(port, host, ca_file)) for _ in range(threads)
+        ]
+
+    def _run(self, port: int, host: str, ca_file: Path) -> None:
+        while not self._stop.is_set():
+            try:
+                status, serial = https_get(port, host, ca_file)
+            except OSError as exc:
+                self.failures.append(repr(exc))
+                continue
+            if status != b"HTTP/1.1 200 OK":
+                self.failures.append(status.decode(errors="replace"))
+            self.serials.append(serial)
+
+    def __enter__(self) -> KeepCalling:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+class KeptConnection:
+    """One TLS connection kept open across requests (HTTP/1.1 keep-alive)."""
+
+    def __init__(self, port: int, host: str, ca_file: Path) -> None:
+        context = ssl.create_default_context(cafile=str(ca_file))
+        self.tls = context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host
+        )
+        self.host = host
+        self.pending = b""
+        der = self.tls.getpeercert(binary_form=True)
+        assert der is not None
+        self.serial = x509.load_der_x509_certificate(der).serial_number
+
+    def _more(self) -> None:
+        chunk = self.tls.recv(65536)
+        if not chunk:
+            raise ConnectionError("the router closed the kept connection")
+        self.pending += chunk
+
+    def get(self) -> bytes:
+        """The status line of one more request on this connection."""
+        self.tls.sendall(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n\r\n".encode())
+        while b"\r\n\r\n" not in self.pending:
+            self._more()
+        head, _, self.pending = self.pending.partition(b"\r\n\r\n")
+        length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+        assert length is not None, head
+        while len(self.pending) < int(length.group(1)):
+            self._more()
+        self.pending = self.pending[int(length.group(1)) :]
+        return head.split(b"\r\n", 1)[0]
+
+    def close(self) -> None:
+        self.tls.close()
+
+
 def secured(client: YunzhouClient, env: str = "dev") -> dict[str, Any] | None:
     conditions = client.get_app("shop", env, "web")["conditions"]
     return next((c for c in conditions if c["type"] == "Secured"), None)
@@ -79,10 +159,7 @@ def test_an_app_in_an_environment_with_tls_local_is_served_over_https_with_the_l
         port = TLS_PORT
 
         def served() -> tuple[bytes, int] | None:
-            try:
-                return https_get(port, HOST, ca_file)
-            except (ssl.SSLError, OSError):
-                return None  # not issued yet: no certificate for the name
+            return try_https_get(port, HOST, ca_file)
 
         status, _ = polling.wait_until("the app over HTTPS", served, DEADLINE, interval=0.1)
         assert status == b"HTTP/1.1 200 OK"
@@ -112,6 +189,13 @@ def test_an_app_in_an_environment_with_tls_local_is_served_over_https_with_the_l
         with pytest.raises(ssl.SSLError):  # the qa app has no certificate: the handshake is refused
             https_get(port, "web.qa.shop.localhost", ca_file)
 
+        client.set_environment_names("shop", "dev", tls="off")  # plain HTTP again: no certificate served
+        off = polling.wait_until(
+            "Secured=TlsOff", lambda: (c := secured(client)) and c["reason"] == "TlsOff" and c, DEADLINE
+        )
+        assert off["status"] == "True"
+        polling.wait_until("the handshake refused", lambda: served() is None, DEADLINE, interval=0.1)
+
 
 def test_a_renewed_certificate_is_swapped_in_while_a_client_keeps_calling_without_a_failed_request(
     tmp_path: Path, ca_file: Path
@@ -126,41 +210,24 @@ def test_a_renewed_certificate_is_swapped_in_while_a_client_keeps_calling_withou
         client.set_environment_names("shop", "dev", tls="local")
         deploy_web(client)
         port = TLS_PORT
+        _, first_serial = polling.wait_until(
+            "the app over HTTPS", lambda: try_https_get(port, HOST, ca_file), DEADLINE, interval=0.1
+        )
+        kept = KeptConnection(port, HOST, ca_file)  # open across the renewals
+        assert kept.get() == b"HTTP/1.1 200 OK"
+        with KeepCalling(port, HOST, ca_file, threads=2) as calls:
 
-        def served() -> tuple[bytes, int] | None:
-            try:
-                return https_get(port, HOST, ca_file)
-            except (ssl.SSLError, OSError):
-                return None
+            def renewed_twice() -> bool:
+                assert kept.get() == b"HTTP/1.1 200 OK"  # the open connection is served throughout
+                return len(set(calls.serials) - {first_serial}) >= 2
 
-        _, first_serial = polling.wait_until("the app over HTTPS", served, DEADLINE, interval=0.1)
-        serials: list[int] = []
-        failures: list[str] = []
-        stop = threading.Event()
-
-        def keep_calling() -> None:
-            while not stop.is_set():
-                try:
-                    status, serial = https_get(port, HOST, ca_file)
-                except (ssl.SSLError, OSError) as exc:
-                    failures.append(repr(exc))
-                    continue
-                if status != b"HTTP/1.1 200 OK":
-                    failures.append(status.decode(errors="replace"))
-                serials.append(serial)
-
-        callers = [threading.Thread(target=keep_calling) for _ in range(2)]
-        for caller in callers:
-            caller.start()
-        try:
-            polling.wait_until(
-                "two renewals", lambda: len(set(serials) - {first_serial}) >= 2, DEADLINE, interval=0.2
-            )
-        finally:
-            stop.set()
-            for caller in callers:
-                caller.join(timeout=30)
-        assert failures == []
+            polling.wait_until("two renewals", renewed_twice, DEADLINE, interval=0.2)
+        serials = calls.serials
+        assert calls.failures == []
         assert len(serials) > 20
+        assert kept.get() == b"HTTP/1.1 200 OK"  # hot swap: an open connection keeps its session
+        assert kept.serial in (first_serial, *serials)
+        assert kept.serial != serials[-1]  # new connections got the renewed certificate
+        kept.close()
         generations = list((tmp_path / "data" / "tls" / "hosts" / HOST).iterdir())
         assert len(generations) <= 2  # renewed files replace older generations

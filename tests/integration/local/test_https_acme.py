@@ -6,12 +6,11 @@ renews one while a client keeps calling; ``curl --cacert <pebble root>`` gets th
 from __future__ import annotations
 
 import subprocess
-import threading
 from pathlib import Path
 
 import pytest
 
-from tests.integration.local.test_https import deploy_web, https_get, secured, start_server
+from tests.integration.local.test_https import KeepCalling, deploy_web, secured, start_server, try_https_get
 from tests.integration.local.test_traffic import DEADLINE
 from yunzhou.client import YunzhouClient
 from yunzhou.names.dns import Rfc2136Provider, Rfc2136Settings
@@ -64,14 +63,8 @@ def test_a_certificate_from_pebble_is_served_to_curl_and_renewed_without_a_faile
                 root = pebble.write_issuing_root(tmp_path / "pebble-root.pem")
                 port = int(server.extra_env["YUNZHOU_TLS_LISTEN"].rpartition(":")[2])
 
-                def served() -> tuple[bytes, int] | None:
-                    try:
-                        return https_get(port, HOST, root)
-                    except OSError:  # ssl.SSLError too: no certificate for the name yet
-                        return None
-
                 status, first_serial = polling.wait_until(
-                    "the app over HTTPS", served, DEADLINE, interval=0.2
+                    "the app over HTTPS", lambda: try_https_get(port, HOST, root), DEADLINE, interval=0.2
                 )
                 assert status == b"HTTP/1.1 200 OK"
                 curl = subprocess.run(
@@ -86,29 +79,10 @@ def test_a_certificate_from_pebble_is_served_to_curl_and_renewed_without_a_faile
                 )
                 assert condition["reason"] == "CertificatesIssued"
 
-                serials: list[int] = []
-                failures: list[str] = []
-                stop = threading.Event()
-
-                def keep_calling() -> None:
-                    while not stop.is_set():
-                        try:
-                            answer, serial = https_get(port, HOST, root)
-                        except OSError as exc:
-                            failures.append(repr(exc))
-                            continue
-                        if answer != b"HTTP/1.1 200 OK":
-                            failures.append(answer.decode(errors="replace"))
-                        serials.append(serial)
-
-                caller = threading.Thread(target=keep_calling)
-                caller.start()
-                try:
+                with KeepCalling(port, HOST, root) as calls:
                     polling.wait_until(
-                        "a renewal by Pebble", lambda: set(serials) - {first_serial}, 90.0, interval=0.2
+                        "a renewal by Pebble", lambda: set(calls.serials) - {first_serial}, 90.0, interval=0.2
                     )
-                finally:
-                    stop.set()
-                    caller.join(timeout=30)
-                assert failures == []
+                assert calls.failures == []
+                assert len(calls.serials) > 20
                 assert list((tmp_path / "data" / "acme-challenges").iterdir()) == []  # answers removed
