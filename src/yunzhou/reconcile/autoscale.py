@@ -34,7 +34,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from yunzhou.domain.autoscale import AutoscalingPolicy, MetricSpec
-from yunzhou.domain.autoscale.controller import Autoscaler
+from yunzhou.domain.autoscale.controller import TUNNELS, Autoscaler
 from yunzhou.domain.autoscale.hpa import MetricReading, Observation, PodState
 from yunzhou.domain.autoscale.predictive import replicas_for_forecast
 from yunzhou.domain.autoscale.schedule import bounds_at
@@ -113,6 +113,9 @@ class AutoscaleLoop:
                 continue
             if reading is not None:
                 readings[spec.label] = reading
+        if target.policy.scale_to_zero.enabled:  # an open WebSocket keeps the app in use (controller.py)
+            tunnels = self._query(f"sum(yunzhou_router_tunnels{{{sel}}})", now)
+            readings[TUNNELS] = MetricReading(total=sum(v for _, v in tunnels), timestamp=now)
         limits = {
             kind: {m.get("instance", ""): v for m, v in self._query(f"{REQUEST_SERIES[kind]}{{{sel}}}", now)}
             for kind in _utilization_kinds(target.policy)

@@ -4,8 +4,9 @@ Each cycle (:meth:`Autoscaler.decide`, clock injected as ``now``):
 
 1. **Schedules** — the active cron window (if any) replaces minReplicas/maxReplicas.
 2. **Scale to zero** — with ``scaleToZero.enabled``, an app whose request metrics (rps, in-flight)
-   were all zero for ``idleSeconds`` goes to 0; at 0, any request (the router holds it) or a
-   positive forecast brings it to ``max(1, min)``. Otherwise an app at 0 stays there.
+   and open upgraded connections (WebSockets, reading ``tunnels``) were all zero for ``idleSeconds``
+   goes to 0; at 0, any request (the router holds it) or a positive forecast brings it to
+   ``max(1, min)``. Otherwise an app at 0 stays there.
 3. **Forecast** — in ``predictive`` mode the forecast becomes a floor in instances of the forecast
    metric's per-instance target × ``forecast_target_scale``: the forecast value over that, or, with
    ``min_chance``, the marginal rule over the forecast's spread and, while it pays for this app, the
@@ -35,7 +36,10 @@ from yunzhou.domain.autoscale.predictive import (
 )
 from yunzhou.domain.autoscale.schedule import bounds_at
 
-_REQUEST_METRICS = ("rps", "inflight")
+# readings that mean "in use": requests per second, requests in flight, and open upgraded connections
+# (WebSockets: a chat app whose one user keeps a socket open sends no requests, yet must not go to zero)
+TUNNELS = "tunnels"
+_REQUEST_METRICS = ("rps", "inflight", TUNNELS)
 
 
 @dataclass(frozen=True)

@@ -208,3 +208,22 @@ def test_scale_to_zero_waits_idle_seconds_at_15_s_passes_and_names_both_numbers(
     decision = scaler.decide(30, quiet)
     assert (decision.desired, decision.mode) == (0, "idle")
     assert decision.reason == "ScaleToZero: no requests for 30s (idleSeconds 20)"
+
+
+def test_an_open_websocket_keeps_an_rps_scaled_app_from_going_to_zero() -> None:
+    """No requests for longer than idleSeconds, but an upgraded connection (``tunnels``) is open: the app
+    is in use and stays; once the socket closes, the idle window runs from the last pass that saw it."""
+    policy = AutoscalingPolicy(
+        min_replicas=0,
+        max_replicas=3,
+        metrics=(MetricSpec("rps", MetricTarget("AverageValue", 10)),),
+        scale_to_zero=ScaleToZero(enabled=True, idle_seconds=20),
+    )
+    scaler = Autoscaler(policy)
+    pod = (PodState("a"),)
+    socket_open = Observation(1, pod, {"rps": MetricReading(total=0), "tunnels": MetricReading(total=1)})
+    for t in (0, 15, 30, 45, 60):
+        assert scaler.decide(t, socket_open).desired == 1
+    closed = Observation(1, pod, {"rps": MetricReading(total=0), "tunnels": MetricReading(total=0)})
+    assert scaler.decide(75, closed).desired == 1  # 15 s since the socket was last seen
+    assert scaler.decide(90, closed).desired == 0
