@@ -35,6 +35,7 @@ def test_server_defaults(run: Run, server_module: list[tuple[str, dict[str, Any]
                 "api_port": 7070,
                 "router_port": 8080,
                 "runtime": True,
+                "tls_listen": None,
             },
         )
     ]
@@ -55,6 +56,7 @@ def test_server_options_and_environment(
                 "api_port": 9000,
                 "router_port": 9080,
                 "runtime": True,
+                "tls_listen": None,
             },
         ),
         (
@@ -87,3 +89,8 @@ def test_api_and_runtime_can_run_apart(
         "run_worker",
         {"data_dir": tmp_path.resolve() / ".yunzhou", "router_port": 9090},
     )
+
+
+def test_server_tls_listen_option(run: Run, server_module: list[tuple[str, dict[str, Any]]]) -> None:
+    assert run("server", "--tls-listen", "127.0.0.1:8443").exit_code == 0
+    assert server_module[0][1]["tls_listen"] == "127.0.0.1:8443"
