@@ -32,6 +32,7 @@ def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
         deploy,
         manage_pages,
         metrics_pages,
+        names_pages,
         pages,
         traffic_pages,
     )
@@ -48,6 +49,7 @@ def mount_console(app: FastAPI, box: SessionBox | None = None) -> ConsoleState:
         metrics_pages,
         autoscaling_pages,
         traffic_pages,
+        names_pages,
     )
     for module in modules:
         app.include_router(module.router)

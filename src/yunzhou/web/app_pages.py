@@ -1,5 +1,6 @@
-"""An app's detail page: Overview, Instances, Releases, Builds, Images, Logs, Metrics, Traffic, Autoscaling
-and Settings tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments the page polls."""
+"""An app's detail page: Overview, Instances, Releases, Builds, Images, Logs, Metrics, Traffic, Autoscaling,
+Domains and Settings tabs, and the actions (scale, rollback, routes). Live parts are htmx fragments the page
+polls."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
 TABS = (
     "overview", "instances", "releases", "builds", "images", "logs", "metrics", "traffic", "autoscaling",
-    "settings",
+    "domains", "settings",
 )  # fmt: skip
 LOG_STREAMS = ("stdout", "stderr", "access")
 LOG_PAGE = 200

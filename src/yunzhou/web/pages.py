@@ -154,8 +154,9 @@ def apps(ctx: PageCtx, project: str, env: str) -> Response:
     environment = client.get_environment(project, env)
     items = client.list_apps(project, env)
     return ctx.render(
-        "apps.html", project=project, env=environment, apps=items, may_write=ctx.may_write(project)
-    )
+        "apps.html", project=project, env=environment, apps=items, may_write=ctx.may_write(project),
+        may_maintain=ctx.may_role(project, MAINTAINER_ROLES),
+    )  # fmt: skip
 
 
 @router.get("/audit")

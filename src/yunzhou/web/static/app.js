@@ -94,8 +94,22 @@
     box.scrollTop = box.scrollHeight;
   }
 
+  // Copy buttons ([data-copy], e.g. a custom domain's TXT value): shown only where the clipboard API is.
+  function copyButtons() {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("[data-copy]").forEach(function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        navigator.clipboard.writeText(button.getAttribute("data-copy")).then(function () {
+          button.textContent = button.getAttribute("data-copied");
+        });
+      });
+    });
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
     metricsTab();
     followLogs();
+    copyButtons();
   });
 })();
