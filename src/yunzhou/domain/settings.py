@@ -29,7 +29,9 @@ from yunzhou.domain.traffic import Progressive, TrafficPolicy, collect_traffic, 
 
 MAX_REPLICAS = 1000
 _PERCENT_RE = re.compile(r"^(100|[1-9]?[0-9])%$")
-_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic", "metrics")
+_TOP_KEYS = ("replicas", "rollout", "routes", "environments", "autoscaling", "traffic", "metrics", "https")
+_HTTPS_KEYS = ("redirect", "hstsMaxAge")
+HSTS_MAX = 63_072_000  # two years, the preload list's ceiling
 _ROLLOUT_KEYS = ("strategy", "maxSurge", "maxUnavailable", "progressDeadlineSeconds")
 #: How long a rollout may go without reaching its end before it fails (``ProgressDeadlineExceeded``), as
 #: Kubernetes' Deployment default; ``rollout.progressDeadlineSeconds`` sets it per app.
@@ -71,6 +73,14 @@ class Route:
 
 
 @dataclass(frozen=True)
+class HttpsSettings:
+    """What an app served over HTTPS (its environment's ``tls``, docs/tls.md) does for plain HTTP."""
+
+    redirect: bool = False  # plain-HTTP requests get 308 to https://
+    hsts_max_age: int | None = None  # Strict-Transport-Security on HTTPS answers
+
+
+@dataclass(frozen=True)
 class PlatformSettings:
     replicas: int | None = None
     rollout: RolloutStrategy = field(default_factory=RolloutStrategy)
@@ -79,6 +89,7 @@ class PlatformSettings:
     progressive: Progressive | None = None  # rollout steps for canary / blue-green
     autoscaling: AutoscalingPolicy | None = None  # domain/autoscale/policy.py
     metrics: MetricsEndpoint | None = None  # the app's own Prometheus endpoint (domain/metrics.py)
+    https: HttpsSettings | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -103,6 +114,10 @@ class PlatformSettings:
             out["autoscaling"] = self.autoscaling.to_dict()
         if self.metrics is not None:
             out["metrics"] = self.metrics.to_dict()
+        if self.https is not None:
+            out["https"] = {"redirect": self.https.redirect}
+            if self.https.hsts_max_age is not None:
+                out["https"]["hstsMaxAge"] = self.https.hsts_max_age
         return out
 
 
@@ -241,6 +256,7 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
     autoscaling = collect_autoscaling(effective.get("autoscaling"), "settings.autoscaling", problems)
     traffic = collect_traffic(effective.get("traffic"), "settings.traffic", problems)
     problems += metrics_problems(effective.get("metrics"))
+    https = _parse_https(effective.get("https"), problems)
     if problems:
         raise UserError("settings are invalid", problems=problems)
     return PlatformSettings(
@@ -251,7 +267,31 @@ def parse_settings(doc: object, env: str | None = None) -> PlatformSettings:
         metrics=parse_metrics_endpoint(effective.get("metrics")),
         traffic=traffic,
         progressive=progressive,
+        https=https,
     )
+
+
+def _parse_https(raw: object, problems: list[FieldProblem]) -> HttpsSettings | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        problems.append(FieldProblem("settings.https", "must be a mapping with redirect, hstsMaxAge"))
+        return None
+    problems += _unknown(raw, _HTTPS_KEYS, "settings.https.")
+    redirect = raw.get("redirect", False)
+    if not isinstance(redirect, bool):
+        problems.append(FieldProblem("settings.https.redirect", "must be true or false"))
+    hsts = raw.get("hstsMaxAge")
+    if hsts is not None and (
+        isinstance(hsts, bool) or not isinstance(hsts, int) or not 0 <= hsts <= HSTS_MAX
+    ):
+        problems.append(
+            FieldProblem(
+                "settings.https.hstsMaxAge", f"must be whole seconds from 0 to {HSTS_MAX} (two years)"
+            )
+        )
+        hsts = None
+    return HttpsSettings(redirect is True, hsts)
 
 
 def _progress_deadline(value: object, problems: list[FieldProblem]) -> int | None:

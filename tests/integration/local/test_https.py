@@ -231,3 +231,37 @@ def test_a_renewed_certificate_is_swapped_in_while_a_client_keeps_calling_withou
         kept.close()
         generations = list((tmp_path / "data" / "tls" / "hosts" / HOST).iterdir())
         assert len(generations) <= 2  # renewed files replace older generations
+
+
+def test_settings_https_redirects_plain_http_and_sends_hsts_once_the_host_has_its_certificate(
+    tmp_path: Path, ca_file: Path
+) -> None:
+    with start_server(tmp_path) as server, YunzhouClient(server.url, server.admin_token) as client:
+        client.create_project("shop")
+        client.create_environment("shop", "dev")
+        client.set_environment_names("shop", "dev", tls="local")
+        settings = {"https": {"redirect": True, "hstsMaxAge": 600}}
+        result = client.deploy(
+            "shop", "dev", mesh_score("web", "v1"), settings, client.upload_artifact(APPS / "mesh")
+        )
+        done = client.wait_for_rollout("shop", "dev", "web", result["rollout"]["id"], timeout=DEADLINE)
+        assert done["state"] == "succeeded", done
+        plain = f"http://127.0.0.1:{server.router_port}/orders?x=1"
+
+        def redirected() -> Any:
+            answer = subprocess.run(
+                ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}",
+                 "-H", f"Host: {HOST}", plain],
+                capture_output=True, text=True, timeout=30, check=False,
+            )  # fmt: skip
+            return answer.stdout if answer.stdout.startswith("308") else None
+
+        line = polling.wait_until("plain HTTP redirected", redirected, DEADLINE, interval=0.1)
+        assert line == f"308 https://{HOST}:{TLS_PORT}/orders?x=1"  # the router's HTTPS port
+        headers = subprocess.run(
+            ["curl", "-sS", "-D", "-", "-o", "/dev/null", "--cacert", str(ca_file),
+             "--resolve", f"{HOST}:{TLS_PORT}:127.0.0.1", f"https://{HOST}:{TLS_PORT}/"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout.lower()  # fmt: skip
+        assert headers.startswith("http/1.1 200")
+        assert "strict-transport-security: max-age=600" in headers

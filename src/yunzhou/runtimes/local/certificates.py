@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from yunzhou.domain.errors import YunzhouError
 from yunzhou.names.tls.issuers import CertificateIssuer, Leaf
@@ -117,6 +118,22 @@ def https_hosts(
         for route in routes.get(app_id, ("", ()))[1]:
             hosts.setdefault(route.host, issuer)
     return hosts
+
+
+def https_route_fields(
+    routes: list[dict[str, Any]], https: Mapping[str, Mapping[str, Any]], served: Mapping[str, object]
+) -> None:
+    """Set ``redirect_https`` / ``hsts_max_age`` on the snapshot ``routes`` of apps served over HTTPS
+    (``https``: app address → its ``settings.https``), only on hosts the router has a certificate for
+    (``served``: the snapshot's certificates): a redirect to a host without one would break it."""
+    for route in routes:
+        settings = https.get(route["app"])
+        if not settings or route["host"] not in served:
+            continue
+        if settings.get("redirect"):
+            route["redirect_https"] = True
+        if settings.get("hstsMaxAge") is not None:
+            route["hsts_max_age"] = settings["hstsMaxAge"]
 
 
 def not_secured(keeper: CertificateKeeper | None, hosts: Iterable[str]) -> tuple[str, ...]:

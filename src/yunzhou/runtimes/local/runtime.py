@@ -26,7 +26,12 @@ from yunzhou.domain.settings import RolloutStrategy
 from yunzhou.runtimes.base import InstanceStatus
 from yunzhou.runtimes.local.activation import route_activation
 from yunzhou.runtimes.local.canary import release_counts
-from yunzhou.runtimes.local.certificates import CertificateKeeper, https_hosts, not_secured
+from yunzhou.runtimes.local.certificates import (
+    CertificateKeeper,
+    https_hosts,
+    https_route_fields,
+    not_secured,
+)
 from yunzhou.runtimes.local.containers import ContainerHost
 from yunzhou.runtimes.local.isolation import Isolation
 from yunzhou.runtimes.local.ports import free_port
@@ -114,6 +119,7 @@ class LocalRuntime:
         # app id → (address, the route's scale-to-zero activation or None)
         self._activation: dict[int, tuple[str, dict[str, Any] | None]] = {}
         self._tls: dict[int, str] = {}  # app id → its environment's TLS mode, for apps served over HTTPS
+        self._https: dict[int, dict[str, Any]] = {}  # app id → its settings.https (redirect, HSTS)
         self._token_key = load_token_key(data_dir)
         self.router_metrics = router_metrics  # the router's /metrics text, for canary analysis
         # PromQL → value, for an analysis' custom query; the server sets it from its metrics engine
@@ -180,6 +186,7 @@ class LocalRuntime:
             self._traffic.pop(intent.app_id, None)
             self._activation.pop(intent.app_id, None)
             self._tls.pop(intent.app_id, None)
+            self._https.pop(intent.app_id, None)
         else:
             self._set_tls(intent)
             self._routes[intent.app_id] = (intent.address, intent.routes)
@@ -415,6 +422,7 @@ class LocalRuntime:
             self._traffic.pop(app_id, None)
             self._activation.pop(app_id, None)
             self._tls.pop(app_id, None)
+            self._https.pop(app_id, None)
             for instance_id, owner in list(self._app_of.items()):
                 if owner == app_id and instance_id not in self._draining:
                     self._begin_drain(app_id, instance_id)
@@ -585,14 +593,20 @@ class LocalRuntime:
             certificates = self.certificates.section()
             if certificates:
                 body["certificates"] = certificates
+                https = {
+                    self._routes[i][0]: settings for i, settings in self._https.items() if i in self._routes
+                }
+                https_route_fields(routes, https, certificates)
         return body
 
     # ---- HTTPS
     def _set_tls(self, intent: AppIntent) -> None:
         if intent.tls in ("local", "acme"):
             self._tls[intent.app_id] = intent.tls
+            self._https[intent.app_id] = dict(intent.settings.get("https") or {})
         else:
             self._tls.pop(intent.app_id, None)
+            self._https.pop(intent.app_id, None)
 
     def _not_secured(self, intent: AppIntent) -> tuple[str, ...]:
         if intent.app_id not in self._tls:
