@@ -36,10 +36,12 @@ CHART_DEADLINE_MS = 120_000
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ControlPlaneProcess]:
-    """Scrapes every second, so the metrics charts have points within seconds."""
-    with ControlPlaneProcess(
-        tmp_path / "data", env={"YUNZHOU_SCRAPE_INTERVAL": "1"}, host_processes=True
-    ) as cp:
+    """Scrapes every second, so the metrics charts have points within seconds; the local DNS provider writes
+    a hosts file of the test's own."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1\tlocalhost\n")
+    env = {"YUNZHOU_SCRAPE_INTERVAL": "1", "YUNZHOU_NAMES_INTERVAL": "0.5", "YUNZHOU_HOSTS_FILE": str(hosts)}
+    with ControlPlaneProcess(tmp_path / "data", env=env, host_processes=True) as cp:
         yield cp
 
 
@@ -146,6 +148,18 @@ def test_screenshots_of_the_main_pages(
         dana.rollout_command("shop", "dev", "web", "promote")
         done = dana.wait_for_rollout("shop", "dev", "web", rollout["id"], timeout=DEADLINE_MS / 1000)
         assert done["state"] == "succeeded", done
+
+    # the Domains tab: the app's record at the local DNS provider, synced by the names reconciler, and a
+    # custom domain waiting for its TXT record
+    with YunzhouClient(server.url, server.admin_token) as admin:
+        admin.add_dns_provider("machine", "local", {"zones": ["yunzhou.test"]})
+        admin.set_environment_names("shop", "dev", names={"provider": "machine", "zone": "yunzhou.test"})
+    with YunzhouClient(server.url, tokens["dana"]) as dana:
+        dana.add_custom_domain("shop", "dev", "web", "shop.example.com")
+    page.goto(f"{server.url}{APP}/domains")
+    reload_until_visible(page, page.locator("#app-records .dns-synced"))
+    expect(page.locator('#custom-domains tr[data-domain="shop.example.com"]')).to_contain_text("pending")
+    shoot(page, shots, "app-domains")
 
     # the same overview in Chinese (legible only with a CJK font: fonts-noto-cjk), then on a phone
     page.goto(f"{server.url}{APP}/overview")
