@@ -9,13 +9,14 @@ import datetime as dt
 import logging
 import os
 import signal
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 from yunzhou.domain.errors import TemporaryError, YunzhouError
 from yunzhou.envnumbers import number_from_env
+from yunzhou.names.dns import DnsProvider
 from yunzhou.names.tls.issuers import CertificateIssuer
 from yunzhou.names.tls.local_ca import LEAF_LIFETIME, LocalCA, LocalCaIssuer
 from yunzhou.router import RouterProcess
@@ -63,6 +64,9 @@ class TlsSettings:
     acme_email: str = ""  # YUNZHOU_ACME_EMAIL: the ACME account's contact
     acme_ca_bundle: Path | None = None  # YUNZHOU_ACME_CA_BUNDLE: trust for the directory's HTTPS
     local_lifetime: float = LEAF_LIFETIME.total_seconds()  # YUNZHOU_TLS_LOCAL_LIFETIME (s), the local CA's
+    # YUNZHOU_ACME_CHALLENGE: http-01 (answered by the router) or dns-01 (a TXT record through the DNS
+    # provider that holds the host's zone, docs/names.md)
+    acme_challenge: str = "http-01"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> TlsSettings:
@@ -82,9 +86,12 @@ class TlsSettings:
             "YUNZHOU_TLS_LOCAL_LIFETIME", LEAF_LIFETIME.total_seconds(), 10, 397 * 86400,
             unit="seconds", environ=environ,
         )  # fmt: skip
+        challenge = environ.get("YUNZHOU_ACME_CHALLENGE", "").strip() or "http-01"
+        if challenge not in ("http-01", "dns-01"):
+            raise ValueError(f"YUNZHOU_ACME_CHALLENGE={challenge!r}: must be http-01 or dns-01")
         return cls(
             listen, directory, environ.get("YUNZHOU_ACME_EMAIL", "").strip(),
-            Path(bundle).resolve() if bundle else None, lifetime,
+            Path(bundle).resolve() if bundle else None, lifetime, challenge,
         )  # fmt: skip
 
 
@@ -150,10 +157,13 @@ class LocalPlatform:
         router_host: str = "127.0.0.1",
         image_pull: Callable[[str, str], object] | None = None,
         tls: TlsSettings | None = None,
+        dns_zones: Callable[[], Sequence[tuple[str, DnsProvider]]] | None = None,
     ) -> None:
         """``image_pull(repository, digest)``: fetch a release's image missing from the server's image store
-        (``<data dir>/images``) from the platform's registry. ``tls``: HTTPS (off without a listener)."""
+        (``<data dir>/images``) from the platform's registry. ``tls``: HTTPS (off without a listener).
+        ``dns_zones()``: the (zone, provider) pairs ACME's dns-01 writes its TXT records through."""
         self.data_dir = data_dir
+        self.dns_zones = dns_zones or (lambda: ())
         self.router_listen = f"{router_host}:{router_port}"
         self.tls = tls or TlsSettings()
         self.acme_challenges = data_dir / "acme-challenges" if self.tls.acme_directory else None
@@ -198,13 +208,18 @@ class LocalPlatform:
             "local": LocalCaIssuer(LocalCA.open(self.data_dir / "tls" / "ca"), lifetime)
         }
         if self.tls.acme_directory and self.acme_challenges is not None:
-            from yunzhou.names.tls.acme import AcmeIssuer, AcmeSettings, DirectoryResponder
+            from yunzhou.names.tls.acme import AcmeIssuer, AcmeSettings, DirectoryResponder, Dns01ByZone
 
+            dns01 = self.tls.acme_challenge == "dns-01"
             settings = AcmeSettings(
                 self.tls.acme_directory, self.tls.acme_email, self.tls.acme_ca_bundle,
-                self.data_dir / "tls" / "acme" / "account.key",
+                self.data_dir / "tls" / "acme" / "account.key", "dns-01" if dns01 else "http-01",
             )  # fmt: skip
-            issuers["acme"] = AcmeIssuer(settings, http01=DirectoryResponder(self.acme_challenges))
+            issuers["acme"] = AcmeIssuer(
+                settings,
+                http01=DirectoryResponder(self.acme_challenges),
+                dns01=Dns01ByZone(self.dns_zones) if dns01 else None,
+            )
         return issuers
 
     def _push(self, snapshot: dict[str, object]) -> dict[str, object]:

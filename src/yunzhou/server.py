@@ -109,8 +109,17 @@ class Runner:
             log_store.append(LogRecord.from_captured(line))
 
         from yunzhou.reconcile.clusters import ClusterDirectory
+
+        # DNS records by the environments' naming rules, custom-domain checks (reconcile/names.py); its
+        # providers also answer ACME's dns-01 for the local target's certificates
+        from yunzhou.reconcile.names import NamesReconciler, names_interval
         from yunzhou.runtimes.kubernetes.runtime import KubernetesRuntime
 
+        assert cp.ctx.secret_box is not None
+        self.names = NamesReconciler(
+            cp.ctx.db, cp.ctx.secret_box.open, cp.ctx.clock, data_dir=config.data_dir,
+            hosts_file=Path(os.environ.get("YUNZHOU_HOSTS_FILE", "/etc/hosts")), interval=names_interval(),
+        )  # fmt: skip
         self.platform = LocalPlatform(
             config.data_dir,
             config.router_port,
@@ -119,6 +128,7 @@ class Runner:
                 pull_image, RegistryAccess(config.data_dir, config.registry), config.data_dir / "images"
             ),
             tls=config.tls,
+            dns_zones=self.names.zone_providers,
         )
         self.platform.runtime.archive_limits = config.limits
         assert cp.ctx.secret_box is not None
@@ -222,14 +232,6 @@ class Runner:
         from yunzhou.reconcile.nodes import NodeAutoscaling, node_autoscaling_settings
 
         node_settings = node_autoscaling_settings(os.environ)
-        # DNS records by the environments' naming rules, custom-domain checks (reconcile/names.py)
-        from yunzhou.reconcile.names import NamesReconciler, names_interval
-
-        box = cp.ctx.secret_box
-        self.names = NamesReconciler(
-            cp.ctx.db, box.open, cp.ctx.clock, data_dir=config.data_dir,
-            hosts_file=Path(os.environ.get("YUNZHOU_HOSTS_FILE", "/etc/hosts")), interval=names_interval(),
-        )  # fmt: skip
         self.nodes = NodeAutoscaling(cp, self.clusters.connect, node_settings) if node_settings else None
         # registered domains' registration expiry, looked up by RDAP (reconcile/domain_expiry.py)
         from yunzhou.reconcile.domain_expiry import DomainExpiryChecker

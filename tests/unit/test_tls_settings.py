@@ -26,9 +26,10 @@ def test_each_variable_sets_its_setting(tmp_path: Path) -> None:
         "YUNZHOU_ACME_EMAIL": "ops@example.test",
         "YUNZHOU_ACME_CA_BUNDLE": str(bundle),
         "YUNZHOU_TLS_LOCAL_LIFETIME": "60",
+        "YUNZHOU_ACME_CHALLENGE": "dns-01",
     }
     assert TlsSettings.from_env(env) == TlsSettings(
-        "[::1]:8443", "https://acme.example.test/dir", "ops@example.test", bundle, 60.0
+        "[::1]:8443", "https://acme.example.test/dir", "ops@example.test", bundle, 60.0, "dns-01"
     )
 
 
@@ -40,6 +41,7 @@ def test_each_variable_sets_its_setting(tmp_path: Path) -> None:
         ("YUNZHOU_ACME_DIRECTORY", "http://acme.example.test/dir"),
         ("YUNZHOU_ACME_CA_BUNDLE", "/nonexistent/ca.pem"),
         ("YUNZHOU_TLS_LOCAL_LIFETIME", "1"),
+        ("YUNZHOU_ACME_CHALLENGE", "tls-alpn-01"),
     ],
 )
 def test_a_bad_value_is_refused_naming_the_variable(name: str, value: str) -> None:

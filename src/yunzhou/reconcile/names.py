@@ -111,6 +111,16 @@ class NamesReconciler:
         secret = self.open_secret(row.secret_ciphertext or "").decode()
         return PowerDnsProvider(PowerDnsSettings(row.settings["api_url"], secret, row.settings["server_id"]))
 
+    def zone_providers(self) -> list[tuple[str, DnsProvider]]:
+        """Every zone the platform may write in, with its provider (ACME's dns-01, names/tls/acme.py)."""
+        with self.db.transaction() as s:
+            rows = list(s.scalars(select(DnsProviderRow).order_by(DnsProviderRow.name)))
+            out = []
+            for row in rows:
+                provider = self.factories[row.kind](row)
+                out += [(zone, provider) for zone in row.settings["zones"]]
+            return out
+
     # ---- the pass
     def run_once(self) -> dict[str, int]:
         """One pass; returns counts of what it did (upserted, deleted, conflicts, errors, verified)."""

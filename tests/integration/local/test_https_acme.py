@@ -86,3 +86,48 @@ def test_a_certificate_from_pebble_is_served_to_curl_and_renewed_without_a_faile
                 assert calls.failures == []
                 assert len(calls.serials) > 20
                 assert list((tmp_path / "data" / "acme-challenges").iterdir()) == []  # answers removed
+
+
+def test_dns01_through_the_platforms_dns_provider_gets_a_certificate_from_pebble(tmp_path: Path) -> None:
+    """YUNZHOU_ACME_CHALLENGE=dns-01: the server writes _acme-challenge TXT records through the DNS provider
+    an admin registered (RFC 2136 to a real Knot), Pebble reads them from Knot, the app is served over
+    HTTPS, and the TXT records are gone afterwards."""
+    with KnotServer(tmp_path / "knot") as knot:
+        server = start_server(
+            tmp_path, YUNZHOU_BASE_DOMAIN=ZONE, YUNZHOU_ACME_EMAIL="ops@example.test",
+            YUNZHOU_ACME_CHALLENGE="dns-01",
+        )  # fmt: skip
+        with PebbleServer(
+            tmp_path / "pebble", http_port=server.router_port, dns_server=("127.0.0.1", knot.dns_port)
+        ) as pebble:
+            server.extra_env.update(
+                {
+                    "YUNZHOU_ACME_DIRECTORY": pebble.directory_url,
+                    "YUNZHOU_ACME_CA_BUNDLE": str(pebble.ca_bundle),
+                }
+            )
+            with server, YunzhouClient(server.url, server.admin_token) as client:
+                settings = {
+                    "zones": [ZONE], "server": "127.0.0.1", "port": knot.dns_port,
+                    "key_name": knot.key_name, "key_algorithm": knot.key_algorithm,
+                }  # fmt: skip
+                client.add_dns_provider("corp", "rfc2136", settings, knot.key_secret)
+                client.create_project("shop")
+                client.create_environment("shop", "dev")
+                client.set_environment_names("shop", "dev", tls="acme")
+                deploy_web(client)
+                root = pebble.write_issuing_root(tmp_path / "pebble-root.pem")
+                port = int(server.extra_env["YUNZHOU_TLS_LISTEN"].rpartition(":")[2])
+                status, _ = polling.wait_until(
+                    "the app over HTTPS", lambda: try_https_get(port, HOST, root), DEADLINE, interval=0.2
+                )
+                assert status == b"HTTP/1.1 200 OK"
+                answers = tmp_path / "data" / "acme-challenges"  # HTTP-01's: never written
+                assert not answers.exists() or list(answers.iterdir()) == []
+                knot_records = Rfc2136Provider(
+                    Rfc2136Settings(
+                        server="127.0.0.1", port=knot.dns_port, key_name=knot.key_name,
+                        key_secret=knot.key_secret, key_algorithm=knot.key_algorithm,
+                    )
+                ).list_records(ZONE)  # fmt: skip
+                assert [r for r in knot_records if r.name.startswith("_acme-challenge.")] == []  # removed

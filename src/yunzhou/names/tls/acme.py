@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "AcmeIssuer",
     "AcmeSettings",
     "DirectoryResponder",
+    "Dns01ByZone",
     "Dns01Solver",
     "Http01Responder",
     "needs_renewal",
@@ -91,6 +92,32 @@ class Dns01Solver:
 
     def remove(self, name: str) -> None:
         self.provider.delete(self.zone, name, "TXT")
+
+
+class Dns01ByZone(Dns01Solver):
+    """DNS-01 through whichever provider holds the name's zone (the longest zone the name is in), from
+    ``zones()`` — the (zone, provider) pairs the platform may write, read at each challenge."""
+
+    def __init__(self, zones: Callable[[], Sequence[tuple[str, DnsProvider]]], ttl: int = 60) -> None:
+        self.zones = zones
+        self.ttl = ttl
+
+    def _holder(self, name: str) -> tuple[str, DnsProvider]:
+        held = [(zone, p) for zone, p in self.zones() if name == zone or name.endswith("." + zone)]
+        if not held:
+            raise PermanentError(
+                f"no DNS provider holds a zone for {name} (dns-01): an admin adds one with "
+                "`yunzhou dns provider add … --zone ZONE` (docs/names.md)"
+            )
+        return max(held, key=lambda item: len(item[0]))
+
+    def deploy(self, name: str, values: Sequence[str]) -> None:
+        zone, provider = self._holder(name)
+        provider.upsert(zone, name, "TXT", values, self.ttl)
+
+    def remove(self, name: str) -> None:
+        zone, provider = self._holder(name)
+        provider.delete(zone, name, "TXT")
 
 
 def needs_renewal(
