@@ -91,8 +91,9 @@ class CustomDomainService:
             s.add(d)
             s.flush()
             record_audit(
-                s, caller, now, action="custom_domain.add", target=address, project=project, detail={"host": text}
-            )
+                s, caller, now, action="custom_domain.add", target=address, project=project,
+                detail={"host": text},
+            )  # fmt: skip
             return domain_view(d, address)
 
     def list(self, project: str, env: str, app: str) -> list[dict[str, Any]]:
@@ -123,7 +124,7 @@ class CustomDomainService:
                 raise NotFound(f"app {project}/{env}/{app} has no custom domain {host}")
             s.delete(d)
             record_audit(
-                s, caller, now, action="custom_domain.remove", target=f"{project}/{env}/{app}", project=project,
-                detail={"host": host},
+                s, caller, now, action="custom_domain.remove", target=f"{project}/{env}/{app}",
+                project=project, detail={"host": host},
             )  # fmt: skip
             enqueue(s, WORK_KIND, work_key(a.id), now)  # no longer routed

@@ -148,8 +148,9 @@ _APP = "/projects/{project}/environments/{env}/apps/{app}/domains"
 
 
 @operation(
-    router, "GET", _APP, name="custom_domain.list", permission=Permission.APP_READ, response_model=CustomDomains
-)
+    router, "GET", _APP, name="custom_domain.list", permission=Permission.APP_READ,
+    response_model=CustomDomains,
+)  # fmt: skip
 def list_domains(project: schemas.Label, env: schemas.Label, app: schemas.Label, cp: CP) -> Any:
     return {"items": cp.custom_domains.list(project, env, app)}
 
