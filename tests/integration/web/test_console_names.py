@@ -11,10 +11,12 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from tests.conftest import Api
 from tests.integration.web.conftest import Browser
 from tests.integration.web.test_console import seed
-from yunzhou.store.models import DnsRecordRow
+from yunzhou.store.models import App, DnsRecordRow
 
 APP = "/projects/shop/dev/apps/web"
 NAMES_PAGE = "/projects/shop/dev/names"
@@ -33,13 +35,16 @@ def add_provider(api: Api) -> None:
     assert r.status_code == 201, r.text
 
 
-def add_record(api: Api, name: str, owner: str, state: str, message: str | None = None) -> None:
+def add_record(
+    api: Api, name: str, owner: str, state: str, message: str | None = None, app_id: int | None = None
+) -> None:
     """A record row as the names reconciler writes it."""
     with api.cp.ctx.db.transaction() as s:
         s.add(
             DnsRecordRow(
                 provider="corp", zone="example.test", name=name, type="A", values=["10.0.0.80"], ttl=300,
                 owner=owner, state=state, message=message, updated_at=datetime(2026, 12, 8, tzinfo=UTC),
+                app_id=app_id,
             )
         )  # fmt: skip
 
@@ -195,6 +200,36 @@ def test_a_bad_rule_is_shown_next_to_its_field_and_nothing_is_written(browser: B
         assert r.status_code == 422, (field, r.text[:300])
         assert f'id="f-{field}-error"' in r.text, field
     assert environment(web_api)["names"] is None
+
+
+def test_a_rule_clash_goes_to_the_rule_field_and_a_stale_form_above_it(
+    browser: Browser, web_api: Api
+) -> None:
+    seed(web_api)
+    add_provider(web_api)
+    with web_api.cp.ctx.db.transaction() as s:
+        app_id = s.scalar(select(App.id).where(App.name == "web"))
+    # shop/prod/web holds web.shop.example.test; a rule without {env} would give shop/dev/web that name too
+    add_record(web_api, "web.shop.example.test", "shop/prod/web", "synced", app_id=app_id)
+    browser.login(token(web_api, "mia", "maintainer"))
+    r = browser.post(NAMES_PAGE, names_form(rule="{app}.{project}.{zone}"))
+    assert r.status_code == 409, r.text[:500]
+    error = re.search(r'<span id="f-rule-error" class="field-error" role="alert">([^<]+)</span>', r.text)
+    assert error, r.text
+    assert "another app owns already" in error.group(1)
+    assert environment(web_api)["names"] is None
+    # a form opened before someone else changed the environment: said above the form, nothing overwritten
+    stale = re.search(r'name="version" value="(\d+)"', browser.http.get(NAMES_PAGE).text)
+    assert stale
+    r = web_api.http.patch(
+        "/api/v1/projects/shop/environments/dev/names", json={"tls": "acme"}, headers=web_api.admin
+    )
+    assert r.status_code == 200, r.text
+    r = browser.post(NAMES_PAGE, names_form(version=stale.group(1)))
+    assert r.status_code == 409, r.text[:500]
+    assert re.search(r'<p class="error" role="alert">[^<]*version', r.text), r.text
+    assert f'name="version" value="{environment(web_api)["version"]}"' in r.text, "the form can be sent again"
+    assert (environment(web_api)["names"], environment(web_api)["tls"]) == (None, "acme")
 
 
 def test_a_developer_sees_the_names_but_no_form_and_a_forged_post_is_refused(
