@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from yunzhou.domain.errors import Conflict, FieldProblem, UserError
 from yunzhou.domain.names import default_host
 from yunzhou.services.context import Caller
-from yunzhou.store.models import App, CustomDomain, Environment, Project, RouteClaim
+from yunzhou.store.models import App, CustomDomain, DnsRecordRow, Environment, Project, RouteClaim
 
 _CLAIM_LOCK = 0x59_5A_52_54  # "YZRT": the advisory lock key of route claims on PostgreSQL
 
@@ -77,20 +77,7 @@ def claim_routes(
     if claims and s.get_bind().dialect.name == "postgresql":
         s.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK})
     hosts = sorted({c.host for c in claims})
-    # another app's custom domain (services/custom_domains.py) is its own, verified or about to be
-    verified_elsewhere = (
-        set(
-            s.scalars(
-                select(CustomDomain.host).where(CustomDomain.host.in_(hosts), CustomDomain.app_id != app.id)
-            )
-        )
-        if hosts
-        else set()
-    )
-    for c in claims:
-        if c.host in verified_elsewhere:
-            message = f"{c.host} is another app's custom domain; a host belongs to one app only"
-            raise Conflict(f"{c.field}: {message}", problems=[FieldProblem(c.field, message)])
+    _check_held_elsewhere(s, app.id, claims, hosts)
     held = (
         s.execute(
             select(RouteClaim, App.name, Environment.name, Project.name)
@@ -116,6 +103,27 @@ def claim_routes(
         s.flush()
     except IntegrityError as exc:  # claimed by a transaction that committed meanwhile
         raise Conflict("a host of these routes was claimed meanwhile; retry to see by whom") from exc
+
+
+def _check_held_elsewhere(s: Session, app_id: int, claims: list[Claim], hosts: list[str]) -> None:
+    """Another app's custom domain (services/custom_domains.py, verified or about to be) and another app's
+    DNS name by its environment's naming rule (services/names.py) are that app's own: 409."""
+    if not hosts:
+        return
+    others = {
+        "custom domain": select(CustomDomain.host).where(
+            CustomDomain.host.in_(hosts), CustomDomain.app_id != app_id
+        ),
+        "DNS name": select(DnsRecordRow.name).where(
+            DnsRecordRow.name.in_(hosts), DnsRecordRow.app_id.is_not(None), DnsRecordRow.app_id != app_id
+        ),
+    }
+    for what, query in others.items():
+        held = set(s.scalars(query))
+        for c in claims:
+            if c.host in held:
+                message = f"{c.host} is another app's {what}; a host belongs to one app only"
+                raise Conflict(f"{c.field}: {message}", problems=[FieldProblem(c.field, message)])
 
 
 def _check_reserved(c: Claim, project: str, env: str, app: str, base_domain: str) -> None:

@@ -139,6 +139,11 @@ def test_an_app_gets_its_record_by_rule_and_loses_it_when_removed(setup: Setup) 
         )  # fmt: skip
         assert out.stdout.split() == ["10.0.0.7"]
     assert setup.names.run_once()["upserted"] == 0  # a second pass changes nothing
+    # the name is the app's: another project cannot route it
+    cp.projects.create(SYSTEM, "evil")
+    cp.projects.create_environment(SYSTEM, "evil", "dev", "local", None)
+    with pytest.raises(Conflict, match="another app's DNS name"):
+        cp.apps.deploy(SYSTEM, "evil", "dev", score("intruder"), {"routes": [{"host": _name()}]}, None)
 
     cp.apps.remove(SYSTEM, "shop", "prod", "orders")
     assert setup.names.run_once()["deleted"] == 1
