@@ -27,12 +27,22 @@ from yunzhou.services.base import ServiceContext, get_environment
 from yunzhou.services.context import Caller, iso, record_audit
 from yunzhou.services.effective import refreshed_config
 from yunzhou.store.crypto import SecretBox
-from yunzhou.store.models import App, Cluster, ConfigSet, DnsProviderRow, Environment, Secret, SecretVersion
+from yunzhou.store.models import (
+    App,
+    Cluster,
+    ConfigSet,
+    DnsProviderRow,
+    Environment,
+    PullCredential,
+    Secret,
+    SecretVersion,
+)
 
 # Other tables holding SecretBox.seal() strings register (model, column) here so rotate-key re-seals them.
 SEALED_COLUMNS: list[tuple[type[Any], str]] = [
     (Cluster, "kubeconfig_ciphertext"),
     (DnsProviderRow, "secret_ciphertext"),
+    (PullCredential, "secret_ciphertext"),  # a cluster's image pulls log in with it
 ]
 
 
