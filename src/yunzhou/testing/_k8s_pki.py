@@ -61,6 +61,18 @@ class CertificateAuthority:
         )
         self.pair = KeyPair(self._cert.public_bytes(serialization.Encoding.PEM), private_pem(self._key))
 
+    @classmethod
+    def load(cls, cert_pem: bytes, key_pem: bytes) -> CertificateAuthority:
+        """The CA written earlier (``pki/ca.crt`` and ``pki/ca.key``), to issue more certificates."""
+        ca = cls.__new__(cls)
+        ca._now = datetime.datetime.now(datetime.UTC)
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError("the CA key is not an EC private key")
+        ca._key, ca._cert = key, x509.load_pem_x509_certificate(cert_pem)
+        ca.pair = KeyPair(cert_pem, key_pem)
+        return ca
+
     def issue_client(self, user: str, groups: tuple[str, ...] = ()) -> KeyPair:
         subject = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
         subject.append(x509.NameAttribute(NameOID.COMMON_NAME, user))

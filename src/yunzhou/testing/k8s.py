@@ -33,13 +33,16 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from yunzhou.testing._k8s_pki import CertificateAuthority, kubeconfig, private_pem, public_pem
+
+if TYPE_CHECKING:
+    from yunzhou.testing.k8s_node import RealNode
 
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # the first address of SERVICE_CIDR: the `kubernetes` Service
@@ -110,13 +113,19 @@ def ensure_binaries(*, build: bool = True) -> Path:
         raise K8sTestEnvError(f"YUNZHOU_K8S_BIN={bin_dir} lacks some of {', '.join(BINARIES)}")
     if not build:
         raise K8sTestEnvError(f"{bin_dir} is not built yet: run `make k8s-build`")
-    script = tools_dir() / "build.sh"
-    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
-    if result.returncode != 0:
-        raise K8sTestEnvError(f"{script} failed with exit code {result.returncode} (progress is above)")
+    script = run_build_script("build.sh")
     if not binaries_available():
         raise K8sTestEnvError(f"{script} finished but {bin_dir} is incomplete")
     return bin_dir
+
+
+def run_build_script(name: str) -> Path:
+    """Run ``tools/k8s-testenv/<name>`` (progress on stderr); raise if it fails. Returns its path."""
+    script = tools_dir() / name
+    result = subprocess.run(["bash", str(script)], stdout=subprocess.PIPE, text=True, check=False)
+    if result.returncode != 0:
+        raise K8sTestEnvError(f"{script} failed with exit code {result.returncode} (progress is above)")
+    return script
 
 
 def _cache_root() -> Path:
@@ -210,6 +219,51 @@ def _log_tail(path: Path) -> str:
     return "\n".join(lines[-_LOG_TAIL_LINES:])
 
 
+def spawn(
+    workdir: Path, name: str, binary: Path, args: list[str], *, detach: bool
+) -> subprocess.Popen[bytes]:
+    """Start ``binary`` in its own session with its output in ``workdir/logs/<name>.log`` and its pid in
+    ``workdir/run/<name>.pid`` (for :func:`stop_recorded`); unless ``detach``, it dies with this process."""
+    binary = binary.resolve()
+    log = workdir / "logs" / f"{name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "HOME": str(workdir)}  # kwok keeps state under ~/.kwok
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(binary), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env=env, cwd=workdir, start_new_session=True,
+            preexec_fn=None if detach else _die_with(os.getpid()),
+        )  # fmt: skip
+    _write(workdir / "run" / f"{name}.pid", f"{proc.pid}\n{binary}\n")
+    return proc
+
+
+def wait_for(
+    workdir: Path,
+    procs: dict[str, subprocess.Popen[bytes]],
+    deadline: float,
+    what: str,
+    ready: Callable[[], bool],
+    *,
+    transient: tuple[type[BaseException], ...] = (httpx.TransportError,),
+) -> None:
+    """Poll ``ready`` until it holds; fail with the log tail of any of ``procs`` that exits meanwhile, or
+    at ``deadline``. ``transient`` errors from ``ready`` count as "not yet"."""
+    while True:
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                log = workdir / "logs" / f"{name}.log"
+                raise K8sTestEnvError(
+                    f"{name} exited with {proc.returncode} while waiting for {what}; {log}:\n{_log_tail(log)}"
+                )
+        with contextlib.suppress(*transient):
+            if ready():
+                return
+        if time.monotonic() >= deadline:
+            raise K8sTestEnvError(f"timed out waiting for {what}; see {workdir}/logs")
+        time.sleep(_POLL_INTERVAL)
+
+
 def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
     """Stop every process whose pid file is under ``workdir/run``: clients of the API server first, then
     the API server, then etcd (an API server that loses etcd first hangs on its way out). Each group
@@ -218,6 +272,9 @@ def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
     Works from any process (``make k8s-down``); a pid is signalled only while it still runs the binary
     recorded with it. Returns the names of the processes that were running. Raises if any survive.
     """
+    from yunzhou.testing.k8s_node import stop_node
+
+    node = stop_node(workdir / "node", grace=grace)  # a real node first: it talks to the API server
     running: dict[str, tuple[int, Path]] = {}
     for pid_file in sorted((workdir / "run").glob("*.pid")):
         pid_text, _, binary = pid_file.read_text().partition("\n")
@@ -235,7 +292,7 @@ def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
         pid_file.unlink()
     with contextlib.suppress(FileNotFoundError):
         (workdir / "env.json").unlink()
-    return [name for name in ordered if name in running] + list(tiers[-1])
+    return node + [name for name in ordered if name in running] + list(tiers[-1])
 
 
 def _terminate(processes: list[tuple[int, Path]], grace: float) -> None:
@@ -273,6 +330,7 @@ class K8sTestEnv:
         start_timeout: float = 180.0,
         detach: bool = False,
         crds: bool = True,
+        real_node: bool = False,
     ) -> None:
         self.workdir = Path(workdir).resolve()
         self.nodes = nodes
@@ -283,6 +341,8 @@ class K8sTestEnv:
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._ports: dict[str, int] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._with_real_node = real_node  # containerd + kubelet after the control plane (k8s_node.py)
+        self._real_node: RealNode | None = None
 
     @property
     def kubeconfig(self) -> Path:
@@ -297,6 +357,12 @@ class K8sTestEnv:
     @property
     def node_names(self) -> list[str]:
         return [f"kwok-node-{i}" for i in range(self.nodes)]
+
+    @property
+    def real_node(self) -> RealNode:
+        if self._real_node is None:
+            raise K8sTestEnvError("this environment has no real node (K8sTestEnv(..., real_node=True))")
+        return self._real_node
 
     @property
     def pids(self) -> dict[str, int]:
@@ -323,6 +389,11 @@ class K8sTestEnv:
             self._start(bin_dir, deadline)
             if crds is not None:
                 self.install_crds(crd_documents(crds), deadline=deadline)
+            if self._with_real_node:
+                from yunzhou.testing.k8s_node import RealNode
+
+                self._real_node = RealNode(self)
+                self._real_node.start(deadline)
         except BaseException:
             self.stop()
             raise
@@ -331,6 +402,8 @@ class K8sTestEnv:
     def stop(self) -> None:
         """Stop every process this environment started (see :func:`stop_recorded`); none is left."""
         try:
+            if self._real_node is not None:
+                self._real_node.stop()
             stop_recorded(self.workdir)
         finally:
             for proc in self._procs.values():
@@ -427,6 +500,7 @@ class K8sTestEnv:
         front_proxy = CertificateAuthority("yunzhou-k8s-testenv-front-proxy-ca")
         proxy_client = front_proxy.issue_client("front-proxy-client")
         sa_key = ec.generate_private_key(ec.SECP256R1())
+        kubelet_client = ca.issue_client("kube-apiserver-kubelet-client", ("system:masters",))
         d = self.workdir / "pki"
         files: dict[str, tuple[bytes, bool]] = {  # name: (content, private)
             "ca.crt": (ca.pair.cert, False), "ca.key": (ca.pair.key, True),
@@ -435,6 +509,9 @@ class K8sTestEnv:
             "front-proxy-ca.crt": (front_proxy.pair.cert, False),
             "front-proxy-client.crt": (proxy_client.cert, False),
             "front-proxy-client.key": (proxy_client.key, True),
+            # the API server's identity towards kubelets (logs, exec, port-forward): a cluster admin
+            "kubelet-client.crt": (kubelet_client.cert, False),
+            "kubelet-client.key": (kubelet_client.key, True),
         }  # fmt: skip
         users = {  # kubeconfig file: (user, groups)
             "admin.kubeconfig": ("yunzhou-admin", ("system:masters",)),
@@ -485,6 +562,9 @@ class K8sTestEnv:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki['front-proxy-client.crt']}",
             f"--proxy-client-key-file={pki['front-proxy-client.key']}",
+            f"--kubelet-client-certificate={pki['kubelet-client.crt']}",
+            f"--kubelet-client-key={pki['kubelet-client.key']}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",  # a node name does not resolve here
             "--endpoint-reconciler-type=none",  # its loopback address is not a valid Endpoints IP
             "--allow-privileged=true", "--profiling=false",
         ]  # fmt: skip
@@ -521,36 +601,12 @@ class K8sTestEnv:
         ]  # fmt: skip
 
     def _spawn(self, name: str, bin_dir: Path, args: list[str]) -> None:
-        binary = (bin_dir / name).resolve()
-        log = self.workdir / "logs" / f"{name}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "HOME": str(self.workdir)}  # kwok keeps state under ~/.kwok
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [str(binary), *args], stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                env=env, cwd=self.workdir, start_new_session=True,
-                preexec_fn=None if self.detach else _die_with(os.getpid()),
-            )  # fmt: skip
-        self._procs[name] = proc
-        _write(self.workdir / "run" / f"{name}.pid", f"{proc.pid}\n{binary}\n")
+        self._procs[name] = spawn(self.workdir, name, bin_dir / name, args, detach=self.detach)
 
     def _wait(self, deadline: float, what: str, ready: Callable[[], bool]) -> None:
-        while True:
-            for name, proc in self._procs.items():
-                if proc.poll() is not None:
-                    log = self.workdir / "logs" / f"{name}.log"
-                    raise K8sTestEnvError(
-                        f"{name} exited with {proc.returncode} while waiting for {what}; {log}:\n"
-                        f"{_log_tail(log)}"
-                    )
-            with contextlib.suppress(httpx.TransportError):
-                if ready():
-                    return
-            if time.monotonic() >= deadline:
-                raise K8sTestEnvError(
-                    f"timed out after {self.start_timeout:.0f}s waiting for {what}; see {self.workdir}/logs"
-                )
-            time.sleep(_POLL_INTERVAL)
+        wait_for(
+            self.workdir, self._procs, deadline, f"{what} (start timeout {self.start_timeout:.0f}s)", ready
+        )
 
     def _nodes_ready(self, api: httpx.Client) -> bool:
         response = api.get("/api/v1/nodes")
@@ -619,14 +675,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["build", "up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=Path(".k8s-testenv"), help="state directory")
     parser.add_argument("--nodes", type=int, default=3)
+    parser.add_argument("--real-node", action="store_true", help="also containerd + a kubelet (as root)")
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
             print(ensure_binaries())
             print(ensure_crds())
+            from yunzhou.testing.k8s_node import ensure_node_binaries
+
+            print(ensure_node_binaries())
         elif args.command == "up":
             started = time.monotonic()
-            env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True).start()
+            env = K8sTestEnv(args.dir, nodes=args.nodes, detach=True, real_node=args.real_node).start()
             print(f"k8s-testenv up in {time.monotonic() - started:.1f}s: {env.server}")
             print(f"  {env.workdir / 'bin' / 'kubectl'} --kubeconfig {env.kubeconfig} get nodes")
         elif args.command == "down":
