@@ -56,13 +56,13 @@ stacks: $(STAMP)
 	$(BIN)/python -m yunzhou.testing.stacks build
 
 # Test Kubernetes control plane (docs/k8s-testenv.md): binaries cached under ~/.cache/yunzhou/k8s,
-# processes and kubeconfig under .k8s-testenv/.
+# processes and kubeconfig under .k8s-testenv/. `make k8s-up REAL_NODE=1` adds containerd + a kubelet (root).
 .PHONY: k8s-build k8s-up k8s-down
 k8s-build: $(STAMP)
 	$(BIN)/python -m yunzhou.testing.k8s build
 
 k8s-up: $(STAMP)
-	$(BIN)/python -m yunzhou.testing.k8s up --dir .k8s-testenv
+	$(BIN)/python -m yunzhou.testing.k8s up --dir .k8s-testenv $(if $(REAL_NODE),--real-node)
 
 k8s-down: $(STAMP)
 	$(BIN)/python -m yunzhou.testing.k8s down --dir .k8s-testenv
