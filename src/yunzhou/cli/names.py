@@ -48,6 +48,20 @@ def providers(ctx: typer.Context, output: ListOutput = ListFormat.table) -> None
     print_list(items, output, columns, empty="No DNS providers: `yunzhou dns provider add` makes one.")
 
 
+@dns_app.command("zones")
+def zones(ctx: typer.Context, output: ListOutput = ListFormat.table) -> None:
+    """The zones an environment's names can use, by provider (any user)."""
+    items = connect(ctx).list_dns_zones()
+    columns = [
+        ("PROVIDER", lambda p: p.get("name")),
+        ("KIND", lambda p: p.get("kind")),
+        ("ZONES", lambda p: ", ".join(p.get("zones", []))),
+    ]
+    print_list(
+        items, output, columns, empty="No DNS providers yet: an admin adds one (`yunzhou dns provider add`)."
+    )
+
+
 @provider_app.command("add")
 def provider_add(
     ctx: typer.Context,

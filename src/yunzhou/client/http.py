@@ -200,6 +200,10 @@ class YunzhouClient(BuildCalls, StackCalls, DomainCalls):
     def list_dns_providers(self) -> list[Json]:
         return self._items("/dns/providers")
 
+    def list_dns_zones(self) -> list[Json]:
+        """Each provider's name, kind and zones (any user; no servers, no secrets)."""
+        return self._items("/dns/zones")
+
     def add_dns_provider(self, name: str, kind: str, settings: Json, secret: str | None = None) -> Json:
         body = {"name": name, "kind": kind, "settings": settings, "secret": secret}
         result: Json = self._request("POST", "/dns/providers", json=body)

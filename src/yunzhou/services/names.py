@@ -250,6 +250,12 @@ class NamesService:
             rows = s.scalars(select(DnsProviderRow).order_by(DnsProviderRow.name))
             return [provider_view(p, users.get(p.name, [])) for p in rows]
 
+    def zones(self) -> list[dict[str, Any]]:
+        """Each provider's name, kind and zones, for maintainers to choose from: no server, no secret."""
+        with self.ctx.db.transaction() as s:
+            rows = s.scalars(select(DnsProviderRow).order_by(DnsProviderRow.name))
+            return [{"name": p.name, "kind": p.kind, "zones": list(p.settings["zones"])} for p in rows]
+
     def remove_provider(self, caller: Caller, name: str) -> None:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:

@@ -66,11 +66,16 @@ def _names_form(env: Json) -> Json:
     }
 
 
-def _providers(ctx: Ctx) -> list[Json] | None:
-    """The DNS providers when the user may list them (admins); None: the provider is typed."""
-    if not ctx.whoami().get("admin"):
-        return None
-    return ctx.client().list_dns_providers()
+def _providers(ctx: Ctx) -> list[Json]:
+    """The DNS providers to choose from: all of an admin's view; for others their names, kinds and zones."""
+    if ctx.whoami().get("admin"):
+        return ctx.client().list_dns_providers()
+    return [{**z, "settings": {"zones": z["zones"]}} for z in ctx.client().list_dns_zones()]
+
+
+def _admin_providers(ctx: Ctx) -> list[Json] | None:
+    """The DNS page's provider table (servers, environments): admins only; None for everyone else."""
+    return ctx.client().list_dns_providers() if ctx.whoami().get("admin") else None
 
 
 def _env_records(ctx: Ctx, project: str, env: str) -> list[Json]:
@@ -218,6 +223,6 @@ def dns(ctx: PageCtx, project: str = "", state: str = "") -> Response:
         records = [r for r in records if r["state"] == state]
     filters: dict[str, Any] = {"project": project, "state": state if state in RECORD_STATES else ""}
     return ctx.render(
-        "dns.html", providers=_providers(ctx), records=records, states=RECORD_STATES, counts=counts,
+        "dns.html", providers=_admin_providers(ctx), records=records, states=RECORD_STATES, counts=counts,
         filters=filters,
     )  # fmt: skip

@@ -130,8 +130,10 @@ def test_a_maintainer_sets_names_and_tls_with_the_form_and_clears_them(
     assert "No DNS records are made" in env_page
     form_page = browser.http.get(NAMES_PAGE)
     assert form_page.status_code == 200, form_page.text[:300]
-    # a maintainer may not list providers (admins only): the provider is typed
-    assert re.search(r'<input id="f-provider" name="provider"', form_page.text)
+    # a maintainer chooses from the providers' names and zones (GET /dns/zones), never their servers
+    assert re.search(r'<select id="f-provider" name="provider"', form_page.text)
+    assert '<option value="corp"' in form_page.text
+    assert "5353" not in form_page.text  # the server's port is not shown
     version = re.search(r'name="version" value="(\d+)"', form_page.text)
     assert version
     entered = names_form(

@@ -46,6 +46,16 @@ class DnsProviders(BaseModel):
     items: list[DnsProvider]
 
 
+class DnsZone(BaseModel):
+    name: str = Field(description="The provider's name, for an environment's names.provider")
+    kind: str
+    zones: list[str]
+
+
+class DnsZones(BaseModel):
+    items: list[DnsZone]
+
+
 class DnsRecord(BaseModel):
     provider: str
     zone: str
@@ -104,6 +114,14 @@ class CustomDomains(BaseModel):
 )  # fmt: skip
 def list_providers(cp: CP) -> Any:
     return {"items": cp.names.list_providers()}
+
+
+@operation(
+    router, "GET", "/dns/zones", name="dns.zones", permission=Permission.AUTHENTICATED,
+    response_model=DnsZones,
+)  # fmt: skip
+def list_zones(cp: CP) -> Any:
+    return {"items": cp.names.zones()}
 
 
 @operation(
