@@ -15,6 +15,7 @@ the pods' network namespaces in /run/netns; :func:`stop_node` removes all of the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import ipaddress
 import json
@@ -57,6 +58,7 @@ REAL_NODE_TOLERATION = {**REAL_NODE_TAINT, "operator": "Equal"}
 REAL_NODE_LABEL = ("type", "real")
 PAUSE_IMAGE = "localhost/yunzhou/pause:testenv"
 CNI_BIN_DIR = Path("/usr/lib/cni")
+_KUBE_PROXY_LOCK = "/run/lock/yunzhou-real-node-kube-proxy.lock"
 _CGROUP_FS = Path("/sys/fs/cgroup")
 
 
@@ -101,6 +103,8 @@ class RealNode:
         self.workdir = env.workdir / "node"
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self.bridge = self.gateway = self.subnet = ""
+        self._kube_proxy_healthz = 0
+        self._lock: int | None = None
 
     @property
     def socket(self) -> Path:
@@ -113,7 +117,7 @@ class RealNode:
     def start(self, deadline: float) -> RealNode:
         bin_dir = ensure_node_binaries()
         containerd = _host_tool("containerd")
-        for tool in ("runc", "ctr", "ip", "containerd-shim-runc-v2"):
+        for tool in ("runc", "ctr", "ip", "nft", "containerd-shim-runc-v2"):
             _host_tool(tool)
         if not (CNI_BIN_DIR / "bridge").is_file():
             raise K8sTestEnvError(f"{CNI_BIN_DIR}/bridge is missing: install containernetworking-plugins")
@@ -127,8 +131,13 @@ class RealNode:
         self.import_image(PAUSE_IMAGE, {"pause": bin_dir / "pause"}, entrypoint=("/pause",))
         kubelet_args = self._kubelet_args(cgroup)
         self._spawn("kubelet", bin_dir / "kubelet", kubelet_args)
+        self._lock_kube_proxy(deadline)
+        _write(self.workdir / "nftables", "kube-proxy")  # stop_node deletes kube-proxy's tables
+        self._spawn("kube-proxy", bin_dir / "kube-proxy", self._kube_proxy_args())
         with self.env.client(timeout=10) as api:
             self._wait(deadline, f"node {self.name} Ready", lambda: _node_ready(api, self.name))
+        url = f"http://127.0.0.1:{self._kube_proxy_healthz}/healthz"
+        self._wait(deadline, "kube-proxy /healthz", lambda: httpx.get(url, timeout=2).status_code == 200)
         return self
 
     def stop(self) -> None:
@@ -141,6 +150,9 @@ class RealNode:
                         os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
             self._procs.clear()
+            if self._lock is not None:
+                os.close(self._lock)  # releases the flock
+                self._lock = None
 
     def import_image(
         self,
@@ -263,12 +275,47 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 """
         return _write(d / "config.toml", text)
 
-    def _kubelet_args(self, cgroup_root: str) -> list[str]:
+    def _kubeconfig(self, component: str, user: str, groups: tuple[str, ...] = ()) -> Path:
+        """A kubeconfig for ``user`` with a client certificate from the test control plane's CA."""
         pki = self.env.workdir / "pki"
         ca = CertificateAuthority.load((pki / "ca.crt").read_bytes(), (pki / "ca.key").read_bytes())
-        pair: KeyPair = ca.issue_client(f"system:node:{self.name}", ("system:nodes",))
-        doc = kubeconfig(self.env.server, ca.pair.cert, f"system:node:{self.name}", pair)
-        kubeconfig_path = _write(self.workdir / "kubelet.kubeconfig", yaml.safe_dump(doc), private=True)
+        pair: KeyPair = ca.issue_client(user, groups)
+        doc = kubeconfig(self.env.server, ca.pair.cert, user, pair)
+        return _write(self.workdir / f"{component}.kubeconfig", yaml.safe_dump(doc), private=True)
+
+    def _lock_kube_proxy(self, deadline: float) -> None:
+        """kube-proxy's nftables tables (``ip kube-proxy``, ``ip6 kube-proxy``) have fixed names: one real
+        node per machine at a time, so a second waits for the first to stop."""
+        self._lock = os.open(_KUBE_PROXY_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        while True:
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise K8sTestEnvError(f"another real node holds {_KUBE_PROXY_LOCK}") from None
+                time.sleep(0.2)
+
+    def _kube_proxy_args(self) -> list[str]:
+        """nftables mode: its rules live in its own tables, not in the host's iptables chains; conntrack
+        sysctls are left alone."""
+        metrics, self._kube_proxy_healthz = _free_ports(2)
+        config = {
+            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+            "kind": "KubeProxyConfiguration",
+            "mode": "nftables",
+            "clientConnection": {"kubeconfig": str(self._kubeconfig("kube-proxy", "system:kube-proxy"))},
+            "hostnameOverride": self.name, "clusterCIDR": self.subnet,
+            "metricsBindAddress": f"127.0.0.1:{metrics}",
+            "healthzBindAddress": f"127.0.0.1:{self._kube_proxy_healthz}",
+            "conntrack": {"maxPerCore": 0, "tcpEstablishedTimeout": "0s", "tcpCloseWaitTimeout": "0s"},
+            "nodePortAddresses": [f"{self.gateway}/32"],
+        }  # fmt: skip
+        return [f"--config={_write(self.workdir / 'kube-proxy.yaml', yaml.safe_dump(config))}", "--v=1"]
+
+    def _kubelet_args(self, cgroup_root: str) -> list[str]:
+        pki = self.env.workdir / "pki"
+        kubeconfig_path = self._kubeconfig("kubelet", f"system:node:{self.name}", ("system:nodes",))
         port, healthz = _free_ports(2)
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
@@ -351,8 +398,10 @@ def stop_node(workdir: Path, *, grace: float = 10.0) -> list[str]:
         if _alive(int(pid_text), Path(binary.strip())):
             running[pid_file.stem] = (int(pid_text), Path(binary.strip()))
     socket = workdir / "run" / "containerd.sock"
-    if "kubelet" in running:
-        _terminate([running["kubelet"]], grace)
+    _terminate([running[name] for name in ("kube-proxy", "kubelet") if name in running], grace)
+    if (workdir / "nftables").is_file():
+        for family in ("ip", "ip6"):
+            subprocess.run(["nft", "delete", "table", family, "kube-proxy"], capture_output=True, check=False)
     netns = sandbox_netns(socket) if "containerd" in running else set()
     if "containerd" in running:  # kill and delete each task: its shim unmounts the rootfs and exits
         with contextlib.suppress(K8sTestEnvError, subprocess.TimeoutExpired):
@@ -378,9 +427,9 @@ def stop_node(workdir: Path, *, grace: float = 10.0) -> list[str]:
         raise K8sTestEnvError(f"real node: still running after SIGKILL: {', '.join(left)}")
     for pid_file in (workdir / "run").glob("*.pid"):
         pid_file.unlink()
-    for marker in ("bridge", "cgroup"):
+    for marker in ("bridge", "cgroup", "nftables"):
         (workdir / marker).unlink(missing_ok=True)
-    return [name for name in ("kubelet", "containerd") if name in running]
+    return [name for name in ("kube-proxy", "kubelet", "containerd") if name in running]
 
 
 def _read(path: Path) -> str:

@@ -1,6 +1,7 @@
-"""A real node in the test cluster: containerd + a kubelet built from the control plane's Kubernetes
-modules register a Ready node; a pod placed there really runs (its log comes from the kubelet through the
-API server, and it answers HTTP on its pod IP from the host); stopping leaves nothing on the host.
+"""A real node in the test cluster: containerd + a kubelet and kube-proxy built from the control plane's
+Kubernetes modules register a Ready node; a pod placed there really runs (its log comes from the kubelet
+through the API server; it answers HTTP on its pod IP and on its Service's ClusterIP from the host);
+stopping leaves nothing on the host.
 
 Needs root, containerd, runc and containernetworking-plugins (`.ci/run` installs them) and the node's
 binaries (`make k8s-build`; the first run builds them, hence the raised timeout).
@@ -49,6 +50,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[K8sTestEnv]:
     assert bridge not in links
     assert not list(Path("/sys/fs/cgroup").glob(f"*/{cgroup.lstrip('/')}"))
     assert str(workdir) not in Path("/proc/self/mountinfo").read_text()
+    tables = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert "kube-proxy" not in tables
 
 
 def _mentions(cmdline: Path, text: str) -> bool:
@@ -90,7 +93,7 @@ def test_a_pod_runs_on_the_real_node_logs_and_answers_http(env: K8sTestEnv, tmp_
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {"name": name},
+        "metadata": {"name": name, "labels": {"app": name}},
         "spec": {
             "nodeSelector": {key: value},
             "tolerations": [REAL_NODE_TOLERATION],
@@ -129,6 +132,25 @@ def test_a_pod_runs_on_the_real_node_logs_and_answers_http(env: K8sTestEnv, tmp_
         answer = httpx.get(f"http://{pod_ip}:8080/index.html", timeout=5)
         assert answer.status_code == 200
         assert answer.text == f"hello {token}\n"
+
+        # … and through a Service: kube-proxy (nftables mode) sends its ClusterIP to the pod.
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        }
+        created = api.post("/api/v1/namespaces/default/services", json=service)
+        assert created.status_code == 201, created.text
+        cluster_ip = created.json()["spec"]["clusterIP"]
+
+        def through_service() -> str | None:
+            try:
+                return httpx.get(f"http://{cluster_ip}/index.html", timeout=2).text
+            except httpx.TransportError:
+                return None
+
+        assert wait_until(f"Service {cluster_ip}", through_service, timeout=_WAIT) == f"hello {token}\n"
     # The pod is left running: stopping the environment must clean it up (see the fixture).
 
 
