@@ -22,6 +22,7 @@ from yunzhou.testing.k8s import (
     stop_recorded,
     tools_dir,
 )
+from yunzhou.testing.k8s_node import node_binaries_dir, stop_node
 
 
 def test_cache_key_agrees_with_build_script(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -31,6 +32,20 @@ def test_cache_key_agrees_with_build_script(monkeypatch: pytest.MonkeyPatch) -> 
     ).stdout.strip()
     assert Path(printed) == binaries_dir()
     assert binaries_dir().parent.parent.name == "k8s"
+
+
+def test_node_cache_key_agrees_with_node_script() -> None:
+    printed = subprocess.run(
+        ["bash", str(tools_dir() / "node.sh"), "--print-dir"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(printed) == node_binaries_dir()
+    assert node_binaries_dir().parent.name.startswith("node-")
+
+
+def test_stopping_a_real_node_that_never_ran_does_nothing(tmp_path: Path) -> None:
+    assert stop_node(tmp_path / "node") == []
+    (tmp_path / "node" / "run").mkdir(parents=True)
+    assert stop_node(tmp_path / "node") == []
 
 
 def test_crd_bundle_path_agrees_with_its_script() -> None:
