@@ -264,6 +264,15 @@ def wait_for(
         time.sleep(_POLL_INTERVAL)
 
 
+def recorded(workdir: Path) -> dict[str, tuple[int, Path]]:
+    """``{name: (pid, binary)}`` from ``workdir/run/<name>.pid``, running or not."""
+    found = {}
+    for pid_file in sorted((workdir / "run").glob("*.pid")):
+        pid_text, _, binary = pid_file.read_text().partition("\n")
+        found[pid_file.stem] = (int(pid_text), Path(binary.strip()))
+    return found
+
+
 def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
     """Stop every process whose pid file is under ``workdir/run``: clients of the API server first, then
     the API server, then etcd (an API server that loses etcd first hangs on its way out). Each group
@@ -275,12 +284,7 @@ def stop_recorded(workdir: Path, *, grace: float = _STOP_GRACE) -> list[str]:
     from yunzhou.testing.k8s_node import stop_node
 
     node = stop_node(workdir / "node", grace=grace)  # a real node first: it talks to the API server
-    running: dict[str, tuple[int, Path]] = {}
-    for pid_file in sorted((workdir / "run").glob("*.pid")):
-        pid_text, _, binary = pid_file.read_text().partition("\n")
-        pid, exe = int(pid_text), Path(binary.strip())
-        if _alive(pid, exe):
-            running[pid_file.stem] = (pid, exe)
+    running = {name: proc for name, proc in recorded(workdir).items() if _alive(*proc)}
     ordered = [name for tier in _STOP_ORDER for name in tier]
     tiers = [*_STOP_ORDER, tuple(name for name in running if name not in ordered)]
     for tier in tiers:
@@ -666,6 +670,8 @@ def _iter_status(workdir: Path) -> Iterator[str]:
     for name, pid in state["pids"].items():
         alive = _alive(pid, (Path(state["bin_dir"]) / name).resolve())
         yield f"  {name:<24} pid {pid:<8} {'running' if alive else 'NOT RUNNING'}"
+    for name, (pid, binary) in recorded(workdir / "node").items():  # the real node, if any
+        yield f"  {name:<24} pid {pid:<8} {'running' if _alive(pid, binary) else 'NOT RUNNING'}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -42,6 +42,7 @@ from yunzhou.testing.k8s import (
     _free_ports,
     _terminate,
     _write,
+    recorded,
     run_build_script,
     spawn,
     tools_dir,
@@ -388,15 +389,12 @@ def _cgroup_hierarchies() -> list[Path]:
 
 def stop_node(workdir: Path, *, grace: float = 10.0) -> list[str]:
     """Stop the node recorded under ``workdir`` (``<env workdir>/node``) and undo what it did to the host:
-    the kubelet, then containerd; the shims and containers they left; the mounts under ``workdir`` and
-    the pods' network namespaces; the bridge; the cgroups. Returns the names of the processes that ran."""
+    kube-proxy and the kubelet (and kube-proxy's nftables tables), then containerd; the shims and
+    containers they left; the mounts under ``workdir`` and the pods' network namespaces; the bridge; the
+    cgroups. Returns the names of the processes that ran."""
     if not workdir.is_dir():
         return []
-    running: dict[str, tuple[int, Path]] = {}
-    for pid_file in sorted((workdir / "run").glob("*.pid")):
-        pid_text, _, binary = pid_file.read_text().partition("\n")
-        if _alive(int(pid_text), Path(binary.strip())):
-            running[pid_file.stem] = (int(pid_text), Path(binary.strip()))
+    running = {name: proc for name, proc in recorded(workdir).items() if _alive(*proc)}
     socket = workdir / "run" / "containerd.sock"
     _terminate([running[name] for name in ("kube-proxy", "kubelet") if name in running], grace)
     if (workdir / "nftables").is_file():
