@@ -150,7 +150,9 @@ class NamesReconciler:
                 if row is not None and row.app_id not in (None, want.app_id) and row.state != "conflict":
                     counts["conflicts"] += 1  # two apps' rules give one name: the first keeps it
                     continue
-                fresh = row is None or row.state in ("conflict", "pending")
+                # never written by the platform (new, refused, failed, or cut short): whatever is at the
+                # name is looked at first, so a record someone else made is never overwritten
+                fresh = row is None or row.written_at is None
                 if fresh:
                     foreign = _foreign(at_provider(provider_name, zone), name, type_, row)
                     if foreign is not None:
@@ -262,6 +264,8 @@ class NamesReconciler:
             row.values, row.ttl, row.owner = list(want.values), want.ttl, want.owner
             row.app_id, row.environment_id = want.app_id, want.environment_id
             row.state, row.message, row.updated_at = state, message, self.clock()
+            if state == "synced":
+                row.written_at = row.updated_at
             if changed and state in ("conflict", "error"):
                 log.warning("DNS record %s %s of %s: %s: %s", name, type_, want.owner, state, message)
             if state == "synced" and changed:
@@ -275,7 +279,7 @@ class NamesReconciler:
 
     def _release(self, row: DnsRecordRow, provider: DnsProvider | None, policy: str) -> None:
         """A record set nobody wants: deleted (sync), kept (upsert-only), or forgotten (never written)."""
-        if row.state == "conflict":  # someone else's record: never touched
+        if row.written_at is None and row.state != "pending":  # never written (someone else's, or refused)
             with self.db.transaction() as s:
                 s.execute(delete(DnsRecordRow).where(DnsRecordRow.id == row.id))
             return
@@ -355,11 +359,12 @@ def _same(row: DnsRecordRow, want: Wanted) -> bool:
 
 
 def _foreign(records: Iterable[DnsRecord], name: str, type_: str, row: DnsRecordRow | None) -> str | None:
-    """Why the provider's records at ``name`` are someone else's (None: nothing there, or only ours)."""
-    mine = row is not None and row.state == "pending"  # written by a pass that stopped before marking it
+    """Why the provider's records at ``name`` are someone else's (None: nothing there, or only ours: what
+    a pass wrote and stopped before marking it — a pending row with exactly those values)."""
     for r in records:
         if r.name != name:
             continue
+        mine = row is not None and row.state == "pending" and r.values == tuple(row.values)
         if r.type.value == type_ and mine:
             continue
         if r.type.value == type_ or "CNAME" in (r.type.value, type_):

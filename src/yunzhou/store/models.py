@@ -541,6 +541,8 @@ class DnsRecordRow(Base):
     state: Mapped[str] = mapped_column(String(20))  # pending | synced | conflict | error | retained
     message: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # when the platform last wrote it at the provider; None: never (so it is not the platform's record yet)
+    written_at: Mapped[datetime | None]
 
 
 class CustomDomain(Base):

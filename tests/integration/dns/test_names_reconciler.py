@@ -23,7 +23,7 @@ from yunzhou.reconcile.apps import AppController
 from yunzhou.reconcile.names import NamesReconciler
 from yunzhou.services import SYSTEM, ControlPlane
 from yunzhou.store import Database, sqlite_url, upgrade
-from yunzhou.store.models import App
+from yunzhou.store.models import App, DnsRecordRow
 from yunzhou.testing.dns_servers import ZONE, BindServer, KnotServer, PowerDnsServer
 
 from .conftest import powerdns_settings, rfc2136_settings
@@ -286,3 +286,29 @@ def test_custom_domain_is_routed_only_once_its_txt_record_is_seen(setup: Setup) 
     with pytest.raises(UserError):
         # a name under the base domain is given by rule, never asked for
         cp.custom_domains.add(SYSTEM, "evil", "dev", "intruder", "intruder.dev.evil.localhost")
+
+
+def test_a_record_never_written_is_checked_again_after_an_error(setup: Setup) -> None:
+    """A first write that failed (server down, refused) leaves a row in state error that was never
+    written; if meanwhile someone else made a record at that name, the next pass must see it and not
+    overwrite it (the row is not the platform's record until the platform wrote it)."""
+    cp = setup.cp
+    cp.names.set_environment(
+        SYSTEM, "shop", "prod", names={"provider": "corp", "zone": ZONE, "addresses": ["10.0.0.7"]}
+    )
+    cp.apps.deploy(SYSTEM, "shop", "prod", score("orders"), None, None)
+    with cp.ctx.db.transaction() as s:  # as a pass leaves it when the provider refused the first write
+        s.add(
+            DnsRecordRow(
+                provider="corp", zone=ZONE, name=_name(), type="A", values=["10.0.0.7"], ttl=300,
+                owner="shop/prod/orders", state="error", message="unreachable", updated_at=cp.ctx.clock(),
+                app_id=s.scalar(select(App.id).where(App.name == "orders")),
+            )
+        )  # fmt: skip
+    setup.provider.upsert(ZONE, _name(), "A", ["192.0.2.1"], 60)  # someone else's, made meanwhile
+    assert setup.names.run_once()["conflicts"] == 1
+    assert setup.answer(_name()) == ["192.0.2.1"]
+    assert setup.records()[f"{_name()} A"]["state"] == "conflict"
+    cp.apps.remove(SYSTEM, "shop", "prod", "orders")
+    setup.names.run_once()
+    assert setup.answer(_name()) == ["192.0.2.1"]  # and removing the app leaves it alone
