@@ -56,7 +56,11 @@ log = logging.getLogger("yunzhou.reconcile.names")
 Key = tuple[str, str, str, str]  # provider, zone, name, type
 DEFAULT_INTERVAL = 5.0
 FULL_CHECK_EVERY = 300.0
-RECHECK = timedelta(seconds=10)  # between lookups of one pending custom domain
+# between lookups of one pending custom domain: often while the user is likely setting the record up, then
+# seldom (a domain left pending for days costs a lookup every few minutes, not every pass)
+RECHECK = timedelta(seconds=10)
+RECHECK_LATER = timedelta(minutes=5)
+RECHECK_OFTEN_FOR = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -298,14 +302,17 @@ class NamesReconciler:
 
     # ---- custom domains
     def verify_domains(self) -> int:
-        """Look up the TXT challenge of each pending custom domain not looked at for ``RECHECK``; a match
+        """Look up the TXT challenge of each pending custom domain not looked at for ``RECHECK`` (in its
+        first hour; ``RECHECK_LATER`` after that, or at once after ``verify``); a match
         verifies it (and reconciles its app, which then routes it). Returns how many were verified."""
         now = self.clock()
         with self.db.transaction() as s:
             due = [
                 (d.id, d.host, d.token)
                 for d in s.scalars(select(CustomDomain).where(CustomDomain.state == "pending"))
-                if d.checked_at is None or now - d.checked_at >= RECHECK
+                if d.checked_at is None
+                or now - d.checked_at
+                >= (RECHECK if now - d.created_at < RECHECK_OFTEN_FOR else RECHECK_LATER)
             ]
         verified = 0
         for domain_id, host, token in due:

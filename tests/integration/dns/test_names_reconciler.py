@@ -312,3 +312,29 @@ def test_a_record_never_written_is_checked_again_after_an_error(setup: Setup) ->
     cp.apps.remove(SYSTEM, "shop", "prod", "orders")
     setup.names.run_once()
     assert setup.answer(_name()) == ["192.0.2.1"]  # and removing the app leaves it alone
+
+
+def test_a_domain_left_pending_is_looked_up_less_often(setup: Setup) -> None:
+    cp = setup.cp
+    cp.apps.deploy(SYSTEM, "shop", "prod", score("orders"), None, None)
+    cp.custom_domains.add(SYSTEM, "shop", "prod", "orders", f"www.{ZONE}")
+    lookups: list[str] = []
+    setup.names.resolve_txt = lambda name: lookups.append(name) or []
+    clock = cp.ctx.clock
+    assert isinstance(clock, UnixClock)
+    for _ in range(3):  # its first hour: every 10 s
+        setup.names.run_once()
+        clock.t += 10
+    assert len(lookups) == 3
+    clock.t += 3600
+    setup.names.run_once()
+    for _ in range(20):  # later: every 5 minutes
+        clock.t += 10
+        setup.names.run_once()
+    assert len(lookups) == 4
+    clock.t += 300
+    setup.names.run_once()
+    assert len(lookups) == 5
+    cp.custom_domains.verify(SYSTEM, "shop", "prod", "orders", f"www.{ZONE}")  # `verify`: look now
+    setup.names.run_once()
+    assert len(lookups) == 6
