@@ -287,6 +287,8 @@ class NamesReconciler:
             with self.db.transaction() as s:
                 s.execute(delete(DnsRecordRow).where(DnsRecordRow.id == row.id))
             return
+        if row.state == "retained":  # kept by upsert-only when released: it stays, whatever the policy now
+            return
         if policy == "upsert-only":
             if row.state != "retained":
                 self._set_state(

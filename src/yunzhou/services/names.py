@@ -16,7 +16,7 @@ import ipaddress
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from yunzhou.domain.errors import Conflict, NotFound, UserError, invalid
 from yunzhou.domain.names import (
@@ -267,12 +267,23 @@ class NamesService:
                 raise Conflict(
                     f"DNS provider {name!r} names the apps of {', '.join(users)}; change those first"
                 )
-            owned = s.scalar(select(DnsRecordRow.id).where(DnsRecordRow.provider == name).limit(1))
-            if owned is not None:
+            # records it wrote and will still remove block it; those kept by upsert-only (they stay at the
+            # provider by that policy) and those it never wrote are forgotten with the provider
+            live = s.scalar(
+                select(DnsRecordRow.id)
+                .where(
+                    DnsRecordRow.provider == name,
+                    DnsRecordRow.written_at.is_not(None),
+                    DnsRecordRow.state != "retained",
+                )
+                .limit(1)
+            )
+            if live is not None:
                 raise Conflict(
                     f"the platform still owns records at DNS provider {name!r}; wait for the names "
                     "reconciler to remove them (see `yunzhou dns records`)"
                 )
+            s.execute(delete(DnsRecordRow).where(DnsRecordRow.provider == name))
             s.delete(row)
             record_audit(s, caller, now, action="dns.provider.remove", target=name, project=None)
 

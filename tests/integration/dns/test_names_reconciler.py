@@ -208,6 +208,13 @@ def test_upsert_only_keeps_the_records_of_removed_apps(setup: Setup) -> None:
     setup.names.run_once()
     assert setup.answer(_name()) == ["10.0.0.7"]
     assert setup.records()[f"{_name()} A"]["state"] == "retained"
+    # the environment stops naming and the provider goes: the kept record stays at the provider, forgotten
+    cp.names.set_environment(SYSTEM, "shop", "prod", names=None)
+    setup.names.run_once()
+    assert setup.answer(_name()) == ["10.0.0.7"]
+    cp.names.remove_provider(SYSTEM, "corp")
+    assert setup.records() == {}
+    assert setup.answer(_name()) == ["10.0.0.7"]
 
 
 def test_a_custom_rule_cname_and_ipv6(setup: Setup) -> None:
