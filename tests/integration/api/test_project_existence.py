@@ -21,6 +21,7 @@ PATH_VALUES = {
     "principal": "somebody",
     "name": "API_KEY",
     "silence_id": "1",
+    "host": "www.example.test",
 }
 BODIES: dict[str, Any] = {
     "POST": {"name": "dev", "score": score(), "role": "viewer"},
