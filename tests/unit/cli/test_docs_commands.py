@@ -54,7 +54,10 @@ def _shell_lines(page: Path) -> list[tuple[int, str]]:
             lang = (fence.group(1) or "text") if lang is None else None
             continue
         if lang in SHELL_LANGS or (lang == "text" and line.lstrip().startswith(("yunzhou ", "$ yunzhou "))):
-            lines.append((number, line))
+            if lines and lines[-1][1].rstrip().endswith("\\"):  # a command continued on this line
+                lines[-1] = (lines[-1][0], lines[-1][1].rstrip()[:-1] + " " + line.strip())
+            else:
+                lines.append((number, line))
     return lines
 
 
@@ -84,7 +87,7 @@ def _invocations(line: str) -> list[list[str]]:
     current: list[str] | None = None
     at_command_start = True
     for token in tokens:
-        if token in {"|", "||", "&&", ";", "(", ")"}:
+        if token in {"|", "||", "&&", "&", ";", "(", ")"}:  # "&": a command run in the background
             current, at_command_start = None, True
             continue
         if token in {">", ">>", "<"}:
