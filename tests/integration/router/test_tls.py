@@ -281,7 +281,7 @@ def test_websocket_upgrade_through_tls(
         ssl=certs.client_context(),
         server_hostname=HOST,
         compression=None,
-        open_timeout=10,
+        open_timeout=30,
         close_timeout=5,
     ) as conn:
         conn.send("hello over tls")
@@ -357,6 +357,6 @@ def test_access_policy_applies_over_https_and_to_upgrades_through_tls(
     sock = socket.create_connection((address, int(port)), timeout=10)
     with pytest.raises(InvalidStatus) as refused:  # the handshake through TLS meets the policy
         connect(
-            f"wss://{HOST}/echo", sock=sock, ssl=certs.client_context(), server_hostname=HOST, open_timeout=10
+            f"wss://{HOST}/echo", sock=sock, ssl=certs.client_context(), server_hostname=HOST, open_timeout=30
         )
     assert refused.value.response.status_code == 403

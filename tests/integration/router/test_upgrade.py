@@ -69,7 +69,7 @@ def ws_connect(
             max_queue=max_queue,
             compression=None,  # frames cross the router as they are sent (and random bytes do not shrink)
             ping_interval=None,  # the tests decide when bytes flow (the idle-timeout test needs silence)
-            open_timeout=10,
+            open_timeout=30,
             close_timeout=5,
             additional_headers=headers or None,
         )
