@@ -18,10 +18,10 @@ from sqlalchemy import select
 from yunzhou.domain.errors import Conflict, NotFound, invalid
 from yunzhou.domain.names import is_dns_name
 from yunzhou.services.apps import WORK_KIND, work_key
-from yunzhou.services.base import ServiceContext, get_environment
+from yunzhou.services.base import ServiceContext, get_app
 from yunzhou.services.context import Caller, iso, record_audit
 from yunzhou.store.leases import enqueue
-from yunzhou.store.models import App, CustomDomain, RouteClaim
+from yunzhou.store.models import CustomDomain, RouteClaim
 
 CHALLENGE_LABEL = "_yunzhou-challenge"
 MAX_PER_APP = 20
@@ -52,13 +52,6 @@ class CustomDomainService:
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
 
-    def _app(self, s: Any, project: str, env: str, app: str) -> tuple[Any, App]:
-        p, e = get_environment(s, project, env)
-        row = s.scalar(select(App).where(App.environment_id == e.id, App.name == app))
-        if row is None:
-            raise NotFound(f"app {project}/{env}/{app} not found")
-        return p, row
-
     def add(self, caller: Caller, project: str, env: str, app: str, host: object) -> dict[str, Any]:
         text = host.lower().rstrip(".") if isinstance(host, str) else host
         if not is_dns_name(text) or "." not in str(text):
@@ -72,7 +65,7 @@ class CustomDomainService:
         now = self.ctx.clock()
         address = f"{project}/{env}/{app}"
         with self.ctx.db.transaction() as s:
-            p, a = self._app(s, project, env, app)
+            p, _, a = get_app(s, project, env, app)
             taken = s.scalar(select(CustomDomain).where(CustomDomain.host == text))
             if taken is not None:
                 if taken.app_id == a.id:
@@ -98,7 +91,7 @@ class CustomDomainService:
 
     def list(self, project: str, env: str, app: str) -> list[dict[str, Any]]:
         with self.ctx.db.transaction() as s:
-            _, a = self._app(s, project, env, app)
+            _, _, a = get_app(s, project, env, app)
             rows = s.scalars(
                 select(CustomDomain).where(CustomDomain.app_id == a.id).order_by(CustomDomain.host)
             )
@@ -107,7 +100,7 @@ class CustomDomainService:
     def verify(self, caller: Caller, project: str, env: str, app: str, host: str) -> dict[str, Any]:
         """Look again now (the names reconciler's next pass) — also for a domain whose check failed."""
         with self.ctx.db.transaction() as s:
-            _, a = self._app(s, project, env, app)
+            _, _, a = get_app(s, project, env, app)
             d = s.scalar(select(CustomDomain).where(CustomDomain.app_id == a.id, CustomDomain.host == host))
             if d is None:
                 raise NotFound(f"app {project}/{env}/{app} has no custom domain {host}")
@@ -118,7 +111,7 @@ class CustomDomainService:
     def remove(self, caller: Caller, project: str, env: str, app: str, host: str) -> None:
         now = self.ctx.clock()
         with self.ctx.db.transaction() as s:
-            _, a = self._app(s, project, env, app)
+            _, _, a = get_app(s, project, env, app)
             d = s.scalar(select(CustomDomain).where(CustomDomain.app_id == a.id, CustomDomain.host == host))
             if d is None:
                 raise NotFound(f"app {project}/{env}/{app} has no custom domain {host}")
