@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.integration.local.test_local_runtime import wait_until
-from yunzhou.names.dns import PowerDnsProvider, PowerDnsSettings, Rfc2136Provider, Rfc2136Settings
+from yunzhou.names.dns import PowerDnsProvider, PowerDnsSettings, Rfc2136Provider
 from yunzhou.testing import ControlPlaneProcess
 from yunzhou.testing.dns_servers import ZONE, BindServer, PowerDnsServer
 
@@ -139,9 +139,7 @@ def _use_the_cli(
     assert "Not verified" in fails("custom-domains", "verify", "shop/staging/orders", custom, "--wait",
                                    "--timeout", "2")  # fmt: skip
     assert httpx.get(router, headers={"Host": custom}, timeout=10).status_code == 404
-    bind_provider = Rfc2136Provider(
-        Rfc2136Settings("127.0.0.1", bind.key_name, bind.key_secret, bind.dns_port, bind.key_algorithm)
-    )
+    bind_provider = Rfc2136Provider(bind.rfc2136_settings())
     bind_provider.upsert(ZONE, asked["challenge"]["name"], "TXT", [asked["challenge"]["value"]], 60)
     assert "is verified" in cli("custom-domains", "verify", "shop/staging/orders", custom, "--wait")
     served = wait_until(

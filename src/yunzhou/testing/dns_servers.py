@@ -30,6 +30,7 @@ import dns.rdatatype
 import httpx
 
 from yunzhou.components.child import ChildProcess
+from yunzhou.names.dns import Rfc2136Settings
 from yunzhou.testing.polling import wait_until
 from yunzhou.testing.server import free_port
 
@@ -85,6 +86,18 @@ class _TsigPrimary(_ServerProcess):
         self.key_name = TSIG_KEY_NAME
         self.key_algorithm = TSIG_ALGORITHM
         self.key_secret = base64.b64encode(secrets.token_bytes(32)).decode()
+
+    def rfc2136_settings(self, **overrides: object) -> Rfc2136Settings:
+        """The RFC 2136 provider's settings for this server and key (``overrides``: e.g. a wrong secret)."""
+        fields: dict[str, object] = {
+            "server": "127.0.0.1",
+            "port": self.dns_port,
+            "key_name": self.key_name,
+            "key_secret": self.key_secret,
+            "key_algorithm": self.key_algorithm,
+        }
+        fields.update(overrides)
+        return Rfc2136Settings(**fields)  # type: ignore[arg-type]
 
     def zone_file(self) -> str:
         z = self.zone + "."

@@ -60,15 +60,7 @@ def bind(tmp_path: Path) -> Iterator[BindServer]:
 
 
 def rfc2136_settings(server: KnotServer | BindServer, **overrides: object) -> Rfc2136Settings:
-    fields: dict[str, object] = {
-        "server": "127.0.0.1",
-        "port": server.dns_port,
-        "key_name": server.key_name,
-        "key_secret": server.key_secret,
-        "key_algorithm": server.key_algorithm,
-    }
-    fields.update(overrides)
-    return Rfc2136Settings(**fields)  # type: ignore[arg-type]
+    return server.rfc2136_settings(**overrides)
 
 
 @pytest.fixture

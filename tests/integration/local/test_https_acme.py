@@ -13,7 +13,7 @@ import pytest
 from tests.integration.local.test_https import KeepCalling, deploy_web, secured, start_server, try_https_get
 from tests.integration.local.test_traffic import DEADLINE
 from yunzhou.client import YunzhouClient
-from yunzhou.names.dns import Rfc2136Provider, Rfc2136Settings
+from yunzhou.names.dns import Rfc2136Provider
 from yunzhou.testing import polling
 from yunzhou.testing.acme_ca import PebbleServer
 from yunzhou.testing.dns_servers import ZONE, KnotServer
@@ -37,12 +37,7 @@ def test_a_certificate_from_pebble_is_served_to_curl_and_renewed_without_a_faile
     tmp_path: Path,
 ) -> None:
     with KnotServer(tmp_path / "knot") as knot:
-        dns = Rfc2136Provider(
-            Rfc2136Settings(
-                server="127.0.0.1", port=knot.dns_port, key_name=knot.key_name,
-                key_secret=knot.key_secret, key_algorithm=knot.key_algorithm,
-            )
-        )  # fmt: skip
+        dns = Rfc2136Provider(knot.rfc2136_settings())
         dns.upsert(ZONE, HOST, "A", ["127.0.0.1"], 60)  # Pebble resolves the app's name like a real CA
         server = start_server(tmp_path, YUNZHOU_BASE_DOMAIN=ZONE, YUNZHOU_ACME_EMAIL="ops@example.test")
         pebble_dir = tmp_path / "pebble"
@@ -124,10 +119,5 @@ def test_dns01_through_the_platforms_dns_provider_gets_a_certificate_from_pebble
                 assert status == b"HTTP/1.1 200 OK"
                 answers = tmp_path / "data" / "acme-challenges"  # HTTP-01's: never written
                 assert not answers.exists() or list(answers.iterdir()) == []
-                knot_records = Rfc2136Provider(
-                    Rfc2136Settings(
-                        server="127.0.0.1", port=knot.dns_port, key_name=knot.key_name,
-                        key_secret=knot.key_secret, key_algorithm=knot.key_algorithm,
-                    )
-                ).list_records(ZONE)  # fmt: skip
+                knot_records = Rfc2136Provider(knot.rfc2136_settings()).list_records(ZONE)
                 assert [r for r in knot_records if r.name.startswith("_acme-challenge.")] == []  # removed

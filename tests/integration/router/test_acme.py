@@ -18,7 +18,7 @@ import pytest
 from cryptography import x509
 
 from yunzhou.domain.errors import PermanentError, TemporaryError
-from yunzhou.names.dns import Rfc2136Provider, Rfc2136Settings
+from yunzhou.names.dns import Rfc2136Provider
 from yunzhou.names.tls.acme import AcmeIssuer, AcmeSettings, DirectoryResponder, Dns01Solver, needs_renewal
 from yunzhou.router import RouterProcess
 from yunzhou.testing.acme_ca import PebbleServer
@@ -39,15 +39,7 @@ def knot(tmp_path: Path) -> Iterator[KnotServer]:
 
 
 def knot_provider(knot: KnotServer) -> Rfc2136Provider:
-    return Rfc2136Provider(
-        Rfc2136Settings(
-            server="127.0.0.1",
-            port=knot.dns_port,
-            key_name=knot.key_name,
-            key_secret=knot.key_secret,
-            key_algorithm=knot.key_algorithm,
-        )
-    )
+    return Rfc2136Provider(knot.rfc2136_settings())
 
 
 def pebble_at(tmp_path: Path, knot: KnotServer, http_port: int) -> PebbleServer:
